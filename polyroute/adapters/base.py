@@ -1,0 +1,29 @@
+"""The seam between the engine and upstream protocols."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from polyroute.config import Deployment
+from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
+from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+
+
+class Adapter(Protocol):
+    """Speaks one upstream wire protocol. Every failure is raised as an ``UpstreamError``.
+
+    ``stream_chat`` is an async generator: errors before the first chunk surface on the first
+    ``__anext__`` (so the engine can still fail over); the caller must ``aclose()`` it, which
+    releases the upstream connection — that is how a client disconnect cancels the upstream.
+    """
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse: ...
+
+    def stream_chat(
+        self, request: ChatRequest, deployment: Deployment
+    ) -> AsyncIterator[ChatChunk]: ...
+
+    async def embed(
+        self, request: EmbeddingRequest, deployment: Deployment
+    ) -> EmbeddingResponse: ...

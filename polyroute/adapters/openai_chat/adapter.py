@@ -1,0 +1,78 @@
+"""Moves OpenAI-protocol bytes; all meaning lives in :mod:`.translate`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from polyroute.adapters.sse import sse_data
+from polyroute.adapters.transport import Transport, upstream_errors
+from polyroute.adapters.openai_chat import translate
+from polyroute.config import Deployment
+from polyroute.errors import UpstreamProtocolError
+from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
+from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+
+_JSON = {"Content-Type": "application/json"}
+_DONE = b"[DONE]"
+
+
+class OpenAIChatAdapter:
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
+        body = translate.chat_body(request, deployment.model, deployment.endpoint.quirks)
+        raw = await self._post(deployment, "/chat/completions", body)
+        return translate.parse_response(raw, deployment.name)
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
+        body = translate.embeddings_body(request, deployment.model, deployment.endpoint.quirks)
+        raw = await self._post(deployment, "/embeddings", body)
+        return translate.parse_embeddings(raw, deployment.name)
+
+    async def _post(self, deployment: Deployment, path: str, body: bytes) -> bytes:
+        endpoint = deployment.endpoint
+        async with self._transport.request(
+            "POST", endpoint.base_url + path, body=body, headers=_headers(deployment),
+            connect_timeout_s=endpoint.connect_timeout_s, timeout_s=endpoint.timeout_s,
+            deployment=deployment.name,
+        ) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise translate.error_from_response(
+                    response.status, raw, response.headers, deployment.name)
+            return raw
+
+    async def stream_chat(
+        self, request: ChatRequest, deployment: Deployment
+    ) -> AsyncIterator[ChatChunk]:
+        endpoint = deployment.endpoint
+        body = translate.chat_body(request, deployment.model, endpoint.quirks)
+        name = deployment.name
+        async with self._transport.request(
+            "POST", endpoint.base_url + "/chat/completions", body=body,
+            headers=_headers(deployment), connect_timeout_s=endpoint.connect_timeout_s,
+            timeout_s=endpoint.timeout_s, deployment=name,
+        ) as response:
+            if response.status != 200:
+                raw = await response.read()
+                raise translate.error_from_response(response.status, raw, response.headers, name)
+            finished = False
+            with upstream_errors(name):
+                async for data in sse_data(response.content.iter_any()):
+                    if data == _DONE:
+                        return
+                    error = translate.stream_error(data, name)
+                    if error is not None:
+                        raise error
+                    chunk = translate.parse_chunk(data, name)
+                    finished = finished or chunk.finished
+                    yield chunk
+            if not finished:
+                raise UpstreamProtocolError(
+                    "the upstream stream ended before the answer finished", deployment=name)
+            # Finished but without [DONE]: the answer is whole, so end normally.
+
+
+def _headers(deployment: Deployment) -> dict[str, str]:
+    return {**_JSON, **deployment.endpoint.headers}

@@ -1,0 +1,180 @@
+"""Pure functions between the canonical model and OpenAI's wire format. No I/O here.
+
+Translation must be idempotent: the engine may build the body again for another attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from polyroute.config.compiled import Quirks
+from polyroute.errors import (
+    ContentFiltered,
+    ContextWindowExceeded,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
+from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+
+_encode = msgspec.json.Encoder().encode
+_response_decoder = msgspec.json.Decoder(ChatResponse, strict=False)
+_chunk_decoder = msgspec.json.Decoder(ChatChunk, strict=False)
+_embedding_decoder = msgspec.json.Decoder(EmbeddingResponse, strict=False)
+_any_decoder = msgspec.json.Decoder()
+_INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+_TRUE = msgspec.Raw(b"true")
+
+# Fields of a request that only mean something to polyroute and must not reach the upstream.
+GATEWAY_ONLY_FIELDS = frozenset({"models"})
+
+
+def chat_body(request: ChatRequest, model: str, quirks: Quirks) -> bytes:
+    """The upstream request body. The client's own fields pass through verbatim when it spoke
+    OpenAI's dialect; otherwise the canonical request is encoded."""
+    fields: dict[str, Any]
+    if request.passthrough is not None:
+        fields = dict(request.passthrough)
+    else:
+        fields = msgspec.to_builtins(msgspec.structs.replace(request, passthrough=None))
+    for name in GATEWAY_ONLY_FIELDS.intersection(fields):
+        del fields[name]
+    fields["model"] = model
+    if request.stream:
+        fields["stream"] = _TRUE
+        # Usage is asked for even when the client did not: the request log and budgets need
+        # it. The surface drops the extra usage chunk for a client that did not ask.
+        if quirks.stream_usage and not request.wants_usage:
+            fields["stream_options"] = _INCLUDE_USAGE
+    _apply_quirks(fields, quirks)
+    return _encode(fields)
+
+
+def embeddings_body(request: EmbeddingRequest, model: str, quirks: Quirks) -> bytes:
+    fields: dict[str, Any]
+    if request.passthrough is not None:
+        fields = dict(request.passthrough)
+    else:
+        fields = msgspec.to_builtins(msgspec.structs.replace(request, passthrough=None))
+    fields["model"] = model
+    for name in quirks.drop_params.intersection(fields):
+        del fields[name]
+    return _encode(fields)
+
+
+def _apply_quirks(fields: dict[str, Any], quirks: Quirks) -> None:
+    for name in quirks.drop_params.intersection(fields):
+        del fields[name]
+    wanted = quirks.max_tokens_field
+    if wanted is not None:
+        other = "max_completion_tokens" if wanted == "max_tokens" else "max_tokens"
+        if other in fields and wanted not in fields:
+            fields[wanted] = fields.pop(other)
+
+
+def parse_response(body: bytes, deployment: str) -> ChatResponse:
+    try:
+        response = _response_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(f"unreadable response from the upstream: {exc}",
+                                    deployment=deployment) from exc
+    response.raw = body
+    return response
+
+
+def parse_chunk(data: bytes, deployment: str) -> ChatChunk:
+    try:
+        chunk = _chunk_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(f"malformed stream chunk from the upstream: {exc}",
+                                    deployment=deployment) from exc
+    chunk.raw = data
+    return chunk
+
+
+def parse_embeddings(body: bytes, deployment: str) -> EmbeddingResponse:
+    try:
+        response = _embedding_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(f"unreadable embeddings response: {exc}",
+                                    deployment=deployment) from exc
+    response.raw = body
+    return response
+
+
+def stream_error(data: bytes, deployment: str) -> UpstreamError | None:
+    """Some servers report a failure inside the stream as ``data: {"error": {...}}``."""
+    if not data.startswith(b'{"error"'):
+        return None
+    try:
+        payload = _any_decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
+    return error_from_status(500, payload, {}, deployment)
+
+
+def error_from_response(
+    status: int, body: bytes, headers: Mapping[str, str], deployment: str
+) -> UpstreamError:
+    try:
+        payload = _any_decoder.decode(body) if body else None
+    except msgspec.DecodeError:
+        payload = None
+    if payload is None:
+        payload = {"error": {"message": body[:300].decode("utf-8", "replace").strip()}}
+    return error_from_status(status, payload, headers, deployment)
+
+
+def error_from_status(
+    status: int, payload: Any, headers: Mapping[str, str], deployment: str
+) -> UpstreamError:
+    """Map an OpenAI-style error to the gateway's tree, keeping the vendor's own message."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, str):
+        error = {"message": error}
+    if not isinstance(error, dict):
+        error = {}
+    message = str(error.get("message") or f"upstream returned HTTP {status}")
+    code = error.get("code")
+    code = str(code) if code is not None else None
+    param = error.get("param") if isinstance(error.get("param"), str) else None
+    kwargs: dict[str, Any] = {"deployment": deployment, "param": param}
+    if code in ("context_length_exceeded", "string_above_max_length") or (
+        status == 400 and "maximum context length" in message
+    ):
+        return ContextWindowExceeded(message, **kwargs)
+    if code in ("content_policy_violation", "content_filter") or error.get("type") == (
+        "content_policy_violation"
+    ):
+        return ContentFiltered(message, **kwargs)
+    if status == 429:
+        return UpstreamRateLimited(message, retry_after=retry_after(headers), **kwargs)
+    if status in (401, 403):
+        return UpstreamAuthError(f"the upstream refused the gateway's credentials: {message}",
+                                 **kwargs)
+    if status == 404:
+        return UpstreamError(f"the upstream does not know this model: {message}",
+                             code="upstream_model_not_found", **kwargs)
+    if status == 408 or status >= 500:
+        return UpstreamUnavailable(message, status=status if 500 <= status <= 599 else 503,
+                                   **kwargs)
+    return UpstreamRejected(message, status=status, code=code, **kwargs)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue  # an HTTP date: rare from LLM vendors, and not worth parsing here
+    return None

@@ -1,0 +1,75 @@
+"""The one HTTP client every adapter shares: pooled connections, and lower-library errors
+mapped into the gateway's error tree at this boundary."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+
+import aiohttp
+
+from polyroute.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+
+
+class Transport:
+    def __init__(self, *, pool_size: int = 1000, keepalive_s: float = 30.0) -> None:
+        self._pool_size = pool_size
+        self._keepalive_s = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Created lazily: an aiohttp session must be born inside the running event loop.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._pool_size, ttl_dns_cache=300, keepalive_timeout=self._keepalive_s
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        connect_timeout_s: float,
+        timeout_s: float,
+        deployment: str,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        with upstream_errors(deployment):
+            async with self._get_session().request(
+                method, url, data=body, headers=headers, timeout=timeout
+            ) as response:
+                yield response
+
+
+@contextmanager
+def upstream_errors(deployment: str) -> Iterator[None]:
+    """Map aiohttp's and asyncio's exceptions to ``UpstreamError``s naming the deployment."""
+    try:
+        yield
+    except UpstreamError:
+        raise
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamTimeout("the upstream did not answer in time",
+                              deployment=deployment) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamConnectError(f"cannot connect to the upstream: {exc.strerror or exc}",
+                                   deployment=deployment) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise UpstreamConnectError("the upstream connection broke during the response",
+                                   deployment=deployment) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise UpstreamConnectError(f"upstream connection failed: {reason}",
+                                   deployment=deployment) from exc

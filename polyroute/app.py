@@ -1,0 +1,131 @@
+"""The composition root: the one place where concrete objects are built and wired together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+import msgspec
+from aiohttp import web
+
+from polyroute import __version__
+from polyroute.adapters.registry import AdapterRegistry
+from polyroute.adapters.transport import Transport
+from polyroute.config import GatewayConfig
+from polyroute.engine.gateway import Gateway
+from polyroute.engine.observer import RequestObserver
+from polyroute.engine.router import Router
+from polyroute.observability.logging import install_redaction
+from polyroute.observability.metrics import CONTENT_TYPE, Metrics
+from polyroute.storage import sqlite
+from polyroute.storage.request_log import RequestLog
+from polyroute.surface.http import guarded
+from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
+
+log = logging.getLogger("polyroute")
+
+APP_KEY = web.AppKey("polyroute", "Components")
+
+
+@dataclass(slots=True)
+class Components:
+    config: GatewayConfig
+    gateway: Gateway
+    metrics: Metrics
+    transport: Transport
+    request_log: RequestLog | None
+
+
+def build_app(config: GatewayConfig) -> web.Application:
+    install_redaction(config.secrets)
+    metrics = Metrics()
+    transport = Transport()
+    observers: list[RequestObserver] = [metrics]
+    request_log = None
+    if config.storage.request_log:
+        request_log = RequestLog(
+            partial(sqlite.connect, config.storage.sqlite_path), metrics,
+            flush_interval_s=config.storage.flush_interval_s,
+            flush_batch=config.storage.flush_batch)
+        observers.append(request_log)
+    gateway = Gateway(Router(config), AdapterRegistry(transport), observers)
+    parts = Components(config, gateway, metrics, transport, request_log)
+
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    app[APP_KEY] = parts
+    openai = OpenAIHandlers(gateway, config.server.max_body_bytes)
+    routes = [
+        ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
+        ("POST", "/chat/completions", openai.chat_completions, encode_error),
+        ("POST", "/v1/embeddings", openai.embeddings, encode_error),
+        ("POST", "/embeddings", openai.embeddings, encode_error),
+        ("GET", "/v1/models", openai.models, encode_error),
+        ("GET", "/models", openai.models, encode_error),
+    ]
+    for method, path, handler, encoder in routes:
+        app.router.add_route(method, path, guarded(handler, encoder))
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    app.middlewares.append(_json_http_errors)
+    app.on_startup.append(_startup)
+    app.on_cleanup.append(_cleanup)
+    return app
+
+
+async def _startup(app: web.Application) -> None:
+    parts = app[APP_KEY]
+    if parts.request_log is not None:
+        await parts.request_log.start()
+
+
+async def _cleanup(app: web.Application) -> None:
+    parts = app[APP_KEY]
+    await parts.transport.aclose()
+    if parts.request_log is not None:
+        await parts.request_log.aclose()
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    parts = request.app[APP_KEY]
+    problems = []
+    if parts.request_log is not None and not parts.request_log.healthy:
+        problems.append("request log writer is not running")
+    config = parts.config
+    if not config.groups and not config.open_vendors:
+        problems.append("no model group or vendor is configured")
+    body = {
+        "status": "not ready" if problems else "ready",
+        "problems": problems,
+        "model_groups": len(config.groups),
+        "vendors": sorted(config.open_vendors),
+    }
+    return web.json_response(body, status=503 if problems else 200)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[APP_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+_error_encoder = msgspec.json.Encoder()
+
+
+@web.middleware
+async def _json_http_errors(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:  # type: ignore[name-defined]
+    """aiohttp's own 404/405 as JSON in OpenAI's shape, not an HTML page."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        body = {"error": {"message": f"{exc.reason}: {request.method} {request.path}",
+                          "type": "invalid_request_error", "param": None,
+                          "code": exc.reason.lower().replace(" ", "_")}}
+        return web.Response(status=exc.status, body=_error_encoder.encode(body),
+                            content_type="application/json")

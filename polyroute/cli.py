@@ -1,0 +1,143 @@
+"""Command line: ``polyroute serve | sim | config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from polyroute import __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["sim"]:
+        from polyroute.sim.cli import main as sim_main  # owns its own flags
+
+        return sim_main(args[1:])
+    parser = _parser()
+    ns = parser.parse_args(args)
+    if ns.command is None:
+        parser.print_help()
+        return 2
+    code: int = ns.run(ns)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polyroute", description="One endpoint in front of every LLM vendor.")
+    parser.add_argument("--version", action="version", version=f"polyroute {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML config file (default: $POLYROUTE_CONFIG, or "
+                       "discover vendors from the environment)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
+    serve.add_argument("--log-level", default=os.environ.get("POLYROUTE_LOG_LEVEL", "INFO"))
+    serve.set_defaults(run=_serve)
+
+    sub.add_parser("sim", help="run the provider simulator (see 'polyroute sim --help')")
+
+    config = sub.add_parser("config", help="check a config file or print its JSON Schema")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file and exit")
+    check.add_argument("file")
+    check.set_defaults(run=_config_check)
+    schema = config_sub.add_parser("schema", help="print the config file's JSON Schema")
+    schema.set_defaults(run=_config_schema)
+    return parser
+
+
+def _load(path: str | None) -> object:
+    from polyroute.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"polyroute: config error: {exc}", file=sys.stderr)
+        return None
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from aiohttp import web
+
+    from polyroute.app import build_app
+    from polyroute.config import GatewayConfig
+    from polyroute.observability.logging import configure
+
+    configure(ns.log_level.upper())
+    path = ns.config or os.environ.get("POLYROUTE_CONFIG") or None
+    config = _load(path)
+    if not isinstance(config, GatewayConfig):
+        return 2
+    server = config.server
+    server = replace(server, host=ns.host or server.host,
+                     port=ns.port if ns.port is not None else server.port)
+    config = replace(config, server=server)
+    _announce(config)
+    app = build_app(config)
+    loop = _new_loop()
+    print(f"polyroute {__version__} listening on http://{server.host}:{server.port}/v1",
+          flush=True)
+    web.run_app(app, host=server.host, port=server.port, access_log=None, print=None,
+                handler_cancellation=True, loop=loop)
+    return 0
+
+
+def _announce(config: object) -> None:
+    from polyroute.config import GatewayConfig
+
+    assert isinstance(config, GatewayConfig)
+    source = "environment" if config.source == "environment" else config.source
+    print(f"polyroute: config from {source}; request log: "
+          f"{config.storage.sqlite_path if config.storage.request_log else 'off'}", flush=True)
+    for name, group in config.groups.items():
+        deps = ", ".join(d.name for d in group.deployments)
+        print(f"polyroute: model '{name}' ({group.routing}) → {deps}", flush=True)
+    for name, endpoint in config.open_vendors.items():
+        print(f"polyroute: vendor '{name}' at {endpoint.base_url} serves '{name}/<model>'",
+              flush=True)
+    if not config.groups and not config.open_vendors:
+        print("polyroute: no vendor found: set OPENAI_API_KEY (or another vendor's key, or "
+              "OLLAMA_BASE_URL), or pass --config FILE", flush=True)
+    if config.server.host not in ("127.0.0.1", "localhost", "::1"):
+        print("polyroute: warning: listening beyond loopback with no client keys configured; "
+              "anyone who can reach this port can spend on your vendors", flush=True)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _config_check(ns: argparse.Namespace) -> int:
+    from polyroute.config import GatewayConfig
+
+    config = _load(ns.file)
+    if not isinstance(config, GatewayConfig):
+        return 2
+    print(f"{ns.file}: ok — {len(config.groups)} model groups, "
+          f"{sum(len(g.deployments) for g in config.groups.values())} deployments")
+    return 0
+
+
+def _config_schema(ns: argparse.Namespace) -> int:
+    import json
+
+    from polyroute.config.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

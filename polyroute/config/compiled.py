@@ -1,0 +1,90 @@
+"""The validated, immutable configuration the engine reads. Built only by :mod:`.load`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    max_tokens_field: str | None = None
+    stream_usage: bool = True
+    drop_params: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """How to reach one provider: protocol, URL and the headers that authenticate us."""
+
+    vendor: str
+    protocol: str
+    base_url: str
+    headers: Mapping[str, str]
+    quirks: Quirks = Quirks()
+    connect_timeout_s: float = 10.0
+    timeout_s: float = 600.0
+    secrets: tuple[str, ...] = ()
+    """Values that must never be logged (the resolved keys), for the log redactor."""
+
+    def __repr__(self) -> str:  # headers hold keys: never print them
+        return f"Endpoint({self.vendor!r}, {self.protocol!r}, {self.base_url!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input_per_1m: float
+    output_per_1m: float
+    cached_input_per_1m: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    name: str
+    vendor: str
+    model: str
+    endpoint: Endpoint
+    weight: float = 1.0
+    priority: int = 0
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    price: Price | None = None
+    context_window: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelGroup:
+    name: str
+    routing: str
+    deployments: tuple[Deployment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 4000
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    sqlite_path: str
+    request_log: bool = True
+    flush_interval_s: float = 0.5
+    flush_batch: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    source: str
+    server: ServerSettings
+    storage: StorageSettings
+    groups: Mapping[str, ModelGroup]
+    open_vendors: Mapping[str, Endpoint]
+    """Vendors that serve '<vendor>/<any model id>' without a configured group."""
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        found = {s for g in self.groups.values() for d in g.deployments for s in d.endpoint.secrets}
+        found.update(s for e in self.open_vendors.values() for s in e.secrets)
+        return frozenset(found)

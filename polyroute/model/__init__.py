@@ -1,0 +1,1 @@
+"""Canonical types shared by every layer. This package imports nothing else of polyroute."""

@@ -1,0 +1,132 @@
+"""The canonical chat request, response and stream chunk.
+
+The shape follows OpenAI's chat-completions schema because it is the lingua franca every
+vendor's protocol can be mapped onto, but these are polyroute's own types: adapters translate
+vendor wire formats to and from them.
+
+``passthrough`` keeps the client's original top-level JSON fields (undecoded) so that a request
+arriving in the same protocol as its upstream is forwarded with nothing lost — parameters the
+gateway does not model yet (``logprobs``, ``prediction``, vendor extensions …) survive untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from polyroute.model.usage import Usage
+
+Role = str  # "system" | "developer" | "user" | "assistant" | "tool" — vendors add more
+
+
+class FunctionCall(msgspec.Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCall(msgspec.Struct, omit_defaults=True):
+    id: str | None = None
+    type: str = "function"
+    function: FunctionCall | None = None
+    index: int | None = None
+
+
+class ContentPart(msgspec.Struct, omit_defaults=True):
+    """A multimodal content part. Unknown part kinds keep their payload in ``extra`` fields."""
+
+    type: str
+    text: str | None = None
+    image_url: dict[str, Any] | None = None
+    input_audio: dict[str, Any] | None = None
+    file: dict[str, Any] | None = None
+    refusal: str | None = None
+
+
+class Message(msgspec.Struct, omit_defaults=True):
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    refusal: str | None = None
+
+
+class StreamOptions(msgspec.Struct, omit_defaults=True):
+    include_usage: bool = False
+
+
+class ChatRequest(msgspec.Struct, omit_defaults=True):
+    model: str
+    messages: list[Message]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    # Not part of the wire schema: the original fields, see the module docstring.
+    passthrough: dict[str, msgspec.Raw] | None = msgspec.field(
+        default=None, name="$polyroute.passthrough")  # a key no client sends
+
+    @property
+    def wants_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+FinishReason = str  # "stop" | "length" | "tool_calls" | "content_filter" | vendor-specific
+
+
+class Choice(msgspec.Struct, omit_defaults=True):
+    index: int
+    message: Message
+    finish_reason: FinishReason | None = None
+
+
+class ChatResponse(msgspec.Struct, omit_defaults=True):
+    id: str = ""
+    model: str = ""
+    choices: list[Choice] = msgspec.field(default_factory=list)
+    created: int = 0
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    # The upstream's exact bytes when they are already in the client's dialect, so the surface
+    # can relay them verbatim instead of re-encoding.
+    raw: bytes | None = None
+
+
+class Delta(msgspec.Struct, omit_defaults=True):
+    role: Role | None = None
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
+
+
+class ChunkChoice(msgspec.Struct, omit_defaults=True):
+    index: int
+    delta: Delta
+    finish_reason: FinishReason | None = None
+
+
+class ChatChunk(msgspec.Struct, omit_defaults=True):
+    id: str = ""
+    model: str = ""
+    choices: list[ChunkChoice] = msgspec.field(default_factory=list)
+    created: int = 0
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    raw: bytes | None = None
+
+    @property
+    def finished(self) -> bool:
+        return any(c.finish_reason for c in self.choices)

@@ -1,0 +1,35 @@
+"""The simulator's aiohttp application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from polyroute.sim.chat import chat_completions
+from polyroute.sim.control import add_control_routes
+from polyroute.sim.embeddings import embeddings
+from polyroute.sim.middleware import check_api_key, openai_errors, record_requests
+from polyroute.sim.model_list import list_models, retrieve_model
+from polyroute.sim.settings import SimSettings
+from polyroute.sim.state import SIM_STATE, SimState
+
+# Long-context tests send big prompts; aiohttp's 1 MiB default would reject them.
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+def build_app(settings: SimSettings | None = None) -> web.Application:
+    """Build the simulator app. Raises FaultSpecError (a ValueError) for invalid rules.
+
+    Serve it with `handler_cancellation=True` (as polyroute.sim.server does) so a
+    client disconnect cancels the handler and is counted as aborted by the peer.
+    """
+    app = web.Application(
+        middlewares=[record_requests, openai_errors, check_api_key],
+        client_max_size=MAX_REQUEST_BYTES,
+    )
+    app[SIM_STATE] = SimState.from_settings(settings or SimSettings())
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model}", retrieve_model)
+    add_control_routes(app)
+    return app

@@ -1,0 +1,110 @@
+"""What the simulated model answers: text (configured or echoed) or a forced tool call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from polyroute.sim import errors
+from polyroute.sim.request_schema import ChatRequest, FunctionDefinition, NamedToolChoice
+from polyroute.sim.tokens import count_tokens, group_tokens, split_tokens
+from polyroute.sim.tool_arguments import argument_fragments, example_arguments
+
+ECHO_PREFIX = "echo"
+
+
+@dataclass(frozen=True)
+class ToolCallReply:
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One choice's answer, already cut into the pieces that streaming chunks carry."""
+
+    pieces: list[str]
+    finish_reason: str
+    completion_tokens: int
+    tool_call: ToolCallReply | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+def prompt_tokens(request: ChatRequest) -> int:
+    return sum(count_tokens(message.text()) for message in request.messages)
+
+
+def reply_text(request: ChatRequest, model: str, default_text: str) -> str:
+    """Echo models repeat the last user message so tests can check bytes end to end."""
+    if not model.startswith(ECHO_PREFIX):
+        return default_text
+    for message in reversed(request.messages):
+        if message.role == "user":
+            return message.text()
+    return ""
+
+
+def forced_function(request: ChatRequest) -> FunctionDefinition | None:
+    choice = request.tool_choice
+    if choice is None or choice in ("auto", "none"):
+        return None
+    if not request.tools:
+        raise errors.ApiError(
+            400,
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+            "are specified.",
+            param="tool_choice",
+        )
+    if choice == "required":
+        return request.tools[0].function
+    if isinstance(choice, NamedToolChoice):
+        for tool in request.tools:
+            if tool.function.name == choice.function.name:
+                return tool.function
+        raise errors.ApiError(
+            400,
+            f"Tool choice 'function' with name '{choice.function.name}' not found in "
+            "'tools' parameter.",
+            param="tool_choice",
+        )
+    raise errors.ApiError(
+        400,
+        f"Invalid value: '{choice}'. Supported values are: 'none', 'auto', and 'required'.",
+        param="tool_choice",
+        code="invalid_value",
+    )
+
+
+def build_reply(
+    request: ChatRequest,
+    model: str,
+    *,
+    default_text: str,
+    chunk_tokens: int,
+    new_call_id: Callable[[], str],
+) -> Reply:
+    function = forced_function(request)
+    if function is not None:
+        arguments = example_arguments(function.parameters)
+        fragments = argument_fragments(arguments)
+        return Reply(
+            pieces=group_tokens(fragments, chunk_tokens),
+            finish_reason="tool_calls",
+            completion_tokens=len(fragments),
+            tool_call=ToolCallReply(new_call_id(), function.name, arguments),
+        )
+    tokens = split_tokens(reply_text(request, model, default_text))
+    finish_reason = "stop"
+    limit = request.token_limit
+    if limit is not None and len(tokens) > limit:
+        tokens = tokens[:limit]
+        finish_reason = "length"
+    return Reply(
+        pieces=group_tokens(tokens, chunk_tokens),
+        finish_reason=finish_reason,
+        completion_tokens=len(tokens),
+    )

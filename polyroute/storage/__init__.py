@@ -1,0 +1,1 @@
+"""Durable storage. One SQL dialect-neutral implementation; each backend module only connects."""

@@ -1,0 +1,1 @@
+"""HTTP in front: thin handlers that decode a dialect, call the engine and encode the answer."""

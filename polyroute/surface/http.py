@@ -1,0 +1,90 @@
+"""The HTTP server: the routes table, body limits, and errors in each dialect's own shape."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from aiohttp import web
+
+from polyroute.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from polyroute.model.record import RequestRecord
+
+log = logging.getLogger("polyroute.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BODY_TIMEOUT_S = 30.0
+"""A client gets this long to send its body: a slow client cannot hold a handler forever."""
+
+
+class ErrorEncoder(Protocol):
+    def __call__(self, exc: GatewayError) -> bytes: ...
+
+
+def guarded(handler: Handler, encode_error: ErrorEncoder) -> Handler:
+    """Turn every failure of ``handler`` into an error response in the dialect's shape."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except GatewayError as exc:
+            return error_response(exc, encode_error, request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unexpected error serving %s", request.path)
+            internal = GatewayError("The gateway failed to handle this request.")
+            return error_response(internal, encode_error, request)
+
+    return run
+
+
+def error_response(
+    exc: GatewayError, encode_error: ErrorEncoder, request: web.Request
+) -> web.Response:
+    headers = {"x-request-id": request_id(request)}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
+    return web.Response(status=exc.status, body=encode_error(exc),
+                        content_type="application/json", headers=headers)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"The request body is {length} bytes; the limit is {limit}.")
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            body = await request.read()  # bounded by the app's client_max_size
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.") from None
+    except TimeoutError:
+        raise InvalidRequest(f"The request body did not arrive within {BODY_TIMEOUT_S:.0f} s.",
+                             status=408, code="request_timeout") from None
+    if len(body) > limit:
+        raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+    return body
+
+
+def request_id(request: web.Request) -> str:
+    rid = request.get("polyroute_request_id")
+    if rid is None:
+        incoming = request.headers.get("x-request-id")
+        rid = incoming if incoming and len(incoming) <= 128 else uuid.uuid4().hex
+        request["polyroute_request_id"] = rid
+    return str(rid)
+
+
+def trace_headers(record: RequestRecord) -> dict[str, str]:
+    headers = {
+        "x-request-id": record.request_id,
+        "x-polyroute-attempts": ",".join(
+            f"{a.deployment}:{a.error_class or 'ok'}" for a in record.attempts),
+    }
+    if record.deployment is not None:
+        headers["x-polyroute-deployment"] = record.deployment
+    return headers

@@ -1,0 +1,60 @@
+"""Client bytes → canonical requests, with OpenAI-style errors for anything malformed."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import msgspec
+
+from polyroute.errors import InvalidRequest
+from polyroute.model.chat import ChatRequest
+from polyroute.model.embeddings import EmbeddingRequest
+
+T = TypeVar("T", ChatRequest, EmbeddingRequest)
+
+_chat_decoder = msgspec.json.Decoder(ChatRequest)
+_embedding_decoder = msgspec.json.Decoder(EmbeddingRequest)
+_fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def chat_request(body: bytes) -> ChatRequest:
+    request = _decode(body, _chat_decoder)
+    if not request.messages:
+        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    return request
+
+
+def embedding_request(body: bytes) -> EmbeddingRequest:
+    return _decode(body, _embedding_decoder)
+
+
+def _decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    if not body:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        fields = _fields_decoder.decode(body)
+    except msgspec.DecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be a JSON object "
+            "(HINT: check the quotes and commas, and send Content-Type: application/json)."
+        ) from None
+    try:
+        request = decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _invalid(str(exc)) from None
+    request.passthrough = fields
+    return request
+
+
+def _invalid(message: str) -> InvalidRequest:
+    match = _PATH.search(message)
+    param = match.group(1) if match else None
+    problem = _PATH.sub("", message)
+    missing = re.match(r"Object missing required field `(.+)`", problem)
+    if missing:
+        field = f"{param}.{missing.group(1)}" if param else missing.group(1)
+        return InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
+    where = f" at '{param}'" if param else ""
+    return InvalidRequest(f"Invalid value{where}: {problem}.", param=param or None)

@@ -1,0 +1,82 @@
+"""Canonical responses → OpenAI's wire bytes. Upstream bytes that are already in this dialect
+are relayed verbatim; that is both the fastest and the most faithful path."""
+
+from __future__ import annotations
+
+import msgspec
+
+from polyroute.errors import GatewayError
+from polyroute.model.chat import ChatChunk, ChatResponse
+from polyroute.model.embeddings import EmbeddingResponse
+
+_encode = msgspec.json.Encoder().encode
+DONE = b"data: [DONE]\n\n"
+
+
+class _ErrorBody(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class _Error(msgspec.Struct):
+    error: _ErrorBody
+
+
+def error_body(exc: GatewayError) -> bytes:
+    return _encode(_Error(_ErrorBody(exc.message, exc.type, exc.param, exc.code)))
+
+
+def response_body(response: ChatResponse) -> bytes:
+    if response.raw is not None:
+        return response.raw
+    return _encode(_ChatCompletion.of(response))
+
+
+def embeddings_body(response: EmbeddingResponse) -> bytes:
+    if response.raw is not None:
+        return response.raw
+    return _encode(msgspec.structs.replace(response, raw=None, extra=None))
+
+
+def chunk_event(chunk: ChatChunk) -> bytes:
+    if chunk.raw is not None:
+        return b"data: " + chunk.raw + b"\n\n"
+    return b"data: " + _encode(_ChatCompletionChunk.of(chunk)) + b"\n\n"
+
+
+def error_event(exc: GatewayError) -> bytes:
+    """An error after the stream began. OpenAI's SDKs raise on a data event with 'error', so
+    a cut answer can never pass for a complete one."""
+    return b"data: " + error_body(exc) + b"\n\n"
+
+
+class _ChatCompletion(msgspec.Struct, omit_defaults=True):
+    id: str
+    model: str
+    choices: list[object]
+    created: int
+    object: str = "chat.completion"
+    usage: object | None = None
+    system_fingerprint: str | None = None
+
+    @classmethod
+    def of(cls, r: ChatResponse) -> _ChatCompletion:
+        return cls(r.id, r.model, list(r.choices), r.created, usage=r.usage,
+                   system_fingerprint=r.system_fingerprint)
+
+
+class _ChatCompletionChunk(msgspec.Struct, omit_defaults=True):
+    id: str
+    model: str
+    choices: list[object]
+    created: int
+    object: str = "chat.completion.chunk"
+    usage: object | None = None
+    system_fingerprint: str | None = None
+
+    @classmethod
+    def of(cls, c: ChatChunk) -> _ChatCompletionChunk:
+        return cls(c.id, c.model, list(c.choices), c.created, usage=c.usage,
+                   system_fingerprint=c.system_fingerprint)

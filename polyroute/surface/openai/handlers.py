@@ -1,0 +1,75 @@
+"""OpenAI-dialect handlers: decode, call the engine, encode. Nothing else belongs here."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from polyroute.engine.gateway import Gateway
+from polyroute.errors import GatewayError
+from polyroute.model.record import RequestRecord
+from polyroute.surface.http import ErrorEncoder, read_body, request_id, trace_headers
+from polyroute.surface.openai import decode, encode
+
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # tell nginx-like proxies in front not to buffer the stream
+}
+
+
+def encode_error(exc: GatewayError) -> bytes:
+    return encode.error_body(exc)
+
+
+class OpenAIHandlers:
+    error_encoder: ErrorEncoder = staticmethod(encode_error)
+
+    def __init__(self, gateway: Gateway, max_body_bytes: int) -> None:
+        self._gateway = gateway
+        self._max_body = max_body_bytes
+
+    async def chat_completions(self, http: web.Request) -> web.StreamResponse:
+        request = decode.chat_request(await read_body(http, self._max_body))
+        record = RequestRecord(request_id(http), time.time(), "chat", request.model,
+                               stream=request.stream)
+        if not request.stream:
+            response = await self._gateway.chat(request, record)
+            return web.Response(body=encode.response_body(response),
+                                content_type="application/json", headers=trace_headers(record))
+
+        stream = await self._gateway.stream_chat(request, record)
+        out = web.StreamResponse(headers={**_SSE_HEADERS, **trace_headers(record)})
+        wants_usage = request.wants_usage
+        try:
+            await out.prepare(http)
+            try:
+                async for chunk in stream:
+                    if not chunk.choices and not wants_usage:
+                        continue  # the usage chunk polyroute asked for on its own behalf
+                    await out.write(encode.chunk_event(chunk))
+            except GatewayError as exc:
+                await out.write(encode.error_event(exc))
+                return out  # no [DONE]: the answer was cut, and the client must know it
+            await out.write(encode.DONE)
+            await out.write_eof()
+        except ConnectionResetError:
+            pass  # the client left; closing the stream below stops the upstream too
+        finally:
+            await stream.aclose()
+        return out
+
+    async def embeddings(self, http: web.Request) -> web.Response:
+        request = decode.embedding_request(await read_body(http, self._max_body))
+        record = RequestRecord(request_id(http), time.time(), "embeddings", request.model)
+        response = await self._gateway.embed(request, record)
+        return web.Response(body=encode.embeddings_body(response),
+                            content_type="application/json", headers=trace_headers(record))
+
+    async def models(self, http: web.Request) -> web.Response:
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "polyroute"}
+            for name in self._gateway.router.models()
+        ]
+        return web.json_response({"object": "list", "data": data})

@@ -54,7 +54,7 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
-    openai = OpenAIHandlers(gateway, config.server.max_body_bytes)
+    openai = OpenAIHandlers(gateway, config.server)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),

@@ -64,6 +64,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 4000
     max_body_bytes: int = 8 * 1024 * 1024
+    body_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

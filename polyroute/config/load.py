@@ -100,7 +100,8 @@ def _compile(cfg: ConfigFile, source: str, env: Mapping[str, str]) -> c.GatewayC
     storage = cfg.storage
     return c.GatewayConfig(
         source=source,
-        server=c.ServerSettings(cfg.server.host, cfg.server.port, cfg.server.max_body_bytes),
+        server=c.ServerSettings(cfg.server.host, cfg.server.port, cfg.server.max_body_bytes,
+                                cfg.server.body_timeout_s),
         storage=c.StorageSettings(
             sqlite_path=_resolve(storage.sqlite_path, "storage.sqlite_path", env, fail)
             if storage.sqlite_path else default_sqlite_path(),

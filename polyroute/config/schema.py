@@ -26,6 +26,8 @@ class ServerSection(_Section, kw_only=True):
     port: Annotated[int, Meta(ge=0, le=65535)] = 4000
     max_body_bytes: Annotated[int, Meta(gt=0)] = 8 * MiB
     """Request bodies larger than this get 413."""
+    body_timeout_s: Positive = 30.0
+    """A client that has not sent its whole body by then gets 408."""
 
 
 class StorageSection(_Section, kw_only=True):

@@ -61,7 +61,7 @@ class StreamHeader:
 
 
 def _chunk(
-    header: StreamHeader, choices: list[ChunkChoice], usage: Usage | None | UnsetType = None
+    header: StreamHeader, choices: list[ChunkChoice], usage: Usage | UnsetType | None = None
 ) -> bytes:
     return ENCODER.encode(
         ChatCompletionChunk(

@@ -11,8 +11,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from polyroute.sim.faults import FAULT_PARAMS, FaultSpecError, parse_fault_spec
-from polyroute.sim.settings import DEFAULT_MODELS, DEFAULT_TEXT, FaultRule, SimSettings
 from polyroute.sim.server import start_sim
+from polyroute.sim.settings import DEFAULT_MODELS, DEFAULT_TEXT, FaultRule, SimSettings
 
 
 def parse_rule(spec: str) -> FaultRule:
@@ -22,9 +22,7 @@ def parse_rule(spec: str) -> FaultRule:
     if "=" in head:
         model, _, head = head.partition("=")
     fault = parse_fault_spec(head + sep + rest)
-    return FaultRule(
-        fault=str(fault.name), model=model.strip() or "*", params=dict(fault.params)
-    )
+    return FaultRule(fault=str(fault.name), model=model.strip() or "*", params=dict(fault.params))
 
 
 def _fault_help() -> str:

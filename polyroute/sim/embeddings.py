@@ -108,7 +108,9 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     if settings.latency_ms > 0:
         await asyncio.sleep(settings.latency_ms / 1000)
     if fault is not None:
-        early = await fault_response(request, fault, model=model, prompt_tokens=tokens, param="input")
+        early = await fault_response(
+            request, fault, model=model, prompt_tokens=tokens, param="input"
+        )
         if early is not None:
             return early
     data: list[EmbeddingItem] = []

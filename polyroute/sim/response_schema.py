@@ -30,9 +30,7 @@ class Usage(msgspec.Struct, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    prompt_tokens_details: PromptTokensDetails = msgspec.field(
-        default_factory=PromptTokensDetails
-    )
+    prompt_tokens_details: PromptTokensDetails = msgspec.field(default_factory=PromptTokensDetails)
     completion_tokens_details: CompletionTokensDetails = msgspec.field(
         default_factory=CompletionTokensDetails
     )
@@ -97,8 +95,8 @@ class ToolCallDelta(msgspec.Struct, kw_only=True):
 
 class Delta(msgspec.Struct, kw_only=True):
     role: str | UnsetType = UNSET
-    content: str | None | UnsetType = UNSET
-    refusal: None | UnsetType = UNSET
+    content: str | UnsetType | None = UNSET
+    refusal: UnsetType | None = UNSET
     tool_calls: list[ToolCallDelta] | UnsetType = UNSET
 
 
@@ -118,7 +116,7 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     system_fingerprint: str
     choices: list[ChunkChoice]
     # OpenAI adds "usage": null to every chunk once include_usage is on.
-    usage: Usage | None | UnsetType = UNSET
+    usage: Usage | UnsetType | None = UNSET
 
 
 class EmbeddingItem(msgspec.Struct, kw_only=True):

@@ -16,8 +16,6 @@ from polyroute.model.record import RequestRecord
 log = logging.getLogger("polyroute.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-BODY_TIMEOUT_S = 30.0
-"""A client gets this long to send its body: a slow client cannot hold a handler forever."""
 
 
 class ErrorEncoder(Protocol):
@@ -53,17 +51,19 @@ def error_response(
                         content_type="application/json", headers=headers)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, within ``limit`` bytes and ``timeout_s`` seconds: a slow client cannot
+    hold a handler forever."""
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"The request body is {length} bytes; the limit is {limit}.")
     try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             body = await request.read()  # bounded by the app's client_max_size
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.") from None
     except TimeoutError:
-        raise InvalidRequest(f"The request body did not arrive within {BODY_TIMEOUT_S:.0f} s.",
+        raise InvalidRequest(f"The request body did not arrive within {timeout_s:g} s.",
                              status=408, code="request_timeout") from None
     if len(body) > limit:
         raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")

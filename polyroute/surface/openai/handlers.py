@@ -6,6 +6,7 @@ import time
 
 from aiohttp import web
 
+from polyroute.config.compiled import ServerSettings
 from polyroute.engine.gateway import Gateway
 from polyroute.errors import GatewayError
 from polyroute.model.record import RequestRecord
@@ -26,12 +27,13 @@ def encode_error(exc: GatewayError) -> bytes:
 class OpenAIHandlers:
     error_encoder: ErrorEncoder = staticmethod(encode_error)
 
-    def __init__(self, gateway: Gateway, max_body_bytes: int) -> None:
+    def __init__(self, gateway: Gateway, server: ServerSettings) -> None:
         self._gateway = gateway
-        self._max_body = max_body_bytes
+        self._max_body = server.max_body_bytes
+        self._body_timeout = server.body_timeout_s
 
     async def chat_completions(self, http: web.Request) -> web.StreamResponse:
-        request = decode.chat_request(await read_body(http, self._max_body))
+        request = decode.chat_request(await read_body(http, self._max_body, self._body_timeout))
         record = RequestRecord(request_id(http), time.time(), "chat", request.model,
                                stream=request.stream)
         if not request.stream:
@@ -61,7 +63,7 @@ class OpenAIHandlers:
         return out
 
     async def embeddings(self, http: web.Request) -> web.Response:
-        request = decode.embedding_request(await read_body(http, self._max_body))
+        request = decode.embedding_request(await read_body(http, self._max_body, self._body_timeout))
         record = RequestRecord(request_id(http), time.time(), "embeddings", request.model)
         response = await self._gateway.embed(request, record)
         return web.Response(body=encode.embeddings_body(response),

@@ -57,3 +57,6 @@ def gateway(sim: SimServer) -> Iterator[GatewayProcess]:
                         log_level="DEBUG") as gw:
         yield gw
         assert SIM_KEY not in gw.log(), "the upstream key leaked into the gateway's log"
+
+
+from tests.support.llama_server import llama_server  # noqa: E402, F401  (session fixture)

@@ -53,25 +53,24 @@ class Gateway:
         async def call(dep: Deployment) -> ChatResponse:
             return await self._adapters.get(dep.endpoint.protocol).chat(request, dep)
 
-        response = await self._attempts(request.model, record, call)
-        record.usage = response.usage
-        return response
+        return await self._attempts(request.model, record, call, lambda r: r.usage)
 
     async def embed(self, request: EmbeddingRequest, record: RequestRecord) -> EmbeddingResponse:
         async def call(dep: Deployment) -> EmbeddingResponse:
             return await self._adapters.get(dep.endpoint.protocol).embed(request, dep)
 
-        response = await self._attempts(request.model, record, call)
-        if response.usage is not None:
-            record.usage = Usage(prompt_tokens=response.usage.prompt_tokens,
-                                 total_tokens=response.usage.total_tokens)
-        return response
+        def usage(response: EmbeddingResponse) -> Usage | None:
+            u = response.usage
+            return Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens) if u else None
+
+        return await self._attempts(request.model, record, call, usage)
 
     async def _attempts(
         self,
         model: str,
         record: RequestRecord,
         call: Callable[[Deployment], Awaitable[T]],
+        usage: Callable[[T], Usage | None],
     ) -> T:
         start = self._clock()
         try:
@@ -88,6 +87,7 @@ class Gateway:
                         break
                     continue
                 self._succeeded(record, dep, t0)
+                record.usage = usage(result)
                 return result
             raise _combined(route.group, errors)
         except GatewayError as exc:

@@ -1,0 +1,103 @@
+"""Request log rows, Prometheus metrics, and no secret in any log line."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import openai
+
+from tests.conftest import SIM_KEY
+from tests.support.gateway import GatewayProcess
+
+USER = [{"role": "user", "content": "hello"}]
+
+
+def rows(gateway: GatewayProcess, request_id: str, timeout: float = 5) -> list[sqlite3.Row]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gateway.db_path.exists():
+            with sqlite3.connect(gateway.db_path) as conn:
+                conn.row_factory = sqlite3.Row
+                found = conn.execute("SELECT * FROM request_log WHERE request_id = ?",
+                                     (request_id,)).fetchall()
+            if found:
+                return found
+        time.sleep(0.05)
+    raise AssertionError(f"no request_log row for {request_id}")
+
+
+def test_request_log_rows(gateway: GatewayProcess) -> None:
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="failover", messages=USER, extra_headers={"x-request-id": "req-log-1"})
+    usage = raw.parse().usage
+    assert usage is not None
+    (row,) = rows(gateway, "req-log-1")
+    assert row["model_group"] == "failover"
+    assert row["deployment"] == "backup" and row["vendor"] == "sim"
+    assert row["status"] == 200 and row["attempts"] == 2
+    assert json.loads(row["attempt_chain"]) == [["primary", "upstream_unavailable"],
+                                                ["backup", "ok"]]
+    assert row["prompt_tokens"] == usage.prompt_tokens
+    assert row["completion_tokens"] == usage.completion_tokens
+    assert row["latency_ms"] > 0
+
+    stream = client.chat.completions.create(model="chat", messages=USER, stream=True,
+                                            extra_headers={"x-request-id": "req-log-2"})
+    list(stream)
+    (row,) = rows(gateway, "req-log-2")
+    assert row["stream"] == 1 and row["status"] == 200
+    assert row["completion_tokens"] > 0, "stream usage must be recorded even if not asked for"
+    assert row["ttft_ms"] is not None and row["ttft_ms"] <= row["latency_ms"]
+
+    try:
+        client.chat.completions.create(model="all-down", messages=USER,
+                                       extra_headers={"x-request-id": "req-log-3"})
+    except openai.APIStatusError:
+        pass
+    (row,) = rows(gateway, "req-log-3")
+    assert row["status"] == 500 and row["error_class"] == "all_deployments_failed"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics(gateway: GatewayProcess) -> None:
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+    before = gateway.get("/metrics")[1].decode()
+    client.chat.completions.create(model="failover", messages=USER)
+    after = gateway.get("/metrics")[1].decode()
+    inc = (lambda name, **lbl: metric(after, name, **lbl) - metric(before, name, **lbl))
+    assert inc("polyroute_requests_total", model_group="failover", status="200") == 1
+    assert inc("polyroute_upstream_attempts_total", deployment="primary",
+               outcome="upstream_unavailable") == 1
+    assert inc("polyroute_upstream_attempts_total", deployment="backup", outcome="ok") == 1
+    assert inc("polyroute_tokens_total", model_group="failover", kind="completion") > 0
+    assert inc("polyroute_request_duration_seconds_count", model_group="failover") == 1
+    assert "polyroute_errors_total" in after
+    assert "polyroute_time_to_first_token_seconds" in after
+
+
+def test_health_and_readiness(gateway: GatewayProcess) -> None:
+    status, body = gateway.get("/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, body = gateway.get("/readyz")
+    assert status == 200 and json.loads(body)["status"] == "ready"
+
+
+def test_key_never_logged_even_when_upstream_errors(gateway: GatewayProcess) -> None:
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+    for model in ("sim/x@server_error", "sim/x@reset_before_headers", "all-down"):
+        try:
+            client.chat.completions.create(model=model, messages=USER)
+        except openai.APIStatusError:
+            pass
+    assert SIM_KEY not in gateway.log()

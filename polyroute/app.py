@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,7 +26,7 @@ from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 
 log = logging.getLogger("polyroute")
 
-APP_KEY = web.AppKey("polyroute", "Components")
+
 
 
 @dataclass(slots=True)
@@ -35,6 +36,9 @@ class Components:
     metrics: Metrics
     transport: Transport
     request_log: RequestLog | None
+
+
+APP_KEY = web.AppKey("polyroute", Components)
 
 
 def build_app(config: GatewayConfig) -> web.Application:
@@ -117,7 +121,9 @@ _error_encoder = msgspec.json.Encoder()
 
 
 @web.middleware
-async def _json_http_errors(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:  # type: ignore[name-defined]
+async def _json_http_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """aiohttp's own 404/405 as JSON in OpenAI's shape, not an HTML page."""
     try:
         return await handler(request)

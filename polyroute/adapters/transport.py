@@ -3,7 +3,6 @@ mapped into the gateway's error tree at this boundary."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 
@@ -60,7 +59,7 @@ def upstream_errors(deployment: str) -> Iterator[None]:
         yield
     except UpstreamError:
         raise
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout("the upstream did not answer in time",
                               deployment=deployment) from exc
     except aiohttp.ClientConnectorError as exc:

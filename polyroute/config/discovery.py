@@ -5,8 +5,8 @@ A vendor on a protocol polyroute already speaks is one row of this table, not co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 
 @dataclass(frozen=True, slots=True)

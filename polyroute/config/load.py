@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import re
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType, NoneType, UnionType
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec

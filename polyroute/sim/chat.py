@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from aiohttp import web
@@ -73,8 +72,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     model, fault = select_fault(request, state, chat.model)
     state.stats.record_selection(model, fault)
     prompt = prompt_tokens(chat)
-    if settings.latency_ms > 0:
-        await asyncio.sleep(settings.latency_ms / 1000)
     if fault is not None:
         early = await fault_response(
             request, fault, model=model, prompt_tokens=prompt, param="messages"

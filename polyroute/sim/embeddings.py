@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import math
@@ -105,8 +104,6 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     model, fault = select_fault(request, state, embed.model)
     state.stats.record_selection(model, fault)
     tokens = sum(count for _, count in inputs)
-    if settings.latency_ms > 0:
-        await asyncio.sleep(settings.latency_ms / 1000)
     if fault is not None:
         early = await fault_response(
             request, fault, model=model, prompt_tokens=tokens, param="input"

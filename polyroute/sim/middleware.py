@@ -43,7 +43,8 @@ def _headers(request: web.Request) -> dict[str, str]:
 async def record_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not _is_api(request):
         return await handler(request)
-    stats = get_state(request).stats
+    state = get_state(request)
+    stats = state.stats
     body = await request.read() if request.body_exists else b""
     stats.requests_total += 1
     stats.requests_by_path[request.path] += 1
@@ -59,6 +60,9 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
     }
     stats.active_requests += 1
     try:
+        if state.settings.latency_ms > 0:
+            # Network and queueing delay: it comes before any answer, errors included.
+            await asyncio.sleep(state.settings.latency_ms / 1000)
         response = await handler(request)
     except asyncio.CancelledError:
         if peer_gone(request):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from polyroute.adapters.openai_chat import translate
 from polyroute.adapters.sse import sse_data
 from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.adapters.openai_chat import translate
 from polyroute.config import Deployment
 from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse

@@ -6,8 +6,9 @@ from __future__ import annotations
 import msgspec
 
 from polyroute.errors import GatewayError
-from polyroute.model.chat import ChatChunk, ChatResponse
+from polyroute.model.chat import ChatChunk, ChatResponse, Choice, ChunkChoice
 from polyroute.model.embeddings import EmbeddingResponse
+from polyroute.model.usage import Usage
 
 _encode = msgspec.json.Encoder().encode
 DONE = b"data: [DONE]\n\n"
@@ -55,10 +56,10 @@ def error_event(exc: GatewayError) -> bytes:
 class _ChatCompletion(msgspec.Struct, omit_defaults=True):
     id: str
     model: str
-    choices: list[object]
+    choices: list[Choice]
     created: int
     object: str = "chat.completion"
-    usage: object | None = None
+    usage: Usage | None = None
     system_fingerprint: str | None = None
 
     @classmethod
@@ -70,10 +71,10 @@ class _ChatCompletion(msgspec.Struct, omit_defaults=True):
 class _ChatCompletionChunk(msgspec.Struct, omit_defaults=True):
     id: str
     model: str
-    choices: list[object]
+    choices: list[ChunkChoice]
     created: int
     object: str = "chat.completion.chunk"
-    usage: object | None = None
+    usage: Usage | None = None
     system_fingerprint: str | None = None
 
     @classmethod

@@ -33,7 +33,7 @@ class OpenAIHandlers:
         self._body_timeout = server.body_timeout_s
 
     async def chat_completions(self, http: web.Request) -> web.StreamResponse:
-        request = decode.chat_request(await read_body(http, self._max_body, self._body_timeout))
+        request = decode.chat_request(await self._body(http))
         record = RequestRecord(request_id(http), time.time(), "chat", request.model,
                                stream=request.stream)
         if not request.stream:
@@ -63,11 +63,14 @@ class OpenAIHandlers:
         return out
 
     async def embeddings(self, http: web.Request) -> web.Response:
-        request = decode.embedding_request(await read_body(http, self._max_body, self._body_timeout))
+        request = decode.embedding_request(await self._body(http))
         record = RequestRecord(request_id(http), time.time(), "embeddings", request.model)
         response = await self._gateway.embed(request, record)
         return web.Response(body=encode.embeddings_body(response),
                             content_type="application/json", headers=trace_headers(record))
+
+    async def _body(self, http: web.Request) -> bytes:
+        return await read_body(http, self._max_body, self._body_timeout)
 
     async def models(self, http: web.Request) -> web.Response:
         data = [

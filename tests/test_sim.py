@@ -41,7 +41,7 @@ except ModuleNotFoundError:  # tests/ is not a package, so pytest put tests/ its
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The full-width comma is deliberate: CJK punctuation is part of what must survive.
-MULTILINGUAL = "สวัสดีครับ 你好，世界 こんにちは 👋🏽👨‍👩‍👧 שלום עולם مرحبا بالعالم café"  # noqa: RUF001
+MULTILINGUAL = "สวัสดีครับ 你好，世界 こんにちは 👋🏽👨‍👩‍👧 שלום עולם مرحبا بالعالم café"
 WEATHER_TOOL = {
     "type": "function",
     "function": {

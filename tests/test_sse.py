@@ -32,7 +32,7 @@ async def pieces(data: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
 
 
 async def collect(data: bytes, cuts: list[int]) -> list[bytes]:
-    return [event async for event in sse_data(pieces(data, cuts))]
+    return [event async for batch in sse_data(pieces(data, cuts)) for event in batch]
 
 
 async def test_whole_stream() -> None:
@@ -49,6 +49,13 @@ async def test_random_many_splits() -> None:
     for _ in range(200):
         cuts = rng.sample(range(1, len(STREAM)), rng.randint(2, 30))
         assert await collect(STREAM, cuts) == EXPECTED
+
+
+async def test_one_batch_per_read() -> None:
+    batches = [b async for b in sse_data(pieces(b"data: 1\n\ndata: 2\n\ndata: 3", [9]))]
+    assert batches == [[b"1"], [b"2"], [b"3"]]
+    batches = [b async for b in sse_data(pieces(b"data: 1\n\ndata: 2\n\n", []))]
+    assert batches == [[b"1", b"2"]]
 
 
 async def test_last_event_without_blank_line() -> None:

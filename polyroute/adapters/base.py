@@ -13,7 +13,8 @@ from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 class Adapter(Protocol):
     """Speaks one upstream wire protocol. Every failure is raised as an ``UpstreamError``.
 
-    ``stream_chat`` is an async generator: errors before the first chunk surface on the first
+    ``stream_chat`` is an async generator of batches — the chunks that arrived together, so
+    they can be relayed with one write — never empty. Errors before the first chunk surface on the first
     ``__anext__`` (so the engine can still fail over); the caller must ``aclose()`` it, which
     releases the upstream connection — that is how a client disconnect cancels the upstream.
     """
@@ -22,7 +23,7 @@ class Adapter(Protocol):
 
     def stream_chat(
         self, request: ChatRequest, deployment: Deployment
-    ) -> AsyncIterator[ChatChunk]: ...
+    ) -> AsyncIterator[list[ChatChunk]]: ...
 
     async def embed(
         self, request: EmbeddingRequest, deployment: Deployment

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 
 
-async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Yield the ``data`` payload of each event; comments and other fields are skipped."""
+async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+    """Yield the ``data`` payloads of the events completed by each network read, as one list:
+    relaying a burst with one write instead of one per event saves a syscall per chunk.
+    Comments and other fields are skipped."""
     buffer = b""
     async for piece in chunks:
         buffer += piece
@@ -18,6 +20,7 @@ async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
             buffer = buffer.replace(b"\r\n", b"\n")
             if buffer.endswith(b"\r"):
                 continue  # a CRLF may be split: wait for the LF
+        batch = []
         while True:
             end = buffer.find(b"\n\n")
             if end < 0:
@@ -25,11 +28,13 @@ async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
             event, buffer = buffer[:end], buffer[end + 2 :]
             data = _event_data(event)
             if data is not None:
-                yield data
+                batch.append(data)
+        if batch:
+            yield batch
     if buffer.strip():
         data = _event_data(buffer)
         if data is not None:
-            yield data
+            yield [data]
 
 
 def _event_data(event: bytes) -> bytes | None:

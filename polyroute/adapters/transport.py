@@ -16,6 +16,7 @@ class Transport:
         self._pool_size = pool_size
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: an aiohttp session must be born inside the running event loop.
@@ -44,7 +45,10 @@ class Transport:
         timeout_s: float,
         deployment: str,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        timeout = self._timeouts.get((timeout_s, connect_timeout_s))
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+            self._timeouts[(timeout_s, connect_timeout_s)] = timeout
         with upstream_errors(deployment):
             async with self._get_session().request(
                 method, url, data=body, headers=headers, timeout=timeout

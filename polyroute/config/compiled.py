@@ -27,6 +27,17 @@ class Endpoint:
     timeout_s: float = 600.0
     secrets: tuple[str, ...] = ()
     """Values that must never be logged (the resolved keys), for the log redactor."""
+    _request_headers: Mapping[str, str] = field(default_factory=dict, repr=False,
+                                                compare=False)
+
+    @property
+    def request_headers(self) -> Mapping[str, str]:
+        """The headers of every JSON request to this endpoint, built once."""
+        return self._request_headers
+
+    def __post_init__(self) -> None:
+        headers = MappingProxyType({"Content-Type": "application/json", **self.headers})
+        object.__setattr__(self, "_request_headers", headers)
 
     def __repr__(self) -> str:  # headers hold keys: never print them
         return f"Endpoint({self.vendor!r}, {self.protocol!r}, {self.base_url!r})"

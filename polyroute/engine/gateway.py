@@ -161,18 +161,18 @@ class Gateway:
 
 
 class LiveStream:
-    """A stream that is already answering. Whoever consumes it must ``aclose()`` it; that
+    """A stream that is already answering, as batches of chunks. Whoever consumes it must ``aclose()`` it; that
     closes the upstream connection (so a client that left stops the upstream too) and settles
     the request exactly once."""
 
     def __init__(
         self,
-        first: ChatChunk,
-        upstream: AsyncIterator[ChatChunk],
+        first: list[ChatChunk],
+        upstream: AsyncIterator[list[ChatChunk]],
         record: RequestRecord,
         settle: Callable[[], None],
     ) -> None:
-        self._next: ChatChunk | None = first
+        self._next: list[ChatChunk] | None = first
         self._upstream = upstream
         self._record = record
         self._settle = settle
@@ -182,15 +182,15 @@ class LiveStream:
     def __aiter__(self) -> LiveStream:
         return self
 
-    async def __anext__(self) -> ChatChunk:
-        chunk = self._next
-        if chunk is not None:
+    async def __anext__(self) -> list[ChatChunk]:
+        batch = self._next
+        if batch is not None:
             self._next = None
         else:
             if self._closed:
                 raise StopAsyncIteration
             try:
-                chunk = await anext(self._upstream)
+                batch = await anext(self._upstream)
             except StopAsyncIteration:
                 self._complete = True
                 await self.aclose()
@@ -201,9 +201,10 @@ class LiveStream:
                 raise StreamInterrupted(
                     f"the upstream failed after the answer had started: {exc.message}"
                 ) from exc
-        if chunk.usage is not None:
-            self._record.usage = chunk.usage
-        return chunk
+        for chunk in batch:
+            if chunk.usage is not None:
+                self._record.usage = chunk.usage
+        return batch
 
     async def aclose(self) -> None:
         if self._closed:

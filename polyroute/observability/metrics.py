@@ -1,77 +1,147 @@
 """Every Prometheus metric polyroute exports is declared in this file.
 
-Each gateway owns its own registry (no process globals), so tests and several apps in one
-process never collide.
+The hot path only adds numbers to plain dicts (a few hundred nanoseconds per request, against
+tens of microseconds for prometheus_client's labelled children with their locks); the values
+become Prometheus metric families when ``/metrics`` is scraped. Everything runs on the event
+loop's thread, so no lock is needed. Each gateway owns its registry: no process globals.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from polyroute.model.record import RequestRecord
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+Labels = tuple[str, ...]
 
-class Metrics:
+
+class Counter:
+    def __init__(self, name: str, doc: str, labels: Labels = ()) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.values: dict[Labels, float] = {}
+
+    def inc(self, *labels: str, amount: float = 1.0) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for labels, value in self.values.items():
+            family.add_metric(labels, value)
+        return family
+
+
+class Gauge(Counter):
+    def set(self, value: float, *labels: str) -> None:
+        self.values[labels] = value
+
+    def family(self) -> Metric:
+        family = GaugeMetricFamily(self.name, self.doc, labels=self.labels)
+        for labels, value in self.values.items():
+            family.add_metric(labels, value)
+        return family
+
+
+class Histogram:
+    def __init__(self, name: str, doc: str, labels: Labels = (),
+                 buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.name, self.doc, self.labels, self.buckets = name, doc, labels, buckets
+        # Per label set: one count per bucket, one for +Inf, then the sum.
+        self.values: dict[Labels, list[float]] = {}
+
+    def observe(self, value: float, *labels: str) -> None:
+        slots = self.values.get(labels)
+        if slots is None:
+            slots = self.values[labels] = [0.0] * (len(self.buckets) + 2)
+        slots[bisect_left(self.buckets, value)] += 1
+        slots[-1] += value
+
+    def family(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        edges = [*(f"{b:g}" for b in self.buckets), "+Inf"]
+        for labels, slots in self.values.items():
+            cumulative, running = [], 0.0
+            for edge, count in zip(edges, slots[:-1], strict=True):
+                running += count
+                cumulative.append((edge, running))
+            family.add_metric(labels, cumulative, sum_value=slots[-1])
+        return family
+
+
+class Metrics(Collector):
     def __init__(self) -> None:
-        self.registry = r = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "polyroute_requests", "Requests answered, by endpoint, model group and HTTP status.",
-            ["endpoint", "model_group", "status"], registry=r)
+            ("endpoint", "model_group", "status"))
         self.request_duration = Histogram(
             "polyroute_request_duration_seconds", "Time from request to the end of the answer.",
-            ["endpoint", "model_group"], buckets=_LATENCY_BUCKETS, registry=r)
+            ("endpoint", "model_group"))
         self.ttft = Histogram(
             "polyroute_time_to_first_token_seconds", "Time to the first streamed chunk.",
-            ["model_group"], buckets=_LATENCY_BUCKETS, registry=r)
+            ("model_group",))
         self.attempts = Counter(
             "polyroute_upstream_attempts", "Upstream attempts, by deployment and outcome.",
-            ["vendor", "deployment", "outcome"], registry=r)
+            ("vendor", "deployment", "outcome"))
         self.attempt_duration = Histogram(
             "polyroute_upstream_attempt_duration_seconds",
             "Time an upstream attempt took until it answered (first chunk for streams) or failed.",
-            ["vendor", "deployment"], buckets=_LATENCY_BUCKETS, registry=r)
+            ("vendor", "deployment"))
         self.errors = Counter(
             "polyroute_errors", "Requests that ended in an error, by error class.",
-            ["endpoint", "error_class"], registry=r)
+            ("endpoint", "error_class"))
         self.tokens = Counter(
             "polyroute_tokens", "Tokens reported by upstreams, by kind.",
-            ["model_group", "vendor", "kind"], registry=r)
+            ("model_group", "vendor", "kind"))
         self.request_log_pending = Gauge(
-            "polyroute_request_log_pending", "Request-log rows waiting to be written.",
-            registry=r)
+            "polyroute_request_log_pending", "Request-log rows waiting to be written.")
         self.request_log_dropped = Counter(
             "polyroute_request_log_dropped",
-            "Request-log rows dropped because the queue was full.", registry=r)
+            "Request-log rows dropped because the queue was full or the write failed.")
         self.request_log_written = Counter(
-            "polyroute_request_log_written", "Request-log rows written to storage.", registry=r)
+            "polyroute_request_log_written", "Request-log rows written to storage.")
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def observe(self, record: RequestRecord) -> None:
         group = record.model_group or ""
-        self.requests.labels(record.endpoint, group, str(record.status)).inc()
-        self.request_duration.labels(record.endpoint, group).observe(record.latency_s)
+        endpoint = record.endpoint
+        self.requests.inc(endpoint, group, str(record.status))
+        self.request_duration.observe(record.latency_s, endpoint, group)
         if record.ttft_s is not None:
-            self.ttft.labels(group).observe(record.ttft_s)
+            self.ttft.observe(record.ttft_s, group)
         if record.error_class is not None:
-            self.errors.labels(record.endpoint, record.error_class).inc()
+            self.errors.inc(endpoint, record.error_class)
         for attempt in record.attempts:
-            self.attempts.labels(attempt.vendor, attempt.deployment,
-                                 attempt.error_class or "ok").inc()
-            self.attempt_duration.labels(attempt.vendor, attempt.deployment).observe(
-                attempt.latency_s)
+            self.attempts.inc(attempt.vendor, attempt.deployment, attempt.error_class or "ok")
+            self.attempt_duration.observe(attempt.latency_s, attempt.vendor, attempt.deployment)
         usage = record.usage
         if usage is not None:
             vendor = record.vendor or ""
-            self.tokens.labels(group, vendor, "prompt").inc(usage.prompt_tokens)
-            self.tokens.labels(group, vendor, "completion").inc(usage.completion_tokens)
+            self.tokens.inc(group, vendor, "prompt", amount=usage.prompt_tokens)
+            self.tokens.inc(group, vendor, "completion", amount=usage.completion_tokens)
             if usage.cached_tokens:
-                self.tokens.labels(group, vendor, "cached").inc(usage.cached_tokens)
+                self.tokens.inc(group, vendor, "cached", amount=usage.cached_tokens)
             if usage.reasoning_tokens:
-                self.tokens.labels(group, vendor, "reasoning").inc(usage.reasoning_tokens)
+                self.tokens.inc(group, vendor, "reasoning", amount=usage.reasoning_tokens)
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in vars(self).values():
+            if isinstance(metric, (Counter, Histogram)):
+                yield metric.family()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

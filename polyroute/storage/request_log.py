@@ -94,9 +94,9 @@ class RequestLog:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._write, rows)
         except sqlite3.Error:
             log.exception("request log write failed; %d rows lost", len(rows))
-            self._metrics.request_log_dropped.inc(len(rows))
+            self._metrics.request_log_dropped.inc(amount=len(rows))
             return
-        self._metrics.request_log_written.inc(len(rows))
+        self._metrics.request_log_written.inc(amount=len(rows))
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         assert self._conn is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -58,8 +59,11 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     if length is not None and length > limit:
         raise PayloadTooLarge(f"The request body is {length} bytes; the limit is {limit}.")
     try:
-        async with asyncio.timeout(timeout_s):
-            body = await request.read()  # bounded by the app's client_max_size
+        if request.content.is_eof():
+            body = await request.read()  # already all here: skip the timer
+        else:
+            async with asyncio.timeout(timeout_s):
+                body = await request.read()  # bounded by the app's client_max_size
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.") from None
     except TimeoutError:
@@ -70,11 +74,25 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     return body
 
 
+class RequestIds:
+    """Unique ids without a syscall per request: a random per-process prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = uuid.uuid4().hex[:12]
+        self._next = itertools.count(1).__next__
+
+    def new(self) -> str:
+        return f"{self._prefix}{self._next():012x}"
+
+
+_IDS = RequestIds()
+
+
 def request_id(request: web.Request) -> str:
     rid = request.get("polyroute_request_id")
     if rid is None:
         incoming = request.headers.get("x-request-id")
-        rid = incoming if incoming and len(incoming) <= 128 else uuid.uuid4().hex
+        rid = incoming if incoming and len(incoming) <= 128 else _IDS.new()
         request["polyroute_request_id"] = rid
     return str(rid)
 

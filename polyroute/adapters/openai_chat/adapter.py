@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from polyroute.adapters.openai_chat import translate
 from polyroute.adapters.sse import sse_data
@@ -12,7 +12,6 @@ from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 
-_JSON = {"Content-Type": "application/json"}
 _DONE = b"[DONE]"
 
 
@@ -45,7 +44,7 @@ class OpenAIChatAdapter:
 
     async def stream_chat(
         self, request: ChatRequest, deployment: Deployment
-    ) -> AsyncIterator[ChatChunk]:
+    ) -> AsyncIterator[list[ChatChunk]]:
         endpoint = deployment.endpoint
         body = translate.chat_body(request, deployment.model, endpoint.quirks)
         name = deployment.name
@@ -59,20 +58,27 @@ class OpenAIChatAdapter:
                 raise translate.error_from_response(response.status, raw, response.headers, name)
             finished = False
             with upstream_errors(name):
-                async for data in sse_data(response.content.iter_any()):
-                    if data == _DONE:
-                        return
-                    error = translate.stream_error(data, name)
-                    if error is not None:
-                        raise error
-                    chunk = translate.parse_chunk(data, name)
-                    finished = finished or chunk.finished
-                    yield chunk
+                async for events in sse_data(response.content.iter_any()):
+                    batch: list[ChatChunk] = []
+                    for data in events:
+                        if data == _DONE:
+                            if batch:
+                                yield batch
+                            return
+                        error = translate.stream_error(data, name)
+                        if error is not None:
+                            if batch:
+                                yield batch  # what arrived before the error still counts
+                            raise error
+                        chunk = translate.parse_chunk(data, name)
+                        finished = finished or chunk.finished
+                        batch.append(chunk)
+                    yield batch
             if not finished:
                 raise UpstreamProtocolError(
                     "the upstream stream ended before the answer finished", deployment=name)
             # Finished but without [DONE]: the answer is whole, so end normally.
 
 
-def _headers(deployment: Deployment) -> dict[str, str]:
-    return {**_JSON, **deployment.endpoint.headers}
+def _headers(deployment: Deployment) -> Mapping[str, str]:
+    return deployment.endpoint.request_headers

@@ -41,10 +41,16 @@ def embeddings_body(response: EmbeddingResponse) -> bytes:
     return _encode(msgspec.structs.replace(response, raw=None, extra=None))
 
 
-def chunk_event(chunk: ChatChunk) -> bytes:
-    if chunk.raw is not None:
-        return b"data: " + chunk.raw + b"\n\n"
-    return b"data: " + _encode(_ChatCompletionChunk.of(chunk)) + b"\n\n"
+def chunk_events(batch: list[ChatChunk], wants_usage: bool) -> bytes:
+    """One write's worth of SSE events. A usage-only chunk is dropped unless the client asked
+    for usage: polyroute requests it upstream on its own behalf."""
+    parts: list[bytes] = []
+    for chunk in batch:
+        if not chunk.choices and not wants_usage:
+            continue
+        raw = chunk.raw if chunk.raw is not None else _encode(_ChatCompletionChunk.of(chunk))
+        parts += (b"data: ", raw, b"\n\n")
+    return b"".join(parts)
 
 
 def error_event(exc: GatewayError) -> bytes:

@@ -47,10 +47,10 @@ class OpenAIHandlers:
         try:
             await out.prepare(http)
             try:
-                async for chunk in stream:
-                    if not chunk.choices and not wants_usage:
-                        continue  # the usage chunk polyroute asked for on its own behalf
-                    await out.write(encode.chunk_event(chunk))
+                async for batch in stream:
+                    events = encode.chunk_events(batch, wants_usage)
+                    if events:
+                        await out.write(events)
             except GatewayError as exc:
                 await out.write(encode.error_event(exc))
                 return out  # no [DONE]: the answer was cut, and the client must know it

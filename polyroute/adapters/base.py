@@ -14,9 +14,10 @@ class Adapter(Protocol):
     """Speaks one upstream wire protocol. Every failure is raised as an ``UpstreamError``.
 
     ``stream_chat`` is an async generator of batches — the chunks that arrived together, so
-    they can be relayed with one write — never empty. Errors before the first chunk surface on the first
-    ``__anext__`` (so the engine can still fail over); the caller must ``aclose()`` it, which
-    releases the upstream connection — that is how a client disconnect cancels the upstream.
+    they can be relayed with one write — never empty. Errors before the first batch surface on
+    the first ``__anext__`` (so the engine can still fail over); the caller must ``aclose()``
+    it, which releases the upstream connection — that is how a client disconnect cancels the
+    upstream.
     """
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse: ...

@@ -161,9 +161,9 @@ class Gateway:
 
 
 class LiveStream:
-    """A stream that is already answering, as batches of chunks. Whoever consumes it must ``aclose()`` it; that
-    closes the upstream connection (so a client that left stops the upstream too) and settles
-    the request exactly once."""
+    """A stream that is already answering, as batches of chunks. Whoever consumes it must
+    ``aclose()`` it; that closes the upstream connection (so a client that left stops the
+    upstream too) and settles the request exactly once."""
 
     def __init__(
         self,

@@ -33,7 +33,8 @@ class GatewayProcess:
         tmp: Path | None = None,
         log_level: str = "INFO",
     ) -> None:
-        self._tmpdir = tempfile.TemporaryDirectory(prefix="polyroute-test-") if tmp is None else None
+        self._tmpdir = (
+            tempfile.TemporaryDirectory(prefix="polyroute-test-") if tmp is None else None)
         self.dir = Path(self._tmpdir.name) if self._tmpdir else tmp  # type: ignore[assignment]
         self.port = free_port()
         self.db_path = self.dir / "polyroute.db"

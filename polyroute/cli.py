@@ -125,9 +125,16 @@ def _config_check(ns: argparse.Namespace) -> int:
     config = _load(ns.file)
     if not isinstance(config, GatewayConfig):
         return 2
-    print(f"{ns.file}: ok — {len(config.groups)} model groups, "
-          f"{sum(len(g.deployments) for g in config.groups.values())} deployments")
+    groups = len(config.groups)
+    deployments = sum(len(g.deployments) for g in config.groups.values())
+    vendors = len(config.open_vendors)
+    print(f"{ns.file}: ok — {_n(groups, 'model group')}, {_n(deployments, 'deployment')}, "
+          f"{_n(vendors, 'open vendor')}")
     return 0
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _config_schema(ns: argparse.Namespace) -> int:

@@ -171,3 +171,50 @@ def test_schema_rejects_unknown_keys() -> None:
     defs = schema["$defs"]
     assert isinstance(defs, dict)
     assert defs["ProviderSection"]["additionalProperties"] is False
+
+
+def test_duplicate_yaml_key(tmp_path: Path) -> None:
+    text = "providers:\n  a: {base_url: http://x/v1}\n  a: {base_url: http://y/v1}\n"
+    err = error_of(tmp_path, text)
+    assert "line 3" in err.path and "twice" in err.problem
+
+
+def test_env_reference_where_it_is_not_expanded(tmp_path: Path) -> None:
+    err = error_of(tmp_path, VALID.replace("port: 4100", "port: 4100, host: '${HOST}'"))
+    assert err.path == "server.host"
+    assert "not expanded" in err.problem
+
+
+def test_secret_header_must_be_a_reference(tmp_path: Path) -> None:
+    text = VALID.replace("    auth: none\n",
+                         "    auth: none\n    headers: {X-Auth-Token: abc123}\n")
+    err = error_of(tmp_path, text)
+    assert err.path == "providers.local.headers.X-Auth-Token"
+    text = VALID.replace("    auth: none\n",
+                         "    auth: none\n    headers: {X-Auth-Token: '${OPENAI_API_KEY}'}\n")
+    config = load_config(str(write(tmp_path, text)), ENV)
+    assert config.groups["chat"].deployments[1].endpoint.headers["X-Auth-Token"] == (
+        "sk-test-key-123456")
+
+
+def test_header_may_not_shadow_the_auth_header(tmp_path: Path) -> None:
+    text = VALID.replace("    api_key: ${OPENAI_API_KEY}\n",
+                         "    api_key: ${OPENAI_API_KEY}\n    headers: {authorization: x}\n")
+    err = error_of(tmp_path, text)
+    assert "already set" in err.problem
+
+
+def test_secret_with_default_is_refused(tmp_path: Path) -> None:
+    err = error_of(tmp_path, VALID.replace("${OPENAI_API_KEY}", "${OPENAI_API_KEY:-sk-x}"))
+    assert "default" in err.problem
+
+
+def test_api_key_auth_without_key(tmp_path: Path) -> None:
+    err = error_of(tmp_path, VALID.replace("auth: none", "auth: api-key"))
+    assert err.path == "providers.local.api_key"
+
+
+def test_relative_sqlite_path_is_relative_to_the_file(tmp_path: Path) -> None:
+    text = VALID + "storage: {sqlite_path: data/gw.db}\n"
+    config = load_config(str(write(tmp_path, text)), ENV)
+    assert config.storage.sqlite_path == str(tmp_path / "data" / "gw.db")

@@ -27,3 +27,11 @@ def test_base_url_override_and_nothing_without_keys() -> None:
                                 "OPENAI_BASE_URL": "http://127.0.0.1:9/v1/"})
     assert config.open_vendors["openai"].base_url == "http://127.0.0.1:9/v1"
     assert load_config(None, {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}).open_vendors == {}
+
+
+def test_known_quirks_and_listen_addresses() -> None:
+    config = load_config(None, {"MISTRAL_API_KEY": "m" * 12, "OLLAMA_HOST": "0.0.0.0:11434"})
+    mistral = config.open_vendors["mistral"].quirks
+    assert mistral.stream_usage is False and mistral.max_tokens_field == "max_tokens"
+    assert config.open_vendors["ollama"].base_url == "http://127.0.0.1:11434/v1"
+    assert config.open_vendors["ollama"].quirks.max_tokens_field == "max_tokens"

@@ -6,13 +6,20 @@ A vendor on a protocol polyroute already speaks is one row of this table, not co
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+from polyroute.config.schema import Quirks
+
+# Self-hosted servers that ignore OpenAI's newer max_completion_tokens (they would generate
+# to the end of the context) but honour max_tokens.
+_LOCAL = Quirks(max_tokens_field="max_tokens")
 
 
 @dataclass(frozen=True, slots=True)
 class KnownVendor:
     name: str
-    protocol: str
+    protocol: Literal["openai"]
     key_env: str | None
     """Environment variable holding the API key; None for keyless local servers."""
     base_url: str | None
@@ -20,6 +27,7 @@ class KnownVendor:
     base_url_envs: tuple[str, ...]
     url_suffix: str = ""
     """Appended to a base URL taken from the environment (Ollama's variable has no /v1)."""
+    quirks: Quirks = field(default_factory=Quirks)
 
 
 KNOWN_VENDORS: tuple[KnownVendor, ...] = (
@@ -28,8 +36,10 @@ KNOWN_VENDORS: tuple[KnownVendor, ...] = (
     KnownVendor("xai", "openai", "XAI_API_KEY", "https://api.x.ai/v1", ("XAI_BASE_URL",)),
     KnownVendor("groq", "openai", "GROQ_API_KEY", "https://api.groq.com/openai/v1",
                 ("GROQ_BASE_URL",)),
+    # Mistral rejects stream_options and max_completion_tokens with a 422.
     KnownVendor("mistral", "openai", "MISTRAL_API_KEY", "https://api.mistral.ai/v1",
-                ("MISTRAL_BASE_URL",)),
+                ("MISTRAL_BASE_URL",),
+                quirks=Quirks(stream_usage=False, max_tokens_field="max_tokens")),
     KnownVendor("deepseek", "openai", "DEEPSEEK_API_KEY", "https://api.deepseek.com/v1",
                 ("DEEPSEEK_BASE_URL",)),
     KnownVendor("together", "openai", "TOGETHER_API_KEY", "https://api.together.xyz/v1",
@@ -41,9 +51,9 @@ KNOWN_VENDORS: tuple[KnownVendor, ...] = (
     KnownVendor("openrouter", "openai", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1",
                 ("OPENROUTER_BASE_URL",)),
     KnownVendor("ollama", "openai", None, None, ("OLLAMA_BASE_URL", "OLLAMA_HOST"),
-                url_suffix="/v1"),
+                url_suffix="/v1", quirks=_LOCAL),
     KnownVendor("vllm", "openai", "VLLM_API_KEY", None, ("VLLM_BASE_URL",)),
-    KnownVendor("llamacpp", "openai", None, None, ("LLAMACPP_BASE_URL",)),
+    KnownVendor("llamacpp", "openai", None, None, ("LLAMACPP_BASE_URL",), quirks=_LOCAL),
 )
 
 
@@ -69,6 +79,8 @@ def discover(environ: Mapping[str, str]) -> list[Discovered]:
             base = environ[url_env].rstrip("/")
             if not base.startswith(("http://", "https://")):
                 base = "http://" + base  # OLLAMA_HOST is often host:port
+            # A server's listen-on-all address is not an address to connect to.
+            base = base.replace("//0.0.0.0", "//127.0.0.1", 1)
             if vendor.url_suffix and not base.endswith(vendor.url_suffix):
                 base += vendor.url_suffix
             found.append(Discovered(vendor, base, url_env))

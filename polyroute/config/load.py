@@ -5,24 +5,25 @@ from __future__ import annotations
 
 import os
 import re
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType, NoneType, UnionType
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 import platformdirs
-import yaml
 
 from polyroute.config import compiled as c
 from polyroute.config.discovery import discover
 from polyroute.config.errors import ConfigError
+from polyroute.config.explain import explain
 from polyroute.config.schema import ConfigFile, DeploymentSection, ProviderSection
+from polyroute.config.yaml_file import read_yaml
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_SECRET_HEADER = re.compile(r"authorization|key|token|secret|password", re.IGNORECASE)
 _AUTH_HEADERS = {"bearer": "Authorization", "api-key": "api-key", "x-api-key": "x-api-key"}
 
 
@@ -40,27 +41,39 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> c
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read the file ({exc.strerror})",
                           "check the path given to --config or POLYROUTE_CONFIG") from None
-    try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(source, where, f"YAML syntax error: {problem}",
-                          "fix the YAML syntax at that position") from None
-    if tree is None:
-        tree = {}
-    if not isinstance(tree, dict):
-        raise ConfigError(source, "", "the top level is not a mapping",
-                          "start the file with keys such as 'providers:' and 'model_groups:'")
+    tree = read_yaml(source, text)
+    _check_env_references(source, tree)
     try:
         parsed = msgspec.convert(tree, ConfigFile, strict=True)
     except msgspec.ValidationError as exc:
-        raise _explain(source, tree, str(exc)) from None
-    return _compile(parsed, source, env)
+        raise explain(source, tree, str(exc)) from None
+    return _compile(parsed, source, env, base_dir=Path(path).resolve().parent)
 
 
-def _compile(cfg: ConfigFile, source: str, env: Mapping[str, str]) -> c.GatewayConfig:
+# Keys whose values may carry ${ENV} references; anywhere else one would stay literal.
+_ENV_KEYS = (
+    re.compile(r"^providers\.[^.]+\.(base_url|api_key)$"),
+    re.compile(r"^providers\.[^.]+\.headers\.[^.]+$"),
+    re.compile(r"^storage\.sqlite_path$"),
+)
+
+
+def _check_env_references(source: str, tree: Any, path: str = "") -> None:
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            _check_env_references(source, value, f"{path}.{key}" if path else str(key))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            _check_env_references(source, value, f"{path}[{i}]")
+    elif isinstance(tree, str) and "${" in tree and not any(p.match(path) for p in _ENV_KEYS):
+        raise ConfigError(source, path, "${…} references are not expanded in this key",
+                          "write the value itself; references work in providers' base_url, "
+                          "api_key and headers, and in storage.sqlite_path")
+
+
+def _compile(
+    cfg: ConfigFile, source: str, env: Mapping[str, str], base_dir: Path | None = None
+) -> c.GatewayConfig:
     def fail(path: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(source, path, problem, fix)
 
@@ -76,13 +89,15 @@ def _compile(cfg: ConfigFile, source: str, env: Mapping[str, str]) -> c.GatewayC
                 continue  # an explicit provider of the same name wins
             key_env = found.vendor.key_env
             section = ProviderSection(
-                protocol="openai",
+                protocol=found.vendor.protocol,
                 base_url=found.base_url,
                 api_key=f"${{{key_env}}}" if key_env and env.get(key_env) else None,
                 auth="bearer" if key_env and env.get(key_env) else "none",
+                quirks=found.vendor.quirks,
                 any_model=True,
             )
-            open_vendors[name] = _endpoint(name, section, f"environment {name}", env, fail)
+            where = f"environment variable {found.base_url_source} (vendor {name})"
+            open_vendors[name] = _endpoint(name, section, where, env, fail)
 
     groups: dict[str, c.ModelGroup] = {}
     for gname, group in cfg.model_groups.items():
@@ -99,13 +114,18 @@ def _compile(cfg: ConfigFile, source: str, env: Mapping[str, str]) -> c.GatewayC
         groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments))
 
     storage = cfg.storage
+    sqlite_path = default_sqlite_path()
+    if storage.sqlite_path:
+        resolved = Path(_resolve(storage.sqlite_path, "storage.sqlite_path", env, fail))
+        # Relative to the config file, so the same file works from any working directory.
+        sqlite_path = str(resolved if resolved.is_absolute() or base_dir is None
+                          else base_dir / resolved)
     return c.GatewayConfig(
         source=source,
         server=c.ServerSettings(cfg.server.host, cfg.server.port, cfg.server.max_body_bytes,
                                 cfg.server.body_timeout_s),
         storage=c.StorageSettings(
-            sqlite_path=_resolve(storage.sqlite_path, "storage.sqlite_path", env, fail)
-            if storage.sqlite_path else default_sqlite_path(),
+            sqlite_path=sqlite_path,
             request_log=storage.request_log,
             flush_interval_s=storage.flush_interval_s,
             flush_batch=storage.flush_batch,
@@ -126,10 +146,7 @@ def _endpoint(
     headers: dict[str, str] = {}
     secrets: list[str] = []
     if p.api_key is not None:
-        if not _SECRET_REF.match(p.api_key):
-            raise fail(f"{path}.api_key", "a key is written in the file",
-                       "keep keys out of config: export it as an environment variable "
-                       "and write api_key: ${VARIABLE_NAME}")
+        _require_reference(p.api_key, f"{path}.api_key", fail)
         key = _resolve(p.api_key, f"{path}.api_key", env, fail)
         secrets.append(key)
         if p.auth == "none":
@@ -137,8 +154,17 @@ def _endpoint(
                        "set auth to bearer, api-key or x-api-key, or remove api_key")
         header = _AUTH_HEADERS[p.auth]
         headers[header] = f"Bearer {key}" if p.auth == "bearer" else key
+    elif p.auth in ("api-key", "x-api-key"):
+        raise fail(f"{path}.api_key", f"auth is '{p.auth}' but no api_key is set",
+                   "add api_key: ${VARIABLE_NAME}, or set auth: none")
     for hname, hvalue in p.headers.items():
-        value = _resolve(hvalue, f"{path}.headers.{hname}", env, fail)
+        hpath = f"{path}.headers.{hname}"
+        if hname.lower() in {h.lower() for h in headers}:
+            raise fail(hpath, f"the header '{hname}' is already set from api_key/auth",
+                       "remove it from headers, or remove api_key")
+        if _SECRET_HEADER.search(hname):
+            _require_reference(hvalue, hpath, fail)
+        value = _resolve(hvalue, hpath, env, fail)
         if value != hvalue:
             secrets.append(value)
         headers[hname] = value
@@ -153,6 +179,17 @@ def _endpoint(
         timeout_s=p.timeout_s,
         secrets=tuple(secrets),
     )
+
+
+def _require_reference(value: str, path: str, fail: Any) -> None:
+    if _SECRET_REF.match(value):
+        return
+    if _ENV_REF.fullmatch(value):
+        raise fail(path, "a secret may not have a ${VAR:-default}: the default would be a "
+                   "secret written in the file", "write ${VAR} and set VAR in the environment")
+    raise fail(path, "a secret is written in the file",
+               "keep secrets out of config: export it as an environment variable and write "
+               "${VARIABLE_NAME}")
 
 
 def _deployment(
@@ -191,105 +228,3 @@ def _resolve(value: str, path: str, env: Mapping[str, str], fail: Any) -> str:
                    f"export {var}=… before starting polyroute, or change this value")
 
     return _ENV_REF.sub(sub, value)
-
-
-# --- turning msgspec's validation messages into one helpful line -------------------------
-
-def _explain(source: str, tree: object, message: str) -> ConfigError:
-    problem, _, at = message.partition(" - at `")
-    path = _concrete_path(tree, at.rstrip("`").removeprefix("$").lstrip("."))
-    unknown = re.match(r"Object contains unknown field `(.+)`", problem)
-    if unknown:
-        key = unknown.group(1)
-        allowed = _struct_keys(_type_at(path))
-        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
-        return ConfigError(source, _join(path, key), f"unknown key '{key}'",
-                           f"remove it or correct its spelling{hint}")
-    missing = re.match(r"Object missing required field `(.+)`", problem)
-    if missing:
-        key = missing.group(1)
-        return ConfigError(source, _join(path, key), "required key is missing", f"add '{key}'")
-    choices = typing.get_args(_unwrap(_type_at(path)))
-    if problem.startswith("Invalid enum value") and choices:
-        return ConfigError(source, path, problem[0].lower() + problem[1:],
-                           f"use one of: {', '.join(map(str, choices))}")
-    return ConfigError(source, path, problem[0].lower() + problem[1:],
-                       "correct the value (every key is described in docs/config.md)")
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _split(path: str) -> list[str]:
-    return re.findall(r"\[[^\]]*\]|[^.\[]+", path)
-
-
-def _concrete_path(tree: object, path: str) -> str:
-    """msgspec writes a dict key as '[...]': find which entry failed and name it."""
-    out: list[str] = []
-    node: Any = tree
-    tp: Any = ConfigFile
-    for part in _split(path):
-        tp = _unwrap(tp)
-        if part == "[...]" and typing.get_origin(tp) is dict and isinstance(node, dict):
-            value_type = typing.get_args(tp)[1]
-            key = next((k for k, v in node.items() if not _valid(v, value_type)), "?")
-            out.append(f".{key}")
-            node, tp = node.get(key), value_type
-            continue
-        out.append(part if part.startswith("[") else f".{part}")
-        if part.startswith("[") and isinstance(node, list):
-            index = int(part[1:-1])
-            node = node[index] if index < len(node) else None
-        elif isinstance(node, dict):
-            node = node.get(part)
-        tp = _child_type(tp, part)
-    return "".join(out).lstrip(".")
-
-
-def _valid(value: object, tp: Any) -> bool:
-    try:
-        msgspec.convert(value, tp, strict=True)
-    except msgspec.ValidationError:
-        return False
-    return True
-
-
-def _type_at(path: str) -> Any:
-    tp: Any = ConfigFile
-    for part in _split(path):
-        tp = _child_type(_unwrap(tp), part)
-    return tp
-
-
-def _child_type(tp: Any, part: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is list:
-        return typing.get_args(tp)[0]
-    if origin is dict:
-        return typing.get_args(tp)[1]
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return typing.get_type_hints(tp, include_extras=True).get(part)
-    return None
-
-
-def _struct_keys(tp: Any) -> list[str]:
-    tp = _unwrap(tp)
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return list(tp.__struct_fields__)
-    return []
-
-
-def _unwrap(tp: Any) -> Any:
-    """Strip Annotated[...] and Optional[...] down to the type that carries the structure."""
-    while True:
-        if typing.get_origin(tp) is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-            continue
-        if isinstance(tp, UnionType) or typing.get_origin(tp) is typing.Union:
-            args = [a for a in typing.get_args(tp) if a is not NoneType]
-            if len(args) == 1:
-                tp = args[0]
-                continue
-        return tp

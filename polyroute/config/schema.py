@@ -6,7 +6,11 @@ The JSON Schema (``polyroute config schema``) is generated from these same types
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import ast
+import inspect
+import itertools
+import sys
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -99,8 +103,29 @@ class ConfigFile(_Section, kw_only=True):
     """Also add the vendors found in the environment, as with no config file."""
 
 
-def json_schema() -> dict[str, object]:
-    schema: dict[str, object] = msgspec.json.schema(ConfigFile)
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the file, with each key's docstring above as its description."""
+    schema: dict[str, Any] = msgspec.json.schema(ConfigFile)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "polyroute configuration"
+    for struct_name, docs in _attribute_docs().items():
+        properties = schema["$defs"].get(struct_name, {}).get("properties", {})
+        for key, doc in docs.items():
+            if key in properties:
+                properties[key]["description"] = doc
     return schema
+
+
+def _attribute_docs() -> dict[str, dict[str, str]]:
+    """Attribute docstrings (a string right after an annotated field) of every class here."""
+    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+    found: dict[str, dict[str, str]] = {}
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        docs = found.setdefault(cls.name, {})
+        for field_node, next_node in itertools.pairwise(cls.body):
+            if (isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name)
+                    and isinstance(next_node, ast.Expr)
+                    and isinstance(next_node.value, ast.Constant)
+                    and isinstance(next_node.value.value, str)):
+                docs[field_node.target.id] = " ".join(next_node.value.value.split())
+    return found

@@ -61,18 +61,18 @@ class Router:
     def _not_found_message(self, model: str, vendor: str | None) -> str:
         served = sorted(self._groups)[:20]
         vendors = sorted(self._open_vendors)
-        parts = [f"The model '{model}' does not exist on this gateway"]
+        message = f"The model '{model}' does not exist on this gateway"
         if vendor is not None:
-            parts.append(f"(no vendor '{vendor}' is configured)")
+            message += f" (no vendor '{vendor}' is configured)"
+        offers = []
         if served:
-            parts.append(f"; model groups: {', '.join(served)}")
+            offers.append(f"the model groups {', '.join(served)}")
         if vendors:
-            parts.append(f"; or any '<vendor>/<model>' for vendors: {', '.join(vendors)}")
-        if not served and not vendors:
-            parts.append("; no vendor is configured: set OPENAI_API_KEY (or another vendor's "
-                         "key) or pass --config")
-        return " ".join(parts[:1]) + "".join(
-            (" " + p if p.startswith("(") else p) for p in parts[1:])
+            offers.append(f"'<vendor>/<model id>' for the vendors {', '.join(vendors)}")
+        if offers:
+            return f"{message}. It serves {' and '.join(offers)}."
+        return (f"{message}. No vendor is configured: set OPENAI_API_KEY (or another vendor's "
+                "key) or pass --config.")
 
     def models(self) -> list[str]:
         return list(self._groups)

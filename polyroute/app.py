@@ -14,6 +14,7 @@ from polyroute import __version__
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.config import GatewayConfig
+from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.gateway import Gateway
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Router
@@ -53,12 +54,13 @@ def build_app(config: GatewayConfig) -> web.Application:
             flush_interval_s=config.storage.flush_interval_s,
             flush_batch=config.storage.flush_batch)
         observers.append(request_log)
-    gateway = Gateway(Router(config), AdapterRegistry(transport), observers)
+    adapters = AdapterRegistry(transport)
+    gateway = Gateway(Router(config), adapters, observers)
     parts = Components(config, gateway, metrics, transport, request_log)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
-    openai = OpenAIHandlers(gateway, config.server)
+    openai = OpenAIHandlers(gateway, ModelCatalog(config, adapters), config.server)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from polyroute.config import Deployment
+from polyroute.config import Deployment, Endpoint
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 
@@ -29,3 +29,7 @@ class Adapter(Protocol):
     async def embed(
         self, request: EmbeddingRequest, deployment: Deployment
     ) -> EmbeddingResponse: ...
+
+    async def list_models(self, endpoint: Endpoint) -> list[str]:
+        """The model ids the upstream says it serves."""
+        ...

@@ -45,10 +45,6 @@ class Gateway:
         self._observers = tuple(observers)
         self._clock = clock
 
-    @property
-    def router(self) -> Router:
-        return self._router
-
     async def chat(self, request: ChatRequest, record: RequestRecord) -> ChatResponse:
         async def call(dep: Deployment) -> ChatResponse:
             return await self._adapters.get(dep.endpoint.protocol).chat(request, dep)

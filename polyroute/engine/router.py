@@ -73,6 +73,3 @@ class Router:
             return f"{message}. It serves {' and '.join(offers)}."
         return (f"{message}. No vendor is configured: set OPENAI_API_KEY (or another vendor's "
                 "key) or pass --config.")
-
-    def models(self) -> list[str]:
-        return list(self._groups)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from polyroute.adapters.openai_chat import translate
 from polyroute.adapters.sse import sse_data
 from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.config import Deployment
+from polyroute.config import Deployment, Endpoint
 from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
@@ -29,17 +29,26 @@ class OpenAIChatAdapter:
         raw = await self._post(deployment, "/embeddings", body)
         return translate.parse_embeddings(raw, deployment.name)
 
+    async def list_models(self, endpoint: Endpoint) -> list[str]:
+        raw = await self._send(endpoint, "GET", "/models", None, endpoint.vendor,
+                               timeout_s=min(endpoint.timeout_s, 10.0))
+        return translate.parse_model_list(raw, endpoint.vendor)
+
     async def _post(self, deployment: Deployment, path: str, body: bytes) -> bytes:
-        endpoint = deployment.endpoint
+        return await self._send(deployment.endpoint, "POST", path, body, deployment.name)
+
+    async def _send(
+        self, endpoint: Endpoint, method: str, path: str, body: bytes | None, name: str,
+        timeout_s: float | None = None,
+    ) -> bytes:
         async with self._transport.request(
-            "POST", endpoint.base_url + path, body=body, headers=_headers(deployment),
-            connect_timeout_s=endpoint.connect_timeout_s, timeout_s=endpoint.timeout_s,
-            deployment=deployment.name,
+            method, endpoint.base_url + path, body=body, headers=endpoint.request_headers,
+            connect_timeout_s=endpoint.connect_timeout_s,
+            timeout_s=timeout_s or endpoint.timeout_s, deployment=name,
         ) as response:
             raw = await response.read()
             if response.status != 200:
-                raise translate.error_from_response(
-                    response.status, raw, response.headers, deployment.name)
+                raise translate.error_from_response(response.status, raw, response.headers, name)
             return raw
 
     async def stream_chat(

@@ -109,6 +109,25 @@ def parse_embeddings(body: bytes, deployment: str) -> EmbeddingResponse:
     return response
 
 
+class _ModelEntry(msgspec.Struct):
+    id: str
+
+
+class _ModelList(msgspec.Struct):
+    data: list[_ModelEntry]
+
+
+_model_list_decoder = msgspec.json.Decoder(_ModelList, strict=False)
+
+
+def parse_model_list(body: bytes, deployment: str) -> list[str]:
+    try:
+        return [m.id for m in _model_list_decoder.decode(body).data]
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(f"unreadable model list: {exc}",
+                                    deployment=deployment) from exc
+
+
 def stream_error(data: bytes, deployment: str) -> UpstreamError | None:
     """Some servers report a failure inside the stream as ``data: {"error": {...}}``."""
     if not data.startswith(b'{"error"'):

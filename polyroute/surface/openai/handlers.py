@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from polyroute.config.compiled import ServerSettings
+from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.gateway import Gateway
 from polyroute.errors import GatewayError
 from polyroute.model.record import RequestRecord
@@ -27,8 +28,9 @@ def encode_error(exc: GatewayError) -> bytes:
 class OpenAIHandlers:
     error_encoder: ErrorEncoder = staticmethod(encode_error)
 
-    def __init__(self, gateway: Gateway, server: ServerSettings) -> None:
+    def __init__(self, gateway: Gateway, catalog: ModelCatalog, server: ServerSettings) -> None:
         self._gateway = gateway
+        self._catalog = catalog
         self._max_body = server.max_body_bytes
         self._body_timeout = server.body_timeout_s
 
@@ -74,7 +76,7 @@ class OpenAIHandlers:
 
     async def models(self, http: web.Request) -> web.Response:
         data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "polyroute"}
-            for name in self._gateway.router.models()
+            {"id": entry.id, "object": "model", "created": 0, "owned_by": entry.owned_by}
+            for entry in await self._catalog.entries()
         ]
         return web.json_response({"object": "list", "data": data})

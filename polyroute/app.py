@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -15,6 +16,7 @@ from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.config import GatewayConfig
 from polyroute.engine.catalog import ModelCatalog
+from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Router
@@ -55,7 +57,8 @@ def build_app(config: GatewayConfig) -> web.Application:
             flush_batch=config.storage.flush_batch)
         observers.append(request_log)
     adapters = AdapterRegistry(transport)
-    gateway = Gateway(Router(config), adapters, observers)
+    breakers = Breakers(time.monotonic, on_transition=_log_transition)
+    gateway = Gateway(Router(config), adapters, observers, breakers)
     parts = Components(config, gateway, metrics, transport, request_log)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
@@ -78,6 +81,10 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app
+
+
+def _log_transition(deployment: str, before: str, after: str, at: float) -> None:
+    log.warning("circuit of deployment %s: %s → %s", deployment, before, after)
 
 
 async def _startup(app: web.Application) -> None:

@@ -1,28 +1,32 @@
 """One error tree for the whole gateway.
 
-    GatewayError                      status, OpenAI error ``type`` and ``code``, ``failover``
+    GatewayError                      status, OpenAI error ``type`` and ``code``, ``trigger``
     ├── ClientError                   the request is wrong; never retried anywhere
     │   ├── InvalidRequest            400
     │   ├── AuthenticationFailed      401
     │   ├── PermissionDenied          403
     │   ├── ModelNotFound             404
     │   └── PayloadTooLarge           413
-    ├── UpstreamError                 a deployment failed; carries which one
-    │   ├── UpstreamConnectError      could not connect / connection reset      (failover)
-    │   ├── UpstreamTimeout           no answer in time                         (failover)
-    │   ├── UpstreamRateLimited       429, with the Retry-After it gave          (failover)
-    │   ├── UpstreamUnavailable       5xx                                        (failover)
-    │   ├── UpstreamAuthError         the gateway's key was refused              (failover)
-    │   ├── UpstreamProtocolError     an answer we cannot parse                  (failover)
-    │   └── UpstreamRejected          4xx: the upstream refused this request     (no failover)
-    │       ├── ContextWindowExceeded
-    │       └── ContentFiltered
+    ├── UpstreamError                 a deployment failed; carries which one     trigger
+    │   ├── UpstreamConnectError      could not connect / connection reset       connect
+    │   ├── UpstreamTimeout           no (first) answer in time, or a stall      timeout
+    │   ├── UpstreamRateLimited       429, with the Retry-After it gave           rate_limited
+    │   ├── UpstreamUnavailable       5xx, 529                                    unavailable
+    │   ├── UpstreamAuthError         the gateway's key was refused               auth
+    │   ├── UpstreamModelNotFound     the upstream does not know the model        not_found
+    │   ├── UpstreamProtocolError     an answer we cannot parse                   protocol
+    │   └── UpstreamRejected          4xx: the upstream refused this request      –
+    │       ├── ContextWindowExceeded                                             context_window
+    │       └── ContentFiltered                                                   content_filter
+    ├── NoDeploymentAvailable         every circuit is open: nothing was tried
     ├── StreamInterrupted             the upstream failed after the client got bytes
     └── AllDeploymentsFailed          every candidate failed; wraps their errors
 
-``failover`` says whether another deployment may succeed where this one failed: a property of
-the error, so the attempt loop never inspects status codes itself. Lower-library exceptions are
-mapped into this tree at the adapter boundary (``raise ... from exc``).
+``trigger`` names the error's class for failover decisions: a group fails over after an error
+whose trigger is in its ``failover_on`` list, so the attempt loop never inspects status codes.
+``transient`` marks the errors worth retrying on the same deployment (after a backoff) and
+counting against its circuit breaker. Lower-library exceptions are mapped into this tree at the
+adapter boundary (``raise ... from exc``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "api_error"
     code: str | None = None
-    failover: bool = False
+    trigger: str | None = None
+    transient: bool = False
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -90,7 +96,8 @@ class PayloadTooLarge(ClientError):
 
 class UpstreamError(GatewayError):
     status = 502
-    failover = True
+    trigger: str | None = "unavailable"
+    transient = True
 
     def __init__(
         self,
@@ -109,47 +116,77 @@ class UpstreamError(GatewayError):
 
 class UpstreamConnectError(UpstreamError):
     code = "upstream_connect_error"
+    trigger = "connect"
 
 
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+    trigger = "timeout"
 
 
 class UpstreamRateLimited(UpstreamError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    trigger = "rate_limited"
 
 
 class UpstreamUnavailable(UpstreamError):
     status = 503
     type = "api_error"
+    trigger = "unavailable"
 
 
 class UpstreamAuthError(UpstreamError):
-    """The upstream refused the gateway's credentials: an operator problem, not the client's."""
+    """The upstream refused the gateway's credentials: an operator problem, not the client's.
+    Never retried with the same key; it counts against the deployment's circuit."""
 
     status = 502
     code = "upstream_authentication_failed"
+    trigger = "auth"
+    transient = False
+
+
+class UpstreamModelNotFound(UpstreamError):
+    code = "upstream_model_not_found"
+    trigger = "not_found"
+    transient = False
 
 
 class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol_error"
+    trigger = "protocol"
 
 
 class UpstreamRejected(UpstreamError):
+    """The upstream refused this request itself: the same request would fail anywhere."""
+
     status = 400
     type = "invalid_request_error"
-    failover = False
+    trigger: str | None = None
+    transient = False
 
 
 class ContextWindowExceeded(UpstreamRejected):
     code = "context_length_exceeded"
+    trigger = "context_window"
 
 
 class ContentFiltered(UpstreamRejected):
     code = "content_policy_violation"
+    trigger = "content_filter"
+
+
+class NoDeploymentAvailable(GatewayError):
+    """Every candidate's circuit is open; nothing was sent. Retry-After says when one reopens."""
+
+    status = 503
+    code = "no_deployment_available"
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StreamInterrupted(GatewayError):
@@ -162,6 +199,7 @@ class AllDeploymentsFailed(GatewayError):
 
     def __init__(self, group: str, errors: list[UpstreamError]) -> None:
         last = errors[-1]
+        self.retry_after = last.retry_after
         detail = "; ".join(f"{e.deployment}: {e.message}" for e in errors)
         plural = "deployment" if len(errors) == 1 else f"all {len(errors)} deployments"
         super().__init__(

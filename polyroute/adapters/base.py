@@ -13,6 +13,9 @@ from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 class Adapter(Protocol):
     """Speaks one upstream wire protocol. Every failure is raised as an ``UpstreamError``.
 
+    Adapters enforce only the connect timeout; the engine bounds every call with its own
+    deadlines (first token, stalls, the request's total), so those live in one place.
+
     ``stream_chat`` is an async generator of batches — the chunks that arrived together, so
     they can be relayed with one write — never empty. Errors before the first batch surface on
     the first ``__anext__`` (so the engine can still fail over); the caller must ``aclose()``
@@ -20,14 +23,16 @@ class Adapter(Protocol):
     upstream.
     """
 
-    async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse: ...
+    async def chat(
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
+    ) -> ChatResponse: ...
 
     def stream_chat(
-        self, request: ChatRequest, deployment: Deployment
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
     ) -> AsyncIterator[list[ChatChunk]]: ...
 
     async def embed(
-        self, request: EmbeddingRequest, deployment: Deployment
+        self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float
     ) -> EmbeddingResponse: ...
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:

@@ -16,7 +16,7 @@ class Transport:
         self._pool_size = pool_size
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
+        self._timeouts: dict[tuple[float | None, float], aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: an aiohttp session must be born inside the running event loop.
@@ -41,14 +41,16 @@ class Transport:
         *,
         body: bytes | None,
         headers: Mapping[str, str],
-        connect_timeout_s: float,
-        timeout_s: float,
+        connect_s: float,
         deployment: str,
+        total_s: float | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        timeout = self._timeouts.get((timeout_s, connect_timeout_s))
+        """Only the connect timeout is enforced here; the engine bounds everything else (time
+        to first token, stalls, the request's deadline) around the call."""
+        timeout = self._timeouts.get((total_s, connect_s))
         if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
-            self._timeouts[(timeout_s, connect_timeout_s)] = timeout
+            timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=connect_s)
+            self._timeouts[(total_s, connect_s)] = timeout
         with upstream_errors(deployment):
             async with self._get_session().request(
                 method, url, data=body, headers=headers, timeout=timeout

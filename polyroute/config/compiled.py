@@ -23,8 +23,6 @@ class Endpoint:
     base_url: str
     headers: Mapping[str, str]
     quirks: Quirks = Quirks()
-    connect_timeout_s: float = 10.0
-    timeout_s: float = 600.0
     secrets: tuple[str, ...] = ()
     """Values that must never be logged (the resolved keys), for the log redactor."""
     _request_headers: Mapping[str, str] = field(default_factory=dict, repr=False,
@@ -64,10 +62,59 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class Retry:
+    max_attempts: int = 4
+    retries_per_deployment: int = 2
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 5.0
+    max_retry_after_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 5.0
+    ttft_s: float = 30.0
+    stall_s: float = 30.0
+    response_s: float = 300.0
+    total_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Circuit:
+    enabled: bool = True
+    failures: int = 5
+    window_s: float = 30.0
+    cooldown_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hedge:
+    enabled: bool = False
+    delay_s: float | None = None
+    min_delay_s: float = 0.1
+
+
+DEFAULT_FAILOVER_ON = frozenset({
+    "rate_limited", "unavailable", "timeout", "connect", "auth", "protocol", "not_found",
+    "context_window"})
+
+
+@dataclass(frozen=True, slots=True)
+class Resilience:
+    failover_on: frozenset[str] = DEFAULT_FAILOVER_ON
+    retry: Retry = Retry()
+    timeouts: Timeouts = Timeouts()
+    circuit: Circuit = Circuit()
+    hedge: Hedge = Hedge()
+
+
+@dataclass(frozen=True, slots=True)
 class ModelGroup:
     name: str
     routing: str
     deployments: tuple[Deployment, ...]
+    fallbacks: tuple[str, ...] = ()
+    resilience: Resilience = Resilience()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +141,8 @@ class GatewayConfig:
     groups: Mapping[str, ModelGroup]
     open_vendors: Mapping[str, Endpoint]
     """Vendors that serve '<vendor>/<any model id>' without a configured group."""
+    resilience: Resilience = Resilience()
+    """For groups made on the fly ('<vendor>/<model>' and per-request 'models' lists)."""
 
     @property
     def secrets(self) -> frozenset[str]:

@@ -18,7 +18,12 @@ from polyroute.config import compiled as c
 from polyroute.config.discovery import discover
 from polyroute.config.errors import ConfigError
 from polyroute.config.explain import explain
-from polyroute.config.schema import ConfigFile, DeploymentSection, ProviderSection
+from polyroute.config.schema import (
+    ConfigFile,
+    DeploymentSection,
+    ProviderSection,
+    ResilienceSection,
+)
 from polyroute.config.yaml_file import read_yaml
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -43,11 +48,35 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> c
                           "check the path given to --config or POLYROUTE_CONFIG") from None
     tree = read_yaml(source, text)
     _check_env_references(source, tree)
+    _inherit_resilience(tree)
     try:
         parsed = msgspec.convert(tree, ConfigFile, strict=True)
     except msgspec.ValidationError as exc:
         raise explain(source, tree, str(exc)) from None
     return _compile(parsed, source, env, base_dir=Path(path).resolve().parent)
+
+
+def _inherit_resilience(tree: dict[str, Any]) -> None:
+    """A group's 'resilience' overrides only the keys it names; the rest comes from the top
+    level. Merged on the raw tree so validation errors still point at the key as written."""
+    top = tree.get("resilience")
+    groups = tree.get("model_groups")
+    if not isinstance(top, dict) or not isinstance(groups, dict):
+        return
+    for group in groups.values():
+        if isinstance(group, dict):
+            own = group.get("resilience")
+            group["resilience"] = _merge(top, own) if isinstance(own, dict) else dict(top)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = _merge(base[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 # Keys whose values may carry ${ENV} references; anywhere else one would stay literal.
@@ -111,7 +140,15 @@ def _compile(
                            "give each deployment of a group a distinct 'name'")
             seen.add(deployment.name)
             deployments.append(deployment)
-        groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments))
+        groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments),
+                                     tuple(group.fallbacks), _resilience(group.resilience))
+    for gname, group in cfg.model_groups.items():
+        for i, fallback in enumerate(group.fallbacks):
+            if fallback not in groups or fallback == gname:
+                known = ", ".join(sorted(set(groups) - {gname})) or "no other group"
+                raise fail(f"model_groups.{gname}.fallbacks[{i}]",
+                           f"'{fallback}' is not another model group",
+                           f"name one of: {known}")
 
     storage = cfg.storage
     sqlite_path = default_sqlite_path()
@@ -132,6 +169,19 @@ def _compile(
         ),
         groups=MappingProxyType(groups),
         open_vendors=MappingProxyType(open_vendors),
+        resilience=_resilience(cfg.resilience),
+    )
+
+
+def _resilience(r: ResilienceSection) -> c.Resilience:
+    t, rt, cb, h = r.timeouts, r.retry, r.circuit, r.hedge
+    return c.Resilience(
+        failover_on=frozenset(r.failover_on),
+        retry=c.Retry(rt.max_attempts, rt.retries_per_deployment, rt.backoff_base_s,
+                      rt.backoff_max_s, rt.max_retry_after_s),
+        timeouts=c.Timeouts(t.connect_s, t.ttft_s, t.stall_s, t.response_s, t.total_s),
+        circuit=c.Circuit(cb.enabled, cb.failures, cb.window_s, cb.cooldown_s),
+        hedge=c.Hedge(h.enabled, h.delay_s, h.min_delay_s),
     )
 
 
@@ -175,8 +225,6 @@ def _endpoint(
         headers=MappingProxyType(headers),
         quirks=c.Quirks(p.quirks.max_tokens_field, p.quirks.stream_usage,
                         frozenset(p.quirks.drop_params)),
-        connect_timeout_s=p.connect_timeout_s,
-        timeout_s=p.timeout_s,
         secrets=tuple(secrets),
     )
 

@@ -61,9 +61,6 @@ class ProviderSection(_Section, kw_only=True):
     auth: Literal["bearer", "api-key", "x-api-key", "none"] = "bearer"
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     quirks: Quirks = msgspec.field(default_factory=Quirks)
-    connect_timeout_s: Positive = 10.0
-    timeout_s: Positive = 600.0
-    """Total time allowed for one upstream attempt."""
     any_model: bool = False
     """Also serve '<provider name>/<any model id>' without a model group."""
 
@@ -89,9 +86,76 @@ class DeploymentSection(_Section, kw_only=True):
     context_window: Annotated[int, Meta(gt=0)] | None = None
 
 
+FailoverTrigger = Literal[
+    "rate_limited", "unavailable", "timeout", "connect", "auth", "protocol", "not_found",
+    "context_window", "content_filter",
+]
+
+
+class RetrySection(_Section, kw_only=True):
+    max_attempts: Annotated[int, Meta(ge=1, le=20)] = 4
+    """Upstream attempts per request, across all deployments, the first one included."""
+    retries_per_deployment: Annotated[int, Meta(ge=0, le=10)] = 2
+    """Retries on the same deployment, used only once no other deployment is left to try."""
+    backoff_base_s: NonNegative = 0.2
+    """First backoff ceiling; each retry doubles it (full jitter: a random wait up to it)."""
+    backoff_max_s: NonNegative = 5.0
+    max_retry_after_s: NonNegative = 10.0
+    """The longest Retry-After worth waiting for when no other deployment can serve; a longer
+    one is passed to the client as a 429 with that Retry-After."""
+
+
+class TimeoutsSection(_Section, kw_only=True):
+    connect_s: Positive = 5.0
+    """To open a connection to an upstream."""
+    ttft_s: Positive = 30.0
+    """Streams: until the first content arrives; after that the attempt is failed over."""
+    stall_s: Positive = 30.0
+    """Streams: the longest silence between two chunks once the answer has started."""
+    response_s: Positive = 300.0
+    """Non-streaming: until the whole answer has arrived, per attempt."""
+    total_s: Positive = 600.0
+    """The whole request: every attempt, backoff and wait included."""
+
+
+class CircuitSection(_Section, kw_only=True):
+    enabled: bool = True
+    failures: Annotated[int, Meta(ge=1)] = 5
+    """Failures within window_s that open the circuit of a deployment."""
+    window_s: Positive = 30.0
+    cooldown_s: Positive = 30.0
+    """How long an open circuit keeps traffic away; then exactly one probe is let through."""
+
+
+class HedgeSection(_Section, kw_only=True):
+    enabled: bool = False
+    delay_s: Positive | None = None
+    """Send the hedge after this long without a first token; unset: the group's observed p95
+    time to first token (at least min_delay_s)."""
+    min_delay_s: Positive = 0.1
+
+
+class ResilienceSection(_Section, kw_only=True):
+    """Retries, failover, circuit breakers, deadlines and hedging. Set once at the top level;
+    a group's own 'resilience' overrides only the keys it names."""
+
+    failover_on: list[FailoverTrigger] = msgspec.field(default_factory=lambda: [
+        "rate_limited", "unavailable", "timeout", "connect", "auth", "protocol", "not_found",
+        "context_window"])
+    """Error classes after which the next deployment is tried. context_window only moves to a
+    deployment with a larger context_window; content_filter is off by default."""
+    retry: RetrySection = msgspec.field(default_factory=RetrySection)
+    timeouts: TimeoutsSection = msgspec.field(default_factory=TimeoutsSection)
+    circuit: CircuitSection = msgspec.field(default_factory=CircuitSection)
+    hedge: HedgeSection = msgspec.field(default_factory=HedgeSection)
+
+
 class GroupSection(_Section, kw_only=True):
     routing: Literal["weighted", "priority"] = "weighted"
     deployments: Annotated[list[DeploymentSection], Meta(min_length=1)]
+    fallbacks: list[str] = msgspec.field(default_factory=list)
+    """Other model groups to try, in order, once this group's deployments have failed."""
+    resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)
 
 
 class ConfigFile(_Section, kw_only=True):
@@ -101,6 +165,7 @@ class ConfigFile(_Section, kw_only=True):
     model_groups: dict[str, GroupSection] = msgspec.field(default_factory=dict)
     discover_from_env: bool = False
     """Also add the vendors found in the environment, as with no config file."""
+    resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,35 +1,56 @@
-"""The request pipeline: route, attempt deployments in order, settle.
+"""The request pipeline: route, run the attempt loop, settle.
 
-A deployment may be swapped for the next one only while nothing has reached the client. For a
-stream that point is the first chunk: ``stream_chat`` pulls it inside the attempt loop and only
-then hands the stream to the surface, which sends response headers after it.
+A deployment may be swapped for another only while nothing has reached the client. For a
+stream that point is its first content (see :mod:`.streaming`); the surface sends response
+headers only after ``stream_chat`` has returned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from random import Random
 from typing import TypeVar
 
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.config import Deployment
+from polyroute.config.compiled import Timeouts
+from polyroute.engine.attempts import AttemptLoop
+from polyroute.engine.circuit import Breakers
 from polyroute.engine.observer import RequestObserver
-from polyroute.engine.router import Router
-from polyroute.errors import (
-    AllDeploymentsFailed,
-    GatewayError,
-    StreamInterrupted,
-    UpstreamError,
-    UpstreamProtocolError,
-)
-from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
+from polyroute.engine.router import Route, Router
+from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
+from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
+from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
-from polyroute.model.record import Attempt, RequestRecord
+from polyroute.model.record import RequestRecord
 from polyroute.model.usage import Usage
 
 T = TypeVar("T")
 
-CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer ended
+_TTFT_SAMPLES = 256
+_HEDGE_MIN_SAMPLES = 20
+_HEDGE_DEFAULT_DELAY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutOverrides:
+    """Per-request deadlines a client may ask for (tighter or looser than the group's)."""
+
+    total_s: float | None = None
+    ttft_s: float | None = None
+    stall_s: float | None = None
+
+    def apply(self, timeouts: Timeouts) -> Timeouts:
+        changes = {k: v for k, v in (("total_s", self.total_s), ("ttft_s", self.ttft_s),
+                                     ("stall_s", self.stall_s)) if v is not None}
+        return replace(timeouts, **changes) if changes else timeouts
+
+
+NO_OVERRIDES = TimeoutOverrides()
 
 
 class Gateway:
@@ -38,184 +59,152 @@ class Gateway:
         router: Router,
         adapters: AdapterRegistry,
         observers: Sequence[RequestObserver],
+        breakers: Breakers,
         clock: Callable[[], float] = time.perf_counter,
+        rng: Random | None = None,
     ) -> None:
         self._router = router
         self._adapters = adapters
         self._observers = tuple(observers)
+        self._breakers = breakers
         self._clock = clock
+        self._rng = rng or Random()
+        self._ttft: dict[str, deque[float]] = {}
 
-    async def chat(self, request: ChatRequest, record: RequestRecord) -> ChatResponse:
-        async def call(dep: Deployment) -> ChatResponse:
-            return await self._adapters.get(dep.endpoint.protocol).chat(request, dep)
+    async def chat(
+        self, request: ChatRequest, record: RequestRecord,
+        overrides: TimeoutOverrides = NO_OVERRIDES,
+    ) -> ChatResponse:
+        async def attempt(dep: Deployment, timeouts: Timeouts, deadline: float) -> ChatResponse:
+            adapter = self._adapters.get(dep.endpoint.protocol)
+            return await _bounded(adapter.chat(request, dep, connect_s=timeouts.connect_s),
+                                  timeouts.response_s, deadline)
 
-        return await self._attempts(request.model, record, call, lambda r: r.usage)
+        return await self._complete(request.model, request.models or (), record, overrides,
+                                    attempt, lambda r: r.usage)
 
-    async def embed(self, request: EmbeddingRequest, record: RequestRecord) -> EmbeddingResponse:
-        async def call(dep: Deployment) -> EmbeddingResponse:
-            return await self._adapters.get(dep.endpoint.protocol).embed(request, dep)
+    async def embed(
+        self, request: EmbeddingRequest, record: RequestRecord,
+        overrides: TimeoutOverrides = NO_OVERRIDES,
+    ) -> EmbeddingResponse:
+        async def attempt(
+            dep: Deployment, timeouts: Timeouts, deadline: float
+        ) -> EmbeddingResponse:
+            adapter = self._adapters.get(dep.endpoint.protocol)
+            return await _bounded(adapter.embed(request, dep, connect_s=timeouts.connect_s),
+                                  timeouts.response_s, deadline)
 
         def usage(response: EmbeddingResponse) -> Usage | None:
             u = response.usage
             return Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens) if u else None
 
-        return await self._attempts(request.model, record, call, usage)
+        return await self._complete(request.model, (), record, overrides, attempt, usage)
 
-    async def _attempts(
+    async def _complete(
         self,
         model: str,
+        also: Sequence[str],
         record: RequestRecord,
-        call: Callable[[Deployment], Awaitable[T]],
+        overrides: TimeoutOverrides,
+        attempt: Callable[[Deployment, Timeouts, float], Awaitable[T]],
         usage: Callable[[T], Usage | None],
     ) -> T:
         start = self._clock()
         try:
-            route = self._router.route(model)
-            record.model_group = route.group
-            errors: list[UpstreamError] = []
-            for dep in route.candidates:
-                t0 = self._clock()
-                try:
-                    result = await call(dep)
-                except UpstreamError as exc:
-                    errors.append(self._failed(record, dep, exc, t0))
-                    if not exc.failover:
-                        break
-                    continue
-                self._succeeded(record, dep, t0)
-                record.usage = usage(result)
-                return result
-            raise _combined(route.group, errors)
+            route = self._route(model, also, record)
+            timeouts = overrides.apply(route.resilience.timeouts)
+            deadline = asyncio.get_running_loop().time() + timeouts.total_s
+            loop: AttemptLoop[T] = self._loop(route, record, deadline)
+            result, _ = await loop.run(lambda dep: attempt(dep, timeouts, deadline))
+            record.usage = usage(result)
+            return result
         except GatewayError as exc:
             record.status, record.error_class = exc.status, exc.error_class
             raise
+        except asyncio.CancelledError:
+            record.status, record.error_class = CLIENT_CLOSED, "client_closed"
+            raise
         finally:
-            record.latency_s = self._clock() - start
-            self._finish(record)
+            self._settle(record, start)
 
-    async def stream_chat(self, request: ChatRequest, record: RequestRecord) -> LiveStream:
-        """Return a stream whose first chunk has already arrived (see the module docstring).
-
-        Errors before that point raise here and the client gets a plain HTTP error. Errors after
-        it surface from the iterator as :class:`StreamInterrupted`.
-        """
+    async def stream_chat(
+        self, request: ChatRequest, record: RequestRecord,
+        overrides: TimeoutOverrides = NO_OVERRIDES,
+    ) -> LiveStream:
+        """A stream whose first content has already arrived. Errors before that point raise
+        here, and the client gets a plain HTTP error; later ones surface from the stream as
+        :class:`~polyroute.errors.StreamInterrupted`."""
         start = self._clock()
         try:
-            route = self._router.route(request.model)
-            record.model_group = route.group
-            errors: list[UpstreamError] = []
-            for dep in route.candidates:
-                t0 = self._clock()
-                stream = self._adapters.get(dep.endpoint.protocol).stream_chat(request, dep)
-                try:
-                    first = await anext(stream)
-                except StopAsyncIteration:
-                    exc: UpstreamError = UpstreamProtocolError(
-                        "the upstream sent an empty stream", deployment=dep.name)
-                except UpstreamError as error:
-                    exc = error
-                except BaseException:
-                    await stream.aclose()  # type: ignore[attr-defined]
-                    raise
-                else:
-                    self._succeeded(record, dep, t0)
-                    record.ttft_s = self._clock() - start
-                    return LiveStream(first, stream, record, lambda: self._settle(record, start))
-                await stream.aclose()  # type: ignore[attr-defined]
-                errors.append(self._failed(record, dep, exc, t0))
-                if not exc.failover:
-                    break
-            raise _combined(route.group, errors)
+            route = self._route(request.model, request.models or (), record)
+            timeouts = overrides.apply(route.resilience.timeouts)
+            deadline = asyncio.get_running_loop().time() + timeouts.total_s
+
+            async def attempt(dep: Deployment) -> OpenedStream:
+                adapter = self._adapters.get(dep.endpoint.protocol)
+                upstream = adapter.stream_chat(request, dep, connect_s=timeouts.connect_s)
+                return await open_stream(upstream, timeouts.ttft_s, deadline)
+
+            loop: AttemptLoop[OpenedStream] = self._loop(
+                route, record, deadline, discard=OpenedStream.aclose)
+            opened, dep = await loop.run(attempt)
         except BaseException as exc:
             if isinstance(exc, GatewayError):
                 record.status, record.error_class = exc.status, exc.error_class
             else:
                 record.status, record.error_class = CLIENT_CLOSED, "client_closed"
-            record.latency_s = self._clock() - start
-            self._finish(record)
+            self._settle(record, start)
             raise
+        record.ttft_s = self._clock() - start
+        self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
 
-    def _succeeded(self, record: RequestRecord, dep: Deployment, t0: float) -> None:
-        record.attempts.append(Attempt(dep.name, dep.vendor, self._clock() - t0))
-        record.vendor, record.deployment, record.upstream_model = dep.vendor, dep.name, dep.model
+        def failed(exc: UpstreamError) -> None:
+            self._breakers.failure(dep.name, exc, route.resilience.circuit)
 
-    def _failed(
-        self, record: RequestRecord, dep: Deployment, exc: UpstreamError, t0: float
-    ) -> UpstreamError:
-        exc.deployment = exc.deployment or dep.name
-        record.attempts.append(
-            Attempt(dep.name, dep.vendor, self._clock() - t0, exc.error_class, exc.status))
-        return exc
+        return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
+                          on_failure=failed, settle=lambda: self._settle(record, start))
+
+    def _route(self, model: str, also: Sequence[str], record: RequestRecord) -> Route:
+        route = self._router.route(model, also)
+        record.model_group = route.group
+        return route
+
+    def _loop(
+        self, route: Route, record: RequestRecord, deadline: float,
+        discard: Callable[[T], Awaitable[None]] | None = None,
+    ) -> AttemptLoop[T]:
+        hedge = route.resilience.hedge
+        delay = None
+        if hedge.enabled:
+            def delay() -> float:
+                return self._hedge_delay(route.group, hedge.delay_s, hedge.min_delay_s)
+        return AttemptLoop(
+            group=route.group, candidates=route.candidates, resilience=route.resilience,
+            record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
+            rng=self._rng, discard=discard, hedge_delay=delay)
+
+    def _hedge_delay(self, group: str, fixed: float | None, floor: float) -> float:
+        if fixed is not None:
+            return fixed
+        samples = self._ttft.get(group)
+        if samples is None or len(samples) < _HEDGE_MIN_SAMPLES:
+            return max(floor, _HEDGE_DEFAULT_DELAY_S)
+        ordered = sorted(samples)
+        return max(floor, ordered[int(0.95 * (len(ordered) - 1))])
 
     def _settle(self, record: RequestRecord, start: float) -> None:
         record.latency_s = self._clock() - start
-        self._finish(record)
-
-    def _finish(self, record: RequestRecord) -> None:
         for observer in self._observers:
             observer.observe(record)
 
 
-class LiveStream:
-    """A stream that is already answering, as batches of chunks. Whoever consumes it must
-    ``aclose()`` it; that closes the upstream connection (so a client that left stops the
-    upstream too) and settles the request exactly once."""
-
-    def __init__(
-        self,
-        first: list[ChatChunk],
-        upstream: AsyncIterator[list[ChatChunk]],
-        record: RequestRecord,
-        settle: Callable[[], None],
-    ) -> None:
-        self._next: list[ChatChunk] | None = first
-        self._upstream = upstream
-        self._record = record
-        self._settle = settle
-        self._complete = False
-        self._closed = False
-
-    def __aiter__(self) -> LiveStream:
-        return self
-
-    async def __anext__(self) -> list[ChatChunk]:
-        batch = self._next
-        if batch is not None:
-            self._next = None
-        else:
-            if self._closed:
-                raise StopAsyncIteration
-            try:
-                batch = await anext(self._upstream)
-            except StopAsyncIteration:
-                self._complete = True
-                await self.aclose()
-                raise
-            except UpstreamError as exc:
-                self._record.status, self._record.error_class = 502, "stream_interrupted"
-                await self.aclose()
-                raise StreamInterrupted(
-                    f"the upstream failed after the answer had started: {exc.message}"
-                ) from exc
-        for chunk in batch:
-            if chunk.usage is not None:
-                self._record.usage = chunk.usage
-        return batch
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        record = self._record
-        if not self._complete and record.error_class is None:
-            record.status, record.error_class = CLIENT_CLOSED, "client_closed"
-        try:
-            await self._upstream.aclose()  # type: ignore[attr-defined]
-        finally:
-            self._settle()
-
-
-def _combined(group: str, errors: list[UpstreamError]) -> GatewayError:
-    if len(errors) == 1:
-        return errors[0]  # one attempt: the vendor's own error, unwrapped
-    return AllDeploymentsFailed(group, errors)
+async def _bounded(call: Awaitable[T], limit_s: float, deadline: float) -> T:
+    """Run one non-streaming attempt within its own limit and the request's deadline."""
+    loop = asyncio.get_running_loop()
+    limit = min(loop.time() + limit_s, deadline)
+    try:
+        async with asyncio.timeout_at(limit):
+            return await call
+    except TimeoutError:
+        raise UpstreamTimeout(f"no answer within {limit_s:g} s" if limit < deadline
+                              else "the request's deadline passed") from None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from random import Random
 
 from polyroute.config import Deployment, GatewayConfig, ModelGroup
+from polyroute.config.compiled import Resilience
 from polyroute.engine.strategies import STRATEGIES, RoutingContext
 from polyroute.errors import InvalidRequest, ModelNotFound
 
@@ -17,19 +19,39 @@ _OPEN_GROUP_CACHE = 4096  # '<vendor>/<model>' names are client-chosen: bound th
 class Route:
     group: str
     candidates: list[Deployment]
+    resilience: Resilience
 
 
 class Router:
     def __init__(self, config: GatewayConfig, rng: Random | None = None) -> None:
         self._groups = config.groups
         self._open_vendors = config.open_vendors
+        self._resilience = config.resilience
         self._ctx = RoutingContext(rng or Random())
         self._open_groups: OrderedDict[str, ModelGroup] = OrderedDict()
 
-    def route(self, model: str) -> Route:
+    def route(self, model: str, also: Sequence[str] = ()) -> Route:
+        """The deployments to try, in order: the group's own (by its strategy), then its
+        configured fallback groups', then those of the request's own extra ``models``. The
+        first group's resilience settings govern the whole request."""
         group = self.group(model)
-        strategy = STRATEGIES[group.routing]
-        return Route(group.name, strategy(group.deployments, self._ctx))
+        candidates: list[Deployment] = []
+        seen_groups: set[str] = set()
+        seen_deployments: set[str] = set()
+        pending = [group.name, *group.fallbacks]
+        for name in also:
+            extra = self.group(name)  # raises for an unknown name: say so rather than skip it
+            pending += [extra.name, *extra.fallbacks]
+        for name in pending:
+            if name in seen_groups:
+                continue
+            seen_groups.add(name)
+            member = self.group(name)
+            for dep in STRATEGIES[member.routing](member.deployments, self._ctx):
+                if dep.name not in seen_deployments:
+                    seen_deployments.add(dep.name)
+                    candidates.append(dep)
+        return Route(group.name, candidates, group.resilience)
 
     def group(self, model: str) -> ModelGroup:
         group = self._groups.get(model)
@@ -56,7 +78,7 @@ class Router:
                                  param="model")
         deployment = Deployment(name=model, vendor=vendor, model=upstream_model,
                                 endpoint=endpoint)
-        return ModelGroup(model, "priority", (deployment,))
+        return ModelGroup(model, "priority", (deployment,), resilience=self._resilience)
 
     def _not_found_message(self, model: str, vendor: str | None) -> str:
         served = sorted(self._groups)[:20]

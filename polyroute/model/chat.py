@@ -57,8 +57,10 @@ class StreamOptions(msgspec.Struct, omit_defaults=True):
 
 
 class ChatRequest(msgspec.Struct, omit_defaults=True):
-    model: str
     messages: list[Message]
+    model: str = ""
+    models: list[str] | None = None
+    """OpenRouter-style fallbacks: models to try, in order, after ``model``'s own."""
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None

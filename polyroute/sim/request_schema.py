@@ -11,6 +11,7 @@ from polyroute.sim import errors
 _DECODER = msgspec.json.Decoder()
 
 _T = TypeVar("_T")
+MAX_CHOICES = 128
 
 
 class ContentPart(msgspec.Struct):
@@ -133,8 +134,13 @@ def decode_chat_request(body: bytes) -> ChatRequest:
             param="messages",
             code="empty_array",
         )
-    if request.choice_count < 1:
-        raise errors.ApiError(400, "Invalid 'n': must be >= 1.", param="n", code="invalid_value")
+    if not 1 <= request.choice_count <= MAX_CHOICES:
+        raise errors.ApiError(
+            400,
+            f"Invalid 'n': must be between 1 and {MAX_CHOICES}.",
+            param="n",
+            code="invalid_value",
+        )
     return request
 
 

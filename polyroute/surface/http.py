@@ -11,6 +11,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from polyroute.engine.gateway import TimeoutOverrides
 from polyroute.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from polyroute.model.record import RequestRecord
 
@@ -95,6 +96,35 @@ def request_id(request: web.Request) -> str:
         rid = incoming if incoming and len(incoming) <= 128 else _IDS.new()
         request["polyroute_request_id"] = rid
     return str(rid)
+
+
+TIMEOUT_HEADERS = {
+    "x-polyroute-timeout": "total_s",
+    "x-polyroute-ttft-timeout": "ttft_s",
+    "x-polyroute-stall-timeout": "stall_s",
+}
+_NO_OVERRIDES = TimeoutOverrides()
+
+
+def timeout_overrides(request: web.Request) -> TimeoutOverrides:
+    """Per-request deadlines from headers, in seconds (e.g. ``x-polyroute-ttft-timeout: 5``)."""
+    headers = request.headers
+    if not any(name in headers for name in TIMEOUT_HEADERS):
+        return _NO_OVERRIDES
+    values: dict[str, float] = {}
+    for name, field in TIMEOUT_HEADERS.items():
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= 3600:
+            raise InvalidRequest(f"Header {name} must be a number of seconds in (0, 3600], "
+                                 f"not {raw!r}.", param=name)
+        values[field] = value
+    return TimeoutOverrides(**values)
 
 
 def trace_headers(record: RequestRecord) -> dict[str, str]:

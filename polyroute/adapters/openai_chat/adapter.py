@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 from polyroute.adapters.openai_chat import translate
 from polyroute.adapters.sse import sse_data
@@ -13,38 +13,41 @@ from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 
 _DONE = b"[DONE]"
+_LIST_MODELS_TIMEOUT_S = 10.0
 
 
 class OpenAIChatAdapter:
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
 
-    async def chat(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
+    async def chat(
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
+    ) -> ChatResponse:
         body = translate.chat_body(request, deployment.model, deployment.endpoint.quirks)
-        raw = await self._post(deployment, "/chat/completions", body)
+        raw = await self._send(deployment.endpoint, "POST", "/chat/completions", body,
+                               deployment.name, connect_s)
         return translate.parse_response(raw, deployment.name)
 
-    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> EmbeddingResponse:
+    async def embed(
+        self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float
+    ) -> EmbeddingResponse:
         body = translate.embeddings_body(request, deployment.model, deployment.endpoint.quirks)
-        raw = await self._post(deployment, "/embeddings", body)
+        raw = await self._send(deployment.endpoint, "POST", "/embeddings", body,
+                               deployment.name, connect_s)
         return translate.parse_embeddings(raw, deployment.name)
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:
         raw = await self._send(endpoint, "GET", "/models", None, endpoint.vendor,
-                               timeout_s=min(endpoint.timeout_s, 10.0))
+                               _LIST_MODELS_TIMEOUT_S, total_s=_LIST_MODELS_TIMEOUT_S)
         return translate.parse_model_list(raw, endpoint.vendor)
-
-    async def _post(self, deployment: Deployment, path: str, body: bytes) -> bytes:
-        return await self._send(deployment.endpoint, "POST", path, body, deployment.name)
 
     async def _send(
         self, endpoint: Endpoint, method: str, path: str, body: bytes | None, name: str,
-        timeout_s: float | None = None,
+        connect_s: float, total_s: float | None = None,
     ) -> bytes:
         async with self._transport.request(
             method, endpoint.base_url + path, body=body, headers=endpoint.request_headers,
-            connect_timeout_s=endpoint.connect_timeout_s,
-            timeout_s=timeout_s or endpoint.timeout_s, deployment=name,
+            connect_s=connect_s, deployment=name, total_s=total_s,
         ) as response:
             raw = await response.read()
             if response.status != 200:
@@ -52,15 +55,14 @@ class OpenAIChatAdapter:
             return raw
 
     async def stream_chat(
-        self, request: ChatRequest, deployment: Deployment
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
     ) -> AsyncIterator[list[ChatChunk]]:
         endpoint = deployment.endpoint
         body = translate.chat_body(request, deployment.model, endpoint.quirks)
         name = deployment.name
         async with self._transport.request(
             "POST", endpoint.base_url + "/chat/completions", body=body,
-            headers=_headers(deployment), connect_timeout_s=endpoint.connect_timeout_s,
-            timeout_s=endpoint.timeout_s, deployment=name,
+            headers=endpoint.request_headers, connect_s=connect_s, deployment=name,
         ) as response:
             if response.status != 200:
                 raw = await response.read()
@@ -87,7 +89,3 @@ class OpenAIChatAdapter:
                 raise UpstreamProtocolError(
                     "the upstream stream ended before the answer finished", deployment=name)
             # Finished but without [DONE]: the answer is whole, so end normally.
-
-
-def _headers(deployment: Deployment) -> Mapping[str, str]:
-    return deployment.endpoint.request_headers

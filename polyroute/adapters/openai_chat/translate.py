@@ -5,6 +5,7 @@ Translation must be idempotent: the engine may build the body again for another 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from polyroute.errors import (
     ContextWindowExceeded,
     UpstreamAuthError,
     UpstreamError,
+    UpstreamModelNotFound,
     UpstreamProtocolError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -179,8 +181,8 @@ def error_from_status(
         return UpstreamAuthError(f"the upstream refused the gateway's credentials: {message}",
                                  **kwargs)
     if status == 404:
-        return UpstreamError(f"the upstream does not know this model: {message}",
-                             code="upstream_model_not_found", **kwargs)
+        return UpstreamModelNotFound(f"the upstream does not know this model: {message}",
+                                     **kwargs)
     if status == 408 or status >= 500:
         return UpstreamUnavailable(message, status=status if 500 <= status <= 599 else 503,
                                    **kwargs)
@@ -188,7 +190,8 @@ def error_from_status(
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds)."""
+    """Seconds to wait: ``retry-after-ms`` (OpenAI), ``Retry-After`` (seconds), or else the
+    later of ``x-ratelimit-reset-requests`` / ``-tokens`` (durations such as ``6m0s``)."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value:
@@ -196,4 +199,26 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
                 return max(0.0, float(value) * scale)
             except ValueError:
                 continue  # an HTTP date: rare from LLM vendors, and not worth parsing here
-    return None
+    resets = [parse_duration(headers.get(h, "")) for h in
+              ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")]
+    known = [r for r in resets if r is not None]
+    return max(known) if known else None
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str) -> float | None:
+    """OpenAI's reset durations: '1s', '6m0s', '20ms', '1h2m3.5s'; a bare number is seconds."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)

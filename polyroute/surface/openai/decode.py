@@ -21,6 +21,10 @@ _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 
 def chat_request(body: bytes) -> ChatRequest:
     request = _decode(body, _chat_decoder)
+    if not request.model:
+        if not request.models:
+            raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+        request.model, request.models = request.models[0], request.models[1:]
     if not request.messages:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
     return request

@@ -53,10 +53,33 @@ def chunk_events(batch: list[ChatChunk], wants_usage: bool) -> bytes:
     return b"".join(parts)
 
 
-def error_event(exc: GatewayError) -> bytes:
-    """An error after the stream began. OpenAI's SDKs raise on a data event with 'error', so
-    a cut answer can never pass for a complete one."""
-    return b"data: " + error_body(exc) + b"\n\n"
+class _CutChoice(msgspec.Struct):
+    index: int
+    delta: dict[str, str]
+    finish_reason: str = "error"
+
+
+class _CutChunk(msgspec.Struct):
+    id: str
+    model: str
+    created: int
+    choices: list[_CutChoice]
+    error: _ErrorBody
+    object: str = "chat.completion.chunk"
+
+
+def error_event(exc: GatewayError, last: ChatChunk | None) -> bytes:
+    """The last event of a stream cut after it began: a chunk whose choices end with
+    ``finish_reason: "error"`` and which carries an ``error`` object (OpenRouter's shape).
+    OpenAI's SDKs raise on a data event with 'error', so a cut answer can never pass for a
+    complete one; clients reading chunks by hand see the finish reason."""
+    indexes = sorted({c.index for c in last.choices}) if last is not None else [0]
+    chunk = _CutChunk(
+        id=last.id if last is not None else "", model=last.model if last is not None else "",
+        created=last.created if last is not None else 0,
+        choices=[_CutChoice(i, {}) for i in indexes or [0]],
+        error=_ErrorBody(exc.message, exc.type, exc.param, exc.code))
+    return b"data: " + _encode(chunk) + b"\n\n"
 
 
 class _ChatCompletion(msgspec.Struct, omit_defaults=True):

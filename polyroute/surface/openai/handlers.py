@@ -11,7 +11,13 @@ from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.gateway import Gateway
 from polyroute.errors import GatewayError
 from polyroute.model.record import RequestRecord
-from polyroute.surface.http import ErrorEncoder, read_body, request_id, trace_headers
+from polyroute.surface.http import (
+    ErrorEncoder,
+    read_body,
+    request_id,
+    timeout_overrides,
+    trace_headers,
+)
 from polyroute.surface.openai import decode, encode
 
 _SSE_HEADERS = {
@@ -39,11 +45,11 @@ class OpenAIHandlers:
         record = RequestRecord(request_id(http), time.time(), "chat", request.model,
                                stream=request.stream)
         if not request.stream:
-            response = await self._gateway.chat(request, record)
+            response = await self._gateway.chat(request, record, timeout_overrides(http))
             return web.Response(body=encode.response_body(response),
                                 content_type="application/json", headers=trace_headers(record))
 
-        stream = await self._gateway.stream_chat(request, record)
+        stream = await self._gateway.stream_chat(request, record, timeout_overrides(http))
         out = web.StreamResponse(headers={**_SSE_HEADERS, **trace_headers(record)})
         wants_usage = request.wants_usage
         try:
@@ -54,7 +60,7 @@ class OpenAIHandlers:
                     if events:
                         await out.write(events)
             except GatewayError as exc:
-                await out.write(encode.error_event(exc))
+                await out.write(encode.error_event(exc, stream.last))
                 return out  # no [DONE]: the answer was cut, and the client must know it
             await out.write(encode.DONE)
             await out.write_eof()
@@ -67,7 +73,7 @@ class OpenAIHandlers:
     async def embeddings(self, http: web.Request) -> web.Response:
         request = decode.embedding_request(await self._body(http))
         record = RequestRecord(request_id(http), time.time(), "embeddings", request.model)
-        response = await self._gateway.embed(request, record)
+        response = await self._gateway.embed(request, record, timeout_overrides(http))
         return web.Response(body=encode.embeddings_body(response),
                             content_type="application/json", headers=trace_headers(record))
 

@@ -1,0 +1,137 @@
+"""Prompt → feature vector, cheap enough for the request path (tens of microseconds).
+
+Sparse part: lower-cased word unigrams and bigrams, plus a few shape tokens, looked up in a
+vocabulary fixed at training time (unseen n-grams are simply absent). Dense part: length and
+code / math / multiple-choice markers. Few-shot prompts put the actual question last, and the
+shots repeat across prompts, so only the head and the tail of a long prompt are read: it keeps
+the cost bounded and loses almost nothing (the shots carry little about the question).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+HEAD_CHARS = 256
+TAIL_CHARS = 1536
+
+_WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]", re.ASCII)
+_CODE = re.compile(r"```|\bdef |\breturn\b|\bfunction\b|[{};]|\bimport\b|\bclass\b|=>|==")
+_MATH = re.compile(r"\$|\\frac|\\[a-z]+|\^|\d+\s*[-+*/=<>]\s*\d+|\bsqrt\b|\bequation\b")
+_CHOICE = re.compile(r"(?m)^\s*\(?[A-Ea-e][).:]\s")
+_SHOT = re.compile(r"(?i)answer\s*:")
+
+DENSE_NAMES = (
+    "log_chars", "log_lines", "log_words_tail", "digit_share", "upper_share", "non_ascii_share",
+    "code_marks", "math_marks", "choice_lines", "shots", "question_marks", "has_blank",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFeatures:
+    """Vocabulary columns present in the prompt (each weighs ``sparse_weight``) and the dense
+    features, already standardised."""
+
+    columns: npt.NDArray[np.intp]
+    sparse_weight: float
+    dense: npt.NDArray[np.float64]
+
+
+def visible_text(prompt: str) -> str:
+    if len(prompt) <= HEAD_CHARS + TAIL_CHARS:
+        return prompt
+    return prompt[:HEAD_CHARS] + "\n…\n" + prompt[-TAIL_CHARS:]
+
+
+def ngrams(text: str) -> list[str]:
+    """Unigrams and bigrams of the visible text, plus shape tokens for the last line."""
+    words = _WORD.findall(text.lower())
+    grams = list(words)
+    grams += [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+    tail = text.rstrip().rsplit("\n", 1)[-1].lower()
+    grams.append("<last> " + " ".join(_WORD.findall(tail)[-3:]))
+    return grams
+
+
+def dense_raw(prompt: str, text: str) -> npt.NDArray[np.float64]:
+    n = max(1, len(text))
+    words_tail = len(_WORD.findall(text[-TAIL_CHARS:].lower()))
+    return np.array([
+        math.log1p(len(prompt)),
+        math.log1p(prompt.count("\n")),
+        math.log1p(words_tail),
+        sum(c.isdigit() for c in text) / n,
+        sum(c.isupper() for c in text) / n,
+        sum(ord(c) > 127 for c in text) / n,
+        math.log1p(len(_CODE.findall(text))),
+        math.log1p(len(_MATH.findall(text))),
+        math.log1p(len(_CHOICE.findall(text))),
+        math.log1p(len(_SHOT.findall(prompt))),
+        math.log1p(text.count("?")),
+        float("_" in text),
+    ])
+
+
+class Featurizer:
+    """Holds the training-time vocabulary and dense-feature scaling; immutable after build."""
+
+    def __init__(self, vocabulary: Mapping[str, int], dense_mean: npt.NDArray[np.float64],
+                 dense_scale: npt.NDArray[np.float64]) -> None:
+        self._vocabulary = dict(vocabulary)
+        self._dense_mean = dense_mean
+        self._dense_scale = dense_scale
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self._vocabulary)
+
+    @property
+    def dense_size(self) -> int:
+        return len(self._dense_mean)
+
+    def vocabulary_terms(self) -> list[str]:
+        terms = [""] * len(self._vocabulary)
+        for term, column in self._vocabulary.items():
+            terms[column] = term
+        return terms
+
+    @property
+    def dense_mean(self) -> npt.NDArray[np.float64]:
+        return self._dense_mean
+
+    @property
+    def dense_scale(self) -> npt.NDArray[np.float64]:
+        return self._dense_scale
+
+    def features(self, prompt: str) -> PromptFeatures:
+        text = visible_text(prompt)
+        vocabulary = self._vocabulary
+        found = {vocabulary[g] for g in ngrams(text) if g in vocabulary}
+        columns = np.fromiter(found, dtype=np.intp, count=len(found))
+        weight = 1.0 / math.sqrt(len(found)) if found else 0.0
+        dense = (dense_raw(prompt, text) - self._dense_mean) / self._dense_scale
+        return PromptFeatures(columns, weight, dense)
+
+
+def build_featurizer(prompts: list[str], min_prompts: int = 3,
+                     max_terms: int = 60_000) -> Featurizer:
+    """Vocabulary: n-grams seen in at least ``min_prompts`` prompts, the most common first
+    (ties broken alphabetically so the same data always gives the same columns)."""
+    counts: dict[str, int] = {}
+    dense = np.empty((len(prompts), len(DENSE_NAMES)))
+    for i, prompt in enumerate(prompts):
+        text = visible_text(prompt)
+        for gram in set(ngrams(text)):
+            counts[gram] = counts.get(gram, 0) + 1
+        dense[i] = dense_raw(prompt, text)
+    kept = sorted((g for g, c in counts.items() if c >= min_prompts),
+                  key=lambda g: (-counts[g], g))[:max_terms]
+    mean = dense.mean(axis=0) if len(prompts) else np.zeros(len(DENSE_NAMES))
+    scale = dense.std(axis=0) if len(prompts) else np.ones(len(DENSE_NAMES))
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    return Featurizer({g: i for i, g in enumerate(kept)}, mean, scale)

@@ -1,0 +1,173 @@
+"""Sniff every file under a directory and read the routing data it holds, whatever the names.
+
+Each file is classified by its content, not its name, so a held-out directory laid out
+differently still loads: CSV by header (RouterBench has ``<model>|total_cost`` columns, RouteLLM
+a ``prompt`` column then True/False columns), JSON and JSONL by their records' keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterable
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polyroute.autorouter.costs import Price
+from polyroute.autorouter.readers.csv_text import open_csv
+from polyroute.autorouter.readers.llmrouter import (
+    is_candidate_prices,
+    is_query_record,
+    is_score_list,
+    read_candidate_prices,
+    read_llmrouter,
+)
+from polyroute.autorouter.readers.routellm import (
+    is_routellm_header,
+    read_contaminated,
+    read_routellm,
+)
+from polyroute.autorouter.readers.routerbench import is_routerbench_header, read_routerbench
+from polyroute.autorouter.readers.traffic import is_traffic_record, read_traffic
+from polyroute.autorouter.records import RoutingTable
+
+log = logging.getLogger("polyroute.autorouter")
+
+
+class FileKind(str, Enum):
+    ROUTERBENCH = "routerbench-csv"
+    ROUTELLM = "routellm-csv"
+    ROUTELLM_CONTAMINATED = "routellm-contaminated-jsonl"
+    LLMROUTER_SCORES = "llmrouter-scores-json"
+    LLMROUTER_QUERIES = "llmrouter-queries-jsonl"
+    LLMROUTER_PRICES = "llmrouter-candidates-json"
+    TRAFFIC = "traffic-jsonl"
+    UNKNOWN = "unknown"
+
+
+def sniff(path: Path) -> FileKind:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return _sniff_csv(path)
+        if suffix == ".jsonl":
+            return _sniff_jsonl(_first_jsonl_record(path))
+        if suffix == ".json":
+            return _sniff_json(path)
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        return FileKind.UNKNOWN
+    return FileKind.UNKNOWN
+
+
+def load_routing_data(*roots: Path | str) -> list[RoutingTable]:
+    """Every routing table under the given files or directories, incomplete rows included."""
+    files: dict[FileKind, list[Path]] = {}
+    for path in _walk(Path(r) for r in roots):
+        kind = sniff(path)
+        if kind is not FileKind.UNKNOWN:
+            files.setdefault(kind, []).append(path)
+    tables: list[RoutingTable] = []
+    if FileKind.ROUTERBENCH in files:
+        tables += read_routerbench(files[FileKind.ROUTERBENCH])
+    if FileKind.ROUTELLM in files:
+        contaminated: set[str] = set()
+        for path in files.get(FileKind.ROUTELLM_CONTAMINATED, []):
+            contaminated |= read_contaminated(path)
+        tables += read_routellm(files[FileKind.ROUTELLM], contaminated)
+    if FileKind.LLMROUTER_SCORES in files:
+        tables += _read_llmrouter_family(files)
+    if FileKind.TRAFFIC in files:
+        tables += read_traffic(files[FileKind.TRAFFIC])
+    return [t for t in (_drop_unpriced_models(t) for t in tables) if len(t) and t.models]
+
+
+def _read_llmrouter_family(files: dict[FileKind, list[Path]]) -> list[RoutingTable]:
+    prices: dict[str, Price] = {}
+    for path in files.get(FileKind.LLMROUTER_PRICES, []):
+        prices.update(read_candidate_prices(_load_json(path)))
+    tasks: dict[str, str] = {}
+    for path in files.get(FileKind.LLMROUTER_QUERIES, []):
+        for record in _jsonl(path):
+            if is_query_record(record):
+                tasks.setdefault(record["query"], record["task_name"])
+    scores = [(p, _load_json(p)) for p in files[FileKind.LLMROUTER_SCORES]]
+    return read_llmrouter(scores, tasks, prices)
+
+
+def _drop_unpriced_models(table: RoutingTable) -> RoutingTable:
+    priced = np.isfinite(table.cost).any(axis=0)
+    if priced.all():
+        return table
+    dropped = [m for m, ok in zip(table.models, priced, strict=True) if not ok]
+    log.warning("%s: no cost and no list price for %s; leaving them out", table.source,
+                ", ".join(dropped))
+    keep = np.flatnonzero(priced)
+    return RoutingTable(
+        source=table.source, models=tuple(table.models[j] for j in keep), prompts=table.prompts,
+        tasks=table.tasks, quality=table.quality[:, keep], cost=table.cost[:, keep],
+        cost_kind=table.cost_kind, files=table.files)
+
+
+def _walk(roots: Iterable[Path]) -> list[Path]:
+    found: list[Path] = []
+    for root in roots:
+        if root.is_file():
+            found.append(root)
+        elif root.is_dir():
+            found += sorted(p for p in root.rglob("*") if p.is_file())
+        else:
+            raise FileNotFoundError(f"no such file or directory: {root}")
+    return found
+
+
+def _sniff_csv(path: Path) -> FileKind:
+    with open_csv(path) as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        if is_routerbench_header(header):
+            return FileKind.ROUTERBENCH
+        first = next(reader, [])
+    return FileKind.ROUTELLM if is_routellm_header(header, first) else FileKind.UNKNOWN
+
+
+def _sniff_jsonl(record: Any) -> FileKind:
+    if is_traffic_record(record):
+        return FileKind.TRAFFIC
+    if is_query_record(record):
+        return FileKind.LLMROUTER_QUERIES
+    if isinstance(record, dict) and "eval_prompt" in record:
+        return FileKind.ROUTELLM_CONTAMINATED
+    return FileKind.UNKNOWN
+
+
+def _sniff_json(path: Path) -> FileKind:
+    data = _load_json(path)
+    if is_score_list(data):
+        return FileKind.LLMROUTER_SCORES
+    if is_candidate_prices(data):
+        return FileKind.LLMROUTER_PRICES
+    if isinstance(data, list) and data:
+        return _sniff_jsonl(data[0])  # a JSON array of traffic or query records
+    return FileKind.UNKNOWN
+
+
+def _first_jsonl_record(path: Path) -> Any:
+    for record in _jsonl(path):
+        return record
+    return None
+
+
+def _jsonl(path: Path) -> Iterable[Any]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _load_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)

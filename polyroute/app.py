@@ -83,8 +83,8 @@ def build_app(config: GatewayConfig) -> web.Application:
     return app
 
 
-def _log_transition(deployment: str, before: str, after: str, at: float) -> None:
-    log.warning("circuit of deployment %s: %s → %s", deployment, before, after)
+def _log_transition(upstream: str, before: str, after: str, at: float) -> None:
+    log.warning("circuit of %s: %s → %s", upstream, before, after)
 
 
 async def _startup(app: web.Application) -> None:

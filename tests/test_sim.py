@@ -711,7 +711,7 @@ def test_stream_stall_reader_giving_up_counts_as_peer_abort(sim: SimServer) -> N
     sock = open_request(
         sim, chat_body(stream=True), {"x-sim-fault": "stream_stall;after_chunks=1;hold_s=10"}
     )
-    sock.settimeout(0.3)
+    sock.settimeout(0.5)
     received = b""
     with pytest.raises(TimeoutError):
         while True:
@@ -774,21 +774,26 @@ def test_split_utf8_streaming(sim: SimServer) -> None:
 
 
 def test_split_utf8_non_streaming(sim: SimServer) -> None:
+    # A Content-Length body has no chunk framing, so the split can only be seen in
+    # when bytes arrive; the pause is long enough that the reader sees it under load.
     body = chat_body("echo", "é😀", stream=False)
-    sock = open_request(sim, body, {"x-sim-fault": "split_utf8;gap_ms=40"})
-    pieces = []
+    sock = open_request(sim, body, {"x-sim-fault": "split_utf8;gap_ms=150"})
+    received = b""
+    boundaries = []
     sock.settimeout(3)
     with sock:
         while piece := sock.recv(65536):
-            pieces.append(piece)
-    ends_mid_character = 0
-    for piece in pieces[:-1]:
-        try:
-            piece.partition(b"\r\n\r\n")[2].decode("utf-8")
-        except UnicodeDecodeError:
-            ends_mid_character += 1
-    assert ends_mid_character >= 1
-    response = parse_raw(b"".join(pieces), "eof", [], None)
+            received += piece
+            boundaries.append(len(received))
+    body_start = received.index(b"\r\n\r\n") + 4
+    # A read that ended just before a UTF-8 continuation byte ended inside a character.
+    mid_character = [
+        end
+        for end in boundaries
+        if body_start < end < len(received) and 0x80 <= received[end] < 0xC0
+    ]
+    assert len(mid_character) >= 1
+    response = parse_raw(received, "eof", [], None)
     assert response.complete
     assert response.json["choices"][0]["message"]["content"] == "é😀"
 
@@ -924,7 +929,8 @@ def test_pacing_chunking_and_latency() -> None:
 
 
 def test_client_disconnect_mid_stream_is_counted() -> None:
-    with SimServer(tokens_per_second=50) as sim:
+    # Long enough (about 2 s) that the client surely hangs up before the end.
+    with SimServer(tokens_per_second=50, text=DEFAULT_TEXT * 5) as sim:
         sock = open_request(sim, chat_body(stream=True))
         sock.settimeout(2)
         received = b""

@@ -60,6 +60,13 @@ class Deployment:
     price: Price | None = None
     context_window: int | None = None
 
+    @property
+    def upstream(self) -> str:
+        """Identifies the upstream model behind this deployment. Health (circuit breakers) is
+        per upstream: two groups listing the same provider and model share it, while two
+        deployments that only share a display name do not."""
+        return f"{self.vendor}/{self.model}"
+
 
 @dataclass(frozen=True, slots=True)
 class Retry:

@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 AttemptFn = Callable[[Deployment], Awaitable[T]]
 
+_TIMER_SLACK_S = 0.005  # event-loop timers may fire a millisecond early
+
 
 def full_jitter(retry: int, base_s: float, max_s: float, rng: Random) -> float:
     """AWS's 'full jitter': uniform in [0, min(max, base · 2^retry)]."""
@@ -97,13 +99,18 @@ class AttemptLoop(Generic[T]):
                 break
             wait = exc.retry_after if exc.retry_after is not None else full_jitter(
                 retries[dep.name], res.retry.backoff_base_s, res.retry.backoff_max_s, self._rng)
+            # The circuit may keep the deployment closed a little longer (a 429 pauses it for
+            # exactly the Retry-After, measured from the failure): wait until it lets us in.
+            reopens = self._breakers.reopens_in([dep.upstream])
+            if reopens is not None:
+                wait = max(wait, reopens + _TIMER_SLACK_S)
             if wait > res.retry.max_retry_after_s or loop.time() + wait >= self._deadline:
                 break
             retries[dep.name] += 1
             await asyncio.sleep(wait)
             self._queue.appendleft(dep)
         if not errors:
-            reopens = self._breakers.reopens_in(d.name for d in self._skipped)
+            reopens = self._breakers.reopens_in(d.upstream for d in self._skipped)
             raise NoDeploymentAvailable(
                 f"no deployment of model '{self._group}' is available: every circuit is open",
                 retry_after=reopens)
@@ -112,13 +119,13 @@ class AttemptLoop(Generic[T]):
     def _next_allowed(self) -> Deployment | None:
         while self._queue:
             dep = self._queue.popleft()
-            if self._breakers.allow(dep.name):
+            if self._breakers.allow(dep.upstream):
                 return dep
             self._skipped.append(dep)
         return None
 
     def _prune_blocked(self) -> None:
-        kept = [d for d in self._queue if not self._breakers.blocked(d.name)]
+        kept = [d for d in self._queue if not self._breakers.blocked(d.upstream)]
         self._skipped.extend(d for d in self._queue if d not in kept)
         self._queue = deque(kept)
 
@@ -131,26 +138,28 @@ class AttemptLoop(Generic[T]):
 
     async def _one(self, dep: Deployment, attempt: AttemptFn[T]) -> T:
         t0 = self._clock()
+        # Listed when it starts, so a hedged pair reads in the order the attempts were made.
+        note = Attempt(dep.name, dep.vendor, 0.0, "pending", 0)
+        self._record.attempts.append(note)
         try:
             result = await attempt(dep)
         except UpstreamError as exc:
             exc.deployment = exc.deployment or dep.name
-            self._breakers.failure(dep.name, exc, self._res.circuit)
-            self._note(dep, t0, exc.error_class, exc.status)
+            self._breakers.failure(dep.upstream, exc, self._res.circuit)
+            self._finish(note, t0, exc.error_class, exc.status)
             raise
         except asyncio.CancelledError:
-            self._breakers.release(dep.name)
-            self._note(dep, t0, "cancelled", 0)
+            self._breakers.release(dep.upstream)
+            self._finish(note, t0, "cancelled", 0)
             raise
-        self._breakers.success(dep.name)
-        self._note(dep, t0, None, 200)
+        self._breakers.success(dep.upstream)
+        self._finish(note, t0, None, 200)
         record = self._record
         record.vendor, record.deployment, record.upstream_model = dep.vendor, dep.name, dep.model
         return result
 
-    def _note(self, dep: Deployment, t0: float, error_class: str | None, status: int) -> None:
-        self._record.attempts.append(
-            Attempt(dep.name, dep.vendor, self._clock() - t0, error_class, status))
+    def _finish(self, note: Attempt, t0: float, error_class: str | None, status: int) -> None:
+        note.latency_s, note.error_class, note.status = self._clock() - t0, error_class, status
 
     async def _hedged(
         self, primary: Deployment, alt: Deployment, attempt: AttemptFn[T]

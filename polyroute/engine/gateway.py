@@ -159,7 +159,7 @@ class Gateway:
         self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
 
         def failed(exc: UpstreamError) -> None:
-            self._breakers.failure(dep.name, exc, route.resilience.circuit)
+            self._breakers.failure(dep.upstream, exc, route.resilience.circuit)
 
         return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
                           on_failure=failed, settle=lambda: self._settle(record, start))

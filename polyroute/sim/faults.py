@@ -51,18 +51,6 @@ FAULT_PARAMS: Mapping[FaultName, Mapping[str, float]] = MappingProxyType(
     }
 )
 
-# Faults that shape the body after the headers; the others decide the whole response.
-BODY_FAULTS = frozenset(
-    {
-        FaultName.SLOW_FIRST_TOKEN,
-        FaultName.STREAM_CUT,
-        FaultName.STREAM_STALL,
-        FaultName.MALFORMED_CHUNK,
-        FaultName.NO_DONE,
-        FaultName.SPLIT_UTF8,
-    }
-)
-
 
 class FaultSpecError(ValueError):
     """A fault name or parameter that the simulator does not know."""
@@ -81,19 +69,12 @@ class Fault:
     def int_param(self, key: str) -> int:
         return int(self.param(key))
 
-    def describe(self) -> str:
-        if not self.params:
-            return str(self.name)
-        rendered = ";".join(f"{key}={_render(value)}" for key, value in self.params.items())
-        return f"{self.name};{rendered}"
 
-
-def _render(value: float) -> str:
-    return str(int(value)) if value.is_integer() else str(value)
+_FAULT_NAMES = frozenset(name.value for name in FaultName)
 
 
 def is_fault_name(text: str) -> bool:
-    return text in FaultName._value2member_map_
+    return text in _FAULT_NAMES
 
 
 def make_fault(name: str, params: Mapping[str, object] | None = None) -> Fault:

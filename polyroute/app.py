@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import msgspec
@@ -22,6 +23,7 @@ from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Router
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
+from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.storage import sqlite
 from polyroute.storage.request_log import RequestLog
 from polyroute.surface.http import guarded
@@ -39,6 +41,9 @@ class Components:
     metrics: Metrics
     transport: Transport
     request_log: RequestLog | None
+    breakers: Breakers
+    shared_circuits: RedisCircuits | None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -57,9 +62,13 @@ def build_app(config: GatewayConfig) -> web.Application:
             flush_batch=config.storage.flush_batch)
         observers.append(request_log)
     adapters = AdapterRegistry(transport)
-    breakers = Breakers(time.monotonic, on_transition=_log_transition)
+    shared = None
+    if config.state.redis_url is not None:
+        shared = RedisCircuits(redis_client(config.state))
+    breakers = Breakers(time.monotonic, on_transition=_log_transition, shared=shared)
+    breakers.track(d.upstream for g in config.groups.values() for d in g.deployments)
     gateway = Gateway(Router(config), adapters, observers, breakers)
-    parts = Components(config, gateway, metrics, transport, request_log)
+    parts = Components(config, gateway, metrics, transport, request_log, breakers, shared)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
@@ -91,10 +100,24 @@ async def _startup(app: web.Application) -> None:
     parts = app[APP_KEY]
     if parts.request_log is not None:
         await parts.request_log.start()
+    if parts.shared_circuits is not None:
+        parts.background.append(asyncio.create_task(
+            _sync_circuits(parts.breakers, parts.config.state.sync_interval_s)))
+
+
+async def _sync_circuits(breakers: Breakers, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await breakers.sync()
 
 
 async def _cleanup(app: web.Application) -> None:
     parts = app[APP_KEY]
+    for task in parts.background:
+        task.cancel()
+    await asyncio.gather(*parts.background, return_exceptions=True)
+    if parts.shared_circuits is not None:
+        await parts.shared_circuits.aclose()
     await parts.transport.aclose()
     if parts.request_log is not None:
         await parts.request_log.aclose()

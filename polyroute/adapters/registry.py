@@ -10,6 +10,7 @@ from polyroute.adapters.transport import Transport
 
 PROTOCOLS: dict[str, str] = {
     "openai": "polyroute.adapters.openai_chat.adapter:OpenAIChatAdapter",
+    "anthropic": "polyroute.adapters.anthropic_messages.adapter:AnthropicMessagesAdapter",
 }
 
 

@@ -12,6 +12,7 @@ class Quirks:
     max_tokens_field: str | None = None
     stream_usage: bool = True
     drop_params: frozenset[str] = frozenset()
+    default_max_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,13 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StateSettings:
+    redis_url: str | None = None
+    sync_interval_s: float = 0.5
+    timeout_s: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     source: str
     server: ServerSettings
@@ -148,6 +156,7 @@ class GatewayConfig:
     groups: Mapping[str, ModelGroup]
     open_vendors: Mapping[str, Endpoint]
     """Vendors that serve '<vendor>/<any model id>' without a configured group."""
+    state: StateSettings = StateSettings()
     resilience: Resilience = Resilience()
     """For groups made on the fly ('<vendor>/<model>' and per-request 'models' lists)."""
 

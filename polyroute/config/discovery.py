@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 from polyroute.config.schema import Quirks
@@ -19,7 +20,7 @@ _LOCAL = Quirks(max_tokens_field="max_tokens")
 @dataclass(frozen=True, slots=True)
 class KnownVendor:
     name: str
-    protocol: Literal["openai"]
+    protocol: Literal["openai", "anthropic"]
     key_env: str | None
     """Environment variable holding the API key; None for keyless local servers."""
     base_url: str | None
@@ -28,6 +29,10 @@ class KnownVendor:
     url_suffix: str = ""
     """Appended to a base URL taken from the environment (Ollama's variable has no /v1)."""
     quirks: Quirks = field(default_factory=Quirks)
+    auth: Literal["bearer", "api-key", "x-api-key"] = "bearer"
+    """How the key is sent, as in a provider's ``auth``."""
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Fixed headers every request to the vendor carries (never secrets)."""
 
 
 KNOWN_VENDORS: tuple[KnownVendor, ...] = (
@@ -50,6 +55,9 @@ KNOWN_VENDORS: tuple[KnownVendor, ...] = (
                 ("CEREBRAS_BASE_URL",)),
     KnownVendor("openrouter", "openai", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1",
                 ("OPENROUTER_BASE_URL",)),
+    KnownVendor("anthropic", "anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com",
+                ("ANTHROPIC_BASE_URL",), auth="x-api-key",
+                headers=MappingProxyType({"anthropic-version": "2023-06-01"})),
     KnownVendor("ollama", "openai", None, None, ("OLLAMA_BASE_URL", "OLLAMA_HOST"),
                 url_suffix="/v1", quirks=_LOCAL),
     KnownVendor("vllm", "openai", "VLLM_API_KEY", None, ("VLLM_BASE_URL",)),

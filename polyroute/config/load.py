@@ -84,6 +84,7 @@ _ENV_KEYS = (
     re.compile(r"^providers\.[^.]+\.(base_url|api_key)$"),
     re.compile(r"^providers\.[^.]+\.headers\.[^.]+$"),
     re.compile(r"^storage\.sqlite_path$"),
+    re.compile(r"^state\.redis_url$"),
 )
 
 
@@ -97,7 +98,7 @@ def _check_env_references(source: str, tree: Any, path: str = "") -> None:
     elif isinstance(tree, str) and "${" in tree and not any(p.match(path) for p in _ENV_KEYS):
         raise ConfigError(source, path, "${…} references are not expanded in this key",
                           "write the value itself; references work in providers' base_url, "
-                          "api_key and headers, and in storage.sqlite_path")
+                          "api_key and headers, storage.sqlite_path and state.redis_url")
 
 
 def _compile(
@@ -121,7 +122,8 @@ def _compile(
                 protocol=found.vendor.protocol,
                 base_url=found.base_url,
                 api_key=f"${{{key_env}}}" if key_env and env.get(key_env) else None,
-                auth="bearer" if key_env and env.get(key_env) else "none",
+                auth=found.vendor.auth if key_env and env.get(key_env) else "none",
+                headers=dict(found.vendor.headers),
                 quirks=found.vendor.quirks,
                 any_model=True,
             )
@@ -169,8 +171,19 @@ def _compile(
         ),
         groups=MappingProxyType(groups),
         open_vendors=MappingProxyType(open_vendors),
+        state=_state(cfg, env, fail),
         resilience=_resilience(cfg.resilience),
     )
+
+
+def _state(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.StateSettings:
+    url = cfg.state.redis_url
+    if url is not None:
+        url = _resolve(url, "state.redis_url", env, fail)
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise fail("state.redis_url", f"'{url}' is not a Redis URL",
+                       "write redis://HOST:PORT/DB (or rediss:// for TLS)")
+    return c.StateSettings(url, cfg.state.sync_interval_s, cfg.state.timeout_s)
 
 
 def _resilience(r: ResilienceSection) -> c.Resilience:
@@ -224,7 +237,7 @@ def _endpoint(
         base_url=base_url,
         headers=MappingProxyType(headers),
         quirks=c.Quirks(p.quirks.max_tokens_field, p.quirks.stream_usage,
-                        frozenset(p.quirks.drop_params)),
+                        frozenset(p.quirks.drop_params), p.quirks.default_max_tokens),
         secrets=tuple(secrets),
     )
 

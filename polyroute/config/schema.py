@@ -42,6 +42,16 @@ class StorageSection(_Section, kw_only=True):
     flush_batch: Annotated[int, Meta(gt=0)] = 500
 
 
+class StateSection(_Section, kw_only=True):
+    redis_url: str | None = None
+    """Share circuit-breaker state between replicas through this Redis (redis://host:port/db;
+    may be a ${ENV} reference). Unset: each process keeps its own."""
+    sync_interval_s: Positive = 0.5
+    """How often a replica adopts the circuits other replicas opened or closed."""
+    timeout_s: Positive = 0.1
+    """Redis socket timeout: an outage is noticed this fast and never stalls a request."""
+
+
 class Quirks(_Section, kw_only=True):
     """Differences between OpenAI-compatible servers, switched on per provider."""
 
@@ -50,11 +60,16 @@ class Quirks(_Section, kw_only=True):
     stream_usage: bool = True
     """Ask for usage in streams (stream_options.include_usage); off for servers that reject it."""
     drop_params: list[str] = msgspec.field(default_factory=list)
-    """Top-level request parameters removed before sending (ones this server rejects)."""
+    """Top-level request parameters removed before sending (ones this server rejects). For a
+    protocol that has no equivalent of a parameter, listing it here drops it silently instead
+    of answering 400."""
+    default_max_tokens: Annotated[int, Meta(gt=0)] | None = None
+    """Anthropic protocol: the max_tokens to send when the client gives no output limit
+    (Anthropic requires one). Unset: 4096."""
 
 
 class ProviderSection(_Section, kw_only=True):
-    protocol: Literal["openai"] = "openai"
+    protocol: Literal["openai", "anthropic"] = "openai"
     base_url: str
     api_key: str | None = None
     """Only as an environment reference: ${OPENAI_API_KEY}."""
@@ -161,6 +176,7 @@ class GroupSection(_Section, kw_only=True):
 class ConfigFile(_Section, kw_only=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
+    state: StateSection = msgspec.field(default_factory=StateSection)
     providers: dict[str, ProviderSection] = msgspec.field(default_factory=dict)
     model_groups: dict[str, GroupSection] = msgspec.field(default_factory=dict)
     discover_from_env: bool = False

@@ -71,11 +71,11 @@ class AttemptLoop(Generic[T]):
         retries: Counter[str] = Counter()
         attempts = 0
         while attempts < res.retry.max_attempts:
-            dep = self._next_allowed()
+            dep = await self._next_allowed()
             if dep is None:
                 break
             attempts += 1
-            alt = self._next_allowed() if self._hedge_delay is not None else None
+            alt = await self._next_allowed() if self._hedge_delay is not None else None
             try:
                 if alt is not None:
                     attempts += 1
@@ -116,10 +116,10 @@ class AttemptLoop(Generic[T]):
                 retry_after=reopens)
         raise errors[0] if len(errors) == 1 else AllDeploymentsFailed(self._group, errors)
 
-    def _next_allowed(self) -> Deployment | None:
+    async def _next_allowed(self) -> Deployment | None:
         while self._queue:
             dep = self._queue.popleft()
-            if self._breakers.allow(dep.upstream):
+            if await self._breakers.allow(dep.upstream):
                 return dep
             self._skipped.append(dep)
         return None

@@ -11,16 +11,35 @@ none), so no request anywhere on this gateway hammers a vendor that asked for qu
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from polyroute.config.compiled import Circuit
 from polyroute.errors import UpstreamError, UpstreamRateLimited
 
 DEFAULT_RATE_LIMIT_PAUSE_S = 1.0
+_PUBLISH_GRACE_S = 1.0  # our own fresh "open" may not have reached the shared store yet
 
 Transition = Callable[[str, str, str, float], None]
-"""(deployment, from state, to state, time)"""
+"""(upstream, from state, to state, time)"""
+
+
+class SharedCircuits(Protocol):
+    """What replicas share so they agree (polyroute.state.redis implements it). Opening is
+    published; the probe after a cool-down is claimed by exactly one replica; reads are
+    batched by a background sync, never made on the request path."""
+
+    async def claim_probe(self, upstream: str, ttl_s: float) -> bool: ...
+
+    def publish_open(self, upstream: str, seconds: float) -> None: ...
+
+    def publish_closed(self, upstream: str) -> None: ...
+
+    async def open_circuits(self, upstreams: Iterable[str]) -> Mapping[str, float]:
+        """Open circuits as any replica sees them: the seconds left of each cool-down (zero or
+        less once a probe is due). An upstream missing from the answer is closed."""
+        ...
 
 
 @dataclass(slots=True)
@@ -28,6 +47,7 @@ class _State:
     failures: deque[float] = field(default_factory=deque)
     open_until: float = 0.0
     probing: bool = False
+    opened_at: float = 0.0
 
     @property
     def name(self) -> str:
@@ -37,22 +57,63 @@ class _State:
 
 
 class Breakers:
-    def __init__(self, clock: Callable[[], float], on_transition: Transition | None = None):
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        on_transition: Transition | None = None,
+        shared: SharedCircuits | None = None,
+        probe_ttl_s: float = 60.0,
+    ):
         self._clock = clock
         self._states: dict[str, _State] = {}
         self._on_transition = on_transition
+        self._shared = shared
+        self._probe_ttl_s = probe_ttl_s
 
-    def allow(self, deployment: str) -> bool:
-        """May a request go to this deployment now? Claims the probe when one is due."""
+    async def allow(self, deployment: str) -> bool:
+        """May a request go to this deployment now? Claims the probe when one is due (across
+        replicas, when circuits are shared)."""
         state = self._states.get(deployment)
         if state is None or state.open_until == 0.0:
             return True
         now = self._clock()
         if now < state.open_until or state.probing:
             return False
-        state.probing = True
+        state.probing = True  # claimed locally before the await: no second local probe
+        if self._shared is not None and not await self._shared.claim_probe(
+                deployment, self._probe_ttl_s):
+            state.probing = False
+            state.open_until = now + 1.0  # another replica probes; look again in a second
+            return False
         self._transition(deployment, "open", "half_open", now)
         return True
+
+    def track(self, upstreams: Iterable[str]) -> None:
+        """Upstreams to keep in sync even before this replica has sent them anything."""
+        for upstream in upstreams:
+            self._states.setdefault(upstream, _State())
+
+    async def sync(self) -> None:
+        """Adopt circuits other replicas opened; close ours that another replica's probe
+        closed. Called periodically by the app when circuits are shared."""
+        if self._shared is None:
+            return
+        remote = await self._shared.open_circuits(list(self._states))
+        now = self._clock()
+        for upstream, state in self._states.items():
+            seconds = remote.get(upstream)
+            if seconds is not None:
+                until = now + max(seconds, 0.0)
+                if state.open_until == 0.0 or until > state.open_until:
+                    before = state.name
+                    state.open_until, state.opened_at = until, now
+                    self._transition(upstream, before, state.name, now)
+            elif state.open_until and not state.probing and now - state.opened_at > (
+                    _PUBLISH_GRACE_S):
+                # Gone from the shared store: a probe elsewhere succeeded.
+                self._transition(upstream, state.name, "closed", now)
+                state.open_until = 0.0
+                state.failures.clear()
 
     def blocked(self, deployment: str) -> bool:
         """Would ``allow`` refuse? Asks without claiming a probe."""
@@ -67,6 +128,8 @@ class Breakers:
             return
         if state.open_until != 0.0:
             self._transition(deployment, state.name, "closed", self._clock())
+            if self._shared is not None:
+                self._shared.publish_closed(deployment)
         state.open_until, state.probing = 0.0, False
         state.failures.clear()
 
@@ -80,6 +143,7 @@ class Breakers:
             pause = error.retry_after if error.retry_after is not None else (
                 DEFAULT_RATE_LIMIT_PAUSE_S)
             state.open_until, state.probing = max(state.open_until, now + pause), False
+            state.opened_at = now
         elif error.transient or error.trigger == "auth":
             failures = state.failures
             failures.append(now)
@@ -87,12 +151,15 @@ class Breakers:
                 failures.popleft()
             if state.probing or len(failures) >= settings.failures:
                 state.open_until, state.probing = now + settings.cooldown_s, False
+                state.opened_at = now
                 failures.clear()
         else:
             self.release(deployment)
             return
         if state.name != before:
             self._transition(deployment, before, state.name, now)
+        if state.open_until > now and self._shared is not None:
+            self._shared.publish_open(deployment, state.open_until - now)
 
     def release(self, deployment: str) -> None:
         """A probe that ended without a verdict (cancelled, or refused as a bad request): let

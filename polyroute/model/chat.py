@@ -41,6 +41,21 @@ class ContentPart(msgspec.Struct, omit_defaults=True):
     input_audio: dict[str, Any] | None = None
     file: dict[str, Any] | None = None
     refusal: str | None = None
+    cache_control: dict[str, Any] | None = None
+    """A prompt-cache breakpoint on this part (Anthropic's ``{"type": "ephemeral"}``), in the
+    place OpenRouter and LiteLLM accept it in OpenAI's dialect."""
+
+
+class ThinkingBlock(msgspec.Struct, omit_defaults=True):
+    """One block of a model's extended thinking (Anthropic). ``signature`` (or, for a redacted
+    block, ``data``) is opaque and must be sent back unchanged with the assistant turn that
+    carried it; OpenAI's dialect has no such thing, so this is LiteLLM's ``thinking_blocks``
+    shape."""
+
+    type: str = "thinking"  # "thinking" | "redacted_thinking"
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
 
 
 class Message(msgspec.Struct, omit_defaults=True):
@@ -50,6 +65,10 @@ class Message(msgspec.Struct, omit_defaults=True):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     refusal: str | None = None
+    # Extended thinking has no OpenAI equivalent: the text goes where DeepSeek and vLLM put
+    # reasoning (``reasoning_content``), the blocks with their signatures alongside.
+    reasoning_content: str | None = None
+    thinking_blocks: list[ThinkingBlock] | None = None
 
 
 class StreamOptions(msgspec.Struct, omit_defaults=True):
@@ -77,6 +96,13 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
+    # Beyond OpenAI's own schema, for vendors that have them (Anthropic, and OpenAI-compatible
+    # servers such as vLLM that accept top_k):
+    top_k: int | None = None
+    reasoning_effort: str | None = None
+    thinking: dict[str, Any] | None = None
+    """Anthropic's extended-thinking configuration, e.g. ``{"type": "enabled",
+    "budget_tokens": 2048}``."""
     # Not part of the wire schema: the original fields, see the module docstring.
     passthrough: dict[str, msgspec.Raw] | None = msgspec.field(
         default=None, name="$polyroute.passthrough")  # a key no client sends
@@ -112,6 +138,8 @@ class Delta(msgspec.Struct, omit_defaults=True):
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
     refusal: str | None = None
+    reasoning_content: str | None = None  # see Message
+    thinking_blocks: list[ThinkingBlock] | None = None
 
 
 class ChunkChoice(msgspec.Struct, omit_defaults=True):

@@ -7,7 +7,12 @@ import msgspec
 
 class PromptTokensDetails(msgspec.Struct, omit_defaults=True):
     cached_tokens: int | None = None
+    """Prompt tokens read from the vendor's prompt cache (Anthropic: cache_read_input_tokens)."""
     audio_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    """Prompt tokens written to the prompt cache. Anthropic bills these apart (above the plain
+    input price) and OpenAI has no such count, so it is polyroute's own field; like
+    ``cached_tokens`` they are included in ``prompt_tokens``."""
 
 
 class CompletionTokensDetails(msgspec.Struct, omit_defaults=True):
@@ -28,6 +33,11 @@ class Usage(msgspec.Struct, omit_defaults=True):
     def cached_tokens(self) -> int:
         d = self.prompt_tokens_details
         return (d.cached_tokens or 0) if d else 0
+
+    @property
+    def cache_creation_tokens(self) -> int:
+        d = self.prompt_tokens_details
+        return (d.cache_creation_tokens or 0) if d else 0
 
     @property
     def reasoning_tokens(self) -> int:

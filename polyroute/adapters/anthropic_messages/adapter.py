@@ -1,0 +1,133 @@
+"""Moves Anthropic-protocol bytes; all meaning lives in :mod:`.translate` and :mod:`.stream`.
+
+The provider's ``base_url`` is the API root (``https://api.anthropic.com``, as in Anthropic's
+SDKs and ``ANTHROPIC_BASE_URL``); paths such as ``/v1/messages`` are appended here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from types import MappingProxyType
+from urllib.parse import quote
+
+import msgspec
+
+from polyroute.adapters.anthropic_messages import translate
+from polyroute.adapters.anthropic_messages.errors import error_from_response
+from polyroute.adapters.anthropic_messages.stream import StreamTranslator
+from polyroute.adapters.anthropic_messages.wire import EVENT_DECODER, VERSION, Event
+from polyroute.adapters.sse import sse_data
+from polyroute.adapters.transport import Transport, upstream_errors
+from polyroute.config import Deployment, Endpoint
+from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
+from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
+from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+
+MESSAGES_PATH = "/v1/messages"
+_MODELS_PATH = "/v1/models?limit=1000"
+_LIST_MODELS_TIMEOUT_S = 10.0
+_MAX_MODEL_PAGES = 10
+
+
+class AnthropicMessagesAdapter:
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._headers: dict[tuple[str, str], Mapping[str, str]] = {}
+
+    async def chat(
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
+    ) -> ChatResponse:
+        endpoint, name = deployment.endpoint, deployment.name
+        body = translate.chat_body(request, deployment.model, endpoint.quirks, name)
+        raw = await self._send(endpoint, "POST", MESSAGES_PATH, body, name, connect_s)
+        return translate.parse_response(raw, name, int(time.time()))
+
+    async def stream_chat(
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
+    ) -> AsyncIterator[list[ChatChunk]]:
+        endpoint, name = deployment.endpoint, deployment.name
+        body = translate.chat_body(request, deployment.model, endpoint.quirks, name)
+        async with self._transport.request(
+            "POST", endpoint.base_url + MESSAGES_PATH, body=body,
+            headers=self._headers_for(endpoint), connect_s=connect_s, deployment=name,
+        ) as response:
+            if response.status != 200:
+                raw = await response.read()
+                raise error_from_response(response.status, raw, response.headers, name)
+            translator = StreamTranslator(name, int(time.time()))
+            with upstream_errors(name):
+                async for events in sse_data(response.content.iter_any()):
+                    batch: list[ChatChunk] = []
+                    for data in events:
+                        try:
+                            batch += translator.feed(_event(data, name))
+                        except UpstreamError:
+                            if batch:
+                                yield batch  # what arrived before the error still counts
+                            raise
+                        if translator.stopped:
+                            if batch:
+                                yield batch
+                            return
+                    if batch:  # a read of only pings says nothing to relay
+                        yield batch
+            if not translator.finished:
+                raise UpstreamProtocolError(
+                    "the upstream stream ended before the answer finished", deployment=name)
+            # A stop reason arrived but not message_stop: the answer is whole; close it.
+            yield [translator.usage_chunk()]
+
+    async def embed(
+        self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float
+    ) -> EmbeddingResponse:
+        raise UpstreamRejected(
+            f"Anthropic has no embeddings API: deployment '{deployment.name}' cannot serve "
+            "embeddings. Route embedding models to another provider.",
+            status=400, code="unsupported_endpoint", deployment=deployment.name)
+
+    async def list_models(self, endpoint: Endpoint) -> list[str]:
+        ids: list[str] = []
+        path = _MODELS_PATH
+        for _ in range(_MAX_MODEL_PAGES):
+            raw = await self._send(endpoint, "GET", path, None, endpoint.vendor,
+                                   _LIST_MODELS_TIMEOUT_S, total_s=_LIST_MODELS_TIMEOUT_S)
+            page, after = translate.parse_model_list(raw, endpoint.vendor)
+            ids += page
+            if after is None:
+                break
+            path = f"{_MODELS_PATH}&after_id={quote(after)}"
+        return ids
+
+    async def _send(
+        self, endpoint: Endpoint, method: str, path: str, body: bytes | None, name: str,
+        connect_s: float, total_s: float | None = None,
+    ) -> bytes:
+        async with self._transport.request(
+            method, endpoint.base_url + path, body=body, headers=self._headers_for(endpoint),
+            connect_s=connect_s, deployment=name, total_s=total_s,
+        ) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise error_from_response(response.status, raw, response.headers, name)
+            return raw
+
+    def _headers_for(self, endpoint: Endpoint) -> Mapping[str, str]:
+        """The endpoint's headers plus ``anthropic-version``, which every request needs; a
+        provider may pin another version (or add ``anthropic-beta``) in its ``headers``."""
+        key = (endpoint.vendor, endpoint.base_url)
+        headers = self._headers.get(key)
+        if headers is None:
+            merged = dict(endpoint.request_headers)
+            if not any(h.lower() == "anthropic-version" for h in merged):
+                merged["anthropic-version"] = VERSION
+            headers = self._headers[key] = MappingProxyType(merged)
+        return headers
+
+
+def _event(data: bytes, deployment: str) -> Event:
+    try:
+        return EVENT_DECODER.decode(data)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(f"malformed stream event from the upstream: {exc}",
+                                    deployment=deployment) from exc

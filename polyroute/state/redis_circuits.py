@@ -2,10 +2,10 @@
 
 Keys: ``{prefix}open:{upstream}`` exists while that upstream's circuit is open, holding the
 Unix time its cool-down ends; it is deleted only when a probe succeeds, so "cool-down over"
-and "closed" never look alike. ``{prefix}probe:{upstream}`` is the probe claim (SET NX), so after a
-cool-down exactly one replica probes. Writes are fire-and-forget tasks and reads happen in a background
-sync: the request path never waits on Redis, except to claim a probe, which is rare. A Redis
-outage degrades to per-replica circuits rather than failing requests.
+and "closed" never look alike. ``{prefix}probe:{upstream}`` is the probe claim (SET NX), so
+after a cool-down exactly one replica probes. Writes are fire-and-forget tasks and reads happen
+in a background sync: the request path never waits on Redis, except to claim a probe, which is
+rare. A Redis outage degrades to per-replica circuits rather than failing requests.
 """
 
 from __future__ import annotations

@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sim", help="run the provider simulator (see 'polyroute sim --help')")
 
+    from polyroute.drill.cli import add_parser as add_drill
+
+    add_drill(sub)
+
     config = sub.add_parser("config", help="check a config file or print its JSON Schema")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file and exit")

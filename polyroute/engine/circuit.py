@@ -69,6 +69,8 @@ class Breakers:
         self._on_transition = on_transition
         self._shared = shared
         self._probe_ttl_s = probe_ttl_s
+        self.history: deque[tuple[str, str, str, float]] = deque(maxlen=1000)
+        """Recent transitions (upstream, from, to, time), for drills and the admin view."""
 
     async def allow(self, deployment: str) -> bool:
         """May a request go to this deployment now? Claims the probe when one is due (across
@@ -126,10 +128,13 @@ class Breakers:
         state = self._states.get(deployment)
         if state is None:
             return
-        if state.open_until != 0.0:
-            self._transition(deployment, state.name, "closed", self._clock())
-            if self._shared is not None:
-                self._shared.publish_closed(deployment)
+        if not state.probing:
+            # Closed: failures keep counting within their window, successes or not. Open: this
+            # answer started before the circuit opened; only the probe's verdict counts.
+            return
+        self._transition(deployment, state.name, "closed", self._clock())
+        if self._shared is not None:
+            self._shared.publish_closed(deployment)
         state.open_until, state.probing = 0.0, False
         state.failures.clear()
 
@@ -180,5 +185,8 @@ class Breakers:
         return state.name if state is not None else "closed"
 
     def _transition(self, deployment: str, before: str, after: str, now: float) -> None:
-        if self._on_transition is not None and before != after:
+        if before == after:
+            return
+        self.history.append((deployment, before, after, now))
+        if self._on_transition is not None:
             self._on_transition(deployment, before, after, now)

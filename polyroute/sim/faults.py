@@ -24,6 +24,10 @@ class FaultName(enum.StrEnum):
     SPLIT_UTF8 = "split_utf8"
     CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
     CONTENT_POLICY_VIOLATION = "content_policy_violation"
+    # Anthropic's endpoints only (the OpenAI ones ignore them): 529 overloaded_error, and an
+    # `event: error` carrying it in the middle of a stream.
+    OVERLOADED = "overloaded"
+    STREAM_ERROR = "stream_error"
 
 
 def _frozen(values: dict[str, float]) -> Mapping[str, float]:
@@ -48,6 +52,8 @@ FAULT_PARAMS: Mapping[FaultName, Mapping[str, float]] = MappingProxyType(
         FaultName.SPLIT_UTF8: _frozen({"gap_ms": 5.0}),
         FaultName.CONTEXT_LENGTH_EXCEEDED: _frozen({"limit": 128000.0}),
         FaultName.CONTENT_POLICY_VIOLATION: _frozen({}),
+        FaultName.OVERLOADED: _frozen({}),
+        FaultName.STREAM_ERROR: _frozen({"after_chunks": 2.0}),
     }
 )
 

@@ -18,6 +18,9 @@ from polyroute.model.record import RequestRecord
 log = logging.getLogger("polyroute.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RECORD_KEY = "polyroute_record"
+"""Where a handler leaves its RequestRecord, so an error response can still carry the trace
+headers (the attempt chain) of what was tried."""
 
 
 class ErrorEncoder(Protocol):
@@ -45,8 +48,10 @@ def guarded(handler: Handler, encode_error: ErrorEncoder) -> Handler:
 def error_response(
     exc: GatewayError, encode_error: ErrorEncoder, request: web.Request
 ) -> web.Response:
-    headers = {"x-request-id": request_id(request)}
-    retry_after = getattr(exc, "retry_after", None)
+    record = request.get(RECORD_KEY)
+    headers = trace_headers(record) if record is not None else {
+        "x-request-id": request_id(request)}
+    retry_after = exc.retry_after
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
     return web.Response(status=exc.status, body=encode_error(exc),
@@ -133,6 +138,6 @@ def trace_headers(record: RequestRecord) -> dict[str, str]:
         "x-polyroute-attempts": ",".join(
             f"{a.deployment}:{a.error_class or 'ok'}" for a in record.attempts),
     }
-    if record.deployment is not None:
+    if record.deployment is not None and record.error_class is None:
         headers["x-polyroute-deployment"] = record.deployment
     return headers

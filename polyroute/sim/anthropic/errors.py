@@ -17,10 +17,10 @@ class ErrorDetail(msgspec.Struct):
     message: str
 
 
-class ErrorBody(msgspec.Struct):
+class ErrorBody(msgspec.Struct, kw_only=True):
+    type: str = "error"
     error: ErrorDetail
     request_id: str | None = None
-    type: str = "error"
 
 
 class AnthropicError(Exception):
@@ -41,7 +41,8 @@ class AnthropicError(Exception):
         self.headers = dict(headers or {})
 
     def body(self, request_id: str | None = None) -> bytes:
-        return _ENCODER.encode(ErrorBody(ErrorDetail(self.type, self.message), request_id))
+        return _ENCODER.encode(ErrorBody(error=ErrorDetail(self.type, self.message),
+                                          request_id=request_id))
 
     def to_response(self, request_id: str) -> web.Response:
         headers = {"request-id": request_id, **self.headers}

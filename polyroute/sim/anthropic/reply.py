@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from polyroute.sim import request_schema as openai_schema
+from polyroute.sim.anthropic.errors import invalid
 from polyroute.sim.anthropic.request import Block, MessagesRequest
 from polyroute.sim.anthropic.state import AnthropicState
 from polyroute.sim.errors import ApiError
@@ -69,7 +70,6 @@ def build_answer(
         reply = build_reply(_as_openai(request), model, default_text=default_text,
                             chunk_tokens=chunk_tokens, new_call_id=state.tool_use_id)
     except ApiError as exc:
-        from polyroute.sim.anthropic.errors import invalid
         raise invalid(exc.message) from None
     thinking = group_tokens(split_tokens(THINKING_TEXT), chunk_tokens) if request.thinks else []
     signature = state.signature() if request.thinks else ""
@@ -130,6 +130,11 @@ def _as_openai(request: MessagesRequest) -> openai_schema.ChatRequest:
 
 def _text(blocks: list[Block]) -> str:
     return "".join(b.plain_text() for b in blocks)
+
+
+def count_prompt(request: MessagesRequest) -> int:
+    """Every token of the prompt, cached or not (what count_tokens answers)."""
+    return sum(count_tokens(piece) for piece, _ in _prompt_pieces(request))
 
 
 def prompt_usage(request: MessagesRequest, state: AnthropicState) -> PromptUsage:

@@ -100,7 +100,7 @@ class MessagesRequest(msgspec.Struct):
 
     @property
     def thinks(self) -> bool:
-        return bool(self.thinking) and self.thinking.get("type") in ("enabled", "adaptive")
+        return self.thinking is not None and self.thinking.get("type") in ("enabled", "adaptive")
 
 
 def decode_messages_request(body: bytes, *, count_tokens: bool = False) -> MessagesRequest:

@@ -12,6 +12,7 @@ from polyroute.engine.gateway import Gateway
 from polyroute.errors import GatewayError
 from polyroute.model.record import RequestRecord
 from polyroute.surface.http import (
+    RECORD_KEY,
     ErrorEncoder,
     read_body,
     request_id,
@@ -44,6 +45,7 @@ class OpenAIHandlers:
         request = decode.chat_request(await self._body(http))
         record = RequestRecord(request_id(http), time.time(), "chat", request.model,
                                stream=request.stream)
+        http[RECORD_KEY] = record
         if not request.stream:
             response = await self._gateway.chat(request, record, timeout_overrides(http))
             return web.Response(body=encode.response_body(response),
@@ -73,6 +75,7 @@ class OpenAIHandlers:
     async def embeddings(self, http: web.Request) -> web.Response:
         request = decode.embedding_request(await self._body(http))
         record = RequestRecord(request_id(http), time.time(), "embeddings", request.model)
+        http[RECORD_KEY] = record
         response = await self._gateway.embed(request, record, timeout_overrides(http))
         return web.Response(body=encode.embeddings_body(response),
                             content_type="application/json", headers=trace_headers(record))

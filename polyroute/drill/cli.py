@@ -1,0 +1,83 @@
+"""``polyroute drill`` flags."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from polyroute.config import ConfigError
+from polyroute.drill import workload
+from polyroute.drill.report import as_json, render
+from polyroute.drill.run import DrillPlan, Failure, load_for_drill, run
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    drill = sub.add_parser(
+        "drill", help="rehearse losing vendors: replay a workload against simulators",
+        description="Replace every provider of the config with a simulator, run the workload "
+                    "once healthy and once with the chosen providers failing, and report per "
+                    "model group.")
+    drill.add_argument("--config", help="the gateway config to drill (default: environment)")
+    drill.add_argument("--fail", action="append", default=[], metavar="PROVIDER=FAULT[;k=v]",
+                       help="make a provider fail, e.g. openai=unavailable or "
+                            "'openai=server_error;probability=0.3' (repeatable; faults as in "
+                            "docs/simulator.md)")
+    drill.add_argument("--requests", type=int, default=200)
+    drill.add_argument("--concurrency", type=int, default=8)
+    drill.add_argument("--models", help="comma-separated model groups (default: all)")
+    drill.add_argument("--stream", action="store_true", help="stream the generated requests")
+    drill.add_argument("--workload", type=Path, help="JSONL file of chat request bodies")
+    drill.add_argument("--sim-latency-ms", type=float, default=20.0)
+    drill.add_argument("--tokens-per-second", type=float, default=0.0)
+    drill.add_argument("--json", type=Path, help="also write the report as JSON here")
+    drill.set_defaults(run=main)
+
+
+def parse_failure(text: str) -> Failure:
+    provider, sep, spec = text.partition("=")
+    if not sep or not provider or not spec:
+        raise ValueError(f"--fail {text!r}: write PROVIDER=FAULT[;key=value]")
+    fault, *pairs = spec.split(";")
+    params: dict[str, float] = {}
+    probability = 1.0
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--fail {text!r}: {key} needs a number") from None
+        if key.strip() == "probability":
+            probability = number
+        else:
+            params[key.strip()] = number
+    return Failure(provider.strip(), fault.strip(), params, probability)
+
+
+def main(ns: argparse.Namespace) -> int:
+    # Transitions are in the report; the gateway's own warnings would only interleave with it.
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        failures = [parse_failure(f) for f in ns.fail]
+        config = load_for_drill(ns.config)
+        models = ns.models.split(",") if ns.models else sorted(config.groups)
+        if ns.workload is not None:
+            requests = workload.from_file(ns.workload)
+        elif models:
+            requests = workload.generated(models, ns.requests, ns.stream)
+        else:
+            raise ValueError("the config has no model groups: pass --models or --workload")
+        plan = DrillPlan(ns.config, failures, requests, ns.concurrency, ns.sim_latency_ms,
+                         ns.tokens_per_second)
+        reports = asyncio.run(run(plan, config))
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"polyroute drill: {exc}", file=sys.stderr)
+        return 2
+    labels = [f.label for f in failures]
+    print(render(reports, labels))
+    if ns.json is not None:
+        ns.json.write_text(json.dumps(as_json(reports, labels), indent=2), encoding="utf-8")
+    return 0

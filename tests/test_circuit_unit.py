@@ -1,0 +1,76 @@
+"""Circuit-breaker transitions, driven by a fake clock."""
+
+from __future__ import annotations
+
+from polyroute.config.compiled import Circuit
+from polyroute.engine.circuit import Breakers
+from polyroute.errors import UpstreamRateLimited, UpstreamRejected, UpstreamUnavailable
+
+SETTINGS = Circuit(enabled=True, failures=3, window_s=10, cooldown_s=5)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_opens_after_failures_in_window_then_one_probe() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    err = UpstreamUnavailable("down")
+    b.failure("u", err, SETTINGS)
+    clock.now += 11  # the first failure leaves the window
+    b.failure("u", err, SETTINGS)
+    b.success("u")  # a success does not reset the count while closed
+    b.failure("u", err, SETTINGS)
+    assert await b.allow("u")
+    b.failure("u", err, SETTINGS)
+    assert b.state("u") == "open" and not await b.allow("u")
+    clock.now += 5
+    assert await b.allow("u")  # the probe
+    assert b.state("u") == "half_open"
+    assert not await b.allow("u")  # exactly one
+    b.failure("u", err, SETTINGS)  # the probe failed: open again for a full cool-down
+    assert b.state("u") == "open"
+    clock.now += 4.9
+    assert not await b.allow("u")
+    clock.now += 0.2
+    assert await b.allow("u")
+    b.success("u")
+    assert b.state("u") == "closed" and await b.allow("u")
+    assert [h[1:3] for h in b.history] == [
+        ("closed", "open"), ("open", "half_open"), ("half_open", "open"),
+        ("open", "half_open"), ("half_open", "closed")]
+
+
+async def test_rate_limit_pauses_for_retry_after_and_client_errors_do_not_count() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    b.failure("u", UpstreamRateLimited("slow down", retry_after=2.0), SETTINGS)
+    assert not await b.allow("u")
+    clock.now += 2.0
+    assert await b.allow("u")
+    b.success("u")
+    for _ in range(10):
+        b.failure("u", UpstreamRejected("bad request"), SETTINGS)
+    assert b.state("u") == "closed"
+
+
+async def test_a_late_success_does_not_close_an_open_circuit() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    for _ in range(3):
+        b.failure("u", UpstreamUnavailable("down"), SETTINGS)
+    b.success("u")  # an answer that started before the circuit opened
+    assert b.state("u") == "open"
+
+
+async def test_disabled_circuit_never_opens() -> None:
+    b = Breakers(Clock())
+    off = Circuit(enabled=False)
+    for _ in range(50):
+        b.failure("u", UpstreamUnavailable("down"), off)
+    assert await b.allow("u")

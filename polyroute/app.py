@@ -23,6 +23,7 @@ from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Router
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
+from polyroute.policy.types import OpenPolicy
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.storage import sqlite
 from polyroute.storage.request_log import RequestLog
@@ -67,12 +68,13 @@ def build_app(config: GatewayConfig) -> web.Application:
         shared = RedisCircuits(redis_client(config.state))
     breakers = Breakers(time.monotonic, on_transition=_log_transition, shared=shared)
     breakers.track(d.upstream for g in config.groups.values() for d in g.deployments)
-    gateway = Gateway(Router(config), adapters, observers, breakers)
+    policy = OpenPolicy()
+    gateway = Gateway(Router(config), adapters, observers, breakers, policy)
     parts = Components(config, gateway, metrics, transport, request_log, breakers, shared)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
-    openai = OpenAIHandlers(gateway, ModelCatalog(config, adapters), config.server)
+    openai = OpenAIHandlers(gateway, ModelCatalog(config, adapters), config.server, policy)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),

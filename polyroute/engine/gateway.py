@@ -28,6 +28,7 @@ from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.record import RequestRecord
 from polyroute.model.usage import Usage
+from polyroute.policy.types import ANONYMOUS, AdmissionRequest, OpenPolicy, Policy, Principal
 
 T = TypeVar("T")
 
@@ -60,9 +61,11 @@ class Gateway:
         adapters: AdapterRegistry,
         observers: Sequence[RequestObserver],
         breakers: Breakers,
+        policy: Policy | None = None,
         clock: Callable[[], float] = time.perf_counter,
         rng: Random | None = None,
     ) -> None:
+        self._policy: Policy = policy or OpenPolicy()
         self._router = router
         self._adapters = adapters
         self._observers = tuple(observers)
@@ -73,7 +76,7 @@ class Gateway:
 
     async def chat(
         self, request: ChatRequest, record: RequestRecord,
-        overrides: TimeoutOverrides = NO_OVERRIDES,
+        overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
     ) -> ChatResponse:
         async def attempt(dep: Deployment, timeouts: Timeouts, deadline: float) -> ChatResponse:
             adapter = self._adapters.get(dep.endpoint.protocol)
@@ -81,11 +84,12 @@ class Gateway:
                                   timeouts.response_s, deadline)
 
         return await self._complete(request.model, request.models or (), record, overrides,
-                                    attempt, lambda r: r.usage)
+                                    attempt, lambda r: r.usage, principal,
+                                    estimate_input_tokens(request), _max_output(request))
 
     async def embed(
         self, request: EmbeddingRequest, record: RequestRecord,
-        overrides: TimeoutOverrides = NO_OVERRIDES,
+        overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
     ) -> EmbeddingResponse:
         async def attempt(
             dep: Deployment, timeouts: Timeouts, deadline: float
@@ -98,7 +102,10 @@ class Gateway:
             u = response.usage
             return Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens) if u else None
 
-        return await self._complete(request.model, (), record, overrides, attempt, usage)
+        text = request.input if isinstance(request.input, str) else " ".join(
+            str(i) for i in request.input)
+        return await self._complete(request.model, (), record, overrides, attempt, usage,
+                                    principal, len(text) // 4 + 1, 0)
 
     async def _complete(
         self,
@@ -108,10 +115,15 @@ class Gateway:
         overrides: TimeoutOverrides,
         attempt: Callable[[Deployment, Timeouts, float], Awaitable[T]],
         usage: Callable[[T], Usage | None],
+        principal: Principal,
+        input_tokens: int,
+        max_output: int | None,
     ) -> T:
         start = self._clock()
+        ticket: object = None
         try:
             route = self._route(model, also, record)
+            ticket = await self._admit(principal, route, record, input_tokens, max_output)
             timeouts = overrides.apply(route.resilience.timeouts)
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
             loop: AttemptLoop[T] = self._loop(route, record, deadline)
@@ -125,18 +137,21 @@ class Gateway:
             record.status, record.error_class = CLIENT_CLOSED, "client_closed"
             raise
         finally:
-            self._settle(record, start)
+            self._settle(record, start, ticket)
 
     async def stream_chat(
         self, request: ChatRequest, record: RequestRecord,
-        overrides: TimeoutOverrides = NO_OVERRIDES,
+        overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
     ) -> LiveStream:
         """A stream whose first content has already arrived. Errors before that point raise
         here, and the client gets a plain HTTP error; later ones surface from the stream as
         :class:`~polyroute.errors.StreamInterrupted`."""
         start = self._clock()
+        ticket: object = None
         try:
             route = self._route(request.model, request.models or (), record)
+            ticket = await self._admit(principal, route, record,
+                                       estimate_input_tokens(request), _max_output(request))
             timeouts = overrides.apply(route.resilience.timeouts)
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
 
@@ -153,7 +168,7 @@ class Gateway:
                 record.status, record.error_class = exc.status, exc.error_class
             else:
                 record.status, record.error_class = CLIENT_CLOSED, "client_closed"
-            self._settle(record, start)
+            self._settle(record, start, ticket)
             raise
         record.ttft_s = self._clock() - start
         self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
@@ -162,7 +177,17 @@ class Gateway:
             self._breakers.failure(dep.upstream, exc, route.resilience.circuit)
 
         return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
-                          on_failure=failed, settle=lambda: self._settle(record, start))
+                          on_failure=failed,
+                          settle=lambda: self._settle(record, start, ticket))
+
+    async def _admit(
+        self, principal: Principal, route: Route, record: RequestRecord, input_tokens: int,
+        max_output: int | None,
+    ) -> object:
+        record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org
+        admission = AdmissionRequest(route.group, input_tokens, max_output,
+                                     [d.price for d in route.candidates])
+        return await self._policy.admit(principal, admission)
 
     def _route(self, model: str, also: Sequence[str], record: RequestRecord) -> Route:
         route = self._router.route(model, also)
@@ -192,10 +217,31 @@ class Gateway:
         ordered = sorted(samples)
         return max(floor, ordered[int(0.95 * (len(ordered) - 1))])
 
-    def _settle(self, record: RequestRecord, start: float) -> None:
+    def _settle(self, record: RequestRecord, start: float, ticket: object = None) -> None:
         record.latency_s = self._clock() - start
+        self._policy.settle(ticket, record)
         for observer in self._observers:
             observer.observe(record)
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """A cheap upper-leaning estimate (about 4 characters a token, plus per-message framing),
+    for admission; the upstream's usage replaces it when the request settles."""
+    chars = 0
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            chars += len(content)
+        elif content is not None:
+            chars += sum(len(part.text or "") for part in content) + 1000 * sum(
+                part.type != "text" for part in content)  # an image costs ~1k tokens
+    if request.tools:
+        chars += sum(len(str(tool)) for tool in request.tools)
+    return chars // 4 + 4 * len(request.messages) + 3
+
+
+def _max_output(request: ChatRequest) -> int | None:
+    return request.max_completion_tokens or request.max_tokens
 
 
 async def _bounded(call: Awaitable[T], limit_s: float, deadline: float) -> T:

@@ -34,3 +34,6 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     ttft_s: float | None = None
     attempts: list[Attempt] = msgspec.field(default_factory=list)
     usage: Usage | None = None
+    key_id: str | None = None
+    team: str | None = None
+    org: str | None = None

@@ -94,6 +94,17 @@ class RequestIds:
 _IDS = RequestIds()
 
 
+def credentials(request: web.Request) -> str | None:
+    """The client's key: ``Authorization: Bearer <key>`` (OpenAI's SDKs) or ``x-api-key``
+    (Anthropic's)."""
+    auth = request.headers.get("Authorization")
+    if auth is not None:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
 def request_id(request: web.Request) -> str:
     rid = request.get("polyroute_request_id")
     if rid is None:

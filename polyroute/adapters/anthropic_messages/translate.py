@@ -416,7 +416,7 @@ def parse_response(body: bytes, deployment: str, created: int) -> ChatResponse:
 
 def tool_arguments(block: Block) -> str:
     # The upstream's own JSON text of the input, exactly: OpenAI's arguments are a string.
-    return bytes(block.input).decode() if block.input is not None else "{}"
+    return bytes(block.input).decode() if len(block.input) else "{}"
 
 
 def finish_reason(stop_reason: str | None) -> str | None:

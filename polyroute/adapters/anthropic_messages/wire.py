@@ -38,7 +38,8 @@ class Block(msgspec.Struct):
     text: str | None = None
     id: str | None = None
     name: str | None = None
-    input: msgspec.Raw | None = None
+    input: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    """Empty when absent (msgspec.Raw cannot share a union with None)."""
     thinking: str | None = None
     signature: str | None = None
     data: str | None = None

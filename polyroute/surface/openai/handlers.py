@@ -11,9 +11,11 @@ from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.gateway import Gateway
 from polyroute.errors import GatewayError
 from polyroute.model.record import RequestRecord
+from polyroute.policy.types import Policy
 from polyroute.surface.http import (
     RECORD_KEY,
     ErrorEncoder,
+    credentials,
     read_body,
     request_id,
     timeout_overrides,
@@ -35,23 +37,29 @@ def encode_error(exc: GatewayError) -> bytes:
 class OpenAIHandlers:
     error_encoder: ErrorEncoder = staticmethod(encode_error)
 
-    def __init__(self, gateway: Gateway, catalog: ModelCatalog, server: ServerSettings) -> None:
+    def __init__(
+        self, gateway: Gateway, catalog: ModelCatalog, server: ServerSettings, policy: Policy
+    ) -> None:
         self._gateway = gateway
+        self._policy = policy
         self._catalog = catalog
         self._max_body = server.max_body_bytes
         self._body_timeout = server.body_timeout_s
 
     async def chat_completions(self, http: web.Request) -> web.StreamResponse:
+        principal = await self._policy.authenticate(credentials(http))
         request = decode.chat_request(await self._body(http))
         record = RequestRecord(request_id(http), time.time(), "chat", request.model,
                                stream=request.stream)
         http[RECORD_KEY] = record
         if not request.stream:
-            response = await self._gateway.chat(request, record, timeout_overrides(http))
+            response = await self._gateway.chat(request, record, timeout_overrides(http),
+                                                principal)
             return web.Response(body=encode.response_body(response),
                                 content_type="application/json", headers=trace_headers(record))
 
-        stream = await self._gateway.stream_chat(request, record, timeout_overrides(http))
+        stream = await self._gateway.stream_chat(request, record, timeout_overrides(http),
+                                                 principal)
         out = web.StreamResponse(headers={**_SSE_HEADERS, **trace_headers(record)})
         wants_usage = request.wants_usage
         try:
@@ -73,10 +81,12 @@ class OpenAIHandlers:
         return out
 
     async def embeddings(self, http: web.Request) -> web.Response:
+        principal = await self._policy.authenticate(credentials(http))
         request = decode.embedding_request(await self._body(http))
         record = RequestRecord(request_id(http), time.time(), "embeddings", request.model)
         http[RECORD_KEY] = record
-        response = await self._gateway.embed(request, record, timeout_overrides(http))
+        response = await self._gateway.embed(request, record, timeout_overrides(http),
+                                             principal)
         return web.Response(body=encode.embeddings_body(response),
                             content_type="application/json", headers=trace_headers(record))
 
@@ -84,6 +94,7 @@ class OpenAIHandlers:
         return await read_body(http, self._max_body, self._body_timeout)
 
     async def models(self, http: web.Request) -> web.Response:
+        await self._policy.authenticate(credentials(http))
         data = [
             {"id": entry.id, "object": "model", "created": 0, "owned_by": entry.owned_by}
             for entry in await self._catalog.entries()

@@ -1,0 +1,64 @@
+"""The policy seam: what the surface and the engine ask of it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from polyroute.config.compiled import Price
+from polyroute.model.record import RequestRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. ``key_id`` None is the anonymous caller of a gateway without keys."""
+
+    key_id: str | None = None
+    team: str | None = None
+    org: str | None = None
+    allowed_models: frozenset[str] | None = None
+    """Model groups this caller may use; None: all."""
+
+
+ANONYMOUS = Principal()
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    model_group: str
+    estimated_input_tokens: int
+    max_output_tokens: int | None
+    prices: Sequence[Price | None]
+    """Prices of the candidate deployments: a reservation must cover the dearest."""
+
+
+class Policy(Protocol):
+    async def authenticate(self, credentials: str | None) -> Principal:
+        """The caller behind a key (``Authorization: Bearer`` or ``x-api-key``), or raise
+        AuthenticationFailed. Must keep answering from a cache when the key store is down."""
+        ...
+
+    async def admit(self, principal: Principal, request: AdmissionRequest) -> object:
+        """Check the caller may make this request now (model allowed, rate, concurrency,
+        budget) and reserve what it may cost; returns a ticket for ``settle``. Raises
+        PermissionDenied, RateLimited, BudgetExceeded or ServiceUnavailable."""
+        ...
+
+    def settle(self, ticket: object, record: RequestRecord) -> None:
+        """The request ended (``record`` says how): release what was reserved, charge what it
+        really cost, append the ledger record. Never blocks: no I/O on the caller's path."""
+        ...
+
+
+class OpenPolicy:
+    """No keys, no limits: the embedded default on loopback."""
+
+    async def authenticate(self, credentials: str | None) -> Principal:
+        return ANONYMOUS
+
+    async def admit(self, principal: Principal, request: AdmissionRequest) -> object:
+        return None
+
+    def settle(self, ticket: object, record: RequestRecord) -> None:
+        return None

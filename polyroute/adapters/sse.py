@@ -20,14 +20,14 @@ async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
             buffer = buffer.replace(b"\r\n", b"\n")
             if buffer.endswith(b"\r"):
                 continue  # a CRLF may be split: wait for the LF
+        if b"\n\n" not in buffer:
+            continue
+        *events, buffer = buffer.split(b"\n\n")
         batch = []
-        while True:
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                break
-            event, buffer = buffer[:end], buffer[end + 2 :]
-            data = _event_data(event)
-            if data is not None:
+        for event in events:
+            if event.startswith(b"data: ") and b"\n" not in event:
+                batch.append(event[6:])  # the common single-line event, without a call
+            elif (data := _event_data(event)) is not None:
                 batch.append(data)
         if batch:
             yield batch

@@ -82,7 +82,10 @@ class OpenAIChatAdapter:
                                 yield batch  # what arrived before the error still counts
                             raise error
                         chunk = translate.parse_chunk(data, name)
-                        finished = finished or chunk.finished
+                        if not finished:
+                            for choice in chunk.choices:
+                                if choice.finish_reason:
+                                    finished = True
                         batch.append(chunk)
                     yield batch
             if not finished:

@@ -72,8 +72,7 @@ class OpenAIHandlers:
             except GatewayError as exc:
                 await out.write(encode.error_event(exc, stream.last))
                 return out  # no [DONE]: the answer was cut, and the client must know it
-            await out.write(encode.DONE)
-            await out.write_eof()
+            await out.write_eof(encode.DONE)
         except ConnectionResetError:
             pass  # the client left; closing the stream below stops the upstream too
         finally:

@@ -21,6 +21,10 @@ from polyroute.model.chat import ChatChunk
 from polyroute.model.record import RequestRecord
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer ended
+FINISHED_TAIL_S = 2.0
+"""After every choice has its finish reason, how long to wait for the usage chunk and the end
+of the stream before ending it ourselves: an upstream that never sends [DONE] nor closes must
+not turn a complete answer into a stalled one."""
 
 Batches = AsyncIterator[list[ChatChunk]]
 
@@ -95,6 +99,7 @@ class LiveStream:
         self._settle = settle
         self._complete = False
         self._closed = False
+        self._finished = False
         self.last: ChatChunk | None = None
         """The latest chunk relayed: its id and model label an error event, should one come."""
 
@@ -111,13 +116,17 @@ class LiveStream:
         for chunk in batch:
             if chunk.usage is not None:
                 self._record.usage = chunk.usage
+            for choice in chunk.choices:
+                if choice.finish_reason:
+                    self._finished = True
         if batch:
             self.last = batch[-1]
         return batch
 
     async def _next_from_upstream(self) -> list[ChatChunk]:
         loop = asyncio.get_running_loop()
-        limit = min(loop.time() + self._stall_s, self._deadline)
+        wait = min(self._stall_s, FINISHED_TAIL_S) if self._finished else self._stall_s
+        limit = min(loop.time() + wait, self._deadline)
         try:
             async with asyncio.timeout_at(limit):
                 return await anext(self._upstream)
@@ -126,6 +135,10 @@ class LiveStream:
             await self.aclose()
             raise
         except TimeoutError:
+            if self._finished:  # the answer was whole; only its ending went missing
+                self._complete = True
+                await self.aclose()
+                raise StopAsyncIteration from None
             reason = (f"the stream stalled for {self._stall_s:g} s" if limit < self._deadline
                       else "the request's deadline passed mid-answer")
             await self._interrupted(UpstreamTimeout(reason))

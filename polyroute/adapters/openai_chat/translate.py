@@ -45,7 +45,7 @@ def chat_body(request: ChatRequest, model: str, quirks: Quirks) -> bytes:
     if request.passthrough is not None:
         fields = dict(request.passthrough)
     else:
-        fields = msgspec.to_builtins(msgspec.structs.replace(request, passthrough=None))
+        fields = _openai_fields(request)
     for name in GATEWAY_ONLY_FIELDS.intersection(fields):
         del fields[name]
     fields["model"] = model
@@ -57,6 +57,30 @@ def chat_body(request: ChatRequest, model: str, quirks: Quirks) -> bytes:
             fields["stream_options"] = _INCLUDE_USAGE
     _apply_quirks(fields, quirks)
     return _encode(fields)
+
+
+# Canonical fields other dialects bring (Anthropic's thinking, cache_control …) that OpenAI's
+# schema does not have: strict OpenAI-compatible servers answer 400 to them. top_k stays:
+# vLLM and llama.cpp honour it; for OpenAI itself, list it in quirks.drop_params.
+_NOT_OPENAI_TOP = ("thinking",)
+_NOT_OPENAI_MESSAGE = ("thinking_blocks", "reasoning_content")
+_NOT_OPENAI_PART = ("cache_control",)
+
+
+def _openai_fields(request: ChatRequest) -> dict[str, Any]:
+    fields: dict[str, Any] = msgspec.to_builtins(
+        msgspec.structs.replace(request, passthrough=None))
+    for name in _NOT_OPENAI_TOP:
+        fields.pop(name, None)
+    for message in fields.get("messages", ()):
+        for name in _NOT_OPENAI_MESSAGE:
+            message.pop(name, None)
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                for name in _NOT_OPENAI_PART:
+                    part.pop(name, None)
+    return fields
 
 
 def embeddings_body(request: EmbeddingRequest, model: str, quirks: Quirks) -> bytes:

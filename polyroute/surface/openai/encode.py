@@ -82,31 +82,33 @@ def error_event(exc: GatewayError, last: ChatChunk | None) -> bytes:
     return b"data: " + _encode(chunk) + b"\n\n"
 
 
+# ``object`` has no default on purpose: omit_defaults would drop it, and strict clients
+# validate it.
 class _ChatCompletion(msgspec.Struct, omit_defaults=True):
+    object: str
     id: str
     model: str
     choices: list[Choice]
     created: int
-    object: str = "chat.completion"
     usage: Usage | None = None
     system_fingerprint: str | None = None
 
     @classmethod
     def of(cls, r: ChatResponse) -> _ChatCompletion:
-        return cls(r.id, r.model, list(r.choices), r.created, usage=r.usage,
-                   system_fingerprint=r.system_fingerprint)
+        return cls("chat.completion", r.id, r.model, list(r.choices), r.created,
+                   usage=r.usage, system_fingerprint=r.system_fingerprint)
 
 
 class _ChatCompletionChunk(msgspec.Struct, omit_defaults=True):
+    object: str
     id: str
     model: str
     choices: list[ChunkChoice]
     created: int
-    object: str = "chat.completion.chunk"
     usage: Usage | None = None
     system_fingerprint: str | None = None
 
     @classmethod
     def of(cls, c: ChatChunk) -> _ChatCompletionChunk:
-        return cls(c.id, c.model, list(c.choices), c.created, usage=c.usage,
-                   system_fingerprint=c.system_fingerprint)
+        return cls("chat.completion.chunk", c.id, c.model, list(c.choices), c.created,
+                   usage=c.usage, system_fingerprint=c.system_fingerprint)

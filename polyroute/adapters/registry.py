@@ -11,6 +11,9 @@ from polyroute.adapters.transport import Transport
 PROTOCOLS: dict[str, str] = {
     "openai": "polyroute.adapters.openai_chat.adapter:OpenAIChatAdapter",
     "anthropic": "polyroute.adapters.anthropic_messages.adapter:AnthropicMessagesAdapter",
+    "gemini": "polyroute.adapters.gemini.adapter:GeminiAdapter",
+    "bedrock": "polyroute.adapters.bedrock_converse.adapter:BedrockConverseAdapter",
+    "azure": "polyroute.adapters.azure_openai.adapter:AzureOpenAIAdapter",
 }
 
 

@@ -26,6 +26,10 @@ class Endpoint:
     quirks: Quirks = Quirks()
     secrets: tuple[str, ...] = ()
     """Values that must never be logged (the resolved keys), for the log redactor."""
+    region: str | None = None
+    """Bedrock: the AWS region requests are signed for."""
+    api_version: str | None = None
+    """Azure: the api-version query parameter, if any."""
     _request_headers: Mapping[str, str] = field(default_factory=dict, repr=False,
                                                 compare=False)
 
@@ -47,6 +51,12 @@ class Price:
     input_per_1m: float
     output_per_1m: float
     cached_input_per_1m: float | None = None
+    cache_write_per_1m: float | None = None
+    """Prompt tokens written to the vendor's cache (Anthropic); None: the input price."""
+    reasoning_per_1m: float | None = None
+    """Reasoning tokens, where a vendor prices them apart; None: the output price."""
+    source: str = "config"
+    """Where the price came from: 'config' or 'catalog:<version>' (recorded in the ledger)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +149,28 @@ class StorageSettings:
     request_log: bool = True
     flush_interval_s: float = 0.5
     flush_batch: int = 500
+    postgres_url: str | None = None
+    spool_dir: str | None = None
+    """None: 'spool' beside sqlite_path."""
+    ledger: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    master_key: str | None = None
+    refresh_s: float = 1.0
+
+    def __repr__(self) -> str:  # holds the master key: never print it
+        return f"AuthSettings(master_key={'set' if self.master_key else None}, " \
+               f"refresh_s={self.refresh_s})"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    default_max_output_tokens: int = 4096
+    lease_ttl_s: float = 30.0
+    on_state_outage: str = "open"
+    allow_unpriced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +191,15 @@ class GatewayConfig:
     state: StateSettings = StateSettings()
     resilience: Resilience = Resilience()
     """For groups made on the fly ('<vendor>/<model>' and per-request 'models' lists)."""
+    auth: AuthSettings = AuthSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     @property
     def secrets(self) -> frozenset[str]:
         found = {s for g in self.groups.values() for d in g.deployments for s in d.endpoint.secrets}
         found.update(s for e in self.open_vendors.values() for s in e.secrets)
+        if self.auth.master_key:
+            found.add(self.auth.master_key)
+        if self.storage.postgres_url:
+            found.add(self.storage.postgres_url)
         return frozenset(found)

@@ -25,11 +25,20 @@ from polyroute.config.schema import (
     ResilienceSection,
 )
 from polyroute.config.yaml_file import read_yaml
+from polyroute.pricing.catalog import PriceCatalog
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _SECRET_HEADER = re.compile(r"authorization|key|token|secret|password", re.IGNORECASE)
-_AUTH_HEADERS = {"bearer": "Authorization", "api-key": "api-key", "x-api-key": "x-api-key"}
+# The header each protocol's vendor expects the key in, when a provider does not say.
+_PROTOCOL_AUTH = {"openai": "bearer", "anthropic": "x-api-key", "gemini": "x-goog-api-key",
+                  "azure": "api-key", "bedrock": "bearer"}  # Bedrock API keys are bearer
+_AUTH_HEADERS = {"bearer": "Authorization", "api-key": "api-key", "x-api-key": "x-api-key",
+                 "x-goog-api-key": "x-goog-api-key"}
+_BEDROCK_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com$")
+AZURE_API_VERSION = "2024-10-21"
+"""The api-version of Azure deployment URLs when the provider names none: the newest GA
+version of the data-plane API when this was written."""
 
 
 def default_sqlite_path() -> str:
@@ -81,10 +90,12 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 # Keys whose values may carry ${ENV} references; anywhere else one would stay literal.
 _ENV_KEYS = (
-    re.compile(r"^providers\.[^.]+\.(base_url|api_key)$"),
+    re.compile(r"^providers\.[^.]+\.(base_url|api_key|region|api_version)$"),
     re.compile(r"^providers\.[^.]+\.headers\.[^.]+$"),
     re.compile(r"^storage\.sqlite_path$"),
     re.compile(r"^state\.redis_url$"),
+    re.compile(r"^storage\.(postgres_url|spool_dir)$"),
+    re.compile(r"^auth\.master_key$"),
 )
 
 
@@ -98,7 +109,9 @@ def _check_env_references(source: str, tree: Any, path: str = "") -> None:
     elif isinstance(tree, str) and "${" in tree and not any(p.match(path) for p in _ENV_KEYS):
         raise ConfigError(source, path, "${…} references are not expanded in this key",
                           "write the value itself; references work in providers' base_url, "
-                          "api_key and headers, storage.sqlite_path and state.redis_url")
+                          "api_key, region, api_version and headers, storage.sqlite_path, "
+                          "storage.postgres_url, storage.spool_dir, auth.master_key and "
+                          "state.redis_url")
 
 
 def _compile(
@@ -130,13 +143,14 @@ def _compile(
             where = f"environment variable {found.base_url_source} (vendor {name})"
             open_vendors[name] = _endpoint(name, section, where, env, fail)
 
+    catalog = PriceCatalog.load()
     groups: dict[str, c.ModelGroup] = {}
     for gname, group in cfg.model_groups.items():
         deployments = []
         seen: set[str] = set()
         for i, dep in enumerate(group.deployments):
             path = f"model_groups.{gname}.deployments[{i}]"
-            deployment = _deployment(dep, path, endpoints, fail)
+            deployment = _deployment(dep, path, endpoints, fail, catalog)
             if deployment.name in seen:
                 raise fail(f"{path}.name", f"duplicate deployment name '{deployment.name}'",
                            "give each deployment of a group a distinct 'name'")
@@ -168,12 +182,47 @@ def _compile(
             request_log=storage.request_log,
             flush_interval_s=storage.flush_interval_s,
             flush_batch=storage.flush_batch,
+            postgres_url=_postgres_url(storage.postgres_url, env, fail),
+            spool_dir=_path(storage.spool_dir, "storage.spool_dir", env, fail, base_dir),
+            ledger=storage.ledger,
         ),
         groups=MappingProxyType(groups),
         open_vendors=MappingProxyType(open_vendors),
         state=_state(cfg, env, fail),
         resilience=_resilience(cfg.resilience),
+        auth=_auth(cfg, env, fail),
+        limits=c.LimitsSettings(cfg.limits.default_max_output_tokens, cfg.limits.lease_ttl_s,
+                                cfg.limits.on_state_outage, cfg.limits.allow_unpriced),
     )
+
+
+def _auth(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.AuthSettings:
+    master = cfg.auth.master_key
+    if master is not None:
+        _require_reference(master, "auth.master_key", fail)
+        master = _resolve(master, "auth.master_key", env, fail)
+        if len(master) < 16:
+            raise fail("auth.master_key", "the master key is shorter than 16 characters",
+                       "use a long random value, e.g. `openssl rand -hex 24`")
+    return c.AuthSettings(master, cfg.auth.refresh_s)
+
+
+def _postgres_url(url: str | None, env: Mapping[str, str], fail: Any) -> str | None:
+    if url is None:
+        return None
+    url = _resolve(url, "storage.postgres_url", env, fail)
+    if urlsplit(url).scheme not in ("postgres", "postgresql"):
+        raise fail("storage.postgres_url", "this is not a PostgreSQL URL",
+                   "write postgresql://USER@HOST:PORT/DATABASE")
+    return url
+
+
+def _path(value: str | None, path: str, env: Mapping[str, str], fail: Any,
+          base_dir: Path | None) -> str | None:
+    if value is None:
+        return None
+    resolved = Path(_resolve(value, path, env, fail))
+    return str(resolved if resolved.is_absolute() or base_dir is None else base_dir / resolved)
 
 
 def _state(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.StateSettings:
@@ -208,16 +257,17 @@ def _endpoint(
                    "write a full URL such as https://api.openai.com/v1")
     headers: dict[str, str] = {}
     secrets: list[str] = []
+    auth = p.auth or _PROTOCOL_AUTH.get(p.protocol, "bearer")
     if p.api_key is not None:
         _require_reference(p.api_key, f"{path}.api_key", fail)
         key = _resolve(p.api_key, f"{path}.api_key", env, fail)
         secrets.append(key)
-        if p.auth == "none":
+        if auth == "none":
             raise fail(f"{path}.auth", "auth is 'none' but an api_key is set",
                        "set auth to bearer, api-key or x-api-key, or remove api_key")
-        header = _AUTH_HEADERS[p.auth]
-        headers[header] = f"Bearer {key}" if p.auth == "bearer" else key
-    elif p.auth in ("api-key", "x-api-key"):
+        header = _AUTH_HEADERS[auth]
+        headers[header] = f"Bearer {key}" if auth == "bearer" else key
+    elif p.auth is not None and p.auth not in ("bearer", "none"):
         raise fail(f"{path}.api_key", f"auth is '{p.auth}' but no api_key is set",
                    "add api_key: ${VARIABLE_NAME}, or set auth: none")
     for hname, hvalue in p.headers.items():
@@ -239,7 +289,39 @@ def _endpoint(
         quirks=c.Quirks(p.quirks.max_tokens_field, p.quirks.stream_usage,
                         frozenset(p.quirks.drop_params), p.quirks.default_max_tokens),
         secrets=tuple(secrets),
+        region=_region(p, parts.hostname or "", path, env, fail),
+        api_version=_api_version(p, base_url, path, env, fail),
     )
+
+
+def _region(
+    p: ProviderSection, host: str, path: str, env: Mapping[str, str], fail: Any
+) -> str | None:
+    if p.region is not None:
+        if p.protocol != "bedrock":
+            raise fail(f"{path}.region", "region is only read by the bedrock protocol",
+                       "remove it, or set protocol: bedrock")
+        return _resolve(p.region, f"{path}.region", env, fail)
+    if p.protocol != "bedrock":
+        return None
+    match = _BEDROCK_HOST.match(host)
+    if match is None:
+        raise fail(f"{path}.region", "the AWS region cannot be read from base_url",
+                   "add region: us-east-1 (or ${AWS_REGION}): requests are signed for it")
+    return match.group(1)
+
+
+def _api_version(
+    p: ProviderSection, base_url: str, path: str, env: Mapping[str, str], fail: Any
+) -> str | None:
+    if p.api_version is not None:
+        if p.protocol != "azure":
+            raise fail(f"{path}.api_version", "api_version is only read by the azure protocol",
+                       "remove it, or set protocol: azure")
+        return _resolve(p.api_version, f"{path}.api_version", env, fail) or None
+    if p.protocol != "azure" or base_url.endswith("/openai/v1"):
+        return None  # the v1 API takes no api-version
+    return AZURE_API_VERSION
 
 
 def _require_reference(value: str, path: str, fail: Any) -> None:
@@ -254,17 +336,19 @@ def _require_reference(value: str, path: str, fail: Any) -> None:
 
 
 def _deployment(
-    dep: DeploymentSection, path: str, endpoints: Mapping[str, c.Endpoint], fail: Any
+    dep: DeploymentSection, path: str, endpoints: Mapping[str, c.Endpoint], fail: Any,
+    catalog: PriceCatalog,
 ) -> c.Deployment:
     endpoint = endpoints.get(dep.provider)
     if endpoint is None:
         known = ", ".join(sorted(endpoints)) or "none defined yet"
         raise fail(f"{path}.provider", f"unknown provider '{dep.provider}'",
                    f"define it under 'providers:' or use one of: {known}")
-    price = None
+    price = catalog.price(dep.provider, dep.model)  # the config's own price wins
     if dep.price is not None:
-        price = c.Price(dep.price.input_per_1m, dep.price.output_per_1m,
-                        dep.price.cached_input_per_1m)
+        p = dep.price
+        price = c.Price(p.input_per_1m, p.output_per_1m, p.cached_input_per_1m,
+                        p.cache_write_per_1m, p.reasoning_per_1m)
     return c.Deployment(
         name=dep.name or f"{dep.provider}/{dep.model}",
         vendor=dep.provider,

@@ -37,6 +37,14 @@ class ServerSection(_Section, kw_only=True):
 class StorageSection(_Section, kw_only=True):
     sqlite_path: str | None = None
     """Defaults to polyroute.db in the user's data directory."""
+    postgres_url: str | None = None
+    """Keys, teams and the spend ledger in PostgreSQL (postgresql://user@host:port/db; may be
+    a ${ENV} reference) instead of SQLite: what several replicas share."""
+    spool_dir: str | None = None
+    """Where spend-ledger records are appended before they reach the database (survives
+    kill -9 and database outages). Defaults to 'spool' beside sqlite_path."""
+    ledger: bool = True
+    """Write one spend-ledger record per request."""
     request_log: bool = True
     flush_interval_s: Positive = 0.5
     flush_batch: Annotated[int, Meta(gt=0)] = 500
@@ -50,6 +58,29 @@ class StateSection(_Section, kw_only=True):
     """How often a replica adopts the circuits other replicas opened or closed."""
     timeout_s: Positive = 0.1
     """Redis socket timeout: an outage is noticed this fast and never stalls a request."""
+
+
+class AuthSection(_Section, kw_only=True):
+    master_key: str | None = None
+    """The administrator's key, only as a ${ENV} reference: the admin API and CLI, and it may
+    also call the model endpoints. Unset, and no client key created: open mode (anyone who can
+    reach the port may call, as on a loopback-only laptop)."""
+    refresh_s: Positive = 1.0
+    """How often a replica picks up keys, teams and organisations changed elsewhere."""
+
+
+class LimitsSection(_Section, kw_only=True):
+    default_max_output_tokens: Annotated[int, Meta(gt=0)] = 4096
+    """Output tokens reserved (TPM and budget) when a request sets no max_tokens."""
+    lease_ttl_s: Positive = 30.0
+    """A replica renews its in-flight requests' concurrency slots and budget reservations
+    every third of this; those of a replica that died expire after it."""
+    on_state_outage: Literal["open", "closed"] = "open"
+    """When Redis is unreachable, teams without their own choice are let through (open,
+    counted locally) or refused with 503 (closed)."""
+    allow_unpriced: bool = False
+    """Let a caller with a budget use a deployment whose price is unknown (its spend is
+    recorded as unpriced and not counted). Off: such a request gets 403."""
 
 
 class Quirks(_Section, kw_only=True):
@@ -69,11 +100,21 @@ class Quirks(_Section, kw_only=True):
 
 
 class ProviderSection(_Section, kw_only=True):
-    protocol: Literal["openai", "anthropic"] = "openai"
+    protocol: Literal["openai", "anthropic", "gemini", "bedrock", "azure"] = "openai"
     base_url: str
     api_key: str | None = None
     """Only as an environment reference: ${OPENAI_API_KEY}."""
-    auth: Literal["bearer", "api-key", "x-api-key", "none"] = "bearer"
+    auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"] | None = None
+    """The header that carries api_key; unset: the protocol's own (openai: bearer, anthropic:
+    x-api-key, gemini: x-goog-api-key, azure: api-key)."""
+    """The header that carries api_key. Bedrock without an api_key signs every request with
+    SigV4 from the standard AWS credentials instead."""
+    region: str | None = None
+    """Bedrock: the AWS region requests are signed for. Unset: taken from base_url's host
+    (bedrock-runtime.<region>.amazonaws.com)."""
+    api_version: str | None = None
+    """Azure: the api-version query parameter. Unset: 2024-10-21 for deployment URLs, none
+    for the /openai/v1 form."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     quirks: Quirks = msgspec.field(default_factory=Quirks)
     any_model: bool = False
@@ -84,6 +125,10 @@ class PriceSection(_Section, kw_only=True):
     input_per_1m: NonNegative
     output_per_1m: NonNegative
     cached_input_per_1m: NonNegative | None = None
+    cache_write_per_1m: NonNegative | None = None
+    """Prompt tokens written to the vendor's cache; unset: the input price."""
+    reasoning_per_1m: NonNegative | None = None
+    """Reasoning tokens, where priced apart from output; unset: the output price."""
 
 
 class DeploymentSection(_Section, kw_only=True):
@@ -177,6 +222,8 @@ class ConfigFile(_Section, kw_only=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
     state: StateSection = msgspec.field(default_factory=StateSection)
+    auth: AuthSection = msgspec.field(default_factory=AuthSection)
+    limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     providers: dict[str, ProviderSection] = msgspec.field(default_factory=dict)
     model_groups: dict[str, GroupSection] = msgspec.field(default_factory=dict)
     discover_from_env: bool = False

@@ -27,9 +27,17 @@ class FunctionCall(msgspec.Struct, omit_defaults=True):
 
 class ToolCall(msgspec.Struct, omit_defaults=True):
     id: str | None = None
-    type: str = "function"
+    type: str | None = None
+    """"function" when sent. Not a default: omit_defaults would then drop it from every
+    encoding, and OpenAI requires it on the tool calls of an assistant message it is sent
+    (stream deltas carry it on a call's first fragment only)."""
     function: FunctionCall | None = None
     index: int | None = None
+    extra_content: dict[str, Any] | None = None
+    """Vendor data that must come back with the call, in Google's OpenAI-compatible shape:
+    ``{"google": {"thought_signature": "…"}}``. Gemini 3 refuses a conversation whose
+    function calls lost their thought signatures, and an OpenAI client sends its assistant
+    message back as it received it, so the signature rides along here."""
 
 
 class ContentPart(msgspec.Struct, omit_defaults=True):

@@ -8,6 +8,7 @@ from polyroute.sim.anthropic import add_anthropic_routes, anthropic_dialect
 from polyroute.sim.chat import chat_completions
 from polyroute.sim.control import add_control_routes
 from polyroute.sim.embeddings import embeddings
+from polyroute.sim.gemini import add_gemini_routes, gemini_dialect
 from polyroute.sim.middleware import check_api_key, openai_errors, record_requests
 from polyroute.sim.model_list import list_models, retrieve_model
 from polyroute.sim.settings import SimSettings
@@ -24,7 +25,8 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     client disconnect cancels the handler and is counted as aborted by the peer.
     """
     app = web.Application(
-        middlewares=[record_requests, anthropic_dialect, openai_errors, check_api_key],
+        middlewares=[record_requests, anthropic_dialect, gemini_dialect, openai_errors,
+                     check_api_key],
         client_max_size=MAX_REQUEST_BYTES,
     )
     app[SIM_STATE] = SimState.from_settings(settings or SimSettings())
@@ -33,5 +35,6 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)
     add_anthropic_routes(app, app[SIM_STATE].settings.seed)
+    add_gemini_routes(app, app[SIM_STATE].settings.seed)
     add_control_routes(app)
     return app

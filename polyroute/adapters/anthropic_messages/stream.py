@@ -105,7 +105,7 @@ class StreamTranslator:
             # else would be a complete input given up front.
             arguments = tool_arguments(block)
             arguments = "" if arguments.replace(" ", "") == "{}" else arguments
-            call = ToolCall(id=block.id, index=position,
+            call = ToolCall(id=block.id, index=position, type="function",
                             function=FunctionCall(name=block.name, arguments=arguments))
             return [self._chunk(Delta(tool_calls=[call]))]
         if block.type == "thinking" and block.thinking:

@@ -393,7 +393,7 @@ def parse_response(body: bytes, deployment: str, created: int) -> ChatResponse:
         if block.type == "text":
             texts.append(block.text or "")
         elif block.type == "tool_use":
-            calls.append(ToolCall(id=block.id, function=FunctionCall(
+            calls.append(ToolCall(id=block.id, type="function", function=FunctionCall(
                 name=block.name, arguments=tool_arguments(block))))
         elif block.type in ("thinking", "redacted_thinking"):
             thinking.append(ThinkingBlock(type=block.type, thinking=block.thinking,

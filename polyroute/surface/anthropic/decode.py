@@ -146,7 +146,7 @@ def _assistant(blocks: list[Block], where: str) -> Message:
         if block.type == "text":
             text.append(block)
         elif block.type == "tool_use":
-            calls.append(ToolCall(id=block.id, function=FunctionCall(
+            calls.append(ToolCall(id=block.id, type="function", function=FunctionCall(
                 name=block.name, arguments=_encode(block.input or {}).decode())))
         elif block.type == "thinking":
             thinking.append(ThinkingBlock(thinking=block.thinking, signature=block.signature))

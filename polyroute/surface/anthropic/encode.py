@@ -202,6 +202,10 @@ class StreamEncoder:
         out.append(_event("message_stop", {"type": "message_stop"}))
         return b"".join(out)
 
+    def finish_blocks(self) -> bytes:
+        """Close what is open before an error event, so the events before it stay well formed."""
+        return b"".join(self._close())
+
     def _message_start(self, chunk: ChatChunk) -> bytes:
         self._started = True
         return _event("message_start", {"type": "message_start", "message": {
@@ -213,8 +217,7 @@ class StreamEncoder:
         out: list[bytes] = []
         key = call.index if call.index is not None else 0
         function = call.function
-        if key not in self._tool_blocks or (call.id and self._open != ("tool", key)
-                                            and key not in self._tool_blocks):
+        if key not in self._tool_blocks:
             out += self._to("tool", key, {"type": "tool_use", "id": call.id or "",
                                           "name": function.name if function else "",
                                           "input": {}})

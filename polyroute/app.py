@@ -27,8 +27,12 @@ from polyroute.policy.types import OpenPolicy
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.storage import sqlite
 from polyroute.storage.request_log import RequestLog
+from polyroute.surface.anthropic.handlers import AnthropicHandlers
+from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
 from polyroute.surface.http import guarded
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
+from polyroute.surface.responses.handlers import ResponsesHandlers
+from polyroute.surface.responses.handlers import encode_error as responses_error
 
 log = logging.getLogger("polyroute")
 
@@ -75,6 +79,8 @@ def build_app(config: GatewayConfig) -> web.Application:
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
     openai = OpenAIHandlers(gateway, ModelCatalog(config, adapters), config.server, policy)
+    anthropic = AnthropicHandlers(gateway, config.server, policy)
+    responses = ResponsesHandlers(gateway, config.server, policy)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),
@@ -82,6 +88,9 @@ def build_app(config: GatewayConfig) -> web.Application:
         ("POST", "/embeddings", openai.embeddings, encode_error),
         ("GET", "/v1/models", openai.models, encode_error),
         ("GET", "/models", openai.models, encode_error),
+        ("POST", "/v1/responses", responses.create, responses_error),
+        ("POST", "/v1/messages", anthropic.messages, anthropic_error),
+        ("POST", "/v1/messages/count_tokens", anthropic.count_tokens, anthropic_error),
     ]
     for method, path, handler, encoder in routes:
         app.router.add_route(method, path, guarded(handler, encoder))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TypeVar
 
 import msgspec
@@ -10,13 +9,13 @@ import msgspec
 from polyroute.errors import InvalidRequest
 from polyroute.model.chat import ChatRequest
 from polyroute.model.embeddings import EmbeddingRequest
+from polyroute.surface.http import invalid_request
 
 T = TypeVar("T", ChatRequest, EmbeddingRequest)
 
 _chat_decoder = msgspec.json.Decoder(ChatRequest)
 _embedding_decoder = msgspec.json.Decoder(EmbeddingRequest)
 _fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 
 
 def chat_request(body: bytes) -> ChatRequest:
@@ -47,18 +46,6 @@ def _decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     try:
         request = decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise _invalid(str(exc)) from None
+        raise invalid_request(str(exc)) from None
     request.passthrough = fields
     return request
-
-
-def _invalid(message: str) -> InvalidRequest:
-    match = _PATH.search(message)
-    param = match.group(1) if match else None
-    problem = _PATH.sub("", message)
-    missing = re.match(r"Object missing required field `(.+)`", problem)
-    if missing:
-        field = f"{param}.{missing.group(1)}" if param else missing.group(1)
-        return InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
-    where = f" at '{param}'" if param else ""
-    return InvalidRequest(f"Invalid value{where}: {problem}.", param=param or None)

@@ -1,0 +1,145 @@
+"""Responses API request → canonical chat request. Stateless: a conversation is carried in
+``input`` (messages, function calls and their outputs), never by ``previous_response_id``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from polyroute.errors import InvalidRequest
+from polyroute.model.chat import (
+    ChatRequest,
+    ContentPart,
+    FunctionCall,
+    Message,
+    StreamOptions,
+    ToolCall,
+)
+from polyroute.surface.http import invalid_request
+from polyroute.surface.responses.wire import REQUEST_DECODER, InputItem, InputPart
+
+
+def responses_request(body: bytes) -> ChatRequest:
+    if not body:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        wire = REQUEST_DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        raise invalid_request(str(exc)) from None
+    except msgspec.DecodeError:
+        raise InvalidRequest("We could not parse the JSON body of your request.") from None
+    if wire.previous_response_id is not None:
+        raise InvalidRequest(
+            "previous_response_id is not supported: polyroute stores no responses. Send the "
+            "conversation in 'input' (with store: false).", param="previous_response_id")
+    if wire.background:
+        raise InvalidRequest("background responses are not supported", param="background")
+    messages: list[Message] = []
+    if wire.instructions:
+        messages.append(Message(role="system", content=wire.instructions))
+    if isinstance(wire.input, str):
+        messages.append(Message(role="user", content=wire.input))
+    else:
+        messages += _items(wire.input)
+    if not messages:
+        raise InvalidRequest("'input' must not be empty.", param="input")
+    request = ChatRequest(
+        messages=messages,
+        model=wire.model,
+        stream=wire.stream,
+        stream_options=StreamOptions(include_usage=True) if wire.stream else None,
+        max_completion_tokens=wire.max_output_tokens,
+        temperature=wire.temperature,
+        top_p=wire.top_p,
+        tools=[_tool(t, i) for i, t in enumerate(wire.tools)] if wire.tools else None,
+        tool_choice=_tool_choice(wire.tool_choice),
+        parallel_tool_calls=wire.parallel_tool_calls,
+        user=wire.safety_identifier or wire.user,
+        response_format=_response_format(wire.text.format if wire.text else None),
+    )
+    if wire.reasoning is not None and wire.reasoning.effort is not None:
+        request.reasoning_effort = wire.reasoning.effort
+    return request
+
+
+def _items(items: list[InputItem]) -> list[Message]:
+    messages: list[Message] = []
+    for i, item in enumerate(items):
+        if item.type == "message":
+            if item.role not in ("user", "assistant", "system", "developer"):
+                raise InvalidRequest(f"input[{i}].role must be user, assistant, system or "
+                                     "developer", param=f"input[{i}].role")
+            messages.append(Message(role=item.role, content=_content(item.content, i)))
+        elif item.type == "function_call":
+            call = ToolCall(id=item.call_id, type="function",
+                            function=FunctionCall(name=item.name, arguments=item.arguments or ""))
+            last = messages[-1] if messages else None
+            if last is not None and last.role == "assistant" and last.tool_calls is not None:
+                last.tool_calls.append(call)  # parallel calls share one assistant turn
+            else:
+                messages.append(Message(role="assistant", tool_calls=[call]))
+        elif item.type == "function_call_output":
+            messages.append(Message(role="tool", tool_call_id=item.call_id,
+                                    content=item.output or ""))
+        elif item.type == "reasoning":
+            continue  # encrypted reasoning of another vendor's model: meaningless elsewhere
+        else:
+            raise InvalidRequest(f"input[{i}].type '{item.type}' is not supported by polyroute",
+                                 param=f"input[{i}].type")
+    return messages
+
+
+def _content(content: str | list[InputPart] | None, i: int) -> str | list[ContentPart] | None:
+    if content is None or isinstance(content, str):
+        return content
+    parts: list[ContentPart] = []
+    for j, part in enumerate(content):
+        if part.type in ("input_text", "output_text"):
+            parts.append(ContentPart(type="text", text=part.text or ""))
+        elif part.type == "input_image" and part.image_url:
+            image: dict[str, Any] = {"url": part.image_url}
+            if part.detail:
+                image["detail"] = part.detail
+            parts.append(ContentPart(type="image_url", image_url=image))
+        else:
+            raise InvalidRequest(f"input[{i}].content[{j}].type '{part.type}' is not supported "
+                                 "(input_text and input_image with image_url are)",
+                                 param=f"input[{i}].content[{j}].type")
+    return parts
+
+
+def _tool(tool: Any, i: int) -> dict[str, Any]:
+    if tool.type != "function" or not tool.name:
+        raise InvalidRequest(f"tools[{i}]: only function tools are supported (built-in tools "
+                             "such as web_search run on OpenAI's servers)", param=f"tools[{i}]")
+    function: dict[str, Any] = {"name": tool.name,
+                                "parameters": tool.parameters or {"type": "object"}}
+    if tool.description:
+        function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    if choice is None or isinstance(choice, str):
+        return choice
+    if choice.get("type") == "function" and choice.get("name"):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    raise InvalidRequest("tool_choice: use auto, none, required or a function",
+                         param="tool_choice")
+
+
+def _response_format(fmt: Any) -> dict[str, Any] | None:
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return {"type": "json_object"}
+    if fmt.type == "json_schema":
+        schema: dict[str, Any] = {"name": fmt.name or "output", "schema": fmt.schema or {}}
+        if fmt.strict is not None:
+            schema["strict"] = fmt.strict
+        return {"type": "json_schema", "json_schema": schema}
+    raise InvalidRequest(f"text.format.type '{fmt.type}' is not supported",
+                         param="text.format.type")

@@ -202,6 +202,14 @@ class StreamEncoder:
         out.append(_event("message_stop", {"type": "message_stop"}))
         return b"".join(out)
 
+    def start(self) -> bytes:
+        return b""  # message_start waits for the first chunk: it carries the id and model
+
+    def fail(self, exc: GatewayError) -> bytes:
+        """No message_stop: Anthropic's SDKs raise on the error event, so a cut answer never
+        passes for a complete one."""
+        return self.finish_blocks() + error_event(exc)
+
     def finish_blocks(self) -> bytes:
         """Close what is open before an error event, so the events before it stay well formed."""
         return b"".join(self._close())

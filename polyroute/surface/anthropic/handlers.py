@@ -21,12 +21,7 @@ from polyroute.surface.http import (
     timeout_overrides,
     trace_headers,
 )
-
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+from polyroute.surface.streaming import relay
 
 
 def encode_error(exc: GatewayError) -> bytes:
@@ -61,27 +56,7 @@ class AnthropicHandlers:
 
         stream = await self._gateway.stream_chat(request, record, timeout_overrides(http),
                                                  principal)
-        out = web.StreamResponse(headers={**_SSE_HEADERS, **_headers(record)})
-        encoder = encode.StreamEncoder(request.model)
-        try:
-            await out.prepare(http)
-            try:
-                async for batch in stream:
-                    events = encoder.feed(batch)
-                    if events:
-                        await out.write(events)
-            except GatewayError as exc:
-                # No message_stop: Anthropic's SDKs raise on the error event, so a cut answer
-                # never passes for a complete one.
-                await out.write(encoder.finish_blocks() + encode.error_event(exc))
-                return out
-            await out.write(encoder.finish())
-            await out.write_eof()
-        except ConnectionResetError:
-            pass  # the client left; closing the stream below stops the upstream too
-        finally:
-            await stream.aclose()
-        return out
+        return await relay(http, stream, _headers(record), encode.StreamEncoder(request.model))
 
     async def count_tokens(self, http: web.Request) -> web.Response:
         """An estimate (about four characters a token, ~1k per image, the engine's admission

@@ -53,6 +53,28 @@ def chunk_events(batch: list[ChatChunk], wants_usage: bool) -> bytes:
     return b"".join(parts)
 
 
+class ChunkEncoder:
+    """OpenAI's stream: chunks as ``data:`` events, ``data: [DONE]`` at the end."""
+
+    def __init__(self, wants_usage: bool) -> None:
+        self._wants_usage = wants_usage
+        self._last: ChatChunk | None = None
+
+    def start(self) -> bytes:
+        return b""
+
+    def feed(self, batch: list[ChatChunk]) -> bytes:
+        if batch:
+            self._last = batch[-1]
+        return chunk_events(batch, self._wants_usage)
+
+    def finish(self) -> bytes:
+        return DONE
+
+    def fail(self, exc: GatewayError) -> bytes:
+        return error_event(exc, self._last)
+
+
 class _CutChoice(msgspec.Struct):
     index: int
     delta: dict[str, str]

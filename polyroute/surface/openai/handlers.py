@@ -22,12 +22,7 @@ from polyroute.surface.http import (
     trace_headers,
 )
 from polyroute.surface.openai import decode, encode
-
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",  # tell nginx-like proxies in front not to buffer the stream
-}
+from polyroute.surface.streaming import relay
 
 
 def encode_error(exc: GatewayError) -> bytes:
@@ -60,24 +55,8 @@ class OpenAIHandlers:
 
         stream = await self._gateway.stream_chat(request, record, timeout_overrides(http),
                                                  principal)
-        out = web.StreamResponse(headers={**_SSE_HEADERS, **trace_headers(record)})
-        wants_usage = request.wants_usage
-        try:
-            await out.prepare(http)
-            try:
-                async for batch in stream:
-                    events = encode.chunk_events(batch, wants_usage)
-                    if events:
-                        await out.write(events)
-            except GatewayError as exc:
-                await out.write(encode.error_event(exc, stream.last))
-                return out  # no [DONE]: the answer was cut, and the client must know it
-            await out.write_eof(encode.DONE)
-        except ConnectionResetError:
-            pass  # the client left; closing the stream below stops the upstream too
-        finally:
-            await stream.aclose()
-        return out
+        return await relay(http, stream, trace_headers(record),
+                           encode.ChunkEncoder(request.wants_usage))
 
     async def embeddings(self, http: web.Request) -> web.Response:
         principal = await self._policy.authenticate(credentials(http))

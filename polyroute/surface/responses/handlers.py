@@ -21,12 +21,7 @@ from polyroute.surface.http import (
     trace_headers,
 )
 from polyroute.surface.responses import decode, encode
-
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+from polyroute.surface.streaming import relay
 
 
 def encode_error(exc: GatewayError) -> bytes:
@@ -57,23 +52,5 @@ class ResponsesHandlers:
 
         stream = await self._gateway.stream_chat(request, record, timeout_overrides(http),
                                                  principal)
-        out = web.StreamResponse(headers={**_SSE_HEADERS, **trace_headers(record)})
-        encoder = encode.StreamEncoder(request.model)
-        try:
-            await out.prepare(http)
-            events = encoder.start()
-            try:
-                async for batch in stream:
-                    events += encoder.feed(batch)
-                    if events:
-                        await out.write(events)
-                        events = b""
-            except GatewayError as exc:
-                await out.write(events + encoder.fail(exc))
-                return out
-            await out.write_eof(events + encoder.finish())
-        except ConnectionResetError:
-            pass  # the client left; closing the stream below stops the upstream too
-        finally:
-            await stream.aclose()
-        return out
+        return await relay(http, stream, trace_headers(record),
+                           encode.StreamEncoder(request.model))

@@ -23,12 +23,13 @@ from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Router
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
-from polyroute.policy.types import OpenPolicy
+from polyroute.policy.stack import PolicyStack
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.storage import sqlite
 from polyroute.storage.request_log import RequestLog
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
+from polyroute.surface.exchange import ChatExchange
 from polyroute.surface.http import guarded
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 from polyroute.surface.responses.handlers import ResponsesHandlers
@@ -49,6 +50,7 @@ class Components:
     breakers: Breakers
     shared_circuits: RedisCircuits | None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    policy_stack: PolicyStack | None = None
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -72,15 +74,18 @@ def build_app(config: GatewayConfig) -> web.Application:
         shared = RedisCircuits(redis_client(config.state))
     breakers = Breakers(time.monotonic, on_transition=_log_transition, shared=shared)
     breakers.track(d.upstream for g in config.groups.values() for d in g.deployments)
-    policy = OpenPolicy()
+    stack = PolicyStack(config)  # keys, limits, budgets, ledger, admin API
+    policy = stack.policy
     gateway = Gateway(Router(config), adapters, observers, breakers, policy)
-    parts = Components(config, gateway, metrics, transport, request_log, breakers, shared)
+    parts = Components(config, gateway, metrics, transport, request_log, breakers, shared,
+                       policy_stack=stack)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
-    openai = OpenAIHandlers(gateway, ModelCatalog(config, adapters), config.server, policy)
-    anthropic = AnthropicHandlers(gateway, config.server, policy)
-    responses = ResponsesHandlers(gateway, config.server, policy)
+    exchange = ChatExchange(gateway, policy, config.server)
+    openai = OpenAIHandlers(exchange, ModelCatalog(config, adapters))
+    anthropic = AnthropicHandlers(exchange)
+    responses = ResponsesHandlers(exchange)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),
@@ -94,6 +99,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     ]
     for method, path, handler, encoder in routes:
         app.router.add_route(method, path, guarded(handler, encoder))
+    stack.admin.add_to(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -111,6 +117,8 @@ async def _startup(app: web.Application) -> None:
     parts = app[APP_KEY]
     if parts.request_log is not None:
         await parts.request_log.start()
+    if parts.policy_stack is not None:
+        await parts.policy_stack.start()
     if parts.shared_circuits is not None:
         parts.background.append(asyncio.create_task(
             _sync_circuits(parts.breakers, parts.config.state.sync_interval_s)))
@@ -130,6 +138,8 @@ async def _cleanup(app: web.Application) -> None:
     if parts.shared_circuits is not None:
         await parts.shared_circuits.aclose()
     await parts.transport.aclose()
+    if parts.policy_stack is not None:
+        await parts.policy_stack.aclose()
     if parts.request_log is not None:
         await parts.request_log.aclose()
 

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
 
-from polyroute.config.compiled import ServerSettings
 from polyroute.engine.catalog import ModelCatalog
-from polyroute.engine.gateway import Gateway
 from polyroute.errors import GatewayError
-from polyroute.model.record import RequestRecord
-from polyroute.policy.types import Policy
-from polyroute.surface.http import (
-    RECORD_KEY,
-    ErrorEncoder,
-    credentials,
-    read_body,
-    request_id,
-    timeout_overrides,
-    trace_headers,
-)
+from polyroute.surface.exchange import ChatExchange
+from polyroute.surface.http import ErrorEncoder, timeout_overrides, trace_headers
 from polyroute.surface.openai import decode, encode
-from polyroute.surface.streaming import relay
 
 
 def encode_error(exc: GatewayError) -> bytes:
@@ -32,47 +18,27 @@ def encode_error(exc: GatewayError) -> bytes:
 class OpenAIHandlers:
     error_encoder: ErrorEncoder = staticmethod(encode_error)
 
-    def __init__(
-        self, gateway: Gateway, catalog: ModelCatalog, server: ServerSettings, policy: Policy
-    ) -> None:
-        self._gateway = gateway
-        self._policy = policy
+    def __init__(self, exchange: ChatExchange, catalog: ModelCatalog) -> None:
+        self._x = exchange
         self._catalog = catalog
-        self._max_body = server.max_body_bytes
-        self._body_timeout = server.body_timeout_s
 
     async def chat_completions(self, http: web.Request) -> web.StreamResponse:
-        principal = await self._policy.authenticate(credentials(http))
-        request = decode.chat_request(await self._body(http))
-        record = RequestRecord(request_id(http), time.time(), "chat", request.model,
-                               stream=request.stream)
-        http[RECORD_KEY] = record
-        if not request.stream:
-            response = await self._gateway.chat(request, record, timeout_overrides(http),
-                                                principal)
-            return web.Response(body=encode.response_body(response),
-                                content_type="application/json", headers=trace_headers(record))
-
-        stream = await self._gateway.stream_chat(request, record, timeout_overrides(http),
-                                                 principal)
-        return await relay(http, stream, trace_headers(record),
-                           encode.ChunkEncoder(request.wants_usage))
+        principal = await self._x.principal(http)
+        request = decode.chat_request(await self._x.body(http))
+        return await self._x.answer(http, request, principal, "chat", encode.response_body,
+                                    lambda: encode.ChunkEncoder(request.wants_usage))
 
     async def embeddings(self, http: web.Request) -> web.Response:
-        principal = await self._policy.authenticate(credentials(http))
-        request = decode.embedding_request(await self._body(http))
-        record = RequestRecord(request_id(http), time.time(), "embeddings", request.model)
-        http[RECORD_KEY] = record
-        response = await self._gateway.embed(request, record, timeout_overrides(http),
-                                             principal)
+        principal = await self._x.principal(http)
+        request = decode.embedding_request(await self._x.body(http))
+        record = self._x.record(http, "embeddings", request.model)
+        response = await self._x.gateway.embed(request, record, timeout_overrides(http),
+                                               principal)
         return web.Response(body=encode.embeddings_body(response),
                             content_type="application/json", headers=trace_headers(record))
 
-    async def _body(self, http: web.Request) -> bytes:
-        return await read_body(http, self._max_body, self._body_timeout)
-
     async def models(self, http: web.Request) -> web.Response:
-        await self._policy.authenticate(credentials(http))
+        await self._x.principal(http)
         data = [
             {"id": entry.id, "object": "model", "created": 0, "owned_by": entry.owned_by}
             for entry in await self._catalog.entries()

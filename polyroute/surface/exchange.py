@@ -1,0 +1,65 @@
+"""What every dialect's chat handler does around its own decoding and encoding: authenticate,
+read the body, open the request record, call the engine, answer whole or as a stream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from polyroute.config.compiled import ServerSettings
+from polyroute.engine.gateway import Gateway
+from polyroute.model.chat import ChatRequest, ChatResponse
+from polyroute.model.record import RequestRecord
+from polyroute.policy.types import Policy, Principal
+from polyroute.surface.http import (
+    RECORD_KEY,
+    credentials,
+    read_body,
+    request_id,
+    timeout_overrides,
+    trace_headers,
+)
+from polyroute.surface.streaming import StreamEncoder, relay
+
+Headers = Callable[[RequestRecord], dict[str, str]]
+
+
+class ChatExchange:
+    def __init__(self, gateway: Gateway, policy: Policy, server: ServerSettings) -> None:
+        self.gateway = gateway
+        self._policy = policy
+        self._max_body = server.max_body_bytes
+        self._body_timeout = server.body_timeout_s
+
+    async def principal(self, http: web.Request) -> Principal:
+        return await self._policy.authenticate(credentials(http))
+
+    async def body(self, http: web.Request) -> bytes:
+        return await read_body(http, self._max_body, self._body_timeout)
+
+    def record(self, http: web.Request, endpoint: str, model: str,
+               stream: bool = False) -> RequestRecord:
+        record = RequestRecord(request_id(http), time.time(), endpoint, model, stream=stream)
+        http[RECORD_KEY] = record  # so an error response still carries the attempt chain
+        return record
+
+    async def answer(
+        self,
+        http: web.Request,
+        request: ChatRequest,
+        principal: Principal,
+        endpoint: str,
+        encode_response: Callable[[ChatResponse], bytes],
+        encoder: Callable[[], StreamEncoder],
+        headers: Headers = trace_headers,
+    ) -> web.StreamResponse:
+        record = self.record(http, endpoint, request.model, request.stream)
+        overrides = timeout_overrides(http)
+        if not request.stream:
+            response = await self.gateway.chat(request, record, overrides, principal)
+            return web.Response(body=encode_response(response), content_type="application/json",
+                                headers=headers(record))
+        stream = await self.gateway.stream_chat(request, record, overrides, principal)
+        return await relay(http, stream, headers(record), encoder())

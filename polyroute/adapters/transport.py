@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 
 import aiohttp
+from yarl import URL
 
 from polyroute.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 
@@ -37,7 +38,7 @@ class Transport:
     async def request(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         body: bytes | None,
         headers: Mapping[str, str],
@@ -46,7 +47,8 @@ class Transport:
         total_s: float | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Only the connect timeout is enforced here; the engine bounds everything else (time
-        to first token, stalls, the request's deadline) around the call."""
+        to first token, stalls, the request's deadline) around the call. A ``URL`` built with
+        ``encoded=True`` is sent byte for byte (a signed path must not be re-quoted)."""
         timeout = self._timeouts.get((total_s, connect_s))
         if timeout is None:
             timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=connect_s)

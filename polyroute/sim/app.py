@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from polyroute.sim.anthropic import add_anthropic_routes, anthropic_dialect
+from polyroute.sim.azure import add_azure_routes, azure_dialect
+from polyroute.sim.bedrock import add_bedrock_routes, bedrock_dialect
 from polyroute.sim.chat import chat_completions
 from polyroute.sim.control import add_control_routes
 from polyroute.sim.embeddings import embeddings
@@ -25,8 +27,8 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     client disconnect cancels the handler and is counted as aborted by the peer.
     """
     app = web.Application(
-        middlewares=[record_requests, anthropic_dialect, gemini_dialect, openai_errors,
-                     check_api_key],
+        middlewares=[record_requests, anthropic_dialect, gemini_dialect, bedrock_dialect,
+                     azure_dialect, openai_errors, check_api_key],
         client_max_size=MAX_REQUEST_BYTES,
     )
     app[SIM_STATE] = SimState.from_settings(settings or SimSettings())
@@ -36,5 +38,7 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     app.router.add_get("/v1/models/{model}", retrieve_model)
     add_anthropic_routes(app, app[SIM_STATE].settings.seed)
     add_gemini_routes(app, app[SIM_STATE].settings.seed)
+    add_bedrock_routes(app, app[SIM_STATE].settings.seed)
+    add_azure_routes(app)
     add_control_routes(app)
     return app

@@ -15,12 +15,15 @@ from polyroute.sim.connection import peer_gone
 from polyroute.sim.state import get_state
 
 API_PREFIX = "/v1/"
+# Every protocol's API paths: OpenAI and Anthropic (/v1/), Gemini (/v1beta/), Bedrock
+# (/model/) and Azure OpenAI (/openai/). Only these are recorded.
+API_PREFIXES = (API_PREFIX, "/v1beta/", "/v1alpha/", "/model/", "/openai/")
 _DECODER = msgspec.json.Decoder()
 _MAX_RECORDED_TEXT = 4096
 
 
 def _is_api(request: web.Request) -> bool:
-    return request.path.startswith(API_PREFIX)
+    return request.path.startswith(API_PREFIXES)
 
 
 def _body_as_json(body: bytes) -> Any:

@@ -1,0 +1,31 @@
+"""Where an Azure OpenAI request goes.
+
+    deployment form   {endpoint}/openai/deployments/{deployment}{path}?api-version={version}
+    v1 form           {endpoint}/openai/v1{path}            (api-version only if configured)
+
+The deployment is the model id polyroute was given (``azure/<deployment>``): Azure routes by
+the path and ignores the body's ``model``, which is still sent, as Azure's own SDKs do.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+from polyroute.config import Endpoint
+
+V1_SUFFIX = "/openai/v1"
+
+
+def is_v1(endpoint: Endpoint) -> bool:
+    return endpoint.base_url.endswith(V1_SUFFIX)
+
+
+def url(endpoint: Endpoint, deployment: str, path: str) -> str:
+    """``path`` is the operation: ``/chat/completions``, ``/embeddings``."""
+    if is_v1(endpoint):
+        base = endpoint.base_url + path
+    else:
+        base = f"{endpoint.base_url}/openai/deployments/{quote(deployment, safe='')}{path}"
+    if endpoint.api_version:
+        return f"{base}?{urlencode({'api-version': endpoint.api_version})}"
+    return base

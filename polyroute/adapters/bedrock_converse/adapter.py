@@ -1,0 +1,121 @@
+"""Moves Converse bytes; all meaning lives in :mod:`.translate` and :mod:`.stream`.
+
+The provider's ``base_url`` is the runtime endpoint (``https://bedrock-runtime.<region>.
+amazonaws.com``, as in ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``); ``/model/{modelId}/converse``
+is appended with the model id percent-encoded (ARNs hold ``:`` and ``/``), and the request is
+signed exactly as it is sent. A provider with an ``api_key`` sends it as a Bedrock API key
+(``Authorization: Bearer``) instead of signing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import quote
+
+from yarl import URL
+
+from polyroute.adapters.bedrock_converse import translate
+from polyroute.adapters.bedrock_converse.errors import error_from_response
+from polyroute.adapters.bedrock_converse.eventstream import EventStreamDecoder
+from polyroute.adapters.bedrock_converse.signing import Signer
+from polyroute.adapters.bedrock_converse.stream import StreamTranslator
+from polyroute.adapters.transport import Transport, upstream_errors
+from polyroute.config import Deployment, Endpoint
+from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
+from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
+from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+
+_EVENTSTREAM = "application/vnd.amazon.eventstream"
+
+
+class BedrockConverseAdapter:
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._signer = Signer()
+
+    async def chat(
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
+    ) -> ChatResponse:
+        endpoint, name = deployment.endpoint, deployment.name
+        body = translate.chat_body(request, endpoint.quirks, name)
+        url = _url(endpoint, deployment.model, "converse")
+        headers = await self._headers(endpoint, url, body, "application/json", name)
+        async with self._transport.request(
+            "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
+            deployment=name,
+        ) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise error_from_response(response.status, raw, response.headers, name)
+            return translate.parse_response(raw, deployment.model, _request_id(response.headers),
+                                            name, int(time.time()))
+
+    async def stream_chat(
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
+    ) -> AsyncIterator[list[ChatChunk]]:
+        endpoint, name = deployment.endpoint, deployment.name
+        body = translate.chat_body(request, endpoint.quirks, name)
+        url = _url(endpoint, deployment.model, "converse-stream")
+        headers = await self._headers(endpoint, url, body, _EVENTSTREAM, name)
+        async with self._transport.request(
+            "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
+            deployment=name,
+        ) as response:
+            if response.status != 200:
+                raw = await response.read()
+                raise error_from_response(response.status, raw, response.headers, name)
+            decoder = EventStreamDecoder(name)
+            translator = StreamTranslator(deployment.model, _request_id(response.headers), name,
+                                          int(time.time()))
+            with upstream_errors(name):
+                async for data in response.content.iter_any():
+                    batch: list[ChatChunk] = []
+                    try:
+                        for message in decoder.feed(data):
+                            batch += translator.feed(message)
+                    except UpstreamError:
+                        if batch:
+                            yield batch  # what arrived before the error still counts
+                        raise
+                    if batch:
+                        yield batch
+                    if translator.done:
+                        return
+            if not translator.finished or decoder.pending:
+                raise UpstreamProtocolError(
+                    "the upstream stream ended before the answer finished", deployment=name)
+            # messageStop arrived but not the metadata event: the answer is whole; close it.
+            yield [translator.usage_chunk()]
+
+    async def embed(
+        self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float
+    ) -> EmbeddingResponse:
+        raise UpstreamRejected(
+            f"Bedrock's Converse API has no embeddings: deployment '{deployment.name}' cannot "
+            "serve them. Route embedding models to another provider.",
+            status=400, code="unsupported_endpoint", deployment=deployment.name)
+
+    async def list_models(self, endpoint: Endpoint) -> list[str]:
+        # Bedrock lists models on its control-plane host, not the runtime endpoint this
+        # provider names; '<vendor>/<model id>' still works for any model id.
+        return []
+
+    async def _headers(
+        self, endpoint: Endpoint, url: str, body: bytes, accept: str, name: str
+    ) -> Mapping[str, str]:
+        headers = {**endpoint.request_headers, "Accept": accept}
+        if any(h.lower() == "authorization" for h in headers):
+            return headers  # a Bedrock API key
+        return await self._signer.sign("POST", url, body, headers, endpoint.region or "",
+                                       name)
+
+
+def _url(endpoint: Endpoint, model: str, action: str) -> str:
+    return f"{endpoint.base_url}/model/{quote(model, safe='')}/{action}"
+
+
+def _request_id(headers: Mapping[str, str]) -> str:
+    """Converse answers carry no id; AWS's request id names the answer as well as anything."""
+    return headers.get("x-amzn-RequestId") or f"bedrock-{secrets.token_hex(12)}"

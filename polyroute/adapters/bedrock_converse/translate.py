@@ -1,0 +1,472 @@
+"""Pure functions between the canonical model and Bedrock's Converse API. No I/O here.
+
+Translation must be idempotent: the engine may build the body again for another attempt, so
+nothing here mutates the request.
+
+    OpenAI                              Converse
+    system / developer messages     →   system[] text blocks
+    user / assistant messages       →   messages[] with role user / assistant (same roles merged)
+    image_url (data: / s3:// URL)   →   image {format, source: {bytes | s3Location}}
+    file (PDF data: URL)            →   document {format: pdf, name, source: {bytes}}
+    cache_control on a part / tool  →   a cachePoint block after it
+    assistant tool_calls            →   toolUse {toolUseId, name, input}
+    assistant thinking_blocks       →   reasoningContent {reasoningText {text, signature}}
+    tool message                    →   toolResult {toolUseId, content: [{text}]} in a user turn
+    tools / tool_choice             →   toolConfig {tools: [{toolSpec}], toolChoice}
+    max_(completion_)tokens,        →   inferenceConfig {maxTokens, temperature, topP,
+    temperature, top_p, stop            stopSequences}
+    response_format                 →   outputConfig.textFormat (json_schema)
+    top_k, thinking                 →   additionalModelRequestFields (Anthropic's names)
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from typing import Any
+
+import msgspec
+
+from polyroute.adapters.bedrock_converse.wire import (
+    ANY_DECODER,
+    ENCODER,
+    RESPONSE_DECODER,
+    Block,
+)
+from polyroute.adapters.bedrock_converse.wire import Usage as WireUsage
+from polyroute.config.compiled import Quirks
+from polyroute.errors import UpstreamProtocolError, UpstreamRejected
+from polyroute.model.chat import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ContentPart,
+    FunctionCall,
+    Message,
+    ThinkingBlock,
+    ToolCall,
+)
+from polyroute.model.usage import PromptTokensDetails, Usage
+
+VENDOR = "Bedrock"
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+"""Anything else (``malformed_model_output``, ``malformed_tool_use``) has no OpenAI equivalent
+and is passed on as it is."""
+
+_MAPPED = frozenset({
+    "messages", "model", "models", "stream", "stream_options", "max_tokens",
+    "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "tools", "tool_choice",
+    "parallel_tool_calls", "response_format", "user", "thinking",
+})
+_NEUTRAL_VALUES = frozenset({b"null", b"false", b"0", b"0.0", b"{}", b"[]"})
+_NEUTRAL_BY_NAME = {"n": frozenset({b"1"}), "service_tier": frozenset({b'"auto"', b'"default"'})}
+_WHY = {
+    "n": "it returns one answer per request",
+    "logprobs": "it returns no token log-probabilities",
+    "top_logprobs": "it returns no token log-probabilities",
+    "logit_bias": "it has no token biasing",
+    "seed": "its sampling cannot be seeded",
+    "presence_penalty": "it has no repetition penalties",
+    "frequency_penalty": "it has no repetition penalties",
+    "reasoning_effort": "each model family takes its own reasoning settings; send 'thinking' "
+                        "for Anthropic models",
+    "parallel_tool_calls": "it cannot be told to make one call at a time",
+    "audio": "it produces no audio",
+    "modalities": "it produces text only",
+    "prediction": "it has no predicted outputs",
+}
+_IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg",
+                  "image/gif": "gif", "image/webp": "webp"}
+_DOCUMENT_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]")
+_CACHE_POINT = {"cachePoint": {"type": "default"}}
+
+
+def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:
+    detail = f": {why}" if why else ""
+    return UpstreamRejected(
+        f"The parameter '{param}' is not supported by {VENDOR} (deployment '{deployment}')"
+        f"{detail}. Remove it, or list it in the provider's quirks.drop_params to have the "
+        "gateway drop it.",
+        param=param, code="unsupported_parameter", deployment=deployment)
+
+
+# -- request ---------------------------------------------------------------------------------
+
+
+def chat_body(request: ChatRequest, quirks: Quirks, deployment: str) -> bytes:
+    """The body of ``converse`` / ``converse-stream`` (the model id goes in the path)."""
+    drop = quirks.drop_params
+    _check_supported(request, drop, deployment)
+    system, messages = _conversation(request.messages, deployment)
+    body: dict[str, Any] = {"messages": messages}
+    if system:
+        body["system"] = system
+    inference: dict[str, Any] = {}
+    limit = request.max_completion_tokens or request.max_tokens or quirks.default_max_tokens
+    if limit is not None and not {"max_tokens", "max_completion_tokens"} & drop:
+        inference["maxTokens"] = limit
+    if request.temperature is not None and "temperature" not in drop:
+        inference["temperature"] = request.temperature
+    if request.top_p is not None and "top_p" not in drop:
+        inference["topP"] = request.top_p
+    if request.stop and "stop" not in drop:
+        inference["stopSequences"] = [request.stop] if isinstance(request.stop, str) \
+            else request.stop
+    if inference:
+        body["inferenceConfig"] = inference
+    tools = _tool_config(request, drop, messages, deployment)
+    if tools is not None:
+        body["toolConfig"] = tools
+    output = _output_config(request, drop, deployment)
+    if output is not None:
+        body["outputConfig"] = output
+    extra: dict[str, Any] = {}
+    if request.top_k is not None and "top_k" not in drop:
+        extra["top_k"] = request.top_k
+    if request.thinking is not None and "thinking" not in drop:
+        extra["thinking"] = request.thinking
+    if extra:
+        body["additionalModelRequestFields"] = extra
+    return ENCODER.encode(body)
+
+
+def _check_supported(request: ChatRequest, drop: frozenset[str], deployment: str) -> None:
+    if request.parallel_tool_calls is False and "parallel_tool_calls" not in drop:
+        raise unsupported("parallel_tool_calls", deployment, _WHY["parallel_tool_calls"])
+    sent = request.passthrough
+    if sent is not None:
+        for name, raw in sent.items():
+            if name in _MAPPED or name in drop:
+                continue
+            value = bytes(raw).strip()
+            if value in _NEUTRAL_VALUES or value in _NEUTRAL_BY_NAME.get(name, ()):
+                continue
+            raise unsupported(name, deployment, _WHY.get(name, ""))
+        return
+    # Built by another dialect's surface: only the typed fields can be set.
+    typed: tuple[tuple[str, object], ...] = (
+        ("n", None if request.n == 1 else request.n), ("seed", request.seed),
+        ("presence_penalty", request.presence_penalty or None),
+        ("frequency_penalty", request.frequency_penalty or None),
+        ("reasoning_effort", request.reasoning_effort))
+    for name, setting in typed:
+        if setting is not None and name not in drop:
+            raise unsupported(name, deployment, _WHY.get(name, ""))
+
+
+def _conversation(
+    messages: list[Message], deployment: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Converse's ``system`` and ``messages``: system and developer messages are hoisted (in
+    order), tool results become ``toolResult`` blocks of a user turn, and consecutive turns of
+    one role are merged (Bedrock refuses two in a row)."""
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        role, where = message.role, f"messages[{i}]"
+        if role in ("system", "developer"):
+            system += _blocks(message.content, f"{where}.content", deployment, media=False)
+            continue
+        if role == "user":
+            blocks = _blocks(message.content, f"{where}.content", deployment)
+        elif role == "assistant":
+            blocks = _assistant_blocks(message, where, deployment)
+        elif role == "tool":
+            role, blocks = "user", [_tool_result(message, where, deployment)]
+        else:
+            raise unsupported(f"{where}.role", deployment,
+                              f"role '{role}' has no equivalent (use 'tool' for tool results)")
+        if not blocks:
+            continue  # Bedrock refuses an empty turn; an empty message says nothing
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += blocks
+        else:
+            turns.append({"role": role, "content": blocks})
+    return system, turns
+
+
+def _blocks(
+    content: str | list[ContentPart] | None, where: str, deployment: str, *, media: bool = True
+) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        # Bedrock refuses blank text blocks; an empty string says nothing anyway.
+        return [{"text": content}] if content.strip() else []
+    blocks = []
+    for j, part in enumerate(content):
+        block = _part(part, f"{where}[{j}]", deployment, media)
+        if block is not None:
+            blocks.append(block)
+            if part.cache_control is not None:
+                blocks.append(_CACHE_POINT)
+    return blocks
+
+
+def _part(part: ContentPart, where: str, deployment: str, media: bool) -> dict[str, Any] | None:
+    kind = part.type
+    if kind in ("text", "refusal"):
+        text = part.text if kind == "text" else part.refusal
+        return {"text": text} if text and text.strip() else None
+    if kind == "image_url" and media:
+        url = (part.image_url or {}).get("url")
+        if not isinstance(url, str):
+            raise unsupported(f"{where}.image_url.url", deployment, "it must be a URL string")
+        return {"image": _image(url, f"{where}.image_url.url", deployment)}
+    if kind == "file" and media:
+        return {"document": _document(part.file or {}, where, deployment)}
+    raise unsupported(f"{where}.type", deployment,
+                      f"content parts of type '{kind}' have no equivalent here")
+
+
+def _image(url: str, where: str, deployment: str) -> dict[str, Any]:
+    if url.startswith("s3://"):
+        extension = url.rsplit(".", 1)[-1].lower()
+        fmt = {"jpg": "jpeg"}.get(extension, extension)
+        if fmt not in _IMAGE_FORMATS.values():
+            raise unsupported(where, deployment, "an S3 image must end in .png, .jpeg, .jpg, "
+                              ".gif or .webp")
+        return {"format": fmt, "source": {"s3Location": {"uri": url}}}
+    if url.startswith(("http://", "https://")):
+        raise unsupported(where, deployment, "Bedrock does not fetch image URLs; send the "
+                          "image as a base64 data: URL or an s3:// URL")
+    media_type, data = data_url(url, where, deployment)
+    known = _IMAGE_FORMATS.get(media_type)
+    if known is None:
+        raise unsupported(where, deployment,
+                          f"images must be PNG, JPEG, GIF or WebP, not {media_type}")
+    return {"format": known, "source": {"bytes": data}}
+
+
+def _document(file: dict[str, Any], where: str, deployment: str) -> dict[str, Any]:
+    data_url_text = file.get("file_data")
+    if not isinstance(data_url_text, str):
+        raise unsupported(f"{where}.file", deployment, "only inline files (file_data) can be "
+                          "sent; uploaded file ids belong to OpenAI")
+    media_type, data = data_url(data_url_text, f"{where}.file.file_data", deployment)
+    if media_type != "application/pdf":
+        raise unsupported(f"{where}.file.file_data", deployment,
+                          f"documents must be PDF, not {media_type}")
+    # Bedrock allows only letters, digits, single spaces, hyphens, parentheses and brackets.
+    raw_name = str(file.get("filename") or "document").rsplit(".", 1)[0]
+    name = " ".join(_DOCUMENT_NAME.sub(" ", raw_name).split()) or "document"
+    return {"format": "pdf", "name": name, "source": {"bytes": data}}
+
+
+def data_url(url: str, where: str, deployment: str) -> tuple[str, str]:
+    """``data:image/png;base64,AAAA`` → ("image/png", "AAAA")."""
+    head, comma, data = url.partition(",")
+    if not url.startswith("data:") or not comma or not head.endswith(";base64"):
+        raise unsupported(where, deployment, "expected a base64 data: URL")
+    try:
+        binascii.a2b_base64(data[:64])  # a cheap sanity check; Bedrock verifies the rest
+    except binascii.Error:
+        raise unsupported(where, deployment, "the data: URL is not valid base64") from None
+    return head[5:-7].lower(), data
+
+
+def _assistant_blocks(message: Message, where: str, deployment: str) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    # Reasoning must come back first and unchanged: Anthropic's models verify the signature.
+    for block in message.thinking_blocks or ():
+        if block.type == "redacted_thinking":
+            blocks.append({"reasoningContent": {"redactedContent": block.data or ""}})
+        elif block.signature:
+            blocks.append({"reasoningContent": {"reasoningText": {
+                "text": block.thinking or "", "signature": block.signature}}})
+    blocks += _blocks(message.content, f"{where}.content", deployment, media=False)
+    if message.refusal and not message.content:
+        blocks.append({"text": message.refusal})
+    for k, call in enumerate(message.tool_calls or ()):
+        function = call.function or FunctionCall()
+        blocks.append({"toolUse": {
+            "toolUseId": call.id or "", "name": function.name or "",
+            "input": _arguments(function.arguments, f"{where}.tool_calls[{k}].function.arguments",
+                                deployment)}})
+    return blocks
+
+
+def _arguments(arguments: str | None, where: str, deployment: str) -> Any:
+    if not arguments or not arguments.strip():
+        return {}
+    try:
+        value = ANY_DECODER.decode(arguments)
+    except msgspec.DecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise UpstreamRejected(
+            f"Invalid '{where}': {VENDOR} needs tool-call arguments that are a JSON object.",
+            param=where, code="invalid_value", deployment=deployment)
+    return value
+
+
+def _tool_result(message: Message, where: str, deployment: str) -> dict[str, Any]:
+    if not message.tool_call_id:
+        raise UpstreamRejected(f"Missing required parameter: '{where}.tool_call_id'.",
+                               param=f"{where}.tool_call_id", deployment=deployment)
+    content = message.content
+    blocks: list[dict[str, Any]]
+    if isinstance(content, list):
+        blocks = [b for b in _blocks(content, f"{where}.content", deployment) if "text" in b
+                  or "image" in b or "document" in b]
+    else:
+        blocks = [{"text": content}] if content and content.strip() else []
+    # Bedrock needs at least one content block even for a tool that printed nothing.
+    return {"toolResult": {"toolUseId": message.tool_call_id,
+                           "content": blocks or [{"text": "(no output)"}]}}
+
+
+def _tool_config(
+    request: ChatRequest, drop: frozenset[str], messages: list[dict[str, Any]],
+    deployment: str,
+) -> dict[str, Any] | None:
+    if not request.tools or "tools" in drop:
+        return None
+    choice = request.tool_choice if "tool_choice" not in drop else None
+    if choice == "none":
+        # Converse has no "none". Without toolConfig the model cannot call a tool — but a
+        # conversation that already holds tool calls must carry it.
+        if any("toolUse" in b or "toolResult" in b for m in messages for b in m["content"]):
+            raise unsupported("tool_choice", deployment, "'none' cannot be expressed in a "
+                              "conversation that already has tool calls")
+        return None
+    tools: list[dict[str, Any]] = []
+    for j, tool in enumerate(request.tools):
+        tools.append({"toolSpec": _tool_spec(tool, j, deployment)})
+        if tool.get("cache_control") is not None:
+            tools.append(_CACHE_POINT)
+    config: dict[str, Any] = {"tools": tools}
+    if choice == "required":
+        config["toolChoice"] = {"any": {}}
+    elif choice == "auto":
+        config["toolChoice"] = {"auto": {}}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        config["toolChoice"] = {"tool": {"name": choice["function"].get("name")}}
+    elif choice is not None:
+        raise unsupported("tool_choice", deployment,
+                          "use 'auto', 'required', 'none' or a named function")
+    return config
+
+
+def _tool_spec(tool: dict[str, Any], j: int, deployment: str) -> dict[str, Any]:
+    if tool.get("type", "function") != "function" or not isinstance(tool.get("function"), dict):
+        raise unsupported(f"tools[{j}].type", deployment, "only function tools can be mapped")
+    function = tool["function"]
+    schema = function.get("parameters")
+    if not isinstance(schema, dict):
+        schema = {"type": "object", "properties": {}}
+    spec: dict[str, Any] = {"name": function.get("name"), "inputSchema": {"json": schema}}
+    if function.get("description"):
+        spec["description"] = function["description"]
+    if function.get("strict") is not None:
+        spec["strict"] = bool(function["strict"])
+    return spec
+
+
+def _output_config(
+    request: ChatRequest, drop: frozenset[str], deployment: str
+) -> dict[str, Any] | None:
+    fmt = request.response_format
+    if not fmt or "response_format" in drop:
+        return None
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    spec = fmt.get("json_schema")
+    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        schema, name, description = spec["schema"], spec.get("name"), spec.get("description")
+    elif kind == "json_object":
+        schema, name, description = {"type": "object"}, None, None  # any JSON object
+    else:
+        raise unsupported("response_format", deployment,
+                          f"type '{kind}' has no equivalent; send json_object or a json_schema")
+    definition: dict[str, Any] = {"schema": ENCODER.encode(schema).decode()}
+    if isinstance(name, str):
+        definition["name"] = name
+    if isinstance(description, str):
+        definition["description"] = description
+    return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}
+
+
+# -- response --------------------------------------------------------------------------------
+
+
+def parse_response(
+    body: bytes, model: str, response_id: str, deployment: str, created: int
+) -> ChatResponse:
+    try:
+        wire = RESPONSE_DECODER.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(f"unreadable response from the upstream: {exc}",
+                                    deployment=deployment) from exc
+    if wire.output is None or wire.output.message is None:
+        raise UpstreamProtocolError("the upstream answered without a message",
+                                    deployment=deployment)
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    thinking: list[ThinkingBlock] = []
+    for block in wire.output.message.content:
+        if block.text is not None:
+            texts.append(block.text)
+        elif block.tool_use is not None:
+            use = block.tool_use
+            calls.append(ToolCall(id=use.tool_use_id, type="function", function=FunctionCall(
+                name=use.name, arguments=tool_arguments(block))))
+        elif block.reasoning_content is not None:
+            thinking.append(thinking_block(block))
+    reasoning = "".join(b.thinking or "" for b in thinking) or None
+    message = Message(
+        role="assistant",
+        content="".join(texts) if texts or not calls else None,
+        tool_calls=calls or None,
+        reasoning_content=reasoning,
+        thinking_blocks=thinking or None,
+    )
+    return ChatResponse(
+        id=response_id, model=model, created=created,
+        choices=[Choice(index=0, message=message,
+                        finish_reason=finish_reason(wire.stop_reason))],
+        usage=canonical_usage(wire.usage) if wire.usage is not None else None)
+
+
+def tool_arguments(block: Block) -> str:
+    # Bedrock's own JSON text of the input, exactly: OpenAI's arguments are a string.
+    use = block.tool_use
+    return bytes(use.input).decode() if use is not None and len(use.input) else "{}"
+
+
+def thinking_block(block: Block) -> ThinkingBlock:
+    content = block.reasoning_content
+    assert content is not None
+    if content.redacted_content is not None:
+        return ThinkingBlock(type="redacted_thinking", data=content.redacted_content)
+    text = content.reasoning_text
+    return ThinkingBlock(type="thinking", thinking=text.text if text else "",
+                         signature=text.signature if text else None)
+
+
+def finish_reason(stop_reason: str | None) -> str | None:
+    if stop_reason is None:
+        return None
+    return FINISH_REASONS.get(stop_reason, stop_reason)
+
+
+def canonical_usage(usage: WireUsage) -> Usage:
+    """Converse counts cache reads and writes apart from ``inputTokens``; OpenAI's
+    ``prompt_tokens`` includes cached tokens, so the canonical count is the sum."""
+    read, written = usage.cache_read_input_tokens, usage.cache_write_input_tokens
+    prompt = usage.input_tokens + (read or 0) + (written or 0)
+    details = None
+    if read or written:
+        details = PromptTokensDetails(cached_tokens=read or 0, cache_creation_tokens=written)
+    return Usage(prompt_tokens=prompt, completion_tokens=usage.output_tokens,
+                 total_tokens=prompt + usage.output_tokens, prompt_tokens_details=details)

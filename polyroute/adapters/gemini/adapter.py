@@ -1,0 +1,114 @@
+"""Moves Gemini-protocol bytes; all meaning lives in :mod:`.translate` and :mod:`.stream`.
+
+The provider's ``base_url`` is the API root (``https://generativelanguage.googleapis.com``, as
+in Google's SDKs and ``GOOGLE_GEMINI_BASE_URL``); ``/v1beta/models/{model}:…`` is appended.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from polyroute.adapters.gemini import translate
+from polyroute.adapters.gemini.errors import error_from_response
+from polyroute.adapters.gemini.stream import StreamTranslator
+from polyroute.adapters.sse import sse_data
+from polyroute.adapters.transport import Transport, upstream_errors
+from polyroute.config import Deployment, Endpoint
+from polyroute.errors import UpstreamError, UpstreamProtocolError
+from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
+from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+
+_LIST_MODELS_TIMEOUT_S = 10.0
+_MAX_MODEL_PAGES = 10
+
+
+def _new_call_id(_: int) -> str:
+    """Gemini rarely names its function calls, and OpenAI clients pair results by id."""
+    return f"call_{secrets.token_hex(12)}"
+
+
+class GeminiAdapter:
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def chat(
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
+    ) -> ChatResponse:
+        endpoint, name = deployment.endpoint, deployment.name
+        body = translate.chat_body(request, endpoint.quirks, name)
+        url = translate.model_path(endpoint.base_url, deployment.model) + ":generateContent"
+        raw = await self._send(endpoint, "POST", url, body, name, connect_s)
+        return translate.parse_response(raw, deployment.model, name, int(time.time()),
+                                        _new_call_id)
+
+    async def stream_chat(
+        self, request: ChatRequest, deployment: Deployment, *, connect_s: float
+    ) -> AsyncIterator[list[ChatChunk]]:
+        endpoint, name = deployment.endpoint, deployment.name
+        body = translate.chat_body(request, endpoint.quirks, name)
+        url = (translate.model_path(endpoint.base_url, deployment.model)
+               + ":streamGenerateContent?alt=sse")
+        async with self._transport.request(
+            "POST", url, body=body, headers=endpoint.request_headers, connect_s=connect_s,
+            deployment=name,
+        ) as response:
+            if response.status != 200:
+                raw = await response.read()
+                raise error_from_response(response.status, raw, response.headers, name)
+            translator = StreamTranslator(deployment.model, name, int(time.time()), _new_call_id)
+            with upstream_errors(name):
+                async for events in sse_data(response.content.iter_any()):
+                    batch: list[ChatChunk] = []
+                    for data in events:
+                        try:
+                            batch += translator.feed(data)
+                        except UpstreamError:
+                            if batch:
+                                yield batch  # what arrived before the error still counts
+                            raise
+                    if batch:
+                        yield batch
+            if not translator.finished:
+                raise UpstreamProtocolError(
+                    "the upstream stream ended before the answer finished", deployment=name)
+            # Gemini ends a stream by closing it; its usage came with the last event.
+            yield [translator.usage_chunk()]
+
+    async def embed(
+        self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float
+    ) -> EmbeddingResponse:
+        endpoint, name = deployment.endpoint, deployment.name
+        body = translate.embeddings_body(request, deployment.model, endpoint.quirks, name)
+        url = translate.model_path(endpoint.base_url, deployment.model) + ":batchEmbedContents"
+        raw = await self._send(endpoint, "POST", url, body, name, connect_s)
+        return translate.parse_embeddings(raw, request, deployment.model, name)
+
+    async def list_models(self, endpoint: Endpoint) -> list[str]:
+        ids: list[str] = []
+        url = f"{translate.versioned(endpoint.base_url)}/models?pageSize=1000"
+        page_url = url
+        for _ in range(_MAX_MODEL_PAGES):
+            raw = await self._send(endpoint, "GET", page_url, None, endpoint.vendor,
+                                   _LIST_MODELS_TIMEOUT_S, total_s=_LIST_MODELS_TIMEOUT_S)
+            page, token = translate.parse_model_list(raw, endpoint.vendor)
+            ids += page
+            if token is None:
+                break
+            page_url = f"{url}&pageToken={quote(token)}"
+        return ids
+
+    async def _send(
+        self, endpoint: Endpoint, method: str, url: str, body: bytes | None, name: str,
+        connect_s: float, total_s: float | None = None,
+    ) -> bytes:
+        async with self._transport.request(
+            method, url, body=body, headers=endpoint.request_headers, connect_s=connect_s,
+            deployment=name, total_s=total_s,
+        ) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise error_from_response(response.status, raw, response.headers, name)
+            return raw

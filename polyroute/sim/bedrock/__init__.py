@@ -1,0 +1,75 @@
+"""Amazon Bedrock's Converse API, simulated: ``POST /model/{modelId}/converse`` and
+``/converse-stream`` (real ``application/vnd.amazon.eventstream`` frames), SigV4-checked, with
+the simulator's faults shown the way Bedrock shows them (429 ``ThrottlingException``, a
+``throttlingException`` frame mid-stream, a frame with a bad CRC, 400 ``ValidationException``
+"Input is too long" …). ``GET /_sim/bedrock`` tells tests what the last request was signed
+with."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from urllib.parse import unquote
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from polyroute.sim.bedrock.errors import BedrockError, denied
+from polyroute.sim.bedrock.handlers import converse
+from polyroute.sim.bedrock.sigv4 import verify
+from polyroute.sim.bedrock.state import BEDROCK_STATE, BedrockState, get_bedrock_state
+from polyroute.sim.state import get_state
+
+__all__ = ["add_bedrock_routes", "bedrock_dialect"]
+
+_PATH = re.compile(r"^/model/([^/?]+)/(converse|converse-stream)$")
+_ENCODER = msgspec.json.Encoder()
+
+
+def add_bedrock_routes(app: web.Application, seed: int) -> None:
+    """The model paths are dispatched by :func:`bedrock_dialect` on the raw path: a model id
+    may hold an encoded ``/`` (``%2F``), which routing on the decoded path would split."""
+    app[BEDROCK_STATE] = BedrockState(seed)
+    app.router.add_get("/_sim/bedrock", last_auth)
+
+
+async def last_auth(request: web.Request) -> web.Response:
+    return web.Response(body=_ENCODER.encode(get_bedrock_state(request).last_auth),
+                        content_type="application/json")
+
+
+@web.middleware
+async def bedrock_dialect(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bedrock requests are answered entirely here: SigV4 (or a Bedrock API key), routing and
+    AWS's error shape; the OpenAI middlewares after this one are skipped."""
+    if not request.path.startswith("/model/"):
+        return await handler(request)
+    bedrock = get_bedrock_state(request)
+    request_id = bedrock.request_id()
+    try:
+        raw_path = request.raw_path.partition("?")[0]
+        match = _PATH.match(raw_path)
+        if match is None or request.method != "POST":
+            raise BedrockError(404, "UnknownOperationException",
+                               f"Unknown operation {request.method} {raw_path}")
+        body = await request.read()
+        secret = get_state(request).settings.api_key
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            if secret and not hmac.compare_digest(auth[7:].encode(), secret.encode()):
+                raise denied("UnrecognizedClientException", "Invalid API Key format: Must "
+                             "start with pre-defined prefix")
+            bedrock.last_auth = {"style": "bearer", "raw_path": raw_path}
+        else:
+            signature = verify(request, body, secret)
+            bedrock.last_auth = {
+                "style": "sigv4", "raw_path": raw_path, "access_key": signature.access_key,
+                "region": signature.region, "service": signature.service,
+                "signed_headers": list(signature.signed_headers),
+                "session_token": signature.session_token}
+        model_id, action = unquote(match.group(1)), match.group(2)
+        return await converse(request, model_id, stream=action == "converse-stream",
+                              request_id=request_id)
+    except BedrockError as exc:
+        return exc.to_response(request_id)

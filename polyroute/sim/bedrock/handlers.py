@@ -1,0 +1,59 @@
+"""``POST /model/{modelId}/converse`` and ``/converse-stream``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from polyroute.sim import errors as openai_errors
+from polyroute.sim.bedrock.errors import validation
+from polyroute.sim.bedrock.faults import fault_error
+from polyroute.sim.bedrock.reply import build_answer, prompt_usage
+from polyroute.sim.bedrock.request import decode_converse
+from polyroute.sim.bedrock.response import converse_body, guardrail_answer
+from polyroute.sim.bedrock.state import get_bedrock_state
+from polyroute.sim.bedrock.stream import stream_converse
+from polyroute.sim.body_writer import send_json_body
+from polyroute.sim.fault_responses import fault_response
+from polyroute.sim.fault_selection import select_fault
+from polyroute.sim.faults import FaultName
+from polyroute.sim.state import get_state
+
+_CONNECTION_FAULTS = frozenset({FaultName.RESET_BEFORE_HEADERS, FaultName.NO_RESPONSE})
+
+
+async def converse(request: web.Request, model_id: str, *, stream: bool,
+                   request_id: str) -> web.StreamResponse:
+    state, bedrock = get_state(request), get_bedrock_state(request)
+    settings = state.settings
+    body = decode_converse(await request.read())
+    # The answer is built before a fault is picked, so an invalid request does not use up a
+    # server-side rule's `times`.
+    answer = build_answer(body, model_id.partition("@")[0], bedrock, default_text=settings.text,
+                          chunk_tokens=settings.chunk_tokens)
+    try:
+        model, fault = select_fault(request, state, model_id)
+    except openai_errors.ApiError as exc:
+        raise validation(exc.message) from None
+    state.stats.record_selection(model, fault)
+    if fault is not None:
+        if fault.name in _CONNECTION_FAULTS:
+            early = await fault_response(request, fault, model=model, prompt_tokens=0,
+                                         param="messages")
+            if early is not None:
+                return early
+        if not (stream and fault.name is FaultName.STREAM_ERROR):
+            error = fault_error(fault)
+            if error is not None:
+                raise error
+        if fault.name is FaultName.CONTENT_POLICY_VIOLATION:
+            answer = guardrail_answer()
+    prompt = prompt_usage(body, model, bedrock)
+    headers = {"x-amzn-RequestId": request_id}
+    if stream:
+        tps = settings.tokens_per_second
+        return await stream_converse(
+            request, answer=answer, prompt=prompt, fault=fault,
+            seconds_per_chunk=max(1, settings.chunk_tokens) / tps if tps > 0 else 0.0,
+            stats=state.stats, state=bedrock, headers=headers)
+    return await send_json_body(request, converse_body(answer, prompt, latency_ms=1), fault,
+                                state.stats, headers)

@@ -17,36 +17,48 @@ _LIST_MODELS_TIMEOUT_S = 10.0
 
 
 class OpenAIChatAdapter:
+    """Also the base of servers that speak this protocol at other URLs (Azure): they override
+    ``url`` and nothing else."""
+
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
+
+    def url(self, endpoint: Endpoint, model: str, path: str) -> str:
+        """Where the operation ``path`` (``/chat/completions``, ``/embeddings``) goes."""
+        return endpoint.base_url + path
 
     async def chat(
         self, request: ChatRequest, deployment: Deployment, *, connect_s: float
     ) -> ChatResponse:
-        body = translate.chat_body(request, deployment.model, deployment.endpoint.quirks)
-        raw = await self._send(deployment.endpoint, "POST", "/chat/completions", body,
+        endpoint = deployment.endpoint
+        body = translate.chat_body(request, deployment.model, endpoint.quirks)
+        raw = await self._send(endpoint, "POST",
+                               self.url(endpoint, deployment.model, "/chat/completions"), body,
                                deployment.name, connect_s)
         return translate.parse_response(raw, deployment.name)
 
     async def embed(
         self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float
     ) -> EmbeddingResponse:
-        body = translate.embeddings_body(request, deployment.model, deployment.endpoint.quirks)
-        raw = await self._send(deployment.endpoint, "POST", "/embeddings", body,
+        endpoint = deployment.endpoint
+        body = translate.embeddings_body(request, deployment.model, endpoint.quirks)
+        raw = await self._send(endpoint, "POST",
+                               self.url(endpoint, deployment.model, "/embeddings"), body,
                                deployment.name, connect_s)
         return translate.parse_embeddings(raw, deployment.name)
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:
-        raw = await self._send(endpoint, "GET", "/models", None, endpoint.vendor,
+        raw = await self._send(endpoint, "GET", endpoint.base_url + "/models", None,
+                               endpoint.vendor,
                                _LIST_MODELS_TIMEOUT_S, total_s=_LIST_MODELS_TIMEOUT_S)
         return translate.parse_model_list(raw, endpoint.vendor)
 
     async def _send(
-        self, endpoint: Endpoint, method: str, path: str, body: bytes | None, name: str,
+        self, endpoint: Endpoint, method: str, url: str, body: bytes | None, name: str,
         connect_s: float, total_s: float | None = None,
     ) -> bytes:
         async with self._transport.request(
-            method, endpoint.base_url + path, body=body, headers=endpoint.request_headers,
+            method, url, body=body, headers=endpoint.request_headers,
             connect_s=connect_s, deployment=name, total_s=total_s,
         ) as response:
             raw = await response.read()
@@ -61,7 +73,7 @@ class OpenAIChatAdapter:
         body = translate.chat_body(request, deployment.model, endpoint.quirks)
         name = deployment.name
         async with self._transport.request(
-            "POST", endpoint.base_url + "/chat/completions", body=body,
+            "POST", self.url(endpoint, deployment.model, "/chat/completions"), body=body,
             headers=endpoint.request_headers, connect_s=connect_s, deployment=name,
         ) as response:
             if response.status != 200:

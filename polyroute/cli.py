@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_drill(sub)
 
+    from polyroute.admin.cli import add_parser as add_admin
+
+    add_admin(sub)  # keys, teams, orgs, budget, usage, admin
+
     config = sub.add_parser("config", help="check a config file or print its JSON Schema")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file and exit")
@@ -110,9 +114,10 @@ def _announce(config: object) -> None:
     if not config.groups and not config.open_vendors:
         print("polyroute: no vendor found: set OPENAI_API_KEY (or another vendor's key, or "
               "OLLAMA_BASE_URL), or pass --config FILE", flush=True)
-    if config.server.host not in ("127.0.0.1", "localhost", "::1"):
-        print("polyroute: warning: listening beyond loopback with no client keys configured; "
-              "anyone who can reach this port can spend on your vendors", flush=True)
+    if config.server.host not in ("127.0.0.1", "localhost", "::1") and not config.auth.master_key:
+        print("polyroute: warning: listening beyond loopback without auth.master_key; unless "
+              "client keys exist, anyone who can reach this port can spend on your vendors",
+              flush=True)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

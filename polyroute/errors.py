@@ -6,7 +6,10 @@
     │   ├── AuthenticationFailed      401
     │   ├── PermissionDenied          403
     │   ├── ModelNotFound             404
-    │   └── PayloadTooLarge           413
+    │   ├── NotFound                  404  an admin API object (key, team, org)
+    │   ├── PayloadTooLarge           413
+    │   ├── RateLimited               429  the caller's own RPM/TPM/concurrency limit
+    │   └── BudgetExceeded            429  the caller's (key, team, org) budget is spent
     ├── UpstreamError                 a deployment failed; carries which one     trigger
     │   ├── UpstreamConnectError      could not connect / connection reset       connect
     │   ├── UpstreamTimeout           no (first) answer in time, or a stall      timeout
@@ -19,6 +22,7 @@
     │       ├── ContextWindowExceeded                                             context_window
     │       └── ContentFiltered                                                   content_filter
     ├── NoDeploymentAvailable         every circuit is open: nothing was tried
+    ├── ServiceUnavailable            503: a decision needs a store (keys, limits) that is down
     ├── StreamInterrupted             the upstream failed after the client got bytes
     └── AllDeploymentsFailed          every candidate failed; wraps their errors
 
@@ -89,9 +93,40 @@ class ModelNotFound(ClientError):
     code = "model_not_found"
 
 
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
 class PayloadTooLarge(ClientError):
     status = 413
     code = "request_too_large"
+
+
+class RateLimited(ClientError):
+    """The caller's own limit (RPM, TPM, concurrent requests), not an upstream's 429."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class BudgetExceeded(ClientError):
+    """A budget of the caller's key, team or organisation would be exceeded. OpenAI answers a
+    spent quota with 429 ``insufficient_quota``; so does polyroute."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UpstreamError(GatewayError):
@@ -185,6 +220,18 @@ class NoDeploymentAvailable(GatewayError):
     code = "no_deployment_available"
 
     def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(GatewayError):
+    """A decision needs a store that is down (the key store for a key not yet cached, the
+    shared limits of a fail-closed team). Never used for a key the gateway can vouch for."""
+
+    status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, retry_after: float | None = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 

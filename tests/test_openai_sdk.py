@@ -185,21 +185,8 @@ def test_single_deployment_errors_keep_vendor_meaning(client: openai.OpenAI, fau
         assert err.status_code == 502
 
 
-@pytest.mark.parametrize("fault", ["stream_cut", "malformed_chunk"])
-def test_stream_failure_after_first_byte_is_an_error_not_an_ending(
-    client: openai.OpenAI, gateway: GatewayProcess, fault: str
-) -> None:
-    stream = client.chat.completions.create(
-        model=f"sim/gpt-4o-mini@{fault}:after_chunks=3", messages=USER, stream=True)
-    received = []
-    with pytest.raises(openai.APIError) as info:
-        for chunk in stream:
-            received.append(chunk.choices[0].delta.content or "")
-    assert received, "the answer had started before the failure"
-    assert "".join(received) != DEFAULT_TEXT
-    assert "after the answer had started" in info.value.message
-    status, _ = gateway.get("/healthz")
-    assert status == 200
+# Failures after the first byte are in test_resilience.py, against an upstream that paces its
+# tokens: with a burst, the gateway may (correctly) fail over before the first byte instead.
 
 
 def test_stream_without_done_is_finalised(client: openai.OpenAI) -> None:

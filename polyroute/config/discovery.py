@@ -20,19 +20,31 @@ _LOCAL = Quirks(max_tokens_field="max_tokens")
 @dataclass(frozen=True, slots=True)
 class KnownVendor:
     name: str
-    protocol: Literal["openai", "anthropic"]
+    protocol: Literal["openai", "anthropic", "gemini", "bedrock", "azure"]
     key_env: str | None
     """Environment variable holding the API key; None for keyless local servers."""
     base_url: str | None
-    """Public default; None when the vendor is only reachable through base_url_envs."""
+    """Public default; None when the vendor is only reachable through base_url_envs. May hold
+    ``{region}``, filled from region_envs."""
     base_url_envs: tuple[str, ...]
     url_suffix: str = ""
     """Appended to a base URL taken from the environment (Ollama's variable has no /v1)."""
     quirks: Quirks = field(default_factory=Quirks)
-    auth: Literal["bearer", "api-key", "x-api-key"] = "bearer"
+    auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key"] = "bearer"
     """How the key is sent, as in a provider's ``auth``."""
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Fixed headers every request to the vendor carries (never secrets)."""
+    more_key_envs: tuple[str, ...] = ()
+    """Other variables for the key, read after key_env (the vendor SDK's own order)."""
+    enabled_by: tuple[str, ...] = ()
+    """Variables other than the key that enable a cloud vendor (AWS credentials: the
+    adapter finds them itself, the same way the AWS SDKs do)."""
+    needs_key: bool = False
+    """A vendor reached through base_url_envs that is still enabled only with its key."""
+    region_envs: tuple[str, ...] = ()
+    """Where the region comes from; a vendor with these is enabled only once one is set."""
+    api_version_env: str | None = None
+    """Azure: the variable holding the api-version (the openai SDK's own)."""
 
 
 KNOWN_VENDORS: tuple[KnownVendor, ...] = (
@@ -58,6 +70,21 @@ KNOWN_VENDORS: tuple[KnownVendor, ...] = (
     KnownVendor("anthropic", "anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com",
                 ("ANTHROPIC_BASE_URL",), auth="x-api-key",
                 headers=MappingProxyType({"anthropic-version": "2023-06-01"})),
+    # google-genai reads GOOGLE_API_KEY before GEMINI_API_KEY; gemini-cli sets the base URL.
+    KnownVendor("gemini", "gemini", "GOOGLE_API_KEY", "https://generativelanguage.googleapis.com",
+                ("GOOGLE_GEMINI_BASE_URL",), auth="x-goog-api-key",
+                more_key_envs=("GEMINI_API_KEY",)),
+    # Requests are signed with whatever credentials the AWS SDKs would find; a Bedrock API key
+    # (AWS_BEARER_TOKEN_BEDROCK) is sent as a bearer token instead.
+    KnownVendor("bedrock", "bedrock", "AWS_BEARER_TOKEN_BEDROCK",
+                "https://bedrock-runtime.{region}.amazonaws.com",
+                ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL"),
+                enabled_by=("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                            "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+                region_envs=("AWS_REGION", "AWS_DEFAULT_REGION")),
+    KnownVendor("azure", "azure", "AZURE_OPENAI_API_KEY", None, ("AZURE_OPENAI_ENDPOINT",),
+                auth="api-key", needs_key=True, api_version_env="OPENAI_API_VERSION"),
     KnownVendor("ollama", "openai", None, None, ("OLLAMA_BASE_URL", "OLLAMA_HOST"),
                 url_suffix="/v1", quirks=_LOCAL),
     KnownVendor("vllm", "openai", "VLLM_API_KEY", None, ("VLLM_BASE_URL",)),
@@ -71,6 +98,10 @@ class Discovered:
     base_url: str
     base_url_source: str
     """The variable the URL came from, or 'default'."""
+    key_env: str | None = None
+    """The variable the key was found in, if any."""
+    region: str | None = None
+    api_version: str | None = None
 
 
 def discover(environ: Mapping[str, str]) -> list[Discovered]:
@@ -78,11 +109,19 @@ def discover(environ: Mapping[str, str]) -> list[Discovered]:
     found = []
     for vendor in KNOWN_VENDORS:
         url_env = next((e for e in vendor.base_url_envs if environ.get(e)), None)
-        has_key = vendor.key_env is not None and bool(environ.get(vendor.key_env))
-        if vendor.base_url is not None and not has_key:
-            continue  # a public cloud vendor is enabled by its key
+        key_names = (vendor.key_env, *vendor.more_key_envs) if vendor.key_env else ()
+        key_env = next((e for e in key_names if environ.get(e)), None)
+        enabled = key_env is not None or any(environ.get(e) for e in vendor.enabled_by)
+        if vendor.base_url is not None and not enabled:
+            continue  # a public cloud vendor is enabled by its key (or credentials)
         if vendor.base_url is None and url_env is None:
             continue  # a self-hosted server is enabled by its URL
+        if vendor.needs_key and key_env is None:
+            continue
+        region = next((environ[e] for e in vendor.region_envs if environ.get(e)), None)
+        if vendor.region_envs and region is None:
+            continue  # requests are signed for a region: without one nothing can be sent
+        api_version = environ.get(vendor.api_version_env or "") or None
         if url_env is not None:
             base = environ[url_env].rstrip("/")
             if not base.startswith(("http://", "https://")):
@@ -91,8 +130,9 @@ def discover(environ: Mapping[str, str]) -> list[Discovered]:
             base = base.replace("//0.0.0.0", "//127.0.0.1", 1)
             if vendor.url_suffix and not base.endswith(vendor.url_suffix):
                 base += vendor.url_suffix
-            found.append(Discovered(vendor, base, url_env))
+            found.append(Discovered(vendor, base, url_env, key_env, region, api_version))
         else:
             assert vendor.base_url is not None
-            found.append(Discovered(vendor, vendor.base_url, "default"))
+            found.append(Discovered(vendor, vendor.base_url.format(region=region), "default",
+                                    key_env, region, api_version))
     return found

@@ -130,14 +130,16 @@ def _compile(
             name = found.vendor.name
             if name in endpoints:
                 continue  # an explicit provider of the same name wins
-            key_env = found.vendor.key_env
+            key_env = found.key_env
             section = ProviderSection(
                 protocol=found.vendor.protocol,
                 base_url=found.base_url,
-                api_key=f"${{{key_env}}}" if key_env and env.get(key_env) else None,
-                auth=found.vendor.auth if key_env and env.get(key_env) else "none",
+                api_key=f"${{{key_env}}}" if key_env else None,
+                auth=found.vendor.auth if key_env else "none",
                 headers=dict(found.vendor.headers),
                 quirks=found.vendor.quirks,
+                region=found.region,
+                api_version=found.api_version,
                 any_model=True,
             )
             where = f"environment variable {found.base_url_source} (vendor {name})"

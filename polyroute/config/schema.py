@@ -106,9 +106,9 @@ class ProviderSection(_Section, kw_only=True):
     """Only as an environment reference: ${OPENAI_API_KEY}."""
     auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"] | None = None
     """The header that carries api_key; unset: the protocol's own (openai: bearer, anthropic:
-    x-api-key, gemini: x-goog-api-key, azure: api-key)."""
-    """The header that carries api_key. Bedrock without an api_key signs every request with
-    SigV4 from the standard AWS credentials instead."""
+    x-api-key, gemini: x-goog-api-key, azure: api-key, bedrock: bearer for a Bedrock API key).
+    Bedrock without an api_key signs every request with SigV4 from the standard AWS
+    credentials instead."""
     region: str | None = None
     """Bedrock: the AWS region requests are signed for. Unset: taken from base_url's host
     (bedrock-runtime.<region>.amazonaws.com)."""

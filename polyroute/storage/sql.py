@@ -33,3 +33,168 @@ INSERT INTO request_log (
     prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+# ---------------------------------------------------------------------------------------------
+# Keys, teams, organisations and the spend ledger. Every statement below runs unchanged on
+# SQLite and PostgreSQL: '?' placeholders (postgres.py numbers them), TEXT / BIGINT / INTEGER /
+# DOUBLE PRECISION columns, ON CONFLICT upserts, UPDATE … RETURNING, no dialect functions
+# (days are computed in Python and stored as text, flags are 0/1 integers).
+
+SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS revision (
+        id INTEGER PRIMARY KEY,
+        n  BIGINT NOT NULL
+    )""",
+    "INSERT INTO revision (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    """CREATE TABLE IF NOT EXISTS orgs (
+        id         TEXT PRIMARY KEY,
+        settings   TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        deleted    INTEGER NOT NULL,
+        version    BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS teams (
+        id         TEXT PRIMARY KEY,
+        org        TEXT,
+        settings   TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        deleted    INTEGER NOT NULL,
+        version    BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        id         TEXT PRIMARY KEY,
+        salt       TEXT NOT NULL,
+        hash       TEXT NOT NULL,
+        name       TEXT,
+        team       TEXT,
+        settings   TEXT NOT NULL,
+        expires_at DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked    INTEGER NOT NULL,
+        version    BIGINT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS orgs_version ON orgs (version)",
+    "CREATE INDEX IF NOT EXISTS teams_version ON teams (version)",
+    "CREATE INDEX IF NOT EXISTS api_keys_version ON api_keys (version)",
+    """CREATE TABLE IF NOT EXISTS ledger (
+        entry_id           TEXT PRIMARY KEY,
+        request_id         TEXT NOT NULL,
+        ts                 DOUBLE PRECISION NOT NULL,
+        day                TEXT NOT NULL,
+        key_id             TEXT,
+        team               TEXT,
+        org                TEXT,
+        endpoint           TEXT NOT NULL,
+        requested_model    TEXT NOT NULL,
+        model_group        TEXT,
+        vendor             TEXT,
+        deployment         TEXT,
+        upstream_model     TEXT,
+        status             INTEGER NOT NULL,
+        error_class        TEXT,
+        prompt_tokens      BIGINT NOT NULL,
+        completion_tokens  BIGINT NOT NULL,
+        cached_tokens      BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL,
+        reasoning_tokens   BIGINT NOT NULL,
+        cost_usd           DOUBLE PRECISION,
+        priced             INTEGER NOT NULL,
+        price_source       TEXT,
+        latency_ms         DOUBLE PRECISION NOT NULL,
+        attempts           TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)",
+    "CREATE INDEX IF NOT EXISTS ledger_key ON ledger (key_id, ts)",
+    "CREATE INDEX IF NOT EXISTS ledger_team ON ledger (team, ts)",
+    "CREATE INDEX IF NOT EXISTS ledger_org ON ledger (org, ts)",
+    "CREATE INDEX IF NOT EXISTS ledger_request ON ledger (request_id)",
+)
+
+LEDGER_COLUMNS = (
+    "entry_id", "request_id", "ts", "day", "key_id", "team", "org", "endpoint",
+    "requested_model", "model_group", "vendor", "deployment", "upstream_model", "status",
+    "error_class", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+    "reasoning_tokens", "cost_usd", "priced", "price_source", "latency_ms", "attempts",
+)
+
+# Idempotent on entry_id: a batch flushed again after a crash (before the spool was
+# truncated) inserts nothing twice.
+INSERT_LEDGER = (
+    f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (entry_id) DO NOTHING"
+)
+
+BUMP_REVISION = "UPDATE revision SET n = n + 1 WHERE id = 1 RETURNING n"
+CURRENT_REVISION = "SELECT n FROM revision WHERE id = 1"
+
+UPSERT_ORG = """
+INSERT INTO orgs (id, settings, created_at, deleted, version) VALUES (?, ?, ?, 0, ?)
+ON CONFLICT (id) DO UPDATE SET settings = excluded.settings, deleted = 0,
+    version = excluded.version
+"""
+UPSERT_TEAM = """
+INSERT INTO teams (id, org, settings, created_at, deleted, version) VALUES (?, ?, ?, ?, 0, ?)
+ON CONFLICT (id) DO UPDATE SET org = excluded.org, settings = excluded.settings, deleted = 0,
+    version = excluded.version
+"""
+INSERT_KEY = """
+INSERT INTO api_keys (id, salt, hash, name, team, settings, expires_at, created_at, revoked,
+    version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+"""
+UPDATE_KEY = """
+UPDATE api_keys SET name = ?, team = ?, settings = ?, expires_at = ?, version = ? WHERE id = ?
+"""
+REVOKE_KEY = "UPDATE api_keys SET revoked = 1, version = ? WHERE id = ? AND revoked = 0"
+DELETE_TEAM = "UPDATE teams SET deleted = 1, version = ? WHERE id = ? AND deleted = 0"
+DELETE_ORG = "UPDATE orgs SET deleted = 1, version = ? WHERE id = ? AND deleted = 0"
+
+SELECT_ORGS = "SELECT id, settings, created_at, deleted, version FROM orgs WHERE version > ?"
+SELECT_TEAMS = (
+    "SELECT id, org, settings, created_at, deleted, version FROM teams WHERE version > ?")
+SELECT_KEYS = (
+    "SELECT id, salt, hash, name, team, settings, expires_at, created_at, revoked, version "
+    "FROM api_keys WHERE version > ?")
+SELECT_KEY = (
+    "SELECT id, salt, hash, name, team, settings, expires_at, created_at, revoked, version "
+    "FROM api_keys WHERE id = ?")
+
+# Spend so far per scope, for seeding the budget counters: today, this month, all time.
+_SPEND = """
+SELECT {column},
+       SUM(CASE WHEN ts >= ? THEN cost_usd ELSE 0 END),
+       SUM(CASE WHEN ts >= ? THEN cost_usd ELSE 0 END),
+       SUM(cost_usd)
+FROM ledger WHERE {column} IS NOT NULL AND cost_usd IS NOT NULL GROUP BY {column}
+"""
+SPEND_BY_KEY = _SPEND.format(column="key_id")
+SPEND_BY_TEAM = _SPEND.format(column="team")
+SPEND_BY_ORG = _SPEND.format(column="org")
+
+# Usage report dimensions: API name → column. Only these names ever reach the SQL text.
+USAGE_DIMENSIONS = {
+    "key": "key_id", "team": "team", "org": "org", "vendor": "vendor",
+    "model": "model_group", "upstream_model": "upstream_model", "deployment": "deployment",
+    "day": "day", "status": "status",
+}
+USAGE_FILTERS = {"key": "key_id", "team": "team", "org": "org", "vendor": "vendor",
+                 "model": "model_group"}
+
+
+def usage_query(by: tuple[str, ...], filters: tuple[str, ...]) -> str:
+    """Totals per combination of ``by`` between two times; names were checked by the caller
+    against USAGE_DIMENSIONS / USAGE_FILTERS."""
+    columns = [USAGE_DIMENSIONS[b] for b in by]
+    where = ["ts >= ?", "ts < ?", *(f"{USAGE_FILTERS[f]} = ?" for f in filters)]
+    group = ", ".join(columns)
+    return (
+        f"SELECT {group}, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
+        "SUM(cached_tokens), SUM(reasoning_tokens), SUM(cost_usd), "
+        "SUM(CASE WHEN priced = 0 THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) "
+        f"FROM ledger WHERE {' AND '.join(where)} GROUP BY {group} ORDER BY {group}"
+    )
+
+
+LEDGER_BY_REQUEST = (
+    f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE request_id = ? ORDER BY ts")

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
-from polyroute.storage.sql import REQUEST_LOG_SCHEMA
+from polyroute.storage.database import Database, Row, StoreUnavailable
+from polyroute.storage.sql import REQUEST_LOG_SCHEMA, SCHEMA
+
+T = TypeVar("T")
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -17,3 +25,112 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(REQUEST_LOG_SCHEMA)
     return conn
+
+
+async def open_database(path: str) -> SqliteDatabase:
+    db = SqliteDatabase(path)
+    await db.start()
+    return db
+
+
+class SqliteDatabase:
+    """sqlite3 on one worker thread, so the event loop never waits on the disk. One
+    connection, so operations are serialised by a lock (a transaction holds it throughout)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="polyroute-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        def open_and_migrate() -> sqlite3.Connection:
+            conn = connect(self._path)
+            for statement in SCHEMA:
+                conn.execute(statement)
+            return conn
+
+        self._conn = await self._run(open_and_migrate)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("sqlite: not open yet")
+        return self._conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        async with self._lock:
+            await self._run(lambda: self._c().execute(sql, args))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self._lock:
+            await self._run(lambda: _many(self._c(), sql, rows))
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._lock:
+            return await self._run(lambda: self._c().execute(sql, args).fetchall())
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Database]:
+        async with self._lock:
+            await self._run(lambda: self._c().execute("BEGIN IMMEDIATE"))
+            inner = _InTransaction(self)
+            try:
+                yield inner
+            except BaseException:
+                await self._run(lambda: self._c().execute("ROLLBACK"))
+                raise
+            await self._run(lambda: self._c().execute("COMMIT"))
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+
+def _many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    conn.execute("BEGIN")
+    try:
+        conn.executemany(sql, rows)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class _InTransaction:
+    """The same connection, already holding the lock and inside BEGIN."""
+
+    dialect = "sqlite"
+
+    def __init__(self, outer: SqliteDatabase) -> None:
+        self._outer = outer
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        o = self._outer
+        await o._run(lambda: o._c().execute(sql, args))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        o = self._outer
+        await o._run(lambda: o._c().executemany(sql, rows))
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        o = self._outer
+        return await o._run(lambda: o._c().execute(sql, args).fetchall())
+
+    def transaction(self) -> Any:
+        raise RuntimeError("nested transactions are not supported")
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,154 @@
+"""The admin API's OpenAPI 3.1 document, built from the same msgspec types the handlers
+decode and encode (so it cannot drift from them). ``polyroute admin openapi`` prints it;
+docs/admin-openapi.json is that output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from polyroute import __version__
+from polyroute.admin.service import BudgetStatus
+from polyroute.policy.entities import (
+    KeyCreated,
+    KeyIn,
+    KeyView,
+    OrgIn,
+    OrgView,
+    TeamIn,
+    TeamView,
+)
+from polyroute.storage.usage import UsageRow
+
+
+class ErrorBody(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class Error(msgspec.Struct):
+    error: ErrorBody
+
+
+_TYPES = (KeyIn, KeyView, KeyCreated, TeamIn, TeamView, OrgIn, OrgView, BudgetStatus, UsageRow,
+          Error)
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list(name: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {"data": {"type": "array", "items": _ref(name)}}}
+
+
+def _op(summary: str, ok: dict[str, Any] | None, body: str | None = None, status: int = 200,
+        params: tuple[str, ...] = ()) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {
+        str(status): {"description": "OK", "content": {"application/json": {"schema": ok}}}
+        if ok is not None else {"description": "OK"},
+        "401": {"description": "no or wrong master key",
+                "content": {"application/json": {"schema": _ref("Error")}}},
+        "404": {"description": "no such object",
+                "content": {"application/json": {"schema": _ref("Error")}}},
+    }}
+    if body is not None:
+        schema = _ref(body) if body != "patch" else {
+            "type": "object", "description": "Any fields of the object's create body; the "
+            "ones given replace the current values (null clears a limit)."}
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": schema}}}
+    if params:
+        op["parameters"] = [_QUERY[p] for p in params]
+    return op
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_QUERY: dict[str, dict[str, Any]] = {
+    "team": {"name": "team", "in": "query", "schema": {"type": "string"},
+             "description": "only this team's keys"},
+    "by": {"name": "by", "in": "query", "schema": {"type": "string", "default": "day"},
+           "description": "comma-separated: key, team, org, vendor, model, upstream_model, "
+                          "deployment, day, status"},
+    "since": {"name": "since", "in": "query", "schema": {"type": "string", "default": "30d"},
+              "description": "7d, 24h, 30m, an ISO date or datetime (UTC), or Unix seconds"},
+    "until": {"name": "until", "in": "query", "schema": {"type": "string"},
+              "description": "same forms as since; default now"},
+    **{f: {"name": f, "in": "query", "schema": {"type": "string"},
+           "description": f"only this {f}"} for f in ("key", "org", "vendor", "model")},
+}
+
+
+def openapi() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        _TYPES, ref_template="#/components/schemas/{name}")
+    paths: dict[str, Any] = {
+        "/admin/keys": {
+            "get": _op("List keys (never their secret part)", _list("KeyView"),
+                       params=("team",)),
+            "post": _op("Create a key: the response holds the key, shown this once",
+                        _ref("KeyCreated"), "KeyIn", 201),
+        },
+        "/admin/keys/{id}": {
+            "parameters": [_ID],
+            "get": _op("One key", _ref("KeyView")),
+            "patch": _op("Change a key's limits, team, name or expiry", _ref("KeyView"),
+                         "patch"),
+            "delete": _op("Revoke a key (refused from then on; kept for the ledger)",
+                          _ref("KeyView")),
+        },
+        "/admin/keys/{id}/budget": {"parameters": [_ID], "get": _op(
+            "A key's spend today, this month and in total, its reservations and limits",
+            _ref("BudgetStatus"))},
+        "/admin/teams": {
+            "get": _op("List teams", _list("TeamView")),
+            "post": _op("Create (or replace) a team", _ref("TeamView"), "TeamIn", 201),
+        },
+        "/admin/teams/{id}": {
+            "parameters": [_ID],
+            "get": _op("One team", _ref("TeamView")),
+            "patch": _op("Change a team", _ref("TeamView"), "patch"),
+            "delete": _op("Delete a team (its keys lose the team's limits)", None),
+        },
+        "/admin/teams/{id}/budget": {"parameters": [_ID], "get": _op(
+            "A team's spend and limits", _ref("BudgetStatus"))},
+        "/admin/orgs": {
+            "get": _op("List organisations", _list("OrgView")),
+            "post": _op("Create (or replace) an organisation", _ref("OrgView"), "OrgIn", 201),
+        },
+        "/admin/orgs/{id}": {
+            "parameters": [_ID],
+            "get": _op("One organisation", _ref("OrgView")),
+            "patch": _op("Change an organisation", _ref("OrgView"), "patch"),
+            "delete": _op("Delete an organisation", None),
+        },
+        "/admin/orgs/{id}/budget": {"parameters": [_ID], "get": _op(
+            "An organisation's spend and limits", _ref("BudgetStatus"))},
+        "/admin/usage": {"get": _op(
+            "Requests, tokens and spend from the ledger, grouped", {
+                "type": "object", "properties": {
+                    "by": {"type": "array", "items": {"type": "string"}},
+                    "since": {"type": "number"}, "until": {"type": "number"},
+                    "data": {"type": "array", "items": _ref("UsageRow")}}},
+            params=("by", "since", "until", "key", "team", "org", "vendor", "model"))},
+        "/admin/ledger/{request_id}": {
+            "parameters": [{"name": "request_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "get": _op("The ledger records of one request id", {"type": "object"})},
+        "/admin/status": {"get": _op(
+            "Mode (open or keys), key count, ledger backlog, shared state health",
+            {"type": "object"})},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "polyroute admin API", "version": __version__,
+                 "description": "Keys, teams, organisations, budgets and usage. Every route "
+                                "needs the master key as 'Authorization: Bearer <key>'."},
+        "components": {"schemas": components, "securitySchemes": {
+            "master": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"master": []}],
+        "paths": paths,
+    }

@@ -1,0 +1,243 @@
+"""Every key, team and organisation, in memory: authentication and admission never wait on
+the database. Refreshed every ``auth.refresh_s`` from the key store's revision counter (one
+cheap query when nothing changed), at once after an admin change on this replica, and for a
+key id it has not seen (one created on another replica a moment ago). When the database is
+down it keeps answering from what it holds; only a key it has never seen gets a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from polyroute.config.compiled import LimitsSettings
+from polyroute.errors import ServiceUnavailable
+from polyroute.policy.entities import KeyView, OrgView, Settings, TeamView
+from polyroute.policy.keys import preview
+from polyroute.policy.types import Principal
+from polyroute.pricing.cost import NANOS_PER_USD
+from polyroute.state.limits import Scope
+from polyroute.storage.database import Row, StoreUnavailable
+from polyroute.storage.key_store import KeyStore
+
+log = logging.getLogger("polyroute.keys")
+
+_decode_settings = msgspec.json.Decoder(Settings).decode
+_MISS_TTL_S = 2.0  # an unknown key id is not looked up again for this long
+_MAX_MISSES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPrincipal(Principal):
+    """A caller with a virtual key, with everything admission needs precomputed."""
+
+    scopes: tuple[Scope, ...] = ()
+    """Key, team and org (those that exist): spend is charged to all of them."""
+    limited: bool = False
+    budgeted: bool = False
+    fail_open: bool = True
+    salt: bytes = b""
+    digest: bytes = b""
+    expires_at: float | None = None
+    revoked: bool = False
+
+
+@dataclass(slots=True)
+class _Key:
+    id: str
+    salt: bytes
+    digest: bytes
+    name: str | None
+    team: str | None
+    settings: Settings
+    expires_at: float | None
+    created_at: float
+    revoked: bool
+
+
+@dataclass(slots=True)
+class _Team:
+    id: str
+    org: str | None
+    settings: Settings
+    created_at: float
+
+
+class Directory:
+    def __init__(self, store: KeyStore, limits: LimitsSettings) -> None:
+        self._store = store
+        self._limits = limits
+        self.revision = 0
+        self.loaded = False
+        self._orgs: dict[str, tuple[Settings, float]] = {}
+        self._teams: dict[str, _Team] = {}
+        self._keys: dict[str, _Key] = {}
+        self.principals: dict[str, KeyPrincipal] = {}
+        self.active_keys = 0
+        self.any_keys = False
+        """Ever: revoking every key must not turn the gateway back into open mode."""
+        self._misses: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> bool:
+        """Pick up changes; True if there were any. Raises StoreUnavailable."""
+        async with self._lock:
+            changes = await self._store.changes_since(self.revision)
+            if changes is None:
+                self.loaded = True
+                return False
+            for org_id, settings, created, deleted, _ in changes.orgs:
+                if deleted:
+                    self._orgs.pop(org_id, None)
+                else:
+                    self._orgs[org_id] = (_decode_settings(settings), float(created))
+            for team_id, org, settings, created, deleted, _ in changes.teams:
+                if deleted:
+                    self._teams.pop(team_id, None)
+                else:
+                    self._teams[team_id] = _Team(team_id, org, _decode_settings(settings),
+                                                 float(created))
+            for row in changes.keys:
+                key = _key(row)
+                self._keys[key.id] = key
+                self._misses.pop(key.id, None)
+            self.revision = changes.revision
+            self._rebuild()
+            self.loaded = True
+            return True
+
+    async def refresh_forever(self, interval_s: float) -> None:
+        failing = False
+        while True:
+            try:
+                await self.refresh()
+                if failing:
+                    log.warning("key store reachable again")
+                failing = False
+            except StoreUnavailable as exc:
+                if not failing:
+                    log.warning("key store unavailable (%s): serving keys from the cache", exc)
+                failing = True
+            await asyncio.sleep(interval_s)
+
+    async def find(self, key_id: str) -> KeyPrincipal | None:
+        """A key not in the cache: ask the store once (it may be brand new)."""
+        now = time.monotonic()
+        missed = self._misses.get(key_id)
+        if missed is not None and now - missed < _MISS_TTL_S:
+            return None
+        try:
+            row = await self._store.key(key_id)
+        except StoreUnavailable:
+            raise ServiceUnavailable(
+                "The key store is unreachable and this key is not in the gateway's cache; "
+                "retry shortly.") from None
+        if row is None:
+            if len(self._misses) >= _MAX_MISSES:
+                self._misses.clear()
+            self._misses[key_id] = now
+            return None
+        try:
+            await self.refresh()  # brings its team and org along
+        except StoreUnavailable:
+            raise ServiceUnavailable("The key store is unreachable; retry shortly.") from None
+        return self.principals.get(key_id)
+
+    def _rebuild(self) -> None:
+        principals = {}
+        for key in self._keys.values():
+            principals[key.id] = self._principal(key)
+        self.principals = principals
+        self.active_keys = sum(1 for k in self._keys.values() if not k.revoked)
+        self.any_keys = bool(self._keys)
+
+    def _principal(self, key: _Key) -> KeyPrincipal:
+        team = self._teams.get(key.team) if key.team else None
+        org_id = team.org if team else None
+        org = self._orgs.get(org_id) if org_id else None
+        levels: list[tuple[str, Settings]] = [(f"k:{key.id}", key.settings)]
+        if team is not None:
+            levels.append((f"t:{team.id}", team.settings))
+        if org is not None and org_id is not None:
+            levels.append((f"o:{org_id}", org[0]))
+        scopes = tuple(_scope(name, s) for name, s in levels)
+        allowed: frozenset[str] | None = None
+        for _, s in levels:
+            if s.models is not None:
+                allowed = frozenset(s.models) if allowed is None else allowed & set(s.models)
+        outage = (team.settings.on_state_outage if team else None) or \
+            key.settings.on_state_outage or self._limits.on_state_outage
+        return KeyPrincipal(
+            key_id=key.id, team=key.team, org=org_id, allowed_models=allowed,
+            scopes=scopes, limited=any(s.limited for s in scopes),
+            budgeted=any(s.budgets for s in scopes), fail_open=outage == "open",
+            salt=key.salt, digest=key.digest, expires_at=key.expires_at, revoked=key.revoked)
+
+    # -- views for the admin API -------------------------------------------------------------
+    def key_view(self, key_id: str) -> KeyView | None:
+        key = self._keys.get(key_id)
+        if key is None:
+            return None
+        team = self._teams.get(key.team) if key.team else None
+        return KeyView(id=key.id, preview=preview(key.id), created_at=key.created_at,
+                       name=key.name, team=key.team, org=team.org if team else None,
+                       expires_at=key.expires_at, revoked=key.revoked,
+                       **_fields(key.settings))
+
+    def keys(self, team: str | None = None) -> list[KeyView]:
+        views = (self.key_view(k) for k, v in self._keys.items()
+                 if team is None or v.team == team)
+        return [v for v in views if v is not None]
+
+    def team_view(self, team_id: str) -> TeamView | None:
+        team = self._teams.get(team_id)
+        if team is None:
+            return None
+        return TeamView(id=team.id, org=team.org, created_at=team.created_at,
+                        **_fields(team.settings))
+
+    def teams(self) -> list[TeamView]:
+        return [v for t in self._teams if (v := self.team_view(t)) is not None]
+
+    def org_view(self, org_id: str) -> OrgView | None:
+        org = self._orgs.get(org_id)
+        if org is None:
+            return None
+        return OrgView(id=org_id, created_at=org[1], **_fields(org[0]))
+
+    def orgs(self) -> list[OrgView]:
+        return [v for o in self._orgs if (v := self.org_view(o)) is not None]
+
+    def settings(self, scope: str) -> Settings | None:
+        kind, _, name = scope.partition(":")
+        if kind == "k":
+            key = self._keys.get(name)
+            return key.settings if key else None
+        if kind == "t":
+            team = self._teams.get(name)
+            return team.settings if team else None
+        org = self._orgs.get(name)
+        return org[0] if org else None
+
+
+def _key(row: Row) -> _Key:
+    key_id, salt, digest, name, team, settings, expires_at, created_at, revoked, _ = row
+    return _Key(key_id, bytes.fromhex(salt), bytes.fromhex(digest), name, team,
+                _decode_settings(settings), None if expires_at is None else float(expires_at),
+                float(created_at), bool(revoked))
+
+
+def _scope(name: str, s: Settings) -> Scope:
+    budgets = tuple((period, round(usd * NANOS_PER_USD)) for period, usd in (
+        ("d", s.daily_budget_usd), ("m", s.monthly_budget_usd), ("t", s.total_budget_usd))
+        if usd is not None)
+    return Scope(name, s.rpm, s.tpm, s.max_concurrent, budgets)
+
+
+def _fields(s: Settings) -> dict[str, Any]:
+    return {f: getattr(s, f) for f in Settings.__struct_fields__}

@@ -1,0 +1,89 @@
+"""Organisations, teams and keys as the admin API and the key store see them.
+
+Settings are one struct for all three scopes (a field that does not apply is simply unset):
+the same limits exist at every level, and a request must pass all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+PositiveInt = Annotated[int, Meta(gt=0)]
+Usd = Annotated[float, Meta(ge=0)]
+Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
+
+class Settings(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    models: list[str] | None = None
+    """Model groups this scope may use; unset: all."""
+    rpm: PositiveInt | None = None
+    """Requests per minute (any 60-second window)."""
+    tpm: PositiveInt | None = None
+    """Tokens per minute: input estimate + max output at admission, actual usage after."""
+    max_concurrent: PositiveInt | None = None
+    daily_budget_usd: Usd | None = None
+    """Per UTC day."""
+    monthly_budget_usd: Usd | None = None
+    """Per UTC calendar month."""
+    total_budget_usd: Usd | None = None
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    on_state_outage: Literal["open", "closed"] | None = None
+    """Teams: when Redis is unreachable, admit (open) or refuse with 503 (closed); unset: the
+    gateway's limits.on_state_outage."""
+
+
+class OrgIn(Settings, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    id: Name
+
+
+class OrgView(Settings, kw_only=True, omit_defaults=True):
+    id: str
+    created_at: float
+
+
+class TeamIn(Settings, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    id: Name
+    org: Name | None = None
+
+
+class TeamView(Settings, kw_only=True, omit_defaults=True):
+    id: str
+    created_at: float
+    org: str | None = None
+
+
+class KeyIn(Settings, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    name: str | None = None
+    team: Name | None = None
+    expires_at: float | None = None
+    """Unix time after which the key is refused."""
+    expires_in_s: Annotated[float, Meta(gt=0)] | None = None
+    """Alternative to expires_at: seconds from now."""
+
+
+class KeyView(Settings, kw_only=True, omit_defaults=True):
+    id: str
+    preview: str
+    """The key's public prefix, enough to recognise it; never the secret part."""
+    created_at: float
+    name: str | None = None
+    team: str | None = None
+    org: str | None = None
+    expires_at: float | None = None
+    revoked: bool = False
+
+
+class KeyCreated(KeyView, kw_only=True, omit_defaults=True):
+    key: str
+    """The key itself. Shown in this response only: polyroute keeps a salted hash."""
+
+
+SETTINGS_FIELDS = frozenset(Settings.__struct_fields__)
+
+
+def settings_of(value: Settings) -> Settings:
+    """Only the Settings part of an org/team/key struct (what the store keeps as JSON)."""
+    return Settings(**{f: getattr(value, f) for f in SETTINGS_FIELDS})

@@ -1,0 +1,227 @@
+"""The policy of a gateway with virtual keys: authenticate from the in-memory directory,
+admit against limits and budgets (reserving the worst case), settle to the real cost and
+append the spend-ledger record. Nothing here waits on the database.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import msgspec
+
+from polyroute.config.compiled import LimitsSettings, Price
+from polyroute.errors import (
+    AuthenticationFailed,
+    BudgetExceeded,
+    PermissionDenied,
+    RateLimited,
+    ServiceUnavailable,
+)
+from polyroute.model.record import RequestRecord
+from polyroute.policy import keys
+from polyroute.policy.directory import Directory, KeyPrincipal
+from polyroute.policy.types import ANONYMOUS, AdmissionRequest, Principal
+from polyroute.pricing.cost import cost_usd, to_nanos, worst_case_nanos
+from polyroute.pricing.prices import Prices
+from polyroute.state.limits import Denial, Grant, Limiter, StateUnavailable
+from polyroute.state.memory_limits import MemoryLimiter
+from polyroute.storage.ledger import LedgerEntry, LedgerWriter
+from polyroute.storage.usage import period_starts
+
+log = logging.getLogger("polyroute.ledger")
+
+MASTER = Principal(key_id="master")
+_encode = msgspec.json.Encoder().encode
+_PERIOD_NAMES = {"d": "daily", "m": "monthly", "t": "total"}
+_SCOPE_NAMES = {"k": "key", "t": "team", "o": "organisation"}
+
+
+class KeyPolicy:
+    def __init__(
+        self,
+        directory: Directory,
+        limiter: Limiter,
+        ledger: LedgerWriter | None,
+        prices: Prices,
+        limits: LimitsSettings,
+        master_key: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._directory = directory
+        self._limiter = limiter
+        self._local = limiter if isinstance(limiter, MemoryLimiter) else getattr(
+            limiter, "local", MemoryLimiter(budgets=False))
+        self._ledger = ledger
+        self._prices = prices
+        self._limits = limits
+        self._master = master_key.encode() if master_key else None
+        self._clock = clock
+        prefix = uuid.uuid4().hex[:12]
+        counter = itertools.count(1).__next__
+        self._new_id: Callable[[], str] = lambda: f"{prefix}{counter():012x}"
+        self._day = (-1, "")
+        self.spend_ready = not isinstance(limiter, MemoryLimiter)
+        """Budgets need the spend so far; in process it is loaded from the ledger at start."""
+
+    @property
+    def open_mode(self) -> bool:
+        """No master key and no client key: anyone may call (an embedded, loopback setup)."""
+        d = self._directory
+        return self._master is None and d.loaded and not d.any_keys
+
+    async def authenticate(self, credentials: str | None) -> Principal:
+        if credentials is not None and self._master is not None and hmac.compare_digest(
+                credentials.encode(), self._master):
+            return MASTER
+        if self.open_mode:
+            return ANONYMOUS
+        if credentials is None:
+            if not self._directory.loaded and self._master is None:
+                raise ServiceUnavailable("The key store is unreachable; retry shortly.")
+            raise AuthenticationFailed(
+                "No API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.")
+        parsed = keys.parse(credentials)
+        if parsed is None:
+            raise AuthenticationFailed("Invalid API key.")
+        key_id, secret = parsed
+        principal = self._directory.principals.get(key_id)
+        if principal is None:
+            principal = await self._directory.find(key_id)
+            if principal is None:
+                raise AuthenticationFailed("Invalid API key.")
+        if not hmac.compare_digest(keys.digest(principal.salt, secret), principal.digest):
+            raise AuthenticationFailed("Invalid API key.")
+        if principal.revoked:
+            raise AuthenticationFailed(f"The key {keys.preview(key_id)} was revoked.")
+        if principal.expires_at is not None and principal.expires_at <= self._clock():
+            raise AuthenticationFailed(f"The key {keys.preview(key_id)} has expired.")
+        return principal
+
+    async def admit(self, principal: Principal, request: AdmissionRequest) -> object:
+        if not isinstance(principal, KeyPrincipal):
+            return None  # open mode or the master key: no limits, nobody to charge
+        allowed = principal.allowed_models
+        if allowed is not None and request.model_group not in allowed:
+            raise PermissionDenied(
+                f"This key may not use the model '{request.model_group}'.", param="model")
+        now = self._clock()
+        cost = 0
+        if principal.budgeted:
+            if not self.spend_ready:
+                raise ServiceUnavailable(
+                    "Spend totals are still loading from the ledger (its database is "
+                    "unreachable); budgeted keys are served once they are.")
+            cost = self._worst_case(request)
+        lease = self._new_id()
+        if not principal.limited:
+            return Grant(lease, principal.scopes, int(now), 0, 0,
+                         self._local.periods(int(now)), limited=False)
+        tokens = request.estimated_input_tokens + (
+            request.max_output_tokens or self._limits.default_max_output_tokens)
+        try:
+            result = await self._limiter.acquire(lease, principal.scopes, tokens, cost, now)
+        except StateUnavailable:
+            # Rate limits may fail open (then counted per replica); money never does: spend
+            # past a budget cannot be taken back, so a budgeted request waits for Redis.
+            if not principal.fail_open or principal.budgeted:
+                raise ServiceUnavailable(
+                    "The shared limits store is unreachable and this "
+                    + ("key has a budget" if principal.budgeted else "team fails closed")
+                    + "; retry shortly.") from None
+            result = self._local.take(lease, principal.scopes, tokens, cost, now)
+        if isinstance(result, Denial):
+            raise _refusal(result, principal, now)
+        return result
+
+    def settle(self, ticket: object, record: RequestRecord) -> None:
+        usage = record.usage
+        price = self._prices.of(record.vendor, record.upstream_model)
+        cost: float | None = 0.0
+        source = price.source if price is not None else None
+        if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+            if price is None:
+                cost, source = None, "unpriced"
+            else:
+                cost = cost_usd(price, usage)
+        if self._ledger is not None:
+            try:
+                self._ledger.append(self._entry(record, cost, source))
+            except OSError as exc:  # a full or broken disk must not fail the request itself
+                log.error("ledger: could not spool the record of %s: %s", record.request_id,
+                          exc)
+        if isinstance(ticket, Grant):
+            tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
+            self._limiter.release(ticket, to_nanos(cost) if cost else 0, tokens)
+
+    def _worst_case(self, request: AdmissionRequest) -> int:
+        output = request.max_output_tokens or self._limits.default_max_output_tokens
+        prices: list[Price | None] = list(request.prices)
+        if len(prices) == 1 and prices[0] is None:
+            prices = [self._prices.of_group(request.model_group)]
+        worst = 0
+        for price in prices:
+            if price is None:
+                if self._limits.allow_unpriced:
+                    continue
+                raise PermissionDenied(
+                    f"The model '{request.model_group}' may be served by a deployment whose "
+                    "price is unknown, so a key with a budget cannot use it (set its price "
+                    "in the config, or limits.allow_unpriced).", param="model")
+            worst = max(worst, worst_case_nanos(price, request.estimated_input_tokens, output))
+        return worst
+
+    def _entry(self, r: RequestRecord, cost: float | None, source: str | None) -> LedgerEntry:
+        u = r.usage
+        second = int(r.started_at)
+        if second != self._day[0]:
+            self._day = (second, time.strftime("%Y-%m-%d", time.gmtime(second)))
+        day = self._day[1]
+        attempts = _encode([(a.deployment, a.vendor, a.error_class or "ok", a.status,
+                             round(a.latency_s * 1000, 3)) for a in r.attempts]).decode()
+        return LedgerEntry(
+            entry_id=self._new_id(), request_id=r.request_id, ts=r.started_at, day=day,
+            key_id=r.key_id, team=r.team, org=r.org, endpoint=r.endpoint,
+            requested_model=r.requested_model, model_group=r.model_group, vendor=r.vendor,
+            deployment=r.deployment, upstream_model=r.upstream_model, status=r.status,
+            error_class=r.error_class,
+            prompt_tokens=u.prompt_tokens if u else 0,
+            completion_tokens=u.completion_tokens if u else 0,
+            cached_tokens=u.cached_tokens if u else 0,
+            cache_write_tokens=u.cache_creation_tokens if u else 0,
+            reasoning_tokens=u.reasoning_tokens if u else 0,
+            cost_usd=cost, priced=0 if cost is None else 1, price_source=source,
+            latency_ms=round(r.latency_s * 1000, 3), attempts=attempts)
+
+
+def _refusal(denial: Denial, principal: KeyPrincipal, now: float) -> Exception:
+    kind, _, name = denial.scope.partition(":")
+    who = f"{_SCOPE_NAMES.get(kind, kind)} {keys.preview(name) if kind == 'k' else name}"
+    scope = next((s for s in principal.scopes if s.name == denial.scope), None)
+    if denial.kind == "budget":
+        period = denial.period or "t"
+        retry = None
+        if period == "d":
+            retry = period_starts(now)[0] + 86400 - now
+        return BudgetExceeded(
+            f"The {_PERIOD_NAMES[period]} budget of {who} is spent (or this request's "
+            "worst-case cost would exceed what is left).", retry_after=retry)
+    if denial.kind == "rpm":
+        limit = scope.rpm if scope else None
+        return RateLimited(f"Rate limit of {who} reached: {limit} requests per minute.",
+                           code="rpm_limit_exceeded", retry_after=denial.retry_after)
+    if denial.kind == "tpm":
+        limit = scope.tpm if scope else None
+        if denial.retry_after is None:
+            return RateLimited(
+                f"This request alone (input estimate + max output tokens) exceeds the "
+                f"{limit} tokens-per-minute limit of {who}.", code="tpm_limit_exceeded")
+        return RateLimited(f"Token rate limit of {who} reached: {limit} tokens per minute.",
+                           code="tpm_limit_exceeded", retry_after=denial.retry_after)
+    limit = scope.max_concurrent if scope else None
+    return RateLimited(f"Concurrency limit of {who} reached: {limit} requests at once.",
+                       code="concurrency_limit_exceeded", retry_after=denial.retry_after)

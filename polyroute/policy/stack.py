@@ -1,0 +1,194 @@
+"""Builds the real policy and everything behind it — the database, the key directory, the
+limiter (in process, or Redis), the ledger and the admin API — and runs their background
+work. The composition root (app.py) builds one and calls ``start`` and ``aclose``.
+
+Start-up never waits long on a database that is down: it tries for a few seconds, then keeps
+trying in the background while the gateway serves what it can (open mode needs nothing; keys
+need the directory loaded once; budgets need the spend so far).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from polyroute.admin.routes import AdminRoutes
+from polyroute.admin.service import AdminService
+from polyroute.config.compiled import GatewayConfig
+from polyroute.policy.directory import Directory
+from polyroute.policy.keyed import KeyPolicy
+from polyroute.pricing.catalog import PriceCatalog
+from polyroute.pricing.prices import Prices
+from polyroute.state.limits import Periods
+from polyroute.state.memory_limits import MemoryLimiter
+from polyroute.state.redis_limits import RedisLimiter, limits_client
+from polyroute.storage import postgres, sqlite
+from polyroute.storage.database import Database, StoreUnavailable
+from polyroute.storage.key_store import KeyStore
+from polyroute.storage.ledger import LedgerWriter
+from polyroute.storage.spool import Spool
+from polyroute.storage.usage import spend_counters
+
+log = logging.getLogger("polyroute.policy")
+
+_STARTUP_WAIT_S = 5.0
+_RETRY_S = 1.0
+
+
+class PolicyStack:
+    def __init__(self, config: GatewayConfig) -> None:
+        self._config = config
+        storage = config.storage
+        self.db: Database
+        if storage.postgres_url:
+            self.db = postgres.PostgresDatabase(storage.postgres_url, timeout_s=2.0,
+                                                pool_size=4)
+        else:
+            self.db = sqlite.SqliteDatabase(storage.sqlite_path)
+        self.store = KeyStore(self.db)
+        self.directory = Directory(self.store, config.limits)
+        self.ledger: LedgerWriter | None = None
+        if storage.ledger:
+            spool_dir = storage.spool_dir or str(Path(storage.sqlite_path).parent / "spool")
+            self.ledger = LedgerWriter(Spool(spool_dir), self.db,
+                                       interval_s=storage.flush_interval_s,
+                                       batch=max(storage.flush_batch, 100))
+        self.limiter: MemoryLimiter | RedisLimiter
+        if config.state.redis_url is not None:
+            client = limits_client(config.state.redis_url, config.state.timeout_s)
+            self.limiter = RedisLimiter(
+                client, lease_ttl_s=config.limits.lease_ttl_s, timeout_s=config.state.timeout_s,
+                load_spend=self._load_spend, url=config.state.redis_url)
+        else:
+            self.limiter = MemoryLimiter()
+        prices = Prices(config, PriceCatalog.load())
+        self.policy = KeyPolicy(self.directory, self.limiter, self.ledger, prices,
+                                config.limits, config.auth.master_key)
+        service = AdminService(self.directory, self.store, self.db, counters=self._counters)
+        self.admin = AdminRoutes(service, config.auth.master_key, self.status)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._db_started = False
+
+    async def start(self) -> None:
+        if self.ledger is not None:
+            self.ledger.open()
+        if isinstance(self.limiter, RedisLimiter):
+            self.limiter.start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_STARTUP_WAIT_S):
+                await self._bring_up_once()
+        if not self._ready:
+            log.warning("the database is unreachable: serving %s; retrying in the background",
+                        "nothing keyed until it answers" if self._config.auth.master_key
+                        else "what the cache allows")
+            self._tasks.append(asyncio.create_task(self._bring_up()))
+        else:
+            self._started()
+
+    @property
+    def _ready(self) -> bool:
+        return self._db_started and self.directory.loaded and self.policy.spend_ready
+
+    async def _bring_up_once(self) -> None:
+        try:
+            if not self._db_started:
+                await self.db.start()
+                self._db_started = True
+            if self.ledger is not None:
+                await self.ledger.start()
+            if not self.directory.loaded:
+                await self.directory.refresh()
+            if not self.policy.spend_ready:
+                await self._seed()
+        except StoreUnavailable as exc:
+            log.debug("bring-up: %s", exc)
+
+    async def _bring_up(self) -> None:
+        while not self._ready:
+            await asyncio.sleep(_RETRY_S)
+            await self._bring_up_once()
+        log.warning("the database answers: keys, budgets and the ledger are fully up")
+        self._started()
+
+    def _started(self) -> None:
+        self._tasks.append(asyncio.create_task(
+            self.directory.refresh_forever(self._config.auth.refresh_s)))
+        if isinstance(self.limiter, RedisLimiter):
+            self._tasks.append(asyncio.create_task(self.limiter.renew_forever()))
+            self._tasks.append(asyncio.create_task(self._seed_redis()))
+        self._announce()
+
+    async def _seed(self) -> None:
+        """In process: the spend so far, from the ledger (after the spool of a process that
+        died was flushed into it), before any budgeted request is admitted."""
+        if isinstance(self.limiter, MemoryLimiter):
+            if self.ledger is not None:
+                await self.ledger.flush()
+            await self.limiter.seed(await self._load_spend())
+        self.policy.spend_ready = True
+
+    async def _seed_redis(self) -> None:
+        assert isinstance(self.limiter, RedisLimiter)
+        try:
+            await self.limiter.ensure_seeded()
+        except Exception as exc:  # Redis or the store down: the first budgeted request retries
+            log.warning("could not load the shared spend counters yet: %s", exc)
+
+    async def _load_spend(self) -> dict[str, int]:
+        now = time.time()
+        periods = Periods.at(now)
+        return await spend_counters(self.db, now, periods.day, periods.month)
+
+    async def _counters(self, scope: str, periods: Periods) -> tuple[int, int, int, int, int]:
+        limiter = self.limiter
+        if isinstance(limiter, RedisLimiter):
+            return await limiter.read(scope, periods)
+        return (limiter.spent(f"{scope}:{periods.day}"), limiter.spent(f"{scope}:{periods.month}"),
+                limiter.spent(f"{scope}:t"), limiter.reserved(scope), limiter.inflight(scope))
+
+    def _announce(self) -> None:
+        if self.policy.open_mode:
+            log.warning("no client keys and no master key: OPEN MODE — anyone who can reach "
+                        "%s:%d may call the gateway. Fine on loopback; create a key "
+                        "('polyroute keys create') or set auth.master_key to require keys.",
+                        self._config.server.host, self._config.server.port)
+        else:
+            log.info("virtual keys required (%d active); limits %s", self.directory.active_keys,
+                     "shared through Redis" if isinstance(self.limiter, RedisLimiter)
+                     else "in process")
+
+    async def status(self) -> dict[str, Any]:
+        ledger = self.ledger
+        backlog = None
+        if ledger is not None:
+            with contextlib.suppress(Exception):
+                backlog = ledger.backlog_bytes()
+        state: dict[str, Any] = {"backend": "memory"}
+        if isinstance(self.limiter, RedisLimiter):
+            state = {"backend": "redis", "healthy": self.limiter.healthy,
+                     "queued_settlements": self.limiter.queued}
+        return {
+            "mode": "open" if self.policy.open_mode else "keys",
+            "active_keys": self.directory.active_keys,
+            "directory_loaded": self.directory.loaded,
+            "spend_loaded": self.policy.spend_ready,
+            "database": self.db.dialect,
+            "ledger": None if ledger is None else {
+                "written": ledger.written, "failing": ledger.failing,
+                "backlog_bytes": backlog},
+            "state": state,
+        }
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if isinstance(self.limiter, RedisLimiter):
+            await self.limiter.aclose()
+        if self.ledger is not None:
+            await self.ledger.aclose()
+        await self.db.close()

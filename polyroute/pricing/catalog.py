@@ -1,0 +1,76 @@
+"""The versioned list-price catalog shipped in ``prices.json``.
+
+Lookup is by upstream model id: exact, then without a ``vendor/`` prefix (OpenRouter-style
+ids), then without a dated snapshot suffix (``gpt-4o-2024-08-06`` → ``gpt-4o``,
+``claude-sonnet-4-5-20250929`` → ``claude-sonnet-4-5``). Proprietary models match whichever
+provider serves them (the same list price on Azure, Bedrock, OpenRouter); open-weight models
+only for the vendor the catalog names, since a self-hosted copy costs what its owner says.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import msgspec
+
+from polyroute.config.compiled import Price
+
+_SNAPSHOT = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|@\d+|-v\d+(:\d+)?)$")
+
+
+class CatalogEntry(msgspec.Struct, forbid_unknown_fields=True):
+    vendor: str
+    model: str
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None
+    any_vendor: bool = True
+
+
+class CatalogFile(msgspec.Struct):
+    version: str
+    models: list[CatalogEntry]
+    currency: str = "USD"
+    unit: str = "per 1M tokens"
+    notes: str = ""
+
+
+class PriceCatalog:
+    def __init__(self, data: CatalogFile) -> None:
+        self.version = data.version
+        self._by_model: dict[str, list[tuple[CatalogEntry, Price]]] = {}
+        source = f"catalog:{data.version}"
+        for e in data.models:
+            price = Price(e.input, e.output, e.cached_input, e.cache_write, e.reasoning, source)
+            self._by_model.setdefault(e.model, []).append((e, price))
+
+    @classmethod
+    def load(cls, text: bytes | None = None) -> PriceCatalog:
+        if text is None:
+            text = resources.files("polyroute.pricing").joinpath("prices.json").read_bytes()
+        return cls(msgspec.json.decode(text, type=CatalogFile))
+
+    def price(self, vendor: str, model: str) -> Price | None:
+        """The list price of ``model`` served by ``vendor``, or None (unpriced)."""
+        for candidate in _spellings(model):
+            for entry, price in self._by_model.get(candidate, ()):
+                if entry.any_vendor or entry.vendor == vendor:
+                    return price
+        return None
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_model.values())
+
+
+def _spellings(model: str) -> list[str]:
+    names = [model]
+    if "/" in model:
+        names.append(model.rsplit("/", 1)[1])
+    for name in list(names):
+        stripped = _SNAPSHOT.sub("", name)
+        if stripped != name:
+            names.append(stripped)
+    return names

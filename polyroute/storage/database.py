@@ -1,0 +1,35 @@
+"""What the stores need of a database, whichever it is. The two implementations
+(:mod:`.sqlite`, :mod:`.postgres`) only connect and move rows; all SQL is in :mod:`.sql`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+Row = tuple[Any, ...]
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or answered with an error; the caller decides whether
+    that matters (the ledger retries later, auth answers from its cache)."""
+
+
+class Database(Protocol):
+    dialect: str
+
+    async def start(self) -> None:
+        """Connect and create the tables; may be called again after StoreUnavailable."""
+        ...
+
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Database]:
+        """A connection inside one transaction, committed when the block ends."""
+        ...
+
+    async def close(self) -> None: ...

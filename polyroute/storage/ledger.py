@@ -1,0 +1,166 @@
+"""The spend ledger: one append-only record per request, completed or failed.
+
+The request path only encodes the record and appends it to the :class:`~.spool.Spool` (one
+``os.write``). A background task reads the spool and inserts batches into the database
+(idempotent on ``entry_id``), retrying with backoff while the database is down, so records
+wait on disk, not in memory. At startup the segments of a process that died are adopted and
+flushed like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+
+from polyroute.storage.database import Database, StoreUnavailable
+from polyroute.storage.spool import Spool
+from polyroute.storage.sql import INSERT_LEDGER
+
+log = logging.getLogger("polyroute.ledger")
+
+
+class LedgerEntry(msgspec.Struct, array_like=True):
+    """One row of the ``ledger`` table, in column order (see sql.LEDGER_COLUMNS)."""
+
+    entry_id: str
+    """Unique per record (the request id may come from the client and repeat)."""
+    request_id: str
+    ts: float
+    day: str
+    key_id: str | None
+    team: str | None
+    org: str | None
+    endpoint: str
+    requested_model: str
+    model_group: str | None
+    vendor: str | None
+    deployment: str | None
+    upstream_model: str | None
+    status: int
+    error_class: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    """None: unpriced (tokens were used but no price is known). Never a made-up 0."""
+    priced: int
+    price_source: str | None
+    latency_ms: float
+    attempts: str
+    """JSON list of [deployment, vendor, outcome, status, latency_ms]."""
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(LedgerEntry).decode
+
+
+class LedgerWriter:
+    def __init__(self, spool: Spool, db: Database, *, interval_s: float = 0.5,
+                 batch: int = 1000) -> None:
+        self._spool = spool
+        self._db = db
+        self._interval = interval_s
+        self._batch = batch
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._pending = 0
+        self._flushing = asyncio.Lock()  # two readers of one spool would commit a span twice
+        self.written = 0
+        self.failing = False
+
+    def append(self, entry: LedgerEntry) -> None:
+        self._spool.append(_encode(entry) + b"\n")
+        self._pending += 1
+        if self._pending >= self._batch:
+            self._wake.set()
+
+    def open(self) -> None:
+        """Open the spool (adopting the segments of processes that died): before any append."""
+        self._spool.open()
+        if self._spool.adopted:
+            log.info("ledger: adopting %d spool segment(s) left by a previous process",
+                     self._spool.adopted)
+
+    async def start(self, drain_timeout_s: float = 5.0) -> None:
+        """Within ``drain_timeout_s``, flush what is spooled (so spend totals loaded next
+        include what dead processes left); then keep flushing in the background."""
+        if self._task is not None:
+            return
+        with contextlib.suppress(TimeoutError, StoreUnavailable):
+            async with asyncio.timeout(drain_timeout_s):
+                await self.flush()
+        self._task = asyncio.create_task(self._run(), name="polyroute-ledger")
+
+    def backlog_bytes(self) -> int:
+        return self._spool.backlog_bytes()
+
+    @property
+    def healthy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        backoff = self._interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except StoreUnavailable as exc:
+                if not self.failing:
+                    log.warning("ledger: the database is unavailable (%s); records wait in "
+                                "the spool", exc)
+                self.failing = True
+                backoff = min(5.0, max(backoff * 2, 0.25))
+                continue
+            except Exception:
+                log.exception("ledger flush failed")
+                backoff = min(5.0, max(backoff * 2, 0.25))
+                continue
+            if self.failing:
+                log.warning("ledger: the database is back; the spool is flushed")
+            self.failing = False
+            backoff = self._interval
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._spool.sync)
+
+    async def flush(self) -> None:
+        """Insert everything spooled so far. Raises StoreUnavailable (nothing is lost)."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._pending = 0
+        while True:
+            got = await loop.run_in_executor(None, self._spool.read)
+            if got is None:
+                return
+            segment, lines, span = got
+            rows = []
+            for line in lines:
+                try:
+                    rows.append(msgspec.structs.astuple(_decode(line)))
+                except msgspec.DecodeError:
+                    log.error("ledger: skipping an unreadable spool line (%d bytes)", len(line))
+            for start in range(0, len(rows), self._batch):
+                await self._db.executemany(INSERT_LEDGER, rows[start:start + self._batch])
+            self._spool.committed(segment, span)
+            self.written += len(rows)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(StoreUnavailable, TimeoutError):
+            async with asyncio.timeout(5.0):
+                await self.flush()
+        await asyncio.get_running_loop().run_in_executor(None, self._spool.sync)
+        self._spool.close()

@@ -1,0 +1,89 @@
+"""Reading the ledger: spend totals that seed the budget counters, and usage reports."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from polyroute.storage import sql
+from polyroute.storage.database import Database
+
+NANOS_PER_USD = 1_000_000_000
+
+
+class UsageRow(msgspec.Struct, omit_defaults=True):
+    group: dict[str, str | int | None]
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+    """Priced requests only."""
+    unpriced_requests: int
+    """Requests that used tokens at a price nobody knows: their cost is not in cost_usd."""
+    failed_requests: int
+
+
+def period_starts(now: float) -> tuple[float, float]:
+    """Unix times at which today (UTC) and this month (UTC) began."""
+    t = time.gmtime(now)
+    day = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))
+    month = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
+    return float(day), float(month)
+
+
+async def spend_counters(db: Database, now: float, day: str, month: str) -> dict[str, int]:
+    """'<scope>:<period>' → nano-USD spent, for every key, team and org in the ledger."""
+    day_start, month_start = period_starts(now)
+    counters: dict[str, int] = {}
+    for prefix, query in (("k", sql.SPEND_BY_KEY), ("t", sql.SPEND_BY_TEAM),
+                          ("o", sql.SPEND_BY_ORG)):
+        for name, today, this_month, total in await db.fetch(query, day_start, month_start):
+            scope = f"{prefix}:{name}"
+            counters[f"{scope}:{day}"] = _nanos(today)
+            counters[f"{scope}:{month}"] = _nanos(this_month)
+            counters[f"{scope}:t"] = _nanos(total)
+    return counters
+
+
+async def usage(db: Database, by: Sequence[str], since: float, until: float,
+                filters: dict[str, str]) -> list[UsageRow]:
+    unknown = [b for b in by if b not in sql.USAGE_DIMENSIONS]
+    unknown += [f for f in filters if f not in sql.USAGE_FILTERS]
+    if unknown or not by:
+        raise ValueError(f"unknown dimension or filter: {', '.join(unknown) or '(none given)'}")
+    names = tuple(filters)
+    query = sql.usage_query(tuple(by), names)
+    rows = await db.fetch(query, since, until, *(filters[n] for n in names))
+    out = []
+    n = len(by)
+    for row in rows:
+        values = row[n:]
+        out.append(UsageRow(
+            group=dict(zip(by, row[:n], strict=True)),
+            requests=_int(values[0]), prompt_tokens=_int(values[1]),
+            completion_tokens=_int(values[2]), cached_tokens=_int(values[3]),
+            reasoning_tokens=_int(values[4]), cost_usd=float(values[5] or 0.0),
+            unpriced_requests=_int(values[6]), failed_requests=_int(values[7])))
+    return out
+
+
+async def ledger_for(db: Database, request_id: str) -> list[dict[str, Any]]:
+    rows = await db.fetch(sql.LEDGER_BY_REQUEST, request_id)
+    return [dict(zip(sql.LEDGER_COLUMNS, row, strict=True)) for row in rows]
+
+
+def _nanos(usd: Any) -> int:
+    return round(float(usd or 0) * NANOS_PER_USD)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, Decimal):
+        return int(value)
+    return int(value or 0)

@@ -35,6 +35,11 @@ class Router:
         configured fallback groups', then those of the request's own extra ``models``. The
         first group's resilience settings govern the whole request."""
         group = self.group(model)
+        if not group.fallbacks and not also:  # the common case, kept cheap
+            if len(group.deployments) == 1:
+                return Route(group.name, list(group.deployments), group.resilience)
+            ordered = STRATEGIES[group.routing](group.deployments, self._ctx)
+            return Route(group.name, ordered, group.resilience)
         candidates: list[Deployment] = []
         seen_groups: set[str] = set()
         seen_deployments: set[str] = set()

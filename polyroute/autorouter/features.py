@@ -9,6 +9,7 @@ the cost bounded and loses almost nothing (the shots carry little about the ques
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -18,16 +19,20 @@ import numpy as np
 import numpy.typing as npt
 
 HEAD_CHARS = 256
-TAIL_CHARS = 1536
+TAIL_CHARS = 1024
 
 _WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]", re.ASCII)
-_CODE = re.compile(r"```|\bdef |\breturn\b|\bfunction\b|[{};]|\bimport\b|\bclass\b|=>|==")
-_MATH = re.compile(r"\$|\\frac|\\[a-z]+|\^|\d+\s*[-+*/=<>]\s*\d+|\bsqrt\b|\bequation\b")
+# Substring counts, not one alternation regex: str.count runs in C and is ~10x faster here.
+_CODE_MARKS = ("```", "def ", "return", "function", "{", "}", ";", "import ", "class ", "=>",
+               "==", "()", "print(")
+_MATH_MARKS = ("$", "\\", "^", "sqrt", "equation", "=", "+", "frac", "integer", "solve")
+_ARITHMETIC = re.compile(r"[0-9] ?[-+*/=<>] ?[0-9]")
 _CHOICE = re.compile(r"(?m)^\s*\(?[A-Ea-e][).:]\s")
-_SHOT = re.compile(r"(?i)answer\s*:")
+_DIGIT = re.compile(r"[0-9]")
+_UPPER = re.compile(r"[A-Z]")
 
 DENSE_NAMES = (
-    "log_chars", "log_lines", "log_words_tail", "digit_share", "upper_share", "non_ascii_share",
+    "log_chars", "log_lines", "log_words", "digit_share", "upper_share", "non_ascii_share",
     "code_marks", "math_marks", "choice_lines", "shots", "question_marks", "has_blank",
 )
 
@@ -48,30 +53,32 @@ def visible_text(prompt: str) -> str:
     return prompt[:HEAD_CHARS] + "\n…\n" + prompt[-TAIL_CHARS:]
 
 
-def ngrams(text: str) -> list[str]:
-    """Unigrams and bigrams of the visible text, plus shape tokens for the last line."""
-    words = _WORD.findall(text.lower())
-    grams = list(words)
-    grams += [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def ngrams(text: str, tokens: list[str]) -> list[str]:
+    """Unigrams and bigrams of the visible text, plus a shape token for the last line."""
+    grams = list(tokens)
+    grams += [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
     tail = text.rstrip().rsplit("\n", 1)[-1].lower()
     grams.append("<last> " + " ".join(_WORD.findall(tail)[-3:]))
     return grams
 
 
-def dense_raw(prompt: str, text: str) -> npt.NDArray[np.float64]:
+def dense_raw(prompt: str, text: str, tokens: list[str]) -> npt.NDArray[np.float64]:
     n = max(1, len(text))
-    words_tail = len(_WORD.findall(text[-TAIL_CHARS:].lower()))
     return np.array([
         math.log1p(len(prompt)),
         math.log1p(prompt.count("\n")),
-        math.log1p(words_tail),
-        sum(c.isdigit() for c in text) / n,
-        sum(c.isupper() for c in text) / n,
-        sum(ord(c) > 127 for c in text) / n,
-        math.log1p(len(_CODE.findall(text))),
-        math.log1p(len(_MATH.findall(text))),
+        math.log1p(len(tokens)),
+        len(_DIGIT.findall(text)) / n,
+        len(_UPPER.findall(text)) / n,
+        (len(text.encode("utf-8")) - len(text)) / n,  # extra UTF-8 bytes: non-Latin script
+        math.log1p(sum(text.count(m) for m in _CODE_MARKS)),
+        math.log1p(sum(text.count(m) for m in _MATH_MARKS) + len(_ARITHMETIC.findall(text))),
         math.log1p(len(_CHOICE.findall(text))),
-        math.log1p(len(_SHOT.findall(prompt))),
+        math.log1p(prompt.lower().count("answer:")),
         math.log1p(text.count("?")),
         float("_" in text),
     ])
@@ -110,11 +117,12 @@ class Featurizer:
 
     def features(self, prompt: str) -> PromptFeatures:
         text = visible_text(prompt)
+        tokens = words(text)
         vocabulary = self._vocabulary
-        found = {vocabulary[g] for g in ngrams(text) if g in vocabulary}
+        found = {vocabulary[g] for g in ngrams(text, tokens) if g in vocabulary}
         columns = np.fromiter(found, dtype=np.intp, count=len(found))
         weight = 1.0 / math.sqrt(len(found)) if found else 0.0
-        dense = (dense_raw(prompt, text) - self._dense_mean) / self._dense_scale
+        dense = (dense_raw(prompt, text, tokens) - self._dense_mean) / self._dense_scale
         return PromptFeatures(columns, weight, dense)
 
 
@@ -126,9 +134,10 @@ def build_featurizer(prompts: list[str], min_prompts: int = 3,
     dense = np.empty((len(prompts), len(DENSE_NAMES)))
     for i, prompt in enumerate(prompts):
         text = visible_text(prompt)
-        for gram in set(ngrams(text)):
+        tokens = words(text)
+        for gram in set(ngrams(text, tokens)):
             counts[gram] = counts.get(gram, 0) + 1
-        dense[i] = dense_raw(prompt, text)
+        dense[i] = dense_raw(prompt, text, tokens)
     kept = sorted((g for g, c in counts.items() if c >= min_prompts),
                   key=lambda g: (-counts[g], g))[:max_terms]
     mean = dense.mean(axis=0) if len(prompts) else np.zeros(len(DENSE_NAMES))

@@ -8,7 +8,7 @@ empty in the source) are NaN; training masks them, evaluation drops incomplete r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +16,7 @@ import numpy.typing as npt
 FloatMatrix = npt.NDArray[np.float64]
 
 
-class CostKind(str, Enum):
+class CostKind(StrEnum):
     MEASURED = "measured"  # real USD billed per query, as the source recorded it
     ESTIMATED = "estimated"  # list price × estimated token counts (see costs.py)
 

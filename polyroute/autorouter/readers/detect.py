@@ -11,11 +11,12 @@ import csv
 import json
 import logging
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from polyroute.autorouter.costs import Price
 from polyroute.autorouter.readers.csv_text import open_csv
@@ -38,7 +39,7 @@ from polyroute.autorouter.records import RoutingTable
 log = logging.getLogger("polyroute.autorouter")
 
 
-class FileKind(str, Enum):
+class FileKind(StrEnum):
     ROUTERBENCH = "routerbench-csv"
     ROUTELLM = "routellm-csv"
     ROUTELLM_CONTAMINATED = "routellm-contaminated-jsonl"
@@ -99,10 +100,10 @@ def _read_llmrouter_family(files: dict[FileKind, list[Path]]) -> list[RoutingTab
 
 
 def _drop_unpriced_models(table: RoutingTable) -> RoutingTable:
-    priced = np.isfinite(table.cost).any(axis=0)
+    priced: npt.NDArray[np.bool_] = np.asarray(np.isfinite(table.cost).any(axis=0))
     if priced.all():
         return table
-    dropped = [m for m, ok in zip(table.models, priced, strict=True) if not ok]
+    dropped = [m for j, m in enumerate(table.models) if not priced[j]]
     log.warning("%s: no cost and no list price for %s; leaving them out", table.source,
                 ", ".join(dropped))
     keep = np.flatnonzero(priced)

@@ -5,7 +5,6 @@ task) and the candidates JSON (list prices per 1M tokens). Costs are estimated f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any

@@ -1,0 +1,5 @@
+import sys
+
+from polyroute.autorouter.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""The text the router reads from a chat request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from polyroute.model.chat import Message
+
+
+def prompt_text(messages: Iterable[Message]) -> str:
+    """The user turns' text, oldest first. System prompts are left out: they are usually the
+    same boilerplate for every request of an application and say little about how hard this
+    one is; the training prompts carry none either. The featurizer reads the head and the tail,
+    so the latest turn weighs most."""
+    parts: list[str] = []
+    for message in messages:
+        if message.role != "user" or message.content is None:
+            continue
+        if isinstance(message.content, str):
+            parts.append(message.content)
+        else:
+            parts += [p.text for p in message.content if p.type == "text" and p.text]
+    return "\n\n".join(parts)

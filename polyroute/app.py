@@ -16,6 +16,7 @@ from polyroute import __version__
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.config import GatewayConfig
+from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
@@ -76,7 +77,8 @@ def build_app(config: GatewayConfig) -> web.Application:
     breakers.track(d.upstream for g in config.groups.values() for d in g.deployments)
     stack = PolicyStack(config)  # keys, limits, budgets, ledger, admin API
     policy = stack.policy
-    gateway = Gateway(Router(config), adapters, observers, breakers, policy)
+    gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
+                      policy)
     parts = Components(config, gateway, metrics, transport, request_log, breakers, shared,
                        policy_stack=stack)
 

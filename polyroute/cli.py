@@ -42,9 +42,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sim", help="run the provider simulator (see 'polyroute sim --help')")
 
+    from polyroute.autorouter import add_cli as add_router
     from polyroute.drill.cli import add_parser as add_drill
 
     add_drill(sub)
+    add_router(sub)
 
     from polyroute.admin.cli import add_parser as add_admin
 

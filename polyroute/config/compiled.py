@@ -70,6 +70,7 @@ class Deployment:
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     price: Price | None = None
     context_window: int | None = None
+    profile: str | None = None
 
     @property
     def upstream(self) -> str:
@@ -127,12 +128,20 @@ class Resilience:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoPolicy:
+    willingness_to_pay: float | None = None
+    quality_floor: float | None = None
+    cost_ceiling: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelGroup:
     name: str
     routing: str
     deployments: tuple[Deployment, ...]
     fallbacks: tuple[str, ...] = ()
     resilience: Resilience = Resilience()
+    auto: AutoPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from polyroute.config.discovery import discover
 from polyroute.config.errors import ConfigError
 from polyroute.config.explain import explain
 from polyroute.config.schema import (
+    AutoSection,
     ConfigFile,
     DeploymentSection,
     ProviderSection,
@@ -158,8 +159,18 @@ def _compile(
                            "give each deployment of a group a distinct 'name'")
             seen.add(deployment.name)
             deployments.append(deployment)
+        auto = None
+        if group.routing == "auto":
+            knobs = group.auto or AutoSection()
+            auto = c.AutoPolicy(knobs.willingness_to_pay, knobs.quality_floor,
+                                knobs.cost_ceiling)
+            _check_auto(gname, deployments, fail)
+        elif group.auto is not None:
+            raise fail(f"model_groups.{gname}.auto", "'auto' is set but routing is not auto",
+                       "set routing: auto, or remove the auto section")
         groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments),
-                                     tuple(group.fallbacks), _resilience(group.resilience))
+                                     tuple(group.fallbacks), _resilience(group.resilience),
+                                     auto)
     for gname, group in cfg.model_groups.items():
         for i, fallback in enumerate(group.fallbacks):
             if fallback not in groups or fallback == gname:
@@ -326,6 +337,25 @@ def _api_version(
     return AZURE_API_VERSION
 
 
+def _check_auto(group: str, deployments: list[c.Deployment], fail: Any) -> None:
+    """An auto group needs a price and a known quality profile for every deployment."""
+    from polyroute.autorouter import AutoRouter, Candidate, UnknownProfile
+
+    for i, dep in enumerate(deployments):
+        if dep.price is None:
+            raise fail(f"model_groups.{group}.deployments[{i}].price",
+                       "auto routing needs this deployment's price and none is known",
+                       "add price: {input_per_1m: …, output_per_1m: …}")
+    candidates = [Candidate(d.name, d.price.input_per_1m, d.price.output_per_1m,
+                            d.profile or d.model) for d in deployments if d.price is not None]
+    try:
+        AutoRouter.load().validate(candidates)
+    except UnknownProfile as exc:
+        raise fail(f"model_groups.{group}.deployments", str(exc),
+                   "set profile: to a trained model or a tier (frontier, strong, mid, weak, "
+                   "small); see docs/router.md") from None
+
+
 def _require_reference(value: str, path: str, fail: Any) -> None:
     if _SECRET_REF.match(value):
         return
@@ -361,6 +391,7 @@ def _deployment(
         tags=MappingProxyType(dict(dep.tags)),
         price=price,
         context_window=dep.context_window,
+        profile=dep.profile,
     )
 
 

@@ -144,6 +144,9 @@ class DeploymentSection(_Section, kw_only=True):
     """Free-form labels such as cloud and region."""
     price: PriceSection | None = None
     context_window: Annotated[int, Meta(gt=0)] | None = None
+    profile: str | None = None
+    """For 'auto' routing: which trained quality profile stands for this model — a trained
+    model's name or a tier (frontier, strong, mid, weak, small); see docs/router.md."""
 
 
 FailoverTrigger = Literal[
@@ -210,9 +213,22 @@ class ResilienceSection(_Section, kw_only=True):
     hedge: HedgeSection = msgspec.field(default_factory=HedgeSection)
 
 
+class AutoSection(_Section, kw_only=True):
+    """The auto-router's trade-off for a group (set one; none: willingness_to_pay 0.02)."""
+
+    willingness_to_pay: NonNegative | None = None
+    """USD one more good answer is worth: maximise predicted quality − cost / this."""
+    quality_floor: Annotated[float, Meta(ge=0, le=1)] | None = None
+    """The cheapest deployment predicted at least this good."""
+    cost_ceiling: NonNegative | None = None
+    """USD per request; dearer deployments go last."""
+
+
 class GroupSection(_Section, kw_only=True):
-    routing: Literal["weighted", "priority"] = "weighted"
+    routing: Literal["weighted", "priority", "auto"] = "weighted"
+    """auto: the auto-router picks per request by predicted quality and price."""
     deployments: Annotated[list[DeploymentSection], Meta(min_length=1)]
+    auto: AutoSection | None = None
     fallbacks: list[str] = msgspec.field(default_factory=list)
     """Other model groups to try, in order, once this group's deployments have failed."""
     resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)

@@ -85,7 +85,8 @@ class Gateway:
 
         return await self._complete(request.model, request.models or (), record, overrides,
                                     attempt, lambda r: r.usage, principal,
-                                    estimate_input_tokens(request), _max_output(request))
+                                    estimate_input_tokens(request), _max_output(request),
+                                    request)
 
     async def embed(
         self, request: EmbeddingRequest, record: RequestRecord,
@@ -118,11 +119,12 @@ class Gateway:
         principal: Principal,
         input_tokens: int,
         max_output: int | None,
+        request: ChatRequest | None = None,
     ) -> T:
         start = self._clock()
         ticket: object = None
         try:
-            route = self._route(model, also, record)
+            route = self._route(model, also, record, request)
             ticket = await self._admit(principal, route, record, input_tokens, max_output)
             timeouts = overrides.apply(route.resilience.timeouts)
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
@@ -149,7 +151,7 @@ class Gateway:
         start = self._clock()
         ticket: object = None
         try:
-            route = self._route(request.model, request.models or (), record)
+            route = self._route(request.model, request.models or (), record, request)
             ticket = await self._admit(principal, route, record,
                                        estimate_input_tokens(request), _max_output(request))
             timeouts = overrides.apply(route.resilience.timeouts)
@@ -189,9 +191,14 @@ class Gateway:
                                      [d.price for d in route.candidates])
         return await self._policy.admit(principal, admission)
 
-    def _route(self, model: str, also: Sequence[str], record: RequestRecord) -> Route:
-        route = self._router.route(model, also)
+    def _route(
+        self, model: str, also: Sequence[str], record: RequestRecord,
+        request: ChatRequest | None = None,
+    ) -> Route:
+        route = self._router.route(model, also, request)
         record.model_group = route.group
+        if route.decision is not None:
+            record.route = route.decision.header_value()
         return route
 
     def _loop(

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from random import Random
 
 from polyroute.config import Deployment, GatewayConfig, ModelGroup
+from polyroute.autorouter import Decision
 from polyroute.config.compiled import Resilience
+from polyroute.engine.auto import AutoRoutes
+from polyroute.model.chat import ChatRequest
 from polyroute.engine.strategies import STRATEGIES, RoutingContext
 from polyroute.errors import InvalidRequest, ModelNotFound
 
@@ -20,21 +23,33 @@ class Route:
     group: str
     candidates: list[Deployment]
     resilience: Resilience
+    decision: Decision | None = None
+    """The auto-router's choice and scores, for auto groups."""
 
 
 class Router:
-    def __init__(self, config: GatewayConfig, rng: Random | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, rng: Random | None = None, auto: AutoRoutes | None = None
+    ) -> None:
         self._groups = config.groups
         self._open_vendors = config.open_vendors
         self._resilience = config.resilience
+        self._auto = auto
         self._ctx = RoutingContext(rng or Random())
         self._open_groups: OrderedDict[str, ModelGroup] = OrderedDict()
 
-    def route(self, model: str, also: Sequence[str] = ()) -> Route:
+    def route(
+        self, model: str, also: Sequence[str] = (), request: ChatRequest | None = None
+    ) -> Route:
         """The deployments to try, in order: the group's own (by its strategy), then its
         configured fallback groups', then those of the request's own extra ``models``. The
         first group's resilience settings govern the whole request."""
         group = self.group(model)
+        decision = None
+        if group.routing == "auto" and self._auto is not None:
+            ordered, decision = self._auto.order(group, request)
+            if not group.fallbacks and not also:
+                return Route(group.name, ordered, group.resilience, decision)
         if not group.fallbacks and not also:  # the common case, kept cheap
             if len(group.deployments) == 1:
                 return Route(group.name, list(group.deployments), group.resilience)
@@ -52,11 +67,16 @@ class Router:
                 continue
             seen_groups.add(name)
             member = self.group(name)
-            for dep in STRATEGIES[member.routing](member.deployments, self._ctx):
+            for dep in self._order(member, request):
                 if dep.name not in seen_deployments:
                     seen_deployments.add(dep.name)
                     candidates.append(dep)
-        return Route(group.name, candidates, group.resilience)
+        return Route(group.name, candidates, group.resilience, decision)
+
+    def _order(self, group: ModelGroup, request: ChatRequest | None) -> list[Deployment]:
+        if group.routing == "auto" and self._auto is not None:
+            return self._auto.order(group, request)[0]
+        return STRATEGIES[group.routing](group.deployments, self._ctx)
 
     def group(self, model: str) -> ModelGroup:
         group = self._groups.get(model)

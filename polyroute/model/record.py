@@ -34,6 +34,8 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     ttft_s: float | None = None
     attempts: list[Attempt] = msgspec.field(default_factory=list)
     usage: Usage | None = None
+    route: str | None = None
+    """The auto-router's decision: the chosen deployment and predicted scores."""
     key_id: str | None = None
     team: str | None = None
     org: str | None = None

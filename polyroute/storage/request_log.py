@@ -35,7 +35,7 @@ def _row(r: RequestRecord) -> tuple[Any, ...]:
         len(r.attempts), chain, r.latency_s * 1000.0,
         r.ttft_s * 1000.0 if r.ttft_s is not None else None,
         u.prompt_tokens if u else None, u.completion_tokens if u else None,
-        u.cached_tokens if u else None, u.reasoning_tokens if u else None,
+        u.cached_tokens if u else None, u.reasoning_tokens if u else None, r.route,
     )
 
 

@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS request_log (
     prompt_tokens     INTEGER,
     completion_tokens INTEGER,
     cached_tokens     INTEGER,
-    reasoning_tokens  INTEGER
+    reasoning_tokens  INTEGER,
+    route             TEXT
 );
 CREATE INDEX IF NOT EXISTS request_log_ts ON request_log (ts);
 """
@@ -30,8 +31,8 @@ INSERT_REQUEST_LOG = """
 INSERT INTO request_log (
     request_id, ts, endpoint, requested_model, model_group, vendor, deployment, upstream_model,
     stream, status, error_class, attempts, attempt_chain, latency_ms, ttft_ms,
-    prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, route
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(REQUEST_LOG_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(request_log)")}
+    if "route" not in columns:  # a database made before the auto-router
+        conn.execute("ALTER TABLE request_log ADD COLUMN route TEXT")
     return conn
 
 

@@ -168,4 +168,6 @@ def trace_headers(record: RequestRecord) -> dict[str, str]:
     }
     if record.deployment is not None and record.error_class is None:
         headers["x-polyroute-deployment"] = record.deployment
+    if record.route is not None:
+        headers["x-polyroute-route"] = record.route
     return headers

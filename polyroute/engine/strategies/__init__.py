@@ -24,7 +24,9 @@ Strategy = Callable[[Sequence[Deployment], RoutingContext], list[Deployment]]
 def _load() -> dict[str, Strategy]:
     from polyroute.engine.strategies import priority, weighted
 
-    return {"weighted": weighted.order, "priority": priority.order}
+    # 'auto' groups are ordered per request by engine/auto.py (it needs the prompt); this
+    # entry only serves where no auto-router was built.
+    return {"weighted": weighted.order, "priority": priority.order, "auto": priority.order}
 
 
 STRATEGIES: dict[str, Strategy] = _load()

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from random import Random
 
-from polyroute.config import Deployment, GatewayConfig, ModelGroup
 from polyroute.autorouter import Decision
+from polyroute.config import Deployment, GatewayConfig, ModelGroup
 from polyroute.config.compiled import Resilience
 from polyroute.engine.auto import AutoRoutes
-from polyroute.model.chat import ChatRequest
 from polyroute.engine.strategies import STRATEGIES, RoutingContext
 from polyroute.errors import InvalidRequest, ModelNotFound
+from polyroute.model.chat import ChatRequest
 
 _OPEN_GROUP_CACHE = 4096  # '<vendor>/<model>' names are client-chosen: bound the memo
 

@@ -33,7 +33,8 @@ import targets
 from report import Result, Scenario, render
 from targets import BENCH_DIR, REPO_DIR, Target
 
-ALL_TARGETS = ("upstream", "floor", "polyroute", "litellm")
+ALL_TARGETS = ("upstream", "floor", "polyroute", "polyroute-keys", "polyroute-redis", "litellm")
+DEFAULT_TARGETS = ("upstream", "floor", "polyroute", "litellm")
 SCENARIOS = (
     Scenario(stream=False, connections=1),
     Scenario(stream=False, connections=16),
@@ -47,6 +48,8 @@ Starter = Callable[[Path, int, "str | None"], Target]
 STARTERS: dict[str, Starter] = {
     "floor": targets.start_floor,
     "polyroute": targets.start_polyroute,
+    "polyroute-keys": targets.start_polyroute_keys,
+    "polyroute-redis": targets.start_polyroute_redis,
     "litellm": targets.start_litellm,
 }
 
@@ -55,7 +58,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run")
     p.add_argument("--warmup", type=int, default=3, help="seconds per warm-up wrk run")
-    p.add_argument("--targets", default=",".join(ALL_TARGETS))
+    p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                   help=f"comma-separated, of: {', '.join(ALL_TARGETS)}")
     p.add_argument(
         "--rounds",
         type=int,
@@ -88,12 +92,14 @@ def parse_args() -> argparse.Namespace:
 # --- probing --------------------------------------------------------------------------------
 
 
-def _post(port: int, path: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
+def _post(
+    port: int, path: str, body: bytes, timeout: float, key: str = payloads.CLIENT_KEY
+) -> tuple[int, str, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         headers = {
             "Content-Type": "application/json",
-            "Authorization": f"Bearer {payloads.CLIENT_KEY}",
+            "Authorization": f"Bearer {key}",
         }
         conn.request("POST", path, body=body, headers=headers)
         resp = conn.getresponse()
@@ -127,7 +133,8 @@ def _sse_content(body: bytes) -> tuple[str, int, bool]:
 def probe(target: Target, stream: bool) -> str:
     """Send one request and check that the canned upstream answer came back intact."""
     path = target.stream_path if stream else target.chat_path
-    status, ctype, body = _post(target.port, path, payloads.request_body(stream), 30)
+    status, ctype, body = _post(target.port, path, payloads.request_body(stream), 30,
+                                target.client_key)
     if status != 200:
         raise RuntimeError(f"{target.name}: HTTP {status}: {body[:300]!r}")
     if stream:
@@ -163,7 +170,8 @@ def wait_ready(target: Target) -> None:
 
 
 def run_wrk(
-    url: str, connections: int, seconds: int, body_file: Path, cpus: str | None
+    url: str, connections: int, seconds: int, body_file: Path, cpus: str | None,
+    key: str = payloads.CLIENT_KEY,
 ) -> tuple[dict[str, float], str]:
     argv = [
         "wrk",
@@ -177,7 +185,7 @@ def run_wrk(
         url,
         "--",
         str(body_file),
-        payloads.CLIENT_KEY,
+        key,
     ]
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
@@ -202,7 +210,8 @@ def measure(
     cpu_before = procs.cpu_seconds(target.proc.pid)
     up_before = procs.cpu_seconds(upstream.proc.pid)
     stats, output = run_wrk(
-        target.url(scenario.stream), scenario.connections, args.duration, body_file, cpus
+        target.url(scenario.stream), scenario.connections, args.duration, body_file, cpus,
+        target.client_key,
     )
     cpu = procs.cpu_seconds(target.proc.pid) - cpu_before
     up_cpu = procs.cpu_seconds(upstream.proc.pid) - up_before
@@ -225,7 +234,7 @@ def warm_up(target: Target, args: argparse.Namespace) -> None:
     cpus = "0" if args.pin else None
     for stream in (False, True):
         body = args.work / "bodies" / ("stream.json" if stream else "chat.json")
-        run_wrk(target.url(stream), 16, args.warmup, body, cpus)
+        run_wrk(target.url(stream), 16, args.warmup, body, cpus, target.client_key)
 
 
 def bench_target(

@@ -33,6 +33,7 @@ class Target:
     chat_path: str
     stream_path: str
     ready_timeout: float = 30.0
+    client_key: str = payloads.CLIENT_KEY
 
     def url(self, stream: bool) -> str:
         return f"http://127.0.0.1:{self.port}{self.stream_path if stream else self.chat_path}"
@@ -140,7 +141,7 @@ def start_floor(work: Path, upstream_port: int, cpus: str | None) -> Target:
 # --- polyroute ------------------------------------------------------------------------------
 
 
-def polyroute_config(upstream_port: int, home: Path) -> str:
+def polyroute_config(upstream_port: int, home: Path, extra: str = "") -> str:
     """The gateway config: one provider per upstream path, one model group per request kind.
 
     Request log and metrics stay at their defaults (on); only the database is put in the work
@@ -168,7 +169,7 @@ model_groups:
     deployments:
       - provider: mock-stream
         model: {payloads.UPSTREAM_MODEL}
-"""
+{extra}"""
 
 
 def polyroute_executable() -> str | None:
@@ -191,28 +192,73 @@ def polyroute_available() -> bool:
     return done.returncode == 0
 
 
-def start_polyroute(work: Path, upstream_port: int, cpus: str | None) -> Target:
+MASTER_KEY = "sk-bench-master-key-0123456789"
+_KEYS_CONFIG = "auth:\n  master_key: ${BENCH_MASTER_KEY}\n"
+
+
+def start_polyroute_keys(work: Path, upstream_port: int, cpus: str | None) -> Target:
+    """polyroute with a client key carrying RPM, TPM, concurrency and a budget: every request
+    is authenticated, rate-limited, reserves and settles its cost, and lands in the ledger."""
+    return _with_key(start_polyroute(work, upstream_port, cpus, _KEYS_CONFIG, "polyroute-keys"))
+
+
+def start_polyroute_redis(work: Path, upstream_port: int, cpus: str | None) -> Target:
+    """The same, with limits and reservations in Redis (127.0.0.1:6379), as replicas use."""
+    extra = _KEYS_CONFIG + "state:\n  redis_url: redis://127.0.0.1:6379/13\n"
+    return _with_key(start_polyroute(work, upstream_port, cpus, extra, "polyroute-redis"))
+
+
+def _with_key(target: Target) -> Target:
+    import http.client
+    import json
+    import time
+
+    body = json.dumps({"name": "bench", "rpm": 10_000_000, "tpm": 10_000_000_000,
+                       "max_concurrent": 10_000, "total_budget_usd": 1_000_000}).encode()
+    deadline = time.monotonic() + target.ready_timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=5)
+            conn.request("POST", "/admin/keys", body=body, headers={
+                "Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"})
+            response = conn.getresponse()
+            payload = response.read()
+            conn.close()
+            if response.status == 201:
+                target.client_key = json.loads(payload)["key"]
+                return target
+            raise RuntimeError(f"creating the bench key failed: {response.status} {payload!r}")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def start_polyroute(
+    work: Path, upstream_port: int, cpus: str | None, extra: str = "", name: str = "polyroute"
+) -> Target:
     exe = polyroute_executable()
     if exe is None:
         raise RuntimeError("polyroute is not installed: pip install -e .")
-    home = work / "polyroute"
+    home = work / name
     home.mkdir(parents=True, exist_ok=True)
     # A fresh request log each run: a database grown by earlier runs would make inserts drift.
     for stale in home.glob("polyroute.db*"):
         stale.unlink()
     config = home / "polyroute.yaml"
-    config.write_text(polyroute_config(upstream_port, home))
+    config.write_text(polyroute_config(upstream_port, home, extra))
     port = procs.free_port()
     # The XDG dirs keep any other state polyroute might write under the work dir too.
     env = {
         "BENCH_UPSTREAM_KEY": payloads.UPSTREAM_KEY,
+        "BENCH_MASTER_KEY": MASTER_KEY,
         "XDG_DATA_HOME": str(home / "data"),
         "XDG_STATE_HOME": str(home / "state"),
         "XDG_CACHE_HOME": str(home / "cache"),
     }
     argv = [exe, "serve", "--config", str(config), "--port", str(port)]
-    proc = procs.start("polyroute", argv, work / "logs" / "polyroute.log", env, cpus, home)
-    return Target("polyroute", proc, port, payloads.GATEWAY_CHAT_PATH, payloads.GATEWAY_CHAT_PATH)
+    proc = procs.start(name, argv, work / "logs" / f"{name}.log", env, cpus, home)
+    return Target(name, proc, port, payloads.GATEWAY_CHAT_PATH, payloads.GATEWAY_CHAT_PATH)
 
 
 # --- LiteLLM --------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ def _serve(ns: argparse.Namespace) -> int:
     config = replace(config, server=server)
     _announce(config)
     app = build_app(config)
+    _tune_gc()
     loop = _new_loop()
     print(f"polyroute {__version__} listening on http://{server.host}:{server.port}/v1",
           flush=True)
@@ -120,6 +121,17 @@ def _announce(config: object) -> None:
         print("polyroute: warning: listening beyond loopback without auth.master_key; unless "
               "client keys exist, anyone who can reach this port can spend on your vendors",
               flush=True)
+
+
+def _tune_gc() -> None:
+    """A proxy allocates many short-lived objects per request and keeps few: collect the young
+    generation less often, and take everything built at startup out of collections for good.
+    Measured: about 10 % less CPU per request (docs/benchmarks.md)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

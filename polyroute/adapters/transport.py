@@ -25,8 +25,11 @@ class Transport:
             connector = aiohttp.TCPConnector(
                 limit=self._pool_size, ttl_dns_cache=300, keepalive_timeout=self._keepalive_s
             )
+            # No cookie jar: one session serves every client, so a cookie one upstream set
+            # must never ride along on another client's request (and filtering costs time).
             self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 

@@ -76,6 +76,10 @@ def build_app(config: GatewayConfig) -> web.Application:
     breakers = Breakers(time.monotonic, on_transition=_log_transition, shared=shared)
     breakers.track(d.upstream for g in config.groups.values() for d in g.deployments)
     stack = PolicyStack(config)  # keys, limits, budgets, ledger, admin API
+    if stack.ledger is not None:
+        ledger = stack.ledger
+        metrics.watch_ledger(ledger.backlog_bytes, lambda: ledger.written,
+                             lambda: float(ledger.failing))
     policy = stack.policy
     gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
                       policy)

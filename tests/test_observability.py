@@ -84,6 +84,14 @@ def test_metrics(gateway: GatewayProcess) -> None:
     assert inc("polyroute_request_duration_seconds_count", model_group="failover") == 1
     assert "polyroute_errors_total" in after
     assert "polyroute_time_to_first_token_seconds" in after
+    # The ledger's flusher reports what it wrote and what still waits in the spool.
+    deadline = time.monotonic() + 5
+    while metric(gateway.get("/metrics")[1].decode(), "polyroute_ledger_written_records") < 1:
+        assert time.monotonic() < deadline, "the ledger wrote nothing"
+        time.sleep(0.05)
+    scraped = gateway.get("/metrics")[1].decode()
+    assert metric(scraped, "polyroute_ledger_store_failing") == 0
+    assert "polyroute_ledger_backlog_bytes" in scraped
 
 
 def test_health_and_readiness(gateway: GatewayProcess) -> None:

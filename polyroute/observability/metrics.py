@@ -9,7 +9,7 @@ loop's thread, so no lock is needed. Each gateway owns its registry: no process 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -113,8 +113,23 @@ class Metrics(Collector):
             "Request-log rows dropped because the queue was full or the write failed.")
         self.request_log_written = Counter(
             "polyroute_request_log_written", "Request-log rows written to storage.")
+        self._probes: list[tuple[Gauge, Callable[[], float]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+
+    def watch_ledger(self, backlog_bytes: Callable[[], float], written: Callable[[], float],
+                     failing: Callable[[], float]) -> None:
+        """The spend ledger's state, read when /metrics is scraped."""
+        self._probe("polyroute_ledger_backlog_bytes",
+                    "Spooled ledger bytes not yet in the database.", backlog_bytes)
+        self._probe("polyroute_ledger_written_records",
+                    "Ledger records this process wrote to the database.", written)
+        self._probe("polyroute_ledger_store_failing",
+                    "1 while the ledger's database is unreachable (records wait in the spool).",
+                    failing)
+
+    def _probe(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        self._probes.append((Gauge(name, doc), read))
 
     def observe(self, record: RequestRecord) -> None:
         group = record.model_group or ""
@@ -142,6 +157,9 @@ class Metrics(Collector):
         for metric in vars(self).values():
             if isinstance(metric, (Counter, Histogram)):
                 yield metric.family()
+        for gauge, read in self._probes:
+            gauge.set(float(read()))
+            yield gauge.family()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

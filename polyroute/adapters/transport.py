@@ -3,13 +3,16 @@ mapped into the gateway's error tree at this boundary."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 
 import aiohttp
 from yarl import URL
 
 from polyroute.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+
+ErrorMapper = Callable[[int, bytes, Mapping[str, str], str], UpstreamError]
+"""A protocol's reading of a non-200 answer: (status, body, headers, deployment) → error."""
 
 
 class Transport:
@@ -47,9 +50,12 @@ class Transport:
         headers: Mapping[str, str],
         connect_s: float,
         deployment: str,
+        errors: ErrorMapper,
         total_s: float | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Only the connect timeout is enforced here; the engine bounds everything else (time
+        """A response with status 200; any other is read and raised as ``errors`` maps it.
+
+        Only the connect timeout is enforced here; the engine bounds everything else (time
         to first token, stalls, the request's deadline) around the call. A ``URL`` built with
         ``encoded=True`` is sent byte for byte (a signed path must not be re-quoted)."""
         timeout = self._timeouts.get((total_s, connect_s))
@@ -60,7 +66,28 @@ class Transport:
             async with self._get_session().request(
                 method, url, data=body, headers=headers, timeout=timeout
             ) as response:
+                if response.status != 200:
+                    raw = await response.read()
+                    raise errors(response.status, raw, response.headers, deployment)
                 yield response
+
+    async def fetch(
+        self,
+        method: str,
+        url: str | URL,
+        *,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        connect_s: float,
+        deployment: str,
+        errors: ErrorMapper,
+        total_s: float | None = None,
+    ) -> bytes:
+        """The whole body of a 200 response (see :meth:`request`)."""
+        async with self.request(method, url, body=body, headers=headers, connect_s=connect_s,
+                                deployment=deployment, errors=errors,
+                                total_s=total_s) as response:
+            return await response.read()
 
 
 @contextmanager

@@ -51,10 +51,8 @@ class AnthropicMessagesAdapter:
         async with self._transport.request(
             "POST", endpoint.base_url + MESSAGES_PATH, body=body,
             headers=self._headers_for(endpoint), connect_s=connect_s, deployment=name,
+            errors=error_from_response,
         ) as response:
-            if response.status != 200:
-                raw = await response.read()
-                raise error_from_response(response.status, raw, response.headers, name)
             translator = StreamTranslator(name, int(time.time()))
             with upstream_errors(name):
                 async for events in sse_data(response.content.iter_any()):
@@ -103,14 +101,9 @@ class AnthropicMessagesAdapter:
         self, endpoint: Endpoint, method: str, path: str, body: bytes | None, name: str,
         connect_s: float, total_s: float | None = None,
     ) -> bytes:
-        async with self._transport.request(
+        return await self._transport.fetch(
             method, endpoint.base_url + path, body=body, headers=self._headers_for(endpoint),
-            connect_s=connect_s, deployment=name, total_s=total_s,
-        ) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise error_from_response(response.status, raw, response.headers, name)
-            return raw
+            connect_s=connect_s, deployment=name, errors=error_from_response, total_s=total_s)
 
     def _headers_for(self, endpoint: Endpoint) -> Mapping[str, str]:
         """The endpoint's headers plus ``anthropic-version``, which every request needs; a

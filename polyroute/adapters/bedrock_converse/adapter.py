@@ -44,11 +44,9 @@ class BedrockConverseAdapter:
         headers = await self._headers(endpoint, url, body, "application/json", name)
         async with self._transport.request(
             "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
-            deployment=name,
+            deployment=name, errors=error_from_response,
         ) as response:
             raw = await response.read()
-            if response.status != 200:
-                raise error_from_response(response.status, raw, response.headers, name)
             return translate.parse_response(raw, deployment.model, _request_id(response.headers),
                                             name, int(time.time()))
 
@@ -61,11 +59,8 @@ class BedrockConverseAdapter:
         headers = await self._headers(endpoint, url, body, _EVENTSTREAM, name)
         async with self._transport.request(
             "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
-            deployment=name,
+            deployment=name, errors=error_from_response,
         ) as response:
-            if response.status != 200:
-                raw = await response.read()
-                raise error_from_response(response.status, raw, response.headers, name)
             decoder = EventStreamDecoder(name)
             translator = StreamTranslator(deployment.model, _request_id(response.headers), name,
                                           int(time.time()))

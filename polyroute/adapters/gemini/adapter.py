@@ -53,11 +53,8 @@ class GeminiAdapter:
                + ":streamGenerateContent?alt=sse")
         async with self._transport.request(
             "POST", url, body=body, headers=endpoint.request_headers, connect_s=connect_s,
-            deployment=name,
+            deployment=name, errors=error_from_response,
         ) as response:
-            if response.status != 200:
-                raw = await response.read()
-                raise error_from_response(response.status, raw, response.headers, name)
             translator = StreamTranslator(deployment.model, name, int(time.time()), _new_call_id)
             with upstream_errors(name):
                 async for events in sse_data(response.content.iter_any()):
@@ -104,11 +101,6 @@ class GeminiAdapter:
         self, endpoint: Endpoint, method: str, url: str, body: bytes | None, name: str,
         connect_s: float, total_s: float | None = None,
     ) -> bytes:
-        async with self._transport.request(
+        return await self._transport.fetch(
             method, url, body=body, headers=endpoint.request_headers, connect_s=connect_s,
-            deployment=name, total_s=total_s,
-        ) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise error_from_response(response.status, raw, response.headers, name)
-            return raw
+            deployment=name, errors=error_from_response, total_s=total_s)

@@ -32,9 +32,8 @@ class OpenAIChatAdapter:
     ) -> ChatResponse:
         endpoint = deployment.endpoint
         body = translate.chat_body(request, deployment.model, endpoint.quirks)
-        raw = await self._send(endpoint, "POST",
-                               self.url(endpoint, deployment.model, "/chat/completions"), body,
-                               deployment.name, connect_s)
+        raw = await self._fetch(endpoint, self.url(endpoint, deployment.model, "/chat/completions"),
+                                body, deployment.name, connect_s)
         return translate.parse_response(raw, deployment.name)
 
     async def embed(
@@ -42,29 +41,23 @@ class OpenAIChatAdapter:
     ) -> EmbeddingResponse:
         endpoint = deployment.endpoint
         body = translate.embeddings_body(request, deployment.model, endpoint.quirks)
-        raw = await self._send(endpoint, "POST",
-                               self.url(endpoint, deployment.model, "/embeddings"), body,
-                               deployment.name, connect_s)
+        raw = await self._fetch(endpoint, self.url(endpoint, deployment.model, "/embeddings"),
+                                body, deployment.name, connect_s)
         return translate.parse_embeddings(raw, deployment.name)
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:
-        raw = await self._send(endpoint, "GET", endpoint.base_url + "/models", None,
-                               endpoint.vendor,
-                               _LIST_MODELS_TIMEOUT_S, total_s=_LIST_MODELS_TIMEOUT_S)
+        raw = await self._transport.fetch(
+            "GET", endpoint.base_url + "/models", body=None, headers=endpoint.request_headers,
+            connect_s=_LIST_MODELS_TIMEOUT_S, deployment=endpoint.vendor,
+            errors=translate.error_from_response, total_s=_LIST_MODELS_TIMEOUT_S)
         return translate.parse_model_list(raw, endpoint.vendor)
 
-    async def _send(
-        self, endpoint: Endpoint, method: str, url: str, body: bytes | None, name: str,
-        connect_s: float, total_s: float | None = None,
+    async def _fetch(
+        self, endpoint: Endpoint, url: str, body: bytes, name: str, connect_s: float
     ) -> bytes:
-        async with self._transport.request(
-            method, url, body=body, headers=endpoint.request_headers,
-            connect_s=connect_s, deployment=name, total_s=total_s,
-        ) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise translate.error_from_response(response.status, raw, response.headers, name)
-            return raw
+        return await self._transport.fetch(
+            "POST", url, body=body, headers=endpoint.request_headers, connect_s=connect_s,
+            deployment=name, errors=translate.error_from_response)
 
     async def stream_chat(
         self, request: ChatRequest, deployment: Deployment, *, connect_s: float
@@ -75,10 +68,8 @@ class OpenAIChatAdapter:
         async with self._transport.request(
             "POST", self.url(endpoint, deployment.model, "/chat/completions"), body=body,
             headers=endpoint.request_headers, connect_s=connect_s, deployment=name,
+            errors=translate.error_from_response,
         ) as response:
-            if response.status != 200:
-                raw = await response.read()
-                raise translate.error_from_response(response.status, raw, response.headers, name)
             finished = False
             with upstream_errors(name):
                 async for events in sse_data(response.content.iter_any()):

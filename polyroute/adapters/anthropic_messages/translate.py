@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from polyroute.adapters import rejections
 from polyroute.adapters.anthropic_messages.wire import (
     ENCODER,
     MESSAGE_DECODER,
@@ -66,12 +67,7 @@ _any_decoder = msgspec.json.Decoder()
 
 
 def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:
-    detail = f": {why}" if why else ""
-    return UpstreamRejected(
-        f"The parameter '{param}' is not supported by {VENDOR} (deployment '{deployment}')"
-        f"{detail}. Remove it, or list it in the provider's quirks.drop_params to have the "
-        "gateway drop it.",
-        param=param, code="unsupported_parameter", deployment=deployment)
+    return rejections.unsupported(VENDOR, param, deployment, why)
 
 
 # -- request ---------------------------------------------------------------------------------
@@ -278,31 +274,16 @@ def _assistant_blocks(message: Message, where: str, deployment: str) -> list[dic
     for k, call in enumerate(message.tool_calls or ()):
         function = call.function or FunctionCall()
         blocks.append({"type": "tool_use", "id": call.id or "", "name": function.name or "",
-                       "input": _arguments(function.arguments,
-                                           f"{where}.tool_calls[{k}].function.arguments",
-                                           deployment)})
+                       "input": rejections.object_arguments(
+                           VENDOR, function.arguments,
+                           f"{where}.tool_calls[{k}].function.arguments", deployment)})
     return blocks
 
 
-def _arguments(arguments: str | None, where: str, deployment: str) -> Any:
-    if not arguments or not arguments.strip():
-        return {}
-    try:
-        value = _any_decoder.decode(arguments)
-    except msgspec.DecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise UpstreamRejected(
-            f"Invalid '{where}': {VENDOR} needs tool-call arguments that are a JSON object.",
-            param=where, code="invalid_value", deployment=deployment)
-    return value
-
 
 def _tool_result(message: Message, where: str, deployment: str) -> dict[str, Any]:
-    if not message.tool_call_id:
-        raise UpstreamRejected(f"Missing required parameter: '{where}.tool_call_id'.",
-                               param=f"{where}.tool_call_id", deployment=deployment)
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+    call_id = rejections.tool_call_id(message, where, deployment)
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
     content = message.content
     if isinstance(content, str):
         if content:

@@ -27,8 +27,8 @@ from typing import Any
 
 import msgspec
 
+from polyroute.adapters import rejections
 from polyroute.adapters.bedrock_converse.wire import (
-    ANY_DECODER,
     ENCODER,
     RESPONSE_DECODER,
     Block,
@@ -91,12 +91,7 @@ _CACHE_POINT = {"cachePoint": {"type": "default"}}
 
 
 def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:
-    detail = f": {why}" if why else ""
-    return UpstreamRejected(
-        f"The parameter '{param}' is not supported by {VENDOR} (deployment '{deployment}')"
-        f"{detail}. Remove it, or list it in the provider's quirks.drop_params to have the "
-        "gateway drop it.",
-        param=param, code="unsupported_parameter", deployment=deployment)
+    return rejections.unsupported(VENDOR, param, deployment, why)
 
 
 # -- request ---------------------------------------------------------------------------------
@@ -290,29 +285,15 @@ def _assistant_blocks(message: Message, where: str, deployment: str) -> list[dic
         function = call.function or FunctionCall()
         blocks.append({"toolUse": {
             "toolUseId": call.id or "", "name": function.name or "",
-            "input": _arguments(function.arguments, f"{where}.tool_calls[{k}].function.arguments",
-                                deployment)}})
+            "input": rejections.object_arguments(
+                VENDOR, function.arguments, f"{where}.tool_calls[{k}].function.arguments",
+                deployment)}})
     return blocks
 
 
-def _arguments(arguments: str | None, where: str, deployment: str) -> Any:
-    if not arguments or not arguments.strip():
-        return {}
-    try:
-        value = ANY_DECODER.decode(arguments)
-    except msgspec.DecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise UpstreamRejected(
-            f"Invalid '{where}': {VENDOR} needs tool-call arguments that are a JSON object.",
-            param=where, code="invalid_value", deployment=deployment)
-    return value
-
 
 def _tool_result(message: Message, where: str, deployment: str) -> dict[str, Any]:
-    if not message.tool_call_id:
-        raise UpstreamRejected(f"Missing required parameter: '{where}.tool_call_id'.",
-                               param=f"{where}.tool_call_id", deployment=deployment)
+    call_id = rejections.tool_call_id(message, where, deployment)
     content = message.content
     blocks: list[dict[str, Any]]
     if isinstance(content, list):
@@ -321,7 +302,7 @@ def _tool_result(message: Message, where: str, deployment: str) -> dict[str, Any
     else:
         blocks = [{"text": content}] if content and content.strip() else []
     # Bedrock needs at least one content block even for a tool that printed nothing.
-    return {"toolResult": {"toolUseId": message.tool_call_id,
+    return {"toolResult": {"toolUseId": call_id,
                            "content": blocks or [{"text": "(no output)"}]}}
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from polyroute.adapters import rejections
 from polyroute.adapters.gemini.wire import (
     ANY_DECODER,
     EMBED_DECODER,
@@ -108,12 +109,7 @@ _WHY = {
 
 
 def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:
-    detail = f": {why}" if why else ""
-    return UpstreamRejected(
-        f"The parameter '{param}' is not supported by {VENDOR} (deployment '{deployment}')"
-        f"{detail}. Remove it, or list it in the provider's quirks.drop_params to have the "
-        "gateway drop it.",
-        param=param, code="unsupported_parameter", deployment=deployment)
+    return rejections.unsupported(VENDOR, param, deployment, why)
 
 
 # -- URLs ------------------------------------------------------------------------------------
@@ -349,8 +345,9 @@ def _model_parts(
             names[call.id] = name
         part: dict[str, Any] = {"functionCall": {
             "name": name,
-            "args": _arguments(function.arguments, f"{where}.tool_calls[{k}].function.arguments",
-                               deployment)}}
+            "args": rejections.object_arguments(
+                VENDOR, function.arguments, f"{where}.tool_calls[{k}].function.arguments",
+                deployment)}}
         signature = thought_signature(call)
         if signature is None and k == 0:
             signature = SKIP_SIGNATURE  # only a turn's first call carries one
@@ -364,20 +361,6 @@ def thought_signature(call: ToolCall) -> str | None:
     google = (call.extra_content or {}).get("google")
     signature = google.get("thought_signature") if isinstance(google, dict) else None
     return signature if isinstance(signature, str) and signature else None
-
-
-def _arguments(arguments: str | None, where: str, deployment: str) -> Any:
-    if not arguments or not arguments.strip():
-        return {}
-    try:
-        value = ANY_DECODER.decode(arguments)
-    except msgspec.DecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise UpstreamRejected(
-            f"Invalid '{where}': {VENDOR} needs tool-call arguments that are a JSON object.",
-            param=where, code="invalid_value", deployment=deployment)
-    return value
 
 
 def _function_response(

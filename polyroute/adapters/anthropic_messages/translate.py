@@ -63,7 +63,6 @@ _NEUTRAL_BY_NAME = {"n": frozenset({b"1"}), "service_tier": frozenset({b'"auto"'
 
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
-_any_decoder = msgspec.json.Decoder()
 
 
 def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -25,6 +25,8 @@ from polyroute.errors import (
 )
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+
+T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
 _response_decoder = msgspec.json.Decoder(ChatResponse, strict=False)
@@ -106,33 +108,29 @@ def _apply_quirks(fields: dict[str, Any], quirks: Quirks) -> None:
 
 
 def parse_response(body: bytes, deployment: str) -> ChatResponse:
-    try:
-        response = _response_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise UpstreamProtocolError(f"unreadable response from the upstream: {exc}",
-                                    deployment=deployment) from exc
+    response = _decoded(_response_decoder, body, deployment, "unreadable response")
     response.raw = body
     return response
 
 
 def parse_chunk(data: bytes, deployment: str) -> ChatChunk:
-    try:
-        chunk = _chunk_decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise UpstreamProtocolError(f"malformed stream chunk from the upstream: {exc}",
-                                    deployment=deployment) from exc
+    chunk = _decoded(_chunk_decoder, data, deployment, "malformed stream chunk")
     chunk.raw = data
     return chunk
 
 
 def parse_embeddings(body: bytes, deployment: str) -> EmbeddingResponse:
-    try:
-        response = _embedding_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise UpstreamProtocolError(f"unreadable embeddings response: {exc}",
-                                    deployment=deployment) from exc
+    response = _decoded(_embedding_decoder, body, deployment, "unreadable embeddings response")
     response.raw = body
     return response
+
+
+def _decoded(decoder: msgspec.json.Decoder[T], body: bytes, deployment: str, what: str) -> T:
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(f"{what} from the upstream: {exc}",
+                                    deployment=deployment) from exc
 
 
 class _ModelEntry(msgspec.Struct):

@@ -6,6 +6,7 @@ read from disk only when ``load`` is called, so importing polyroute costs nothin
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,11 @@ class AutoRouter:
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> AutoRouter:
-        return cls(RouterArtifact.load(path or DEFAULT_ARTIFACT))
+        """The router of an artifact file. Config validation and the gateway both ask for it
+        at start-up; the file is read once (again only if it changed)."""
+        file = Path(path or DEFAULT_ARTIFACT)
+        stat = file.stat()
+        return cls(_read_artifact(str(file), stat.st_mtime_ns, stat.st_size))
 
     @property
     def profiles(self) -> tuple[str, ...]:
@@ -79,3 +84,8 @@ def rank(scores: dict[str, float], costs: dict[str, float], policy: Policy) -> t
         def key(n: str) -> tuple[float, ...]:
             return (-scores[n], costs[n])
     return tuple(sorted(within, key=lambda n: (*key(n), n))) + tuple(over)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_artifact(path: str, mtime_ns: int, size: int) -> RouterArtifact:
+    return RouterArtifact.load(path)

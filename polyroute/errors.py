@@ -133,6 +133,9 @@ class UpstreamError(GatewayError):
     status = 502
     trigger: str | None = "unavailable"
     transient = True
+    client_caused = False
+    """Set when the client caused it (a deadline it chose tighter than the group's): never
+    evidence against the deployment's health."""
 
     def __init__(
         self,

@@ -74,3 +74,72 @@ async def test_disabled_circuit_never_opens() -> None:
     for _ in range(50):
         b.failure("u", UpstreamUnavailable("down"), off)
     assert await b.allow("u")
+
+
+RATE = Circuit(enabled=True, failures=5, failure_rate=0.5, request_volume=10, window_s=30,
+               cooldown_s=5)
+
+
+async def test_a_deployment_failing_now_and_then_stays_closed() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    for _ in range(100):  # one request in three fails: 33 % < 50 %
+        b.failure("u", UpstreamUnavailable("down"), RATE)
+        b.success("u", RATE)
+        b.success("u", RATE)
+        clock.now += 0.1
+    assert b.state("u") == "closed"
+    assert b.answered_recently("u", RATE)
+
+
+async def test_a_healthy_past_does_not_delay_opening() -> None:
+    """Only the last request_volume requests count: after 1000 successes, five failed
+    requests in the last ten open the circuit."""
+    clock = Clock()
+    b = Breakers(clock)
+    for _ in range(1000):
+        b.success("u", RATE)
+    for _ in range(4):
+        b.failure("u", UpstreamUnavailable("down"), RATE)
+    assert b.state("u") == "closed"
+    b.failure("u", UpstreamUnavailable("down"), RATE)
+    assert b.state("u") == "open"
+    assert not b.paused("u")  # opened on failures: panic mode may still use it
+
+
+async def test_retries_of_one_request_are_one_piece_of_evidence() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    err = UpstreamUnavailable("down")
+    for _ in range(4):  # four requests, each failing three times
+        b.failure("u", err, RATE)
+        b.failure("u", err, RATE, counted=False)
+        b.failure("u", err, RATE, counted=False)
+    assert b.state("u") == "closed"
+    b.failure("u", err, RATE)  # the fifth request
+    assert b.state("u") == "open"
+    clock.now += 5
+    assert await b.allow("u")  # the probe ...
+    b.failure("u", err, RATE, counted=False)  # ... fails on a retry: still its verdict
+    assert b.state("u") == "open"
+
+
+async def test_a_429_pause_is_marked_and_never_shortens_a_cool_down() -> None:
+    clock = Clock()
+    b = Breakers(clock)
+    b.failure("u", UpstreamRateLimited("slow down", retry_after=2.0), RATE)
+    assert b.paused("u") and b.reopens_in(["u"]) == 2.0
+    for _ in range(5):
+        b.failure("v", UpstreamUnavailable("down"), RATE)
+    b.failure("v", UpstreamRateLimited("slow down", retry_after=1.0), RATE)
+    assert not b.paused("v") and b.reopens_in(["v"]) == 5.0
+    assert b.last_failure("v") == clock.now and b.last_failure("never") == float("-inf")
+
+
+async def test_client_chosen_upstreams_cannot_exhaust_memory() -> None:
+    b = Breakers(Clock())
+    b.track(["configured"])
+    for i in range(10_000):
+        b.success(f"vendor/model-{i}", RATE)
+    assert len(b._states) <= 4097 + 1
+    assert "configured" in b._states

@@ -83,10 +83,13 @@ class Deployment:
 @dataclass(frozen=True, slots=True)
 class Retry:
     max_attempts: int = 4
-    retries_per_deployment: int = 2
+    retries_per_deployment: int = 3
     backoff_base_s: float = 0.2
     backoff_max_s: float = 5.0
     max_retry_after_s: float = 10.0
+    before_other_model: int = 1
+    before_same_model: int = 0
+    short_retry_after_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,8 @@ class Timeouts:
 class Circuit:
     enabled: bool = True
     failures: int = 5
+    failure_rate: float = 0.5
+    request_volume: int = 10
     window_s: float = 30.0
     cooldown_s: float = 30.0
 

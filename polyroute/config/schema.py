@@ -158,14 +158,24 @@ FailoverTrigger = Literal[
 class RetrySection(_Section, kw_only=True):
     max_attempts: Annotated[int, Meta(ge=1, le=20)] = 4
     """Upstream attempts per request, across all deployments, the first one included."""
-    retries_per_deployment: Annotated[int, Meta(ge=0, le=10)] = 2
-    """Retries on the same deployment, used only once no other deployment is left to try."""
+    retries_per_deployment: Annotated[int, Meta(ge=0, le=10)] = 3
+    """Retries on the same deployment once no other deployment is left to try. Three: a
+    deployment failing 30 % of requests then still answers 99 % of them."""
     backoff_base_s: NonNegative = 0.2
     """First backoff ceiling; each retry doubles it (full jitter: a random wait up to it)."""
     backoff_max_s: NonNegative = 5.0
     max_retry_after_s: NonNegative = 10.0
     """The longest Retry-After worth waiting for when no other deployment can serve; a longer
     one is passed to the client as a 429 with that Retry-After."""
+    before_other_model: Annotated[int, Meta(ge=0, le=5)] = 1
+    """Retries of a deployment after a transient error (5xx, reset, 429 with a short
+    Retry-After), after a jittered pause, before the request moves to a different model (a
+    fallback group, the next entry of the request's 'models'): the client asked for this one."""
+    before_same_model: Annotated[int, Meta(ge=0, le=5)] = 0
+    """The same, before moving to another deployment of the same model (same group or same
+    upstream model name): none, that one gives the same answer and is probably healthy."""
+    short_retry_after_s: NonNegative = 1.0
+    """A 429 is worth the retries above only when its Retry-After is at most this."""
 
 
 class TimeoutsSection(_Section, kw_only=True):
@@ -184,7 +194,15 @@ class TimeoutsSection(_Section, kw_only=True):
 class CircuitSection(_Section, kw_only=True):
     enabled: bool = True
     failures: Annotated[int, Meta(ge=1)] = 5
-    """Failures within window_s that open the circuit of a deployment."""
+    """Failed client requests (of the last request_volume, within window_s) needed to open the
+    circuit (the retries of one request are one failure; client-caused timeouts and refusals
+    that are answers never count)."""
+    failure_rate: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    """...and at least this share of those requests failed: a deployment that answers most
+    requests stays in use."""
+    request_volume: Annotated[int, Meta(ge=1, le=10000)] = 10
+    """The rate is over the deployment's last this-many requests (within window_s), so a
+    healthy past does not delay opening once it goes down. Defaults: 5 of the last 10."""
     window_s: Positive = 30.0
     cooldown_s: Positive = 30.0
     """How long an open circuit keeps traffic away; then exactly one probe is let through."""

@@ -1,17 +1,32 @@
 """The attempt loop: which deployment to try next, when to retry, wait, hedge or give up.
 
 For each request: candidates in route order, skipping deployments whose circuit is open; after
-an error whose trigger is in the group's ``failover_on``, the next candidate. The same
-deployment is retried (after Retry-After, or an exponential backoff with full jitter) only once
-no other candidate is left. Everything is bounded: ``max_attempts`` per request and the
-request's total deadline, which every wait and every attempt counts against.
+an error whose trigger is in the group's ``failover_on``, the next candidate.
+
+- **Same model at once, another model after one retry.** After a short transient error (5xx,
+  reset, 429 with a Retry-After of at most ``retry.short_retry_after_s``) the next deployment
+  of the same model (same group, or same upstream model name) is tried at once
+  (``retry.before_same_model`` = 0); before moving to a *different* model, the failed
+  deployment is retried ``retry.before_other_model`` = 1 time after a jittered pause, because
+  the client asked for this model.
+- **Nothing else left**: the same deployment is retried (after Retry-After, or an exponential
+  backoff with full jitter) up to ``retry.retries_per_deployment`` times (once after a
+  timeout: each retry would cost another whole timeout).
+- **Panic**: when every candidate's circuit is open, the request is not refused: the candidates
+  are tried anyway, least recently failed first. One that answered nothing within the circuit's
+  window (dead) gets one attempt per request; a flaky one gets its retries. A 429's pause is
+  never overridden: it stays exact.
+
+Everything is bounded: ``max_attempts`` per request and the request's total deadline, which
+every wait and every attempt counts against. Evidence for the circuits is one outcome per
+request and deployment; client-caused failures are never evidence.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from random import Random
 from typing import Generic, TypeVar
 
@@ -31,6 +46,10 @@ T = TypeVar("T")
 AttemptFn = Callable[[Deployment], Awaitable[T]]
 
 _TIMER_SLACK_S = 0.005  # event-loop timers may fire a millisecond early
+_RETRY_AT_ONCE = frozenset({"unavailable", "connect", "rate_limited"})
+"""Errors that a moment's pause often cures. Timeouts are not among them: a retry would cost
+another whole timeout."""
+_TIMEOUT_RETRIES = 1  # for the same reason, a deployment left alone is retried once after one
 
 
 def full_jitter(retry: int, base_s: float, max_s: float, rng: Random) -> float:
@@ -52,6 +71,8 @@ class AttemptLoop(Generic[T]):
         rng: Random,
         discard: Callable[[T], Awaitable[None]] | None = None,
         hedge_delay: Callable[[], float] | None = None,
+        origins: Mapping[str, str] | None = None,
+        client_listed: frozenset[str] = frozenset(),
     ) -> None:
         self._group = group
         self._queue = deque(candidates)
@@ -63,19 +84,30 @@ class AttemptLoop(Generic[T]):
         self._rng = rng
         self._discard = discard
         self._hedge_delay = hedge_delay
+        self._origins = origins or {}
+        """Deployment name → the group it came from (absent: the requested group)."""
+        self._client_listed = client_listed
+        """Deployments of groups the client named in its own ``models`` list."""
         self._skipped: list[Deployment] = []
+        self._tried: set[str] = set()
+        self._forced: set[str] = set()
+        """Deployments tried although their circuit is open (panic)."""
+        self._evidence: set[str] = set()
+        """Upstreams whose outcome for this request the circuits already have."""
+        self._retries: Counter[str] = Counter()
+        self._early_retries: Counter[str] = Counter()
 
     async def run(self, attempt: AttemptFn[T]) -> tuple[T, Deployment]:
-        res, loop = self._res, asyncio.get_running_loop()
+        res = self._res
         errors: list[UpstreamError] = []
-        retries: Counter[str] = Counter()
         attempts = 0
         while attempts < res.retry.max_attempts:
-            dep = await self._next_allowed()
+            dep = await self._next()
             if dep is None:
                 break
             attempts += 1
-            alt = await self._next_allowed() if self._hedge_delay is not None else None
+            alt = await self._next_allowed() if (
+                self._hedge_delay is not None and not self._forced) else None
             try:
                 if alt is not None:
                     attempts += 1
@@ -92,21 +124,9 @@ class AttemptLoop(Generic[T]):
             if exc.trigger == "context_window":
                 self._keep_larger_context(dep)
             self._prune_blocked()
-            if self._queue or not exc.transient:
-                continue
-            # Nothing else can serve: wait and retry this deployment, if the budget allows.
-            if retries[dep.name] >= res.retry.retries_per_deployment:
-                break
-            wait = exc.retry_after if exc.retry_after is not None else full_jitter(
-                retries[dep.name], res.retry.backoff_base_s, res.retry.backoff_max_s, self._rng)
-            # The circuit may keep the deployment closed a little longer (a 429 pauses it for
-            # exactly the Retry-After, measured from the failure): wait until it lets us in.
-            reopens = self._breakers.reopens_in([dep.upstream])
-            if reopens is not None:
-                wait = max(wait, reopens + _TIMER_SLACK_S)
-            if wait > res.retry.max_retry_after_s or loop.time() + wait >= self._deadline:
-                break
-            retries[dep.name] += 1
+            wait = self._retry_wait(dep, exc)
+            if wait is None:
+                continue  # the next candidate, if any
             await asyncio.sleep(wait)
             self._queue.appendleft(dep)
         if not errors:
@@ -116,43 +136,126 @@ class AttemptLoop(Generic[T]):
                 retry_after=reopens)
         raise errors[0] if len(errors) == 1 else AllDeploymentsFailed(self._group, errors)
 
+    def _retry_wait(self, dep: Deployment, exc: UpstreamError) -> float | None:
+        """How long to wait before trying ``dep`` again, or None to move on."""
+        retry, breakers = self._res.retry, self._breakers
+        following = self._queue[0] if self._queue else None
+        if following is not None:
+            # Another candidate is waiting: retry first only a short transient error, and only
+            # as often as moving to that candidate's model allows.
+            allowed = (retry.before_same_model if self._same_model(dep, following)
+                       else retry.before_other_model)
+            if exc.trigger not in _RETRY_AT_ONCE or self._early_retries[dep.name] >= allowed:
+                return None
+            if breakers.blocked(dep.upstream) and not breakers.paused(dep.upstream):
+                return None  # its circuit just opened: the evidence says go elsewhere
+            counter, limit = self._early_retries, retry.short_retry_after_s
+            jitter = full_jitter(0, retry.backoff_base_s, retry.backoff_max_s, self._rng)
+        else:
+            # Nothing else can serve: wait and retry this deployment, if the budget allows.
+            budget = retry.retries_per_deployment
+            if exc.trigger == "timeout":
+                budget = min(budget, _TIMEOUT_RETRIES)
+            if not exc.transient or self._retries[dep.name] >= budget:
+                return None
+            if breakers.blocked(dep.upstream) and not breakers.paused(dep.upstream):
+                # Open on failures (panic, or it just opened): retry only a flaky deployment,
+                # never hammer a dead one.
+                if not breakers.answered_recently(dep.upstream, self._res.circuit):
+                    return None
+                self._forced.add(dep.name)
+            counter, limit = self._retries, retry.max_retry_after_s
+            jitter = full_jitter(self._retries[dep.name], retry.backoff_base_s,
+                                 retry.backoff_max_s, self._rng)
+        wait = exc.retry_after if exc.retry_after is not None else jitter
+        if dep.name not in self._forced:
+            # The circuit may keep the deployment closed a little longer (a 429 pauses it for
+            # exactly the Retry-After, measured from the failure): wait until it lets us in.
+            reopens = breakers.reopens_in([dep.upstream])
+            if reopens is not None:
+                wait = max(wait, reopens + _TIMER_SLACK_S)
+        if wait > limit or asyncio.get_running_loop().time() + wait >= self._deadline:
+            return None
+        counter[dep.name] += 1
+        return wait
+
+    def _same_model(self, a: Deployment, b: Deployment) -> bool:
+        return a.model == b.model or (
+            self._origins.get(a.name, self._group) == self._origins.get(b.name, self._group))
+
+    async def _next(self) -> Deployment | None:
+        dep = await self._next_allowed()
+        if dep is None and not self._tried:
+            dep = self._panic()
+        if dep is not None:
+            self._tried.add(dep.name)
+        return dep
+
     async def _next_allowed(self) -> Deployment | None:
         while self._queue:
             dep = self._queue.popleft()
-            if await self._breakers.allow(dep.upstream):
+            if dep.name in self._forced or await self._breakers.allow(dep.upstream):
                 return dep
             self._skipped.append(dep)
         return None
 
+    def _panic(self) -> Deployment | None:
+        """Every candidate is open: try them anyway, least recently failed first, rather than
+        turn a partial outage into a total one. A 429's pause is never overridden."""
+        unique = {d.name: d for d in self._skipped}.values()
+        candidates = [d for d in unique if not self._breakers.paused(d.upstream)]
+        if not candidates:
+            return None
+        candidates.sort(key=lambda d: self._breakers.last_failure(d.upstream))
+        self._forced.update(d.name for d in candidates)
+        self._skipped = [d for d in self._skipped if d.name not in self._forced]
+        self._queue = deque(candidates[1:])
+        return candidates[0]
+
     def _prune_blocked(self) -> None:
-        kept = [d for d in self._queue if not self._breakers.blocked(d.upstream)]
+        kept = [d for d in self._queue
+                if d.name in self._forced or not self._breakers.blocked(d.upstream)]
         self._skipped.extend(d for d in self._queue if d not in kept)
         self._queue = deque(kept)
 
     def _keep_larger_context(self, failed: Deployment) -> None:
         """A context-window error is never retried on the same model: only a deployment known
-        to have a larger window may still take the request."""
+        to have a larger window may still take the request, or, when the client listed it in
+        its own ``models``, one whose window is unknown (the client asked for it)."""
         floor = failed.context_window
-        self._queue = deque(d for d in self._queue if floor is not None
-                            and d.context_window is not None and d.context_window > floor)
+
+        def larger(d: Deployment) -> bool:
+            if d.upstream == failed.upstream:
+                return False
+            if d.name in self._client_listed:
+                return d.context_window is None or floor is None or d.context_window > floor
+            return floor is not None and d.context_window is not None and (
+                d.context_window > floor)
+
+        self._queue = deque(d for d in self._queue if larger(d))
 
     async def _one(self, dep: Deployment, attempt: AttemptFn[T]) -> T:
         t0 = self._clock()
         # Listed when it starts, so a hedged pair reads in the order the attempts were made.
         note = Attempt(dep.name, dep.vendor, 0.0, "pending", 0)
         self._record.attempts.append(note)
+        counted = dep.upstream not in self._evidence
         try:
             result = await attempt(dep)
         except UpstreamError as exc:
             exc.deployment = exc.deployment or dep.name
-            self._breakers.failure(dep.upstream, exc, self._res.circuit)
+            if exc.client_caused:
+                self._breakers.release(dep.upstream)
+            else:
+                self._breakers.failure(dep.upstream, exc, self._res.circuit, counted=counted)
+                self._evidence.add(dep.upstream)
             self._finish(note, t0, exc.error_class, exc.status)
             raise
         except asyncio.CancelledError:
             self._breakers.release(dep.upstream)
             self._finish(note, t0, "cancelled", 0)
             raise
-        self._breakers.success(dep.upstream)
+        self._breakers.success(dep.upstream, self._res.circuit, counted=counted)
         self._finish(note, t0, None, 200)
         record = self._record
         record.vendor, record.deployment, record.upstream_model = dep.vendor, dep.name, dep.model

@@ -1,11 +1,20 @@
 """A circuit breaker per deployment.
 
-closed ──(``failures`` transient failures within ``window_s``)──▶ open
+closed ──(of its last ``request_volume`` requests within ``window_s``, at least ``failures``
+          and at least ``failure_rate`` of them failed)──▶ open
 open ──(``cooldown_s`` passed)──▶ half-open: exactly one request, the probe, goes through
 half-open ──(probe succeeds)──▶ closed;  ──(probe fails)──▶ open again
 
+Evidence is counted per client request, not per attempt: the attempt loop says whether an
+outcome is a request's first at this deployment (``counted``), so five retries of one request
+are one failure. Only failures that say the deployment is unwell count (transient errors and a
+refused key); refusals that are answers (400s, content filter, context window) and failures
+the client caused never reach :meth:`Breakers.failure` as evidence.
+
 A 429 opens the circuit too, for exactly the Retry-After the vendor gave (1 s when it gave
-none), so no request anywhere on this gateway hammers a vendor that asked for quiet.
+none), so no request anywhere on this gateway hammers a vendor that asked for quiet. Such a
+pause is marked ``paused``: the attempt loop's panic mode (every candidate open) never
+overrides it, while it does override a circuit opened by failures.
 """
 
 from __future__ import annotations
@@ -42,12 +51,39 @@ class SharedCircuits(Protocol):
         ...
 
 
+_MAX_UNTRACKED = 4096
+"""Closed circuits kept for upstreams outside the config ('<vendor>/<model>' names are chosen by
+clients): beyond this the oldest closed one is forgotten, so names cannot exhaust memory."""
+@dataclass(slots=True)
+class _Window:
+    """The outcomes of the deployment's most recent requests (at most ``request_volume``, none
+    older than ``window_s``): a deployment healthy a moment ago still opens within a few failed
+    requests once it goes down, and one failing now and then never does."""
+
+    outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+    """(time, failed)"""
+
+    def add(self, now: float, settings: Circuit, failed: bool) -> None:
+        outcomes = self.outcomes
+        outcomes.append((now, failed))
+        while len(outcomes) > max(settings.request_volume, settings.failures) or (
+                outcomes[0][0] <= now - settings.window_s):
+            outcomes.popleft()
+
+    def counts(self) -> tuple[int, int]:
+        return len(self.outcomes), sum(failed for _, failed in self.outcomes)
+
+
 @dataclass(slots=True)
 class _State:
-    failures: deque[float] = field(default_factory=deque)
+    window: _Window = field(default_factory=_Window)
     open_until: float = 0.0
     probing: bool = False
     opened_at: float = 0.0
+    paused: bool = False
+    """Opened by a 429 for its Retry-After, not by failures."""
+    last_failure: float = float("-inf")
+    last_success: float = float("-inf")
 
     @property
     def name(self) -> str:
@@ -69,6 +105,7 @@ class Breakers:
         self._on_transition = on_transition
         self._shared = shared
         self._probe_ttl_s = probe_ttl_s
+        self._tracked: set[str] = set()
         self.history: deque[tuple[str, str, str, float]] = deque(maxlen=1000)
         """Recent transitions (upstream, from, to, time), for drills and the admin view."""
 
@@ -93,7 +130,19 @@ class Breakers:
     def track(self, upstreams: Iterable[str]) -> None:
         """Upstreams to keep in sync even before this replica has sent them anything."""
         for upstream in upstreams:
+            self._tracked.add(upstream)
             self._states.setdefault(upstream, _State())
+
+    def _state(self, deployment: str) -> _State:
+        state = self._states.get(deployment)
+        if state is None:
+            if len(self._states) - len(self._tracked) >= _MAX_UNTRACKED:
+                stale = next((name for name, s in self._states.items()
+                              if s.open_until == 0.0 and name not in self._tracked), None)
+                if stale is not None:
+                    del self._states[stale]
+            state = self._states[deployment] = _State()
+        return state
 
     async def sync(self) -> None:
         """Adopt circuits other replicas opened; close ours that another replica's probe
@@ -114,8 +163,8 @@ class Breakers:
                     _PUBLISH_GRACE_S):
                 # Gone from the shared store: a probe elsewhere succeeded.
                 self._transition(upstream, state.name, "closed", now)
-                state.open_until = 0.0
-                state.failures.clear()
+                state.open_until, state.paused = 0.0, False
+                state.window = _Window()
 
     def blocked(self, deployment: str) -> bool:
         """Would ``allow`` refuse? Asks without claiming a probe."""
@@ -124,40 +173,64 @@ class Breakers:
             return False
         return self._clock() < state.open_until or state.probing
 
-    def success(self, deployment: str) -> None:
+    def paused(self, deployment: str) -> bool:
+        """Is this deployment pausing for a 429's Retry-After (or its probe after one)?"""
         state = self._states.get(deployment)
-        if state is None:
-            return
+        return state is not None and state.paused and state.open_until != 0.0
+
+    def last_failure(self, deployment: str) -> float:
+        state = self._states.get(deployment)
+        return state.last_failure if state is not None else float("-inf")
+
+    def answered_recently(self, deployment: str, settings: Circuit) -> bool:
+        """Did this deployment answer any request within the circuit's window? Tells a flaky
+        deployment (worth a retry even while its circuit is open) from a dead one."""
+        state = self._states.get(deployment)
+        return state is not None and self._clock() - state.last_success < settings.window_s
+
+    def success(self, deployment: str, settings: Circuit | None = None,
+                counted: bool = True) -> None:
+        now = self._clock()
+        state = self._state(deployment)
+        state.last_success = now
+        if counted and settings is not None and settings.enabled:
+            state.window.add(now, settings, failed=False)
         if not state.probing:
-            # Closed: failures keep counting within their window, successes or not. Open: this
-            # answer started before the circuit opened; only the probe's verdict counts.
+            # Open: this answer started before the circuit opened, or was sent in panic mode;
+            # only the probe's verdict closes it.
             return
-        self._transition(deployment, state.name, "closed", self._clock())
+        self._transition(deployment, state.name, "closed", now)
         if self._shared is not None:
             self._shared.publish_closed(deployment)
-        state.open_until, state.probing = 0.0, False
-        state.failures.clear()
+        state.open_until, state.probing, state.paused = 0.0, False, False
+        state.window = _Window()
 
-    def failure(self, deployment: str, error: UpstreamError, settings: Circuit) -> None:
+    def failure(self, deployment: str, error: UpstreamError, settings: Circuit,
+                counted: bool = True) -> None:
+        """Record a failed attempt. ``counted``: the first failure of its request here (a
+        retry of the same request still gives a probe its verdict, but is not new evidence)."""
         if not settings.enabled:
             return
         now = self._clock()
-        state = self._states.setdefault(deployment, _State())
+        state = self._state(deployment)
         before = state.name
         if isinstance(error, UpstreamRateLimited):
             pause = error.retry_after if error.retry_after is not None else (
                 DEFAULT_RATE_LIMIT_PAUSE_S)
+            if state.open_until == 0.0 or state.paused or state.probing:
+                state.paused = True  # a pause never shortens a failure cool-down
             state.open_until, state.probing = max(state.open_until, now + pause), False
             state.opened_at = now
         elif error.transient or error.trigger == "auth":
-            failures = state.failures
-            failures.append(now)
-            while failures and failures[0] < now - settings.window_s:
-                failures.popleft()
-            if state.probing or len(failures) >= settings.failures:
+            state.last_failure = now
+            if counted:
+                state.window.add(now, settings, failed=True)
+            requests, failed = state.window.counts()
+            if state.probing or (failed >= settings.failures
+                                 and failed >= settings.failure_rate * requests):
                 state.open_until, state.probing = now + settings.cooldown_s, False
-                state.opened_at = now
-                failures.clear()
+                state.opened_at, state.paused = now, False
+                state.window = _Window()
         else:
             self.release(deployment)
             return

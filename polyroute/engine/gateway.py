@@ -126,10 +126,12 @@ class Gateway:
         try:
             route = self._route(model, also, record, request)
             ticket = await self._admit(principal, route, record, input_tokens, max_output)
-            timeouts = overrides.apply(route.resilience.timeouts)
+            own = route.resilience.timeouts
+            timeouts = overrides.apply(own)
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
-            loop: AttemptLoop[T] = self._loop(route, record, deadline)
-            result, _ = await loop.run(lambda dep: attempt(dep, timeouts, deadline))
+            loop: AttemptLoop[T] = self._loop(route, record, deadline, also)
+            result, _ = await loop.run(_blaming_the_client(
+                lambda dep: attempt(dep, timeouts, deadline), own, timeouts, own.response_s))
             record.usage = usage(result)
             return result
         except GatewayError as exc:
@@ -154,7 +156,8 @@ class Gateway:
             route = self._route(request.model, request.models or (), record, request)
             ticket = await self._admit(principal, route, record,
                                        estimate_input_tokens(request), _max_output(request))
-            timeouts = overrides.apply(route.resilience.timeouts)
+            own = route.resilience.timeouts
+            timeouts = overrides.apply(own)
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
 
             async def attempt(dep: Deployment) -> OpenedStream:
@@ -163,8 +166,8 @@ class Gateway:
                 return await open_stream(upstream, timeouts.ttft_s, deadline)
 
             loop: AttemptLoop[OpenedStream] = self._loop(
-                route, record, deadline, discard=OpenedStream.aclose)
-            opened, dep = await loop.run(attempt)
+                route, record, deadline, request.models or (), discard=OpenedStream.aclose)
+            opened, dep = await loop.run(_blaming_the_client(attempt, own, timeouts, own.ttft_s))
         except BaseException as exc:
             if isinstance(exc, GatewayError):
                 record.status, record.error_class = exc.status, exc.error_class
@@ -176,6 +179,8 @@ class Gateway:
         self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
 
         def failed(exc: UpstreamError) -> None:
+            if isinstance(exc, UpstreamTimeout) and _tightened(own, timeouts):
+                return  # the client's own stall or total deadline: not the deployment's fault
             self._breakers.failure(dep.upstream, exc, route.resilience.circuit)
 
         return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
@@ -202,7 +207,7 @@ class Gateway:
         return route
 
     def _loop(
-        self, route: Route, record: RequestRecord, deadline: float,
+        self, route: Route, record: RequestRecord, deadline: float, also: Sequence[str] = (),
         discard: Callable[[T], Awaitable[None]] | None = None,
     ) -> AttemptLoop[T]:
         hedge = route.resilience.hedge
@@ -213,7 +218,9 @@ class Gateway:
         return AttemptLoop(
             group=route.group, candidates=route.candidates, resilience=route.resilience,
             record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
-            rng=self._rng, discard=discard, hedge_delay=delay)
+            rng=self._rng, discard=discard, hedge_delay=delay, origins=route.origins,
+            client_listed=frozenset(name for name, group in route.origins.items()
+                                    if group in also))
 
     def _hedge_delay(self, group: str, fixed: float | None, floor: float) -> float:
         if fixed is not None:
@@ -229,6 +236,35 @@ class Gateway:
         self._policy.settle(ticket, record)
         for observer in self._observers:
             observer.observe(record)
+
+
+def _tightened(own: Timeouts, chosen: Timeouts) -> bool:
+    return (chosen.total_s < own.total_s or chosen.ttft_s < own.ttft_s
+            or chosen.stall_s < own.stall_s)
+
+
+def _blaming_the_client(
+    attempt: Callable[[Deployment], Awaitable[T]], own: Timeouts, chosen: Timeouts,
+    own_attempt_s: float,
+) -> Callable[[Deployment], Awaitable[T]]:
+    """Mark a timeout as the client's when its own deadline (``x-polyroute-timeout`` and the
+    like), tighter than the group's, fired before the attempt had the group's own limit
+    ``own_attempt_s``: such a timeout is no evidence against the deployment, or any tenant
+    could open every circuit with a 1 ms deadline."""
+    if not _tightened(own, chosen):
+        return attempt  # the common case: every timeout is the group's own
+
+    async def attributed(dep: Deployment) -> T:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            return await attempt(dep)
+        except UpstreamTimeout as exc:
+            if loop.time() - started < own_attempt_s:
+                exc.client_caused = True
+            raise
+
+    return attributed
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:

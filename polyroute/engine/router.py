@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from random import Random
 
 from polyroute.autorouter import Decision
@@ -25,6 +25,9 @@ class Route:
     resilience: Resilience
     decision: Decision | None = None
     """The auto-router's choice and scores, for auto groups."""
+    origins: Mapping[str, str] = field(default_factory=dict)
+    """Deployment name → the group it came from (empty: all from ``group``), so the attempt
+    loop can tell another deployment of the same model from a different model."""
 
 
 class Router:
@@ -56,6 +59,7 @@ class Router:
             ordered = STRATEGIES[group.routing](group.deployments, self._ctx)
             return Route(group.name, ordered, group.resilience)
         candidates: list[Deployment] = []
+        origins: dict[str, str] = {}
         seen_groups: set[str] = set()
         seen_deployments: set[str] = set()
         pending = [group.name, *group.fallbacks]
@@ -71,7 +75,8 @@ class Router:
                 if dep.name not in seen_deployments:
                     seen_deployments.add(dep.name)
                     candidates.append(dep)
-        return Route(group.name, candidates, group.resilience, decision)
+                    origins[dep.name] = member.name
+        return Route(group.name, candidates, group.resilience, decision, origins)
 
     def _order(self, group: ModelGroup, request: ChatRequest | None) -> list[Deployment]:
         if group.routing == "auto" and self._auto is not None:

@@ -89,7 +89,6 @@ async def test_a_deployment_failing_now_and_then_stays_closed() -> None:
         b.success("u", RATE)
         clock.now += 0.1
     assert b.state("u") == "closed"
-    assert b.answered_recently("u", RATE)
 
 
 async def test_a_healthy_past_does_not_delay_opening() -> None:
@@ -105,6 +104,10 @@ async def test_a_healthy_past_does_not_delay_opening() -> None:
     b.failure("u", UpstreamUnavailable("down"), RATE)
     assert b.state("u") == "open"
     assert not b.paused("u")  # opened on failures: panic mode may still use it
+    assert not b.flaky("u", RATE)  # every answer came before every failure: dead
+    clock.now += 0.1
+    b.success("u", RATE)  # a panic attempt got through: flaky, not dead
+    assert b.flaky("u", RATE) and b.state("u") == "open"
 
 
 async def test_retries_of_one_request_are_one_piece_of_evidence() -> None:
@@ -116,8 +119,10 @@ async def test_retries_of_one_request_are_one_piece_of_evidence() -> None:
         b.failure("u", err, RATE, counted=False)
         b.failure("u", err, RATE, counted=False)
     assert b.state("u") == "closed"
+    b.success("u", RATE)
     b.failure("u", err, RATE)  # the fifth request
     assert b.state("u") == "open"
+    assert b.flaky("u", RATE)  # it answered between failures
     clock.now += 5
     assert await b.allow("u")  # the probe ...
     b.failure("u", err, RATE, counted=False)  # ... fails on a retry: still its verdict

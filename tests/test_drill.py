@@ -55,3 +55,59 @@ def test_healthy_drill_and_bad_flags(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no provider named anthropic" in result.stderr
     result, _ = drill(tmp_path, "--fail", "openai")
     assert result.returncode == 2 and "PROVIDER=FAULT" in result.stderr
+
+
+def zero_config_drill(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
+    out = tmp_path / "zero.json"
+    out.unlink(missing_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "polyroute", "drill", "--concurrency", "8", "--sim-latency-ms",
+         "5", "--json", str(out), *args],
+        capture_output=True, text=True, timeout=180,
+        env={"PATH": "", **(env or {})})
+    report = json.loads(out.read_text()) if out.exists() else {}
+    return result, report
+
+
+def test_zero_config_drill_of_a_flaky_only_deployment_serves_95_percent(tmp_path: Path) -> None:
+    """The issue's drill: no config, no key; one deployment answers 30 % of requests with a
+    5xx. Circuits and retries together still serve at least 95 % (99 % expected)."""
+    result, report = zero_config_drill(
+        tmp_path, "--requests", "200", "--fail", "openai=server_error;probability=0.3",
+        "--min-served", "0.95")
+    assert result.returncode == 0, result.stderr + result.stdout
+    (group,) = report["groups"]
+    assert group["group"] == "openai/drill"
+    assert group["served"] >= 190 and group["served"] + group["failed"] == 200
+    assert 1.2 <= group["attempts_per_request"] <= 1.8  # retries, not a storm
+
+
+def test_min_served_gates_and_zero_config_needs_a_vendor(tmp_path: Path) -> None:
+    result, report = zero_config_drill(
+        tmp_path, "--requests", "40", "--fail", "openai=unavailable", "--min-served", "0.5")
+    assert result.returncode == 1
+    assert "openai/drill served 0 of 40 requests, below --min-served 0.5" in result.stderr
+    assert report["groups"][0]["failed"] == 40  # the report is still written
+    # A dead lone deployment stays cheap: a few requests retry, then one attempt each (panic).
+    assert report["groups"][0]["attempts_per_request"] < 2
+    result, _ = zero_config_drill(tmp_path, "--requests", "10")
+    assert result.returncode == 2 and "no vendor found in the environment" in result.stderr
+    result, _ = zero_config_drill(tmp_path, "--min-served", "95")
+    assert result.returncode == 2 and "between 0 and 1" in result.stderr
+
+
+def test_zero_config_drill_uses_the_vendors_of_the_environment(tmp_path: Path) -> None:
+    result, report = zero_config_drill(
+        tmp_path, "--requests", "20", "--stream", "--min-served", "1",
+        env={"OPENAI_API_KEY": "sk-not-used", "GROQ_API_KEY": "gsk-not-used"})
+    assert result.returncode == 0, result.stderr
+    assert {g["group"]: g["served"] for g in report["groups"]} == {
+        "groq/drill": 10, "openai/drill": 10}
+    result, report = zero_config_drill(
+        tmp_path, "--requests", "10", "--models", "anthropic/claude-x,openai/gpt-y",
+        "--fail", "anthropic=overloaded")
+    assert result.returncode == 0, result.stderr
+    served = {g["group"]: g["served"] for g in report["groups"]}
+    assert served == {"anthropic/claude-x": 0, "openai/gpt-y": 5}

@@ -12,7 +12,7 @@ from pathlib import Path
 from polyroute.config import ConfigError
 from polyroute.drill import workload
 from polyroute.drill.report import as_json, render
-from polyroute.drill.run import DrillPlan, Failure, load_for_drill, run
+from polyroute.drill.run import DrillPlan, Failure, default_models, load_for_drill, run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="Replace every provider of the config with a simulator, run the workload "
                     "once healthy and once with the chosen providers failing, and report per "
                     "model group.")
-    drill.add_argument("--config", help="the gateway config to drill (default: environment)")
+    drill.add_argument("--config", help="the gateway config to drill (default: the vendors "
+                       "the environment enables, and those named by --fail and --models)")
     drill.add_argument("--fail", action="append", default=[], metavar="PROVIDER=FAULT[;k=v]",
                        help="make a provider fail, e.g. openai=unavailable or "
                             "'openai=server_error;probability=0.3' (repeatable; faults as in "
@@ -34,7 +35,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     drill.add_argument("--sim-latency-ms", type=float, default=20.0)
     drill.add_argument("--tokens-per-second", type=float, default=0.0)
     drill.add_argument("--json", type=Path, help="also write the report as JSON here")
+    drill.add_argument("--min-served", type=_fraction, metavar="FRACTION",
+                       help="exit 1 when a model group serves less than this share of its "
+                            "requests in the failing run (e.g. 0.95), for CI")
     drill.set_defaults(run=main)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
+    return value
 
 
 def parse_failure(text: str) -> Failure:
@@ -62,8 +76,10 @@ def main(ns: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR)
     try:
         failures = [parse_failure(f) for f in ns.fail]
-        config = load_for_drill(ns.config)
-        models = ns.models.split(",") if ns.models else sorted(config.groups)
+        models = [m.strip() for m in ns.models.split(",")] if ns.models else []
+        named = {f.provider for f in failures} | {m.partition("/")[0] for m in models if "/" in m}
+        config = load_for_drill(ns.config, named)
+        models = models or default_models(config)
         if ns.workload is not None:
             requests = workload.from_file(ns.workload)
         elif models:
@@ -80,4 +96,11 @@ def main(ns: argparse.Namespace) -> int:
     print(render(reports, labels))
     if ns.json is not None:
         ns.json.write_text(json.dumps(as_json(reports, labels), indent=2), encoding="utf-8")
+    if ns.min_served is not None:
+        short = [r for r in reports if r.served < ns.min_served * (r.served + r.failed)]
+        for r in short:
+            print(f"polyroute drill: {r.group} served {r.served} of {r.served + r.failed} "
+                  f"requests, below --min-served {ns.min_served:g}", file=sys.stderr)
+        if short:
+            return 1
     return 0

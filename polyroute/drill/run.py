@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
@@ -16,6 +16,7 @@ from aiohttp import web
 from polyroute.app import APP_KEY, build_app
 from polyroute.config import Deployment, Endpoint, GatewayConfig, load_config
 from polyroute.config.compiled import StateSettings
+from polyroute.config.discovery import KNOWN_VENDORS
 from polyroute.drill.report import GroupReport, Outcome, summarise
 from polyroute.sim.server import RunningSim, start_sim
 from polyroute.sim.settings import SimSettings
@@ -62,8 +63,41 @@ class _AnyEnv(Mapping[str, str]):
         return len(os.environ)
 
 
-def load_for_drill(path: str | None) -> GatewayConfig:
-    return load_config(path, _AnyEnv())
+DRILL_MODEL = "drill"
+"""The model id a zero-config drill asks each vendor for (the simulator serves any)."""
+
+
+def load_for_drill(path: str | None, named_vendors: Iterable[str] = ()) -> GatewayConfig:
+    """The config to drill. Without a file: the vendors the environment enables, as
+    ``polyroute serve`` would find them, plus any vendor the drill names (``--fail openai=…``,
+    ``--models openai/gpt-4o``) even without its key: a drill never calls a real vendor."""
+    if path is not None:
+        return load_config(path, _AnyEnv())
+    env = dict(os.environ)
+    known = {v.name: v for v in KNOWN_VENDORS}
+    for name in named_vendors:
+        vendor = known.get(name)
+        if vendor is None:
+            continue  # reported later as a provider the drill does not have
+        if vendor.key_env and not any(env.get(e) for e in (vendor.key_env,
+                                                            *vendor.more_key_envs)):
+            env[vendor.key_env] = "drill-placeholder"
+        if vendor.base_url is None and not any(env.get(e) for e in vendor.base_url_envs):
+            env[vendor.base_url_envs[0]] = "http://127.0.0.1:9"  # replaced by a simulator
+        if vendor.region_envs and not any(env.get(e) for e in vendor.region_envs):
+            env[vendor.region_envs[0]] = "us-east-1"
+    config = load_config(None, env)
+    if not config.open_vendors:
+        raise ValueError("no vendor found in the environment: set OPENAI_API_KEY (or another "
+                         "vendor's key), name one with --fail or --models, or pass --config")
+    return config
+
+
+def default_models(config: GatewayConfig) -> list[str]:
+    """Every model group, or without any (zero-config) one '<vendor>/drill' per vendor."""
+    if config.groups:
+        return sorted(config.groups)
+    return [f"{vendor}/{DRILL_MODEL}" for vendor in sorted(config.open_vendors)]
 
 
 async def run(plan: DrillPlan, config: GatewayConfig) -> list[GroupReport]:
@@ -91,7 +125,8 @@ async def run(plan: DrillPlan, config: GatewayConfig) -> list[GroupReport]:
             mark = len(breakers.history)
             drill = await _phase(session, url, plan)
             history = list(breakers.history)[mark:]
-        return summarise(baseline, drill, _transitions_by_group(config, history))
+        models = {str(body["model"]) for body in plan.requests}
+        return summarise(baseline, drill, _transitions_by_group(config, history, models))
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -158,13 +193,20 @@ async def _phase(session: aiohttp.ClientSession, url: str, plan: DrillPlan) -> l
 
 
 def _transitions_by_group(
-    config: GatewayConfig, history: Sequence[tuple[str, str, str, float]]
+    config: GatewayConfig, history: Sequence[tuple[str, str, str, float]],
+    models: Iterable[str] = (),
 ) -> dict[str, list[str]]:
-    """Per group: each upstream's transitions, counted ('openai/gpt-4o: closed→open ×1')."""
+    """Per group: each upstream's transitions, counted ('openai/gpt-4o: closed→open ×1').
+    A '<vendor>/<model>' name outside the config is its own upstream."""
+    upstreams = {name: [d.upstream for d in group.deployments]
+                 for name, group in config.groups.items()}
+    for model in models:
+        if model not in upstreams and "/" in model:
+            upstreams[model] = [model]
     out: dict[str, list[str]] = {}
-    for name, group in config.groups.items():
+    for name, group_upstreams in upstreams.items():
         lines = []
-        for upstream in dict.fromkeys(d.upstream for d in group.deployments):
+        for upstream in dict.fromkeys(group_upstreams):
             counts: dict[str, int] = {}
             for up, before, after, _ in history:
                 if up == upstream:

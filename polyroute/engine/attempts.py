@@ -13,8 +13,8 @@ an error whose trigger is in the group's ``failover_on``, the next candidate.
   backoff with full jitter) up to ``retry.retries_per_deployment`` times (once after a
   timeout: each retry would cost another whole timeout).
 - **Panic**: when every candidate's circuit is open, the request is not refused: the candidates
-  are tried anyway, least recently failed first. One that answered nothing within the circuit's
-  window (dead) gets one attempt per request; a flaky one gets its retries. A 429's pause is
+  are tried anyway, least recently failed first. A dead one (answering nothing since it went
+  down) gets one attempt per request; a flaky one gets its retries. A 429's pause is
   never overridden: it stays exact.
 
 Everything is bounded: ``max_attempts`` per request and the request's total deadline, which
@@ -128,6 +128,8 @@ class AttemptLoop(Generic[T]):
             if wait is None:
                 continue  # the next candidate, if any
             await asyncio.sleep(wait)
+            if not self._still_open_to(dep):
+                continue
             self._queue.appendleft(dep)
         if not errors:
             reopens = self._breakers.reopens_in(d.upstream for d in self._skipped)
@@ -158,12 +160,8 @@ class AttemptLoop(Generic[T]):
                 budget = min(budget, _TIMEOUT_RETRIES)
             if not exc.transient or self._retries[dep.name] >= budget:
                 return None
-            if breakers.blocked(dep.upstream) and not breakers.paused(dep.upstream):
-                # Open on failures (panic, or it just opened): retry only a flaky deployment,
-                # never hammer a dead one.
-                if not breakers.answered_recently(dep.upstream, self._res.circuit):
-                    return None
-                self._forced.add(dep.name)
+            if not self._still_open_to(dep):
+                return None
             counter, limit = self._retries, retry.max_retry_after_s
             jitter = full_jitter(self._retries[dep.name], retry.backoff_base_s,
                                  retry.backoff_max_s, self._rng)
@@ -178,6 +176,18 @@ class AttemptLoop(Generic[T]):
             return None
         counter[dep.name] += 1
         return wait
+
+    def _still_open_to(self, dep: Deployment) -> bool:
+        """May this request retry ``dep`` although its circuit opened on failures (in panic, or
+        while the request waited)? Only a flaky deployment, which still answers some requests;
+        a dead one is never hammered. A 429's pause is waited out."""
+        breakers = self._breakers
+        if not breakers.blocked(dep.upstream) or breakers.paused(dep.upstream):
+            return True
+        if not breakers.flaky(dep.upstream, self._res.circuit):
+            return False
+        self._forced.add(dep.name)
+        return True
 
     def _same_model(self, a: Deployment, b: Deployment) -> bool:
         return a.model == b.model or (

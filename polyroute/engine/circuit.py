@@ -73,6 +73,16 @@ class _Window:
     def counts(self) -> tuple[int, int]:
         return len(self.outcomes), sum(failed for _, failed in self.outcomes)
 
+    def interleaved(self) -> bool:
+        """Was any request answered after the first failure?"""
+        failed_yet = False
+        for _, failed in self.outcomes:
+            if failed:
+                failed_yet = True
+            elif failed_yet:
+                return True
+        return False
+
 
 @dataclass(slots=True)
 class _State:
@@ -84,6 +94,8 @@ class _State:
     """Opened by a 429 for its Retry-After, not by failures."""
     last_failure: float = float("-inf")
     last_success: float = float("-inf")
+    flaky: bool = False
+    """When the circuit opened: did it still answer between its failures?"""
 
     @property
     def name(self) -> str:
@@ -182,11 +194,15 @@ class Breakers:
         state = self._states.get(deployment)
         return state.last_failure if state is not None else float("-inf")
 
-    def answered_recently(self, deployment: str, settings: Circuit) -> bool:
-        """Did this deployment answer any request within the circuit's window? Tells a flaky
-        deployment (worth a retry even while its circuit is open) from a dead one."""
+    def flaky(self, deployment: str, settings: Circuit) -> bool:
+        """Does this deployment still answer some requests (flaky, worth a retry even while its
+        circuit is open) rather than none (dead)? Flaky: its answers and failures were
+        interleaved when its circuit opened, or it has answered since. A deployment that went
+        down after a healthy spell shows all its answers before all its failures: dead."""
         state = self._states.get(deployment)
-        return state is not None and self._clock() - state.last_success < settings.window_s
+        if state is None or self._clock() - state.last_success >= settings.window_s:
+            return False
+        return state.flaky or state.last_success > state.opened_at
 
     def success(self, deployment: str, settings: Circuit | None = None,
                 counted: bool = True) -> None:
@@ -202,7 +218,7 @@ class Breakers:
         self._transition(deployment, state.name, "closed", now)
         if self._shared is not None:
             self._shared.publish_closed(deployment)
-        state.open_until, state.probing, state.paused = 0.0, False, False
+        state.open_until, state.probing, state.paused, state.flaky = 0.0, False, False, False
         state.window = _Window()
 
     def failure(self, deployment: str, error: UpstreamError, settings: Circuit,
@@ -230,6 +246,7 @@ class Breakers:
                                  and failed >= settings.failure_rate * requests):
                 state.open_until, state.probing = now + settings.cooldown_s, False
                 state.opened_at, state.paused = now, False
+                state.flaky = state.window.interleaved()
                 state.window = _Window()
         else:
             self.release(deployment)

@@ -87,3 +87,30 @@ def test_redis_down_degrades_to_local_circuits(sim: SimServer) -> None:
             assert client.chat.completions.create(model="g", messages=USER).choices
         assert time.monotonic() - started < 3
         assert gw.get("/healthz")[0] == 200
+
+
+def test_a_tenant_with_1ms_deadlines_cannot_open_the_shared_circuit(
+    sim: SimServer, replicas: tuple[GatewayProcess, GatewayProcess]
+) -> None:
+    """Issue 10 item 5, as the attack: a client sends requests with x-polyroute-timeout:
+    0.001 to replica A. They time out (504), but a deadline the client chose is no evidence:
+    nothing is published to Redis, and every tenant on every replica is still served by the
+    primary."""
+    attacker = openai.OpenAI(base_url=replicas[0].base_url, api_key="x", max_retries=0,
+                             default_headers={"x-polyroute-timeout": "0.001"})
+    sim.reset()
+    sim.set_rules([{"model": "shared-primary", "fault": "slow_first_token",
+                    "params": {"delay_ms": 50}}])
+    try:
+        for _ in range(5):
+            with pytest.raises(openai.APIStatusError) as info:
+                attacker.chat.completions.create(model="g", messages=USER)
+            assert info.value.status_code == 504
+    finally:
+        sim.clear_rules()
+    assert not redis.Redis.from_url(REDIS_URL).keys("polyroute:circuit:open:*")
+    time.sleep(0.4)  # a few sync intervals, had anything been published
+    for gateway in replicas:
+        victim = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+        reply = victim.chat.completions.with_raw_response.create(model="g", messages=USER)
+        assert reply.headers["x-polyroute-attempts"] == "primary:ok"

@@ -15,7 +15,7 @@ an error whose trigger is in the group's ``failover_on``, the next candidate.
 - **Panic**: when every candidate's circuit is open, the request is not refused: the candidates
   are tried anyway, least recently failed first. A dead one (answering nothing since it went
   down) gets one attempt per request; a flaky one gets its retries. A 429's pause is
-  never overridden: it stays exact.
+  never overridden: it stays exact, and a request waits it out when it is short.
 
 Everything is bounded: ``max_attempts`` per request and the request's total deadline, which
 every wait and every attempt counts against. Evidence for the circuits is one outcome per
@@ -196,10 +196,23 @@ class AttemptLoop(Generic[T]):
     async def _next(self) -> Deployment | None:
         dep = await self._next_allowed()
         if dep is None and not self._tried:
-            dep = self._panic()
+            dep = self._panic() or await self._after_pause()
         if dep is not None:
             self._tried.add(dep.name)
         return dep
+
+    async def _after_pause(self) -> Deployment | None:
+        """Every candidate pauses for a 429: wait for the first to reopen, when that is soon
+        enough (``retry.max_retry_after_s``, and before the deadline), rather than refuse."""
+        reopens = self._breakers.reopens_in(d.upstream for d in self._skipped)
+        if reopens is None or reopens > self._res.retry.max_retry_after_s or (
+                asyncio.get_running_loop().time() + reopens >= self._deadline):
+            return None
+        await asyncio.sleep(reopens + _TIMER_SLACK_S)
+        for dep in {d.name: d for d in self._skipped}.values():
+            if await self._breakers.allow(dep.upstream):
+                return dep
+        return None
 
     async def _next_allowed(self) -> Deployment | None:
         while self._queue:

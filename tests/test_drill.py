@@ -22,9 +22,24 @@ model_groups:
 """
 
 
-def drill(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
+TWO_VENDORS = """
+providers:
+  openai: {base_url: "https://api.openai.com/v1", api_key: "${OPENAI_API_KEY}"}
+  groq: {base_url: "https://api.groq.com/openai/v1", api_key: "${GROQ_API_KEY}"}
+model_groups:
+  chat:
+    routing: weighted
+    deployments:
+      - {provider: openai, model: gpt-4o-mini}
+      - {provider: groq, model: llama-3.1-8b-instant}
+"""
+
+
+def drill(
+    tmp_path: Path, *args: str, config_text: str = CONFIG
+) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
     config = tmp_path / "polyroute.yaml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     out = tmp_path / "report.json"
     # No real keys and no real vendor: every provider is replaced by a loopback simulator.
     result = subprocess.run(
@@ -45,6 +60,20 @@ def test_losing_a_vendor(tmp_path: Path) -> None:
     assert any("closed→open" in t for t in chat["circuit_transitions"])
     assert 1.0 <= chat["attempts_per_request"] < 1.5  # the circuit spares most requests
     assert "openai=unavailable" in result.stdout and "chat" in result.stdout
+
+
+def test_one_of_two_vendors_wholly_down_serves_everything(tmp_path: Path) -> None:
+    """Weighted over two vendors, one dead: every request is served, and the dead vendor
+    receives only the requests that opened its circuit (5 failed requests, plus what was
+    already in flight at concurrency 4); the 30 s cool-down outlasts the drill: no probe."""
+    result, report = drill(tmp_path, "--fail", "openai=unavailable", "--min-served", "1",
+                           config_text=TWO_VENDORS)
+    assert result.returncode == 0, result.stderr
+    (chat,) = report["groups"]
+    assert chat["served"] == 60 and chat["failed"] == 0
+    assert 5 <= report["upstream_requests"]["openai"] <= 5 + 4
+    assert report["upstream_requests"]["groq"] == 60
+    assert "requests each provider received while failing: groq 60, openai" in result.stdout
 
 
 def test_healthy_drill_and_bad_flags(tmp_path: Path) -> None:

@@ -88,14 +88,16 @@ def main(ns: argparse.Namespace) -> int:
             raise ValueError("the config has no model groups: pass --models or --workload")
         plan = DrillPlan(ns.config, failures, requests, ns.concurrency, ns.sim_latency_ms,
                          ns.tokens_per_second)
-        reports = asyncio.run(run(plan, config))
+        result = asyncio.run(run(plan, config))
     except (ConfigError, ValueError, OSError) as exc:
         print(f"polyroute drill: {exc}", file=sys.stderr)
         return 2
     labels = [f.label for f in failures]
-    print(render(reports, labels))
+    reports, received = result.groups, result.upstream_requests
+    print(render(reports, labels, received))
     if ns.json is not None:
-        ns.json.write_text(json.dumps(as_json(reports, labels), indent=2), encoding="utf-8")
+        report = as_json(reports, labels, received)
+        ns.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
     if ns.min_served is not None:
         short = [r for r in reports if r.served < ns.min_served * (r.served + r.failed)]
         for r in short:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +62,8 @@ def summarise(
     return reports
 
 
-def render(reports: Sequence[GroupReport], faults: Sequence[str]) -> str:
+def render(reports: Sequence[GroupReport], faults: Sequence[str],
+           upstream_requests: Mapping[str, int] | None = None) -> str:
     lines = [f"polyroute drill — failing: {', '.join(faults) or 'nothing'}", ""]
     header = ("model group", "served", "failed", "added p50 ms", "added p99 ms",
               "attempts/req", "circuit transitions")
@@ -77,11 +78,16 @@ def render(reports: Sequence[GroupReport], faults: Sequence[str]) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    if upstream_requests:
+        lines += ["", "requests each provider received while failing: " + ", ".join(
+            f"{name} {count}" for name, count in upstream_requests.items())]
     return "\n".join(lines)
 
 
-def as_json(reports: Sequence[GroupReport], faults: Sequence[str]) -> dict[str, Any]:
-    return {"faults": list(faults), "groups": [
+def as_json(reports: Sequence[GroupReport], faults: Sequence[str],
+            upstream_requests: Mapping[str, int] | None = None) -> dict[str, Any]:
+    return {"faults": list(faults), "upstream_requests": dict(upstream_requests or {}),
+            "groups": [
         {"group": r.group, "served": r.served, "failed": r.failed,
          "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
          "baseline_p50_ms": r.baseline_p50_ms, "baseline_p99_ms": r.baseline_p99_ms,

@@ -37,6 +37,13 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class DrillResult:
+    groups: list[GroupReport]
+    upstream_requests: dict[str, int]
+    """Per provider: requests its simulator received during the failing run."""
+
+
+@dataclass(frozen=True, slots=True)
 class DrillPlan:
     config_path: str | None
     failures: Sequence[Failure]
@@ -100,7 +107,7 @@ def default_models(config: GatewayConfig) -> list[str]:
     return [f"{vendor}/{DRILL_MODEL}" for vendor in sorted(config.open_vendors)]
 
 
-async def run(plan: DrillPlan, config: GatewayConfig) -> list[GroupReport]:
+async def run(plan: DrillPlan, config: GatewayConfig) -> DrillResult:
     providers = _providers(config)
     unknown = {f.provider for f in plan.failures} - set(providers)
     if unknown:
@@ -125,8 +132,10 @@ async def run(plan: DrillPlan, config: GatewayConfig) -> list[GroupReport]:
             mark = len(breakers.history)
             drill = await _phase(session, url, plan)
             history = list(breakers.history)[mark:]
+            received = await _received(session, sims)
         models = {str(body["model"]) for body in plan.requests}
-        return summarise(baseline, drill, _transitions_by_group(config, history, models))
+        groups = summarise(baseline, drill, _transitions_by_group(config, history, models))
+        return DrillResult(groups, received)
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -157,12 +166,27 @@ def _on_simulators(config: GatewayConfig, sims: Mapping[str, RunningSim]) -> Gat
                    state=StateSettings())  # never touch a shared Redis from a drill
 
 
+async def _received(
+    session: aiohttp.ClientSession, sims: Mapping[str, RunningSim]
+) -> dict[str, int]:
+    """Requests each provider's simulator received in the failing run (its counters were
+    reset when the faults were injected): a dead vendor should see only probes."""
+    counts = {}
+    for provider, sim in sorted(sims.items()):
+        async with session.get(sim.root_url + "/_sim/stats") as response:
+            counts[provider] = int((await response.json())["requests_total"])
+    return counts
+
+
 async def _inject(session: aiohttp.ClientSession, sims: Mapping[str, RunningSim],
                   failures: Sequence[Failure]) -> None:
     rules: dict[str, list[dict[str, Any]]] = {}
     for f in failures:
         rules.setdefault(f.provider, []).append(
             {"fault": f.fault, "params": dict(f.params), "probability": f.probability})
+    for sim in sims.values():
+        async with session.post(sim.root_url + "/_sim/reset"):
+            pass
     for provider, provider_rules in rules.items():
         async with session.put(sims[provider].root_url + "/_sim/faults",
                                json={"rules": provider_rules}) as response:

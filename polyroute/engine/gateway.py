@@ -131,7 +131,8 @@ class Gateway:
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
             loop: AttemptLoop[T] = self._loop(route, record, deadline, also)
             result, _ = await loop.run(_blaming_the_client(
-                lambda dep: attempt(dep, timeouts, deadline), own, timeouts, own.response_s))
+                lambda dep: attempt(dep, timeouts, deadline),
+                timeouts.total_s < own.total_s, own.response_s))
             record.usage = usage(result)
             return result
         except GatewayError as exc:
@@ -167,7 +168,9 @@ class Gateway:
 
             loop: AttemptLoop[OpenedStream] = self._loop(
                 route, record, deadline, request.models or (), discard=OpenedStream.aclose)
-            opened, dep = await loop.run(_blaming_the_client(attempt, own, timeouts, own.ttft_s))
+            opened, dep = await loop.run(_blaming_the_client(
+                attempt, timeouts.total_s < own.total_s or timeouts.ttft_s < own.ttft_s,
+                own.ttft_s))
         except BaseException as exc:
             if isinstance(exc, GatewayError):
                 record.status, record.error_class = exc.status, exc.error_class
@@ -179,7 +182,8 @@ class Gateway:
         self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
 
         def failed(exc: UpstreamError) -> None:
-            if isinstance(exc, UpstreamTimeout) and _tightened(own, timeouts):
+            if isinstance(exc, UpstreamTimeout) and (
+                    timeouts.stall_s < own.stall_s or timeouts.total_s < own.total_s):
                 return  # the client's own stall or total deadline: not the deployment's fault
             self._breakers.failure(dep.upstream, exc, route.resilience.circuit)
 
@@ -238,20 +242,14 @@ class Gateway:
             observer.observe(record)
 
 
-def _tightened(own: Timeouts, chosen: Timeouts) -> bool:
-    return (chosen.total_s < own.total_s or chosen.ttft_s < own.ttft_s
-            or chosen.stall_s < own.stall_s)
-
-
 def _blaming_the_client(
-    attempt: Callable[[Deployment], Awaitable[T]], own: Timeouts, chosen: Timeouts,
-    own_attempt_s: float,
+    attempt: Callable[[Deployment], Awaitable[T]], tightened: bool, own_attempt_s: float,
 ) -> Callable[[Deployment], Awaitable[T]]:
-    """Mark a timeout as the client's when its own deadline (``x-polyroute-timeout`` and the
-    like), tighter than the group's, fired before the attempt had the group's own limit
-    ``own_attempt_s``: such a timeout is no evidence against the deployment, or any tenant
-    could open every circuit with a 1 ms deadline."""
-    if not _tightened(own, chosen):
+    """Mark a timeout as the client's when the client ``tightened`` a deadline that bounds the
+    attempt (``x-polyroute-timeout``, ``x-polyroute-ttft-timeout``) and it fired before the
+    attempt had the group's own limit ``own_attempt_s``: such a timeout is no evidence against
+    the deployment, or any tenant could open every circuit with a 1 ms deadline."""
+    if not tightened:
         return attempt  # the common case: every timeout is the group's own
 
     async def attributed(dep: Deployment) -> T:

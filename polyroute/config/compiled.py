@@ -13,6 +13,11 @@ class Quirks:
     stream_usage: bool = True
     drop_params: frozenset[str] = frozenset()
     default_max_tokens: int | None = None
+    continuation: str = "none"
+    """How this provider continues a final assistant message (resuming a broken stream):
+    'assistant_prefill' (Anthropic, Bedrock, llama.cpp's server: the final assistant message
+    is the prefix), 'continue_final_message' (vLLM's flag), 'prefix' (Mistral's and
+    DeepSeek's ``prefix: true``) or 'none' (regenerate and splice instead)."""
 
 
 @dataclass(frozen=True, slots=True)

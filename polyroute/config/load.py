@@ -300,11 +300,16 @@ def _endpoint(
         base_url=base_url,
         headers=MappingProxyType(headers),
         quirks=c.Quirks(p.quirks.max_tokens_field, p.quirks.stream_usage,
-                        frozenset(p.quirks.drop_params), p.quirks.default_max_tokens),
+                        frozenset(p.quirks.drop_params), p.quirks.default_max_tokens,
+                        p.quirks.continuation or _NATIVE_CONTINUATION.get(p.protocol, "none")),
         secrets=tuple(secrets),
         region=_region(p, parts.hostname or "", path, env, fail),
         api_version=_api_version(p, base_url, path, env, fail),
     )
+
+
+# Protocols whose API itself continues a final assistant message (prefill).
+_NATIVE_CONTINUATION = {"anthropic": "assistant_prefill", "bedrock": "assistant_prefill"}
 
 
 def _region(

@@ -97,6 +97,13 @@ class Quirks(_Section, kw_only=True):
     default_max_tokens: Annotated[int, Meta(gt=0)] | None = None
     """Anthropic protocol: the max_tokens to send when the client gives no output limit
     (Anthropic requires one). Unset: 4096."""
+    continuation: Literal["none", "assistant_prefill", "continue_final_message", "prefix"] \
+        | None = None
+    """How the server continues a final assistant message, used to resume a stream that broke
+    mid-answer: assistant_prefill (the message is the prefix: Anthropic, Bedrock, llama.cpp's
+    server), continue_final_message (vLLM), prefix (Mistral, DeepSeek's beta URL) or none
+    (the answer is regenerated and spliced instead). Unset: assistant_prefill for the
+    anthropic and bedrock protocols, the known vendor's own for discovered ones, else none."""
 
 
 class ProviderSection(_Section, kw_only=True):

@@ -21,6 +21,7 @@ from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.observer import RequestObserver
+from polyroute.engine.recovery import Recovery, Resumed
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
 from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
@@ -175,12 +176,24 @@ class Gateway:
         record.ttft_s = self._clock() - start
         self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
 
-        def failed(exc: UpstreamError) -> None:
-            self._breakers.failure(dep.upstream, exc, route.resilience.circuit)
+        def failed(broken: Deployment, exc: UpstreamError) -> None:
+            self._breakers.failure(broken.upstream, exc, route.resilience.circuit)
 
+        def resume_loop(candidates: list[Deployment]) -> AttemptLoop[Resumed]:
+            return AttemptLoop(
+                group=route.group, candidates=candidates, resilience=route.resilience,
+                record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
+                rng=self._rng, discard=Resumed.aclose)
+
+        recovery = Recovery(
+            request, route.candidates, record=record, adapters=self._adapters,
+            timeouts=timeouts, deadline=deadline, failover_on=route.resilience.failover_on,
+            loop=resume_loop, on_failure=failed, prompt_tokens=estimate_input_tokens(request),
+            max_resumes=route.resilience.retry.max_attempts)
         return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
-                          on_failure=failed,
-                          settle=lambda: self._settle(record, start, ticket))
+                          on_failure=lambda exc: failed(dep, exc),
+                          settle=lambda: self._settle(record, start, ticket),
+                          recovery=recovery, deployment=dep)
 
     async def _admit(
         self, principal: Principal, route: Route, record: RequestRecord, input_tokens: int,

@@ -1,0 +1,349 @@
+"""Finishing a stream that broke mid-answer on another attempt, so the client never sees it.
+
+Once content has reached the client, the stream can no longer be swapped invisibly: the client
+holds a prefix of the answer. When the upstream then fails (cut, stall, an unreadable event, a
+vendor error event), the next candidate is asked to finish *that* answer:
+
+1. **continuation**, where its provider can continue a final assistant message
+   (``quirks.continuation``): the text the client has is sent as the assistant's partial
+   answer, and what comes back is relayed as is;
+2. **regenerate and splice** otherwise (or when the continuation is refused with a 4xx): the
+   original request is sent again and the new answer is relayed only once it has reproduced,
+   exactly, the text the client already has; an answer that diverges fails that candidate;
+3. when no candidate can finish it, the stream ends with an error event naming the *original*
+   failure.
+
+A resumed attempt, like a first one, can still fail invisibly until it produces something the
+client does not have yet. The client sees one stream: one id, no second role chunk, one
+finish reason and one usage block, the sum of what every attempt billed (:class:`Billing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from polyroute.adapters.registry import AdapterRegistry
+from polyroute.config import Deployment
+from polyroute.config.compiled import Timeouts
+from polyroute.engine.attempts import AttemptLoop
+from polyroute.errors import (
+    AnswerDiverged,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
+from polyroute.model.chat import ChatChunk, ChatRequest, ChunkChoice, Delta, Message
+from polyroute.model.record import Charge, RequestRecord
+from polyroute.model.usage import Usage
+
+Batches = AsyncIterator[list[ChatChunk]]
+
+CHARS_PER_TOKEN = 4
+"""For attempts that broke before reporting usage: the same rough rule as admission's."""
+
+
+class Transcript:
+    """What the client has been sent of the answer (choice 0), and whether a resumption can
+    take over from there."""
+
+    __slots__ = ("blocker", "content", "created", "finished", "id", "model", "reasoning")
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.id = ""
+        self.model = ""
+        self.created = 0
+        self.finished = False
+        self.blocker: str | None = None
+        """Why no other attempt can finish this answer, once that is so."""
+
+    def observe(self, batch: list[ChatChunk]) -> None:
+        for chunk in batch:
+            if not self.id and chunk.id:
+                self.id, self.model, self.created = chunk.id, chunk.model, chunk.created
+            for choice in chunk.choices:
+                if choice.finish_reason:
+                    self.finished = True
+                if choice.index != 0:
+                    self.blocker = "the answer has several choices"
+                    continue
+                delta = choice.delta
+                if delta.content:
+                    self.content.append(delta.content)
+                if delta.reasoning_content:
+                    self.reasoning.append(delta.reasoning_content)
+                if delta.tool_calls:
+                    # A call's arguments arrive in fragments, and a regenerated call gets a
+                    # new id: past this point no boundary is safe to resume from.
+                    self.blocker = "a tool call had begun"
+                if delta.refusal:
+                    self.blocker = "the answer is a refusal"
+
+    @property
+    def text(self) -> str:
+        return "".join(self.content)
+
+
+class Resume:
+    """Turns a resuming attempt's stream into the rest of the client's stream.
+
+    ``strict`` (splice): the attempt must first reproduce the transcript exactly; that part is
+    swallowed, and any difference raises :class:`AnswerDiverged`. Not strict (continuation):
+    ``echo`` is swallowed if the attempt starts with it (the whitespace taken off the end of
+    the prefix, or a prefix a server repeats) and the rest relayed as it comes.
+    """
+
+    def __init__(self, sent: Transcript, *, strict: bool, echo: str = "",
+                 prompt_tokens: int = 0) -> None:
+        self._sent = sent
+        self._strict = strict
+        self.mode = "splice" if strict else "continuation"
+        self._content = sent.text if strict else echo
+        self._reasoning = "".join(sent.reasoning) if strict else ""
+        self.prompt_tokens = prompt_tokens
+        """An estimate of what this attempt's prompt costs, should it break before usage."""
+        self.started = False
+        """The attempt has produced something the client does not have yet."""
+        self.chars = 0
+        self.usage: Usage | None = None
+
+    def feed(self, batch: list[ChatChunk]) -> list[ChatChunk]:
+        sent, out = self._sent, []
+        for chunk in batch:
+            if chunk.usage is not None:
+                self.usage = chunk.usage
+            choices = [c for c in map(self._choice, chunk.choices) if c is not None]
+            if choices or (chunk.usage is not None and not chunk.choices):
+                out.append(ChatChunk(id=sent.id, model=sent.model, created=sent.created,
+                                     choices=choices, usage=chunk.usage,
+                                     system_fingerprint=chunk.system_fingerprint))
+        return out
+
+    def _choice(self, choice: ChunkChoice) -> ChunkChoice | None:
+        if choice.index != 0:
+            raise _diverged("it has several choices")
+        delta = choice.delta
+        self.chars += len(delta.content or "") + len(delta.reasoning_content or "")
+        reasoning = self._skip_reasoning(delta.reasoning_content)
+        content = self._skip_content(delta.content)
+        replaying = bool(self._content or self._reasoning) and self._strict
+        if replaying and (delta.tool_calls or delta.refusal or choice.finish_reason):
+            raise _diverged("it ended or changed course before reaching the break")
+        thinking = None if replaying else delta.thinking_blocks
+        fresh = Delta(content=content or None, reasoning_content=reasoning or None,
+                      tool_calls=delta.tool_calls, refusal=delta.refusal,
+                      thinking_blocks=thinking)
+        if fresh == _EMPTY and not choice.finish_reason:
+            return None
+        self.started = True
+        return ChunkChoice(0, fresh, choice.finish_reason)
+
+    def _skip_reasoning(self, text: str | None) -> str | None:
+        if not text:
+            return text
+        if self._strict and not self._reasoning and self._content:
+            raise _diverged("it thinks longer than the answer it replaces")
+        text, self._reasoning = self._skip(text, self._reasoning)
+        return text
+
+    def _skip_content(self, text: str | None) -> str | None:
+        if not text:
+            return text
+        if self._strict and self._reasoning:
+            raise _diverged("it thinks less than the answer it replaces")
+        text, self._content = self._skip(text, self._content)
+        return text
+
+    def _skip(self, text: str, expected: str) -> tuple[str, str]:
+        """``text`` less what it repeats of ``expected``, and what is left to expect."""
+        if not expected:
+            return text, ""
+        n = min(len(text), len(expected))
+        if text[:n] == expected[:n]:
+            return text[n:], expected[n:]
+        if self._strict:
+            raise _diverged("its text differs from what the client has")
+        return text, ""  # a continuation that did not repeat: relay it all
+
+
+
+def _diverged(why: str) -> AnswerDiverged:
+    return AnswerDiverged(f"the regenerated answer cannot be spliced on: {why}")
+
+
+_EMPTY = Delta()
+
+
+@dataclass(slots=True)
+class Resumed:
+    """An attempt that has taken over a broken stream: what it already produced (``held``),
+    the rest of its upstream, and the filter its batches go through."""
+
+    held: list[list[ChatChunk]]
+    upstream: Batches
+    resume: Resume
+    on_failure: Callable[[UpstreamError], None] = field(default=lambda exc: None)
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()  # type: ignore[attr-defined]
+
+
+async def open_resumed(upstream: Batches, resume: Resume, *, ttft_s: float, stall_s: float,
+                       deadline: float) -> Resumed:
+    """Read ``upstream`` through ``resume`` until it produces something new: the resuming
+    attempt's point of no return. Its first event must come within ``ttft_s``, each later one
+    within ``stall_s`` (a splice replays text the client has, which takes time)."""
+    held: list[list[ChatChunk]] = []
+    loop = asyncio.get_running_loop()
+    wait = ttft_s
+    try:
+        while not resume.started:
+            limit = min(loop.time() + wait, deadline)
+            try:
+                async with asyncio.timeout_at(limit):
+                    batch = await anext(upstream)
+            except StopAsyncIteration:
+                raise UpstreamProtocolError(
+                    "the resuming stream ended before it reached the break") from None
+            except TimeoutError:
+                raise UpstreamTimeout(f"the resuming stream was silent for {wait:g} s"
+                                      if limit < deadline else
+                                      "the request's deadline passed while resuming") from None
+            wait = stall_s
+            out = resume.feed(batch)
+            if out:
+                held.append(out)
+        return Resumed(held, upstream, resume)
+    except BaseException:
+        await upstream.aclose()  # type: ignore[attr-defined]
+        raise
+
+
+class Billing:
+    """What each attempt of one stream billed, so that the client's one usage block and the
+    ledger both hold their sum, each attempt priced at its own deployment's price."""
+
+    def __init__(self) -> None:
+        self.charges: list[Charge] = []
+
+    def add(self, vendor: str, model: str, usage: Usage | None, *, prompt_tokens: int,
+            chars: int) -> None:
+        if usage is None:  # it broke before its usage came: what it read and wrote, roughly
+            usage = Usage(prompt_tokens=prompt_tokens,
+                          completion_tokens=-(-chars // CHARS_PER_TOKEN),
+                          total_tokens=prompt_tokens + -(-chars // CHARS_PER_TOKEN))
+            self.charges.append(Charge(vendor, model, usage, estimated=True))
+        else:
+            self.charges.append(Charge(vendor, model, usage))
+
+    def total(self, last: Usage | None = None) -> Usage:
+        usages = [c.usage for c in self.charges] + ([last] if last is not None else [])
+        return sum_usage(usages)
+
+
+def sum_usage(usages: list[Usage]) -> Usage:
+    as_dicts = [msgspec.to_builtins(u) for u in usages]
+    return msgspec.convert(_sum(as_dicts), Usage)
+
+
+def _sum(values: list[dict[str, object]]) -> dict[str, object]:
+    total: dict[str, object] = {}
+    for value in values:
+        for key, item in value.items():
+            if isinstance(item, dict):
+                total[key] = _sum([total.get(key) or {}, item])  # type: ignore[list-item]
+            elif isinstance(item, int) and not isinstance(item, bool):
+                total[key] = int(total.get(key) or 0) + item  # type: ignore[call-overload]
+    return total
+
+
+class Recovery:
+    """Resumes one request's stream on the candidates it has left (and, as a last resort, on
+    the deployment that broke), through an attempt loop of their own: circuits, retries and
+    the request's deadline hold as for the first attempt."""
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        candidates: Sequence[Deployment],
+        *,
+        record: RequestRecord,
+        adapters: AdapterRegistry,
+        timeouts: Timeouts,
+        deadline: float,
+        failover_on: frozenset[str],
+        loop: Callable[[list[Deployment]], AttemptLoop[Resumed]],
+        on_failure: Callable[[Deployment, UpstreamError], None],
+        prompt_tokens: int,
+        max_resumes: int,
+    ) -> None:
+        self._request = request
+        self._resumes_left = max_resumes
+        self._candidates = tuple(candidates)
+        self._record = record
+        self._adapters = adapters
+        self._timeouts = timeouts
+        self._deadline = deadline
+        self._failover_on = failover_on
+        self._loop = loop
+        self._on_failure = on_failure
+        self.prompt_tokens = prompt_tokens
+        self.billing = Billing()
+
+    def why_not(self, failure: UpstreamError, sent: Transcript) -> str | None:
+        if failure.trigger not in self._failover_on:
+            return f"'{failure.trigger}' is not in failover_on"
+        if sent.blocker is not None:
+            return sent.blocker
+        if self._resumes_left <= 0:
+            return "the stream was already resumed as often as retry.max_attempts allows"
+        if asyncio.get_running_loop().time() >= self._deadline:
+            return "the request's deadline has passed"
+        return None
+
+    async def resume(self, broken: Deployment, sent: Transcript) -> tuple[Resumed, Deployment]:
+        """Another attempt that finishes the answer ``sent`` began. Raises the attempt loop's
+        error when no candidate can."""
+        self._resumes_left -= 1
+        tried = {a.deployment for a in self._record.attempts}
+        candidates = [d for d in self._candidates if d.name not in tried]
+        candidates.append(broken)  # the same deployment, when nothing else is left
+
+        async def attempt(dep: Deployment) -> Resumed:
+            resumed = await self._attempt(dep, sent)
+            resumed.on_failure = lambda exc: self._on_failure(dep, exc)
+            return resumed
+
+        return await self._loop(candidates).run(attempt)
+
+    async def _attempt(self, dep: Deployment, sent: Transcript) -> Resumed:
+        timeouts = self._timeouts
+        text = sent.text
+        prefix = text.rstrip()
+        adapter = self._adapters.get(dep.endpoint.protocol)
+        if dep.endpoint.quirks.continuation != "none" and prefix and not sent.reasoning:
+            # Trailing whitespace is taken off the prefix (Anthropic refuses a final assistant
+            # message ending in it) and swallowed if the continuation starts with it.
+            request = msgspec.structs.replace(
+                self._request, continue_final=True,
+                messages=[*self._request.messages, Message("assistant", prefix)])
+            # Mistral's answer may repeat the prefix: swallowed too, if it does.
+            echo = text if dep.endpoint.quirks.continuation == "prefix" else text[len(prefix):]
+            resume = Resume(sent, strict=False, echo=echo,
+                            prompt_tokens=self.prompt_tokens + len(prefix) // CHARS_PER_TOKEN)
+            try:
+                return await open_resumed(
+                    adapter.stream_chat(request, dep, connect_s=timeouts.connect_s), resume,
+                    ttft_s=timeouts.ttft_s, stall_s=timeouts.stall_s, deadline=self._deadline)
+            except UpstreamRejected:
+                pass  # this model or server refuses the prefix: regenerate instead
+        resume = Resume(sent, strict=True, prompt_tokens=self.prompt_tokens)
+        return await open_resumed(
+            adapter.stream_chat(self._request, dep, connect_s=timeouts.connect_s), resume,
+            ttft_s=timeouts.ttft_s, stall_s=timeouts.stall_s, deadline=self._deadline)

@@ -1,0 +1,286 @@
+"""Mid-stream recovery: a stream that breaks after content reached the client is finished by
+the next candidate — by continuation where its provider continues an assistant prefix
+(Anthropic, Bedrock, a real llama.cpp server), by regenerate-and-splice elsewhere (the OpenAI
+simulator, whose answers are deterministic) — and the client sees one well-formed stream:
+byte-exact text, one finish reason, one [DONE], usage summed over the attempts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from polyroute.engine.gateway import estimate_input_tokens
+from polyroute.model.chat import ChatRequest, Message
+from polyroute.sim.settings import DEFAULT_TEXT
+from polyroute.sim.tokens import count_tokens, split_tokens
+from tests.conftest import SIM_KEY, sim_provider
+from tests.support.gateway import GatewayProcess
+from tests.support.llama_server import LlamaServer
+from tests.support.sim import SimServer
+
+USER = [{"role": "user", "content": "Say hello."}]
+TIMEOUTS = {"connect_s": 2, "ttft_s": 3, "stall_s": 1, "response_s": 5, "total_s": 20}
+CUT_AFTER = 3
+SENT = "".join(split_tokens(DEFAULT_TEXT)[:CUT_AFTER])  # what the client has at the break
+MID_ANSWER = ("stream_cut", "stream_stall", "malformed_chunk")
+LLAMA = {"max_tokens": 8, "temperature": 0, "seed": 1}
+
+
+def pair(primary: dict[str, Any], backup: dict[str, Any]) -> dict[str, Any]:
+    return {"routing": "priority", "deployments": [
+        {**primary, "name": "primary"}, {**backup, "name": "backup", "priority": 1}]}
+
+
+def anthropic_provider(sim: SimServer) -> dict[str, Any]:
+    return {"protocol": "anthropic", "base_url": sim.root_url, "api_key": "${SIM_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def paced() -> Iterator[SimServer]:
+    # Paced, so the first content surely reaches the client before the fault.
+    with SimServer(api_key=SIM_KEY, tokens_per_second=100) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(sim: SimServer, paced: SimServer, llama_server: LlamaServer,
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    groups: dict[str, Any] = {}
+    for fault in MID_ANSWER:
+        groups[f"splice-{fault}"] = pair(
+            {"provider": "paced", "model": f"s-{fault}@{fault}:after_chunks={CUT_AFTER}"},
+            {"provider": "sim", "model": f"s-{fault}-backup"})
+        groups[f"cont-{fault}"] = pair(
+            {"provider": "paced-ant", "model": f"c-{fault}@{fault}:after_chunks={CUT_AFTER}"},
+            {"provider": "ant", "model": f"c-{fault}-backup"})
+    groups["cont-stream_error"] = pair(
+        {"provider": "paced-ant", "model": f"c-err@stream_error:after_chunks={CUT_AFTER}"},
+        {"provider": "ant", "model": "c-err-backup"})
+    groups["diverging"] = pair(
+        {"provider": "paced", "model": f"d@stream_cut:after_chunks={CUT_AFTER}"},
+        {"provider": "sim", "model": "echo-diverging"})  # answers with the prompt: differs
+    groups["cut-tool"] = pair(
+        {"provider": "paced", "model": "t@stream_cut:after_chunks=2"},
+        {"provider": "sim", "model": "t-backup"})
+    groups["llama"] = pair(
+        {"provider": "paced", "model": f"l@stream_cut:after_chunks={CUT_AFTER}"},
+        {"provider": "llamacpp", "model": llama_server.model})
+    groups["solo"] = {"deployments": [{"provider": "paced", "model": "solo"}]}
+    db = tmp_path_factory.mktemp("recovery") / "polyroute.db"
+    config = {
+        "providers": {
+            "sim": sim_provider(sim), "paced": sim_provider(paced),
+            "ant": anthropic_provider(sim), "paced-ant": anthropic_provider(paced),
+            "llamacpp": {"base_url": llama_server.base_url, "auth": "none",
+                         "quirks": {"continuation": "assistant_prefill",
+                                    "max_tokens_field": "max_tokens"}},
+        },
+        "model_groups": groups,
+        "resilience": {"timeouts": TIMEOUTS},
+        "storage": {"flush_interval_s": 0.05, "sqlite_path": str(db)},
+    }
+    with GatewayProcess(config, env={"SIM_KEY": SIM_KEY}, log_level="DEBUG") as gateway:
+        gateway.db = db  # type: ignore[attr-defined]
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def client(gw: GatewayProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0, timeout=30)
+
+
+def sse(gw: GatewayProcess, model: str, **extra: Any) -> list[bytes]:
+    body = {"model": model, "messages": USER, "stream": True, **extra}
+    raw = httpx.post(gw.base_url + "/chat/completions", json=body, timeout=30).content
+    return [e for e in raw.split(b"\n\n") if e]
+
+
+def chunks(events: list[bytes]) -> list[dict[str, Any]]:
+    return [json.loads(e[6:]) for e in events if e != b"data: [DONE]"]
+
+
+def estimate_cut(sent: str, messages: list[dict[str, Any]] = USER) -> tuple[int, int]:
+    """What the gateway charges for an attempt that broke before reporting usage."""
+    request = ChatRequest(messages=[Message(m["role"], m["content"]) for m in messages])
+    return estimate_input_tokens(request), -(-len(sent) // 4)
+
+
+def direct_usage(sim: SimServer) -> tuple[int, int]:
+    direct = openai.OpenAI(base_url=sim.base_url, api_key=SIM_KEY, max_retries=0)
+    usage = None
+    for chunk in direct.chat.completions.create(model="x", messages=USER, stream=True,  # type: ignore[call-overload]
+                                                stream_options={"include_usage": True}):
+        usage = chunk.usage or usage
+    assert usage is not None
+    return usage.prompt_tokens, usage.completion_tokens
+
+
+@pytest.mark.parametrize("fault", MID_ANSWER)
+def test_splice_finishes_the_stream_byte_exact(
+    gw: GatewayProcess, sim: SimServer, fault: str
+) -> None:
+    started = time.monotonic()
+    events = sse(gw, f"splice-{fault}", stream_options={"include_usage": True})
+    assert time.monotonic() - started < 15
+    assert events[-1] == b"data: [DONE]" and events.count(b"data: [DONE]") == 1
+    data = chunks(events)
+    assert not any("error" in c for c in data)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in data if c["choices"])
+    assert text == DEFAULT_TEXT
+    finishes = [ch["finish_reason"] for c in data for ch in c["choices"] if ch.get("finish_reason")]
+    assert finishes == ["stop"]
+    assert len({c["id"] for c in data}) == 1  # one stream, one id
+    roles = [ch["delta"]["role"] for c in data for ch in c["choices"] if "role" in ch["delta"]]
+    assert roles == ["assistant"]
+    usages = [c["usage"] for c in data if c.get("usage")]
+    assert len(usages) == 1
+    cut_prompt, cut_completion = estimate_cut(SENT)
+    prompt, completion = direct_usage(sim)
+    assert usages[0]["prompt_tokens"] == cut_prompt + prompt
+    assert usages[0]["completion_tokens"] == cut_completion + completion
+    assert "resumed by splice on backup after" in gw.log()
+
+
+@pytest.mark.parametrize("fault", MID_ANSWER)
+def test_splice_through_the_openai_sdk(client: openai.OpenAI, fault: str) -> None:
+    stream = client.chat.completions.create(model=f"splice-{fault}", messages=USER,  # type: ignore[call-overload]
+                                            stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == DEFAULT_TEXT
+
+
+@pytest.mark.parametrize("fault", [*MID_ANSWER, "stream_error"])
+def test_continuation_on_anthropic(gw: GatewayProcess, sim: SimServer, fault: str) -> None:
+    """The backup is asked to continue the prefix: it answers only the rest, and its usage
+    says so (a regenerated answer would bill every token again)."""
+    events = sse(gw, f"cont-{fault}", stream_options={"include_usage": True})
+    assert events[-1] == b"data: [DONE]" and events.count(b"data: [DONE]") == 1
+    data = chunks(events)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in data if c["choices"])
+    assert text == DEFAULT_TEXT
+    usage = [c["usage"] for c in data if c.get("usage")][-1]
+    cut_prompt, cut_completion = estimate_cut(SENT)
+    rest = count_tokens(DEFAULT_TEXT[len(SENT):])
+    assert usage["completion_tokens"] == cut_completion + rest
+    assert usage["prompt_tokens"] > cut_prompt + count_tokens(USER[0]["content"])
+    assert "resumed by continuation on backup" in gw.log()
+
+
+def test_continuation_through_the_anthropic_sdk(gw: GatewayProcess) -> None:
+    client = anthropic.Anthropic(base_url=gw.root_url, api_key="unused", max_retries=0)
+    with client.messages.stream(model="cont-stream_cut", max_tokens=200,
+                                messages=USER) as stream:  # type: ignore[arg-type]
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == DEFAULT_TEXT
+    assert final.stop_reason == "end_turn"
+    rest = count_tokens(DEFAULT_TEXT[len(SENT):])
+    assert final.usage.output_tokens == estimate_cut(SENT)[1] + rest
+
+
+def test_splice_through_the_anthropic_sdk(gw: GatewayProcess) -> None:
+    client = anthropic.Anthropic(base_url=gw.root_url, api_key="unused", max_retries=0)
+    with client.messages.stream(model="splice-stream_cut", max_tokens=200,
+                                messages=USER) as stream:  # type: ignore[arg-type]
+        text = "".join(stream.text_stream)
+    assert text == DEFAULT_TEXT
+
+
+def test_responses_dialect_recovers_too(client: openai.OpenAI) -> None:
+    done = ""
+    deltas = []
+    for event in client.responses.create(model="splice-malformed_chunk", input="Say hello.",
+                                         stream=True):
+        if event.type == "response.output_text.delta":
+            deltas.append(event.delta)
+        if event.type == "response.completed":
+            done = event.response.output_text
+        assert event.type not in ("error", "response.failed")
+    assert "".join(deltas) == DEFAULT_TEXT == done
+
+
+def test_continuation_on_a_real_llama_cpp_server(
+    gw: GatewayProcess, llama_server: LlamaServer
+) -> None:
+    """The simulator breaks after three tokens; llama.cpp continues that prefix. The text is
+    exactly the prefix plus what llama.cpp answers when asked directly to continue it."""
+    direct = openai.OpenAI(base_url=llama_server.base_url, api_key="x", max_retries=0)
+    expected = direct.chat.completions.create(
+        model=llama_server.model, messages=[*USER, {"role": "assistant", "content": SENT}],  # type: ignore[list-item]
+        **LLAMA).choices[0].message.content  # type: ignore[call-overload]
+    assert expected
+    stream = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0).chat.completions
+    text, finishes = "", []
+    for chunk in stream.create(model="llama", messages=USER, stream=True, **LLAMA):  # type: ignore[call-overload]
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            if choice.finish_reason:
+                finishes.append(choice.finish_reason)
+    assert text == SENT + expected
+    assert finishes == ["length"]
+    assert "resumed by continuation on backup" in gw.log()
+
+
+def test_diverging_answer_ends_with_the_original_failure(gw: GatewayProcess) -> None:
+    events = sse(gw, "diverging")
+    assert b"data: [DONE]" not in events
+    last = json.loads(events[-1][6:])
+    assert last["choices"][0]["finish_reason"] == "error"
+    assert last["error"]["code"] == "stream_interrupted"
+    message = last["error"]["message"]
+    assert message.startswith("the upstream failed after the answer had started")
+    assert "spliced" not in message.split(":")[1]  # the original failure, not the splice's
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks(events[:-1]))
+    assert text == SENT
+
+
+def test_tool_call_cut_mid_arguments_is_not_resumed(gw: GatewayProcess) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"location": {"type": "string"}},
+        "required": ["location"]}}}]
+    events = sse(gw, "cut-tool", tools=tools, tool_choice="required")
+    assert b"data: [DONE]" not in events
+    last = json.loads(events[-1][6:])
+    assert last["error"]["code"] == "stream_interrupted"
+    assert "not resumed (a tool call had begun)" in gw.log()
+
+
+def test_same_deployment_resumes_when_it_is_the_only_one(
+    gw: GatewayProcess, paced: SimServer
+) -> None:
+    paced.set_rules([{"fault": "stream_cut", "model": "solo",
+                      "params": {"after_chunks": CUT_AFTER}, "times": 1}])
+    try:
+        events = sse(gw, "solo")
+    finally:
+        paced.clear_rules()
+    assert events[-1] == b"data: [DONE]"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks(events))
+    assert text == DEFAULT_TEXT
+
+
+def test_the_ledger_charges_every_attempt(gw: GatewayProcess, sim: SimServer) -> None:
+    sse(gw, "splice-stream_cut", stream_options={"include_usage": True})
+    time.sleep(0.5)
+    db = sqlite3.connect(Path(gw.db))  # type: ignore[attr-defined]
+    try:
+        rows = db.execute("SELECT prompt_tokens, completion_tokens, attempts FROM ledger "
+                          "WHERE model_group = 'splice-stream_cut' ORDER BY ts DESC LIMIT 1"
+                          ).fetchall()
+    finally:
+        db.close()
+    assert rows
+    prompt, completion, attempts = rows[0]
+    cut_prompt, cut_completion = estimate_cut(SENT)
+    direct_prompt, direct_completion = direct_usage(sim)
+    assert (prompt, completion) == (cut_prompt + direct_prompt, cut_completion + direct_completion)
+    assert [a[0] for a in json.loads(attempts)] == ["primary", "backup"]

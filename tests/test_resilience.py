@@ -4,7 +4,6 @@ between tests sharing one gateway."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -284,3 +285,18 @@ def test_the_ledger_charges_every_attempt(gw: GatewayProcess, sim: SimServer) ->
     direct_prompt, direct_completion = direct_usage(sim)
     assert (prompt, completion) == (cut_prompt + direct_prompt, cut_completion + direct_completion)
     assert [a[0] for a in json.loads(attempts)] == ["primary", "backup"]
+
+
+def test_official_js_sdks_see_one_stream(gw: GatewayProcess) -> None:
+    js = Path(__file__).parent / "js"
+    assert (js / "node_modules" / "openai").exists(), "run: npm ci --prefix tests/js"
+    result = subprocess.run(["node", str(js / "recovery.mjs"), gw.root_url,
+                             "splice-stream_cut", "cont-stream_cut"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    rest = count_tokens(DEFAULT_TEXT[len(SENT):])
+    assert got["splice"]["text"] == DEFAULT_TEXT and got["splice"]["finishes"] == ["stop"]
+    assert got["continuation"] == {"text": DEFAULT_TEXT, "finishes": ["stop"],
+                                   "completionTokens": estimate_cut(SENT)[1] + rest}
+    assert got["messages"] == DEFAULT_TEXT and got["messagesStop"] == "end_turn"

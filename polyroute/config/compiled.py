@@ -101,6 +101,12 @@ class Timeouts:
     stall_s: float = 30.0
     response_s: float = 300.0
     total_s: float = 600.0
+    adaptive: bool = True
+    """Stall and first-token deadlines learnt per upstream (engine/deadlines.py), within
+    [stall_floor_s, stall_s] and [ttft_floor_s, ttft_s]."""
+    adaptive_factor: float = 4.0
+    stall_floor_s: float = 5.0
+    ttft_floor_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

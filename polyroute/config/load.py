@@ -254,7 +254,8 @@ def _resilience(r: ResilienceSection) -> c.Resilience:
         failover_on=frozenset(r.failover_on),
         retry=c.Retry(rt.max_attempts, rt.retries_per_deployment, rt.backoff_base_s,
                       rt.backoff_max_s, rt.max_retry_after_s),
-        timeouts=c.Timeouts(t.connect_s, t.ttft_s, t.stall_s, t.response_s, t.total_s),
+        timeouts=c.Timeouts(t.connect_s, t.ttft_s, t.stall_s, t.response_s, t.total_s,
+                            t.adaptive, t.adaptive_factor, t.stall_floor_s, t.ttft_floor_s),
         circuit=c.Circuit(cb.enabled, cb.failures, cb.window_s, cb.cooldown_s),
         hedge=c.Hedge(h.enabled, h.delay_s, h.min_delay_s),
     )

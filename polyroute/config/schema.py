@@ -186,6 +186,15 @@ class TimeoutsSection(_Section, kw_only=True):
     """Non-streaming: until the whole answer has arrived, per attempt."""
     total_s: Positive = 600.0
     """The whole request: every attempt, backoff and wait included."""
+    adaptive: bool = True
+    """Learn each upstream's stall and first-token deadlines from its own streams:
+    adaptive_factor × the 99th percentile of its inter-chunk gaps (first-token times, scaled
+    by prompt size), never below the floors below nor above stall_s / ttft_s."""
+    adaptive_factor: Annotated[float, Meta(ge=1)] = 4.0
+    stall_floor_s: Positive = 5.0
+    """The shortest stall deadline adaptation may set."""
+    ttft_floor_s: Positive = 10.0
+    """The shortest first-token deadline adaptation may set."""
 
 
 class CircuitSection(_Section, kw_only=True):

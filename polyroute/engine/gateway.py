@@ -20,6 +20,7 @@ from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
 from polyroute.engine.circuit import Breakers
+from polyroute.engine.deadlines import Pace, prompt_units
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.recovery import Recovery, Resumed
 from polyroute.engine.router import Route, Router
@@ -47,9 +48,12 @@ class TimeoutOverrides:
     stall_s: float | None = None
 
     def apply(self, timeouts: Timeouts) -> Timeouts:
-        changes = {k: v for k, v in (("total_s", self.total_s), ("ttft_s", self.ttft_s),
-                                     ("stall_s", self.stall_s)) if v is not None}
-        return replace(timeouts, **changes) if changes else timeouts
+        """A deadline the client chose is not adapted: its floor is set to it too."""
+        changes: dict[str, float] = {
+            k: v for k, v in (("total_s", self.total_s), ("ttft_s", self.ttft_s),
+                              ("ttft_floor_s", self.ttft_s), ("stall_s", self.stall_s),
+                              ("stall_floor_s", self.stall_s)) if v is not None}
+        return replace(timeouts, **changes) if changes else timeouts  # type: ignore[arg-type]
 
 
 NO_OVERRIDES = TimeoutOverrides()
@@ -74,6 +78,7 @@ class Gateway:
         self._clock = clock
         self._rng = rng or Random()
         self._ttft: dict[str, deque[float]] = {}
+        self._pace = Pace()
 
     async def chat(
         self, request: ChatRequest, record: RequestRecord,
@@ -153,19 +158,27 @@ class Gateway:
         ticket: object = None
         try:
             route = self._route(request.model, request.models or (), record, request)
-            ticket = await self._admit(principal, route, record,
-                                       estimate_input_tokens(request), _max_output(request))
+            input_tokens = estimate_input_tokens(request)
+            ticket = await self._admit(principal, route, record, input_tokens,
+                                       _max_output(request))
             timeouts = overrides.apply(route.resilience.timeouts)
-            deadline = asyncio.get_running_loop().time() + timeouts.total_s
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeouts.total_s
+
+            units = prompt_units(input_tokens)
 
             async def attempt(dep: Deployment) -> OpenedStream:
                 adapter = self._adapters.get(dep.endpoint.protocol)
+                t0 = loop.time()
                 upstream = adapter.stream_chat(request, dep, connect_s=timeouts.connect_s)
-                return await open_stream(upstream, timeouts.ttft_s, deadline)
+                opened = await open_stream(
+                    upstream, self._pace.ttft_s(dep.upstream, timeouts, units), deadline)
+                self._pace.first_token(dep.upstream, loop.time() - t0, units)
+                return opened
 
-            loop: AttemptLoop[OpenedStream] = self._loop(
+            attempts: AttemptLoop[OpenedStream] = self._loop(
                 route, record, deadline, discard=OpenedStream.aclose)
-            opened, dep = await loop.run(attempt)
+            opened, dep = await attempts.run(attempt)
         except BaseException as exc:
             if isinstance(exc, GatewayError):
                 record.status, record.error_class = exc.status, exc.error_class
@@ -188,12 +201,13 @@ class Gateway:
         recovery = Recovery(
             request, route.candidates, record=record, adapters=self._adapters,
             timeouts=timeouts, deadline=deadline, failover_on=route.resilience.failover_on,
-            loop=resume_loop, on_failure=failed, prompt_tokens=estimate_input_tokens(request),
-            max_resumes=route.resilience.retry.max_attempts)
+            loop=resume_loop, on_failure=failed, prompt_tokens=input_tokens,
+            max_resumes=route.resilience.retry.max_attempts, pace=self._pace)
         return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
                           on_failure=lambda exc: failed(dep, exc),
                           settle=lambda: self._settle(record, start, ticket),
-                          recovery=recovery, deployment=dep)
+                          recovery=recovery, deployment=dep,
+                          pace=(self._pace, timeouts))
 
     async def _admit(
         self, principal: Principal, route: Route, record: RequestRecord, input_tokens: int,

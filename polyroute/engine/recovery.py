@@ -30,6 +30,7 @@ from polyroute.adapters.registry import AdapterRegistry
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
+from polyroute.engine.deadlines import Pace, prompt_units
 from polyroute.errors import (
     AnswerDiverged,
     UpstreamError,
@@ -282,7 +283,10 @@ class Recovery:
         on_failure: Callable[[Deployment, UpstreamError], None],
         prompt_tokens: int,
         max_resumes: int,
+        pace: Pace,
     ) -> None:
+        self._pace = pace
+        self._units = prompt_units(prompt_tokens)
         self._request = request
         self._resumes_left = max_resumes
         self._candidates = tuple(candidates)
@@ -323,7 +327,9 @@ class Recovery:
         return await self._loop(candidates).run(attempt)
 
     async def _attempt(self, dep: Deployment, sent: Transcript) -> Resumed:
-        timeouts = self._timeouts
+        timeouts, pace = self._timeouts, self._pace
+        ttft_s = pace.ttft_s(dep.upstream, timeouts, self._units)
+        stall_s = pace.stall_s(dep.upstream, timeouts)
         text = sent.text
         prefix = text.rstrip()
         adapter = self._adapters.get(dep.endpoint.protocol)
@@ -340,10 +346,10 @@ class Recovery:
             try:
                 return await open_resumed(
                     adapter.stream_chat(request, dep, connect_s=timeouts.connect_s), resume,
-                    ttft_s=timeouts.ttft_s, stall_s=timeouts.stall_s, deadline=self._deadline)
+                    ttft_s=ttft_s, stall_s=stall_s, deadline=self._deadline)
             except UpstreamRejected:
                 pass  # this model or server refuses the prefix: regenerate instead
         resume = Resume(sent, strict=True, prompt_tokens=self.prompt_tokens)
         return await open_resumed(
             adapter.stream_chat(self._request, dep, connect_s=timeouts.connect_s), resume,
-            ttft_s=timeouts.ttft_s, stall_s=timeouts.stall_s, deadline=self._deadline)
+            ttft_s=ttft_s, stall_s=stall_s, deadline=self._deadline)

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from polyroute.config import Deployment
+from polyroute.config.compiled import Timeouts
+from polyroute.engine.deadlines import Pace
 from polyroute.engine.recovery import Recovery, Resume, Transcript
 from polyroute.errors import (
     GatewayError,
@@ -101,7 +103,10 @@ class LiveStream:
         settle: Callable[[], None],
         recovery: Recovery | None = None,
         deployment: Deployment | None = None,
+        pace: tuple[Pace, Timeouts] | None = None,
     ) -> None:
+        self._pace = pace
+        """Learnt deadlines: the stall deadline is the current deployment's own."""
         self._held = opened.held
         self._upstream = opened.upstream
         self._record = record
@@ -158,11 +163,18 @@ class LiveStream:
 
     async def _read(self) -> list[ChatChunk]:
         loop = asyncio.get_running_loop()
-        wait = min(self._stall_s, FINISHED_TAIL_S) if self._finished else self._stall_s
-        limit = min(loop.time() + wait, self._deadline)
+        stall_s, pace, dep = self._stall_s, self._pace, self._deployment
+        if pace is not None and dep is not None:
+            stall_s = pace[0].stall_s(dep.upstream, pace[1])
+        wait = min(stall_s, FINISHED_TAIL_S) if self._finished else stall_s
+        now = loop.time()
+        limit = min(now + wait, self._deadline)
         try:
             async with asyncio.timeout_at(limit):
-                return await anext(self._upstream)
+                batch = await anext(self._upstream)
+            if pace is not None and dep is not None and not self._finished:
+                pace[0].gap(dep.upstream, loop.time() - now)
+            return batch
         except StopAsyncIteration:
             self._complete = True
             await self.aclose()
@@ -172,7 +184,7 @@ class LiveStream:
                 self._complete = True
                 await self.aclose()
                 raise StopAsyncIteration from None
-            reason = (f"the stream stalled for {self._stall_s:g} s" if limit < self._deadline
+            reason = (f"the stream stalled for {stall_s:.3g} s" if limit < self._deadline
                       else "the request's deadline passed mid-answer")
             raise UpstreamTimeout(reason) from None
 

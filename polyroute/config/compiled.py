@@ -161,6 +161,8 @@ class ServerSettings:
     port: int = 4000
     max_body_bytes: int = 8 * 1024 * 1024
     body_timeout_s: float = 30.0
+    stream_keepalive_s: float = 15.0
+    """0: off. See schema.ServerSection."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,11 @@ class ServerSection(_Section, kw_only=True):
     """Request bodies larger than this get 413."""
     body_timeout_s: Positive = 30.0
     """A client that has not sent its whole body by then gets 408."""
+    stream_keepalive_s: Annotated[float, Meta(ge=0)] = 15.0
+    """Streams: after this long without a first token, send the 200 headers and an SSE comment
+    (': keep-alive'), then one every stream_keepalive_s, so load balancers in front of clients
+    do not close a healthy stream that is thinking. From then on a total failure is an error
+    event, no longer an HTTP error status. 0: never (headers wait for the first token)."""
 
 
 class StorageSection(_Section, kw_only=True):

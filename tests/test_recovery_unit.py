@@ -69,15 +69,38 @@ def test_continuation_swallows_only_the_echoed_whitespace() -> None:
     assert texts([resume.feed([chunk("world")])]) == "world"  # did not repeat it: all relayed
 
 
-def test_tool_calls_and_several_choices_block_resumption() -> None:
+def calls(*fragments: tuple[int, str | None, str]) -> ChatChunk:
+    return ChatChunk(choices=[ChunkChoice(0, Delta(tool_calls=[
+        ToolCall(index=i, id=f"id-{i}" if name else None,
+                 function=FunctionCall(name=name, arguments=args))
+        for i, name, args in fragments]))])
+
+
+def test_half_sent_tool_calls_and_several_choices_block_resumption() -> None:
     transcript = sent("Hi")
-    assert transcript.blocker is None
-    call = ToolCall(index=0, id="c", function=FunctionCall(name="f", arguments='{"a'))
-    transcript.observe([ChatChunk(choices=[ChunkChoice(0, Delta(tool_calls=[call]))])])
-    assert transcript.blocker == "a tool call had begun"
+    assert transcript.why_not() is None
+    transcript.observe([calls((0, "f", '{"a'))])
+    assert transcript.why_not() == "a tool call's arguments were half sent"
+    transcript.observe([calls((0, None, '": 1}'))])
+    assert transcript.why_not() is None  # whole again: a boundary
     other = Transcript()
     other.observe([ChatChunk(choices=[ChunkChoice(1, Delta(content="x"))])])
-    assert other.blocker == "the answer has several choices"
+    assert other.why_not() == "the answer has several choices"
+
+
+def test_splice_replays_whole_tool_calls_and_relays_the_next() -> None:
+    transcript = sent("Hi")
+    transcript.observe([calls((0, "f", '{"a": 1}'))])
+    resume = Resume(transcript, strict=True)
+    assert resume.feed([chunk("Hi"), calls((0, "f", '{"a"')), calls((0, None, ': 1}'))]) == []
+    out = resume.feed([calls((1, "g", "{}")), chunk(finish="tool_calls")])
+    assert resume.started
+    relayed = [c for o in out for c in o.choices[0].delta.tool_calls or ()]
+    assert [(c.index, c.function.name if c.function else None) for c in relayed] == [(1, "g")]
+    with pytest.raises(AnswerDiverged):
+        Resume(transcript, strict=True).feed([chunk("Hi"), calls((0, "f", '{"a": 2}'))])
+    with pytest.raises(AnswerDiverged):  # a new call before the one the client has
+        Resume(transcript, strict=True).feed([chunk("Hi"), calls((1, "g", "{}"))])
 
 
 def test_billing_sums_every_attempt_and_estimates_a_broken_one() -> None:

@@ -34,6 +34,9 @@ CUT_AFTER = 3
 SENT = "".join(split_tokens(DEFAULT_TEXT)[:CUT_AFTER])  # what the client has at the break
 MID_ANSWER = ("stream_cut", "stream_stall", "malformed_chunk")
 LLAMA = {"max_tokens": 8, "temperature": 0, "seed": 1}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"location": {"type": "string"}},
+    "required": ["location"]}}}]
 
 
 def pair(primary: dict[str, Any], backup: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +75,9 @@ def gw(sim: SimServer, paced: SimServer, llama_server: LlamaServer,
     groups["cut-tool"] = pair(
         {"provider": "paced", "model": "t@stream_cut:after_chunks=2"},
         {"provider": "sim", "model": "t-backup"})
+    groups["whole-tool"] = pair(  # the fault comes before the finish: arguments are whole
+        {"provider": "paced", "model": "w@stream_cut:after_chunks=99"},
+        {"provider": "sim", "model": "w-backup"})
     groups["llama"] = pair(
         {"provider": "paced", "model": f"l@stream_cut:after_chunks={CUT_AFTER}"},
         {"provider": "llamacpp", "model": llama_server.model})
@@ -245,14 +251,32 @@ def test_diverging_answer_ends_with_the_original_failure(gw: GatewayProcess) -> 
 
 
 def test_tool_call_cut_mid_arguments_is_not_resumed(gw: GatewayProcess) -> None:
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"location": {"type": "string"}},
-        "required": ["location"]}}}]
-    events = sse(gw, "cut-tool", tools=tools, tool_choice="required")
+    events = sse(gw, "cut-tool", tools=TOOLS, tool_choice="required")
     assert b"data: [DONE]" not in events
     last = json.loads(events[-1][6:])
     assert last["error"]["code"] == "stream_interrupted"
-    assert "not resumed (a tool call had begun)" in gw.log()
+    assert "not resumed (a tool call's arguments were half sent)" in gw.log()
+
+
+def test_tool_call_cut_after_its_arguments_is_spliced(gw: GatewayProcess, sim: SimServer) -> None:
+    """Every argument fragment arrived, then the stream broke before its finish: a boundary.
+    The backup regenerates the same call, which is swallowed; the client gets its finish."""
+    events = sse(gw, "whole-tool", tools=TOOLS, tool_choice="required")
+    assert events[-1] == b"data: [DONE]" and b'"error"' not in b"".join(events)
+    data = chunks(events)
+    fragments = [call for c in data for ch in c["choices"]
+                 for call in ch["delta"].get("tool_calls") or ()]
+    assert {f.get("index", 0) for f in fragments} == {0}
+    assert [f["id"] for f in fragments if f.get("id")] == [fragments[0]["id"]]  # one call
+    arguments = "".join(f["function"].get("arguments") or "" for f in fragments)
+    direct = openai.OpenAI(base_url=sim.base_url, api_key=SIM_KEY).chat.completions.create(
+        model="x", messages=USER, tools=TOOLS, tool_choice="required")  # type: ignore[arg-type]
+    calls = direct.choices[0].message.tool_calls
+    assert calls and arguments == calls[0].function.arguments  # type: ignore[union-attr]
+    finishes = [ch.get("finish_reason") for c in data for ch in c["choices"]
+                if ch.get("finish_reason")]
+    assert finishes == ["tool_calls"]
+    assert "resumed by splice on backup" in gw.log()
 
 
 def test_same_deployment_resumes_when_it_is_the_only_one(

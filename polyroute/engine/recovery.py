@@ -38,7 +38,14 @@ from polyroute.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from polyroute.model.chat import ChatChunk, ChatRequest, ChunkChoice, Delta, Message
+from polyroute.model.chat import (
+    ChatChunk,
+    ChatRequest,
+    ChunkChoice,
+    Delta,
+    Message,
+    ToolCall,
+)
 from polyroute.model.record import Charge, RequestRecord
 from polyroute.model.usage import Usage
 
@@ -52,11 +59,14 @@ class Transcript:
     """What the client has been sent of the answer (choice 0), and whether a resumption can
     take over from there."""
 
-    __slots__ = ("blocker", "content", "created", "finished", "id", "model", "reasoning")
+    __slots__ = ("blocker", "calls", "content", "created", "finished", "id", "model",
+                 "reasoning")
 
     def __init__(self) -> None:
         self.content: list[str] = []
         self.reasoning: list[str] = []
+        self.calls: dict[int, SentCall] = {}
+        """Tool calls sent so far, by index."""
         self.id = ""
         self.model = ""
         self.created = 0
@@ -79,16 +89,49 @@ class Transcript:
                     self.content.append(delta.content)
                 if delta.reasoning_content:
                     self.reasoning.append(delta.reasoning_content)
-                if delta.tool_calls:
-                    # A call's arguments arrive in fragments, and a regenerated call gets a
-                    # new id: past this point no boundary is safe to resume from.
-                    self.blocker = "a tool call had begun"
+                for call in delta.tool_calls or ():
+                    sent = self.calls.setdefault(call.index or 0, SentCall())
+                    if call.function is not None:
+                        sent.name += call.function.name or ""
+                        sent.arguments += call.function.arguments or ""
                 if delta.refusal:
                     self.blocker = "the answer is a refusal"
 
     @property
     def text(self) -> str:
         return "".join(self.content)
+
+    @property
+    def chars(self) -> int:
+        """Characters generated so far (for the estimate of an attempt without usage)."""
+        return len(self.text) + sum(map(len, self.reasoning)) + sum(
+            len(c.arguments) for c in self.calls.values())
+
+    def why_not(self) -> str | None:
+        """Why no other attempt can take over from here, if so. A tool call whose arguments
+        are not yet whole JSON is half sent: no attempt can finish *its* fragments (a
+        regenerated call is a new call, with its own id)."""
+        if self.blocker is not None:
+            return self.blocker
+        if any(not call.whole for call in self.calls.values()):
+            return "a tool call's arguments were half sent"
+        return None
+
+
+class SentCall:
+    __slots__ = ("arguments", "name")
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.arguments = ""
+
+    @property
+    def whole(self) -> bool:
+        try:
+            msgspec.json.decode(self.arguments)
+        except msgspec.DecodeError:
+            return False
+        return True
 
 
 class Resume:
@@ -107,6 +150,10 @@ class Resume:
         self.mode = "splice" if strict else "continuation"
         self._content = sent.text if strict else echo
         self._reasoning = "".join(sent.reasoning) if strict else ""
+        self._calls = {i: (c.name, c.arguments) for i, c in sent.calls.items()} if strict \
+            else {}
+        """Tool calls to replay: index → (name, arguments) the client has whole."""
+        self._replayed: dict[int, tuple[str, str]] = {}
         self.prompt_tokens = prompt_tokens
         """An estimate of what this attempt's prompt costs, should it break before usage."""
         self.started = False
@@ -130,20 +177,52 @@ class Resume:
         if choice.index != 0:
             raise _diverged("it has several choices")
         delta = choice.delta
-        self.chars += len(delta.content or "") + len(delta.reasoning_content or "")
+        self.chars += len(delta.content or "") + len(delta.reasoning_content or "") + sum(
+            len(c.function.arguments or "") for c in delta.tool_calls or () if c.function)
         reasoning = self._skip_reasoning(delta.reasoning_content)
         content = self._skip_content(delta.content)
-        replaying = bool(self._content or self._reasoning) and self._strict
-        if replaying and (delta.tool_calls or delta.refusal or choice.finish_reason):
+        calls = self._skip_calls(delta.tool_calls) if delta.tool_calls else None
+        replaying = self._replaying
+        if replaying and (calls or delta.refusal or choice.finish_reason):
             raise _diverged("it ended or changed course before reaching the break")
         thinking = None if replaying else delta.thinking_blocks
         fresh = Delta(content=content or None, reasoning_content=reasoning or None,
-                      tool_calls=delta.tool_calls, refusal=delta.refusal,
+                      tool_calls=calls or None, refusal=delta.refusal,
                       thinking_blocks=thinking)
         if fresh == _EMPTY and not choice.finish_reason:
             return None
         self.started = True
         return ChunkChoice(0, fresh, choice.finish_reason)
+
+    @property
+    def _replaying(self) -> bool:
+        """A splice has not yet reproduced everything the client has."""
+        return self._strict and bool(self._content or self._reasoning
+                                     or any(self._replayed.get(i) != call
+                                            for i, call in self._calls.items()))
+
+    def _skip_calls(self, calls: list[ToolCall]) -> list[ToolCall]:
+        """The calls the client does not have yet. Fragments of calls it has whole must add
+        up to exactly those (name and arguments; the id is the new attempt's own)."""
+        fresh = []
+        for call in calls:
+            index = call.index or 0
+            expected = self._calls.get(index)
+            if expected is None:
+                if self._replaying:
+                    raise _diverged("it calls a tool before reaching the break")
+                fresh.append(call)
+                continue
+            if self._content or self._reasoning:
+                raise _diverged("it calls a tool before reaching the break")
+            name, arguments = self._replayed.get(index, ("", ""))
+            function = call.function
+            name += (function.name or "") if function else ""
+            arguments += (function.arguments or "") if function else ""
+            if not (expected[0].startswith(name) and expected[1].startswith(arguments)):
+                raise _diverged("its tool call differs from the one the client has")
+            self._replayed[index] = (name, arguments)
+        return fresh
 
     def _skip_reasoning(self, text: str | None) -> str | None:
         if not text:
@@ -303,8 +382,9 @@ class Recovery:
     def why_not(self, failure: UpstreamError, sent: Transcript) -> str | None:
         if failure.trigger not in self._failover_on:
             return f"'{failure.trigger}' is not in failover_on"
-        if sent.blocker is not None:
-            return sent.blocker
+        blocker = sent.why_not()
+        if blocker is not None:
+            return blocker
         if self._resumes_left <= 0:
             return "the stream was already resumed as often as retry.max_attempts allows"
         if asyncio.get_running_loop().time() >= self._deadline:
@@ -333,7 +413,8 @@ class Recovery:
         text = sent.text
         prefix = text.rstrip()
         adapter = self._adapters.get(dep.endpoint.protocol)
-        if dep.endpoint.quirks.continuation != "none" and prefix and not sent.reasoning:
+        if dep.endpoint.quirks.continuation != "none" and prefix and not sent.reasoning \
+                and not sent.calls:  # a prefill cannot hold a tool call
             # Trailing whitespace is taken off the prefix (Anthropic refuses a final assistant
             # message ending in it) and swallowed if the continuation starts with it.
             request = msgspec.structs.replace(

@@ -226,8 +226,7 @@ class LiveStream:
             return
         resume, sent = self._resume, self._sent
         prompt = resume.prompt_tokens if resume is not None else recovery.prompt_tokens
-        chars = resume.chars if resume is not None else (
-            len(sent.text) + sum(map(len, sent.reasoning)) if sent is not None else 0)
+        chars = resume.chars if resume is not None else (sent.chars if sent is not None else 0)
         recovery.billing.add(dep.vendor, dep.model, self._usage, prompt_tokens=prompt,
                              chars=chars)
 

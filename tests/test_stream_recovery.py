@@ -56,8 +56,7 @@ def paced() -> Iterator[SimServer]:
 
 
 @pytest.fixture(scope="module")
-def gw(sim: SimServer, paced: SimServer, llama_server: LlamaServer,
-       tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gw(sim: SimServer, paced: SimServer, llama_server: LlamaServer) -> Iterator[GatewayProcess]:
     groups: dict[str, Any] = {}
     for fault in MID_ANSWER:
         groups[f"splice-{fault}"] = pair(
@@ -82,7 +81,6 @@ def gw(sim: SimServer, paced: SimServer, llama_server: LlamaServer,
         {"provider": "paced", "model": f"l@stream_cut:after_chunks={CUT_AFTER}"},
         {"provider": "llamacpp", "model": llama_server.model})
     groups["solo"] = {"deployments": [{"provider": "paced", "model": "solo"}]}
-    db = tmp_path_factory.mktemp("recovery") / "polyroute.db"
     config = {
         "providers": {
             "sim": sim_provider(sim), "paced": sim_provider(paced),
@@ -93,10 +91,9 @@ def gw(sim: SimServer, paced: SimServer, llama_server: LlamaServer,
         },
         "model_groups": groups,
         "resilience": {"timeouts": TIMEOUTS},
-        "storage": {"flush_interval_s": 0.05, "sqlite_path": str(db)},
+        "storage": {"flush_interval_s": 0.05},
     }
     with GatewayProcess(config, env={"SIM_KEY": SIM_KEY}, log_level="DEBUG") as gateway:
-        gateway.db = db  # type: ignore[attr-defined]
         yield gateway
 
 
@@ -296,7 +293,7 @@ def test_same_deployment_resumes_when_it_is_the_only_one(
 def test_the_ledger_charges_every_attempt(gw: GatewayProcess, sim: SimServer) -> None:
     sse(gw, "splice-stream_cut", stream_options={"include_usage": True})
     time.sleep(0.5)
-    db = sqlite3.connect(Path(gw.db))  # type: ignore[attr-defined]
+    db = sqlite3.connect(gw.db_path)
     try:
         rows = db.execute("SELECT prompt_tokens, completion_tokens, attempts FROM ledger "
                           "WHERE model_group = 'splice-stream_cut' ORDER BY ts DESC LIMIT 1"
@@ -324,3 +321,26 @@ def test_official_js_sdks_see_one_stream(gw: GatewayProcess) -> None:
     assert got["continuation"] == {"text": DEFAULT_TEXT, "finishes": ["stop"],
                                    "completionTokens": estimate_cut(SENT)[1] + rest}
     assert got["messages"] == DEFAULT_TEXT and got["messagesStop"] == "end_turn"
+
+
+def test_zero_config_streams_recover_on_their_one_deployment(paced: SimServer) -> None:
+    """No config at all: vendors from the environment, one deployment per model. A flaky
+    deployment finishes its own answer — Anthropic by continuation, OpenAI by splice."""
+    env = {"OPENAI_BASE_URL": paced.base_url, "OPENAI_API_KEY": SIM_KEY,
+           "ANTHROPIC_BASE_URL": paced.root_url, "ANTHROPIC_API_KEY": SIM_KEY}
+    paced.set_rules([{"fault": fault, "model": model, "times": 1,
+                      "params": {"after_chunks": CUT_AFTER}}
+                     for fault, model in (("stream_cut", "zc-oai"), ("stream_error", "zc-ant"))])
+    try:
+        with GatewayProcess(None, env=env, log_level="DEBUG") as zero:
+            client = openai.OpenAI(base_url=zero.base_url, api_key="x", max_retries=0)
+            for model in ("openai/zc-oai", "anthropic/zc-ant"):
+                stream = client.chat.completions.create(model=model, messages=USER,  # type: ignore[call-overload]
+                                                        stream=True)
+                assert "".join(c.choices[0].delta.content or "" for c in stream
+                               if c.choices) == DEFAULT_TEXT
+            log = zero.log()
+    finally:
+        paced.clear_rules()
+    assert "resumed by splice on openai/zc-oai" in log
+    assert "resumed by continuation on anthropic/zc-ant" in log

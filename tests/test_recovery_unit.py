@@ -8,9 +8,29 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from polyroute.engine.recovery import Billing, Resume, Transcript, open_resumed, sum_usage
-from polyroute.errors import AnswerDiverged, UpstreamProtocolError
-from polyroute.model.chat import ChatChunk, ChunkChoice, Delta, FunctionCall, ToolCall
+from polyroute.config import Deployment, Endpoint
+from polyroute.config.compiled import DEFAULT_FAILOVER_ON, Timeouts
+from polyroute.engine.deadlines import Pace
+from polyroute.engine.recovery import Billing, Recovery, sum_usage
+from polyroute.engine.resume import Resume, Resumed, Transcript, open_resumed
+from polyroute.engine.streaming import LiveStream, open_stream
+from polyroute.errors import (
+    AnswerDiverged,
+    StreamInterrupted,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamUnavailable,
+)
+from polyroute.model.chat import (
+    ChatChunk,
+    ChatRequest,
+    ChunkChoice,
+    Delta,
+    FunctionCall,
+    Message,
+    ToolCall,
+)
+from polyroute.model.record import RequestRecord
 from polyroute.model.usage import PromptTokensDetails, Usage
 
 
@@ -124,3 +144,55 @@ async def test_a_resuming_stream_that_ends_before_the_break_fails() -> None:
     with pytest.raises(UpstreamProtocolError):
         await open_resumed(upstream(), Resume(sent("Hello"), strict=True), ttft_s=1,
                            stall_s=1, deadline=loop.time() + 5)
+
+
+class _Attempts:
+    """Stands in for the attempt loops of resumptions: the first hands over a prepared
+    stream, the next finds no candidate."""
+
+    def __init__(self, resumed: Resumed, dep: Deployment) -> None:
+        self._resumed, self._dep = resumed, dep
+        self.runs = 0
+
+    def __call__(self, candidates: object) -> _Attempts:
+        return self
+
+    async def run(self, attempt: object) -> tuple[Resumed, Deployment]:
+        self.runs += 1
+        if self.runs > 1:
+            raise UpstreamUnavailable("nothing left")
+        return self._resumed, self._dep
+
+
+async def test_a_stream_resumed_then_broken_again_bills_each_attempt_once() -> None:
+    async def breaking(*texts: str) -> AsyncIterator[list[ChatChunk]]:
+        for text in texts:
+            yield [chunk(text, cid="first")]
+        raise UpstreamConnectError("the upstream connection broke")
+
+    endpoint = Endpoint("v", "openai", "http://127.0.0.1:9", {})
+    first, second = (Deployment(n, "v", n, endpoint) for n in ("a", "b"))
+    record = RequestRecord("r", 0, "chat", "m")
+    loop = asyncio.get_running_loop()
+    transcript = Transcript()
+    resume = Resume(transcript, strict=False, prompt_tokens=7)
+    resumed = Resumed([], breaking("lo"), resume)
+    attempts = _Attempts(resumed, second)
+    recovery = Recovery(
+        ChatRequest(messages=[Message("user", "Hi")]), [first, second], record=record,
+        adapters=None, timeouts=Timeouts(), deadline=loop.time() + 30,  # type: ignore[arg-type]
+        failover_on=DEFAULT_FAILOVER_ON, loop=attempts,  # type: ignore[arg-type]
+        on_failure=lambda dep, exc: None, prompt_tokens=5, max_resumes=2, pace=Pace())
+    opened = await open_stream(breaking("Hel"), 1, loop.time() + 5)
+    stream = LiveStream(opened, record, stall_s=1, deadline=loop.time() + 30,
+                        on_failure=lambda exc: None, settle=lambda: None, recovery=recovery,
+                        deployment=first)
+    received = []
+    with pytest.raises(StreamInterrupted, match="connection broke"):
+        async for batch in stream:
+            received += [c.choices[0].delta.content for c in batch if c.choices]
+    await stream.aclose()
+    assert "".join(filter(None, received)) == "Hello" and attempts.runs == 2
+    assert record.charges is not None
+    assert [(c.upstream_model, c.estimated) for c in record.charges] == [("a", True), ("b", True)]
+    assert record.usage is not None and record.usage.prompt_tokens == 5 + 7

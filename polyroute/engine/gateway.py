@@ -22,7 +22,8 @@ from polyroute.engine.attempts import AttemptLoop
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.deadlines import Pace, prompt_units
 from polyroute.engine.observer import RequestObserver
-from polyroute.engine.recovery import Recovery, Resumed
+from polyroute.engine.recovery import Recovery
+from polyroute.engine.resume import Resumed
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
 from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout

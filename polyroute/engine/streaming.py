@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.deadlines import Pace
-from polyroute.engine.recovery import Recovery, Resume, Transcript
+from polyroute.engine.recovery import Recovery
+from polyroute.engine.resume import Resume, Transcript
 from polyroute.errors import (
     GatewayError,
     StreamInterrupted,
@@ -124,6 +125,8 @@ class LiveStream:
         """The filter of the attempt that took over, once one has."""
         self._usage: Usage | None = None
         """The current attempt's own usage (the client's block may be a sum)."""
+        self._billed = False
+        """The current attempt's charge is already in the recovery's billing."""
         self.last: ChatChunk | None = None
         """The latest chunk relayed: its id and model label an error event, should one come."""
 
@@ -210,7 +213,7 @@ class LiveStream:
                          self._record.request_id, resumed.resume.mode, dep.name, exc.message)
                 self._deployment, self._resume = dep, resumed.resume
                 self._upstream, self._held = resumed.upstream, resumed.held
-                self._on_failure, self._usage = resumed.on_failure, None
+                self._on_failure, self._usage, self._billed = resumed.on_failure, None, False
                 return
         log.info("stream of %s not resumed (%s) after: %s", self._record.request_id, why_not,
                  exc.message)
@@ -222,8 +225,9 @@ class LiveStream:
     def _bill(self, dep: Deployment) -> None:
         """Close the books of the attempt that just ended (or broke) on ``dep``."""
         recovery = self._recovery
-        if recovery is None:
+        if recovery is None or self._billed:
             return
+        self._billed = True
         resume, sent = self._resume, self._sent
         prompt = resume.prompt_tokens if resume is not None else recovery.prompt_tokens
         chars = resume.chars if resume is not None else (sent.chars if sent is not None else 0)

@@ -165,7 +165,6 @@ class Gateway:
             timeouts = overrides.apply(route.resilience.timeouts)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeouts.total_s
-
             units = prompt_units(input_tokens)
 
             async def attempt(dep: Deployment) -> OpenedStream:

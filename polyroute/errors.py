@@ -18,6 +18,7 @@
     │   ├── UpstreamAuthError         the gateway's key was refused               auth
     │   ├── UpstreamModelNotFound     the upstream does not know the model        not_found
     │   ├── UpstreamProtocolError     an answer we cannot parse                   protocol
+    │   │   └── AnswerDiverged        a regenerated answer differs from what was sent
     │   └── UpstreamRejected          4xx: the upstream refused this request      –
     │       ├── ContextWindowExceeded                                             context_window
     │       └── ContentFiltered                                                   content_filter
@@ -195,6 +196,15 @@ class UpstreamModelNotFound(UpstreamError):
 class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol_error"
     trigger = "protocol"
+
+
+class AnswerDiverged(UpstreamProtocolError):
+    """Resuming a broken stream by regenerating it: this candidate's answer does not start
+    with the text the client already has, so it cannot be spliced on. Not the deployment's
+    fault, so not held against its circuit; the next candidate is tried."""
+
+    code = "answer_diverged"
+    transient = False
 
 
 class UpstreamRejected(UpstreamError):

@@ -4,7 +4,6 @@ between tests sharing one gateway."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -145,21 +144,18 @@ def test_cut_before_the_first_token_is_invisible(client: openai.OpenAI, fault: s
 
 
 @pytest.mark.parametrize("fault", MID_ANSWER)
-def test_failure_mid_answer_is_never_a_success(
+def test_failure_mid_answer_is_finished_by_the_backup(
     client: openai.OpenAI, gw: GatewayProcess, fault: str
 ) -> None:
+    """Mid-stream recovery (tests/test_stream_recovery.py has the cases where it cannot)."""
     started = time.monotonic()
     body = {"model": f"f-{fault}", "messages": USER, "stream": True}
     raw = httpx.post(gw.base_url + "/chat/completions", json=body, timeout=20).content
     assert time.monotonic() - started < 4
     events = [e for e in raw.split(b"\n\n") if e]
-    assert events[-1] != b"data: [DONE]"
+    assert events[-1] == b"data: [DONE]" and b'"error"' not in raw
     assert b"not json" not in raw and b"{broken" not in raw  # the malformed chunk never leaks
-    last = json.loads(events[-1][6:])
-    assert last["error"]["code"] == "stream_interrupted"
-    assert last["choices"][0]["finish_reason"] == "error"
-    with pytest.raises(openai.APIError):
-        stream_text(client, f"f-{fault}")
+    assert stream_text(client, f"f-{fault}")[0] == DEFAULT_TEXT
 
 
 @pytest.mark.parametrize("fault", ["no_done", "split_utf8"])

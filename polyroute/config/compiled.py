@@ -13,6 +13,11 @@ class Quirks:
     stream_usage: bool = True
     drop_params: frozenset[str] = frozenset()
     default_max_tokens: int | None = None
+    continuation: str = "none"
+    """How this provider continues a final assistant message (resuming a broken stream):
+    'assistant_prefill' (Anthropic, Bedrock, llama.cpp's server: the final assistant message
+    is the prefix), 'continue_final_message' (vLLM's flag), 'prefix' (Mistral's and
+    DeepSeek's ``prefix: true``) or 'none' (regenerate and splice instead)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,12 @@ class Timeouts:
     stall_s: float = 30.0
     response_s: float = 300.0
     total_s: float = 600.0
+    adaptive: bool = True
+    """Stall and first-token deadlines learnt per upstream (engine/deadlines.py), within
+    [stall_floor_s, stall_s] and [ttft_floor_s, ttft_s]."""
+    adaptive_factor: float = 4.0
+    stall_floor_s: float = 5.0
+    ttft_floor_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +166,8 @@ class ServerSettings:
     port: int = 4000
     max_body_bytes: int = 8 * 1024 * 1024
     body_timeout_s: float = 30.0
+    stream_keepalive_s: float = 15.0
+    """0: off. See schema.ServerSection."""
 
 
 @dataclass(frozen=True, slots=True)

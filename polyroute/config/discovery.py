@@ -15,6 +15,9 @@ from polyroute.config.schema import Quirks
 # Self-hosted servers that ignore OpenAI's newer max_completion_tokens (they would generate
 # to the end of the context) but honour max_tokens.
 _LOCAL = Quirks(max_tokens_field="max_tokens")
+# llama.cpp's server (llama-server) continues a final assistant message by default (its
+# "assistant prefill"; --no-prefill-assistant turns it off).
+_LLAMACPP = Quirks(max_tokens_field="max_tokens", continuation="assistant_prefill")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,10 @@ KNOWN_VENDORS: tuple[KnownVendor, ...] = (
     # Mistral rejects stream_options and max_completion_tokens with a 422.
     KnownVendor("mistral", "openai", "MISTRAL_API_KEY", "https://api.mistral.ai/v1",
                 ("MISTRAL_BASE_URL",),
-                quirks=Quirks(stream_usage=False, max_tokens_field="max_tokens")),
+                quirks=Quirks(stream_usage=False, max_tokens_field="max_tokens",
+                              continuation="prefix")),
+    # DeepSeek continues a prefix (prefix: true) only at its /beta URL: set
+    # quirks.continuation: prefix on a provider whose base_url is https://api.deepseek.com/beta.
     KnownVendor("deepseek", "openai", "DEEPSEEK_API_KEY", "https://api.deepseek.com/v1",
                 ("DEEPSEEK_BASE_URL",)),
     KnownVendor("together", "openai", "TOGETHER_API_KEY", "https://api.together.xyz/v1",
@@ -87,8 +93,9 @@ KNOWN_VENDORS: tuple[KnownVendor, ...] = (
                 auth="api-key", needs_key=True, api_version_env="OPENAI_API_VERSION"),
     KnownVendor("ollama", "openai", None, None, ("OLLAMA_BASE_URL", "OLLAMA_HOST"),
                 url_suffix="/v1", quirks=_LOCAL),
-    KnownVendor("vllm", "openai", "VLLM_API_KEY", None, ("VLLM_BASE_URL",)),
-    KnownVendor("llamacpp", "openai", None, None, ("LLAMACPP_BASE_URL",), quirks=_LOCAL),
+    KnownVendor("vllm", "openai", "VLLM_API_KEY", None, ("VLLM_BASE_URL",),
+                quirks=Quirks(continuation="continue_final_message")),
+    KnownVendor("llamacpp", "openai", None, None, ("LLAMACPP_BASE_URL",), quirks=_LLAMACPP),
 )
 
 

@@ -189,7 +189,7 @@ def _compile(
     return c.GatewayConfig(
         source=source,
         server=c.ServerSettings(cfg.server.host, cfg.server.port, cfg.server.max_body_bytes,
-                                cfg.server.body_timeout_s),
+                                cfg.server.body_timeout_s, cfg.server.stream_keepalive_s),
         storage=c.StorageSettings(
             sqlite_path=sqlite_path,
             request_log=storage.request_log,
@@ -255,7 +255,8 @@ def _resilience(r: ResilienceSection) -> c.Resilience:
         retry=c.Retry(rt.max_attempts, rt.retries_per_deployment, rt.backoff_base_s,
                       rt.backoff_max_s, rt.max_retry_after_s, rt.before_other_model,
                       rt.before_same_model, rt.short_retry_after_s),
-        timeouts=c.Timeouts(t.connect_s, t.ttft_s, t.stall_s, t.response_s, t.total_s),
+        timeouts=c.Timeouts(t.connect_s, t.ttft_s, t.stall_s, t.response_s, t.total_s,
+                            t.adaptive, t.adaptive_factor, t.stall_floor_s, t.ttft_floor_s),
         circuit=c.Circuit(cb.enabled, cb.failures, cb.failure_rate, cb.request_volume,
                           cb.window_s, cb.cooldown_s),
         hedge=c.Hedge(h.enabled, h.delay_s, h.min_delay_s),
@@ -302,11 +303,16 @@ def _endpoint(
         base_url=base_url,
         headers=MappingProxyType(headers),
         quirks=c.Quirks(p.quirks.max_tokens_field, p.quirks.stream_usage,
-                        frozenset(p.quirks.drop_params), p.quirks.default_max_tokens),
+                        frozenset(p.quirks.drop_params), p.quirks.default_max_tokens,
+                        p.quirks.continuation or _NATIVE_CONTINUATION.get(p.protocol, "none")),
         secrets=tuple(secrets),
         region=_region(p, parts.hostname or "", path, env, fail),
         api_version=_api_version(p, base_url, path, env, fail),
     )
+
+
+# Protocols whose API itself continues a final assistant message (prefill).
+_NATIVE_CONTINUATION = {"anthropic": "assistant_prefill", "bedrock": "assistant_prefill"}
 
 
 def _region(

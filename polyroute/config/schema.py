@@ -32,6 +32,11 @@ class ServerSection(_Section, kw_only=True):
     """Request bodies larger than this get 413."""
     body_timeout_s: Positive = 30.0
     """A client that has not sent its whole body by then gets 408."""
+    stream_keepalive_s: Annotated[float, Meta(ge=0)] = 15.0
+    """Streams: after this long without a first token, send the 200 headers and an SSE comment
+    (': keep-alive'), then one every stream_keepalive_s, so load balancers in front of clients
+    do not close a healthy stream that is thinking. From then on a total failure is an error
+    event, no longer an HTTP error status. 0: never (headers wait for the first token)."""
 
 
 class StorageSection(_Section, kw_only=True):
@@ -97,6 +102,13 @@ class Quirks(_Section, kw_only=True):
     default_max_tokens: Annotated[int, Meta(gt=0)] | None = None
     """Anthropic protocol: the max_tokens to send when the client gives no output limit
     (Anthropic requires one). Unset: 4096."""
+    continuation: Literal["none", "assistant_prefill", "continue_final_message", "prefix"] \
+        | None = None
+    """How the server continues a final assistant message, used to resume a stream that broke
+    mid-answer: assistant_prefill (the message is the prefix: Anthropic, Bedrock, llama.cpp's
+    server), continue_final_message (vLLM), prefix (Mistral, DeepSeek's beta URL) or none
+    (the answer is regenerated and spliced instead). Unset: assistant_prefill for the
+    anthropic and bedrock protocols, the known vendor's own for discovered ones, else none."""
 
 
 class ProviderSection(_Section, kw_only=True):
@@ -189,6 +201,15 @@ class TimeoutsSection(_Section, kw_only=True):
     """Non-streaming: until the whole answer has arrived, per attempt."""
     total_s: Positive = 600.0
     """The whole request: every attempt, backoff and wait included."""
+    adaptive: bool = True
+    """Learn each upstream's stall and first-token deadlines from its own streams:
+    adaptive_factor × the 99th percentile of its inter-chunk gaps (first-token times, scaled
+    by prompt size), never below the floors below nor above stall_s / ttft_s."""
+    adaptive_factor: Annotated[float, Meta(ge=1)] = 4.0
+    stall_floor_s: Positive = 5.0
+    """The shortest stall deadline adaptation may set."""
+    ttft_floor_s: Positive = 10.0
+    """The shortest first-token deadline adaptation may set."""
 
 
 class CircuitSection(_Section, kw_only=True):

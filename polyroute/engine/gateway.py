@@ -20,7 +20,10 @@ from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
 from polyroute.engine.circuit import Breakers
+from polyroute.engine.deadlines import Pace, prompt_units
 from polyroute.engine.observer import RequestObserver
+from polyroute.engine.recovery import Recovery
+from polyroute.engine.resume import Resumed
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
 from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
@@ -46,9 +49,12 @@ class TimeoutOverrides:
     stall_s: float | None = None
 
     def apply(self, timeouts: Timeouts) -> Timeouts:
-        changes = {k: v for k, v in (("total_s", self.total_s), ("ttft_s", self.ttft_s),
-                                     ("stall_s", self.stall_s)) if v is not None}
-        return replace(timeouts, **changes) if changes else timeouts
+        """A deadline the client chose is not adapted: its floor is set to it too."""
+        changes: dict[str, float] = {
+            k: v for k, v in (("total_s", self.total_s), ("ttft_s", self.ttft_s),
+                              ("ttft_floor_s", self.ttft_s), ("stall_s", self.stall_s),
+                              ("stall_floor_s", self.stall_s)) if v is not None}
+        return replace(timeouts, **changes) if changes else timeouts  # type: ignore[arg-type]
 
 
 NO_OVERRIDES = TimeoutOverrides()
@@ -73,6 +79,7 @@ class Gateway:
         self._clock = clock
         self._rng = rng or Random()
         self._ttft: dict[str, deque[float]] = {}
+        self._pace = Pace()
 
     async def chat(
         self, request: ChatRequest, record: RequestRecord,
@@ -155,20 +162,27 @@ class Gateway:
         ticket: object = None
         try:
             route = self._route(request.model, request.models or (), record, request)
-            ticket = await self._admit(principal, route, record,
-                                       estimate_input_tokens(request), _max_output(request))
+            input_tokens = estimate_input_tokens(request)
+            ticket = await self._admit(principal, route, record, input_tokens,
+                                       _max_output(request))
             own = route.resilience.timeouts
             timeouts = overrides.apply(own)
-            deadline = asyncio.get_running_loop().time() + timeouts.total_s
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeouts.total_s
+            units = prompt_units(input_tokens)
 
             async def attempt(dep: Deployment) -> OpenedStream:
                 adapter = self._adapters.get(dep.endpoint.protocol)
+                t0 = loop.time()
                 upstream = adapter.stream_chat(request, dep, connect_s=timeouts.connect_s)
-                return await open_stream(upstream, timeouts.ttft_s, deadline)
+                opened = await open_stream(
+                    upstream, self._pace.ttft_s(dep.upstream, timeouts, units), deadline)
+                self._pace.first_token(dep.upstream, loop.time() - t0, units)
+                return opened
 
-            loop: AttemptLoop[OpenedStream] = self._loop(
+            attempts: AttemptLoop[OpenedStream] = self._loop(
                 route, record, deadline, request.models or (), discard=OpenedStream.aclose)
-            opened, dep = await loop.run(_blaming_the_client(
+            opened, dep = await attempts.run(_blaming_the_client(
                 attempt, timeouts.total_s < own.total_s or timeouts.ttft_s < own.ttft_s,
                 own.ttft_s))
         except BaseException as exc:
@@ -181,15 +195,28 @@ class Gateway:
         record.ttft_s = self._clock() - start
         self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
 
-        def failed(exc: UpstreamError) -> None:
+        def failed(broken: Deployment, exc: UpstreamError) -> None:
             if isinstance(exc, UpstreamTimeout) and (
                     timeouts.stall_s < own.stall_s or timeouts.total_s < own.total_s):
                 return  # the client's own stall or total deadline: not the deployment's fault
-            self._breakers.failure(dep.upstream, exc, route.resilience.circuit)
+            self._breakers.failure(broken.upstream, exc, route.resilience.circuit)
 
+        def resume_loop(candidates: list[Deployment]) -> AttemptLoop[Resumed]:
+            return AttemptLoop(
+                group=route.group, candidates=candidates, resilience=route.resilience,
+                record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
+                rng=self._rng, discard=Resumed.aclose)
+
+        recovery = Recovery(
+            request, route.candidates, record=record, adapters=self._adapters,
+            timeouts=timeouts, deadline=deadline, failover_on=route.resilience.failover_on,
+            loop=resume_loop, on_failure=failed, prompt_tokens=input_tokens,
+            max_resumes=route.resilience.retry.max_attempts, pace=self._pace)
         return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
-                          on_failure=failed,
-                          settle=lambda: self._settle(record, start, ticket))
+                          on_failure=lambda exc: failed(dep, exc),
+                          settle=lambda: self._settle(record, start, ticket),
+                          recovery=recovery, deployment=dep,
+                          pace=(self._pace, timeouts))
 
     async def _admit(
         self, principal: Principal, route: Route, record: RequestRecord, input_tokens: int,

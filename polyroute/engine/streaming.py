@@ -8,10 +8,17 @@ never produces a token can still be swapped for another, invisibly to the client
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from polyroute.config import Deployment
+from polyroute.config.compiled import Timeouts
+from polyroute.engine.deadlines import Pace
+from polyroute.engine.recovery import Recovery
+from polyroute.engine.resume import Resume, Transcript
 from polyroute.errors import (
+    GatewayError,
     StreamInterrupted,
     UpstreamError,
     UpstreamProtocolError,
@@ -19,6 +26,9 @@ from polyroute.errors import (
 )
 from polyroute.model.chat import ChatChunk
 from polyroute.model.record import RequestRecord
+from polyroute.model.usage import Usage
+
+log = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer ended
 FINISHED_TAIL_S = 2.0
@@ -78,7 +88,10 @@ async def open_stream(upstream: Batches, ttft_s: float, deadline: float) -> Open
 class LiveStream:
     """A stream that is already answering, as batches of chunks. Whoever consumes it must
     ``aclose()`` it; that closes the upstream connection (so a client that left stops the
-    upstream too) and settles the request exactly once."""
+    upstream too) and settles the request exactly once.
+
+    With a ``recovery``, an upstream that fails mid-answer is replaced by another attempt that
+    finishes the same answer (:mod:`.recovery`); the consumer sees one stream."""
 
     def __init__(
         self,
@@ -89,7 +102,12 @@ class LiveStream:
         deadline: float,
         on_failure: Callable[[UpstreamError], None],
         settle: Callable[[], None],
+        recovery: Recovery | None = None,
+        deployment: Deployment | None = None,
+        pace: tuple[Pace, Timeouts] | None = None,
     ) -> None:
+        self._pace = pace
+        """Learnt deadlines: the stall deadline is the current deployment's own."""
         self._held = opened.held
         self._upstream = opened.upstream
         self._record = record
@@ -100,6 +118,15 @@ class LiveStream:
         self._complete = False
         self._closed = False
         self._finished = False
+        self._recovery = recovery
+        self._deployment = deployment
+        self._sent = Transcript() if recovery is not None else None
+        self._resume: Resume | None = None
+        """The filter of the attempt that took over, once one has."""
+        self._usage: Usage | None = None
+        """The current attempt's own usage (the client's block may be a sum)."""
+        self._billed = False
+        """The current attempt's charge is already in the recovery's billing."""
         self.last: ChatChunk | None = None
         """The latest chunk relayed: its id and model label an error event, should one come."""
 
@@ -107,29 +134,50 @@ class LiveStream:
         return self
 
     async def __anext__(self) -> list[ChatChunk]:
-        if self._held:
-            batch = self._held.pop(0)
-        else:
-            if self._closed:
-                raise StopAsyncIteration
-            batch = await self._next_from_upstream()
+        while True:
+            if self._held:
+                batch = self._held.pop(0)
+            else:
+                if self._closed:
+                    raise StopAsyncIteration
+                try:
+                    batch = await self._read()
+                    if self._resume is not None:
+                        batch = self._resume.feed(batch)
+                except UpstreamError as exc:
+                    await self._recover_or_raise(exc)  # its held batches come next
+                    continue
+            if batch:
+                break
         for chunk in batch:
             if chunk.usage is not None:
+                self._usage = chunk.usage
+                if self._recovery is not None and self._recovery.billing.charges:
+                    chunk.usage = self._recovery.billing.total(chunk.usage)
+                    chunk.raw = None  # the client's one usage block: every attempt's sum
                 self._record.usage = chunk.usage
             for choice in chunk.choices:
                 if choice.finish_reason:
                     self._finished = True
-        if batch:
-            self.last = batch[-1]
+        if self._sent is not None:
+            self._sent.observe(batch)
+        self.last = batch[-1]
         return batch
 
-    async def _next_from_upstream(self) -> list[ChatChunk]:
+    async def _read(self) -> list[ChatChunk]:
         loop = asyncio.get_running_loop()
-        wait = min(self._stall_s, FINISHED_TAIL_S) if self._finished else self._stall_s
-        limit = min(loop.time() + wait, self._deadline)
+        stall_s, pace, dep = self._stall_s, self._pace, self._deployment
+        if pace is not None and dep is not None:
+            stall_s = pace[0].stall_s(dep.upstream, pace[1])
+        wait = min(stall_s, FINISHED_TAIL_S) if self._finished else stall_s
+        now = loop.time()
+        limit = min(now + wait, self._deadline)
         try:
             async with asyncio.timeout_at(limit):
-                return await anext(self._upstream)
+                batch = await anext(self._upstream)
+            if pace is not None and dep is not None and not self._finished:
+                pace[0].gap(dep.upstream, loop.time() - now)
+            return batch
         except StopAsyncIteration:
             self._complete = True
             await self.aclose()
@@ -139,19 +187,52 @@ class LiveStream:
                 self._complete = True
                 await self.aclose()
                 raise StopAsyncIteration from None
-            reason = (f"the stream stalled for {self._stall_s:g} s" if limit < self._deadline
+            reason = (f"the stream stalled for {stall_s:.3g} s" if limit < self._deadline
                       else "the request's deadline passed mid-answer")
-            await self._interrupted(UpstreamTimeout(reason))
-        except UpstreamError as exc:
-            await self._interrupted(exc)
-        raise AssertionError("unreachable")
+            raise UpstreamTimeout(reason) from None
 
-    async def _interrupted(self, exc: UpstreamError) -> None:
-        self._record.status, self._record.error_class = 502, "stream_interrupted"
+    async def _recover_or_raise(self, exc: UpstreamError) -> None:
+        """Hand the answer over to another attempt, or end the stream with ``exc``."""
         self._on_failure(exc)
+        recovery, sent, broken = self._recovery, self._sent, self._deployment
+        why_not = None
+        if recovery is None or sent is None or broken is None:
+            why_not = "recovery is off"
+        else:
+            why_not = recovery.why_not(exc, sent)
+        if why_not is None:
+            assert recovery is not None and sent is not None and broken is not None
+            await self._upstream.aclose()  # type: ignore[attr-defined]
+            self._bill(broken)
+            try:
+                resumed, dep = await recovery.resume(broken, sent)
+            except GatewayError as failed:
+                why_not = f"no other attempt could finish the answer ({failed.message})"
+            else:
+                log.info("stream of %s resumed by %s on %s after: %s",
+                         self._record.request_id, resumed.resume.mode, dep.name, exc.message)
+                self._deployment, self._resume = dep, resumed.resume
+                self._upstream, self._held = resumed.upstream, resumed.held
+                self._on_failure, self._usage, self._billed = resumed.on_failure, None, False
+                return
+        log.info("stream of %s not resumed (%s) after: %s", self._record.request_id, why_not,
+                 exc.message)
+        self._record.status, self._record.error_class = 502, "stream_interrupted"
         await self.aclose()
         raise StreamInterrupted(
             f"the upstream failed after the answer had started: {exc.message}") from exc
+
+    def _bill(self, dep: Deployment) -> None:
+        """Close the books of the attempt that just ended (or broke) on ``dep``."""
+        recovery = self._recovery
+        if recovery is None or self._billed:
+            return
+        self._billed = True
+        resume, sent = self._resume, self._sent
+        prompt = resume.prompt_tokens if resume is not None else recovery.prompt_tokens
+        chars = resume.chars if resume is not None else (sent.chars if sent is not None else 0)
+        recovery.billing.add(dep.vendor, dep.model, self._usage, prompt_tokens=prompt,
+                             chars=chars)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -163,4 +244,9 @@ class LiveStream:
         try:
             await self._upstream.aclose()  # type: ignore[attr-defined]
         finally:
+            recovery = self._recovery
+            if recovery is not None and self._resume is not None and self._deployment:
+                self._bill(self._deployment)
+                record.charges = recovery.billing.charges
+                record.usage = recovery.billing.total()
             self._settle()

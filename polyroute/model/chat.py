@@ -112,6 +112,11 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     """Anthropic's extended-thinking configuration, e.g. ``{"type": "enabled",
     "budget_tokens": 2048}``."""
     # Not part of the wire schema: the original fields, see the module docstring.
+    continue_final: bool = msgspec.field(default=False, name="$polyroute.continue_final")
+    """The last message is an assistant's partial answer for the upstream to continue (set by
+    the engine when it resumes a broken stream, never by a client). Anthropic and Bedrock
+    continue a final assistant message by themselves; OpenAI-compatible servers need the
+    provider's ``quirks.continuation`` to say how."""
     passthrough: dict[str, msgspec.Raw] | None = msgspec.field(
         default=None, name="$polyroute.passthrough")  # a key no client sends
 

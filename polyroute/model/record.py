@@ -16,6 +16,17 @@ class Attempt(msgspec.Struct, omit_defaults=True):
     status: int = 200
 
 
+class Charge(msgspec.Struct, omit_defaults=True):
+    """What one attempt of a stream finished by several attempts billed, priced at its own
+    deployment's price when the request settles."""
+
+    vendor: str
+    upstream_model: str
+    usage: Usage
+    estimated: bool = False
+    """The attempt broke before its upstream reported usage: about 4 characters a token."""
+
+
 class RequestRecord(msgspec.Struct, omit_defaults=True):
     request_id: str
     started_at: float
@@ -34,6 +45,9 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     ttft_s: float | None = None
     attempts: list[Attempt] = msgspec.field(default_factory=list)
     usage: Usage | None = None
+    charges: list[Charge] | None = None
+    """Set when a broken stream was finished by other attempts: each attempt's usage (``usage``
+    is then their sum)."""
     route: str | None = None
     """The auto-router's decision: the chosen deployment and predicted scores."""
     key_id: str | None = None

@@ -143,7 +143,14 @@ class KeyPolicy:
         price = self._prices.of(record.vendor, record.upstream_model)
         cost: float | None = 0.0
         source = price.source if price is not None else None
-        if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+        if record.charges:  # a stream finished by several attempts: each at its own price
+            priced = [(self._prices.of(c.vendor, c.upstream_model), c.usage)
+                      for c in record.charges]
+            if any(p is None for p, _ in priced):
+                cost, source = None, "unpriced"
+            else:
+                cost = sum(cost_usd(p, u) for p, u in priced if p is not None)
+        elif usage is not None and (usage.prompt_tokens or usage.completion_tokens):
             if price is None:
                 cost, source = None, "unpriced"
             else:

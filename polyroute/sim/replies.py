@@ -86,7 +86,10 @@ def build_reply(
     default_text: str,
     chunk_tokens: int,
     new_call_id: Callable[[], str],
+    continues_prefill: bool = False,
 ) -> Reply:
+    """``continues_prefill``: a final assistant message is the start of the answer, to be
+    continued (Anthropic's and Bedrock's prefill; OpenAI's API answers it anew instead)."""
     function = forced_function(request)
     if function is not None:
         arguments = example_arguments(function.parameters)
@@ -97,7 +100,14 @@ def build_reply(
             completion_tokens=len(fragments),
             tool_call=ToolCallReply(new_call_id(), function.name, arguments),
         )
-    tokens = split_tokens(reply_text(request, model, default_text))
+    text = reply_text(request, model, default_text)
+    last = request.messages[-1] if request.messages else None
+    if continues_prefill and last is not None and last.role == "assistant":
+        prefix = last.text()
+        # The simulated model "wrote" its reply up to the prefix: it continues from there.
+        # (A prefix it would never have written gets the whole reply after it.)
+        text = text[len(prefix):] if text.startswith(prefix) else text
+    tokens = split_tokens(text)
     finish_reason = "stop"
     limit = request.token_limit
     if limit is not None and len(tokens) > limit:

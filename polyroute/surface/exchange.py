@@ -21,7 +21,7 @@ from polyroute.surface.http import (
     timeout_overrides,
     trace_headers,
 )
-from polyroute.surface.streaming import StreamEncoder, relay
+from polyroute.surface.streaming import StreamEncoder, relay, relay_when_open
 
 Headers = Callable[[RequestRecord], dict[str, str]]
 
@@ -32,6 +32,7 @@ class ChatExchange:
         self._policy = policy
         self._max_body = server.max_body_bytes
         self._body_timeout = server.body_timeout_s
+        self._keepalive_s = server.stream_keepalive_s
 
     async def principal(self, http: web.Request) -> Principal:
         return await self._policy.authenticate(credentials(http))
@@ -61,5 +62,8 @@ class ChatExchange:
             response = await self.gateway.chat(request, record, overrides, principal)
             return web.Response(body=encode_response(response), content_type="application/json",
                                 headers=headers(record))
-        stream = await self.gateway.stream_chat(request, record, overrides, principal)
-        return await relay(http, stream, headers(record), encoder())
+        opening = self.gateway.stream_chat(request, record, overrides, principal)
+        if self._keepalive_s <= 0:
+            return await relay(http, await opening, headers(record), encoder())
+        return await relay_when_open(http, opening, lambda: headers(record), encoder(),
+                                     self._keepalive_s)

@@ -79,8 +79,12 @@ IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 
 # ChatML, tolerant of the content shapes the OpenAI API allows (string, list of parts, null), so
 # the gateway may forward multi-part or tool-call messages without breaking the upstream.
+# A final assistant message is left open, to be continued: what llama.cpp's own server
+# (llama-server) does by default ("assistant prefill"), while llama-cpp-python's server renders
+# whatever template the model carries, and ChatML alone would close the turn and start anew.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
+    "{% set prefill = loop.last and message['role'] == 'assistant' %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% elif message['content'] %}"
@@ -88,9 +92,10 @@ CHAT_TEMPLATE = (
     "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
     "{% endfor %}"
     "{% endif %}"
-    "{{ '<|im_end|>' + '\\n' }}"
+    "{% if not prefill %}{{ '<|im_end|>' + '\\n' }}{% endif %}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    "{% if add_generation_prompt and messages[-1]['role'] != 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
 # Kept as one string: as a literal list it would be formatted to 500 lines.

@@ -50,6 +50,8 @@ def chat_body(request: ChatRequest, model: str, quirks: Quirks) -> bytes:
         fields = _openai_fields(request)
     for name in GATEWAY_ONLY_FIELDS.intersection(fields):
         del fields[name]
+    if request.continue_final:
+        _continue_final(fields, request, quirks.continuation)
     fields["model"] = model
     if request.stream:
         fields["stream"] = _TRUE
@@ -59,6 +61,24 @@ def chat_body(request: ChatRequest, model: str, quirks: Quirks) -> bytes:
             fields["stream_options"] = _INCLUDE_USAGE
     _apply_quirks(fields, quirks)
     return _encode(fields)
+
+
+def _continue_final(fields: dict[str, Any], request: ChatRequest, style: str) -> None:
+    """Ask the server to continue the final (assistant) message instead of answering anew.
+    The client's own messages stay verbatim: the final one is appended to their raw bytes."""
+    final = msgspec.to_builtins(request.messages[-1])
+    if style == "prefix":  # Mistral, DeepSeek
+        final["prefix"] = True
+    raw = fields.get("messages")
+    if isinstance(raw, msgspec.Raw):
+        head = bytes(raw).rstrip()[:-1].rstrip()  # the array without its closing bracket
+        fields["messages"] = msgspec.Raw(
+            head + (b"" if head.endswith(b"[") else b",") + _encode(final) + b"]")
+    else:
+        fields["messages"][-1] = final
+    if style == "continue_final_message":  # vLLM: render the prompt without closing the turn
+        fields["continue_final_message"] = True
+        fields["add_generation_prompt"] = False
 
 
 # Canonical fields other dialects bring (Anthropic's thinking, cache_control …) that OpenAI's
@@ -74,6 +94,7 @@ def _openai_fields(request: ChatRequest) -> dict[str, Any]:
         msgspec.structs.replace(request, passthrough=None))
     for name in _NOT_OPENAI_TOP:
         fields.pop(name, None)
+    fields.pop("$polyroute.continue_final", None)
     for message in fields.get("messages", ()):
         for name in _NOT_OPENAI_MESSAGE:
             message.pop(name, None)

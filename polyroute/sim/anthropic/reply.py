@@ -68,7 +68,8 @@ def build_answer(
 ) -> Answer:
     try:
         reply = build_reply(_as_openai(request), model, default_text=default_text,
-                            chunk_tokens=chunk_tokens, new_call_id=state.tool_use_id)
+                            chunk_tokens=chunk_tokens, new_call_id=state.tool_use_id,
+                            continues_prefill=True)
     except ApiError as exc:
         raise invalid(exc.message) from None
     thinking = group_tokens(split_tokens(THINKING_TEXT), chunk_tokens) if request.thinks else []

@@ -152,6 +152,11 @@ def _validate(request: MessagesRequest) -> None:
                           "the optional final assistant message")
         for j, block in enumerate(turn.blocks()):
             _validate_block(block, f"messages.{i}.content.{j}")
+    final = request.messages[-1]
+    if final.role == "assistant" and any(
+            b.type == "text" and (b.text or "") != (b.text or "").rstrip()
+            for b in final.blocks()[-1:]):
+        raise invalid("messages: final assistant content cannot end with trailing whitespace")
     _validate_tool_pairs(request.messages)
     for j, block in enumerate(request.system_blocks()):
         if block.type != "text":

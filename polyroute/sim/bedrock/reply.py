@@ -61,7 +61,8 @@ def build_answer(
     config = request.inference_config
     try:
         reply = build_reply(_as_openai(request, model), model, default_text=default_text,
-                            chunk_tokens=chunk_tokens, new_call_id=state.tool_use_id)
+                            chunk_tokens=chunk_tokens, new_call_id=state.tool_use_id,
+                            continues_prefill=True)
     except ApiError as exc:
         raise validation(exc.message) from None
     reasoning = group_tokens(split_tokens(REASONING_TEXT), chunk_tokens) \

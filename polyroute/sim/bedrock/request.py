@@ -174,9 +174,12 @@ def decode_converse(body: bytes) -> ConverseRequest:
             if results - before:
                 raise validation(f"Found toolResult blocks at messages.{i}.content without "
                                  "matching toolUse blocks in the previous turn.")
-    if request.messages[-1].role != "user":
-        raise validation("The final message must be a user message. (The simulated model does "
-                         "not continue an assistant prefill.)")
+    final = request.messages[-1]
+    if final.role == "assistant" and final.content and final.content[-1].text is not None \
+            and final.content[-1].text != final.content[-1].text.rstrip():
+        # A final assistant message is a prefill the model continues (Claude on Bedrock), and
+        # like Anthropic's API it may not end in whitespace.
+        raise validation("final assistant content cannot end with trailing whitespace")
     for k, system in enumerate(request.system or ()):
         if system.text is not None and not system.text.strip():
             raise validation(f"The text field in the SystemContentBlock object at system.{k} is "

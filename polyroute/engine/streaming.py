@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from polyroute.engine.estimate import output_units
 from polyroute.errors import (
     StreamInterrupted,
     UpstreamError,
@@ -113,6 +114,7 @@ class LiveStream:
             if self._closed:
                 raise StopAsyncIteration
             batch = await self._next_from_upstream()
+        self._record.streamed_units += output_units(batch)  # charged if no usage comes
         for chunk in batch:
             if chunk.usage is not None:
                 self._record.usage = chunk.usage

@@ -259,7 +259,7 @@ def _refusal(denial: Denial, principal: KeyPrincipal, now: float) -> Exception:
         limit = scope.tpm if scope else None
         if denial.retry_after is None:
             return RateLimited(
-                f"This request alone (input estimate + max output tokens) exceeds the "
+                f"This request alone (input estimate + max output tokens × n) exceeds the "
                 f"{limit} tokens-per-minute limit of {who}.", code="tpm_limit_exceeded")
         return RateLimited(f"Token rate limit of {who} reached: {limit} tokens per minute.",
                            code="tpm_limit_exceeded", retry_after=denial.retry_after)

@@ -1,7 +1,8 @@
 """Issue 10's money items on two replicas sharing PostgreSQL and Redis: ``n`` and absurd
 integers never reach the shared limiter's scripts, a hung-up stream is charged across
 replicas, the overspend bound holds for ``n`` > 1 split over both, and a team deleted on one
-replica stops its keys on the other."""
+replica stops its keys on the other; and a stream from llama.cpp, which never reports stream
+usage, is charged an estimate."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import redis
 
 from tests.conftest import SIM_KEY
 from tests.support.gateway import GatewayProcess
+from tests.support.llama_server import LlamaServer
 from tests.support.policy import MASTER_KEY, admin, new_key, ok
 from tests.support.sim import SimServer
 
@@ -150,3 +152,28 @@ def test_a_team_deleted_on_one_replica_stops_its_keys_on_the_other(
             break
         assert time.monotonic() < deadline, "replica b still serves the deleted team's key"
         time.sleep(0.1)
+
+
+def test_a_stream_from_llama_cpp_which_ignores_include_usage_is_charged(
+        llama_server: LlamaServer) -> None:
+    config = {
+        "providers": {"llamacpp": {"base_url": llama_server.base_url, "auth": "none"}},
+        "model_groups": {"tiny": {"deployments": [
+            {"provider": "llamacpp", "model": llama_server.model, "price": PRICE}]}},
+        "auth": {"master_key": "${PR_MASTER}"},
+        "storage": {"flush_interval_s": 0.1, "request_log": False},
+    }
+    with GatewayProcess(config, {"PR_MASTER": MASTER_KEY}) as gw:
+        key = new_key(gw, daily_budget_usd=1.0)
+        stream = client(gw, key).chat.completions.create(
+            model="tiny", messages=HELLO, max_tokens=8, temperature=0, seed=1, stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"x-request-id": "money-llama"})
+        chunks = list(stream)
+        assert all(c.usage is None for c in chunks)  # llama.cpp sent none
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text
+        row = usage_row(gw, key, 1)
+        assert 0 < row["completion_tokens"] <= 8 and row["cost_usd"] > 0  # within max_tokens
+        entry = ok(admin(gw, "GET", "/admin/ledger/money-llama"))["data"][0]
+        assert entry["usage_estimated"] == 1 and entry["priced"] == 1

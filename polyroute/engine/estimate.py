@@ -56,7 +56,7 @@ def estimate_input_tokens(request: ChatRequest) -> int:
     for message in request.messages:
         content = message.content
         if isinstance(content, str):
-            units += text_units(content)
+            units += len(content) if content.isascii() else text_units(content)
         elif content is not None:
             for part in content:
                 part_units, part_tokens = _part(part)

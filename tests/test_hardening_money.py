@@ -197,6 +197,25 @@ async def test_a_client_that_hangs_up_before_the_usage_chunk_is_charged(
     assert status["spent_today_usd"] == pytest.approx(row["cost_usd"])
 
 
+def test_hanging_up_does_not_refund_the_streams_tokens_per_minute(gw: GatewayProcess) -> None:
+    key = new_key(gw, tpm=200)
+    client = oai(gw, key)
+    hello = [{"role": "user", "content": "Say hello."}]  # estimated at about 10 tokens
+    stream = client.chat.completions.create(model="chat", max_tokens=150, stream=True,
+                                            messages=hello)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    stream.close()
+    time.sleep(0.5)  # the gateway notices and settles
+    # About 10 (prompt) + a few (what was streamed) stay counted: a request reserving 195 no
+    # longer fits the 200. Were the stream refunded in full, it would.
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model="chat", max_tokens=185, messages=hello)
+    assert refused.value.code == "tpm_limit_exceeded"
+    client.chat.completions.create(model="chat", max_tokens=20, messages=hello)
+
+
 def test_a_provider_that_never_reports_stream_usage_is_charged(gw: GatewayProcess) -> None:
     key = new_key(gw, daily_budget_usd=1.0)
     stream = oai(gw, key).chat.completions.create(

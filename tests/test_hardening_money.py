@@ -494,3 +494,38 @@ def test_a_stream_without_usage_is_billed_an_estimate_within_its_output_limit() 
     assert billed_usage(record) == (record.usage, False)  # a whole stream: the vendor's count
     never_opened = RequestRecord("r", 0.0, "chat", "m", stream=True, streamed_units=400)
     assert billed_usage(never_opened) == (None, False)
+
+
+async def test_a_key_whose_team_an_older_version_deleted_fails_closed(tmp_path: Any) -> None:
+    """Before this fix, deleting a team left its keys unrevoked in the database: such keys
+    must not come back to life without the team's limits."""
+    from polyroute.admin.service import AdminService
+    from polyroute.config.compiled import LimitsSettings
+    from polyroute.policy.directory import Directory
+    from polyroute.policy.entities import KeyIn, OrgIn, TeamIn
+    from polyroute.storage import sql, sqlite
+    from polyroute.storage.key_store import KeyStore
+
+    db = await sqlite.open_database(str(tmp_path / "old.sqlite"))
+    store = KeyStore(db)
+    directory = Directory(store, LimitsSettings())
+    await directory.refresh()
+    service = AdminService(directory, store, db)
+    await service.put_org(OrgIn(id="o", daily_budget_usd=1.0))
+    await service.put_team(TeamIn(id="t", org="o", models=["chat"]))
+    await service.put_team(TeamIn(id="u", org="o"))
+    in_t = (await service.create_key(KeyIn(team="t"))).id
+    in_u = (await service.create_key(KeyIn(team="u"))).id
+    assert not directory.principals[in_t].revoked
+    async with db.transaction() as tx:  # what the old DELETE did: the team row only
+        version = int((await tx.fetch(sql.BUMP_REVISION))[0][0])
+        await tx.execute(sql.DELETE_TEAM, version, "t")
+    await directory.refresh()
+    assert directory.principals[in_t].revoked and service.key(in_t).revoked
+    assert not directory.principals[in_u].revoked
+    async with db.transaction() as tx:
+        version = int((await tx.fetch(sql.BUMP_REVISION))[0][0])
+        await tx.execute(sql.DELETE_ORG, version, "o")
+    await directory.refresh()
+    assert directory.principals[in_u].revoked  # its team's organisation is gone
+    await db.close()

@@ -230,6 +230,52 @@ def test_a_provider_that_never_reports_stream_usage_is_charged(gw: GatewayProces
     assert 150 <= row["completion_tokens"] <= 400 and row["cost_usd"] > 0
 
 
+def test_an_answer_without_usage_is_charged_an_estimate() -> None:
+    """An OpenAI-compatible server that omits ``usage`` from whole answers."""
+    import threading
+
+    from aiohttp import web
+
+    answer = "Lorem ipsum dolor sit amet, " * 20  # 560 characters: about 140 tokens
+
+    async def chat(request: web.Request) -> web.Response:
+        return web.json_response({
+            "id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": "x",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                         "finish_reason": "stop"}]})
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    config = {
+        "providers": {"bare": {"base_url": f"http://127.0.0.1:{port}/v1", "auth": "none"}},
+        "model_groups": {"bare": {"deployments": [
+            {"provider": "bare", "model": "x", "price": PRICE}]}},
+        "auth": {"master_key": "${PR_MASTER}"},
+        "storage": {"flush_interval_s": 0.1, "request_log": False},
+    }
+    try:
+        with GatewayProcess(config, {"PR_MASTER": MASTER_KEY}) as gw:
+            key = new_key(gw, daily_budget_usd=1.0)
+            got = oai(gw, key).chat.completions.create(
+                model="bare", max_tokens=500, messages=[{"role": "user", "content": "hi"}],
+                extra_headers={"x-request-id": "money-bare"})
+            assert got.choices[0].message.content == answer and got.usage is None
+            row = ledger(gw, "money-bare")
+            assert row["usage_estimated"] == 1 and row["cost_usd"] > 0
+            assert 100 <= row["completion_tokens"] <= 200
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
 def test_a_whole_stream_with_usage_is_charged_the_vendors_count(gw: GatewayProcess) -> None:
     key = new_key(gw)
     stream = oai(gw, key).chat.completions.create(
@@ -479,7 +525,7 @@ def test_a_stream_without_usage_is_billed_an_estimate_within_its_output_limit() 
     from polyroute.policy.keyed import billed_usage
 
     record = RequestRecord("r", 0.0, "chat", "m", stream=True, ttft_s=0.1,
-                           estimated_input_tokens=50, streamed_units=400)
+                           estimated_input_tokens=50, output_units=400)
     usage, estimated = billed_usage(record)
     assert estimated and usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens) == (50, 100)
@@ -492,8 +538,15 @@ def test_a_stream_without_usage_is_billed_an_estimate_within_its_output_limit() 
     assert usage.completion_tokens == 30
     record.error_class, record.usage = None, Usage(prompt_tokens=9, completion_tokens=7)
     assert billed_usage(record) == (record.usage, False)  # a whole stream: the vendor's count
-    never_opened = RequestRecord("r", 0.0, "chat", "m", stream=True, streamed_units=400)
+    never_opened = RequestRecord("r", 0.0, "chat", "m", stream=True, output_units=400)
     assert billed_usage(never_opened) == (None, False)
+    # A whole answer without usage (a provider that omits it): estimated too.
+    whole = RequestRecord("r", 0.0, "chat", "m", estimated_input_tokens=20, output_units=40)
+    usage, estimated = billed_usage(whole)
+    assert estimated and usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (20, 10)
+    whole.error_class = "upstream_error"  # a failure is charged nothing
+    assert billed_usage(whole) == (None, False)
 
 
 async def test_a_key_whose_team_an_older_version_deleted_fails_closed(tmp_path: Any) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from polyroute.model.chat import ChatChunk, ChatRequest, ContentPart, Message
+from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse, ContentPart, Message
 
 IMAGE_TOKENS = 2_700
 """One image, whatever its size in the body: about the most any vendor charges for one (
@@ -112,6 +112,20 @@ def output_units(batch: list[ChatChunk]) -> int:
                     function = call.function
                     if function is not None:
                         units += len(function.arguments or "") + len(function.name or "")
+    return units
+
+
+def answer_units(response: ChatResponse) -> int:
+    """Quarter tokens of a whole answer: the fallback count when it came without usage."""
+    units = 0
+    for choice in response.choices:
+        message = choice.message
+        content = message.content
+        if isinstance(content, str):
+            units += text_units(content)
+        elif content is not None:
+            units += sum(_part(part)[0] for part in content)
+        units += _extras(message)
     return units
 
 

@@ -22,7 +22,12 @@ from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
 from polyroute.engine.circuit import Breakers
-from polyroute.engine.estimate import Reservation, estimate_input_tokens, prediction_tokens
+from polyroute.engine.estimate import (
+    Reservation,
+    answer_units,
+    estimate_input_tokens,
+    prediction_tokens,
+)
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
@@ -86,9 +91,13 @@ class Gateway:
             return await _bounded(adapter.chat(request, dep, connect_s=timeouts.connect_s),
                                   timeouts.response_s, deadline)
 
+        def usage(response: ChatResponse) -> Usage | None:
+            if response.usage is None:  # counted here, charged as an estimate
+                record.output_units = answer_units(response)
+            return response.usage
+
         return await self._complete(request.model, request.models or (), record, overrides,
-                                    attempt, lambda r: r.usage, principal,
-                                    reservation(request), request)
+                                    attempt, usage, principal, reservation(request), request)
 
     async def embed(
         self, request: EmbeddingRequest, record: RequestRecord,

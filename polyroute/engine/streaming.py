@@ -114,7 +114,7 @@ class LiveStream:
             if self._closed:
                 raise StopAsyncIteration
             batch = await self._next_from_upstream()
-        self._record.streamed_units += output_units(batch)  # charged if no usage comes
+        self._record.output_units += output_units(batch)  # charged if no usage comes
         for chunk in batch:
             if chunk.usage is not None:
                 self._record.usage = chunk.usage

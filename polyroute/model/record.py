@@ -44,6 +44,6 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     output_limit: int | None = None
     """The most output the upstream may write (every answer's limit, as sent); None: none
     was sent. An estimate of what was streamed never exceeds it."""
-    streamed_units: int = 0
-    """Quarter tokens of the output a stream relayed (text, reasoning, tool arguments): what
-    is charged when it ends without the upstream's usage."""
+    output_units: int = 0
+    """Quarter tokens of the output relayed to the client (text, reasoning, tool arguments):
+    what is charged when the answer comes without the upstream's usage."""

@@ -212,29 +212,33 @@ class KeyPolicy:
 
 
 def billed_usage(record: RequestRecord) -> tuple[Usage | None, bool]:
-    """The usage to charge, and whether it is an estimate. A stream that ended without the
-    upstream's usage (the client hung up before the usage chunk, or the provider never sends
-    one: ``stream_usage: false``, llama.cpp) is charged what was streamed and the admission's
-    prompt estimate, never nothing: otherwise a client could make any stream free."""
+    """The usage to charge, and whether it is an estimate. An answer that came without the
+    upstream's usage (a client that hung up before a stream's usage chunk, a provider that
+    never sends it: ``stream_usage: false``, llama.cpp, or omits it altogether) is charged the
+    admission's prompt estimate and what was relayed, never nothing: otherwise a client could
+    make any request free. A request that never answered is charged nothing."""
     usage = record.usage
-    if not record.stream or record.ttft_s is None:  # not a stream, or it never answered
-        return usage, False
-    streamed = max(1, (record.streamed_units + 3) // 4)
+    if record.stream:
+        if record.ttft_s is None or (usage is not None and record.error_class is None):
+            return usage, False  # it never answered, or it ended whole with the vendor's count
+    elif usage is not None or record.error_class is not None:
+        return usage, False  # the vendor's count, or a failure
+    output = (record.output_units + 3) // 4
+    if record.stream:
+        output = max(1, output)  # its first content arrived
     if record.output_limit is not None:  # the upstream stopped there, whatever we counted
-        streamed = min(streamed, record.output_limit)
+        output = min(output, record.output_limit)
     if usage is None:
         prompt = record.estimated_input_tokens
-        return Usage(prompt_tokens=prompt, completion_tokens=streamed,
-                     total_tokens=prompt + streamed), True
-    if record.error_class is None:  # a whole stream: its usage is the vendor's count
-        return usage, False
-    # Cut short: a usage block seen so far may be partial (Anthropic reports the prompt first,
-    # the output at the end); complete it from what was streamed.
+        return Usage(prompt_tokens=prompt, completion_tokens=output,
+                     total_tokens=prompt + output), True
+    # A stream cut short after a partial usage block (Anthropic reports the prompt first, the
+    # output at the end): complete it from what was relayed.
     prompt, completion = usage.prompt_tokens, usage.completion_tokens
-    if prompt and completion >= streamed:
+    if prompt and completion >= output:
         return usage, False
     prompt = prompt or record.estimated_input_tokens
-    completion = max(completion, streamed)
+    completion = max(completion, output)
     return msgspec.structs.replace(usage, prompt_tokens=prompt, completion_tokens=completion,
                                    total_tokens=prompt + completion), True
 

@@ -111,7 +111,7 @@ def openapi() -> dict[str, Any]:
             "parameters": [_ID],
             "get": _op("One team", _ref("TeamView")),
             "patch": _op("Change a team", _ref("TeamView"), "patch"),
-            "delete": _op("Delete a team (its keys lose the team's limits)", None),
+            "delete": _op("Delete a team and revoke its keys", None),
         },
         "/admin/teams/{id}/budget": {"parameters": [_ID], "get": _op(
             "A team's spend and limits", _ref("BudgetStatus"))},
@@ -123,7 +123,7 @@ def openapi() -> dict[str, Any]:
             "parameters": [_ID],
             "get": _op("One organisation", _ref("OrgView")),
             "patch": _op("Change an organisation", _ref("OrgView"), "patch"),
-            "delete": _op("Delete an organisation", None),
+            "delete": _op("Delete an organisation, its teams, and revoke their keys", None),
         },
         "/admin/orgs/{id}/budget": {"parameters": [_ID], "get": _op(
             "An organisation's spend and limits", _ref("BudgetStatus"))},

@@ -106,8 +106,8 @@ class AdminRoutes:
         return _json(await self._service.update_team(request.match_info["id"], patch))
 
     async def delete_team(self, request: web.Request) -> web.Response:
-        await self._service.delete_team(request.match_info["id"])
-        return _json({"deleted": request.match_info["id"]})
+        revoked = await self._service.delete_team(request.match_info["id"])
+        return _json({"deleted": request.match_info["id"], "revoked_keys": revoked})
 
     async def team_budget(self, request: web.Request) -> web.Response:
         return _json(await self._service.budget(f"t:{request.match_info['id']}"))
@@ -128,8 +128,9 @@ class AdminRoutes:
         return _json(await self._service.update_org(request.match_info["id"], patch))
 
     async def delete_org(self, request: web.Request) -> web.Response:
-        await self._service.delete_org(request.match_info["id"])
-        return _json({"deleted": request.match_info["id"]})
+        teams, revoked = await self._service.delete_org(request.match_info["id"])
+        return _json({"deleted": request.match_info["id"], "deleted_teams": teams,
+                      "revoked_keys": revoked})
 
     async def org_budget(self, request: web.Request) -> web.Response:
         return _json(await self._service.budget(f"o:{request.match_info['id']}"))

@@ -120,10 +120,13 @@ class AdminService:
         merged.pop("created_at", None)
         return await self.put_team(_convert(merged, TeamIn))
 
-    async def delete_team(self, team_id: str) -> None:
+    async def delete_team(self, team_id: str) -> list[str]:
+        """Delete the team and revoke its keys (for good: a team created again under the same
+        name does not bring them back); the ids of the keys revoked."""
         self.team(team_id)
-        await self._store.delete_team(team_id)
+        revoked = await self._store.delete_team(team_id)
         await self.directory.refresh()
+        return revoked
 
     def team(self, team_id: str) -> TeamView:
         view = self.directory.team_view(team_id)
@@ -141,10 +144,13 @@ class AdminService:
         merged.pop("created_at", None)
         return await self.put_org(_convert(merged, OrgIn))
 
-    async def delete_org(self, org_id: str) -> None:
+    async def delete_org(self, org_id: str) -> tuple[list[str], list[str]]:
+        """Delete the organisation with its teams, and revoke their keys; (teams deleted,
+        keys revoked)."""
         self.org(org_id)
-        await self._store.delete_org(org_id)
+        deleted = await self._store.delete_org(org_id)
         await self.directory.refresh()
+        return deleted
 
     def org(self, org_id: str) -> OrgView:
         view = self.directory.org_view(org_id)

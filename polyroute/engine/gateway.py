@@ -15,12 +15,20 @@ from dataclasses import dataclass, replace
 from random import Random
 from typing import TypeVar
 
+import msgspec
+
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.deadlines import Pace, prompt_units
+from polyroute.engine.estimate import (
+    Reservation,
+    answer_units,
+    estimate_input_tokens,
+    prediction_tokens,
+)
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.recovery import Recovery
 from polyroute.engine.resume import Resumed
@@ -29,7 +37,7 @@ from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, 
 from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
-from polyroute.model.record import RequestRecord
+from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.usage import Usage
 from polyroute.policy.types import ANONYMOUS, AdmissionRequest, OpenPolicy, Policy, Principal
 
@@ -90,10 +98,13 @@ class Gateway:
             return await _bounded(adapter.chat(request, dep, connect_s=timeouts.connect_s),
                                   timeouts.response_s, deadline)
 
+        def usage(response: ChatResponse) -> Usage | None:
+            if response.usage is None:  # counted here, charged as an estimate
+                record.output_units = answer_units(response)
+            return response.usage
+
         return await self._complete(request.model, request.models or (), record, overrides,
-                                    attempt, lambda r: r.usage, principal,
-                                    estimate_input_tokens(request), _max_output(request),
-                                    request)
+                                    attempt, usage, principal, reservation(request), request)
 
     async def embed(
         self, request: EmbeddingRequest, record: RequestRecord,
@@ -113,7 +124,7 @@ class Gateway:
         text = request.input if isinstance(request.input, str) else " ".join(
             str(i) for i in request.input)
         return await self._complete(request.model, (), record, overrides, attempt, usage,
-                                    principal, len(text) // 4 + 1, 0)
+                                    principal, Reservation(len(text) // 4 + 1, 0))
 
     async def _complete(
         self,
@@ -124,15 +135,14 @@ class Gateway:
         attempt: Callable[[Deployment, Timeouts, float], Awaitable[T]],
         usage: Callable[[T], Usage | None],
         principal: Principal,
-        input_tokens: int,
-        max_output: int | None,
+        reserve: Reservation,
         request: ChatRequest | None = None,
     ) -> T:
         start = self._clock()
         ticket: object = None
         try:
-            route = self._route(model, also, record, request)
-            ticket = await self._admit(principal, route, record, input_tokens, max_output)
+            route = self._route(model, also, record, request, principal)
+            ticket = await self._admit(principal, route, record, reserve, request)
             own = route.resilience.timeouts
             timeouts = overrides.apply(own)
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
@@ -161,10 +171,10 @@ class Gateway:
         start = self._clock()
         ticket: object = None
         try:
-            route = self._route(request.model, request.models or (), record, request)
-            input_tokens = estimate_input_tokens(request)
-            ticket = await self._admit(principal, route, record, input_tokens,
-                                       _max_output(request))
+            route = self._route(request.model, request.models or (), record, request, principal)
+            reserve = reservation(request)
+            input_tokens = reserve.input_tokens
+            ticket = await self._admit(principal, route, record, reserve, request)
             own = route.resilience.timeouts
             timeouts = overrides.apply(own)
             loop = asyncio.get_running_loop()
@@ -219,22 +229,35 @@ class Gateway:
                           pace=(self._pace, timeouts))
 
     async def _admit(
-        self, principal: Principal, route: Route, record: RequestRecord, input_tokens: int,
-        max_output: int | None,
+        self, principal: Principal, route: Route, record: RequestRecord, reserve: Reservation,
+        request: ChatRequest | None = None,
     ) -> object:
         record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org
-        admission = AdmissionRequest(route.group, input_tokens, max_output,
-                                     [d.price for d in route.candidates])
-        return await self._policy.admit(principal, admission)
+        record.estimated_input_tokens = reserve.input_tokens
+        admission = AdmissionRequest(
+            route.group, reserve.input_tokens, reserve.max_output_tokens,
+            [d.price for d in route.candidates], reserve.choices, reserve.extra_output_tokens,
+            route.groups)
+        ticket = await self._policy.admit(principal, admission)
+        limit = reserve.max_output_tokens
+        if request is not None and limit is None:
+            limit = self._policy.output_cap(principal)
+            if limit is not None:
+                _limit_output(request, limit)
+        if limit is not None:
+            record.output_limit = limit * reserve.choices + reserve.extra_output_tokens
+        return ticket
 
     def _route(
         self, model: str, also: Sequence[str], record: RequestRecord,
-        request: ChatRequest | None = None,
+        request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
     ) -> Route:
-        route = self._router.route(model, also, request)
+        route = self._router.route(model, also, request, principal.allowed_models)
         record.model_group = route.group
         if route.decision is not None:
             record.route = route.decision.header_value()
+        for group in route.refused:  # shown in x-polyroute-attempts; never tried
+            record.attempts.append(Attempt(group, "", 0.0, "not_allowed", 403))
         return route
 
     def _loop(
@@ -292,24 +315,19 @@ def _blaming_the_client(
     return attributed
 
 
-def estimate_input_tokens(request: ChatRequest) -> int:
-    """A cheap upper-leaning estimate (about 4 characters a token, plus per-message framing),
-    for admission; the upstream's usage replaces it when the request settles."""
-    chars = 0
-    for message in request.messages:
-        content = message.content
-        if isinstance(content, str):
-            chars += len(content)
-        elif content is not None:
-            chars += sum(len(part.text or "") for part in content) + 1000 * sum(
-                part.type != "text" for part in content)  # an image costs ~1k tokens
-    if request.tools:
-        chars += sum(len(str(tool)) for tool in request.tools)
-    return chars // 4 + 4 * len(request.messages) + 3
+def reservation(request: ChatRequest) -> Reservation:
+    """What a chat request may cost at most: its prompt, and ``n`` answers of at most
+    ``max_completion_tokens`` (or ``max_tokens``; None: the policy's default) each."""
+    return Reservation(estimate_input_tokens(request),
+                       request.max_completion_tokens or request.max_tokens,
+                       request.n or 1, prediction_tokens(request))
 
 
-def _max_output(request: ChatRequest) -> int | None:
-    return request.max_completion_tokens or request.max_tokens
+def _limit_output(request: ChatRequest, cap: int) -> None:
+    """Send ``cap`` as the upstream's output limit (the reservation assumed it)."""
+    request.max_completion_tokens = cap
+    if request.passthrough is not None:  # relayed verbatim to an OpenAI upstream
+        request.passthrough["max_completion_tokens"] = msgspec.Raw(b"%d" % cap)
 
 
 async def _bounded(call: Awaitable[T], limit_s: float, deadline: float) -> T:

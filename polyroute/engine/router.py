@@ -28,6 +28,10 @@ class Route:
     origins: Mapping[str, str] = field(default_factory=dict)
     """Deployment name → the group it came from (empty: all from ``group``), so the attempt
     loop can tell another deployment of the same model from a different model."""
+    groups: tuple[str, ...] = ()
+    """The groups besides ``group`` whose deployments are among the candidates."""
+    refused: tuple[str, ...] = ()
+    """Fallback or extra groups left out because the caller may not use them."""
 
 
 class Router:
@@ -42,12 +46,17 @@ class Router:
         self._open_groups: OrderedDict[str, ModelGroup] = OrderedDict()
 
     def route(
-        self, model: str, also: Sequence[str] = (), request: ChatRequest | None = None
+        self, model: str, also: Sequence[str] = (), request: ChatRequest | None = None,
+        allowed: frozenset[str] | None = None,
     ) -> Route:
         """The deployments to try, in order: the group's own (by its strategy), then its
         configured fallback groups', then those of the request's own extra ``models``. The
-        first group's resilience settings govern the whole request."""
-        group = self.group(model)
+        first group's resilience settings govern the whole request.
+
+        ``allowed`` (None: all) is the caller's allow-list: a fallback or extra group outside
+        it is left out, never tried, and named in ``refused``. The requested group itself is
+        kept, whatever the list says: the policy refuses the whole request for it."""
+        group = self.group(model, allowed)
         decision = None
         if group.routing == "auto" and self._auto is not None:
             ordered, decision = self._auto.order(group, request)
@@ -62,28 +71,39 @@ class Router:
         origins: dict[str, str] = {}
         seen_groups: set[str] = set()
         seen_deployments: set[str] = set()
+        used: list[str] = []
+        refused: list[str] = []
         pending = [group.name, *group.fallbacks]
         for name in also:
-            extra = self.group(name)  # raises for an unknown name: say so rather than skip it
+            # raises for an unknown name: say so rather than skip it
+            extra = self.group(name, allowed)
             pending += [extra.name, *extra.fallbacks]
         for name in pending:
             if name in seen_groups:
                 continue
             seen_groups.add(name)
-            member = self.group(name)
+            if allowed is not None and name != group.name and name not in allowed:
+                refused.append(name)
+                continue
+            if name != group.name:
+                used.append(name)
+            member = self.group(name, allowed)
             for dep in self._order(member, request):
                 if dep.name not in seen_deployments:
                     seen_deployments.add(dep.name)
                     candidates.append(dep)
                     origins[dep.name] = member.name
-        return Route(group.name, candidates, group.resilience, decision, origins)
+        return Route(group.name, candidates, group.resilience, decision, origins,
+                     tuple(used), tuple(refused))
 
     def _order(self, group: ModelGroup, request: ChatRequest | None) -> list[Deployment]:
         if group.routing == "auto" and self._auto is not None:
             return self._auto.order(group, request)[0]
         return STRATEGIES[group.routing](group.deployments, self._ctx)
 
-    def group(self, model: str) -> ModelGroup:
+    def group(self, model: str, allowed: frozenset[str] | None = None) -> ModelGroup:
+        """The group ``model`` names, or ModelNotFound (whose text lists only what a caller
+        restricted to ``allowed`` may use)."""
         group = self._groups.get(model)
         if group is not None:
             return group
@@ -91,18 +111,19 @@ class Router:
         if group is not None:
             self._open_groups.move_to_end(model)
             return group
-        group = self._open_group(model)
+        group = self._open_group(model, allowed)
         self._open_groups[model] = group
         if len(self._open_groups) > _OPEN_GROUP_CACHE:
             self._open_groups.popitem(last=False)
         return group
 
-    def _open_group(self, model: str) -> ModelGroup:
+    def _open_group(self, model: str, allowed: frozenset[str] | None) -> ModelGroup:
         vendor, sep, upstream_model = model.partition("/")
         endpoint = self._open_vendors.get(vendor) if sep else None
         if endpoint is None:
-            raise ModelNotFound(self._not_found_message(model, vendor if sep else None),
-                                param="model")
+            raise ModelNotFound(
+                self._not_found_message(model, vendor if sep else None, allowed),
+                param="model")
         if not upstream_model:
             raise InvalidRequest(f"'{model}' names no model after the vendor prefix",
                                  param="model")
@@ -110,12 +131,18 @@ class Router:
                                 endpoint=endpoint)
         return ModelGroup(model, "priority", (deployment,), resilience=self._resilience)
 
-    def _not_found_message(self, model: str, vendor: str | None) -> str:
-        served = sorted(self._groups)[:20]
-        vendors = sorted(self._open_vendors)
+    def _not_found_message(
+        self, model: str, vendor: str | None, allowed: frozenset[str] | None
+    ) -> str:
         message = f"The model '{model}' does not exist on this gateway"
         if vendor is not None:
             message += f" (no vendor '{vendor}' is configured)"
+        if allowed is not None:  # name only what this caller may use
+            served = sorted(allowed)[:20]
+            return (f"{message}. This key may use {', '.join(served)}." if served
+                    else f"{message}. This key may use no model.")
+        served = sorted(self._groups)[:20]
+        vendors = sorted(self._open_vendors)
         offers = []
         if served:
             offers.append(f"the model groups {', '.join(served)}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.deadlines import Pace
+from polyroute.engine.estimate import output_units
 from polyroute.engine.recovery import Recovery
 from polyroute.engine.resume import Resume, Transcript
 from polyroute.errors import (
@@ -149,6 +150,7 @@ class LiveStream:
                     continue
             if batch:
                 break
+        self._record.output_units += output_units(batch)  # charged if no usage comes
         for chunk in batch:
             if chunk.usage is not None:
                 self._usage = chunk.usage

@@ -11,13 +11,23 @@ gateway does not model yet (``logprobs``, ``prediction``, vendor extensions …)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from polyroute.model.usage import Usage
 
 Role = str  # "system" | "developer" | "user" | "assistant" | "tool" — vendors add more
+
+# Integer bounds, checked when a client's request is decoded: a negative or absurd token
+# limit or answer count would void the reservations made from it (and may not even fit the
+# shared limiter's arithmetic), so it is refused with a 400 before anything counts it.
+MAX_OUTPUT_TOKENS_LIMIT = 2**31 - 1
+OutputTokens = Annotated[int, msgspec.Meta(ge=1, le=MAX_OUTPUT_TOKENS_LIMIT)]
+Choices = Annotated[int, msgspec.Meta(ge=1, le=128)]
+"""``n``: OpenAI's own limit."""
+TopK = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class FunctionCall(msgspec.Struct, omit_defaults=True):
@@ -90,13 +100,13 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     """OpenRouter-style fallbacks: models to try, in order, after ``model``'s own."""
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    max_tokens: OutputTokens | None = None
+    max_completion_tokens: OutputTokens | None = None
     temperature: float | None = None
     top_p: float | None = None
-    n: int | None = None
+    n: Choices | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     tools: list[dict[str, Any]] | None = None
@@ -106,7 +116,7 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     user: str | None = None
     # Beyond OpenAI's own schema, for vendors that have them (Anthropic, and OpenAI-compatible
     # servers such as vLLM that accept top_k):
-    top_k: int | None = None
+    top_k: TopK | None = None
     reasoning_effort: str | None = None
     thinking: dict[str, Any] | None = None
     """Anthropic's extended-thinking configuration, e.g. ``{"type": "enabled",

@@ -53,3 +53,11 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     key_id: str | None = None
     team: str | None = None
     org: str | None = None
+    estimated_input_tokens: int = 0
+    """Admission's estimate of the prompt: charged when a stream ends without usage."""
+    output_limit: int | None = None
+    """The most output the upstream may write (every answer's limit, as sent); None: none
+    was sent. An estimate of what was streamed never exceeds it."""
+    output_units: int = 0
+    """Quarter tokens of the output relayed to the client (text, reasoning, tool arguments):
+    what is charged when the answer comes without the upstream's usage."""

@@ -176,7 +176,18 @@ class Directory:
             key_id=key.id, team=key.team, org=org_id, allowed_models=allowed,
             scopes=scopes, limited=any(s.limited for s in scopes),
             budgeted=any(s.budgets for s in scopes), fail_open=outage == "open",
-            salt=key.salt, digest=key.digest, expires_at=key.expires_at, revoked=key.revoked)
+            salt=key.salt, digest=key.digest, expires_at=key.expires_at,
+            revoked=key.revoked or self._orphaned(key))
+
+    def _orphaned(self, key: _Key) -> bool:
+        """The key's team (or the team's organisation) is gone. Deleting one revokes its keys
+        in the same transaction; this also catches keys whose team was deleted by an older
+        version, which did not: without its team, a key would lose the team's allow-list,
+        limits and budgets, so it fails closed instead."""
+        if key.team is None:
+            return False
+        team = self._teams.get(key.team)
+        return team is None or (team.org is not None and team.org not in self._orgs)
 
     # -- views for the admin API -------------------------------------------------------------
     def key_view(self, key_id: str) -> KeyView | None:
@@ -186,7 +197,7 @@ class Directory:
         team = self._teams.get(key.team) if key.team else None
         return KeyView(id=key.id, preview=preview(key.id), created_at=key.created_at,
                        name=key.name, team=key.team, org=team.org if team else None,
-                       expires_at=key.expires_at, revoked=key.revoked,
+                       expires_at=key.expires_at, revoked=key.revoked or self._orphaned(key),
                        **_fields(key.settings))
 
     def keys(self, team: str | None = None) -> list[KeyView]:

@@ -23,6 +23,7 @@ from polyroute.errors import (
     ServiceUnavailable,
 )
 from polyroute.model.record import RequestRecord
+from polyroute.model.usage import Usage
 from polyroute.policy import keys
 from polyroute.policy.directory import Directory, KeyPrincipal
 from polyroute.policy.types import ANONYMOUS, AdmissionRequest, Principal
@@ -106,9 +107,13 @@ class KeyPolicy:
         if not isinstance(principal, KeyPrincipal):
             return None  # open mode or the master key: no limits, nobody to charge
         allowed = principal.allowed_models
-        if allowed is not None and request.model_group not in allowed:
-            raise PermissionDenied(
-                f"This key may not use the model '{request.model_group}'.", param="model")
+        if allowed is not None:
+            # The engine's route already left out the groups this key may not use; checked
+            # again here because the policy, not the router, is the authority on it.
+            for group in (request.model_group, *request.groups):
+                if group not in allowed:
+                    raise PermissionDenied(
+                        f"This key may not use the model '{group}'.", param="model")
         now = self._clock()
         cost = 0
         if principal.budgeted:
@@ -121,8 +126,8 @@ class KeyPolicy:
         if not principal.limited:
             return Grant(lease, principal.scopes, int(now), 0, 0,
                          self._local.periods(int(now)), limited=False)
-        tokens = request.estimated_input_tokens + (
-            request.max_output_tokens or self._limits.default_max_output_tokens)
+        tokens = request.estimated_input_tokens + request.output_tokens(
+            self._limits.default_max_output_tokens)
         try:
             result = await self._limiter.acquire(lease, principal.scopes, tokens, cost, now)
         except StateUnavailable:
@@ -139,7 +144,7 @@ class KeyPolicy:
         return result
 
     def settle(self, ticket: object, record: RequestRecord) -> None:
-        usage = record.usage
+        usage, estimated = billed_usage(record)
         price = self._prices.of(record.vendor, record.upstream_model)
         cost: float | None = 0.0
         source = price.source if price is not None else None
@@ -157,7 +162,7 @@ class KeyPolicy:
                 cost = cost_usd(price, usage)
         if self._ledger is not None:
             try:
-                self._ledger.append(self._entry(record, cost, source))
+                self._ledger.append(self._entry(record, usage, estimated, cost, source))
             except OSError as exc:  # a full or broken disk must not fail the request itself
                 log.error("ledger: could not spool the record of %s: %s", record.request_id,
                           exc)
@@ -165,8 +170,15 @@ class KeyPolicy:
             tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
             self._limiter.release(ticket, to_nanos(cost) if cost else 0, tokens)
 
+    def output_cap(self, principal: Principal) -> int | None:
+        # Only for money: a budget reservation is exact only if the upstream stops where the
+        # reservation did. Rate limits are corrected at settlement, so they need no cap.
+        if isinstance(principal, KeyPrincipal) and principal.budgeted:
+            return self._limits.default_max_output_tokens
+        return None
+
     def _worst_case(self, request: AdmissionRequest) -> int:
-        output = request.max_output_tokens or self._limits.default_max_output_tokens
+        output = request.output_tokens(self._limits.default_max_output_tokens)
         prices: list[Price | None] = list(request.prices)
         if len(prices) == 1 and prices[0] is None:
             prices = [self._prices.of_group(request.model_group)]
@@ -182,8 +194,8 @@ class KeyPolicy:
             worst = max(worst, worst_case_nanos(price, request.estimated_input_tokens, output))
         return worst
 
-    def _entry(self, r: RequestRecord, cost: float | None, source: str | None) -> LedgerEntry:
-        u = r.usage
+    def _entry(self, r: RequestRecord, u: Usage | None, estimated: bool, cost: float | None,
+               source: str | None) -> LedgerEntry:
         second = int(r.started_at)
         if second != self._day[0]:
             self._day = (second, time.strftime("%Y-%m-%d", time.gmtime(second)))
@@ -202,7 +214,40 @@ class KeyPolicy:
             cache_write_tokens=u.cache_creation_tokens if u else 0,
             reasoning_tokens=u.reasoning_tokens if u else 0,
             cost_usd=cost, priced=0 if cost is None else 1, price_source=source,
-            latency_ms=round(r.latency_s * 1000, 3), attempts=attempts)
+            latency_ms=round(r.latency_s * 1000, 3), attempts=attempts,
+            usage_estimated=int(estimated))
+
+
+def billed_usage(record: RequestRecord) -> tuple[Usage | None, bool]:
+    """The usage to charge, and whether it is an estimate. An answer that came without the
+    upstream's usage (a client that hung up before a stream's usage chunk, a provider that
+    never sends it: ``stream_usage: false``, llama.cpp, or omits it altogether) is charged the
+    admission's prompt estimate and what was relayed, never nothing: otherwise a client could
+    make any request free. A request that never answered is charged nothing."""
+    usage = record.usage
+    if record.stream:
+        if record.ttft_s is None or (usage is not None and record.error_class is None):
+            return usage, False  # it never answered, or it ended whole with the vendor's count
+    elif usage is not None or record.error_class is not None:
+        return usage, False  # the vendor's count, or a failure
+    output = (record.output_units + 3) // 4
+    if record.stream:
+        output = max(1, output)  # its first content arrived
+    if record.output_limit is not None:  # the upstream stopped there, whatever we counted
+        output = min(output, record.output_limit)
+    if usage is None:
+        prompt = record.estimated_input_tokens
+        return Usage(prompt_tokens=prompt, completion_tokens=output,
+                     total_tokens=prompt + output), True
+    # A stream cut short after a partial usage block (Anthropic reports the prompt first, the
+    # output at the end): complete it from what was relayed.
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    if prompt and completion >= output:
+        return usage, False
+    prompt = prompt or record.estimated_input_tokens
+    completion = max(completion, output)
+    return msgspec.structs.replace(usage, prompt_tokens=prompt, completion_tokens=completion,
+                                   total_tokens=prompt + completion), True
 
 
 def _refusal(denial: Denial, principal: KeyPrincipal, now: float) -> Exception:
@@ -225,7 +270,7 @@ def _refusal(denial: Denial, principal: KeyPrincipal, now: float) -> Exception:
         limit = scope.tpm if scope else None
         if denial.retry_after is None:
             return RateLimited(
-                f"This request alone (input estimate + max output tokens) exceeds the "
+                f"This request alone (input estimate + max output tokens × n) exceeds the "
                 f"{limit} tokens-per-minute limit of {who}.", code="tpm_limit_exceeded")
         return RateLimited(f"Token rate limit of {who} reached: {limit} tokens per minute.",
                            code="tpm_limit_exceeded", retry_after=denial.retry_after)

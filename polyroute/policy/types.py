@@ -20,6 +20,10 @@ class Principal:
     allowed_models: frozenset[str] | None = None
     """Model groups this caller may use; None: all."""
 
+    def may_use(self, group: str) -> bool:
+        allowed = self.allowed_models
+        return allowed is None or group in allowed
+
 
 ANONYMOUS = Principal()
 
@@ -29,8 +33,20 @@ class AdmissionRequest:
     model_group: str
     estimated_input_tokens: int
     max_output_tokens: int | None
+    """Per answer; None: the client set none (the policy's default applies)."""
     prices: Sequence[Price | None]
     """Prices of the candidate deployments: a reservation must cover the dearest."""
+    choices: int = 1
+    """Answers asked for (``n``): each may write ``max_output_tokens``."""
+    extra_output_tokens: int = 0
+    """Output billed beyond the answers' own limit (a ``prediction``'s rejected tokens)."""
+    groups: tuple[str, ...] = ()
+    """Every group whose deployments the route may try (besides ``model_group``)."""
+
+    def output_tokens(self, default: int) -> int:
+        """The most output the request may be billed for."""
+        per_answer = default if self.max_output_tokens is None else self.max_output_tokens
+        return per_answer * self.choices + self.extra_output_tokens
 
 
 class Policy(Protocol):
@@ -50,6 +66,11 @@ class Policy(Protocol):
         really cost, append the ledger record. Never blocks: no I/O on the caller's path."""
         ...
 
+    def output_cap(self, principal: Principal) -> int | None:
+        """The output limit (per answer) to send upstream when the client set none, so that
+        what is spent never exceeds what was reserved; None: send none."""
+        ...
+
 
 class OpenPolicy:
     """No keys, no limits: the embedded default on loopback."""
@@ -61,4 +82,7 @@ class OpenPolicy:
         return None
 
     def settle(self, ticket: object, record: RequestRecord) -> None:
+        return None
+
+    def output_cap(self, principal: Principal) -> int | None:
         return None

@@ -70,13 +70,27 @@ class KeyStore:
         async with self._db.transaction() as tx:
             await tx.execute(sql.REVOKE_KEY, await _bump(tx), key_id)
 
-    async def delete_team(self, team_id: str) -> None:
+    async def delete_team(self, team_id: str) -> list[str]:
+        """Delete the team and revoke its keys; the ids of the keys revoked."""
         async with self._db.transaction() as tx:
-            await tx.execute(sql.DELETE_TEAM, await _bump(tx), team_id)
+            version = await _bump(tx)
+            await tx.execute(sql.DELETE_TEAM, version, team_id)
+            rows = await tx.fetch(sql.REVOKE_TEAM_KEYS, version, team_id)
+        return sorted(str(r[0]) for r in rows)
 
-    async def delete_org(self, org_id: str) -> None:
+    async def delete_org(self, org_id: str) -> tuple[list[str], list[str]]:
+        """Delete the organisation and its teams and revoke their keys; (teams deleted,
+        keys revoked)."""
         async with self._db.transaction() as tx:
-            await tx.execute(sql.DELETE_ORG, await _bump(tx), org_id)
+            version = await _bump(tx)
+            await tx.execute(sql.DELETE_ORG, version, org_id)
+            teams = sorted(str(r[0]) for r in await tx.fetch(sql.DELETE_ORG_TEAMS, version,
+                                                             org_id))
+            revoked: list[str] = []
+            for team in teams:
+                revoked += (str(r[0]) for r in await tx.fetch(sql.REVOKE_TEAM_KEYS, version,
+                                                               team))
+        return teams, sorted(revoked)
 
 
 async def _bump(tx: Database) -> int:

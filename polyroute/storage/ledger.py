@@ -53,6 +53,9 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     latency_ms: float
     attempts: str
     """JSON list of [deployment, vendor, outcome, status, latency_ms]."""
+    usage_estimated: int = 0
+    """1: the tokens are polyroute's estimate (a stream that ended without the upstream's
+    usage), not the vendor's count. Last and defaulted: older spool lines still decode."""
 
 
 _encode = msgspec.json.Encoder().encode

@@ -102,7 +102,8 @@ SCHEMA: tuple[str, ...] = (
         priced             INTEGER NOT NULL,
         price_source       TEXT,
         latency_ms         DOUBLE PRECISION NOT NULL,
-        attempts           TEXT NOT NULL
+        attempts           TEXT NOT NULL,
+        usage_estimated    INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)",
     "CREATE INDEX IF NOT EXISTS ledger_key ON ledger (key_id, ts)",
@@ -116,7 +117,14 @@ LEDGER_COLUMNS = (
     "requested_model", "model_group", "vendor", "deployment", "upstream_model", "status",
     "error_class", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "priced", "price_source", "latency_ms", "attempts",
+    "usage_estimated",
 )
+
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("ledger", "usage_estimated", "INTEGER NOT NULL DEFAULT 0"),
+)
+"""(table, column, type) added after a table was first created: each backend adds the ones a
+database made by an older version lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""
 
 # Idempotent on entry_id: a batch flushed again after a crash (before the spool was
 # truncated) inserts nothing twice.
@@ -149,6 +157,12 @@ UPDATE api_keys SET name = ?, team = ?, settings = ?, expires_at = ?, version = 
 REVOKE_KEY = "UPDATE api_keys SET revoked = 1, version = ? WHERE id = ? AND revoked = 0"
 DELETE_TEAM = "UPDATE teams SET deleted = 1, version = ? WHERE id = ? AND deleted = 0"
 DELETE_ORG = "UPDATE orgs SET deleted = 1, version = ? WHERE id = ? AND deleted = 0"
+# Deleting a team revokes its keys, deleting an organisation deletes its teams (and so revokes
+# their keys), in the same transaction: a key must never outlive the limits it was given under.
+REVOKE_TEAM_KEYS = (
+    "UPDATE api_keys SET revoked = 1, version = ? WHERE team = ? AND revoked = 0 RETURNING id")
+DELETE_ORG_TEAMS = (
+    "UPDATE teams SET deleted = 1, version = ? WHERE org = ? AND deleted = 0 RETURNING id")
 
 SELECT_ORGS = "SELECT id, settings, created_at, deleted, version FROM orgs WHERE version > ?"
 SELECT_TEAMS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from polyroute.engine.gateway import estimate_input_tokens
+from polyroute.engine.estimate import estimate_input_tokens
 from polyroute.errors import GatewayError
 from polyroute.model.record import RequestRecord
 from polyroute.surface.anthropic import decode, encode

@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from polyroute.model.chat import OutputTokens, TopK
+
 
 class Block(msgspec.Struct):
     """A content block of any type; which fields are set depends on ``type``."""
@@ -63,13 +65,13 @@ class OutputConfig(msgspec.Struct):
 class MessagesRequest(msgspec.Struct):
     model: str
     messages: list[Turn]
-    max_tokens: int | None = None
+    max_tokens: OutputTokens | None = None
     system: str | list[Block] | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
     temperature: float | None = None
     top_p: float | None = None
-    top_k: int | None = None
+    top_k: TopK | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     metadata: Metadata | None = None

@@ -38,9 +38,9 @@ class OpenAIHandlers:
                             content_type="application/json", headers=trace_headers(record))
 
     async def models(self, http: web.Request) -> web.Response:
-        await self._x.principal(http)
+        principal = await self._x.principal(http)
         data = [
             {"id": entry.id, "object": "model", "created": 0, "owned_by": entry.owned_by}
-            for entry in await self._catalog.entries()
+            for entry in await self._catalog.entries() if principal.may_use(entry.id)
         ]
         return web.json_response({"object": "list", "data": data})

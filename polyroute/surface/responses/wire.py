@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from polyroute.model.chat import OutputTokens
+
 
 class InputPart(msgspec.Struct, omit_defaults=True):
     type: str
@@ -62,7 +64,7 @@ class ResponsesRequest(msgspec.Struct, omit_defaults=True):
     tools: list[FunctionTool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-    max_output_tokens: int | None = None
+    max_output_tokens: OutputTokens | None = None
     temperature: float | None = None
     top_p: float | None = None
     stream: bool = False

@@ -170,7 +170,8 @@ class PolicyStack:
         state: dict[str, Any] = {"backend": "memory"}
         if isinstance(self.limiter, RedisLimiter):
             state = {"backend": "redis", "healthy": self.limiter.healthy,
-                     "queued_settlements": self.limiter.queued}
+                     "queued_settlements": self.limiter.queued,
+                     "rejected_settlements": self.limiter.rejected_settlements}
         return {
             "mode": "open" if self.policy.open_mode else "keys",
             "active_keys": self.directory.active_keys,

@@ -176,6 +176,7 @@ class PolicyStack:
             "mode": "open" if self.policy.open_mode else "keys",
             "active_keys": self.directory.active_keys,
             "directory_loaded": self.directory.loaded,
+            "quarantined": dict(self.directory.quarantined),
             "spend_loaded": self.policy.spend_ready,
             "database": self.db.dialect,
             "ledger": None if ledger is None else {

@@ -153,6 +153,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True
+    auth: str = "none"
+    """'none' or 'admin' (the master key)."""
+    max_model_labels: int = 200
+
+
+@dataclass(frozen=True, slots=True)
 class StorageSettings:
     sqlite_path: str
     request_log: bool = True
@@ -202,6 +210,7 @@ class GatewayConfig:
     """For groups made on the fly ('<vendor>/<model>' and per-request 'models' lists)."""
     auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def secrets(self) -> frozenset[str]:

@@ -206,7 +206,16 @@ def _compile(
         auth=_auth(cfg, env, fail),
         limits=c.LimitsSettings(cfg.limits.default_max_output_tokens, cfg.limits.lease_ttl_s,
                                 cfg.limits.on_state_outage, cfg.limits.allow_unpriced),
+        metrics=_metrics(cfg, fail),
     )
+
+
+def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:
+    m = cfg.metrics
+    if m.enabled and m.auth == "admin" and cfg.auth.master_key is None:
+        raise fail("metrics.auth", "'admin' needs auth.master_key to check scrapers against",
+                   "set auth.master_key, or metrics.auth: none")
+    return c.MetricsSettings(m.enabled, m.auth, m.max_model_labels)
 
 
 def _auth(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.AuthSettings:

@@ -34,6 +34,17 @@ class ServerSection(_Section, kw_only=True):
     """A client that has not sent its whole body by then gets 408."""
 
 
+class MetricsSection(_Section, kw_only=True):
+    enabled: bool = True
+    """Serve GET /metrics (Prometheus text format)."""
+    auth: Literal["none", "admin"] = "none"
+    """admin: /metrics needs the master key (Authorization: Bearer); for a gateway exposed
+    beyond the scraper's network. none: anyone who reaches the port may read it."""
+    max_model_labels: Annotated[int, Meta(ge=0, le=100_000)] = 200
+    """Client-chosen '<vendor>/<model>' names that become metric labels (after a success);
+    the rest are counted under the label '_other'. Configured model groups always are."""
+
+
 class StorageSection(_Section, kw_only=True):
     sqlite_path: str | None = None
     """Defaults to polyroute.db in the user's data directory."""
@@ -239,6 +250,7 @@ class ConfigFile(_Section, kw_only=True):
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
     state: StateSection = msgspec.field(default_factory=StateSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     providers: dict[str, ProviderSection] = msgspec.field(default_factory=dict)
     model_groups: dict[str, GroupSection] = msgspec.field(default_factory=dict)

@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from polyroute.model.names import ModelName
+
 
 class Block(msgspec.Struct):
     """A content block of any type; which fields are set depends on ``type``."""
@@ -61,7 +63,7 @@ class OutputConfig(msgspec.Struct):
 
 
 class MessagesRequest(msgspec.Struct):
-    model: str
+    model: ModelName
     messages: list[Turn]
     max_tokens: int | None = None
     system: str | list[Block] | None = None

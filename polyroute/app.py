@@ -83,7 +83,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     if stack.ledger is not None:
         ledger = stack.ledger
         metrics.watch_ledger(ledger.backlog_bytes, lambda: ledger.written,
-                             lambda: float(ledger.failing))
+                             lambda: float(ledger.failing), lambda: ledger.quarantined)
     policy = stack.policy
     gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
                       policy)

@@ -155,7 +155,7 @@ class Metrics(Collector):
         self.registry.register(self)
 
     def watch_ledger(self, backlog_bytes: Callable[[], float], written: Callable[[], float],
-                     failing: Callable[[], float]) -> None:
+                     failing: Callable[[], float], quarantined: Callable[[], float]) -> None:
         """The spend ledger's state, read when /metrics is scraped."""
         self._probe("polyroute_ledger_backlog_bytes",
                     "Spooled ledger bytes not yet in the database.", backlog_bytes)
@@ -164,6 +164,10 @@ class Metrics(Collector):
         self._probe("polyroute_ledger_store_failing",
                     "1 while the ledger's database is unreachable (records wait in the spool).",
                     failing)
+        self._probe("polyroute_ledger_quarantined_records",
+                    "Ledger records the database refused (e.g. a NUL byte), moved to the "
+                    "spool directory's quarantine.jsonl instead of blocking the rest.",
+                    quarantined)
 
     def _probe(self, name: str, doc: str, read: Callable[[], float]) -> None:
         self._probes.append((Gauge(name, doc), read))

@@ -181,6 +181,7 @@ class PolicyStack:
             "database": self.db.dialect,
             "ledger": None if ledger is None else {
                 "written": ledger.written, "failing": ledger.failing,
+                "quarantined": ledger.quarantined,
                 "backlog_bytes": backlog},
             "state": state,
         }

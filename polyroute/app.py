@@ -34,6 +34,7 @@ from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
 from polyroute.surface.exchange import ChatExchange
 from polyroute.surface.http import credentials, guarded
+from polyroute.surface.listener import ConnectionGate
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 from polyroute.surface.responses.handlers import ResponsesHandlers
 from polyroute.surface.responses.handlers import encode_error as responses_error
@@ -118,6 +119,11 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app
+
+
+def watch_connections(app: web.Application, gate: ConnectionGate) -> None:
+    """Export the listener's connection counts (the listener is built outside the app)."""
+    app[APP_KEY].metrics.watch_connections(lambda: gate.open, lambda: gate.refused)
 
 
 def _log_transition(upstream: str, before: str, after: str, at: float) -> None:

@@ -150,6 +150,9 @@ class ServerSettings:
     port: int = 4000
     max_body_bytes: int = 8 * 1024 * 1024
     body_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    max_connections: int = 8192
+    max_connections_per_ip: int = 512
 
 
 @dataclass(frozen=True, slots=True)

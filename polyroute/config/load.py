@@ -189,7 +189,8 @@ def _compile(
     return c.GatewayConfig(
         source=source,
         server=c.ServerSettings(cfg.server.host, cfg.server.port, cfg.server.max_body_bytes,
-                                cfg.server.body_timeout_s),
+                                cfg.server.body_timeout_s, cfg.server.header_timeout_s,
+                                cfg.server.max_connections, cfg.server.max_connections_per_ip),
         storage=c.StorageSettings(
             sqlite_path=sqlite_path,
             request_log=storage.request_log,

@@ -32,6 +32,16 @@ class ServerSection(_Section, kw_only=True):
     """Request bodies larger than this get 413."""
     body_timeout_s: Positive = 30.0
     """A client that has not sent its whole body by then gets 408."""
+    header_timeout_s: Positive = 10.0
+    """A connection that has not sent a complete request head (request line and headers)
+    this long after it opened, or after its previous request ended, is closed: half-sent
+    requests (slowloris) cannot hold sockets."""
+    max_connections: Annotated[int, Meta(ge=0)] = 8192
+    """Open client connections at most (0: no cap); beyond, new ones are closed at once.
+    Never more than the process's file-descriptor limit allows, minus a reserve."""
+    max_connections_per_ip: Annotated[int, Meta(ge=0)] = 512
+    """Open connections from one client address at most (0: no cap). Behind a load balancer
+    or reverse proxy every client shares its address: raise this, or set 0."""
 
 
 class MetricsSection(_Section, kw_only=True):

@@ -169,6 +169,14 @@ class Metrics(Collector):
                     "spool directory's quarantine.jsonl instead of blocking the rest.",
                     quarantined)
 
+    def watch_connections(self, open_now: Callable[[], float],
+                          refused: Callable[[], float]) -> None:
+        """The listener's connection counts, read when /metrics is scraped."""
+        self._probe("polyroute_connections_open", "Client connections open now.", open_now)
+        self._probe("polyroute_connections_refused",
+                    "Client connections closed at once (503) since start because "
+                    "server.max_connections or max_connections_per_ip was reached.", refused)
+
     def _probe(self, name: str, doc: str, read: Callable[[], float]) -> None:
         self._probes.append((Gauge(name, doc), read))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Router
+from polyroute.errors import AuthenticationFailed
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
 from polyroute.policy.stack import PolicyStack
@@ -31,7 +33,8 @@ from polyroute.storage.request_log import RequestLog
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
 from polyroute.surface.exchange import ChatExchange
-from polyroute.surface.http import guarded
+from polyroute.surface.http import credentials, guarded
+from polyroute.surface.listener import ConnectionGate
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 from polyroute.surface.responses.handlers import ResponsesHandlers
 from polyroute.surface.responses.handlers import encode_error as responses_error
@@ -59,7 +62,9 @@ APP_KEY = web.AppKey("polyroute", Components)
 
 def build_app(config: GatewayConfig) -> web.Application:
     install_redaction(config.secrets)
-    metrics = Metrics()
+    metrics = Metrics(config.groups,
+                      (d.name for g in config.groups.values() for d in g.deployments),
+                      max_model_labels=config.metrics.max_model_labels)
     transport = Transport()
     observers: list[RequestObserver] = [metrics]
     request_log = None
@@ -79,7 +84,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     if stack.ledger is not None:
         ledger = stack.ledger
         metrics.watch_ledger(ledger.backlog_bytes, lambda: ledger.written,
-                             lambda: float(ledger.failing))
+                             lambda: float(ledger.failing), lambda: ledger.quarantined)
     policy = stack.policy
     gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
                       policy)
@@ -108,11 +113,17 @@ def build_app(config: GatewayConfig) -> web.Application:
     stack.admin.add_to(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
+    if config.metrics.enabled:
+        app.router.add_get("/metrics", _metrics)
     app.middlewares.append(_json_http_errors)
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app
+
+
+def watch_connections(app: web.Application, gate: ConnectionGate) -> None:
+    """Export the listener's connection counts (the listener is built outside the app)."""
+    app[APP_KEY].metrics.watch_connections(lambda: gate.open, lambda: gate.refused)
 
 
 def _log_transition(upstream: str, before: str, after: str, at: float) -> None:
@@ -172,7 +183,18 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[APP_KEY].metrics.render()
+    parts = request.app[APP_KEY]
+    if parts.config.metrics.auth == "admin":
+        given = credentials(request)
+        master = parts.config.auth.master_key
+        if given is None or master is None or not hmac.compare_digest(given.encode(),
+                                                                        master.encode()):
+            return web.Response(status=401, body=encode_error(AuthenticationFailed(
+                "/metrics needs the master key (metrics.auth: admin).")),
+                content_type="application/json")
+    # Copied on the loop, formatted in a thread: a scrape never holds the event loop.
+    render = parts.metrics.freeze()
+    body = await asyncio.get_running_loop().run_in_executor(None, render)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -75,11 +75,10 @@ def _load(path: str | None) -> object:
 def _serve(ns: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from aiohttp import web
-
-    from polyroute.app import build_app
+    from polyroute.app import build_app, watch_connections
     from polyroute.config import GatewayConfig
     from polyroute.observability.logging import configure
+    from polyroute.surface.listener import ConnectionGate, connection_cap, serve
 
     configure(ns.log_level.upper())
     path = ns.config or os.environ.get("POLYROUTE_CONFIG") or None
@@ -92,12 +91,15 @@ def _serve(ns: argparse.Namespace) -> int:
     config = replace(config, server=server)
     _announce(config)
     app = build_app(config)
+    gate = ConnectionGate(connection_cap(server.max_connections), server.max_connections_per_ip)
+    watch_connections(app, gate)
     _tune_gc()
     loop = _new_loop()
-    print(f"polyroute {__version__} listening on http://{server.host}:{server.port}/v1",
-          flush=True)
-    web.run_app(app, host=server.host, port=server.port, access_log=None, print=None,
-                handler_cancellation=True, loop=loop)
+    print(f"polyroute {__version__} listening on http://{server.host}:{server.port}/v1 "
+          f"(at most {gate.max_total or 'any number of'} connections, "
+          f"{gate.max_connections_per_address_text}; request heads within "
+          f"{server.header_timeout_s:g} s)", flush=True)
+    serve(app, server, loop, gate)
     return 0
 
 

@@ -39,7 +39,7 @@ def test_histogram_buckets_are_cumulative_and_le_inclusive() -> None:
 
 
 def test_counters_by_label() -> None:
-    m = Metrics()
+    m = Metrics(model_groups=("g",), deployments=("d1", "d2"))
     record = RequestRecord("r", 0, "chat", "g", model_group="g", vendor="v", status=200,
                            attempts=[Attempt("d1", "v", 0.1, "upstream_timeout", 504),
                                      Attempt("d2", "v", 0.1)],

@@ -17,7 +17,7 @@ from polyroute.admin.service import AdminService
 from polyroute.admin.timespec import parse_time
 from polyroute.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from polyroute.policy.entities import KeyIn, OrgIn, TeamIn
-from polyroute.surface.http import credentials, guarded
+from polyroute.surface.http import credentials, guarded, invalid_request
 from polyroute.surface.openai.handlers import encode_error
 
 _encode = msgspec.json.Encoder().encode
@@ -169,5 +169,7 @@ async def _body(request: web.Request, type_: type[Any]) -> Any:
         raise InvalidRequest("The body is too large.", status=413)
     try:
         return msgspec.json.decode(raw or b"{}", type=type_)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except msgspec.ValidationError as exc:
+        raise invalid_request(str(exc)) from None  # a 400 whose ``param`` names the field
+    except msgspec.DecodeError as exc:
         raise InvalidRequest(f"Invalid body: {exc}") from None

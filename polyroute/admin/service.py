@@ -29,6 +29,7 @@ from polyroute.state.limits import Periods
 from polyroute.storage.database import Database
 from polyroute.storage.key_store import KeyStore
 from polyroute.storage.usage import UsageRow, ledger_for, usage
+from polyroute.surface.http import invalid_request
 
 _encode = msgspec.json.Encoder().encode
 
@@ -204,4 +205,4 @@ def _convert(data: dict[str, Any], type_: type[Any]) -> Any:
     try:
         return msgspec.convert(data, type_)
     except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"Invalid body: {exc}") from None
+        raise invalid_request(str(exc)) from None  # a 400 whose ``param`` names the field

@@ -168,6 +168,17 @@ class ServerSettings:
     body_timeout_s: float = 30.0
     stream_keepalive_s: float = 15.0
     """0: off. See schema.ServerSection."""
+    header_timeout_s: float = 10.0
+    max_connections: int = 8192
+    max_connections_per_ip: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True
+    auth: str = "none"
+    """'none' or 'admin' (the master key)."""
+    max_model_labels: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +231,7 @@ class GatewayConfig:
     """For groups made on the fly ('<vendor>/<model>' and per-request 'models' lists)."""
     auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def secrets(self) -> frozenset[str]:

@@ -189,7 +189,9 @@ def _compile(
     return c.GatewayConfig(
         source=source,
         server=c.ServerSettings(cfg.server.host, cfg.server.port, cfg.server.max_body_bytes,
-                                cfg.server.body_timeout_s, cfg.server.stream_keepalive_s),
+                                cfg.server.body_timeout_s, cfg.server.stream_keepalive_s,
+                                cfg.server.header_timeout_s, cfg.server.max_connections,
+                                cfg.server.max_connections_per_ip),
         storage=c.StorageSettings(
             sqlite_path=sqlite_path,
             request_log=storage.request_log,
@@ -206,7 +208,16 @@ def _compile(
         auth=_auth(cfg, env, fail),
         limits=c.LimitsSettings(cfg.limits.default_max_output_tokens, cfg.limits.lease_ttl_s,
                                 cfg.limits.on_state_outage, cfg.limits.allow_unpriced),
+        metrics=_metrics(cfg, fail),
     )
+
+
+def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:
+    m = cfg.metrics
+    if m.enabled and m.auth == "admin" and cfg.auth.master_key is None:
+        raise fail("metrics.auth", "'admin' needs auth.master_key to check scrapers against",
+                   "set auth.master_key, or metrics.auth: none")
+    return c.MetricsSettings(m.enabled, m.auth, m.max_model_labels)
 
 
 def _auth(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.AuthSettings:

@@ -37,6 +37,27 @@ class ServerSection(_Section, kw_only=True):
     (': keep-alive'), then one every stream_keepalive_s, so load balancers in front of clients
     do not close a healthy stream that is thinking. From then on a total failure is an error
     event, no longer an HTTP error status. 0: never (headers wait for the first token)."""
+    header_timeout_s: Positive = 10.0
+    """A connection that has not sent a complete request head (request line and headers)
+    this long after it opened, or after its previous request ended, is closed: half-sent
+    requests (slowloris) cannot hold sockets."""
+    max_connections: Annotated[int, Meta(ge=0)] = 8192
+    """Open client connections at most (0: no cap); beyond, new ones are closed at once.
+    Never more than the process's file-descriptor limit allows, minus a reserve."""
+    max_connections_per_ip: Annotated[int, Meta(ge=0)] = 512
+    """Open connections from one client address at most (0: no cap). Behind a load balancer
+    or reverse proxy every client shares its address: raise this, or set 0."""
+
+
+class MetricsSection(_Section, kw_only=True):
+    enabled: bool = True
+    """Serve GET /metrics (Prometheus text format)."""
+    auth: Literal["none", "admin"] = "none"
+    """admin: /metrics needs the master key (Authorization: Bearer); for a gateway exposed
+    beyond the scraper's network. none: anyone who reaches the port may read it."""
+    max_model_labels: Annotated[int, Meta(ge=0, le=100_000)] = 200
+    """Client-chosen '<vendor>/<model>' names that become metric labels (after a success);
+    the rest are counted under the label '_other'. Configured model groups always are."""
 
 
 class StorageSection(_Section, kw_only=True):
@@ -278,6 +299,7 @@ class ConfigFile(_Section, kw_only=True):
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
     state: StateSection = msgspec.field(default_factory=StateSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     providers: dict[str, ProviderSection] = msgspec.field(default_factory=dict)
     model_groups: dict[str, GroupSection] = msgspec.field(default_factory=dict)

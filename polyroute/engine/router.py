@@ -14,6 +14,7 @@ from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.strategies import STRATEGIES, RoutingContext
 from polyroute.errors import InvalidRequest, ModelNotFound
 from polyroute.model.chat import ChatRequest
+from polyroute.model.names import name_problem
 
 _OPEN_GROUP_CACHE = 4096  # '<vendor>/<model>' names are client-chosen: bound the memo
 
@@ -118,6 +119,9 @@ class Router:
         return group
 
     def _open_group(self, model: str, allowed: frozenset[str] | None) -> ModelGroup:
+        problem = name_problem(model)  # the decoders bound names; this guards other callers
+        if problem is not None:
+            raise InvalidRequest(f"Invalid model name: {problem}.", param="model")
         vendor, sep, upstream_model = model.partition("/")
         endpoint = self._open_vendors.get(vendor) if sep else None
         if endpoint is None:

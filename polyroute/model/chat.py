@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from polyroute.model.names import FallbackModels, ModelName
 from polyroute.model.usage import Usage
 
 Role = str  # "system" | "developer" | "user" | "assistant" | "tool" — vendors add more
@@ -95,8 +96,8 @@ class StreamOptions(msgspec.Struct, omit_defaults=True):
 
 class ChatRequest(msgspec.Struct, omit_defaults=True):
     messages: list[Message]
-    model: str = ""
-    models: list[str] | None = None
+    model: ModelName = ""
+    models: FallbackModels | None = None
     """OpenRouter-style fallbacks: models to try, in order, after ``model``'s own."""
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -6,9 +6,11 @@ from typing import Any
 
 import msgspec
 
+from polyroute.model.names import ModelName
+
 
 class EmbeddingRequest(msgspec.Struct, omit_defaults=True):
-    model: str
+    model: ModelName
     input: str | list[str | int | list[int]]  # text, texts, or token arrays
     encoding_format: str | None = None
     dimensions: int | None = None

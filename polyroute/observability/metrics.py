@@ -4,12 +4,20 @@ The hot path only adds numbers to plain dicts (a few hundred nanoseconds per req
 tens of microseconds for prometheus_client's labelled children with their locks); the values
 become Prometheus metric families when ``/metrics`` is scraped. Everything runs on the event
 loop's thread, so no lock is needed. Each gateway owns its registry: no process globals.
+
+Label sets are bounded (issue 10, item 8): model groups and deployments are labels, and for
+``<vendor>/<model>`` names the client chooses them. Configured names are always labels; other
+names become labels only once a request through them succeeded, at most ``max_model_labels``
+of them; everything else is counted under the one label ``OVERFLOW_LABEL``. ``/metrics`` is
+rendered from a copy taken on the loop (microseconds: the dicts are bounded), in a thread, so
+a scrape never holds the event loop while prometheus_client formats text.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -26,6 +34,9 @@ from polyroute.model.record import RequestRecord
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+OVERFLOW_LABEL = "_other"
+"""The label of every model group or deployment beyond the bound (see the module docstring)."""
+MAX_MODEL_LABELS = 200
 
 Labels = tuple[str, ...]
 
@@ -43,6 +54,12 @@ class Counter:
         for labels, value in self.values.items():
             family.add_metric(labels, value)
         return family
+
+    def frozen(self) -> Counter:
+        """A copy to render while this one keeps counting (one C-level dict copy)."""
+        copy = type(self)(self.name, self.doc, self.labels)
+        copy.values = dict(self.values)
+        return copy
 
 
 class Gauge(Counter):
@@ -81,9 +98,29 @@ class Histogram:
             family.add_metric(labels, cumulative, sum_value=slots[-1])
         return family
 
+    def frozen(self) -> Histogram:
+        copy = Histogram(self.name, self.doc, self.labels, self.buckets)
+        copy.values = {labels: list(slots) for labels, slots in list(self.values.items())}
+        return copy
+
+
+class _Frozen(Collector):
+    def __init__(self, metrics: list[Counter | Histogram]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._metrics:
+            yield metric.family()
+
 
 class Metrics(Collector):
-    def __init__(self) -> None:
+    def __init__(self, model_groups: Iterable[str] = (), deployments: Iterable[str] = (),
+                 max_model_labels: int = MAX_MODEL_LABELS) -> None:
+        self._known_groups = frozenset(model_groups)
+        self._known_deployments = frozenset(deployments)
+        self._learned: set[str] = set()
+        """Client-chosen names admitted as labels (after a success), at most ``_max_learned``."""
+        self._max_learned = max_model_labels
         self.requests = Counter(
             "polyroute_requests", "Requests answered, by endpoint, model group and HTTP status.",
             ("endpoint", "model_group", "status"))
@@ -118,7 +155,7 @@ class Metrics(Collector):
         self.registry.register(self)
 
     def watch_ledger(self, backlog_bytes: Callable[[], float], written: Callable[[], float],
-                     failing: Callable[[], float]) -> None:
+                     failing: Callable[[], float], quarantined: Callable[[], float]) -> None:
         """The spend ledger's state, read when /metrics is scraped."""
         self._probe("polyroute_ledger_backlog_bytes",
                     "Spooled ledger bytes not yet in the database.", backlog_bytes)
@@ -127,12 +164,38 @@ class Metrics(Collector):
         self._probe("polyroute_ledger_store_failing",
                     "1 while the ledger's database is unreachable (records wait in the spool).",
                     failing)
+        self._probe("polyroute_ledger_quarantined_records",
+                    "Ledger records the database refused (e.g. a NUL byte), moved to the "
+                    "spool directory's quarantine.jsonl instead of blocking the rest.",
+                    quarantined)
+
+    def watch_connections(self, open_now: Callable[[], float],
+                          refused: Callable[[], float]) -> None:
+        """The listener's connection counts, read when /metrics is scraped."""
+        self._probe("polyroute_connections_open", "Client connections open now.", open_now)
+        self._probe("polyroute_connections_refused",
+                    "Client connections closed at once (503) since start because "
+                    "server.max_connections or max_connections_per_ip was reached.", refused)
 
     def _probe(self, name: str, doc: str, read: Callable[[], float]) -> None:
         self._probes.append((Gauge(name, doc), read))
 
+    def _group_label(self, name: str, succeeded: bool) -> str:
+        if name in self._known_groups or name in self._learned or not name:
+            return name
+        if succeeded and len(self._learned) < self._max_learned:
+            self._learned.add(name)
+            return name
+        return OVERFLOW_LABEL
+
+    def _deployment_label(self, name: str) -> str:
+        # An open vendor's deployment is named after the client's '<vendor>/<model>'.
+        if name in self._known_deployments or name in self._learned:
+            return name
+        return OVERFLOW_LABEL
+
     def observe(self, record: RequestRecord) -> None:
-        group = record.model_group or ""
+        group = self._group_label(record.model_group or "", record.error_class is None)
         endpoint = record.endpoint
         self.requests.inc(endpoint, group, str(record.status))
         self.request_duration.observe(record.latency_s, endpoint, group)
@@ -141,8 +204,9 @@ class Metrics(Collector):
         if record.error_class is not None:
             self.errors.inc(endpoint, record.error_class)
         for attempt in record.attempts:
-            self.attempts.inc(attempt.vendor, attempt.deployment, attempt.error_class or "ok")
-            self.attempt_duration.observe(attempt.latency_s, attempt.vendor, attempt.deployment)
+            deployment = self._deployment_label(attempt.deployment)
+            self.attempts.inc(attempt.vendor, deployment, attempt.error_class or "ok")
+            self.attempt_duration.observe(attempt.latency_s, attempt.vendor, deployment)
         usage = record.usage
         if usage is not None:
             vendor = record.vendor or ""
@@ -163,3 +227,15 @@ class Metrics(Collector):
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def freeze(self) -> Callable[[], bytes]:
+        """Copy every value now (on the event loop), and return a function that renders the
+        copy: safe to run in a thread while requests keep counting."""
+        frozen: list[Counter | Histogram] = [
+            m.frozen() for m in vars(self).values() if isinstance(m, (Counter, Histogram))]
+        for gauge, read in self._probes:
+            gauge.set(float(read()))
+            frozen.append(gauge.frozen())
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Frozen(frozen))
+        return partial(generate_latest, registry)

@@ -3,6 +3,13 @@ the database. Refreshed every ``auth.refresh_s`` from the key store's revision c
 cheap query when nothing changed), at once after an admin change on this replica, and for a
 key id it has not seen (one created on another replica a moment ago). When the database is
 down it keeps answering from what it holds; only a key it has never seen gets a 503.
+
+A row that cannot be read (settings that fail validation, such as a budget of 1e300 written
+by hand or by an older version) never stops a rebuild: it is *quarantined* — logged, listed
+in ``quarantined`` (and so in ``/admin/status``) — and stands in the directory with empty
+settings, so the admin API and ``polyroute teams|orgs|keys update`` can repair it. Keys that
+depend on it (its own, its team's, its organisation's) are refused until then: fail closed,
+because skipping a team's row would otherwise lift its limits and budgets.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ class KeyPrincipal(Principal):
     digest: bytes = b""
     expires_at: float | None = None
     revoked: bool = False
+    problem: str | None = None
+    """Why this key is refused although valid: its row, or its team's or organisation's,
+    is quarantined."""
 
 
 @dataclass(slots=True)
@@ -83,6 +93,8 @@ class Directory:
         """Ever: revoking every key must not turn the gateway back into open mode."""
         self._misses: dict[str, float] = {}
         self._lock = asyncio.Lock()
+        self.quarantined: dict[str, str] = {}
+        """Scope ('k:…', 't:…', 'o:…') → why its row could not be read."""
 
     async def refresh(self) -> bool:
         """Pick up changes; True if there were any. Raises StoreUnavailable."""
@@ -94,16 +106,20 @@ class Directory:
             for org_id, settings, created, deleted, _ in changes.orgs:
                 if deleted:
                     self._orgs.pop(org_id, None)
+                    self.quarantined.pop(f"o:{org_id}", None)
                 else:
-                    self._orgs[org_id] = (_decode_settings(settings), float(created))
+                    self._orgs[org_id] = (self._settings(f"o:{org_id}", settings),
+                                          _time(created))
             for team_id, org, settings, created, deleted, _ in changes.teams:
                 if deleted:
                     self._teams.pop(team_id, None)
+                    self.quarantined.pop(f"t:{team_id}", None)
                 else:
-                    self._teams[team_id] = _Team(team_id, org, _decode_settings(settings),
-                                                 float(created))
+                    self._teams[team_id] = _Team(team_id, org,
+                                                 self._settings(f"t:{team_id}", settings),
+                                                 _time(created))
             for row in changes.keys:
-                key = _key(row)
+                key = self._key(row)
                 self._keys[key.id] = key
                 self._misses.pop(key.id, None)
             self.revision = changes.revision
@@ -123,6 +139,8 @@ class Directory:
                 if not failing:
                     log.warning("key store unavailable (%s): serving keys from the cache", exc)
                 failing = True
+            except Exception:  # a bug must not end the refreshing for good
+                log.exception("key directory refresh failed; retrying")
             await asyncio.sleep(interval_s)
 
     async def find(self, key_id: str) -> KeyPrincipal | None:
@@ -148,10 +166,44 @@ class Directory:
             raise ServiceUnavailable("The key store is unreachable; retry shortly.") from None
         return self.principals.get(key_id)
 
+    def _settings(self, scope: str, raw: Any) -> Settings:
+        """The row's settings, or empty ones with the scope quarantined."""
+        try:
+            settings = _decode_settings(raw)
+            _scope(scope, settings)  # everything admission computes from it must compute
+        except Exception as exc:
+            self._quarantine(scope, f"unreadable settings: {exc}")
+            return Settings()
+        self.quarantined.pop(scope, None)
+        return settings
+
+    def _key(self, row: Row) -> _Key:
+        try:
+            key = _key(row)
+        except Exception as exc:
+            self._quarantine(f"k:{row[0]}", f"unreadable row: {exc}")
+            return _Key(str(row[0]), b"", b"", None, None, Settings(), None, 0.0,
+                        revoked=bool(row[8]) if len(row) > 8 else True)
+        key.settings = self._settings(f"k:{key.id}", row[5])
+        return key
+
+    def _quarantine(self, scope: str, why: str) -> None:
+        why = why[:300]
+        if self.quarantined.get(scope) != why:
+            log.error("key directory: quarantined %s (%s); the keys that depend on it are "
+                      "refused until it is repaired (polyroute keys|teams|orgs update)",
+                      scope, why)
+        self.quarantined[scope] = why
+
     def _rebuild(self) -> None:
         principals = {}
         for key in self._keys.values():
-            principals[key.id] = self._principal(key)
+            try:
+                principals[key.id] = self._principal(key)
+            except Exception as exc:  # never let one key stop the directory
+                self._quarantine(f"k:{key.id}", f"cannot build its limits: {exc}")
+                principals[key.id] = KeyPrincipal(key_id=key.id, revoked=key.revoked,
+                                                  problem=self._problem(key))
         self.principals = principals
         self.active_keys = sum(1 for k in self._keys.values() if not k.revoked)
         self.any_keys = bool(self._keys)
@@ -173,6 +225,7 @@ class Directory:
         outage = (team.settings.on_state_outage if team else None) or \
             key.settings.on_state_outage or self._limits.on_state_outage
         return KeyPrincipal(
+            problem=self._problem(key),
             key_id=key.id, team=key.team, org=org_id, allowed_models=allowed,
             scopes=scopes, limited=any(s.limited for s in scopes),
             budgeted=any(s.budgets for s in scopes), fail_open=outage == "open",
@@ -188,6 +241,17 @@ class Directory:
             return False
         team = self._teams.get(key.team)
         return team is None or (team.org is not None and team.org not in self._orgs)
+
+    def _problem(self, key: _Key) -> str | None:
+        if not self.quarantined:
+            return None
+        team = self._teams.get(key.team) if key.team else None
+        scopes = [f"k:{key.id}", f"t:{key.team}", f"o:{team.org if team else None}"]
+        broken = [s for s in scopes if s in self.quarantined]
+        if not broken:
+            return None
+        return (f"The settings of {', '.join(broken)} cannot be read, so this key is refused "
+                "until an operator repairs them.")
 
     # -- views for the admin API -------------------------------------------------------------
     def key_view(self, key_id: str) -> KeyView | None:
@@ -237,10 +301,18 @@ class Directory:
 
 
 def _key(row: Row) -> _Key:
-    key_id, salt, digest, name, team, settings, expires_at, created_at, revoked, _ = row
+    """The row's fields; its settings are read (or quarantined) by ``Directory._settings``."""
+    key_id, salt, digest, name, team, _, expires_at, created_at, revoked, _ = row
     return _Key(key_id, bytes.fromhex(salt), bytes.fromhex(digest), name, team,
-                _decode_settings(settings), None if expires_at is None else float(expires_at),
+                Settings(), None if expires_at is None else float(expires_at),
                 float(created_at), bool(revoked))
+
+
+def _time(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _scope(name: str, s: Settings) -> Scope:

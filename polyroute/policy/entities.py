@@ -11,25 +11,44 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-PositiveInt = Annotated[int, Meta(gt=0)]
-Usd = Annotated[float, Meta(ge=0)]
+# Every number an operator can set is bounded: a value the limiter cannot hold exactly (a
+# budget of 1e300 overflowed the directory rebuild, issue 10 item 7) is refused with a 400
+# naming the field, never stored. The bounds sit far above any real use.
+MAX_BUDGET_USD = 1_000_000.0
+"""Per budget. Budgets are counted in nano-USD by Redis's Lua, whose numbers are doubles:
+exact up to 2**53 nano-USD (about $9M), so a budget and what is spent against it stay below."""
+MAX_RPM = 1_000_000_000
+MAX_TPM = 1_000_000_000_000
+MAX_CONCURRENT = 1_000_000
+MAX_UNIX_TIME = 32_503_680_000.0  # the year 3000
+MAX_DURATION_S = 100 * 366 * 86400.0
+
+Rpm = Annotated[int, Meta(gt=0, le=MAX_RPM)]
+Tpm = Annotated[int, Meta(gt=0, le=MAX_TPM)]
+Concurrency = Annotated[int, Meta(gt=0, le=MAX_CONCURRENT)]
+Usd = Annotated[float, Meta(ge=0, le=MAX_BUDGET_USD)]
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+ModelGroupName = Annotated[str, Meta(min_length=1, max_length=256)]
+TagKey = Annotated[str, Meta(max_length=64)]
+TagValue = Annotated[str, Meta(max_length=256)]
+UnixTime = Annotated[float, Meta(ge=0, le=MAX_UNIX_TIME)]
 
 
 class Settings(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
-    models: list[str] | None = None
+    models: Annotated[list[ModelGroupName], Meta(max_length=1000)] | None = None
     """Model groups this scope may use; unset: all."""
-    rpm: PositiveInt | None = None
+    rpm: Rpm | None = None
     """Requests per minute (any 60-second window)."""
-    tpm: PositiveInt | None = None
+    tpm: Tpm | None = None
     """Tokens per minute: input estimate + max output at admission, actual usage after."""
-    max_concurrent: PositiveInt | None = None
+    max_concurrent: Concurrency | None = None
     daily_budget_usd: Usd | None = None
     """Per UTC day."""
     monthly_budget_usd: Usd | None = None
     """Per UTC calendar month."""
     total_budget_usd: Usd | None = None
-    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    tags: Annotated[dict[TagKey, TagValue], Meta(max_length=64)] = msgspec.field(
+        default_factory=dict)
     on_state_outage: Literal["open", "closed"] | None = None
     """Teams: when Redis is unreachable, admit (open) or refuse with 503 (closed); unset: the
     gateway's limits.on_state_outage."""
@@ -56,11 +75,11 @@ class TeamView(Settings, kw_only=True, omit_defaults=True):
 
 
 class KeyIn(Settings, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
-    name: str | None = None
+    name: Annotated[str, Meta(max_length=256)] | None = None
     team: Name | None = None
-    expires_at: float | None = None
+    expires_at: UnixTime | None = None
     """Unix time after which the key is refused."""
-    expires_in_s: Annotated[float, Meta(gt=0)] | None = None
+    expires_in_s: Annotated[float, Meta(gt=0, le=MAX_DURATION_S)] | None = None
     """Alternative to expires_at: seconds from now."""
 
 

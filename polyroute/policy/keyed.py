@@ -99,6 +99,8 @@ class KeyPolicy:
             raise AuthenticationFailed("Invalid API key.")
         if principal.revoked:
             raise AuthenticationFailed(f"The key {keys.preview(key_id)} was revoked.")
+        if principal.problem is not None:  # its settings are quarantined: fail closed
+            raise PermissionDenied(principal.problem)
         if principal.expires_at is not None and principal.expires_at <= self._clock():
             raise AuthenticationFailed(f"The key {keys.preview(key_id)} has expired.")
         return principal

@@ -170,15 +170,18 @@ class PolicyStack:
         state: dict[str, Any] = {"backend": "memory"}
         if isinstance(self.limiter, RedisLimiter):
             state = {"backend": "redis", "healthy": self.limiter.healthy,
-                     "queued_settlements": self.limiter.queued}
+                     "queued_settlements": self.limiter.queued,
+                     "rejected_settlements": self.limiter.rejected_settlements}
         return {
             "mode": "open" if self.policy.open_mode else "keys",
             "active_keys": self.directory.active_keys,
             "directory_loaded": self.directory.loaded,
+            "quarantined": dict(self.directory.quarantined),
             "spend_loaded": self.policy.spend_ready,
             "database": self.db.dialect,
             "ledger": None if ledger is None else {
                 "written": ledger.written, "failing": ledger.failing,
+                "quarantined": ledger.quarantined,
                 "backlog_bytes": backlog},
             "state": state,
         }

@@ -12,6 +12,12 @@ watchdog sees Redis fail it expires every admission in flight at once, and later
 fail immediately, so a team's fail-open/closed decision takes well under 100 ms; the admission
 call itself gets a generous ``call_timeout_s``. Settlements wait in the queue and are applied
 once Redis is back.
+
+A script *error* is not an outage: Redis answered, it refused one call. Numbers that a Lua
+double cannot hold exactly are refused before they are sent (admission) or clamped (settling);
+a script error that still happens is logged as the bug it is and fails that request only
+(:class:`LimitsScriptError`), or drops that one settlement batch — it never marks Redis down,
+so one hostile request cannot make a replica fall back to per-replica limits.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
+from polyroute.errors import GatewayError, InvalidRequest
 from polyroute.state.limits import Denial, Grant, Periods, Scope, StateUnavailable
 from polyroute.state.memory_limits import MemoryLimiter
 from polyroute.state.redis_scripts import ADMIT, RENEW, SEED, SETTLE
@@ -36,6 +43,12 @@ from polyroute.state.redis_scripts import ADMIT, RENEW, SEED, SETTLE
 log = logging.getLogger("polyroute.state.limits")
 
 _FAILURES = (RedisError, OSError, TimeoutError)
+LUA_MAX_INT = 2**53
+"""Lua numbers are doubles: integers beyond this are not exact (and ``%d`` of a huge one
+makes Redis's INCRBY overflow), so none is ever sent."""
+# Refusals that mean "Redis cannot serve now" (a replica promoted, memory full, loading), not
+# "this call was wrong": those are outages like a dropped connection.
+_OUTAGE_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS")
 _BATCH = 256
 _MAX_QUEUED = 200_000  # settlements kept while Redis is down; older ones are dropped (logged)
 _WATCH_EVERY_S = 0.02
@@ -51,6 +64,29 @@ def limits_client(url: str, timeout_s: float) -> aioredis.Redis:
         socket_connect_timeout=max(timeout_s, 0.5))
     return aioredis.Redis(connection_pool=pool)
 _SEED_LOCK_MS = 30_000
+
+
+class LimitsScriptError(GatewayError):
+    """Redis refused a limits script for this request (a bug, or input no check caught).
+    Only this request fails; the shared limits stay up for every other one."""
+
+    status = 500
+    code = "limits_script_error"
+
+
+def is_script_error(exc: BaseException) -> bool:
+    """Redis answered but refused the call itself: not evidence that Redis is down."""
+    if not isinstance(exc, ResponseError) or isinstance(exc, (ReadOnlyError, OutOfMemoryError)):
+        return False
+    return not str(exc).startswith(_OUTAGE_REPLIES)
+
+
+def _clamped(value: int, what: str) -> int:
+    if -LUA_MAX_INT < value < LUA_MAX_INT:
+        return value
+    log.error("redis limits: clamped an absurd %s (%d) to ±2**53: a bug upstream of settling",
+              what, value)
+    return LUA_MAX_INT - 1 if value > 0 else 1 - LUA_MAX_INT
 
 SpendLoader = Callable[[], Awaitable[dict[str, int]]]
 
@@ -83,6 +119,8 @@ class RedisLimiter:
         self._live: dict[str, Grant] = {}
         self._queue: deque[list[Any]] = deque()
         self._healthy = True
+        self.rejected_settlements = 0
+        """Settlements Redis refused (script errors): each is a bug report in the log."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
@@ -149,6 +187,10 @@ class RedisLimiter:
                       now: float) -> Grant | Denial:
         if not self._healthy:
             raise StateUnavailable("redis is down")
+        if not (0 <= tokens < LUA_MAX_INT and 0 <= cost < LUA_MAX_INT):
+            raise InvalidRequest(
+                f"This request's token estimate ({tokens}) or worst-case cost ({cost} nano-USD) "
+                "is out of range; check max_tokens.", param="max_tokens")
         args: list[Any] = [self._prefix, lease, self._ttl_ms, tokens, cost]
         periods = self.local.periods(int(now))
         args += [periods.day, periods.month, 0]
@@ -190,6 +232,15 @@ class RedisLimiter:
                     return await self._admit(args=args)
                 finally:
                     self._inflight.discard(deadline)
+        except ResponseError as exc:
+            if not is_script_error(exc):
+                self._went_down(exc)
+                raise StateUnavailable(f"redis: {exc.__class__.__name__}") from None
+            log.error("BUG: redis refused the admission script (%s); this request fails, the "
+                      "shared limits stay up. Scopes: %s", exc, args[8::5][:8])
+            raise LimitsScriptError(
+                "The shared limits store refused this request (reported as a bug); it was "
+                "not served.") from None
         except _FAILURES as exc:
             self._went_down(exc)
             raise StateUnavailable(f"redis: {exc.__class__.__name__}") from None
@@ -204,7 +255,8 @@ class RedisLimiter:
         held = grant.shared and grant.limited
         if not held and cost <= 0:
             return  # nothing was taken in Redis and nothing to charge
-        op: list[Any] = [grant.lease, grant.second, tokens - grant.tokens, cost,
+        op: list[Any] = [grant.lease, grant.second, _clamped(tokens - grant.tokens, "token delta"),
+                         _clamped(cost, "cost"),
                          grant.periods.day, grant.periods.month, len(grant.scopes)]
         for s in grant.scopes:
             op += [s.name, 1 if held and s.tpm else 0, 1 if held and s.leased else 0]
@@ -223,11 +275,24 @@ class RedisLimiter:
                 args += op
             try:
                 async with asyncio.timeout(max(self._timeout, 1.0)):
-                    await self._settle(args=args)
+                    result = await self._settle(args=args)
             except _FAILURES as exc:
+                if is_script_error(exc):
+                    # Redis does not undo a failed script's earlier writes, so sending the
+                    # batch again could charge twice: it is dropped, loudly (the ledger still
+                    # has every record).
+                    self._rejected(len(batch), exc)
+                    continue
                 self._queue.extendleft(reversed(batch))
                 self._went_down(exc)
                 return
+            if int(result[1]):  # ops the script refused one by one; the rest were applied
+                self._rejected(int(result[1]), _s(result[2]))
+
+    def _rejected(self, count: int, error: object) -> None:
+        self.rejected_settlements += count
+        log.error("BUG: redis refused %d settlement(s) (%s): not retried; the shared limits "
+                  "stay up and the ledger keeps the records", count, error)
 
     async def seed(self, spend: dict[str, int]) -> None:
         args: list[Any] = [self._prefix]

@@ -142,14 +142,14 @@ return {1, now_s}
 """
 
 # ARGV: P, nops, then per op: lease, second, token delta, cost, day, month, nscopes, and per
-# scope: name, adjust tokens (0/1), holds a lease (0/1).
+# scope: name, adjust tokens (0/1), holds a lease (0/1). Each op runs under pcall: one op that
+# fails (a corrupt key, a number that slipped through) is counted and reported back, and every
+# other op of the batch is still applied. Returns {ops, failed ops, the first error}.
 SETTLE = _COMMON + r"""
-local nops = tonumber(ARGV[2])
-local i = 3
-for op = 1, nops do
+local function settle(i, n)
   local lease, second, delta, cost = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]),
     tonumber(ARGV[i + 3])
-  local day, month, n = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
+  local day, month = ARGV[i + 4], ARGV[i + 5]
   i = i + 7
   for k = 1, n do
     local name, tpm, leased = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -180,7 +180,22 @@ for op = 1, nops do
     end
   end
 end
-return nops
+
+local nops = tonumber(ARGV[2])
+local i = 3
+local failed, first = 0, ''
+for op = 1, nops do
+  local n = tonumber(ARGV[i + 6])
+  local ok, err = pcall(settle, i, n)
+  if not ok then
+    failed = failed + 1
+    if first == '' then
+      first = type(err) == 'table' and tostring(err.err) or tostring(err)
+    end
+  end
+  i = i + 7 + 3 * n
+end
+return {nops, failed, first}
 """
 
 # ARGV: P, ttl ms, then (scope, lease) pairs: push the expiry of live leases forward.

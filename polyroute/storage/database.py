@@ -15,6 +15,13 @@ class StoreUnavailable(Exception):
     that matters (the ledger retries later, auth answers from its cache)."""
 
 
+class RowsRejected(StoreUnavailable):
+    """The database answered and refused the data itself (a NUL byte in a text column, an
+    integer beyond BIGINT, a violated constraint): sending the same rows again can never
+    succeed. A subclass of StoreUnavailable, so callers that only know that one still stop;
+    the ledger tells them apart and quarantines the offending rows."""
+
+
 class Database(Protocol):
     dialect: str
 

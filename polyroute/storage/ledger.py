@@ -5,6 +5,13 @@ The request path only encodes the record and appends it to the :class:`~.spool.S
 (idempotent on ``entry_id``), retrying with backoff while the database is down, so records
 wait on disk, not in memory. At startup the segments of a process that died are adopted and
 flushed like any other.
+
+A record the database refuses (:class:`~.database.RowsRejected`: a NUL byte PostgreSQL's text
+columns cannot hold, an integer beyond BIGINT) must not jam the queue behind it (issue 10,
+item 9): the batch is split until the refused rows are alone, those are *quarantined* —
+appended with the database's reason to ``quarantine.jsonl`` in the spool directory, logged,
+counted (``polyroute_ledger_quarantined_records``) — and every other row is written. So is an
+unreadable spool line. Nothing is retried forever; nothing is silently lost.
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+from pathlib import Path
 
 import msgspec
 
-from polyroute.storage.database import Database, StoreUnavailable
+from polyroute.storage.database import Database, RowsRejected, StoreUnavailable
 from polyroute.storage.spool import Spool
 from polyroute.storage.sql import INSERT_LEDGER
 
@@ -60,6 +69,28 @@ class LedgerEntry(msgspec.Struct, array_like=True):
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(LedgerEntry).decode
+_Row = tuple[tuple[object, ...], bytes]
+"""A ledger row and the spool line it came from."""
+
+
+class _Quarantined(msgspec.Struct):
+    """One line of quarantine.jsonl: why the database refused it, and the record itself."""
+
+    reason: str
+    record: msgspec.Raw
+
+
+_validate_json = msgspec.json.Decoder().decode
+
+
+def _quarantine_record(line: bytes, reason: str) -> bytes:
+    """The spool line as it was (or, unreadable, as a string), with the reason."""
+    try:
+        _validate_json(line)
+        record = msgspec.Raw(line)
+    except msgspec.DecodeError:
+        record = msgspec.Raw(_encode(line.decode("utf-8", "replace")))
+    return _encode(_Quarantined(reason, record)) + b"\n"
 
 
 class LedgerWriter:
@@ -75,6 +106,8 @@ class LedgerWriter:
         self._flushing = asyncio.Lock()  # two readers of one spool would commit a span twice
         self.written = 0
         self.failing = False
+        self.quarantined = 0
+        """Records the database refused (or unreadable lines), moved to the quarantine file."""
 
     def append(self, entry: LedgerEntry) -> None:
         self._spool.append(_encode(entry) + b"\n")
@@ -146,16 +179,47 @@ class LedgerWriter:
             if got is None:
                 return
             segment, lines, span = got
-            rows = []
+            rows: list[_Row] = []
             for line in lines:
                 try:
-                    rows.append(msgspec.structs.astuple(_decode(line)))
-                except msgspec.DecodeError:
-                    log.error("ledger: skipping an unreadable spool line (%d bytes)", len(line))
+                    rows.append((msgspec.structs.astuple(_decode(line)), line))
+                except msgspec.DecodeError as exc:
+                    await self._quarantine([line], f"unreadable spool line: {exc}")
             for start in range(0, len(rows), self._batch):
-                await self._db.executemany(INSERT_LEDGER, rows[start:start + self._batch])
+                await self._insert(rows[start:start + self._batch])
             self._spool.committed(segment, span)
-            self.written += len(rows)
+
+    async def _insert(self, rows: list[_Row]) -> None:
+        """Insert ``rows``; if the database refuses some, halve until they are found (inserts
+        are idempotent, so rows of a half that went in before are not doubled)."""
+        try:
+            await self._db.executemany(INSERT_LEDGER, [row for row, _ in rows])
+        except RowsRejected as exc:
+            if len(rows) == 1:
+                await self._quarantine([rows[0][1]], str(exc))
+                return
+            middle = len(rows) // 2
+            await self._insert(rows[:middle])
+            await self._insert(rows[middle:])
+            return
+        self.written += len(rows)
+
+    async def _quarantine(self, lines: list[bytes], reason: str) -> None:
+        self.quarantined += len(lines)
+        log.error("ledger: the database refused %d record(s) (%s); moved to %s, every other "
+                  "record is still written", len(lines), reason[:300], self.quarantine_path)
+        records = b"".join(_quarantine_record(line, reason) for line in lines)
+        await asyncio.get_running_loop().run_in_executor(None, self._append_quarantine, records)
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self._spool.directory / "quarantine.jsonl"
+
+    def _append_quarantine(self, records: bytes) -> None:
+        with open(self.quarantine_path, "ab") as f:
+            f.write(records)
+            f.flush()
+            os.fsync(f.fileno())
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -10,12 +10,16 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from polyroute.storage.database import Database, Row, StoreUnavailable
+from polyroute.storage.database import Database, Row, RowsRejected, StoreUnavailable
 from polyroute.storage.sql import ADDED_COLUMNS, SCHEMA
 
 _MIGRATION_LOCK = 0x706F6C79  # pg_advisory_lock key: replicas starting together migrate once
 # asyncpg raises these when the server is gone or refuses; all mean "unavailable, try later".
 _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# ... except these, which refuse the rows themselves (SQLSTATE classes 22 and 23, and asyncpg's
+# own check of an argument, e.g. an int beyond BIGINT): retrying them would jam a queue.
+_REJECTED = (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
+             asyncpg.exceptions._base.DataError)
 
 
 async def open_database(url: str, *, timeout_s: float = 2.0, pool_size: int = 4
@@ -81,6 +85,8 @@ class PostgresDatabase:
         try:
             async with self._p().acquire(timeout=self._timeout) as conn:
                 await conn.executemany(self.numbered(sql), rows)
+        except _REJECTED as exc:
+            raise RowsRejected(f"postgres: {exc.__class__.__name__}: {exc}") from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"postgres: {exc.__class__.__name__}: {exc}") from exc
 

@@ -93,6 +93,10 @@ class Spool:
         return None
 
     @property
+    def directory(self) -> Path:
+        return self._dir
+
+    @property
     def adopted(self) -> int:
         return sum(1 for s in self._segments if not s.live)
 

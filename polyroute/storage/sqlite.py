@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from polyroute.storage.database import Database, Row, StoreUnavailable
+from polyroute.storage.database import Database, Row, RowsRejected, StoreUnavailable
 from polyroute.storage.sql import ADDED_COLUMNS, REQUEST_LOG_SCHEMA, SCHEMA
 
 T = TypeVar("T")
@@ -78,7 +78,14 @@ class SqliteDatabase:
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         async with self._lock:
-            await self._run(lambda: _many(self._c(), sql, rows))
+            try:
+                await self._run(lambda: _many(self._c(), sql, rows))
+            except StoreUnavailable as exc:
+                if isinstance(exc.__cause__, (sqlite3.IntegrityError, sqlite3.DataError)):
+                    raise RowsRejected(str(exc)) from exc.__cause__
+                raise
+            except OverflowError as exc:  # an int beyond SQLite's 64 bits, refused at binding
+                raise RowsRejected(f"sqlite: {exc}") from exc
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self._lock:

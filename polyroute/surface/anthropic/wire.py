@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from polyroute.model.chat import OutputTokens, TopK
+from polyroute.model.names import ModelName
 
 
 class Block(msgspec.Struct):
@@ -63,7 +64,7 @@ class OutputConfig(msgspec.Struct):
 
 
 class MessagesRequest(msgspec.Struct):
-    model: str
+    model: ModelName
     messages: list[Turn]
     max_tokens: OutputTokens | None = None
     system: str | list[Block] | None = None

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from polyroute.model.chat import OutputTokens
+from polyroute.model.names import ModelName
 
 
 class InputPart(msgspec.Struct, omit_defaults=True):
@@ -58,7 +59,7 @@ class Reasoning(msgspec.Struct, omit_defaults=True):
 
 
 class ResponsesRequest(msgspec.Struct, omit_defaults=True):
-    model: str
+    model: ModelName
     input: str | list[InputItem]
     instructions: str | None = None
     tools: list[FunctionTool] | None = None

@@ -60,7 +60,7 @@ APP_KEY = web.AppKey("polyroute", Components)
 def build_app(config: GatewayConfig) -> web.Application:
     install_redaction(config.secrets)
     metrics = Metrics()
-    transport = Transport()
+    transport = Transport(secrets=config.secrets)
     observers: list[RequestObserver] = [metrics]
     request_log = None
     if config.storage.request_log:

@@ -13,6 +13,8 @@ class Quirks:
     stream_usage: bool = True
     drop_params: frozenset[str] = frozenset()
     default_max_tokens: int | None = None
+    allowed_s3_prefixes: tuple[str, ...] = ()
+    """Bedrock: s3:// prefixes clients may name (each ends in '/'); empty: none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,10 @@ class Quirks(_Section, kw_only=True):
     default_max_tokens: Annotated[int, Meta(gt=0)] | None = None
     """Anthropic protocol: the max_tokens to send when the client gives no output limit
     (Anthropic requires one). Unset: 4096."""
+    allowed_s3_prefixes: list[str] = msgspec.field(default_factory=list)
+    """Bedrock protocol: the s3:// locations (``s3://bucket/`` or ``s3://bucket/prefix/``) a
+    client may name as an image source. Bedrock reads them with the gateway's AWS identity,
+    so by default every client s3:// URI is refused."""
 
 
 class ProviderSection(_Section, kw_only=True):

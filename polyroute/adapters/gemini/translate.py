@@ -26,6 +26,7 @@ import mimetypes
 import struct
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -115,12 +116,27 @@ def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:
 # -- URLs ------------------------------------------------------------------------------------
 
 
-def model_path(base_url: str, model: str) -> str:
+_COLLECTIONS = ("models/", "tunedModels/")
+
+
+def model_path(base_url: str, model: str, deployment: str = "") -> str:
     """``{base}/v1beta/models/{model}``. The base is the API root, as in Google's SDKs and
     ``GOOGLE_GEMINI_BASE_URL``; a base that already ends in a version is kept as it is. A model
-    id with a collection (``tunedModels/x``) is used as given."""
-    name = model if "/" in model else f"models/{model}"
-    return f"{versioned(base_url)}/{name}"
+    id with a collection (``tunedModels/x``) is used as given.
+
+    The model id may come from the client (``gemini/<any id>``) and the gateway's key goes with
+    the request, so the id must name a model and nothing else on Google's host: one path
+    segment after an optional collection, percent-encoded (``?``, ``#``, ``%`` and ``:`` lose
+    their meaning), never ``.`` or ``..``. The result is already encoded: send it as
+    ``URL(…, encoded=True)`` so that nothing normalises it again."""
+    collection = next((c for c in _COLLECTIONS if model.startswith(c)), "models/")
+    name = model[len(collection):] if model.startswith(collection) else model
+    if not name or "/" in name or name in (".", "..") or not name.isprintable():
+        raise UpstreamRejected(
+            f"'{model[:200]}' is not a Gemini model id: one name (letters, digits, '-', '.'), "
+            "optionally after models/ or tunedModels/.",
+            param="model", code="invalid_model", deployment=deployment)
+    return f"{versioned(base_url)}/{collection}{quote(name, safe='@')}"
 
 
 def versioned(base_url: str) -> str:

@@ -39,3 +39,6 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     key_id: str | None = None
     team: str | None = None
     org: str | None = None
+    client_request_id: str | None = None
+    """The id the client chose (``x-client-request-id`` / ``x-request-id``); ``request_id``
+    is always the gateway's own."""

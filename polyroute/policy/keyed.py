@@ -195,7 +195,8 @@ class KeyPolicy:
             cache_write_tokens=u.cache_creation_tokens if u else 0,
             reasoning_tokens=u.reasoning_tokens if u else 0,
             cost_usd=cost, priced=0 if cost is None else 1, price_source=source,
-            latency_ms=round(r.latency_s * 1000, 3), attempts=attempts)
+            latency_ms=round(r.latency_s * 1000, 3), attempts=attempts,
+            client_request_id=r.client_request_id)
 
 
 def _refusal(denial: Denial, principal: KeyPrincipal, now: float) -> Exception:

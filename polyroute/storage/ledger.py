@@ -26,7 +26,7 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     """One row of the ``ledger`` table, in column order (see sql.LEDGER_COLUMNS)."""
 
     entry_id: str
-    """Unique per record (the request id may come from the client and repeat)."""
+    """Unique per record: a batch flushed again after a crash inserts nothing twice."""
     request_id: str
     ts: float
     day: str
@@ -53,6 +53,9 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     latency_ms: float
     attempts: str
     """JSON list of [deployment, vendor, outcome, status, latency_ms]."""
+    client_request_id: str | None = None
+    """The client's own id of the request, if it gave one. Last and optional, so spool lines
+    written by an older version still decode."""
 
 
 _encode = msgspec.json.Encoder().encode

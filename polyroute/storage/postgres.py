@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from polyroute.storage.database import Database, Row, StoreUnavailable
-from polyroute.storage.sql import SCHEMA
+from polyroute.storage.sql import ADDED_COLUMNS, SCHEMA
 
 _MIGRATION_LOCK = 0x706F6C79  # pg_advisory_lock key: replicas starting together migrate once
 # asyncpg raises these when the server is gone or refuses; all mean "unavailable, try later".
@@ -48,6 +48,9 @@ class PostgresDatabase:
                 try:
                     for statement in SCHEMA:
                         await conn.execute(statement)
+                    for table, column, kind in ADDED_COLUMNS:
+                        await conn.execute(
+                            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         except _UNAVAILABLE as exc:

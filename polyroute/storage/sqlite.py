@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from polyroute.storage.database import Database, Row, StoreUnavailable
-from polyroute.storage.sql import REQUEST_LOG_SCHEMA, SCHEMA
+from polyroute.storage.sql import ADDED_COLUMNS, REQUEST_LOG_SCHEMA, SCHEMA
 
 T = TypeVar("T")
 
@@ -27,6 +27,8 @@ def connect(path: str) -> sqlite3.Connection:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(request_log)")}
     if "route" not in columns:  # a database made before the auto-router
         conn.execute("ALTER TABLE request_log ADD COLUMN route TEXT")
+    if "client_request_id" not in columns:  # made before client ids were kept apart
+        conn.execute("ALTER TABLE request_log ADD COLUMN client_request_id TEXT")
     return conn
 
 
@@ -53,6 +55,10 @@ class SqliteDatabase:
             conn = connect(self._path)
             for statement in SCHEMA:
                 conn.execute(statement)
+            for table, column, kind in ADDED_COLUMNS:
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             return conn
 
         self._conn = await self._run(open_and_migrate)

@@ -26,6 +26,7 @@ from polyroute.surface.anthropic.wire import (
     Tool,
     Turn,
 )
+from polyroute.surface.nesting import check_json_depth
 
 _encode = msgspec.json.Encoder().encode
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -83,6 +84,7 @@ def messages_request(body: bytes, *, count_only: bool = False) -> ChatRequest:
 def _decode(body: bytes, count_only: bool) -> MessagesRequest:
     if not body:
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    check_json_depth(body)
     try:
         fields = FIELDS_DECODER.decode(body)
     except msgspec.DecodeError:

@@ -480,3 +480,75 @@ def test_live_gateway_answers_no_5xx(http: httpx.Client, gateway: GatewayProcess
     assert any(s == 200 for s in statuses), "the fuzz never got past validation"
     assert gateway.get("/healthz")[0] == 200
     assert "Traceback" not in gateway.log()
+
+
+# -- nesting no decoder survives: inside strings, and from upstreams ---------------------------
+
+DEEP = st.tuples(st.integers(min_value=150, max_value=3000), st.booleans()).map(
+    lambda t: ('{"a":' * t[0] + "1" + "}" * t[0]) if t[1] else ("[" * t[0] + "]" * t[0]))
+
+
+@FUZZ
+@given(DEEP, st.sampled_from(["openai", "anthropic", "responses"]))
+def test_deep_json_inside_strings_is_refused_not_a_crash(nest: str, dialect: str) -> None:
+    """Tool-call arguments and tool results are JSON inside a JSON string: the body's depth
+    check cannot see them, and translation decodes them."""
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": nest}}
+    chat = {"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": nest}]}
+    if dialect == "openai":
+        request = openai_in.chat_request(msgspec.json.encode(chat))
+    elif dialect == "anthropic":
+        request = anthropic_in.messages_request(msgspec.json.encode({
+            "model": "m", "max_tokens": 5, "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "c1", "name": "f", "input": {}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "c1", "content": nest}]}]}))
+    else:
+        request = responses_in.responses_request(msgspec.json.encode({
+            "model": "m", "input": [
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": nest},
+                {"type": "function_call_output", "call_id": "c1", "output": nest}]}))
+    translate_for_every_upstream(request)
+
+
+@FUZZ
+@given(DEEP, st.sampled_from(["openai", "anthropic", "gemini", "bedrock"]), STATUSES)
+def test_deeply_nested_upstream_answers_are_protocol_errors(nest: str, protocol: str,
+                                                            status: int) -> None:
+    for body in (nest.encode(), f'{{"a": {nest}}}'.encode(),
+                 msgspec.json.encode({"choices": [{"index": 0, "message": {
+                     "role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                                          "function": {"name": "f",
+                                                                       "arguments": nest}}]},
+                     "finish_reason": "tool_calls"}]})):
+        if protocol == "openai":
+            response = expect(UpstreamError, lambda b=body: openai_up.parse_response(b, "d"))
+            expect(UpstreamError, lambda b=body: openai_up.parse_chunk(b, "d"))
+            expect(UpstreamError, lambda b=body: openai_up.stream_error(b, "d"))
+            error = openai_up.error_from_response(status, body, {}, "d")
+        elif protocol == "anthropic":
+            response = expect(UpstreamError,
+                              lambda b=body: anthropic_up.parse_response(b, "d", 0))
+            expect(UpstreamError, lambda b=body: anthropic_event(b, "d"))
+            error = anthropic_error(status, body, {}, "d")
+        elif protocol == "gemini":
+            response = expect(UpstreamError, lambda b=body: gemini_up.parse_response(
+                b, "m", "d", 0, call_id))
+            expect(UpstreamError, lambda b=body: GeminiStream("m", "d", 0, call_id).feed(b))
+            error = gemini_error(status, body, {}, "d")
+        else:
+            response = expect(UpstreamError, lambda b=body: bedrock_up.parse_response(
+                b, "m", "rid", "d", 0))
+            message = next(EventStreamDecoder("d").feed(frame(
+                {":event-type": "contentBlockDelta", ":message-type": "event"}, body)))
+            expect(UpstreamError,
+                   lambda m=message: BedrockStream("m", "rid", "d", 0).feed(m))
+            error = bedrock_error(status, body, {}, "d")
+        assert isinstance(error, UpstreamError)
+        if response is not None:
+            encode_for_every_dialect(response)

@@ -406,7 +406,7 @@ def parse_response(
 ) -> ChatResponse:
     try:
         wire = RESPONSE_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable response from the upstream: {exc}",
                                     deployment=deployment) from exc
     if wire.output is None or wire.output.message is None:

@@ -59,6 +59,7 @@ from polyroute.model.embeddings import (
     EmbeddingResponse,
 )
 from polyroute.model.usage import CompletionTokensDetails, PromptTokensDetails, Usage
+from polyroute.nesting import too_deep
 
 VENDOR = "Gemini"
 API_VERSION = "v1beta"
@@ -401,8 +402,9 @@ def _function_response(
     # Gemini takes an object. A tool that answered with a JSON object is passed as it is;
     # anything else goes under "output", the key Google's documentation uses.
     try:
-        value = ANY_DECODER.decode(text) if text.lstrip().startswith("{") else None
-    except msgspec.DecodeError:
+        is_object = text.lstrip().startswith("{") and too_deep(text) is None
+        value = ANY_DECODER.decode(text) if is_object else None
+    except (msgspec.DecodeError, RecursionError):
         value = None
     response = value if isinstance(value, dict) else {"output": text}
     return {"functionResponse": {"name": name, "response": response}}
@@ -441,7 +443,7 @@ def _tool_config(choice: str | dict[str, Any] | None, deployment: str) -> dict[s
 def decode_response(body: bytes, deployment: str) -> Response:
     try:
         return RESPONSE_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable response from the upstream: {exc}",
                                     deployment=deployment) from exc
 
@@ -558,7 +560,7 @@ def parse_embeddings(body: bytes, request: EmbeddingRequest, model: str,
                      deployment: str) -> EmbeddingResponse:
     try:
         wire = EMBED_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable embeddings response: {exc}",
                                     deployment=deployment) from exc
     as_base64 = request.encoding_format == "base64"
@@ -577,7 +579,7 @@ def parse_model_list(body: bytes, deployment: str) -> tuple[list[str], str | Non
     """The chat models of one page of ``GET /v1beta/models``, and the next page's token."""
     try:
         page = MODEL_LIST_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable model list: {exc}",
                                     deployment=deployment) from exc
     ids = [m.name.removeprefix("models/") for m in page.models

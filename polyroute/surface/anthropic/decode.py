@@ -18,6 +18,7 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
+from polyroute.nesting import check_json_depth
 from polyroute.surface.anthropic.wire import (
     FIELDS_DECODER,
     REQUEST_DECODER,
@@ -26,7 +27,6 @@ from polyroute.surface.anthropic.wire import (
     Tool,
     Turn,
 )
-from polyroute.surface.nesting import check_json_depth
 
 _encode = msgspec.json.Encoder().encode
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")

@@ -9,8 +9,8 @@ import msgspec
 from polyroute.errors import InvalidRequest
 from polyroute.model.chat import ChatRequest
 from polyroute.model.embeddings import EmbeddingRequest
+from polyroute.nesting import check_json_depth
 from polyroute.surface.http import invalid_request
-from polyroute.surface.nesting import check_json_depth
 
 T = TypeVar("T", ChatRequest, EmbeddingRequest)
 

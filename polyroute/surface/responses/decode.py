@@ -16,8 +16,8 @@ from polyroute.model.chat import (
     StreamOptions,
     ToolCall,
 )
+from polyroute.nesting import check_json_depth
 from polyroute.surface.http import invalid_request
-from polyroute.surface.nesting import check_json_depth
 from polyroute.surface.responses.wire import REQUEST_DECODER, InputItem, InputPart
 
 

@@ -1,4 +1,5 @@
-"""How deep a client's JSON may nest, checked before any decoder sees it.
+"""How deep JSON may nest: checked on a client's body before any decoder sees it, and on JSON
+carried inside strings (tool-call arguments, tool results) before it is decoded.
 
 msgspec, like every recursive decoder, gives up with ``RecursionError`` somewhere below
 Python's recursion limit (about 1,000 levels), and a body that decodes can still be too deep
@@ -42,12 +43,19 @@ def json_depth(body: bytes) -> int:
     return max(0, int(np.cumsum(steps, dtype=np.int32).max()))
 
 
+def too_deep(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """The depth of ``data`` if it nests deeper than ``limit``, else None."""
+    raw = data.encode(errors="surrogatepass") if isinstance(data, str) else data
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return None
+    depth = json_depth(raw)
+    return depth if depth > limit else None
+
+
 def check_json_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> None:
     """Raise a 400 if ``body`` nests arrays and objects deeper than ``limit``."""
-    if body.count(b"[") + body.count(b"{") <= limit:
-        return
-    depth = json_depth(body)
-    if depth > limit:
+    depth = too_deep(body, limit)
+    if depth is not None:
         raise InvalidRequest(
             f"The JSON body nests {depth} levels deep; the limit is {limit}.",
             code="json_too_deep")

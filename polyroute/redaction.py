@@ -25,10 +25,10 @@ MIN_FRAGMENT = 12
 """A run of this many characters of a secret is redacted too: a vendor that echoes part of a
 key gives away that much of it, while 12 characters of base64 never occur by chance."""
 
-_VIRTUAL_KEY = re.compile(r"sk-pr-(?:([0-9a-f]{16})-)?[^\s'\"\\,;}\]]*")
+_VIRTUAL_KEY = re.compile(r"sk-pr-(?:([0-9a-f]{16})-)?[^\s'\"\\,;&}\]]*")
 """A virtual key (``sk-pr-<id>-<secret>``), or anything that starts like one: a malformed key
 in a refused request is logged as text too. Stops at a quote, a backslash (a repr's escape of a
-byte that is not text), whitespace or a JSON delimiter."""
+byte that is not text), whitespace, a JSON delimiter or a query string's '&'."""
 
 
 def mask_virtual_keys(text: str) -> str:

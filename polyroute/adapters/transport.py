@@ -102,6 +102,8 @@ class Transport:
         if message != exc.message:
             exc.message = message
             exc.args = (message,)
+        if exc.param is not None:  # the vendor's own 'param' is its text too
+            exc.param = redactor.redact(exc.param)
 
     async def fetch(
         self,

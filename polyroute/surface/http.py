@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -96,6 +97,11 @@ class RequestIds:
     function of the counter, so ids are unique within a process and 128 bits apart across."""
 
     def __init__(self) -> None:
+        self._reseed()
+        # A process forked after import must not repeat its parent's ids.
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
         self._key = secrets.token_bytes(32)
         self._next = itertools.count(1).__next__
 

@@ -252,6 +252,17 @@ def test_gemini_model_names_are_one_escaped_segment(
     assert _paths(vendor, before) == [f"/v1beta/{segment}:generateContent"]
 
 
+@pytest.mark.parametrize("model", ["bed/..", "bed/.", "az/..", "az/."])
+def test_dot_segments_never_reach_bedrock_or_azure(
+        gateway: GatewayProcess, vendor: CarelessVendor, model: str) -> None:
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+    before = len(vendor.requests)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=model, messages=USER)
+    assert refused.value.code == "invalid_model"
+    assert _paths(vendor, before) == []
+
+
 def test_bedrock_refuses_client_s3_uris_outside_the_allow_list(
         gateway: GatewayProcess, vendor: CarelessVendor) -> None:
     client = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)

@@ -65,7 +65,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     metrics = Metrics(config.groups,
                       (d.name for g in config.groups.values() for d in g.deployments),
                       max_model_labels=config.metrics.max_model_labels)
-    transport = Transport()
+    transport = Transport(secrets=config.secrets)
     observers: list[RequestObserver] = [metrics]
     request_log = None
     if config.storage.request_log:

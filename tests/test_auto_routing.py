@@ -67,8 +67,9 @@ def test_easy_goes_cheap_and_hard_goes_strong(gw: GatewayProcess) -> None:
     rows: list[tuple[str, str]] = []
     while time.monotonic() < deadline and len(rows) < 2:
         with sqlite3.connect(gw.db_path) as conn:
-            rows = conn.execute("SELECT request_id, route FROM request_log WHERE request_id IN "
-                                "('auto-easy', 'auto-hard') ORDER BY request_id").fetchall()
+            rows = conn.execute(
+                "SELECT client_request_id, route FROM request_log WHERE client_request_id IN "
+                "('auto-easy', 'auto-hard') ORDER BY client_request_id").fetchall()
         time.sleep(0.05)
     assert [r[0] for r in rows] == ["auto-easy", "auto-hard"]
     assert rows[1][1] == route

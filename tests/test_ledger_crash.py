@@ -64,7 +64,8 @@ async def test_kill_9_under_load_loses_and_duplicates_nothing() -> None:
                     break
                 await asyncio.sleep(0.1)
             counts = dict(sqlite3.connect(second.db_path).execute(
-                "SELECT request_id, COUNT(*) FROM ledger GROUP BY request_id").fetchall())
+                "SELECT client_request_id, COUNT(*) FROM ledger "
+                "GROUP BY client_request_id").fetchall())
         missing = [rid for rid in answered if counts.get(rid) != 1]
         assert not missing, f"{len(missing)} answered requests without exactly one record"
         assert all(n == 1 for n in counts.values()), "a record was duplicated"

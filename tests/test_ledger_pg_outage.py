@@ -87,7 +87,8 @@ async def test_postgres_outage_under_load(pg: PgCluster) -> None:
                 if ok(admin(gw, "GET", "/admin/status"))["ledger"]["backlog_bytes"] == 0:
                     break
                 await asyncio.sleep(0.2)
-            rows = pg.query("SELECT request_id, COUNT(*) FROM ledger GROUP BY request_id")
+            rows = pg.query("SELECT client_request_id, COUNT(*) FROM ledger "
+                            "GROUP BY client_request_id")
         counts = dict(line.split("|") for line in rows.splitlines())
         assert {rid for rid in answered if counts.get(rid) == "1"} == set(answered)
         assert len(counts) == len(answered) and set(counts.values()) == {"1"}

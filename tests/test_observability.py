@@ -21,7 +21,9 @@ def rows(gateway: GatewayProcess, request_id: str, timeout: float = 5) -> list[s
         if gateway.db_path.exists():
             with sqlite3.connect(gateway.db_path) as conn:
                 conn.row_factory = sqlite3.Row
-                found = conn.execute("SELECT * FROM request_log WHERE request_id = ?",
+                # The client's x-request-id is kept as client_request_id; the gateway's own
+                # request_id is generated.
+                found = conn.execute("SELECT * FROM request_log WHERE client_request_id = ?",
                                      (request_id,)).fetchall()
             if found:
                 return found

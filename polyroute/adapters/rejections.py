@@ -9,6 +9,7 @@ import msgspec
 
 from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import Message
+from polyroute.nesting import MAX_JSON_DEPTH, too_deep
 
 _any_decoder = msgspec.json.Decoder()
 
@@ -27,9 +28,14 @@ def object_arguments(vendor: str, arguments: str | None, where: str, deployment:
     be one (empty text is no arguments)."""
     if not arguments or not arguments.strip():
         return {}
+    depth = too_deep(arguments)
+    if depth is not None:
+        raise UpstreamRejected(
+            f"Invalid '{where}': the tool-call arguments nest {depth} levels deep; the limit "
+            f"is {MAX_JSON_DEPTH}.", param=where, code="json_too_deep", deployment=deployment)
     try:
         value = _any_decoder.decode(arguments)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         value = None
     if not isinstance(value, dict):
         raise UpstreamRejected(

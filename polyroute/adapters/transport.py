@@ -1,22 +1,36 @@
 """The one HTTP client every adapter shares: pooled connections, and lower-library errors
-mapped into the gateway's error tree at this boundary."""
+mapped into the gateway's error tree at this boundary.
+
+This is also the one place where upstream text becomes an error a client may read: a vendor's
+error body, or an error event in its stream, goes through :meth:`Transport.request`. Vendors
+do echo credentials ("Incorrect API key provided: sk-…"), so every ``UpstreamError`` leaving
+here has the configured secrets, and the credentials this very request carried, redacted."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 
 import aiohttp
 from yarl import URL
 
 from polyroute.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from polyroute.redaction import Redactor
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str], str], UpstreamError]
 """A protocol's reading of a non-200 answer: (status, body, headers, deployment) → error."""
 
 
+_CREDENTIAL_HEADER = re.compile(r"authorization|api-?key|token|secret", re.IGNORECASE)
+"""Headers whose values are credentials (as config/load.py's rule for secret headers), among
+them a SigV4 request's ``X-Amz-Security-Token``."""
+
+
 class Transport:
-    def __init__(self, *, pool_size: int = 1000, keepalive_s: float = 30.0) -> None:
+    def __init__(self, *, pool_size: int = 1000, keepalive_s: float = 30.0,
+                 secrets: Iterable[str] = ()) -> None:
+        self._redactor = Redactor(secrets)
         self._pool_size = pool_size
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
@@ -62,14 +76,34 @@ class Transport:
         if timeout is None:
             timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=connect_s)
             self._timeouts[(total_s, connect_s)] = timeout
-        with upstream_errors(deployment):
-            async with self._get_session().request(
-                method, url, data=body, headers=headers, timeout=timeout
-            ) as response:
-                if response.status != 200:
-                    raw = await response.read()
-                    raise errors(response.status, raw, response.headers, deployment)
-                yield response
+        try:
+            with upstream_errors(deployment):
+                async with self._get_session().request(
+                    method, url, data=body, headers=headers, timeout=timeout
+                ) as response:
+                    if response.status != 200:
+                        raw = await response.read()
+                        raise errors(response.status, raw, response.headers, deployment)
+                    yield response  # the adapter reads the stream here: its errors pass too
+        except UpstreamError as exc:
+            self._redact(exc, headers)
+            raise
+
+    def _redact(self, exc: UpstreamError, headers: Mapping[str, str]) -> None:
+        """Remove every secret from ``exc``'s message, in place (it keeps its class, status
+        and cause). The request's own credential headers count, whatever config they came
+        from; "Bearer <key>" counts as the key too."""
+        sent = [value.rpartition(" ")[2] if " " in value else value
+                for name, value in headers.items() if _CREDENTIAL_HEADER.search(name)]
+        redactor = self._redactor.with_secrets(sent)
+        if not redactor:
+            return
+        message = redactor.redact(exc.message)
+        if message != exc.message:
+            exc.message = message
+            exc.args = (message,)
+        if exc.param is not None:  # the vendor's own 'param' is its text too
+            exc.param = redactor.redact(exc.param)
 
     async def fetch(
         self,

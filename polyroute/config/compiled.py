@@ -18,6 +18,8 @@ class Quirks:
     'assistant_prefill' (Anthropic, Bedrock, llama.cpp's server: the final assistant message
     is the prefix), 'continue_final_message' (vLLM's flag), 'prefix' (Mistral's and
     DeepSeek's ``prefix: true``) or 'none' (regenerate and splice instead)."""
+    allowed_s3_prefixes: tuple[str, ...] = ()
+    """Bedrock: s3:// prefixes clients may name (each ends in '/'); empty: none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -315,7 +315,8 @@ def _endpoint(
         headers=MappingProxyType(headers),
         quirks=c.Quirks(p.quirks.max_tokens_field, p.quirks.stream_usage,
                         frozenset(p.quirks.drop_params), p.quirks.default_max_tokens,
-                        p.quirks.continuation or _NATIVE_CONTINUATION.get(p.protocol, "none")),
+                        p.quirks.continuation or _NATIVE_CONTINUATION.get(p.protocol, "none"),
+                        _s3_prefixes(p.quirks.allowed_s3_prefixes, f"{path}.quirks", fail)),
         secrets=tuple(secrets),
         region=_region(p, parts.hostname or "", path, env, fail),
         api_version=_api_version(p, base_url, path, env, fail),
@@ -324,6 +325,19 @@ def _endpoint(
 
 # Protocols whose API itself continues a final assistant message (prefill).
 _NATIVE_CONTINUATION = {"anthropic": "assistant_prefill", "bedrock": "assistant_prefill"}
+
+
+def _s3_prefixes(prefixes: list[str], path: str, fail: Any) -> tuple[str, ...]:
+    """Each ``s3://bucket/[prefix]``, ending in '/' once the bucket is named, so that
+    ``s3://logs`` cannot also admit ``s3://logs-private/…``."""
+    checked = []
+    for i, prefix in enumerate(prefixes):
+        bucket, _, rest = prefix.removeprefix("s3://").partition("/")
+        if not prefix.startswith("s3://") or not bucket:
+            raise fail(f"{path}.allowed_s3_prefixes[{i}]", f"'{prefix}' is not an s3:// prefix",
+                       "write s3://bucket/ or s3://bucket/some/prefix/")
+        checked.append(f"s3://{bucket}/{rest}")
+    return tuple(checked)
 
 
 def _region(

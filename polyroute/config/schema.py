@@ -130,6 +130,10 @@ class Quirks(_Section, kw_only=True):
     server), continue_final_message (vLLM), prefix (Mistral, DeepSeek's beta URL) or none
     (the answer is regenerated and spliced instead). Unset: assistant_prefill for the
     anthropic and bedrock protocols, the known vendor's own for discovered ones, else none."""
+    allowed_s3_prefixes: list[str] = msgspec.field(default_factory=list)
+    """Bedrock protocol: the s3:// locations (``s3://bucket/`` or ``s3://bucket/prefix/``) a
+    client may name as an image source. Bedrock reads them with the gateway's AWS identity,
+    so by default every client s3:// URI is refused."""
 
 
 class ProviderSection(_Section, kw_only=True):

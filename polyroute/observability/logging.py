@@ -1,29 +1,38 @@
-"""Logging setup. Upstream keys must never reach a log line, whatever code logs what."""
+"""Logging setup. Upstream keys must never reach a log line, whatever code logs what; virtual
+keys appear only as their public id (``sk-pr-<id>-…``).
+
+The filter sits on the root logger's handlers, so it also sees what libraries log: aiohttp's
+server logs the raw text of a request it could not parse, headers included, and that text is
+the one place a client's key would otherwise reach a log whole."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 
+from polyroute.redaction import Redactor, mask_virtual_keys
+
 
 class RedactSecrets(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # Short values would redact innocent text and are not real keys anyway.
-        self._secrets = tuple(s for s in secrets if len(s) >= 8)
+        self._redactor = Redactor(secrets)
+
+    def _clean(self, text: str) -> str:
+        return mask_virtual_keys(self._redactor.redact(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: let the handler report it as usual
             return True
-        message = record.getMessage()
-        redacted = message
-        for secret in self._secrets:
-            redacted = redacted.replace(secret, "[REDACTED]")
+        redacted = self._clean(message)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            for secret in self._secrets:
-                record.exc_text = record.exc_text.replace(secret, "[REDACTED]")
+            record.exc_text = self._clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._clean(record.stack_info)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True

@@ -217,7 +217,7 @@ class KeyPolicy:
             reasoning_tokens=u.reasoning_tokens if u else 0,
             cost_usd=cost, priced=0 if cost is None else 1, price_source=source,
             latency_ms=round(r.latency_s * 1000, 3), attempts=attempts,
-            usage_estimated=int(estimated))
+            usage_estimated=int(estimated), client_request_id=r.client_request_id)
 
 
 def billed_usage(record: RequestRecord) -> tuple[Usage | None, bool]:

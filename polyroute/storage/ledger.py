@@ -35,7 +35,7 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     """One row of the ``ledger`` table, in column order (see sql.LEDGER_COLUMNS)."""
 
     entry_id: str
-    """Unique per record (the request id may come from the client and repeat)."""
+    """Unique per record: a batch flushed again after a crash inserts nothing twice."""
     request_id: str
     ts: float
     day: str
@@ -65,6 +65,9 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     usage_estimated: int = 0
     """1: the tokens are polyroute's estimate (a stream that ended without the upstream's
     usage), not the vendor's count. Last and defaulted: older spool lines still decode."""
+    client_request_id: str | None = None
+    """The client's own id of the request, if it gave one. Last and optional, so spool lines
+    written by an older version still decode."""
 
 
 _encode = msgspec.json.Encoder().encode

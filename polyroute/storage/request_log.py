@@ -36,6 +36,7 @@ def _row(r: RequestRecord) -> tuple[Any, ...]:
         r.ttft_s * 1000.0 if r.ttft_s is not None else None,
         u.prompt_tokens if u else None, u.completion_tokens if u else None,
         u.cached_tokens if u else None, u.reasoning_tokens if u else None, r.route,
+        r.client_request_id,
     )
 
 

@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS request_log (
     completion_tokens INTEGER,
     cached_tokens     INTEGER,
     reasoning_tokens  INTEGER,
-    route             TEXT
+    route             TEXT,
+    client_request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS request_log_ts ON request_log (ts);
 """
@@ -31,8 +32,8 @@ INSERT_REQUEST_LOG = """
 INSERT INTO request_log (
     request_id, ts, endpoint, requested_model, model_group, vendor, deployment, upstream_model,
     stream, status, error_class, attempts, attempt_chain, latency_ms, ttft_ms,
-    prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, route
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, route, client_request_id
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 # ---------------------------------------------------------------------------------------------
@@ -103,7 +104,8 @@ SCHEMA: tuple[str, ...] = (
         price_source       TEXT,
         latency_ms         DOUBLE PRECISION NOT NULL,
         attempts           TEXT NOT NULL,
-        usage_estimated    INTEGER NOT NULL DEFAULT 0
+        usage_estimated    INTEGER NOT NULL DEFAULT 0,
+        client_request_id  TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)",
     "CREATE INDEX IF NOT EXISTS ledger_key ON ledger (key_id, ts)",
@@ -118,10 +120,12 @@ LEDGER_COLUMNS = (
     "error_class", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "priced", "price_source", "latency_ms", "attempts",
     "usage_estimated",
+    "client_request_id",
 )
 
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ledger", "usage_estimated", "INTEGER NOT NULL DEFAULT 0"),
+    ("ledger", "client_request_id", "TEXT"),
 )
 """(table, column, type) added after a table was first created: each backend adds the ones a
 database made by an older version lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""

@@ -27,6 +27,8 @@ def connect(path: str) -> sqlite3.Connection:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(request_log)")}
     if "route" not in columns:  # a database made before the auto-router
         conn.execute("ALTER TABLE request_log ADD COLUMN route TEXT")
+    if "client_request_id" not in columns:  # made before client ids were kept apart
+        conn.execute("ALTER TABLE request_log ADD COLUMN client_request_id TEXT")
     return conn
 
 

@@ -15,6 +15,7 @@ from polyroute.model.record import RequestRecord
 from polyroute.policy.types import Policy, Principal
 from polyroute.surface.http import (
     RECORD_KEY,
+    client_request_id,
     credentials,
     read_body,
     request_id,
@@ -42,7 +43,8 @@ class ChatExchange:
 
     def record(self, http: web.Request, endpoint: str, model: str,
                stream: bool = False) -> RequestRecord:
-        record = RequestRecord(request_id(http), time.time(), endpoint, model, stream=stream)
+        record = RequestRecord(request_id(http), time.time(), endpoint, model, stream=stream,
+                               client_request_id=client_request_id(http))
         http[RECORD_KEY] = record  # so an error response still carries the attempt chain
         return record
 

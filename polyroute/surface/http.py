@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
+import os
 import re
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import web
 
 from polyroute.engine.gateway import TimeoutOverrides
-from polyroute.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from polyroute.errors import AuthenticationFailed, GatewayError, InvalidRequest, PayloadTooLarge
 from polyroute.model.record import RequestRecord
 
 log = logging.getLogger("polyroute.http")
@@ -50,8 +52,13 @@ def error_response(
     exc: GatewayError, encode_error: ErrorEncoder, request: web.Request
 ) -> web.Response:
     record = request.get(RECORD_KEY)
-    headers = trace_headers(record) if record is not None else {
-        "x-request-id": request_id(request)}
+    if record is not None:
+        headers = trace_headers(record)
+    else:
+        headers = {"x-request-id": request_id(request)}
+        client_id = client_request_id(request)
+        if client_id is not None:
+            headers["x-client-request-id"] = client_id
     retry_after = exc.retry_after
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
@@ -82,14 +89,25 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
 
 
 class RequestIds:
-    """Unique ids without a syscall per request: a random per-process prefix and a counter."""
+    """Unique, unguessable ids without a syscall per request: a counter under a keyed hash.
+
+    The id names a request in the ledger and the admin API, so nobody may pick it (a client's
+    ``x-request-id`` is kept apart, see :func:`client_request_id`) nor predict the next one
+    from the last: BLAKE2b keyed with 32 random bytes per process makes each id a pseudorandom
+    function of the counter, so ids are unique within a process and 128 bits apart across."""
 
     def __init__(self) -> None:
-        self._prefix = uuid.uuid4().hex[:12]
+        self._reseed()
+        # A process forked after import must not repeat its parent's ids.
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._key = secrets.token_bytes(32)
         self._next = itertools.count(1).__next__
 
     def new(self) -> str:
-        return f"{self._prefix}{self._next():012x}"
+        counter = self._next().to_bytes(8, "little")
+        return hashlib.blake2b(counter, key=self._key, digest_size=16).hexdigest()
 
 
 _IDS = RequestIds()
@@ -113,22 +131,48 @@ def invalid_request(message: str) -> InvalidRequest:
 
 def credentials(request: web.Request) -> str | None:
     """The client's key: ``Authorization: Bearer <key>`` (OpenAI's SDKs) or ``x-api-key``
-    (Anthropic's)."""
+    (Anthropic's). A header that is not UTF-8 is no key at all: 401, before anything compares
+    it (aiohttp hands such bytes over as lone surrogates, which cannot be encoded again)."""
     auth = request.headers.get("Authorization")
     if auth is not None:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    return request.headers.get("x-api-key") or None
+            return _readable(token.strip())
+    key = request.headers.get("x-api-key")
+    return _readable(key) if key else None
+
+
+def _readable(key: str) -> str:
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        raise AuthenticationFailed("Invalid API key: it is not UTF-8 text.") from None
+    return key
 
 
 def request_id(request: web.Request) -> str:
+    """The gateway's own id of this request: always generated, never the client's."""
     rid = request.get("polyroute_request_id")
     if rid is None:
-        incoming = request.headers.get("x-request-id")
-        rid = incoming if incoming and len(incoming) <= 128 else _IDS.new()
-        request["polyroute_request_id"] = rid
+        rid = request["polyroute_request_id"] = _IDS.new()
     return str(rid)
+
+
+MAX_CLIENT_REQUEST_ID = 128
+_CLIENT_ID_CHARS = re.compile(r"[\x21-\x7e]+")
+"""Printable ASCII without spaces: what every tracing id is, and safe in any log or column."""
+
+
+def client_request_id(request: web.Request) -> str | None:
+    """The id the client gave its request (``x-client-request-id`` as OpenAI's SDKs send it,
+    else ``x-request-id``), for correlating with the client's own logs. Recorded beside the
+    gateway's id and echoed back; an id longer than 128 characters or with other than
+    printable ASCII is ignored (it is a correlation hint, not worth refusing a request)."""
+    given = request.headers.get("x-client-request-id") or request.headers.get("x-request-id")
+    if (given is None or len(given) > MAX_CLIENT_REQUEST_ID
+            or not _CLIENT_ID_CHARS.fullmatch(given)):
+        return None
+    return given
 
 
 TIMEOUT_HEADERS = {
@@ -166,6 +210,8 @@ def trace_headers(record: RequestRecord) -> dict[str, str]:
         "x-polyroute-attempts": ",".join(
             f"{a.deployment}:{a.error_class or 'ok'}" for a in record.attempts),
     }
+    if record.client_request_id is not None:
+        headers["x-client-request-id"] = record.client_request_id
     if record.deployment is not None and record.error_class is None:
         headers["x-polyroute-deployment"] = record.deployment
     if record.route is not None:

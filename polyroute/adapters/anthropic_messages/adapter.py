@@ -121,6 +121,6 @@ class AnthropicMessagesAdapter:
 def _event(data: bytes, deployment: str) -> Event:
     try:
         return EVENT_DECODER.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"malformed stream event from the upstream: {exc}",
                                     deployment=deployment) from exc

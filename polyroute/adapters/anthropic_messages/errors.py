@@ -106,5 +106,5 @@ def _detail(body: bytes) -> ErrorDetail | None:
         return None
     try:
         return ERROR_DECODER.decode(body).error
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None

@@ -363,7 +363,7 @@ def _output_config(
 def parse_response(body: bytes, deployment: str, created: int) -> ChatResponse:
     try:
         wire = MESSAGE_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable response from the upstream: {exc}",
                                     deployment=deployment) from exc
     texts: list[str] = []
@@ -428,7 +428,7 @@ def parse_model_list(body: bytes, deployment: str) -> tuple[list[str], str | Non
     """The ids of one page of ``GET /v1/models``, and the id to continue after (if any)."""
     try:
         page = MODEL_LIST_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable model list: {exc}",
                                     deployment=deployment) from exc
     ids = [m.id for m in page.data]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from polyroute.config import Endpoint
+from polyroute.errors import UpstreamRejected
 
 V1_SUFFIX = "/openai/v1"
 
@@ -24,6 +25,11 @@ def url(endpoint: Endpoint, deployment: str, path: str) -> str:
     """``path`` is the operation: ``/chat/completions``, ``/embeddings``."""
     if is_v1(endpoint):
         base = endpoint.base_url + path
+    elif deployment in (".", ".."):
+        # Encoded or not, a dot segment would be normalised away: the client would pick
+        # another path on the resource, with the gateway's key.
+        raise UpstreamRejected(f"'{deployment}' is not an Azure deployment name",
+                               param="model", code="invalid_model")
     else:
         base = f"{endpoint.base_url}/openai/deployments/{quote(deployment, safe='')}{path}"
     if endpoint.api_version:

@@ -40,7 +40,7 @@ class BedrockConverseAdapter:
     ) -> ChatResponse:
         endpoint, name = deployment.endpoint, deployment.name
         body = translate.chat_body(request, endpoint.quirks, name)
-        url = _url(endpoint, deployment.model, "converse")
+        url = _url(endpoint, deployment.model, "converse", name)
         headers = await self._headers(endpoint, url, body, "application/json", name)
         async with self._transport.request(
             "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
@@ -55,7 +55,7 @@ class BedrockConverseAdapter:
     ) -> AsyncIterator[list[ChatChunk]]:
         endpoint, name = deployment.endpoint, deployment.name
         body = translate.chat_body(request, endpoint.quirks, name)
-        url = _url(endpoint, deployment.model, "converse-stream")
+        url = _url(endpoint, deployment.model, "converse-stream", name)
         headers = await self._headers(endpoint, url, body, _EVENTSTREAM, name)
         async with self._transport.request(
             "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
@@ -107,7 +107,12 @@ class BedrockConverseAdapter:
                                        name)
 
 
-def _url(endpoint: Endpoint, model: str, action: str) -> str:
+def _url(endpoint: Endpoint, model: str, action: str, deployment: str) -> str:
+    """The model id is one encoded path segment (it may come from the client, and the
+    request is signed with the gateway's identity): never a dot segment."""
+    if model in (".", ".."):
+        raise UpstreamRejected(f"'{model}' is not a Bedrock model id", param="model",
+                               code="invalid_model", deployment=deployment)
     return f"{endpoint.base_url}/model/{quote(model, safe='')}/{action}"
 
 

@@ -82,7 +82,7 @@ def _message(body: bytes, status: int) -> str:
             text = decoded.message or decoded.Message
             if text:
                 return text
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             pass
         text = body[:300].decode("utf-8", "replace").strip()
         if text:

@@ -115,7 +115,7 @@ class StreamTranslator:
     def _decode(self, payload: bytes) -> Event:
         try:
             return EVENT_DECODER.decode(payload) if payload else Event()
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise UpstreamProtocolError(f"malformed stream event from the upstream: {exc}",
                                         deployment=self._deployment) from exc
 

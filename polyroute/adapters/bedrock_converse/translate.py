@@ -7,6 +7,7 @@ nothing here mutates the request.
     system / developer messages     →   system[] text blocks
     user / assistant messages       →   messages[] with role user / assistant (same roles merged)
     image_url (data: / s3:// URL)   →   image {format, source: {bytes | s3Location}}
+                                        (s3:// only under the provider's allowed_s3_prefixes)
     file (PDF data: URL)            →   document {format: pdf, name, source: {bytes}}
     cache_control on a part / tool  →   a cachePoint block after it
     assistant tool_calls            →   toolUse {toolUseId, name, input}
@@ -101,6 +102,7 @@ def chat_body(request: ChatRequest, quirks: Quirks, deployment: str) -> bytes:
     """The body of ``converse`` / ``converse-stream`` (the model id goes in the path)."""
     drop = quirks.drop_params
     _check_supported(request, drop, deployment)
+    _check_s3_uris(request, quirks.allowed_s3_prefixes, deployment)
     system, messages = _conversation(request.messages, deployment)
     body: dict[str, Any] = {"messages": messages}
     if system:
@@ -156,6 +158,24 @@ def _check_supported(request: ChatRequest, drop: frozenset[str], deployment: str
     for name, setting in typed:
         if setting is not None and name not in drop:
             raise unsupported(name, deployment, _WHY.get(name, ""))
+
+
+def _check_s3_uris(request: ChatRequest, allowed: tuple[str, ...], deployment: str) -> None:
+    """Bedrock reads an s3:// image with the gateway's own AWS identity, so a client could
+    read any object that identity can. Only the provider's ``allowed_s3_prefixes`` pass."""
+    for i, message in enumerate(request.messages):
+        if not isinstance(message.content, list):
+            continue
+        for j, part in enumerate(message.content):
+            url = (part.image_url or {}).get("url") if part.type == "image_url" else None
+            if isinstance(url, str) and url[:5].lower() == "s3://" and not (
+                    url.startswith("s3://") and url.startswith(allowed)):
+                raise UpstreamRejected(
+                    f"The image at messages[{i}].content[{j}] names an S3 object; deployment "
+                    f"'{deployment}' reads only the S3 locations its provider allows "
+                    "(quirks.allowed_s3_prefixes). Send the image as a base64 data: URL.",
+                    param=f"messages[{i}].content[{j}].image_url.url",
+                    code="s3_uri_not_allowed", status=403, deployment=deployment)
 
 
 def _conversation(
@@ -386,7 +406,7 @@ def parse_response(
 ) -> ChatResponse:
     try:
         wire = RESPONSE_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable response from the upstream: {exc}",
                                     deployment=deployment) from exc
     if wire.output is None or wire.output.message is None:

@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
+from yarl import URL
+
 from polyroute.adapters.gemini import translate
 from polyroute.adapters.gemini.errors import error_from_response
 from polyroute.adapters.gemini.stream import StreamTranslator
@@ -39,7 +41,7 @@ class GeminiAdapter:
     ) -> ChatResponse:
         endpoint, name = deployment.endpoint, deployment.name
         body = translate.chat_body(request, endpoint.quirks, name)
-        url = translate.model_path(endpoint.base_url, deployment.model) + ":generateContent"
+        url = translate.model_path(endpoint.base_url, deployment.model, name) + ":generateContent"
         raw = await self._send(endpoint, "POST", url, body, name, connect_s)
         return translate.parse_response(raw, deployment.model, name, int(time.time()),
                                         _new_call_id)
@@ -49,11 +51,11 @@ class GeminiAdapter:
     ) -> AsyncIterator[list[ChatChunk]]:
         endpoint, name = deployment.endpoint, deployment.name
         body = translate.chat_body(request, endpoint.quirks, name)
-        url = (translate.model_path(endpoint.base_url, deployment.model)
+        url = (translate.model_path(endpoint.base_url, deployment.model, name)
                + ":streamGenerateContent?alt=sse")
         async with self._transport.request(
-            "POST", url, body=body, headers=endpoint.request_headers, connect_s=connect_s,
-            deployment=name, errors=error_from_response,
+            "POST", URL(url, encoded=True), body=body, headers=endpoint.request_headers,
+            connect_s=connect_s, deployment=name, errors=error_from_response,
         ) as response:
             translator = StreamTranslator(deployment.model, name, int(time.time()), _new_call_id)
             with upstream_errors(name):
@@ -79,7 +81,8 @@ class GeminiAdapter:
     ) -> EmbeddingResponse:
         endpoint, name = deployment.endpoint, deployment.name
         body = translate.embeddings_body(request, deployment.model, endpoint.quirks, name)
-        url = translate.model_path(endpoint.base_url, deployment.model) + ":batchEmbedContents"
+        url = translate.model_path(endpoint.base_url, deployment.model,
+                                   name) + ":batchEmbedContents"
         raw = await self._send(endpoint, "POST", url, body, name, connect_s)
         return translate.parse_embeddings(raw, request, deployment.model, name)
 
@@ -102,5 +105,5 @@ class GeminiAdapter:
         connect_s: float, total_s: float | None = None,
     ) -> bytes:
         return await self._transport.fetch(
-            method, url, body=body, headers=endpoint.request_headers, connect_s=connect_s,
-            deployment=name, errors=error_from_response, total_s=total_s)
+            method, URL(url, encoded=True), body=body, headers=endpoint.request_headers,
+            connect_s=connect_s, deployment=name, errors=error_from_response, total_s=total_s)

@@ -111,5 +111,5 @@ def _decode(body: bytes) -> Error | None:
             first = ERROR_LIST_DECODER.decode(body)
             return first[0].error if first else None
         return ERROR_DECODER.decode(body).error
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None

@@ -26,6 +26,7 @@ import mimetypes
 import struct
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -58,6 +59,7 @@ from polyroute.model.embeddings import (
     EmbeddingResponse,
 )
 from polyroute.model.usage import CompletionTokensDetails, PromptTokensDetails, Usage
+from polyroute.nesting import too_deep
 
 VENDOR = "Gemini"
 API_VERSION = "v1beta"
@@ -115,12 +117,27 @@ def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:
 # -- URLs ------------------------------------------------------------------------------------
 
 
-def model_path(base_url: str, model: str) -> str:
+_COLLECTIONS = ("models/", "tunedModels/")
+
+
+def model_path(base_url: str, model: str, deployment: str = "") -> str:
     """``{base}/v1beta/models/{model}``. The base is the API root, as in Google's SDKs and
     ``GOOGLE_GEMINI_BASE_URL``; a base that already ends in a version is kept as it is. A model
-    id with a collection (``tunedModels/x``) is used as given."""
-    name = model if "/" in model else f"models/{model}"
-    return f"{versioned(base_url)}/{name}"
+    id with a collection (``tunedModels/x``) is used as given.
+
+    The model id may come from the client (``gemini/<any id>``) and the gateway's key goes with
+    the request, so the id must name a model and nothing else on Google's host: one path
+    segment after an optional collection, percent-encoded (``?``, ``#``, ``%`` and ``:`` lose
+    their meaning), never ``.`` or ``..``. The result is already encoded: send it as
+    ``URL(…, encoded=True)`` so that nothing normalises it again."""
+    collection = next((c for c in _COLLECTIONS if model.startswith(c)), "models/")
+    name = model[len(collection):] if model.startswith(collection) else model
+    if not name or "/" in name or name in (".", "..") or not name.isprintable():
+        raise UpstreamRejected(
+            f"'{model[:200]}' is not a Gemini model id: one name (letters, digits, '-', '.'), "
+            "optionally after models/ or tunedModels/.",
+            param="model", code="invalid_model", deployment=deployment)
+    return f"{versioned(base_url)}/{collection}{quote(name, safe='@')}"
 
 
 def versioned(base_url: str) -> str:
@@ -385,8 +402,9 @@ def _function_response(
     # Gemini takes an object. A tool that answered with a JSON object is passed as it is;
     # anything else goes under "output", the key Google's documentation uses.
     try:
-        value = ANY_DECODER.decode(text) if text.lstrip().startswith("{") else None
-    except msgspec.DecodeError:
+        is_object = text.lstrip().startswith("{") and too_deep(text) is None
+        value = ANY_DECODER.decode(text) if is_object else None
+    except (msgspec.DecodeError, RecursionError):
         value = None
     response = value if isinstance(value, dict) else {"output": text}
     return {"functionResponse": {"name": name, "response": response}}
@@ -425,7 +443,7 @@ def _tool_config(choice: str | dict[str, Any] | None, deployment: str) -> dict[s
 def decode_response(body: bytes, deployment: str) -> Response:
     try:
         return RESPONSE_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable response from the upstream: {exc}",
                                     deployment=deployment) from exc
 
@@ -542,7 +560,7 @@ def parse_embeddings(body: bytes, request: EmbeddingRequest, model: str,
                      deployment: str) -> EmbeddingResponse:
     try:
         wire = EMBED_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable embeddings response: {exc}",
                                     deployment=deployment) from exc
     as_base64 = request.encoding_format == "base64"
@@ -561,7 +579,7 @@ def parse_model_list(body: bytes, deployment: str) -> tuple[list[str], str | Non
     """The chat models of one page of ``GET /v1beta/models``, and the next page's token."""
     try:
         page = MODEL_LIST_DECODER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable model list: {exc}",
                                     deployment=deployment) from exc
     ids = [m.name.removeprefix("models/") for m in page.models

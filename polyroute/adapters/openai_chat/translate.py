@@ -149,7 +149,7 @@ def parse_embeddings(body: bytes, deployment: str) -> EmbeddingResponse:
 def _decoded(decoder: msgspec.json.Decoder[T], body: bytes, deployment: str, what: str) -> T:
     try:
         return decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"{what} from the upstream: {exc}",
                                     deployment=deployment) from exc
 
@@ -168,7 +168,7 @@ _model_list_decoder = msgspec.json.Decoder(_ModelList, strict=False)
 def parse_model_list(body: bytes, deployment: str) -> list[str]:
     try:
         return [m.id for m in _model_list_decoder.decode(body).data]
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise UpstreamProtocolError(f"unreadable model list: {exc}",
                                     deployment=deployment) from exc
 
@@ -179,7 +179,7 @@ def stream_error(data: bytes, deployment: str) -> UpstreamError | None:
         return None
     try:
         payload = _any_decoder.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     return error_from_status(500, payload, {}, deployment)
 
@@ -189,7 +189,7 @@ def error_from_response(
 ) -> UpstreamError:
     try:
         payload = _any_decoder.decode(body) if body else None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         payload = None
     if payload is None:
         payload = {"error": {"message": body[:300].decode("utf-8", "replace").strip()}}

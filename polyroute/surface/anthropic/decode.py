@@ -18,6 +18,7 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
+from polyroute.nesting import check_json_depth
 from polyroute.surface.anthropic.wire import (
     FIELDS_DECODER,
     REQUEST_DECODER,
@@ -83,6 +84,7 @@ def messages_request(body: bytes, *, count_only: bool = False) -> ChatRequest:
 def _decode(body: bytes, count_only: bool) -> MessagesRequest:
     if not body:
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    check_json_depth(body)
     try:
         fields = FIELDS_DECODER.decode(body)
     except msgspec.DecodeError:

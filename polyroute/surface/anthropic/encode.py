@@ -11,6 +11,7 @@ import msgspec
 from polyroute.errors import GatewayError
 from polyroute.model.chat import ChatChunk, ChatResponse, Message, ToolCall
 from polyroute.model.usage import Usage
+from polyroute.nesting import too_deep
 
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
@@ -123,9 +124,11 @@ def tool_input(arguments: str | None) -> dict[str, Any]:
     invalid JSON) has it kept as a string under ``arguments`` rather than lost."""
     if not arguments or not arguments.strip():
         return {}
+    if too_deep(arguments) is not None:
+        return {"arguments": arguments}  # kept as text: too deep to decode and encode again
     try:
         value = _decode_any(arguments)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {"arguments": arguments}
     return value if isinstance(value, dict) else {"arguments": arguments}
 

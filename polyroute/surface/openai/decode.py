@@ -9,6 +9,7 @@ import msgspec
 from polyroute.errors import InvalidRequest
 from polyroute.model.chat import ChatRequest
 from polyroute.model.embeddings import EmbeddingRequest
+from polyroute.nesting import check_json_depth
 from polyroute.surface.http import invalid_request
 
 T = TypeVar("T", ChatRequest, EmbeddingRequest)
@@ -36,6 +37,7 @@ def embedding_request(body: bytes) -> EmbeddingRequest:
 def _decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     if not body:
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    check_json_depth(body)
     try:
         fields = _fields_decoder.decode(body)
     except msgspec.DecodeError:

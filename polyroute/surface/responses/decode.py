@@ -16,6 +16,7 @@ from polyroute.model.chat import (
     StreamOptions,
     ToolCall,
 )
+from polyroute.nesting import check_json_depth
 from polyroute.surface.http import invalid_request
 from polyroute.surface.responses.wire import REQUEST_DECODER, InputItem, InputPart
 
@@ -23,6 +24,7 @@ from polyroute.surface.responses.wire import REQUEST_DECODER, InputItem, InputPa
 def responses_request(body: bytes) -> ChatRequest:
     if not body:
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    check_json_depth(body)
     try:
         wire = REQUEST_DECODER.decode(body)
     except msgspec.ValidationError as exc:

@@ -137,7 +137,8 @@ def openapi() -> dict[str, Any]:
         "/admin/ledger/{request_id}": {
             "parameters": [{"name": "request_id", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
-            "get": _op("The ledger records of one request id", {"type": "object"})},
+            "get": _op("The ledger records of one request, by the gateway's x-request-id or "
+                       "the id its client gave", {"type": "object"})},
         "/admin/status": {"get": _op(
             "Mode (open or keys), key count, ledger backlog, shared state health",
             {"type": "object"})},

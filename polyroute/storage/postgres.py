@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from polyroute.storage.database import Database, Row, RowsRejected, StoreUnavailable
-from polyroute.storage.sql import ADDED_COLUMNS, SCHEMA
+from polyroute.storage.sql import ADDED_COLUMNS, ADDED_INDEXES, SCHEMA
 
 _MIGRATION_LOCK = 0x706F6C79  # pg_advisory_lock key: replicas starting together migrate once
 # asyncpg raises these when the server is gone or refuses; all mean "unavailable, try later".
@@ -55,6 +55,8 @@ class PostgresDatabase:
                     for table, column, kind in ADDED_COLUMNS:
                         await conn.execute(
                             f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+                    for statement in ADDED_INDEXES:
+                        await conn.execute(statement)
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         except _UNAVAILABLE as exc:

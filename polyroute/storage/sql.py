@@ -130,6 +130,11 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 """(table, column, type) added after a table was first created: each backend adds the ones a
 database made by an older version lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""
 
+ADDED_INDEXES: tuple[str, ...] = (
+    "CREATE INDEX IF NOT EXISTS ledger_client_request ON ledger (client_request_id)",
+)
+"""Indexes on ``ADDED_COLUMNS``, created once those columns exist."""
+
 # Idempotent on entry_id: a batch flushed again after a crash (before the spool was
 # truncated) inserts nothing twice.
 INSERT_LEDGER = (
@@ -216,4 +221,5 @@ def usage_query(by: tuple[str, ...], filters: tuple[str, ...]) -> str:
 
 
 LEDGER_BY_REQUEST = (
-    f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE request_id = ? ORDER BY ts")
+    f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE request_id = ? "
+    "OR client_request_id = ? ORDER BY ts")

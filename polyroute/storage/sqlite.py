@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from polyroute.storage.database import Database, Row, RowsRejected, StoreUnavailable
-from polyroute.storage.sql import ADDED_COLUMNS, REQUEST_LOG_SCHEMA, SCHEMA
+from polyroute.storage.sql import ADDED_COLUMNS, ADDED_INDEXES, REQUEST_LOG_SCHEMA, SCHEMA
 
 T = TypeVar("T")
 
@@ -59,6 +59,8 @@ class SqliteDatabase:
                 have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            for statement in ADDED_INDEXES:
+                conn.execute(statement)
             return conn
 
         self._conn = await self._run(open_and_migrate)

@@ -75,7 +75,8 @@ async def usage(db: Database, by: Sequence[str], since: float, until: float,
 
 
 async def ledger_for(db: Database, request_id: str) -> list[dict[str, Any]]:
-    rows = await db.fetch(sql.LEDGER_BY_REQUEST, request_id)
+    """The records of a request, by the gateway's id or the one its client gave."""
+    rows = await db.fetch(sql.LEDGER_BY_REQUEST, request_id, request_id)
     return [dict(zip(sql.LEDGER_COLUMNS, row, strict=True)) for row in rows]
 
 

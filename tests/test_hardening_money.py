@@ -515,6 +515,8 @@ def test_n_and_prediction_are_in_the_output_reservation() -> None:
     admission = AdmissionRequest("m", r.input_tokens, r.max_output_tokens, [], r.choices,
                                  r.extra_output_tokens)
     assert admission.output_tokens(default=4096) >= 128 * 30 + 100
+    both = {**body, "max_completion_tokens": 10, "max_tokens": 1000, "n": 1}
+    assert reservation(chat_request(json.dumps(both).encode())).max_output_tokens == 1000
     no_limit = AdmissionRequest("m", 10, None, [], 2)
     assert no_limit.output_tokens(default=50) == 100
 

@@ -317,9 +317,10 @@ def _blaming_the_client(
 
 def reservation(request: ChatRequest) -> Reservation:
     """What a chat request may cost at most: its prompt, and ``n`` answers of at most
-    ``max_completion_tokens`` (or ``max_tokens``; None: the policy's default) each."""
-    return Reservation(estimate_input_tokens(request),
-                       request.max_completion_tokens or request.max_tokens,
+    ``max_completion_tokens`` or ``max_tokens`` each (the larger, when a client sends both:
+    servers differ in which one they obey; None: the policy's default)."""
+    limits = [x for x in (request.max_completion_tokens, request.max_tokens) if x is not None]
+    return Reservation(estimate_input_tokens(request), max(limits) if limits else None,
                        request.n or 1, prediction_tokens(request))
 
 

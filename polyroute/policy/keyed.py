@@ -147,21 +147,13 @@ class KeyPolicy:
 
     def settle(self, ticket: object, record: RequestRecord) -> None:
         usage, estimated = billed_usage(record)
-        price = self._prices.of(record.vendor, record.upstream_model)
-        cost: float | None = 0.0
-        source = price.source if price is not None else None
+        cost, source = self._cost(record.vendor, record.upstream_model, usage)
         if record.charges:  # a stream finished by several attempts: each at its own price
-            priced = [(self._prices.of(c.vendor, c.upstream_model), c.usage)
-                      for c in record.charges]
-            if any(p is None for p, _ in priced):
+            parts = [self._cost(c.vendor, c.upstream_model, c.usage) for c in record.charges]
+            if any(part is None for part, _ in parts):
                 cost, source = None, "unpriced"
             else:
-                cost = sum(cost_usd(p, u) for p, u in priced if p is not None)
-        elif usage is not None and (usage.prompt_tokens or usage.completion_tokens):
-            if price is None:
-                cost, source = None, "unpriced"
-            else:
-                cost = cost_usd(price, usage)
+                cost = sum(part or 0.0 for part, _ in parts)
         if self._ledger is not None:
             try:
                 self._ledger.append(self._entry(record, usage, estimated, cost, source))
@@ -171,6 +163,17 @@ class KeyPolicy:
         if isinstance(ticket, Grant):
             tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
             self._limiter.release(ticket, to_nanos(cost) if cost else 0, tokens)
+
+    def _cost(self, vendor: str | None, model: str | None,
+              usage: Usage | None) -> tuple[float | None, str | None]:
+        """(cost in USD, price source) of ``usage`` on one deployment; cost None: tokens were
+        used at an unknown price (never a made-up 0)."""
+        price = self._prices.of(vendor, model)
+        if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
+            return 0.0, price.source if price is not None else None
+        if price is None:
+            return None, "unpriced"
+        return cost_usd(price, usage), price.source
 
     def output_cap(self, principal: Principal) -> int | None:
         # Only for money: a budget reservation is exact only if the upstream stops where the

@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from polyroute.config.compiled import Timeouts
-from polyroute.engine.deadlines import Pace, prompt_units
+from polyroute.engine.deadlines import Pace, asks_for_reasoning, prompt_units
 from polyroute.engine.gateway import TimeoutOverrides
+from polyroute.model.chat import ChatRequest, Message
 from polyroute.sim.settings import DEFAULT_TEXT
 from tests.conftest import SIM_KEY, sim_provider
 from tests.support.gateway import GatewayProcess
@@ -42,6 +43,17 @@ def test_first_token_deadline_scales_with_the_prompt() -> None:
     assert pace.ttft_s("v/m", CONFIGURED, prompt_units(0)) == 4
     assert pace.ttft_s("v/m", CONFIGURED, prompt_units(4096 * 3)) == 16
     assert pace.ttft_s("v/m", CONFIGURED, prompt_units(4096 * 100)) == 30
+
+
+def test_requests_that_choose_their_thinking_are_not_paced() -> None:
+    def req(**kw: object) -> ChatRequest:
+        return ChatRequest(messages=[Message("user", "Hi")], **kw)  # type: ignore[arg-type]
+
+    assert not asks_for_reasoning(req())
+    assert not asks_for_reasoning(req(reasoning_effort="minimal"))
+    assert asks_for_reasoning(req(reasoning_effort="high"))
+    assert asks_for_reasoning(req(thinking={"type": "enabled", "budget_tokens": 2048}))
+    assert not asks_for_reasoning(req(thinking={"type": "disabled"}))
 
 
 def test_a_deadline_the_client_chose_is_not_adapted() -> None:

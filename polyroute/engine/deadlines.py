@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from polyroute.config.compiled import Timeouts
+from polyroute.model.chat import ChatRequest
 
 _SAMPLES = 512
 _REFRESH_EVERY = 32  # new samples between two percentile computations (a sort of ≤ 512)
@@ -28,6 +29,15 @@ _PERCENTILE = 0.99
 
 def prompt_units(input_tokens: int) -> float:
     return 1.0 + input_tokens / _TOKENS_PER_UNIT
+
+
+def asks_for_reasoning(request: ChatRequest) -> bool:
+    """A request that sets how long the model thinks (``reasoning_effort``, ``thinking``): its
+    first token comes when the request says, not at the deployment's pace, so it keeps the
+    configured first-token deadline and is not learnt from."""
+    thinking = request.thinking
+    return request.reasoning_effort not in (None, "none", "minimal") or (
+        thinking is not None and thinking.get("type") not in (None, "disabled"))
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
 from polyroute.engine.circuit import Breakers
-from polyroute.engine.deadlines import Pace, prompt_units
+from polyroute.engine.deadlines import Pace, asks_for_reasoning, prompt_units
 from polyroute.engine.estimate import (
     Reservation,
     answer_units,
@@ -180,14 +180,19 @@ class Gateway:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeouts.total_s
             units = prompt_units(input_tokens)
+            # How long a model thinks is the request's choice, not the deployment's pace: such
+            # requests keep the configured first-token deadline and teach it nothing.
+            learn = not asks_for_reasoning(request)
 
             async def attempt(dep: Deployment) -> OpenedStream:
                 adapter = self._adapters.get(dep.endpoint.protocol)
                 t0 = loop.time()
                 upstream = adapter.stream_chat(request, dep, connect_s=timeouts.connect_s)
-                opened = await open_stream(
-                    upstream, self._pace.ttft_s(dep.upstream, timeouts, units), deadline)
-                self._pace.first_token(dep.upstream, loop.time() - t0, units)
+                ttft_s = self._pace.ttft_s(dep.upstream, timeouts, units) if learn \
+                    else timeouts.ttft_s
+                opened = await open_stream(upstream, ttft_s, deadline)
+                if learn:
+                    self._pace.first_token(dep.upstream, loop.time() - t0, units)
                 return opened
 
             attempts: AttemptLoop[OpenedStream] = self._loop(

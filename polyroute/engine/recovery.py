@@ -29,7 +29,7 @@ from polyroute.adapters.registry import AdapterRegistry
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
-from polyroute.engine.deadlines import Pace, prompt_units
+from polyroute.engine.deadlines import Pace, asks_for_reasoning, prompt_units
 from polyroute.engine.resume import Resume, Resumed, Transcript, open_resumed
 from polyroute.errors import UpstreamError, UpstreamRejected
 from polyroute.model.chat import ChatRequest, Message
@@ -143,7 +143,8 @@ class Recovery:
 
     async def _attempt(self, dep: Deployment, sent: Transcript) -> Resumed:
         timeouts, pace = self._timeouts, self._pace
-        ttft_s = pace.ttft_s(dep.upstream, timeouts, self._units)
+        ttft_s = timeouts.ttft_s if asks_for_reasoning(self._request) \
+            else pace.ttft_s(dep.upstream, timeouts, self._units)
         stall_s = pace.stall_s(dep.upstream, timeouts)
         text = sent.text
         prefix = text.rstrip()

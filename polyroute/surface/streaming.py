@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -58,37 +59,62 @@ async def relay_when_open(
     ``keepalive_s``, so that load balancers and proxies in front of the client, which close
     connections idle for 30–100 s, keep a stream whose model is thinking. The price: once the
     headers are out, a total failure can only be told as the dialect's error event."""
-    task = asyncio.ensure_future(opening)
-    out: web.StreamResponse | None = None
-    stream: LiveStream | None = None
+    keepalive = _KeepAlive(http, headers, keepalive_s)
     try:
-        done, _ = await asyncio.wait({task}, timeout=keepalive_s)
-        if not done:
-            out = web.StreamResponse(headers={**SSE_HEADERS, **headers()})
-            await out.prepare(http)
-            await out.write(KEEP_ALIVE)
-            while not (await asyncio.wait({task}, timeout=keepalive_s))[0]:
-                await out.write(KEEP_ALIVE)
-        try:
-            stream = task.result()
-        except GatewayError as exc:
-            if out is None:
-                raise  # nothing sent yet: a plain HTTP error, as without keep-alives
-            await out.write_eof(encoder.start() + encoder.fail(exc))
-            return out
+        stream = await opening
+    except GatewayError as exc:
+        out = await keepalive.stop()
         if out is None:
-            return await relay(http, stream, headers(), encoder)
-        await _pump(out, stream, encoder, encoder.start())
+            raise  # nothing sent yet: a plain HTTP error, as without keep-alives
+        with contextlib.suppress(ConnectionResetError):
+            await out.write_eof(encoder.start() + encoder.fail(exc))
         return out
-    except ConnectionResetError:  # only writes raise it, so the headers are out
-        return out or web.StreamResponse()  # the client left; the stream is closed below
+    except BaseException:
+        await keepalive.stop()  # the client left while the engine was still trying
+        raise
+    out = await keepalive.stop()
+    if out is None:
+        return await relay(http, stream, headers(), encoder)
+    try:
+        await _pump(out, stream, encoder, encoder.start())
+    except ConnectionResetError:
+        pass  # the client left; closing the stream below stops the upstream too
     finally:
-        if not task.done():
-            task.cancel()  # the client left while the engine was still trying
-        elif stream is None and not task.cancelled() and task.exception() is None:
-            stream = task.result()  # opened in the very instant the client left
-        if stream is not None:
-            await stream.aclose()
+        await stream.aclose()
+    return out
+
+
+class _KeepAlive:
+    """Armed with a timer, which costs next to nothing when the first token comes in time;
+    when it fires, the 200 headers and a comment go out, then a comment every ``every_s``
+    until :meth:`stop`, which returns the response they started (or None)."""
+
+    def __init__(self, http: web.Request, headers: Callable[[], dict[str, str]],
+                 every_s: float) -> None:
+        self._http, self._headers, self._every_s = http, headers, every_s
+        self._stopped = asyncio.Event()
+        self._task: asyncio.Task[web.StreamResponse] | None = None
+        self._timer = asyncio.get_running_loop().call_later(every_s, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._beat())
+
+    async def _beat(self) -> web.StreamResponse:
+        out = web.StreamResponse(headers={**SSE_HEADERS, **self._headers()})
+        with contextlib.suppress(ConnectionResetError):  # the client left: the handler ends
+            await out.prepare(self._http)
+            while not self._stopped.is_set():
+                await out.write(KEEP_ALIVE)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), self._every_s)
+        return out
+
+    async def stop(self) -> web.StreamResponse | None:
+        self._timer.cancel()
+        if self._task is None:
+            return None
+        self._stopped.set()
+        return await self._task  # a write in progress finishes first: the stream stays whole
 
 
 async def _pump(out: web.StreamResponse, stream: LiveStream, encoder: StreamEncoder,

@@ -30,6 +30,9 @@ def config(sim: SimServer, other: SimServer) -> dict[str, Any]:
         "attacked": {"routing": "priority", "deployments": [
             dep("ev-attacked", "attacked"), dep("ev-attacked-backup", "backup", priority=1)],
             "resilience": {"circuit": {"failures": 2}}},
+        "stalled": {"routing": "priority", "deployments": [
+            dep("ev-stalled", "stalled"), dep("ev-stalled-backup", "backup", priority=1)],
+            "resilience": {"circuit": {"failures": 2}}},
         "left": {"deployments": [dep("ev-left", "left")],
                  "resilience": {"circuit": {"failures": 2}}},
         "refusing": {"deployments": [dep("ev-refusing", "refusing")], "resilience": one},
@@ -120,6 +123,31 @@ def test_a_client_with_a_1ms_deadline_cannot_open_the_circuit(
     for _ in range(3):
         assert chain(client, "attacked") == (DEFAULT_TEXT, "attacked:ok")
     assert "circuit of sim/ev-attacked" not in gw.log()  # no transition at all
+
+
+def test_a_stall_deadline_the_client_chose_is_no_evidence(
+    gw: GatewayProcess, sim: SimServer
+) -> None:
+    """Mid-answer, a stall past the client's own x-polyroute-stall-timeout (tighter than the
+    group's 1 s) ends the stream but says nothing about the deployment."""
+    sim.set_rules([{"model": "ev-stalled", "fault": "stream_stall",
+                    "params": {"after_chunks": 1, "hold_s": 0.6}}])
+    client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0,
+                           default_headers={"x-polyroute-stall-timeout": "0.1"})
+    for _ in range(3):
+        try:
+            text = ask_stream(client, "stalled")
+        except openai.APIError:
+            continue  # the stream ended with an error event
+        assert text == DEFAULT_TEXT  # or it was finished elsewhere, whole
+    sim.clear_rules()
+    assert chain(client, "stalled") == (DEFAULT_TEXT, "stalled:ok")
+    assert "circuit of sim/ev-stalled" not in gw.log()
+
+
+def ask_stream(client: openai.OpenAI, model: str) -> str:
+    chunks = client.chat.completions.create(model=model, messages=USER, stream=True)
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
 def test_a_client_that_hangs_up_is_no_evidence(

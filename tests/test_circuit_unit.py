@@ -148,3 +148,14 @@ async def test_client_chosen_upstreams_cannot_exhaust_memory() -> None:
         b.success(f"vendor/model-{i}", RATE)
     assert len(b._states) <= 4097 + 1
     assert "configured" in b._states
+
+
+async def test_more_failures_than_the_volume_still_open() -> None:
+    """failures above request_volume widen the window rather than never opening."""
+    b = Breakers(Clock())
+    many = Circuit(enabled=True, failures=20, request_volume=10, window_s=30, cooldown_s=5)
+    for _ in range(19):
+        b.failure("u", UpstreamUnavailable("down"), many)
+    assert b.state("u") == "closed"
+    b.failure("u", UpstreamUnavailable("down"), many)
+    assert b.state("u") == "open"

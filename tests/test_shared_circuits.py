@@ -27,7 +27,9 @@ def config(sim: SimServer) -> dict[str, Any]:
         "model_groups": {"g": {"routing": "priority", "deployments": [
             {"provider": "sim", "model": "shared-primary", "name": "primary"},
             {"provider": "sim", "model": "shared-backup", "name": "backup", "priority": 1},
-        ], "resilience": {"circuit": {"failures": 2, "window_s": 30, "cooldown_s": 1.5}}}},
+        ], "resilience": {"circuit": {"failures": 2, "window_s": 30, "cooldown_s": 1.5}}},
+            "lone": {"deployments": [{"provider": "sim", "model": "shared-lone"}],
+                     "resilience": {"retry": {"max_retry_after_s": 1}}}},
     }
 
 
@@ -114,3 +116,22 @@ def test_a_tenant_with_1ms_deadlines_cannot_open_the_shared_circuit(
         victim = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
         reply = victim.chat.completions.with_raw_response.create(model="g", messages=USER)
         assert reply.headers["x-polyroute-attempts"] == "primary:ok"
+
+
+def test_a_429_pause_holds_on_every_replica(
+    sim: SimServer, replicas: tuple[GatewayProcess, GatewayProcess]
+) -> None:
+    """A 429 on replica A pauses the upstream for its Retry-After on replica B too: B's panic
+    mode (its only candidate is open) must not override a pause the vendor asked for."""
+    a, b = (openai.OpenAI(base_url=g.base_url, api_key="x", max_retries=0) for g in replicas)
+    sim.reset()
+    sim.set_rules([{"model": "shared-lone", "fault": "rate_limit", "params": {"retry_after": 3},
+                    "times": 1}])
+    with pytest.raises(openai.RateLimitError):
+        a.chat.completions.create(model="lone", messages=USER)  # 3 s > max_retry_after_s
+    time.sleep(0.4)  # a few sync intervals
+    with pytest.raises(openai.APIStatusError) as info:
+        b.chat.completions.create(model="lone", messages=USER)
+    assert info.value.code == "no_deployment_available"
+    assert 1 <= float(info.value.response.headers["retry-after"]) <= 3
+    assert int(sim.stats()["requests_by_model"].get("shared-lone", 0)) == 1

@@ -41,13 +41,16 @@ class SharedCircuits(Protocol):
 
     async def claim_probe(self, upstream: str, ttl_s: float) -> bool: ...
 
-    def publish_open(self, upstream: str, seconds: float) -> None: ...
+    def publish_open(self, upstream: str, seconds: float, paused: bool = False) -> None:
+        """``paused``: opened by a 429 for its Retry-After, which no replica may override."""
+        ...
 
     def publish_closed(self, upstream: str) -> None: ...
 
-    async def open_circuits(self, upstreams: Iterable[str]) -> Mapping[str, float]:
+    async def open_circuits(self, upstreams: Iterable[str]) -> Mapping[str, tuple[float, bool]]:
         """Open circuits as any replica sees them: the seconds left of each cool-down (zero or
-        less once a probe is due). An upstream missing from the answer is closed."""
+        less once a probe is due), and whether it is a 429's pause. An upstream missing from
+        the answer is closed."""
         ...
 
 
@@ -164,12 +167,14 @@ class Breakers:
         remote = await self._shared.open_circuits(list(self._states))
         now = self._clock()
         for upstream, state in self._states.items():
-            seconds = remote.get(upstream)
-            if seconds is not None:
+            opened = remote.get(upstream)
+            if opened is not None:
+                seconds, paused = opened
                 until = now + max(seconds, 0.0)
                 if state.open_until == 0.0 or until > state.open_until:
                     before = state.name
                     state.open_until, state.opened_at = until, now
+                    state.paused = paused
                     self._transition(upstream, before, state.name, now)
             elif state.open_until and not state.probing and now - state.opened_at > (
                     _PUBLISH_GRACE_S):
@@ -254,7 +259,7 @@ class Breakers:
         if state.name != before:
             self._transition(deployment, before, state.name, now)
         if state.open_until > now and self._shared is not None:
-            self._shared.publish_open(deployment, state.open_until - now)
+            self._shared.publish_open(deployment, state.open_until - now, state.paused)
 
     def release(self, deployment: str) -> None:
         """A probe that ended without a verdict (cancelled, or refused as a bad request): let

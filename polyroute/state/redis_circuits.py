@@ -1,7 +1,9 @@
 """Circuit-breaker state shared through Redis, so replicas agree on which upstream is down.
 
 Keys: ``{prefix}open:{upstream}`` exists while that upstream's circuit is open, holding the
-Unix time its cool-down ends; it is deleted only when a probe succeeds, so "cool-down over"
+Unix time its cool-down ends (followed by `` paused`` when a 429 opened it for its
+Retry-After, which no replica's panic mode may override); it is deleted only when a probe
+succeeds, so "cool-down over"
 and "closed" never look alike. ``{prefix}probe:{upstream}`` is the probe claim (SET NX), so
 after a cool-down exactly one replica probes. Writes are fire-and-forget tasks and reads happen
 in a background sync: the request path never waits on Redis, except to claim a probe, which is
@@ -22,6 +24,7 @@ from polyroute.config.compiled import StateSettings
 
 log = logging.getLogger("polyroute.state.redis")
 
+_PAUSED = " paused"
 _FORGET_AFTER_S = 3600  # an open circuit nobody probed for an hour is stale: let it go
 
 
@@ -48,11 +51,11 @@ class RedisCircuits:
             return True
         return bool(claimed)
 
-    def publish_open(self, upstream: str, seconds: float) -> None:
-        until = time.time() + seconds
+    def publish_open(self, upstream: str, seconds: float, paused: bool = False) -> None:
+        value = repr(time.time() + seconds) + (_PAUSED if paused else "")
 
         async def write() -> None:
-            await self._redis.set(f"{self._prefix}open:{upstream}", repr(until).encode(),
+            await self._redis.set(f"{self._prefix}open:{upstream}", value.encode(),
                                   ex=_FORGET_AFTER_S)
             await self._redis.delete(f"{self._prefix}probe:{upstream}")
 
@@ -65,7 +68,7 @@ class RedisCircuits:
 
         self._spawn(write())
 
-    async def open_circuits(self, upstreams: Iterable[str]) -> Mapping[str, float]:
+    async def open_circuits(self, upstreams: Iterable[str]) -> Mapping[str, tuple[float, bool]]:
         names = list(upstreams)
         if not names:
             return {}
@@ -75,8 +78,13 @@ class RedisCircuits:
             log.warning("redis unavailable for circuit sync: %s", exc)
             return {}
         now = time.time()
-        return {name: float(value) - now
-                for name, value in zip(names, values, strict=True) if value is not None}
+        found = {}
+        for name, value in zip(names, values, strict=True):
+            if value is not None:
+                text = value.decode() if isinstance(value, bytes) else str(value)
+                until, _, flag = text.partition(" ")
+                found[name] = (float(until) - now, flag == _PAUSED.strip())
+        return found
 
     def _spawn(self, write: object) -> None:
         async def guarded() -> None:

@@ -85,6 +85,8 @@ def build_app(config: GatewayConfig) -> web.Application:
         ledger = stack.ledger
         metrics.watch_ledger(ledger.backlog_bytes, lambda: ledger.written,
                              lambda: float(ledger.failing), lambda: ledger.quarantined)
+    directory = stack.directory
+    metrics.watch_directory(lambda: len(directory.quarantined))
     policy = stack.policy
     gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
                       policy)

@@ -132,6 +132,7 @@ def test_a_bad_row_in_the_database_is_quarantined_and_repairable(sim: SimServer)
             assert set(status["quarantined"]) == {
                 "t:bad", "o:junk", f"k:{made['revoked']['id']}", f"k:{made['corrupt']['id']}"}
             assert "quarantined t:bad" in gw.log()
+            assert b"polyroute_directory_quarantined_rows 4.0" in gw.get("/metrics")[1]
             assert _chat(gw, made["good"]["key"]) == 200
             assert _chat(gw, made["revoked"]["key"]) in (401, 403)  # still refused
             assert _chat(gw, made["corrupt"]["key"]) == 403

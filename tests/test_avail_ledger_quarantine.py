@@ -128,7 +128,7 @@ async def test_a_restart_adopting_a_spool_with_refused_rows_writes_the_rest(
             assert ledger["quarantined"] == 2 and ledger["failing"] is False
             status, metrics = gw.get("/metrics")
             assert b"polyroute_ledger_quarantined_records 2.0" in metrics
-            assert "the database refused 1 record(s)" in gw.log()
+            assert "ledger: quarantined 1 record(s) (postgres: " in gw.log()
     await db.close()
     quarantined = (spool_dir / "quarantine.jsonl").read_text().splitlines()
     assert len(quarantined) == 2

@@ -140,3 +140,19 @@ def test_metrics_protection_is_configurable(gw: GatewayProcess) -> None:
     with SimServer(api_key=SIM_KEY) as sim, GatewayProcess(
             gateway_config(sim, metrics={"enabled": False}), {"SIM_KEY": SIM_KEY}) as off:
         assert _scrape(off, None)[0] == 404
+
+
+def test_metrics_auth_admin_needs_a_master_key(tmp_path: Path) -> None:
+    from polyroute.config import ConfigError, load_config
+
+    path = tmp_path / "polyroute.yaml"
+    path.write_text("metrics:\n  auth: admin\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"metrics\.auth"):
+        load_config(str(path), {})
+    path.write_text("auth:\n  master_key: ${M}\nmetrics:\n  auth: admin\n"
+                    "server:\n  header_timeout_s: 3\n  max_connections_per_ip: 0\n",
+                    encoding="utf-8")
+    config = load_config(str(path), {"M": MASTER_KEY})
+    assert config.metrics.auth == "admin" and config.metrics.max_model_labels == 200
+    assert config.server.header_timeout_s == 3 and config.server.max_connections_per_ip == 0
+    assert config.server.max_connections == 8192

@@ -169,6 +169,11 @@ class Metrics(Collector):
                     "spool directory's quarantine.jsonl instead of blocking the rest.",
                     quarantined)
 
+    def watch_directory(self, quarantined: Callable[[], float]) -> None:
+        self._probe("polyroute_directory_quarantined_rows",
+                    "Key, team and organisation rows the key directory cannot read; the keys "
+                    "that depend on them are refused until they are repaired.", quarantined)
+
     def watch_connections(self, open_now: Callable[[], float],
                           refused: Callable[[], float]) -> None:
         """The listener's connection counts, read when /metrics is scraped."""

@@ -16,8 +16,9 @@ once Redis is back.
 A script *error* is not an outage: Redis answered, it refused one call. Numbers that a Lua
 double cannot hold exactly are refused before they are sent (admission) or clamped (settling);
 a script error that still happens is logged as the bug it is and fails that request only
-(:class:`LimitsScriptError`), or drops that one settlement batch — it never marks Redis down,
-so one hostile request cannot make a replica fall back to per-replica limits.
+(:class:`LimitsScriptError`), or that one settlement (the settle script runs each under
+``pcall``; none is retried) — it never marks Redis down, so one hostile request cannot make a
+replica fall back to per-replica limits.
 """
 
 from __future__ import annotations
@@ -236,8 +237,8 @@ class RedisLimiter:
             if not is_script_error(exc):
                 self._went_down(exc)
                 raise StateUnavailable(f"redis: {exc.__class__.__name__}") from None
-            log.error("BUG: redis refused the admission script (%s); this request fails, the "
-                      "shared limits stay up. Scopes: %s", exc, args[8::5][:8])
+            log.error("BUG: redis refused the admission script (%s) for lease %s; this request "
+                      "fails, the shared limits stay up", exc, args[1])
             raise LimitsScriptError(
                 "The shared limits store refused this request (reported as a bug); it was "
                 "not served.") from None

@@ -209,8 +209,8 @@ class LedgerWriter:
 
     async def _quarantine(self, lines: list[bytes], reason: str) -> None:
         self.quarantined += len(lines)
-        log.error("ledger: the database refused %d record(s) (%s); moved to %s, every other "
-                  "record is still written", len(lines), reason[:300], self.quarantine_path)
+        log.error("ledger: quarantined %d record(s) (%s): moved to %s; every other record is "
+                  "still written", len(lines), reason[:300], self.quarantine_path)
         records = b"".join(_quarantine_record(line, reason) for line in lines)
         await asyncio.get_running_loop().run_in_executor(None, self._append_quarantine, records)
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import openai
 import pytest
 import redis
@@ -21,10 +19,10 @@ from tests.conftest import SIM_KEY
 from tests.support.gateway import GatewayProcess
 from tests.support.llama_server import LlamaServer
 from tests.support.policy import MASTER_KEY, admin, new_key, ok
+from tests.support.postgres import scratch_database
 from tests.support.sim import SimServer
 
 REDIS_URL = "redis://127.0.0.1:6379/14"  # a database of its own: other suites flush theirs
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PRICE = {"input_per_1m": 100.0, "output_per_1m": 100.0}
 LONG_TEXT = " ".join(f"word{i}" for i in range(120))
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -32,18 +30,8 @@ HELLO = [{"role": "user", "content": "Say hello."}]
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    name = f"polyroute_money_{uuid.uuid4().hex[:8]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f"CREATE DATABASE {name}"))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with scratch_database("polyroute_money") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 import redis
 from aiohttp import web
@@ -21,10 +19,10 @@ from aiohttp import web
 from tests.conftest import SIM_KEY
 from tests.support.gateway import GatewayProcess
 from tests.support.policy import MASTER_KEY, admin, chat_body, new_key, ok, post_chat
+from tests.support.postgres import scratch_database
 from tests.support.sim import SimServer
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PRICE = {"input_per_1m": 100.0, "output_per_1m": 100.0}  # $0.0001 a token: budgets stay small
 
 
@@ -36,18 +34,8 @@ def slow_sim() -> Iterator[SimServer]:
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    name = f"polyroute_scaleout_{uuid.uuid4().hex[:8]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f"CREATE DATABASE {name}"))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with scratch_database("polyroute_scaleout") as url:
+        yield url
 
 
 class Recorder:

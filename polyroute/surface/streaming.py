@@ -39,15 +39,8 @@ async def relay(
 ) -> web.StreamResponse:
     """Send ``stream`` as server-sent events, one write per batch. Whatever happens, the
     stream is closed, which stops the upstream when the client has gone."""
-    out = web.StreamResponse(headers={**SSE_HEADERS, **headers})
-    try:
-        await out.prepare(http)
-        await _pump(out, stream, encoder, encoder.start())
-    except ConnectionResetError:
-        pass  # the client left; closing the stream below stops the upstream too
-    finally:
-        await stream.aclose()
-    return out
+    return await _send(web.StreamResponse(headers={**SSE_HEADERS, **headers}), stream,
+                       encoder, prepare_for=http)
 
 
 async def relay_when_open(
@@ -75,7 +68,18 @@ async def relay_when_open(
     out = await keepalive.stop()
     if out is None:
         return await relay(http, stream, headers(), encoder)
+    return await _send(out, stream, encoder)
+
+
+async def _send(
+    out: web.StreamResponse, stream: LiveStream, encoder: StreamEncoder,
+    prepare_for: web.Request | None = None,
+) -> web.StreamResponse:
+    """Pump ``stream`` into ``out`` (sending its headers first when ``prepare_for`` is given),
+    and close the stream whatever happens."""
     try:
+        if prepare_for is not None:
+            await out.prepare(prepare_for)
         await _pump(out, stream, encoder, encoder.start())
     except ConnectionResetError:
         pass  # the client left; closing the stream below stops the upstream too

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from polyroute.pricing.price import Price
+
 
 @dataclass(frozen=True, slots=True)
 class Quirks:
@@ -51,19 +53,6 @@ class Endpoint:
 
     def __repr__(self) -> str:  # headers hold keys: never print them
         return f"Endpoint({self.vendor!r}, {self.protocol!r}, {self.base_url!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    input_per_1m: float
-    output_per_1m: float
-    cached_input_per_1m: float | None = None
-    cache_write_per_1m: float | None = None
-    """Prompt tokens written to the vendor's cache (Anthropic); None: the input price."""
-    reasoning_per_1m: float | None = None
-    """Reasoning tokens, where a vendor prices them apart; None: the output price."""
-    source: str = "config"
-    """Where the price came from: 'config' or 'catalog:<version>' (recorded in the ledger)."""
 
 
 @dataclass(frozen=True, slots=True)

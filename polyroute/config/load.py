@@ -27,6 +27,7 @@ from polyroute.config.schema import (
 )
 from polyroute.config.yaml_file import read_yaml
 from polyroute.pricing.catalog import PriceCatalog
+from polyroute.pricing.price import Price
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
@@ -412,7 +413,7 @@ def _deployment(
     price = catalog.price(dep.provider, dep.model)  # the config's own price wins
     if dep.price is not None:
         p = dep.price
-        price = c.Price(p.input_per_1m, p.output_per_1m, p.cached_input_per_1m,
+        price = Price(p.input_per_1m, p.output_per_1m, p.cached_input_per_1m,
                         p.cache_write_per_1m, p.reasoning_per_1m)
     return c.Deployment(
         name=dep.name or f"{dep.provider}/{dep.model}",

@@ -67,8 +67,9 @@ class PolicyStack:
                 load_spend=self._load_spend, url=config.state.redis_url)
         else:
             self.limiter = MemoryLimiter()
-        prices = Prices(config, PriceCatalog.load())
-        self.policy = KeyPolicy(self.directory, self.limiter, self.ledger, prices,
+        # The catalog the config was priced from: prices.json is read once per gateway.
+        self.prices = Prices(config, config.catalog or PriceCatalog.load())
+        self.policy = KeyPolicy(self.directory, self.limiter, self.ledger, self.prices,
                                 config.limits, config.auth.master_key)
         service = AdminService(self.directory, self.store, self.db,
                                counters=self.limiter.counters)

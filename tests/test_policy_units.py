@@ -15,6 +15,7 @@ from polyroute.errors import (
     PermissionDenied,
     RateLimited,
 )
+from polyroute.model.price import Price
 from polyroute.model.record import RequestRecord
 from polyroute.model.usage import PromptTokensDetails, Usage
 from polyroute.policy import keys
@@ -24,7 +25,6 @@ from polyroute.policy.keyed import KeyPolicy
 from polyroute.policy.types import ANONYMOUS, AdmissionRequest
 from polyroute.pricing.catalog import PriceCatalog
 from polyroute.pricing.cost import cost_usd, to_nanos, worst_case_nanos
-from polyroute.pricing.price import Price
 from polyroute.state.limits import Denial, Grant, Scope
 from polyroute.state.memory_limits import MemoryLimiter
 from polyroute.storage import sqlite

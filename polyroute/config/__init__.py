@@ -6,7 +6,7 @@ The engine only ever sees :class:`polyroute.config.compiled.GatewayConfig`, an i
 from polyroute.config.compiled import Deployment, Endpoint, GatewayConfig, ModelGroup
 from polyroute.config.errors import ConfigError
 from polyroute.config.load import load_config
-from polyroute.pricing.price import Price
+from polyroute.model.price import Price
 
 __all__ = [
     "ConfigError",

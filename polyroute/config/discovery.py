@@ -110,6 +110,12 @@ class Discovered:
     region: str | None = None
     api_version: str | None = None
 
+    @property
+    def options(self) -> dict[str, str]:
+        """Its protocol's options, as a provider's ``options:`` would give them."""
+        given = {"region": self.region, "api_version": self.api_version}
+        return {key: value for key, value in given.items() if value is not None}
+
 
 def discover(environ: Mapping[str, str]) -> list[Discovered]:
     """The vendors the environment enables. A keyless vendor needs its URL variable set."""

@@ -21,6 +21,7 @@ from polyroute.config.compiled import (
     ServerSettings,
     StorageSettings,
 )
+from polyroute.model.price import Price
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.usage import Usage
 from polyroute.policy.admin import AdminService
@@ -30,7 +31,6 @@ from polyroute.policy.keyed import KeyPolicy
 from polyroute.policy.prices import Prices
 from polyroute.policy.types import AdmissionRequest
 from polyroute.pricing.catalog import PriceCatalog
-from polyroute.pricing.price import Price
 from polyroute.state.limits import Limiter
 from polyroute.state.memory_limits import MemoryLimiter
 from polyroute.state.redis_limits import RedisLimiter

@@ -22,6 +22,7 @@ from polyroute.errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from polyroute.model.price import Price
 from polyroute.model.record import RequestRecord
 from polyroute.model.usage import Usage
 from polyroute.policy import keys
@@ -29,7 +30,6 @@ from polyroute.policy.directory import Directory, KeyPrincipal
 from polyroute.policy.prices import Prices
 from polyroute.policy.types import ANONYMOUS, AdmissionRequest, Principal
 from polyroute.pricing.cost import cost_usd, to_nanos, worst_case_nanos
-from polyroute.pricing.price import Price
 from polyroute.state.limits import Denial, Grant, Limiter, StateUnavailable
 from polyroute.storage.ledger import LedgerEntry, LedgerWriter
 from polyroute.storage.usage import period_starts

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from polyroute.config.compiled import GatewayConfig
+from polyroute.model.price import Price
 from polyroute.pricing.catalog import PriceCatalog
-from polyroute.pricing.price import Price
 
 _CACHE = 4096  # '<vendor>/<model>' names are client-chosen: bound the memo
 

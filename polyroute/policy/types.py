@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from polyroute.model.price import Price
 from polyroute.model.record import RequestRecord
-from polyroute.pricing.price import Price
 
 
 @dataclass(frozen=True, slots=True)

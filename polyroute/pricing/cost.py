@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
+from polyroute.model.price import Price
 from polyroute.model.usage import Usage
-from polyroute.pricing.price import Price
 
 NANOS_PER_USD = 1_000_000_000
 _PER_TOKEN = NANOS_PER_USD / 1_000_000  # a price per 1M tokens, per token, in nanos

@@ -24,6 +24,7 @@ from polyroute.app import build_app
 from polyroute.autorouter import AutoRouter
 from polyroute.config import ConfigError, load_config
 from polyroute.config.compiled import GatewayConfig
+from polyroute.config.discovery import KNOWN_VENDORS
 from polyroute.config.schema import json_schema
 from polyroute.pricing.catalog import PriceCatalog
 from polyroute.wiring import PolicyStack
@@ -71,6 +72,10 @@ def test_every_adapter_package_with_a_spec_is_registered_under_its_name() -> Non
         assert spec.name == name
         module, _, cls = spec.adapter.partition(":")
         assert callable(getattr(importlib.import_module(module), cls))
+
+
+def test_every_discovered_vendor_speaks_a_registered_protocol() -> None:
+    assert {v.protocol for v in KNOWN_VENDORS} <= set(PROTOCOLS)
 
 
 def test_the_json_schema_offers_the_registered_protocols() -> None:
@@ -152,7 +157,7 @@ def test_protocols_without_options_have_none(tmp_path: Path) -> None:
     ({"b": bedrock(region="us-east-1", options={"region": "us-east-2"})}, "providers.b.region",
      ["given twice", "keep options.region"]),
     ({"b": {**bedrock(), "base_url": "http://127.0.0.1:9"}}, "providers.b.options.region",
-     ["cannot be read from base_url", "add region"]),
+     ["cannot be read from base_url", "add options: {region: us-east-1}"]),
     ({"b": bedrock(options={"region": "${NOPE}"})}, "providers.b.options.region",
      ["NOPE is not set"]),
 ])

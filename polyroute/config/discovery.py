@@ -23,7 +23,8 @@ _LLAMACPP = Quirks(max_tokens_field="max_tokens", continuation="assistant_prefil
 @dataclass(frozen=True, slots=True)
 class KnownVendor:
     name: str
-    protocol: Literal["openai", "anthropic", "gemini", "bedrock", "azure"]
+    protocol: str
+    """A protocol of adapters/registry.py (tests/test_protocol_specs.py checks each row)."""
     key_env: str | None
     """Environment variable holding the API key; None for keyless local servers."""
     base_url: str | None

@@ -26,7 +26,8 @@ def _finish(options: BedrockOptions, base_url: str) -> BedrockOptions:
     match = _HOST.match(urlsplit(base_url).hostname or "")
     if match is None:
         raise OptionError("region", "the AWS region cannot be read from base_url",
-                          "add region: us-east-1 (or ${AWS_REGION}): requests are signed for it")
+                          "add options: {region: us-east-1} (or ${AWS_REGION}): requests are "
+                          "signed for it")
     return BedrockOptions(region=match.group(1))
 
 

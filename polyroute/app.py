@@ -26,7 +26,6 @@ from polyroute.engine.router import Router
 from polyroute.errors import AuthenticationFailed
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
-from polyroute.policy.stack import PolicyStack
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.storage import sqlite
 from polyroute.storage.request_log import RequestLog
@@ -38,6 +37,7 @@ from polyroute.surface.listener import ConnectionGate
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 from polyroute.surface.responses.handlers import ResponsesHandlers
 from polyroute.surface.responses.handlers import encode_error as responses_error
+from polyroute.wiring import PolicyStack
 
 log = logging.getLogger("polyroute")
 

@@ -36,6 +36,8 @@ adapter boundary (``raise ... from exc``).
 
 from __future__ import annotations
 
+import re
+
 
 class GatewayError(Exception):
     status: int = 500
@@ -75,6 +77,22 @@ class ClientError(GatewayError):
 
 class InvalidRequest(ClientError):
     pass
+
+
+_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def invalid_request(message: str) -> InvalidRequest:
+    """A msgspec validation message as a 400 whose ``param`` names the field."""
+    match = _AT_PATH.search(message)
+    param = match.group(1) if match else None
+    problem = _AT_PATH.sub("", message)
+    missing = re.match(r"Object missing required field `(.+)`", problem)
+    if missing:
+        field = f"{param}.{missing.group(1)}" if param else missing.group(1)
+        return InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
+    where = f" at '{param}'" if param else ""
+    return InvalidRequest(f"Invalid value{where}: {problem}.", param=param or None)
 
 
 class AuthenticationFailed(ClientError):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from polyroute.admin.openapi import openapi
+from polyroute.surface.admin.openapi import openapi
 from tests.conftest import SIM_KEY
 from tests.support.gateway import GatewayProcess
 from tests.support.policy import MASTER_KEY, admin, chat_body, ok

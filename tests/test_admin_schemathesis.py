@@ -1,6 +1,6 @@
 """Schemathesis over the admin API's OpenAPI document (issue 10: zero 5xx).
 
-Every operation in ``admin/openapi.py`` gets generated requests — valid ones and ones that
+Every operation in ``surface/admin/openapi.py`` gets generated requests — valid ones and ones that
 violate the schema (negative testing) — sent with the master key to a real gateway on
 SQLite. No answer may be a 5xx, and no request may hang."""
 
@@ -14,7 +14,7 @@ import requests
 import schemathesis
 from schemathesis import GenerationMode
 
-from polyroute.admin.openapi import openapi
+from polyroute.surface.admin.openapi import openapi
 from tests.conftest import SIM_KEY
 from tests.support.gateway import GatewayProcess
 from tests.support.policy import MASTER_KEY, admin, ok

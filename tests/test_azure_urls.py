@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from polyroute.adapters.azure_openai import urls
+from polyroute.adapters.azure_openai.spec import AzureOptions
 from polyroute.config.compiled import Endpoint
 
 
 def test_azure_urls() -> None:
     deployment = Endpoint("azure", "azure", "https://r.openai.azure.com", {},
-                          api_version="2024-10-21")
+                          options=AzureOptions(api_version="2024-10-21"))
     assert urls.url(deployment, "gpt 4o", "/chat/completions") == (
         "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions"
         "?api-version=2024-10-21")

@@ -554,8 +554,8 @@ def test_a_stream_without_usage_is_billed_an_estimate_within_its_output_limit() 
 async def test_a_key_whose_team_an_older_version_deleted_fails_closed(tmp_path: Any) -> None:
     """Before this fix, deleting a team left its keys unrevoked in the database: such keys
     must not come back to life without the team's limits."""
-    from polyroute.admin.service import AdminService
     from polyroute.config.compiled import LimitsSettings
+    from polyroute.policy.admin import AdminService
     from polyroute.policy.directory import Directory
     from polyroute.policy.entities import KeyIn, OrgIn, TeamIn
     from polyroute.storage import sql, sqlite

@@ -8,13 +8,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from polyroute.config.compiled import LimitsSettings, Price
+from polyroute.config.compiled import LimitsSettings
 from polyroute.errors import (
     AuthenticationFailed,
     BudgetExceeded,
     PermissionDenied,
     RateLimited,
 )
+from polyroute.model.price import Price
 from polyroute.model.record import RequestRecord
 from polyroute.model.usage import PromptTokensDetails, Usage
 from polyroute.policy import keys
@@ -152,7 +153,7 @@ async def _policy(tmp_path: Path, **limits: object) -> tuple[KeyPolicy, Director
     directory = Directory(store, settings)
     await directory.refresh()
     from polyroute.config.compiled import GatewayConfig, ServerSettings, StorageSettings
-    from polyroute.pricing.prices import Prices
+    from polyroute.policy.prices import Prices
 
     config = GatewayConfig("t", ServerSettings(), StorageSettings("x"), {}, {})
     policy = KeyPolicy(directory, MemoryLimiter(), None, Prices(config, PriceCatalog.load()),
@@ -162,7 +163,7 @@ async def _policy(tmp_path: Path, **limits: object) -> tuple[KeyPolicy, Director
 
 
 async def test_policy_open_mode_then_keys(tmp_path: Path) -> None:
-    from polyroute.admin.service import AdminService
+    from polyroute.policy.admin import AdminService
 
     policy, directory, store = await _policy(tmp_path)
     assert await policy.authenticate("anything") is ANONYMOUS  # no keys: open mode
@@ -197,7 +198,7 @@ async def test_policy_open_mode_then_keys(tmp_path: Path) -> None:
 
 
 async def test_budget_refusal_names_the_scope(tmp_path: Path) -> None:
-    from polyroute.admin.service import AdminService
+    from polyroute.policy.admin import AdminService
 
     policy, directory, store = await _policy(tmp_path)
     service = AdminService(directory, store, store._db)  # type: ignore[attr-defined]

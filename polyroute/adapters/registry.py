@@ -1,20 +1,38 @@
-"""Protocol name → adapter class, imported lazily so unused protocols cost nothing."""
+"""The wire protocols, one line each: the module of each adapter package's ``SPEC``. Specs are
+read when this module is imported (they import no adapter code); an adapter is imported only
+when a provider uses its protocol, so protocols nobody configured cost nothing more."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
-from polyroute.adapters.base import Adapter
-from polyroute.adapters.transport import Transport
+from polyroute.adapters.spec import ProtocolSpec
 
-PROTOCOLS: dict[str, str] = {
-    "openai": "polyroute.adapters.openai_chat.adapter:OpenAIChatAdapter",
-    "anthropic": "polyroute.adapters.anthropic_messages.adapter:AnthropicMessagesAdapter",
-    "gemini": "polyroute.adapters.gemini.adapter:GeminiAdapter",
-    "bedrock": "polyroute.adapters.bedrock_converse.adapter:BedrockConverseAdapter",
-    "azure": "polyroute.adapters.azure_openai.adapter:AzureOpenAIAdapter",
-}
+if TYPE_CHECKING:
+    from polyroute.adapters.base import Adapter
+    from polyroute.adapters.transport import Transport
+
+_SPECS = (
+    "polyroute.adapters.openai_chat.spec",
+    "polyroute.adapters.anthropic_messages.spec",
+    "polyroute.adapters.gemini.spec",
+    "polyroute.adapters.bedrock_converse.spec",
+    "polyroute.adapters.azure_openai.spec",
+)
+
+
+def _spec(module: str) -> ProtocolSpec:
+    spec = getattr(importlib.import_module(module), "SPEC", None)
+    if not isinstance(spec, ProtocolSpec):
+        raise TypeError(f"{module} defines no SPEC = ProtocolSpec(...)")
+    return spec
+
+
+PROTOCOLS: Mapping[str, ProtocolSpec] = MappingProxyType({s.name: s for s in map(_spec, _SPECS)})
+"""Protocol name (a provider's ``protocol:``) → its spec."""
 
 
 class AdapterRegistry:
@@ -25,7 +43,7 @@ class AdapterRegistry:
     def get(self, protocol: str) -> Adapter:
         adapter = self._adapters.get(protocol)
         if adapter is None:
-            module_name, _, class_name = PROTOCOLS[protocol].partition(":")
+            module_name, _, class_name = PROTOCOLS[protocol].adapter.partition(":")
             cls: Any = getattr(importlib.import_module(module_name), class_name)
             adapter = self._adapters[protocol] = cls(self._transport)
         return adapter

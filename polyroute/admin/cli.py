@@ -112,7 +112,7 @@ def _spec(ns: argparse.Namespace) -> dict[str, Any]:
         if getattr(ns, name, None) is not None:
             spec[name] = getattr(ns, name)
     if getattr(ns, "expires_in", None):
-        from polyroute.admin.timespec import parse_time
+        from polyroute.surface.admin.timespec import parse_time
 
         spec["expires_in_s"] = time.time() - parse_time(ns.expires_in)
     if getattr(ns, "tag", None):
@@ -195,7 +195,7 @@ async def _direct(config_path: str, method: str, path: str, body: Any) -> tuple[
 
     from polyroute.config import load_config
     from polyroute.config.compiled import AuthSettings
-    from polyroute.policy.stack import PolicyStack
+    from polyroute.wiring import PolicyStack
 
     config = load_config(config_path)
     master = secrets.token_urlsafe(24)
@@ -229,7 +229,7 @@ def _table(by: list[str], rows: list[dict[str, Any]]) -> None:
 
 
 def _openapi(ns: argparse.Namespace) -> int:
-    from polyroute.admin.openapi import openapi
+    from polyroute.surface.admin.openapi import openapi
 
     print(msgspec.json.format(msgspec.json.encode(openapi()), indent=2).decode())
     return 0

@@ -6,7 +6,6 @@ read from disk only when ``load`` is called, so importing polyroute costs nothin
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,11 +25,9 @@ class AutoRouter:
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> AutoRouter:
-        """The router of an artifact file. Config validation and the gateway both ask for it
-        at start-up; the file is read once (again only if it changed)."""
-        file = Path(path or DEFAULT_ARTIFACT)
-        stat = file.stat()
-        return cls(_read_artifact(str(file), stat.st_mtime_ns, stat.st_size))
+        """The router of an artifact file, read now. The config loader calls this once when a
+        group routes auto; the compiled config carries the router to the engine."""
+        return cls(RouterArtifact.load(Path(path or DEFAULT_ARTIFACT)))
 
     @property
     def profiles(self) -> tuple[str, ...]:
@@ -84,8 +81,3 @@ def rank(scores: dict[str, float], costs: dict[str, float], policy: Policy) -> t
         def key(n: str) -> tuple[float, ...]:
             return (-scores[n], costs[n])
     return tuple(sorted(within, key=lambda n: (*key(n), n))) + tuple(over)
-
-
-@functools.lru_cache(maxsize=4)
-def _read_artifact(path: str, mtime_ns: int, size: int) -> RouterArtifact:
-    return RouterArtifact.load(path)

@@ -4,87 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from typing import TYPE_CHECKING
 
+from polyroute.model.price import Price as Price
+from polyroute.model.upstream import Deployment as Deployment
+from polyroute.model.upstream import Endpoint as Endpoint
+from polyroute.model.upstream import Quirks as Quirks
+from polyroute.pricing.catalog import PriceCatalog
 
-@dataclass(frozen=True, slots=True)
-class Quirks:
-    max_tokens_field: str | None = None
-    stream_usage: bool = True
-    drop_params: frozenset[str] = frozenset()
-    default_max_tokens: int | None = None
-    continuation: str = "none"
-    """How this provider continues a final assistant message (resuming a broken stream):
-    'assistant_prefill' (Anthropic, Bedrock, llama.cpp's server: the final assistant message
-    is the prefix), 'continue_final_message' (vLLM's flag), 'prefix' (Mistral's and
-    DeepSeek's ``prefix: true``) or 'none' (regenerate and splice instead)."""
-    allowed_s3_prefixes: tuple[str, ...] = ()
-    """Bedrock: s3:// prefixes clients may name (each ends in '/'); empty: none."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """How to reach one provider: protocol, URL and the headers that authenticate us."""
-
-    vendor: str
-    protocol: str
-    base_url: str
-    headers: Mapping[str, str]
-    quirks: Quirks = Quirks()
-    secrets: tuple[str, ...] = ()
-    """Values that must never be logged (the resolved keys), for the log redactor."""
-    region: str | None = None
-    """Bedrock: the AWS region requests are signed for."""
-    api_version: str | None = None
-    """Azure: the api-version query parameter, if any."""
-    _request_headers: Mapping[str, str] = field(default_factory=dict, repr=False,
-                                                compare=False)
-
-    @property
-    def request_headers(self) -> Mapping[str, str]:
-        """The headers of every JSON request to this endpoint, built once."""
-        return self._request_headers
-
-    def __post_init__(self) -> None:
-        headers = MappingProxyType({"Content-Type": "application/json", **self.headers})
-        object.__setattr__(self, "_request_headers", headers)
-
-    def __repr__(self) -> str:  # headers hold keys: never print them
-        return f"Endpoint({self.vendor!r}, {self.protocol!r}, {self.base_url!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    input_per_1m: float
-    output_per_1m: float
-    cached_input_per_1m: float | None = None
-    cache_write_per_1m: float | None = None
-    """Prompt tokens written to the vendor's cache (Anthropic); None: the input price."""
-    reasoning_per_1m: float | None = None
-    """Reasoning tokens, where a vendor prices them apart; None: the output price."""
-    source: str = "config"
-    """Where the price came from: 'config' or 'catalog:<version>' (recorded in the ledger)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    name: str
-    vendor: str
-    model: str
-    endpoint: Endpoint
-    weight: float = 1.0
-    priority: int = 0
-    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    price: Price | None = None
-    context_window: int | None = None
-    profile: str | None = None
-
-    @property
-    def upstream(self) -> str:
-        """Identifies the upstream model behind this deployment. Health (circuit breakers) is
-        per upstream: two groups listing the same provider and model share it, while two
-        deployments that only share a display name do not."""
-        return f"{self.vendor}/{self.model}"
+if TYPE_CHECKING:  # numpy: imported only when a group routes auto
+    from polyroute.autorouter import AutoRouter
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +163,13 @@ class GatewayConfig:
     auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
     metrics: MetricsSettings = MetricsSettings()
+    catalog: PriceCatalog | None = field(default=None, repr=False, compare=False)
+    """The price catalog the deployments were priced from, read once by the loader; the
+    composition root hands this same one to the policy. None (a config built in code): the
+    composition root reads the shipped one."""
+    auto_router: AutoRouter | None = field(default=None, repr=False, compare=False)
+    """The auto-router the 'auto' groups were validated against, read once by the loader and
+    handed to the engine; None when no group routes auto."""
 
     @property
     def secrets(self) -> frozenset[str]:

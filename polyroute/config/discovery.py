@@ -23,7 +23,8 @@ _LLAMACPP = Quirks(max_tokens_field="max_tokens", continuation="assistant_prefil
 @dataclass(frozen=True, slots=True)
 class KnownVendor:
     name: str
-    protocol: Literal["openai", "anthropic", "gemini", "bedrock", "azure"]
+    protocol: str
+    """A protocol of adapters/registry.py (tests/test_protocol_specs.py checks each row)."""
     key_env: str | None
     """Environment variable holding the API key; None for keyless local servers."""
     base_url: str | None
@@ -109,6 +110,12 @@ class Discovered:
     """The variable the key was found in, if any."""
     region: str | None = None
     api_version: str | None = None
+
+    @property
+    def options(self) -> dict[str, str]:
+        """Its protocol's options, as a provider's ``options:`` would give them."""
+        given = {"region": self.region, "api_version": self.api_version}
+        return {key: value for key, value in given.items() if value is not None}
 
 
 def discover(environ: Mapping[str, str]) -> list[Discovered]:

@@ -8,12 +8,14 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msgspec
 import platformdirs
 
+from polyroute.adapters.registry import PROTOCOLS
+from polyroute.adapters.spec import OptionError, ProtocolSpec
 from polyroute.config import compiled as c
 from polyroute.config.discovery import discover
 from polyroute.config.errors import ConfigError
@@ -26,20 +28,17 @@ from polyroute.config.schema import (
     ResilienceSection,
 )
 from polyroute.config.yaml_file import read_yaml
+from polyroute.model.price import Price
 from polyroute.pricing.catalog import PriceCatalog
+
+if TYPE_CHECKING:
+    from polyroute.autorouter import AutoRouter
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _SECRET_HEADER = re.compile(r"authorization|key|token|secret|password", re.IGNORECASE)
-# The header each protocol's vendor expects the key in, when a provider does not say.
-_PROTOCOL_AUTH = {"openai": "bearer", "anthropic": "x-api-key", "gemini": "x-goog-api-key",
-                  "azure": "api-key", "bedrock": "bearer"}  # Bedrock API keys are bearer
 _AUTH_HEADERS = {"bearer": "Authorization", "api-key": "api-key", "x-api-key": "x-api-key",
                  "x-goog-api-key": "x-goog-api-key"}
-_BEDROCK_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com$")
-AZURE_API_VERSION = "2024-10-21"
-"""The api-version of Azure deployment URLs when the provider names none: the newest GA
-version of the data-plane API when this was written."""
 
 
 def default_sqlite_path() -> str:
@@ -92,6 +91,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 # Keys whose values may carry ${ENV} references; anywhere else one would stay literal.
 _ENV_KEYS = (
     re.compile(r"^providers\.[^.]+\.(base_url|api_key|region|api_version)$"),
+    re.compile(r"^providers\.[^.]+\.options\.[^.]+$"),
     re.compile(r"^providers\.[^.]+\.headers\.[^.]+$"),
     re.compile(r"^storage\.sqlite_path$"),
     re.compile(r"^state\.redis_url$"),
@@ -110,7 +110,7 @@ def _check_env_references(source: str, tree: Any, path: str = "") -> None:
     elif isinstance(tree, str) and "${" in tree and not any(p.match(path) for p in _ENV_KEYS):
         raise ConfigError(source, path, "${…} references are not expanded in this key",
                           "write the value itself; references work in providers' base_url, "
-                          "api_key, region, api_version and headers, storage.sqlite_path, "
+                          "api_key, options, region, api_version and headers, storage.sqlite_path, "
                           "storage.postgres_url, storage.spool_dir, auth.master_key and "
                           "state.redis_url")
 
@@ -139,14 +139,14 @@ def _compile(
                 auth=found.vendor.auth if key_env else "none",
                 headers=dict(found.vendor.headers),
                 quirks=found.vendor.quirks,
-                region=found.region,
-                api_version=found.api_version,
+                options=found.options,
                 any_model=True,
             )
             where = f"environment variable {found.base_url_source} (vendor {name})"
             open_vendors[name] = _endpoint(name, section, where, env, fail)
 
-    catalog = PriceCatalog.load()
+    catalog = PriceCatalog.load()  # once: the compiled config carries it to the policy
+    router: AutoRouter | None = None
     groups: dict[str, c.ModelGroup] = {}
     for gname, group in cfg.model_groups.items():
         deployments = []
@@ -164,7 +164,8 @@ def _compile(
             knobs = group.auto or AutoSection()
             auto = c.AutoPolicy(knobs.willingness_to_pay, knobs.quality_floor,
                                 knobs.cost_ceiling)
-            _check_auto(gname, deployments, fail)
+            router = router or _auto_router()
+            _check_auto(gname, deployments, router, fail)
         elif group.auto is not None:
             raise fail(f"model_groups.{gname}.auto", "'auto' is set but routing is not auto",
                        "set routing: auto, or remove the auto section")
@@ -209,6 +210,8 @@ def _compile(
         limits=c.LimitsSettings(cfg.limits.default_max_output_tokens, cfg.limits.lease_ttl_s,
                                 cfg.limits.on_state_outage, cfg.limits.allow_unpriced),
         metrics=_metrics(cfg, fail),
+        catalog=catalog,
+        auto_router=router,
     )
 
 
@@ -282,9 +285,13 @@ def _endpoint(
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise fail(f"{path}.base_url", f"'{base_url}' is not an http(s) URL",
                    "write a full URL such as https://api.openai.com/v1")
+    spec = PROTOCOLS.get(p.protocol)
+    if spec is None:
+        raise fail(f"{path}.protocol", f"unknown protocol '{p.protocol}'",
+                   f"use one of: {', '.join(PROTOCOLS)}")
     headers: dict[str, str] = {}
     secrets: list[str] = []
-    auth = p.auth or _PROTOCOL_AUTH.get(p.protocol, "bearer")
+    auth = p.auth or spec.auth
     if p.api_key is not None:
         _require_reference(p.api_key, f"{path}.api_key", fail)
         key = _resolve(p.api_key, f"{path}.api_key", env, fail)
@@ -315,16 +322,11 @@ def _endpoint(
         headers=MappingProxyType(headers),
         quirks=c.Quirks(p.quirks.max_tokens_field, p.quirks.stream_usage,
                         frozenset(p.quirks.drop_params), p.quirks.default_max_tokens,
-                        p.quirks.continuation or _NATIVE_CONTINUATION.get(p.protocol, "none"),
+                        p.quirks.continuation or spec.continuation,
                         _s3_prefixes(p.quirks.allowed_s3_prefixes, f"{path}.quirks", fail)),
         secrets=tuple(secrets),
-        region=_region(p, parts.hostname or "", path, env, fail),
-        api_version=_api_version(p, base_url, path, env, fail),
+        options=_options(p, spec, base_url, path, env, fail),
     )
-
-
-# Protocols whose API itself continues a final assistant message (prefill).
-_NATIVE_CONTINUATION = {"anthropic": "assistant_prefill", "bedrock": "assistant_prefill"}
 
 
 def _s3_prefixes(prefixes: list[str], path: str, fail: Any) -> tuple[str, ...]:
@@ -340,39 +342,63 @@ def _s3_prefixes(prefixes: list[str], path: str, fail: Any) -> tuple[str, ...]:
     return tuple(checked)
 
 
-def _region(
-    p: ProviderSection, host: str, path: str, env: Mapping[str, str], fail: Any
-) -> str | None:
-    if p.region is not None:
-        if p.protocol != "bedrock":
-            raise fail(f"{path}.region", "region is only read by the bedrock protocol",
-                       "remove it, or set protocol: bedrock")
-        return _resolve(p.region, f"{path}.region", env, fail)
-    if p.protocol != "bedrock":
+_TOP_LEVEL_OPTIONS = ("region", "api_version")
+"""Options older files wrote beside base_url; still read, as if under options."""
+
+
+def _options(p: ProviderSection, spec: ProtocolSpec, base_url: str, path: str,
+             env: Mapping[str, str], fail: Any) -> Any:
+    """The provider's ``options`` as its protocol's spec reads them, or None."""
+    given: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    for key, value in p.options.items():
+        given[key], where[key] = value, f"{path}.options.{key}"
+    for key in _TOP_LEVEL_OPTIONS:
+        value = getattr(p, key)
+        if value is None:
+            continue
+        if key in given:
+            raise fail(f"{path}.{key}", f"{key} is given twice, here and under options",
+                       f"keep options.{key} and remove {key}")
+        given[key], where[key] = value, f"{path}.{key}"
+    for key, value in given.items():
+        if isinstance(value, str):
+            given[key] = _resolve(value, where[key], env, fail)
+    known = () if spec.options is None else spec.options.__struct_fields__
+    for key in given:
+        if key not in known:
+            takers = [s.name for s in PROTOCOLS.values()
+                      if s.options is not None and key in s.options.__struct_fields__]
+            raise fail(where[key], f"the {spec.name} protocol has no option '{key}'",
+                       f"remove it, or set protocol: {' or '.join(takers)}" if takers
+                       else f"remove it; {spec.name} takes "
+                       + (", ".join(known) if known else "no options"))
+    if spec.options is None:
         return None
-    match = _BEDROCK_HOST.match(host)
-    if match is None:
-        raise fail(f"{path}.region", "the AWS region cannot be read from base_url",
-                   "add region: us-east-1 (or ${AWS_REGION}): requests are signed for it")
-    return match.group(1)
+    try:
+        options = msgspec.convert(given, spec.options, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        bad = next((k for k in given if f"$.{k}`" in message), None)
+        raise fail(where[bad] if bad else f"{path}.options", message.split(" - at ")[0],
+                   f"see the {spec.name} options in docs/config.md") from None
+    try:
+        return spec.finish(options, base_url)
+    except OptionError as exc:
+        raise fail(where.get(exc.key, f"{path}.options.{exc.key}"), exc.problem,
+                   exc.fix) from None
 
 
-def _api_version(
-    p: ProviderSection, base_url: str, path: str, env: Mapping[str, str], fail: Any
-) -> str | None:
-    if p.api_version is not None:
-        if p.protocol != "azure":
-            raise fail(f"{path}.api_version", "api_version is only read by the azure protocol",
-                       "remove it, or set protocol: azure")
-        return _resolve(p.api_version, f"{path}.api_version", env, fail) or None
-    if p.protocol != "azure" or base_url.endswith("/openai/v1"):
-        return None  # the v1 API takes no api-version
-    return AZURE_API_VERSION
+def _auto_router() -> AutoRouter:
+    from polyroute.autorouter import AutoRouter  # numpy: only when a group routes auto
+
+    return AutoRouter.load()
 
 
-def _check_auto(group: str, deployments: list[c.Deployment], fail: Any) -> None:
+def _check_auto(group: str, deployments: list[c.Deployment], router: AutoRouter,
+                fail: Any) -> None:
     """An auto group needs a price and a known quality profile for every deployment."""
-    from polyroute.autorouter import AutoRouter, Candidate, UnknownProfile
+    from polyroute.autorouter import Candidate, UnknownProfile
 
     for i, dep in enumerate(deployments):
         if dep.price is None:
@@ -382,7 +408,7 @@ def _check_auto(group: str, deployments: list[c.Deployment], fail: Any) -> None:
     candidates = [Candidate(d.name, d.price.input_per_1m, d.price.output_per_1m,
                             d.profile or d.model) for d in deployments if d.price is not None]
     try:
-        AutoRouter.load().validate(candidates)
+        router.validate(candidates)
     except UnknownProfile as exc:
         raise fail(f"model_groups.{group}.deployments", str(exc),
                    "set profile: to a trained model or a tier (frontier, strong, mid, weak, "
@@ -412,7 +438,7 @@ def _deployment(
     price = catalog.price(dep.provider, dep.model)  # the config's own price wins
     if dep.price is not None:
         p = dep.price
-        price = c.Price(p.input_per_1m, p.output_per_1m, p.cached_input_per_1m,
+        price = Price(p.input_per_1m, p.output_per_1m, p.cached_input_per_1m,
                         p.cache_write_per_1m, p.reasoning_per_1m)
     return c.Deployment(
         name=dep.name or f"{dep.provider}/{dep.model}",

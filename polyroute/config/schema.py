@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from polyroute.adapters.registry import PROTOCOLS
+
 MiB = 1024 * 1024
 
 Positive = Annotated[float, Meta(gt=0)]
@@ -137,7 +139,9 @@ class Quirks(_Section, kw_only=True):
 
 
 class ProviderSection(_Section, kw_only=True):
-    protocol: Literal["openai", "anthropic", "gemini", "bedrock", "azure"] = "openai"
+    protocol: str = "openai"
+    """The upstream's wire protocol: one of adapters/registry.py's (openai, anthropic, gemini,
+    bedrock, azure)."""
     base_url: str
     api_key: str | None = None
     """Only as an environment reference: ${OPENAI_API_KEY}."""
@@ -146,12 +150,15 @@ class ProviderSection(_Section, kw_only=True):
     x-api-key, gemini: x-goog-api-key, azure: api-key, bedrock: bearer for a Bedrock API key).
     Bedrock without an api_key signs every request with SigV4 from the standard AWS
     credentials instead."""
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The protocol's own settings, checked against its spec (unknown keys are errors):
+    bedrock: region (unset: read from base_url's host bedrock-runtime.<region>.amazonaws.com);
+    azure: api_version (unset: 2024-10-21 for deployment URLs, none for the /openai/v1 form;
+    empty: never sent). The other protocols take none."""
     region: str | None = None
-    """Bedrock: the AWS region requests are signed for. Unset: taken from base_url's host
-    (bedrock-runtime.<region>.amazonaws.com)."""
+    """Kept for older files: the same as options.region."""
     api_version: str | None = None
-    """Azure: the api-version query parameter. Unset: 2024-10-21 for deployment URLs, none
-    for the /openai/v1 form."""
+    """Kept for older files: the same as options.api_version."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     quirks: Quirks = msgspec.field(default_factory=Quirks)
     any_model: bool = False
@@ -317,6 +324,8 @@ def json_schema() -> dict[str, Any]:
     schema: dict[str, Any] = msgspec.json.schema(ConfigFile)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "polyroute configuration"
+    protocol = schema["$defs"]["ProviderSection"]["properties"]["protocol"]
+    protocol["enum"] = list(PROTOCOLS)  # the registry's, so an editor completes them
     for struct_name, docs in _attribute_docs().items():
         properties = schema["$defs"].get(struct_name, {}).get("properties", {})
         for key, doc in docs.items():

@@ -16,7 +16,9 @@ EXPECTED_OUTPUT_CAP = 4096
 class AutoRoutes:
     def __init__(self, config: GatewayConfig, router: AutoRouter | None = None) -> None:
         auto_groups = [g for g in config.groups.values() if g.routing == "auto"]
-        self._router = router or (AutoRouter.load() if auto_groups else None)
+        # The router the config was validated against; a config built in code has none yet.
+        self._router = router or config.auto_router or (
+            AutoRouter.load() if auto_groups else None)
         self._candidates: dict[str, list[Candidate]] = {}
         self._policies: dict[str, Policy] = {}
         for group in auto_groups:

@@ -15,22 +15,23 @@ import asyncio
 import tempfile
 import time
 
-from polyroute.admin.service import AdminService
 from polyroute.config.compiled import (
     GatewayConfig,
     LimitsSettings,
-    Price,
     ServerSettings,
     StorageSettings,
 )
+from polyroute.model.price import Price
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.usage import Usage
+from polyroute.policy.admin import AdminService
 from polyroute.policy.directory import Directory
 from polyroute.policy.entities import KeyIn, OrgIn, TeamIn
 from polyroute.policy.keyed import KeyPolicy
+from polyroute.policy.prices import Prices
 from polyroute.policy.types import AdmissionRequest
 from polyroute.pricing.catalog import PriceCatalog
-from polyroute.pricing.prices import Prices
+from polyroute.state.limits import Limiter
 from polyroute.state.memory_limits import MemoryLimiter
 from polyroute.state.redis_limits import RedisLimiter
 from polyroute.storage import sqlite
@@ -55,7 +56,7 @@ async def run(n: int, redis_url: str | None) -> dict[str, float]:
         ledger = LedgerWriter(Spool(f"{tmp}/spool"), db)
         ledger.open()
         config = GatewayConfig("bench", ServerSettings(), StorageSettings("x"), {}, {})
-        limiter: MemoryLimiter | RedisLimiter
+        limiter: Limiter
         client = None
         if redis_url:
             import redis.asyncio as aioredis
@@ -94,8 +95,7 @@ async def run(n: int, redis_url: str | None) -> dict[str, float]:
         for i in range(n):
             await one(i)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        if isinstance(limiter, RedisLimiter):
-            await limiter.aclose()
+        await limiter.aclose()
         if client is not None:
             await client.aclose()
         ledger._spool.close()  # the bench does not flush: only the request path is measured

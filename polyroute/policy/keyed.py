@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from polyroute.config.compiled import LimitsSettings, Price
+from polyroute.config.compiled import LimitsSettings
 from polyroute.errors import (
     AuthenticationFailed,
     BudgetExceeded,
@@ -22,15 +22,15 @@ from polyroute.errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from polyroute.model.price import Price
 from polyroute.model.record import RequestRecord
 from polyroute.model.usage import Usage
 from polyroute.policy import keys
 from polyroute.policy.directory import Directory, KeyPrincipal
+from polyroute.policy.prices import Prices
 from polyroute.policy.types import ANONYMOUS, AdmissionRequest, Principal
 from polyroute.pricing.cost import cost_usd, to_nanos, worst_case_nanos
-from polyroute.pricing.prices import Prices
 from polyroute.state.limits import Denial, Grant, Limiter, StateUnavailable
-from polyroute.state.memory_limits import MemoryLimiter
 from polyroute.storage.ledger import LedgerEntry, LedgerWriter
 from polyroute.storage.usage import period_starts
 
@@ -55,8 +55,6 @@ class KeyPolicy:
     ) -> None:
         self._directory = directory
         self._limiter = limiter
-        self._local = limiter if isinstance(limiter, MemoryLimiter) else getattr(
-            limiter, "local", MemoryLimiter(budgets=False))
         self._ledger = ledger
         self._prices = prices
         self._limits = limits
@@ -66,7 +64,7 @@ class KeyPolicy:
         counter = itertools.count(1).__next__
         self._new_id: Callable[[], str] = lambda: f"{prefix}{counter():012x}"
         self._day = (-1, "")
-        self.spend_ready = not isinstance(limiter, MemoryLimiter)
+        self.spend_ready = limiter.shared
         """Budgets need the spend so far; in process it is loaded from the ledger at start."""
 
     @property
@@ -127,7 +125,7 @@ class KeyPolicy:
         lease = self._new_id()
         if not principal.limited:
             return Grant(lease, principal.scopes, int(now), 0, 0,
-                         self._local.periods(int(now)), limited=False)
+                         self._limiter.periods(int(now)), limited=False)
         tokens = request.estimated_input_tokens + request.output_tokens(
             self._limits.default_max_output_tokens)
         try:
@@ -140,7 +138,7 @@ class KeyPolicy:
                     "The shared limits store is unreachable and this "
                     + ("key has a budget" if principal.budgeted else "team fails closed")
                     + "; retry shortly.") from None
-            result = self._local.take(lease, principal.scopes, tokens, cost, now)
+            result = self._limiter.take_locally(lease, principal.scopes, tokens, cost, now)
         if isinstance(result, Denial):
             raise _refusal(result, principal, now)
         return result

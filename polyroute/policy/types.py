@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from polyroute.config.compiled import Price
+from polyroute.model.price import Price
 from polyroute.model.record import RequestRecord
 
 

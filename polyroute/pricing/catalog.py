@@ -14,7 +14,7 @@ from importlib import resources
 
 import msgspec
 
-from polyroute.config.compiled import Price
+from polyroute.model.price import Price
 
 _SNAPSHOT = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|@\d+|-v\d+(:\d+)?)$")
 

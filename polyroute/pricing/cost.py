@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from polyroute.config.compiled import Price
+from polyroute.model.price import Price
 from polyroute.model.usage import Usage
 
 NANOS_PER_USD = 1_000_000_000

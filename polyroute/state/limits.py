@@ -11,9 +11,9 @@ cost and tokens. Windows are 61 one-second buckets, so a limit holds in every 60
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 WINDOW_S = 60
 
@@ -89,9 +89,36 @@ class StateUnavailable(Exception):
     fail-open or fail-closed choice."""
 
 
+SpendLoader = Callable[[], Awaitable[dict[str, int]]]
+"""async () → the spend so far from the ledger, ``'<scope>:<period suffix>'`` → nano-USD."""
+
+
 class Limiter(Protocol):
+    """What the policy and the gateway's wiring ask of a limits backend, in process
+    (:mod:`.memory_limits`) or shared by replicas (:mod:`.redis_limits`). Nobody outside
+    ``state/`` asks which one it holds: the differences are these methods' answers."""
+
+    @property
+    def shared(self) -> bool:
+        """The counters live in a store every replica shares. Such a store loads the spend
+        from the ledger itself whenever it lacks it (:meth:`run`); counters in process are
+        seeded once at start-up, before any budgeted request is admitted."""
+        ...
+
+    def periods(self, now_s: int) -> Periods:
+        """The periods ``now_s`` falls in (cached per second: asked per request)."""
+        ...
+
     async def acquire(self, lease: str, scopes: Sequence[Scope], tokens: int, cost: int,
-                      now: float) -> Grant | Denial: ...
+                      now: float) -> Grant | Denial:
+        """Raises :class:`StateUnavailable` when a shared store does not answer in time."""
+        ...
+
+    def take_locally(self, lease: str, scopes: Sequence[Scope], tokens: int, cost: int,
+                     now: float) -> Grant | Denial:
+        """Rate limits counted in this process alone, without budgets: what a fail-open team
+        gets while the shared store is down (in process, the same as ``acquire``)."""
+        ...
 
     def release(self, grant: Grant, cost: int, tokens: int) -> None:
         """Never blocks: a shared backend queues the update and applies it in the background."""
@@ -100,3 +127,23 @@ class Limiter(Protocol):
     async def seed(self, spend: dict[str, int]) -> None:
         """Set the spend counters (``'<scope>:<period suffix>'`` → nano-USD) from the ledger."""
         ...
+
+    async def counters(self, scope: str, periods: Periods) -> tuple[int, int, int, int, int]:
+        """(spent today, this month, in total, reserved, in flight) of one scope, nano-USD:
+        for the admin API."""
+        ...
+
+    def start(self) -> None:
+        """Begin watching the store (called on the event loop, before the database is up)."""
+        ...
+
+    async def run(self) -> None:
+        """Background work for as long as the gateway runs, once the database answers (a
+        shared store renews this replica's leases and loads the spend if no replica has)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """What ``/admin/status`` shows under ``state``."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 from polyroute.state.limits import WINDOW_S, Denial, Grant, Periods, Scope
 
@@ -66,6 +67,8 @@ class _ScopeState:
 
 
 class MemoryLimiter:
+    shared = False
+
     def __init__(self, *, budgets: bool = True) -> None:
         self._budgets = budgets
         self._scopes: dict[str, _ScopeState] = {}
@@ -80,6 +83,10 @@ class MemoryLimiter:
 
     async def acquire(self, lease: str, scopes: Sequence[Scope], tokens: int, cost: int,
                       now: float) -> Grant | Denial:
+        return self.take(lease, scopes, tokens, cost, now)
+
+    def take_locally(self, lease: str, scopes: Sequence[Scope], tokens: int, cost: int,
+                     now: float) -> Grant | Denial:
         return self.take(lease, scopes, tokens, cost, now)
 
     def take(self, lease: str, scopes: Sequence[Scope], tokens: int, cost: int,
@@ -166,3 +173,19 @@ class MemoryLimiter:
     def inflight(self, scope: str) -> int:
         st = self._scopes.get(scope)
         return st.inflight if st is not None else 0
+
+    async def counters(self, scope: str, periods: Periods) -> tuple[int, int, int, int, int]:
+        return (self.spent(f"{scope}:{periods.day}"), self.spent(f"{scope}:{periods.month}"),
+                self.spent(f"{scope}:t"), self.reserved(scope), self.inflight(scope))
+
+    def start(self) -> None:
+        """Nothing to watch in process."""
+
+    async def run(self) -> None:
+        """No background work: the counters are this process's own."""
+
+    def status(self) -> dict[str, Any]:
+        return {"backend": "memory"}
+
+    async def aclose(self) -> None:
+        """Nothing to close."""

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import redis
@@ -37,7 +37,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from polyroute.errors import GatewayError, InvalidRequest
-from polyroute.state.limits import Denial, Grant, Periods, Scope, StateUnavailable
+from polyroute.state.limits import (
+    Denial,
+    Grant,
+    Periods,
+    Scope,
+    SpendLoader,
+    StateUnavailable,
+)
 from polyroute.state.memory_limits import MemoryLimiter
 from polyroute.state.redis_scripts import ADMIT, RENEW, SEED, SETTLE
 
@@ -89,10 +96,9 @@ def _clamped(value: int, what: str) -> int:
               what, value)
     return LUA_MAX_INT - 1 if value > 0 else 1 - LUA_MAX_INT
 
-SpendLoader = Callable[[], Awaitable[dict[str, int]]]
-
-
 class RedisLimiter:
+    shared = True
+
     def __init__(
         self,
         client: aioredis.Redis,
@@ -398,6 +404,31 @@ class RedisLimiter:
                                                 int(time.time() * 1000), "+inf")
         day, month, total = (int(v or 0) for v in values)
         return day, month, total, int(reserved or 0), int(inflight)
+
+
+    # -- the rest of the Limiter protocol (state.limits), over the methods above ------------
+    def periods(self, now_s: int) -> Periods:
+        return self.local.periods(now_s)
+
+    def take_locally(self, lease: str, scopes: Sequence[Scope], tokens: int, cost: int,
+                     now: float) -> Grant | Denial:
+        return self.local.take(lease, scopes, tokens, cost, now)
+
+    async def counters(self, scope: str, periods: Periods) -> tuple[int, int, int, int, int]:
+        return await self.read(scope, periods)
+
+    async def run(self) -> None:
+        await asyncio.gather(self._seed_at_start(), self.renew_forever())
+
+    async def _seed_at_start(self) -> None:
+        try:
+            await self.ensure_seeded()
+        except Exception as exc:  # Redis or the store down: the first budgeted request retries
+            log.warning("could not load the shared spend counters yet: %s", exc)
+
+    def status(self) -> dict[str, Any]:
+        return {"backend": "redis", "healthy": self.healthy, "queued_settlements": self.queued,
+                "rejected_settlements": self.rejected_settlements}
 
 
 def _s(value: Any) -> str:

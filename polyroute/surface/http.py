@@ -113,22 +113,6 @@ class RequestIds:
 _IDS = RequestIds()
 
 
-_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
-
-
-def invalid_request(message: str) -> InvalidRequest:
-    """A msgspec validation message as a 400 whose ``param`` names the field."""
-    match = _AT_PATH.search(message)
-    param = match.group(1) if match else None
-    problem = _AT_PATH.sub("", message)
-    missing = re.match(r"Object missing required field `(.+)`", problem)
-    if missing:
-        field = f"{param}.{missing.group(1)}" if param else missing.group(1)
-        return InvalidRequest(f"Missing required parameter: '{field}'.", param=field)
-    where = f" at '{param}'" if param else ""
-    return InvalidRequest(f"Invalid value{where}: {problem}.", param=param or None)
-
-
 def credentials(request: web.Request) -> str | None:
     """The client's key: ``Authorization: Bearer <key>`` (OpenAI's SDKs) or ``x-api-key``
     (Anthropic's). A header that is not UTF-8 is no key at all: 401, before anything compares

@@ -19,10 +19,10 @@ from polyroute.adapters.anthropic_messages.stream import StreamTranslator
 from polyroute.adapters.anthropic_messages.wire import EVENT_DECODER, VERSION, Event
 from polyroute.adapters.sse import sse_data
 from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.config import Deployment, Endpoint
 from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.upstream import Deployment, Endpoint
 
 MESSAGES_PATH = "/v1/messages"
 _MODELS_PATH = "/v1/models?limit=1000"

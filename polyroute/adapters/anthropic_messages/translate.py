@@ -19,7 +19,6 @@ from polyroute.adapters.anthropic_messages.wire import (
     Block,
 )
 from polyroute.adapters.anthropic_messages.wire import Usage as WireUsage
-from polyroute.config.compiled import Quirks
 from polyroute.errors import UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import (
     ChatRequest,
@@ -31,6 +30,7 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
+from polyroute.model.upstream import Quirks
 from polyroute.model.usage import CompletionTokensDetails, PromptTokensDetails, Usage
 
 VENDOR = "Anthropic"

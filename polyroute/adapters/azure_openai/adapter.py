@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from polyroute.adapters.azure_openai import urls
 from polyroute.adapters.openai_chat.adapter import OpenAIChatAdapter
-from polyroute.config import Endpoint
+from polyroute.model.upstream import Endpoint
 
 
 class AzureOpenAIAdapter(OpenAIChatAdapter):

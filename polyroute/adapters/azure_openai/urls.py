@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from polyroute.config import Endpoint
+from polyroute.adapters.azure_openai.spec import V1_SUFFIX, options
 from polyroute.errors import UpstreamRejected
-
-V1_SUFFIX = "/openai/v1"
+from polyroute.model.upstream import Endpoint
 
 
 def is_v1(endpoint: Endpoint) -> bool:
@@ -32,6 +31,7 @@ def url(endpoint: Endpoint, deployment: str, path: str) -> str:
                                param="model", code="invalid_model")
     else:
         base = f"{endpoint.base_url}/openai/deployments/{quote(deployment, safe='')}{path}"
-    if endpoint.api_version:
-        return f"{base}?{urlencode({'api-version': endpoint.api_version})}"
+    version = options(endpoint).api_version
+    if version:
+        return f"{base}?{urlencode({'api-version': version})}"
     return base

@@ -20,12 +20,13 @@ from polyroute.adapters.bedrock_converse import translate
 from polyroute.adapters.bedrock_converse.errors import error_from_response
 from polyroute.adapters.bedrock_converse.eventstream import EventStreamDecoder
 from polyroute.adapters.bedrock_converse.signing import Signer
+from polyroute.adapters.bedrock_converse.spec import options
 from polyroute.adapters.bedrock_converse.stream import StreamTranslator
 from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.config import Deployment, Endpoint
 from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.upstream import Deployment, Endpoint
 
 _EVENTSTREAM = "application/vnd.amazon.eventstream"
 
@@ -103,7 +104,7 @@ class BedrockConverseAdapter:
         headers = {**endpoint.request_headers, "Accept": accept}
         if any(h.lower() == "authorization" for h in headers):
             return headers  # a Bedrock API key
-        return await self._signer.sign("POST", url, body, headers, endpoint.region or "",
+        return await self._signer.sign("POST", url, body, headers, options(endpoint).region or "",
                                        name)
 
 

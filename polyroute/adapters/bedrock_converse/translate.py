@@ -35,7 +35,6 @@ from polyroute.adapters.bedrock_converse.wire import (
     Block,
 )
 from polyroute.adapters.bedrock_converse.wire import Usage as WireUsage
-from polyroute.config.compiled import Quirks
 from polyroute.errors import UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import (
     ChatRequest,
@@ -47,6 +46,7 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
+from polyroute.model.upstream import Quirks
 from polyroute.model.usage import PromptTokensDetails, Usage
 
 VENDOR = "Bedrock"

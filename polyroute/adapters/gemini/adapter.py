@@ -18,10 +18,10 @@ from polyroute.adapters.gemini.errors import error_from_response
 from polyroute.adapters.gemini.stream import StreamTranslator
 from polyroute.adapters.sse import sse_data
 from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.config import Deployment, Endpoint
 from polyroute.errors import UpstreamError, UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.upstream import Deployment, Endpoint
 
 _LIST_MODELS_TIMEOUT_S = 10.0
 _MAX_MODEL_PAGES = 10

@@ -42,7 +42,6 @@ from polyroute.adapters.gemini.wire import (
     Response,
     UsageMetadata,
 )
-from polyroute.config.compiled import Quirks
 from polyroute.errors import ContentFiltered, UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import (
     ChatRequest,
@@ -58,6 +57,7 @@ from polyroute.model.embeddings import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from polyroute.model.upstream import Quirks
 from polyroute.model.usage import CompletionTokensDetails, PromptTokensDetails, Usage
 from polyroute.nesting import too_deep
 

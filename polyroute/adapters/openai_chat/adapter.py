@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from polyroute.adapters.openai_chat import translate
 from polyroute.adapters.sse import sse_data
 from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.config import Deployment, Endpoint
 from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.upstream import Deployment, Endpoint
 
 _DONE = b"[DONE]"
 _LIST_MODELS_TIMEOUT_S = 10.0

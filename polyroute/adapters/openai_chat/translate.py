@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from polyroute.config.compiled import Quirks
 from polyroute.errors import (
     ContentFiltered,
     ContextWindowExceeded,
@@ -25,6 +24,7 @@ from polyroute.errors import (
 )
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.upstream import Quirks
 
 T = TypeVar("T")
 

@@ -6,11 +6,10 @@ from typing import TypeVar
 
 import msgspec
 
-from polyroute.errors import InvalidRequest
+from polyroute.errors import InvalidRequest, invalid_request
 from polyroute.model.chat import ChatRequest
 from polyroute.model.embeddings import EmbeddingRequest
 from polyroute.nesting import check_json_depth
-from polyroute.surface.http import invalid_request
 
 T = TypeVar("T", ChatRequest, EmbeddingRequest)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from polyroute.errors import InvalidRequest
+from polyroute.errors import InvalidRequest, invalid_request
 from polyroute.model.chat import (
     ChatRequest,
     ContentPart,
@@ -17,7 +17,6 @@ from polyroute.model.chat import (
     ToolCall,
 )
 from polyroute.nesting import check_json_depth
-from polyroute.surface.http import invalid_request
 from polyroute.surface.responses.wire import REQUEST_DECODER, InputItem, InputPart
 
 

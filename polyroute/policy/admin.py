@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from polyroute.errors import InvalidRequest, NotFound
+from polyroute.errors import InvalidRequest, NotFound, invalid_request
 from polyroute.policy import keys
 from polyroute.policy.directory import Directory
 from polyroute.policy.entities import (
@@ -29,7 +29,9 @@ from polyroute.state.limits import Periods
 from polyroute.storage.database import Database
 from polyroute.storage.key_store import KeyStore
 from polyroute.storage.usage import UsageRow, ledger_for, usage
-from polyroute.surface.http import invalid_request
+
+__all__ = ["AdminService", "BudgetStatus", "UsageRow"]
+"""UsageRow too: the admin API answers with it (its surface imports no storage module)."""
 
 _encode = msgspec.json.Encoder().encode
 

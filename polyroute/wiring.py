@@ -1,6 +1,8 @@
-"""Builds the real policy and everything behind it — the database, the key directory, the
-limiter (in process, or Redis), the ledger and the admin API — and runs their background
-work. The composition root (app.py) builds one and calls ``start`` and ``aclose``.
+"""The composition root's back half: builds the real policy and everything behind it — the
+database, the key directory, the limiter (in process, or Redis), the ledger and the admin API
+— and runs their background work. ``build_app`` (app.py) builds one and calls ``start`` and
+``aclose``; ``polyroute keys|teams|usage`` builds one to serve a call in process. Only here
+and in app.py are concrete backends named.
 
 Start-up never waits long on a database that is down: it tries for a few seconds, then keeps
 trying in the background while the gateway serves what it can (open mode needs nothing; keys
@@ -16,14 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from polyroute.admin.routes import AdminRoutes
-from polyroute.admin.service import AdminService
 from polyroute.config.compiled import GatewayConfig
+from polyroute.policy.admin import AdminService
 from polyroute.policy.directory import Directory
 from polyroute.policy.keyed import KeyPolicy
+from polyroute.policy.prices import Prices
 from polyroute.pricing.catalog import PriceCatalog
-from polyroute.pricing.prices import Prices
-from polyroute.state.limits import Periods
+from polyroute.state.limits import Limiter, Periods
 from polyroute.state.memory_limits import MemoryLimiter
 from polyroute.state.redis_limits import RedisLimiter, limits_client
 from polyroute.storage import postgres, sqlite
@@ -32,6 +33,7 @@ from polyroute.storage.key_store import KeyStore
 from polyroute.storage.ledger import LedgerWriter
 from polyroute.storage.spool import Spool
 from polyroute.storage.usage import spend_counters
+from polyroute.surface.admin.routes import AdminRoutes
 
 log = logging.getLogger("polyroute.policy")
 
@@ -57,7 +59,7 @@ class PolicyStack:
             self.ledger = LedgerWriter(Spool(spool_dir), self.db,
                                        interval_s=storage.flush_interval_s,
                                        batch=max(storage.flush_batch, 100))
-        self.limiter: MemoryLimiter | RedisLimiter
+        self.limiter: Limiter
         if config.state.redis_url is not None:
             client = limits_client(config.state.redis_url, config.state.timeout_s)
             self.limiter = RedisLimiter(
@@ -65,10 +67,12 @@ class PolicyStack:
                 load_spend=self._load_spend, url=config.state.redis_url)
         else:
             self.limiter = MemoryLimiter()
-        prices = Prices(config, PriceCatalog.load())
-        self.policy = KeyPolicy(self.directory, self.limiter, self.ledger, prices,
+        # The catalog the config was priced from: prices.json is read once per gateway.
+        self.prices = Prices(config, config.catalog or PriceCatalog.load())
+        self.policy = KeyPolicy(self.directory, self.limiter, self.ledger, self.prices,
                                 config.limits, config.auth.master_key)
-        service = AdminService(self.directory, self.store, self.db, counters=self._counters)
+        service = AdminService(self.directory, self.store, self.db,
+                               counters=self.limiter.counters)
         self.admin = AdminRoutes(service, config.auth.master_key, self.status)
         self._tasks: list[asyncio.Task[None]] = []
         self._db_started = False
@@ -76,8 +80,7 @@ class PolicyStack:
     async def start(self) -> None:
         if self.ledger is not None:
             self.ledger.open()
-        if isinstance(self.limiter, RedisLimiter):
-            self.limiter.start()
+        self.limiter.start()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_STARTUP_WAIT_S):
                 await self._bring_up_once()
@@ -117,38 +120,22 @@ class PolicyStack:
     def _started(self) -> None:
         self._tasks.append(asyncio.create_task(
             self.directory.refresh_forever(self._config.auth.refresh_s)))
-        if isinstance(self.limiter, RedisLimiter):
-            self._tasks.append(asyncio.create_task(self.limiter.renew_forever()))
-            self._tasks.append(asyncio.create_task(self._seed_redis()))
+        self._tasks.append(asyncio.create_task(self.limiter.run()))
         self._announce()
 
     async def _seed(self) -> None:
         """In process: the spend so far, from the ledger (after the spool of a process that
         died was flushed into it), before any budgeted request is admitted."""
-        if isinstance(self.limiter, MemoryLimiter):
+        if not self.limiter.shared:
             if self.ledger is not None:
                 await self.ledger.flush()
             await self.limiter.seed(await self._load_spend())
         self.policy.spend_ready = True
 
-    async def _seed_redis(self) -> None:
-        assert isinstance(self.limiter, RedisLimiter)
-        try:
-            await self.limiter.ensure_seeded()
-        except Exception as exc:  # Redis or the store down: the first budgeted request retries
-            log.warning("could not load the shared spend counters yet: %s", exc)
-
     async def _load_spend(self) -> dict[str, int]:
         now = time.time()
         periods = Periods.at(now)
         return await spend_counters(self.db, now, periods.day, periods.month)
-
-    async def _counters(self, scope: str, periods: Periods) -> tuple[int, int, int, int, int]:
-        limiter = self.limiter
-        if isinstance(limiter, RedisLimiter):
-            return await limiter.read(scope, periods)
-        return (limiter.spent(f"{scope}:{periods.day}"), limiter.spent(f"{scope}:{periods.month}"),
-                limiter.spent(f"{scope}:t"), limiter.reserved(scope), limiter.inflight(scope))
 
     def _announce(self) -> None:
         if self.policy.open_mode:
@@ -158,7 +145,7 @@ class PolicyStack:
                         self._config.server.host, self._config.server.port)
         else:
             log.info("virtual keys required (%d active); limits %s", self.directory.active_keys,
-                     "shared through Redis" if isinstance(self.limiter, RedisLimiter)
+                     "shared through Redis" if self.limiter.shared
                      else "in process")
 
     async def status(self) -> dict[str, Any]:
@@ -167,11 +154,6 @@ class PolicyStack:
         if ledger is not None:
             with contextlib.suppress(Exception):
                 backlog = ledger.backlog_bytes()
-        state: dict[str, Any] = {"backend": "memory"}
-        if isinstance(self.limiter, RedisLimiter):
-            state = {"backend": "redis", "healthy": self.limiter.healthy,
-                     "queued_settlements": self.limiter.queued,
-                     "rejected_settlements": self.limiter.rejected_settlements}
         return {
             "mode": "open" if self.policy.open_mode else "keys",
             "active_keys": self.directory.active_keys,
@@ -183,15 +165,14 @@ class PolicyStack:
                 "written": ledger.written, "failing": ledger.failing,
                 "quarantined": ledger.quarantined,
                 "backlog_bytes": backlog},
-            "state": state,
+            "state": self.limiter.status(),
         }
 
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if isinstance(self.limiter, RedisLimiter):
-            await self.limiter.aclose()
+        await self.limiter.aclose()
         if self.ledger is not None:
             await self.ledger.aclose()
         await self.db.close()

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from polyroute import __version__
-from polyroute.admin.service import BudgetStatus
+from polyroute.policy.admin import BudgetStatus, UsageRow
 from polyroute.policy.entities import (
     KeyCreated,
     KeyIn,
@@ -19,7 +19,6 @@ from polyroute.policy.entities import (
     TeamIn,
     TeamView,
 )
-from polyroute.storage.usage import UsageRow
 
 
 class ErrorBody(msgspec.Struct):

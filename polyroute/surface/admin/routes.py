@@ -12,12 +12,12 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from polyroute.admin.openapi import openapi
-from polyroute.admin.service import AdminService
-from polyroute.admin.timespec import parse_time
-from polyroute.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from polyroute.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, invalid_request
+from polyroute.policy.admin import AdminService
 from polyroute.policy.entities import KeyIn, OrgIn, TeamIn
-from polyroute.surface.http import credentials, guarded, invalid_request
+from polyroute.surface.admin.openapi import openapi
+from polyroute.surface.admin.timespec import parse_time
+from polyroute.surface.http import credentials, guarded
 from polyroute.surface.openai.handlers import encode_error
 
 _encode = msgspec.json.Encoder().encode

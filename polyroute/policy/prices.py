@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from polyroute.config.compiled import GatewayConfig, Price
+from polyroute.config.compiled import GatewayConfig
+from polyroute.model.price import Price
 from polyroute.pricing.catalog import PriceCatalog
 
 _CACHE = 4096  # '<vendor>/<model>' names are client-chosen: bound the memo

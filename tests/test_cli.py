@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import openai
 import pytest
@@ -50,3 +53,59 @@ def test_zero_config_without_vendors_says_how_to_fix() -> None:
         assert "no vendor found" in gw.log()
         status, _ = gw.get("/readyz")
         assert status == 503
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "polyroute", "serve", "--port", str(port)],
+            capture_output=True, text=True, timeout=60,
+            env={**{k: v for k, v in os.environ.items()
+                    if not k.endswith(("_API_KEY", "_BASE_URL")) and k != "POLYROUTE_CONFIG"},
+                 "XDG_DATA_HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert "listening on" not in result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    error = [line for line in result.stderr.splitlines() if line.startswith("polyroute:")]
+    assert len(error) == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in error[0] and "--port" in error[0]
+
+
+def _router(*args: str, pythonpath: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "polyroute", "router", *args],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def _one_line(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
+
+
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_router_with_a_missing_data_path_says_which(command: str, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    _one_line(_router(command, "--data", str(missing)), f"router {command}", str(missing))
+
+
+def test_router_eval_with_a_missing_artifact_says_which(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    missing = tmp_path / "router.npz"
+    _one_line(_router("eval", "--data", str(data), "--artifact", str(missing)), str(missing))
+
+
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_router_without_the_router_extra_names_it(command: str, tmp_path: Path) -> None:
+    # An environment without scipy: a module that fails to import the way an absent one does.
+    (tmp_path / "scipy.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'scipy'\", name='scipy')\n")
+    result = _router(command, "--data", str(tmp_path), pythonpath=str(tmp_path))
+    _one_line(result, "[router]", "pip install")

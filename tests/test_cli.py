@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import openai
@@ -109,3 +111,27 @@ def test_router_without_the_router_extra_names_it(command: str, tmp_path: Path) 
         "raise ModuleNotFoundError(\"No module named 'scipy'\", name='scipy')\n")
     result = _router(command, "--data", str(tmp_path), pythonpath=str(tmp_path))
     _one_line(result, "[router]", "pip install")
+
+
+def test_every_response_carries_a_request_id() -> None:
+    """Not only model calls: health, readiness, metrics, the admin API, 404 and 405 too —
+    each its own id, never the one a client sent."""
+    with GatewayProcess(None) as gw:
+        seen = []
+        for method, path, status in [
+                ("GET", "/healthz", 200), ("GET", "/readyz", 503), ("GET", "/metrics", 200),
+                ("GET", "/admin/keys", 403), ("GET", "/v1/nothing-here", 404),
+                ("DELETE", "/v1/chat/completions", 405),
+                ("POST", "/v1/chat/completions", 400)]:
+            request = urllib.request.Request(f"{gw.root_url}{path}", method=method,
+                                             headers={"x-request-id": "client-chosen"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as r:
+                    got, headers = r.status, r.headers
+            except urllib.error.HTTPError as e:
+                got, headers = e.code, e.headers
+            assert got == status, (method, path)
+            rid = headers.get("x-request-id")
+            assert rid and rid != "client-chosen", (method, path, dict(headers))
+            seen.append(rid)
+        assert len(set(seen)) == len(seen)

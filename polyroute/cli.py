@@ -168,9 +168,11 @@ def _config_check(ns: argparse.Namespace) -> int:
         return 2
     groups = len(config.groups)
     deployments = sum(len(g.deployments) for g in config.groups.values())
-    vendors = len(config.open_vendors)
-    print(f"{ns.file}: ok — {_n(groups, 'model group')}, {_n(deployments, 'deployment')}, "
-          f"{_n(vendors, 'open vendor')}")
+    summary = f"{_n(groups, 'model group')} ({_n(deployments, 'deployment')})"
+    vendors = sorted(config.open_vendors)  # any_model providers and discovered vendors
+    if vendors:
+        summary += (f"; any model as '<vendor>/<model id>' from {', '.join(vendors)}")
+    print(f"{ns.file}: ok — {summary}")
     return 0
 
 

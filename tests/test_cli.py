@@ -47,6 +47,13 @@ def test_zero_config_discovers_vendors_and_serves_any_model() -> None:
             client.chat.completions.create(model="mistral/large",
                                            messages=[{"role": "user", "content": "hi"}])
         assert "mistral" in info.value.message and "openai" in info.value.message
+        with pytest.raises(openai.NotFoundError) as info:  # a bare model id: name the fix
+            client.chat.completions.create(model="gpt-4o-mini",
+                                           messages=[{"role": "user", "content": "hi"}])
+        assert info.value.body["message"] == (  # type: ignore[index]
+            "The model 'gpt-4o-mini' does not exist on this gateway. It serves "
+            "'<vendor>/<model id>' for the vendors groq, openai: did you mean "
+            "'groq/gpt-4o-mini' or 'openai/gpt-4o-mini'?")
         assert KEY not in gw.log()
 
 

@@ -104,6 +104,14 @@ def test_router_with_a_missing_data_path_says_which(command: str, tmp_path: Path
     _one_line(_router(command, "--data", str(missing)), f"router {command}", str(missing))
 
 
+def test_router_bench_with_a_missing_data_path_says_which(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    result = subprocess.run(
+        [sys.executable, "-m", "polyroute.autorouter.bench", "--data", str(missing)],
+        capture_output=True, text=True, timeout=60)
+    _one_line(result, "router bench", str(missing))
+
+
 def test_router_eval_with_a_missing_artifact_says_which(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

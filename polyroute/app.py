@@ -32,7 +32,7 @@ from polyroute.storage.request_log import RequestLog
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
 from polyroute.surface.exchange import ChatExchange
-from polyroute.surface.http import credentials, guarded
+from polyroute.surface.http import credentials, guarded, request_id
 from polyroute.surface.listener import ConnectionGate
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 from polyroute.surface.responses.handlers import ResponsesHandlers
@@ -117,7 +117,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     if config.metrics.enabled:
         app.router.add_get("/metrics", _metrics)
-    app.middlewares.append(_json_http_errors)
+    app.middlewares.append(_request_id_and_json_errors)
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app
@@ -204,12 +204,14 @@ _error_encoder = msgspec.json.Encoder()
 
 
 @web.middleware
-async def _json_http_errors(
+async def _request_id_and_json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """aiohttp's own 404/405 as JSON in OpenAI's shape, not an HTML page."""
+    """Every response names its request (``x-request-id``: health checks, metrics, the admin
+    API and 404s too, not only model calls, which set it themselves), and aiohttp's own
+    404/405 are JSON in OpenAI's shape, not an HTML page."""
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -217,4 +219,8 @@ async def _json_http_errors(
                           "type": "invalid_request_error", "param": None,
                           "code": exc.reason.lower().replace(" ", "_")}}
         return web.Response(status=exc.status, body=_error_encoder.encode(body),
-                            content_type="application/json")
+                            content_type="application/json",
+                            headers={"x-request-id": request_id(request)})
+    if not response.prepared and "x-request-id" not in response.headers:
+        response.headers["x-request-id"] = request_id(request)
+    return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -78,7 +79,12 @@ def _serve(ns: argparse.Namespace) -> int:
     from polyroute.app import build_app, watch_connections
     from polyroute.config import GatewayConfig
     from polyroute.observability.logging import configure
-    from polyroute.surface.listener import ConnectionGate, connection_cap, serve
+    from polyroute.surface.listener import (
+        CannotListen,
+        ConnectionGate,
+        connection_cap,
+        serve,
+    )
 
     configure(ns.log_level.upper())
     path = ns.config or os.environ.get("POLYROUTE_CONFIG") or None
@@ -95,11 +101,21 @@ def _serve(ns: argparse.Namespace) -> int:
     watch_connections(app, gate)
     _tune_gc()
     loop = _new_loop()
-    print(f"polyroute {__version__} listening on http://{server.host}:{server.port}/v1 "
-          f"(at most {gate.max_total or 'any number of'} connections, "
-          f"{gate.max_connections_per_address_text}; request heads within "
-          f"{server.header_timeout_s:g} s)", flush=True)
-    serve(app, server, loop, gate)
+
+    def listening() -> None:
+        print(f"polyroute {__version__} listening on http://{server.host}:{server.port}/v1 "
+              f"(at most {gate.max_total or 'any number of'} connections, "
+              f"{gate.max_connections_per_address_text}; request heads within "
+              f"{server.header_timeout_s:g} s)", flush=True)
+
+    try:
+        serve(app, server, loop, gate, on_listening=listening)
+    except CannotListen as exc:
+        cause = exc.__cause__
+        hint = ("; another process is listening there: stop it, or choose a port with --port"
+                if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE else "")
+        print(f"polyroute: {exc}{hint}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 
@@ -152,9 +168,11 @@ def _config_check(ns: argparse.Namespace) -> int:
         return 2
     groups = len(config.groups)
     deployments = sum(len(g.deployments) for g in config.groups.values())
-    vendors = len(config.open_vendors)
-    print(f"{ns.file}: ok — {_n(groups, 'model group')}, {_n(deployments, 'deployment')}, "
-          f"{_n(vendors, 'open vendor')}")
+    summary = f"{_n(groups, 'model group')} ({_n(deployments, 'deployment')})"
+    vendors = sorted(config.open_vendors)  # any_model providers and discovered vendors
+    if vendors:
+        summary += (f"; any model as '<vendor>/<model id>' from {', '.join(vendors)}")
+    print(f"{ns.file}: ok — {summary}")
     return 0
 
 

@@ -80,6 +80,38 @@ def test_open_mode_until_a_key_is_created_with_the_cli(sim: SimServer) -> None:
         assert json.loads(listed.stdout)["data"][0]["name"] == "laptop"
 
 
+def test_budget_from_the_config_reports_the_spend_that_usage_shows(sim: SimServer) -> None:
+    """`budget … --config` opens the database directly: its spend must come from the ledger,
+    as `usage` does, not from a fresh process's empty counters."""
+    config = keyed_config(sim, auth={"refresh_s": 0.2})
+    env = {"SIM_KEY": SIM_KEY}
+    with GatewayProcess(config, env) as gw:
+        cfg = str(gw.config_path)
+        made = cli("keys", "create", "--daily-budget", "5", "--config", cfg, env=env)
+        assert made.returncode == 0, made.stderr
+        key, key_id = json.loads(made.stdout)["key"], json.loads(made.stdout)["id"]
+        time.sleep(0.6)  # the gateway's refresh picks the key up
+        for _ in range(3):
+            assert chat(gw, key)[0] == 200
+        deadline = time.monotonic() + 20
+        while True:  # the ledger flushes every 0.1 s; the spool may lag on a loaded machine
+            usage = cli("usage", "--by", "key", "--since", "1h", "--json", "--config", cfg,
+                        env=env)
+            assert usage.returncode == 0, usage.stderr
+            rows = json.loads(usage.stdout)["data"]
+            if (rows and rows[0]["requests"] == 3) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert rows[0]["requests"] == 3 and rows[0]["cost_usd"] > 0
+        shown = cli("budget", "key", key_id, "--config", cfg, env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert "OPEN MODE" not in shown.stderr
+        budget = json.loads(shown.stdout)
+        assert budget["spent_today_usd"] == pytest.approx(rows[0]["cost_usd"])
+        assert budget["spent_total_usd"] == pytest.approx(rows[0]["cost_usd"])
+        assert budget["daily_budget_usd"] == 5
+
+
 def test_admin_api_usage_and_no_key_material_anywhere(sim: SimServer) -> None:
     config = keyed_config(sim, auth={"master_key": "${PR_MASTER}"})
     env = {"SIM_KEY": SIM_KEY, "PR_MASTER": MASTER_KEY}

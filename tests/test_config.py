@@ -157,7 +157,10 @@ def test_cli_check_accepts_the_example(tmp_path: Path) -> None:
          str(ROOT / "examples" / "polyroute.yaml")],
         capture_output=True, text=True, timeout=30, env=env)
     assert result.returncode == 0, result.stderr
-    assert "ok" in result.stdout
+    # Says what the file serves in words a reader of docs/config.md knows.
+    assert result.stdout.strip().endswith(
+        "polyroute.yaml: ok — 3 model groups (7 deployments); "
+        "any model as '<vendor>/<model id>' from anthropic, openai")
 
 
 def test_committed_json_schema_is_current() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -202,16 +203,21 @@ async def _direct(config_path: str, method: str, path: str, body: Any) -> tuple[
     config = replace(config, auth=AuthSettings(master, config.auth.refresh_s),
                      storage=replace(config.storage, ledger=False))
     stack = PolicyStack(config)
-    await stack.db.start()
-    await stack.directory.refresh()
-    app = web.Application()
-    stack.admin.add_to(app)
-    async with TestClient(TestServer(app)) as client:
-        response = await client.request(method, path, json=body,
-                                        headers={"Authorization": f"Bearer {master}"})
-        result = await response.json()
-        status = response.status
-    await stack.db.close()
+    # A full start, not just the database: budgets read the limiter's counters, which start
+    # from the ledger's spend so far (in process) or live in Redis. The stack's start-up
+    # notices (open mode, …) are about a serving gateway, not this one call.
+    logging.getLogger("polyroute.policy").setLevel(logging.ERROR)
+    await stack.start()
+    try:
+        app = web.Application()
+        stack.admin.add_to(app)
+        async with TestClient(TestServer(app)) as client:
+            response = await client.request(method, path, json=body,
+                                            headers={"Authorization": f"Bearer {master}"})
+            result = await response.json()
+            status = response.status
+    finally:
+        await stack.aclose()
     return status, result
 
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--encoder-probe", action="store_true")
     ns = parser.parse_args(argv)
+    for path in (ns.data, ns.artifact):
+        if path and not Path(path).exists():
+            print(f"router bench: no such file or directory: {path}", file=sys.stderr)
+            return 2
 
     started = time.perf_counter()
     router = AutoRouter.load(ns.artifact)

@@ -74,7 +74,29 @@ def _logging(ns: argparse.Namespace) -> None:
                         format="%(message)s", stream=sys.stderr)
 
 
+def _router_extra_missing(command: str) -> bool:
+    """Training and evaluation need scipy, which only the ``[router]`` extra installs: say so
+    in one line instead of an import traceback."""
+    try:
+        import scipy  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
+    except ImportError:
+        print(f"router {command}: needs the [router] extra (scipy): "
+              "pip install 'polyroute[router]'", file=sys.stderr)
+        return True
+    return False
+
+
+def _absent(command: str, paths: list[str]) -> bool:
+    """A mistyped --data or --artifact path is the operator's error: one line, no traceback."""
+    missing = [p for p in paths if not Path(p).exists()]
+    for path in missing:
+        print(f"router {command}: no such file or directory: {path}", file=sys.stderr)
+    return bool(missing)
+
+
 def run_train(ns: argparse.Namespace) -> int:
+    if _router_extra_missing("train") or _absent("train", ns.data):
+        return 2
     from polyroute.autorouter.readers import load_routing_data
     from polyroute.autorouter.training import train_router
 
@@ -95,6 +117,9 @@ def run_train(ns: argparse.Namespace) -> int:
 
 
 def run_eval(ns: argparse.Namespace) -> int:
+    needed = ns.data if ns.holdout else [*ns.data, ns.artifact]
+    if _router_extra_missing("eval") or _absent("eval", needed):
+        return 2
     from polyroute.autorouter.artifact import RouterArtifact
     from polyroute.autorouter.evaluate import evaluate_all
     from polyroute.autorouter.holdout import (

@@ -152,6 +152,10 @@ class Router:
             offers.append(f"the model groups {', '.join(served)}")
         if vendors:
             offers.append(f"'<vendor>/<model id>' for the vendors {', '.join(vendors)}")
+        if offers and vendor is None and vendors:
+            # A bare model id is the commonest slip with discovered vendors: name the fix.
+            meant = " or ".join(f"'{v}/{model}'" for v in vendors[:3])
+            return f"{message}. It serves {' and '.join(offers)}: did you mean {meant}?"
         if offers:
             return f"{message}. It serves {' and '.join(offers)}."
         return (f"{message}. No vendor is configured: set OPENAI_API_KEY (or another vendor's "

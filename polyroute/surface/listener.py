@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -155,9 +157,15 @@ class _GatedSite(web.BaseSite):
                                                 backlog=self._backlog, reuse_address=True)
 
 
+class CannotListen(Exception):
+    """The address is taken, or not ours to bind: a one-line message for the operator."""
+
+
 def serve(app: web.Application, settings: ServerSettings, loop: asyncio.AbstractEventLoop,
-          gate: ConnectionGate) -> None:
-    """Run ``app`` until SIGINT or SIGTERM, as ``web.run_app`` would, behind ``gate``."""
+          gate: ConnectionGate, on_listening: Callable[[], None] | None = None) -> None:
+    """Run ``app`` until SIGINT or SIGTERM, as ``web.run_app`` would, behind ``gate``.
+    ``on_listening`` runs once the socket is bound, so "listening" is only ever said when
+    true; a bind that fails raises :class:`CannotListen`."""
     handler_args: dict[str, Any] = {"access_log": None,
                                     "keepalive_timeout": settings.header_timeout_s}
 
@@ -168,7 +176,14 @@ def serve(app: web.Application, settings: ServerSettings, loop: asyncio.Abstract
         try:
             site = _GatedSite(runner, settings.host, settings.port, gate, handler_args,
                               backlog=1024)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise CannotListen(f"cannot listen on {settings.host}:{settings.port}: "
+                                   f"{reason.lower()}") from exc
+            if on_listening is not None:
+                on_listening()
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:
             await runner.cleanup()

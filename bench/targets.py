@@ -242,7 +242,7 @@ def start_polyroute(
         raise RuntimeError("polyroute is not installed: pip install -e .")
     home = work / name
     home.mkdir(parents=True, exist_ok=True)
-    # A fresh request log each run: a database grown by earlier runs would make inserts drift.
+    # A fresh ledger database each run: one grown by earlier runs would make inserts drift.
     for stale in home.glob("polyroute.db*"):
         stale.unlink()
     config = home / "polyroute.yaml"

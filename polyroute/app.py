@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import msgspec
 from aiohttp import web
@@ -27,8 +26,6 @@ from polyroute.errors import AuthenticationFailed
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
-from polyroute.storage import sqlite
-from polyroute.storage.request_log import RequestLog
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
 from polyroute.surface.exchange import ChatExchange
@@ -50,7 +47,6 @@ class Components:
     gateway: Gateway
     metrics: Metrics
     transport: Transport
-    request_log: RequestLog | None
     breakers: Breakers
     shared_circuits: RedisCircuits | None
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -66,14 +62,9 @@ def build_app(config: GatewayConfig) -> web.Application:
                       (d.name for g in config.groups.values() for d in g.deployments),
                       max_model_labels=config.metrics.max_model_labels)
     transport = Transport(secrets=config.secrets)
+    # One record per request: the policy's settle appends it to the ledger (also the
+    # request log); observers only count.
     observers: list[RequestObserver] = [metrics]
-    request_log = None
-    if config.storage.request_log:
-        request_log = RequestLog(
-            partial(sqlite.connect, config.storage.sqlite_path), metrics,
-            flush_interval_s=config.storage.flush_interval_s,
-            flush_batch=config.storage.flush_batch)
-        observers.append(request_log)
     adapters = AdapterRegistry(transport)
     shared = None
     if config.state.redis_url is not None:
@@ -90,7 +81,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     policy = stack.policy
     gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
                       policy)
-    parts = Components(config, gateway, metrics, transport, request_log, breakers, shared,
+    parts = Components(config, gateway, metrics, transport, breakers, shared,
                        policy_stack=stack)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
@@ -134,8 +125,6 @@ def _log_transition(upstream: str, before: str, after: str, at: float) -> None:
 
 async def _startup(app: web.Application) -> None:
     parts = app[APP_KEY]
-    if parts.request_log is not None:
-        await parts.request_log.start()
     if parts.policy_stack is not None:
         await parts.policy_stack.start()
     if parts.shared_circuits is not None:
@@ -159,8 +148,6 @@ async def _cleanup(app: web.Application) -> None:
     await parts.transport.aclose()
     if parts.policy_stack is not None:
         await parts.policy_stack.aclose()
-    if parts.request_log is not None:
-        await parts.request_log.aclose()
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -170,8 +157,6 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     parts = request.app[APP_KEY]
     problems = []
-    if parts.request_log is not None and not parts.request_log.healthy:
-        problems.append("request log writer is not running")
     config = parts.config
     if not config.groups and not config.open_vendors:
         problems.append("no model group or vendor is configured")

@@ -124,8 +124,9 @@ def _announce(config: object) -> None:
 
     assert isinstance(config, GatewayConfig)
     source = "environment" if config.source == "environment" else config.source
-    print(f"polyroute: config from {source}; request log: "
-          f"{config.storage.sqlite_path if config.storage.request_log else 'off'}", flush=True)
+    where = "postgresql" if config.storage.postgres_url else config.storage.sqlite_path
+    print(f"polyroute: config from {source}; ledger (one record per request): "
+          f"{where if config.storage.ledger else 'off'}", flush=True)
     for name, group in config.groups.items():
         deps = ", ".join(d.name for d in group.deployments)
         print(f"polyroute: model '{name}' ({group.routing}) → {deps}", flush=True)

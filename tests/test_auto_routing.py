@@ -1,5 +1,5 @@
 """'auto' groups through a real gateway: easy prompts go to the cheap model and hard ones to the
-strong one under a given knob; the choice is in a header and the request log; a failing choice
+strong one under a given knob; the choice is in a header and the ledger; a failing choice
 fails over to the next-best."""
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def test_easy_goes_cheap_and_hard_goes_strong(gw: GatewayProcess) -> None:
     while time.monotonic() < deadline and len(rows) < 2:
         with sqlite3.connect(gw.db_path) as conn:
             rows = conn.execute(
-                "SELECT client_request_id, route FROM request_log WHERE client_request_id IN "
+                "SELECT client_request_id, route FROM ledger WHERE client_request_id IN "
                 "('auto-easy', 'auto-hard') ORDER BY client_request_id").fetchall()
         time.sleep(0.05)
     assert [r[0] for r in rows] == ["auto-easy", "auto-hard"]

@@ -114,7 +114,7 @@ async def test_a_restart_adopting_a_spool_with_refused_rows_writes_the_rest(
     env = {"SIM_KEY": SIM_KEY, "PR_MASTER": MASTER_KEY}
     with SimServer(api_key=SIM_KEY) as sim:
         config = keyed_config(sim, storage={"postgres_url": pg_url, "spool_dir": str(spool_dir),
-                                            "flush_interval_s": 0.1, "request_log": False})
+                                            "flush_interval_s": 0.1})
         with GatewayProcess(config, env) as gw:
             assert await _wait_for_rows(db, 18) == 18
             key = new_key(gw)

@@ -54,7 +54,6 @@ def gw() -> Iterator[GatewayProcess]:
         config = gateway_config(sim, auth={"master_key": "${PR_MASTER}"},
                                 metrics={"auth": "admin", "max_model_labels": LABEL_CAP},
                                 server={"max_body_bytes": 4 * 1024 * 1024})
-        config["storage"]["request_log"] = False
         with GatewayProcess(config, {"SIM_KEY": SIM_KEY, "PR_MASTER": MASTER_KEY}) as gateway:
             yield gateway
 

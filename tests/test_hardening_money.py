@@ -59,7 +59,7 @@ def gw(sims: tuple[SimServer, SimServer]) -> Iterator[GatewayProcess]:
         },
         "auth": {"master_key": "${PR_MASTER}"},
         "limits": {"default_max_output_tokens": DEFAULT_MAX},
-        "storage": {"flush_interval_s": 0.1, "request_log": False},
+        "storage": {"flush_interval_s": 0.1},
     }
     env = {"SIM_KEY": SIM_KEY, "SECRET_KEY": SECRET_KEY, "PR_MASTER": MASTER_KEY}
     with GatewayProcess(config, env) as gateway:
@@ -259,7 +259,7 @@ def test_an_answer_without_usage_is_charged_an_estimate() -> None:
         "model_groups": {"bare": {"deployments": [
             {"provider": "bare", "model": "x", "price": PRICE}]}},
         "auth": {"master_key": "${PR_MASTER}"},
-        "storage": {"flush_interval_s": 0.1, "request_log": False},
+        "storage": {"flush_interval_s": 0.1},
     }
     try:
         with GatewayProcess(config, {"PR_MASTER": MASTER_KEY}) as gw:

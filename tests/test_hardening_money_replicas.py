@@ -43,8 +43,7 @@ def replicas(database: str) -> Iterator[list[GatewayProcess]]:
             "model_groups": {"chat": {"deployments": [
                 {"provider": "sim", "model": "gpt-4o-mini", "price": PRICE}]}},
             "auth": {"master_key": "${PR_MASTER}", "refresh_s": 0.2},
-            "storage": {"postgres_url": database, "flush_interval_s": 0.1,
-                        "request_log": False},
+            "storage": {"postgres_url": database, "flush_interval_s": 0.1},
             "state": {"redis_url": REDIS_URL},
         }
         env = {"SIM_KEY": SIM_KEY, "PR_MASTER": MASTER_KEY}
@@ -149,7 +148,7 @@ def test_a_stream_from_llama_cpp_which_ignores_include_usage_is_charged(
         "model_groups": {"tiny": {"deployments": [
             {"provider": "llamacpp", "model": llama_server.model, "price": PRICE}]}},
         "auth": {"master_key": "${PR_MASTER}"},
-        "storage": {"flush_interval_s": 0.1, "request_log": False},
+        "storage": {"flush_interval_s": 0.1},
     }
     with GatewayProcess(config, {"PR_MASTER": MASTER_KEY}) as gw:
         key = new_key(gw, daily_budget_usd=1.0)

@@ -25,7 +25,7 @@ def keyed_config(sim: SimServer, **extra: Any) -> dict[str, Any]:
         "model_groups": {"chat": {"deployments": [
             {"provider": "sim", "model": "gpt-4o-mini", "price": PRICE}]}},
         "auth": {"master_key": "${PR_MASTER}"},
-        "storage": {"flush_interval_s": 0.1, "request_log": False},
+        "storage": {"flush_interval_s": 0.1},
     }
     config.update(extra)
     return config

@@ -1,4 +1,5 @@
-"""Request log rows, Prometheus metrics, and no secret in any log line."""
+"""Ledger rows (the one record per request), Prometheus metrics, and no secret in any log
+line."""
 
 from __future__ import annotations
 
@@ -23,15 +24,18 @@ def rows(gateway: GatewayProcess, request_id: str, timeout: float = 5) -> list[s
                 conn.row_factory = sqlite3.Row
                 # The client's x-request-id is kept as client_request_id; the gateway's own
                 # request_id is generated.
-                found = conn.execute("SELECT * FROM request_log WHERE client_request_id = ?",
-                                     (request_id,)).fetchall()
-            if found:
-                return found
+                with contextlib.suppress(sqlite3.OperationalError):  # not created yet
+                    found = conn.execute("SELECT * FROM ledger WHERE client_request_id = ?",
+                                         (request_id,)).fetchall()
+                    if found:
+                        return found
         time.sleep(0.05)
-    raise AssertionError(f"no request_log row for {request_id}")
+    raise AssertionError(f"no ledger row for {request_id}")
 
 
-def test_request_log_rows(gateway: GatewayProcess) -> None:
+def test_one_ledger_row_per_request(gateway: GatewayProcess) -> None:
+    """Open mode (no keys): the ledger is still written, one row per request, with what the
+    request log used to hold (stream, time to first token, the attempt chain)."""
     client = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="failover", messages=USER, extra_headers={"x-request-id": "req-log-1"})
@@ -40,9 +44,10 @@ def test_request_log_rows(gateway: GatewayProcess) -> None:
     (row,) = rows(gateway, "req-log-1")
     assert row["model_group"] == "failover"
     assert row["deployment"] == "backup" and row["vendor"] == "sim"
-    assert row["status"] == 200 and row["attempts"] == 2
-    assert json.loads(row["attempt_chain"]) == [["primary", "upstream_unavailable"],
-                                                ["backup", "ok"]]
+    assert row["status"] == 200 and row["stream"] == 0 and row["ttft_ms"] is None
+    assert row["key_id"] is None  # the anonymous caller of open mode
+    chain = [(a[0], a[2]) for a in json.loads(row["attempts"])]
+    assert chain == [("primary", "upstream_unavailable"), ("backup", "ok")]
     assert row["prompt_tokens"] == usage.prompt_tokens
     assert row["completion_tokens"] == usage.completion_tokens
     assert row["latency_ms"] > 0
@@ -53,6 +58,7 @@ def test_request_log_rows(gateway: GatewayProcess) -> None:
     (row,) = rows(gateway, "req-log-2")
     assert row["stream"] == 1 and row["status"] == 200
     assert row["completion_tokens"] > 0, "stream usage must be recorded even if not asked for"
+    assert row["usage_estimated"] == 0
     assert row["ttft_ms"] is not None and row["ttft_ms"] <= row["latency_ms"]
 
     with contextlib.suppress(openai.APIStatusError):

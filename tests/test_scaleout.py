@@ -91,8 +91,7 @@ def config(sim: SimServer, recorder_url: str, postgres_url: str) -> dict[str, An
             "slow": {"deployments": [{"provider": "rec", "model": "rec", "price": PRICE}]},
         },
         "auth": {"master_key": "${PR_MASTER}", "refresh_s": 0.2},
-        "storage": {"postgres_url": postgres_url, "flush_interval_s": 0.1,
-                    "request_log": False},
+        "storage": {"postgres_url": postgres_url, "flush_interval_s": 0.1},
         "state": {"redis_url": REDIS_URL},
     }
 

@@ -115,7 +115,6 @@ class MetricsSettings:
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     sqlite_path: str
-    request_log: bool = True
     flush_interval_s: float = 0.5
     flush_batch: int = 500
     postgres_url: str | None = None

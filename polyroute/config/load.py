@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -30,6 +31,8 @@ from polyroute.config.schema import (
 from polyroute.config.yaml_file import read_yaml
 from polyroute.model.price import Price
 from polyroute.pricing.catalog import PriceCatalog
+
+log = logging.getLogger("polyroute.config")
 
 if TYPE_CHECKING:
     from polyroute.autorouter import AutoRouter
@@ -181,6 +184,11 @@ def _compile(
                            f"name one of: {known}")
 
     storage = cfg.storage
+    if storage.request_log is not None:
+        # Kept accepted so that an existing config still starts: the ledger is the request
+        # log now (issue 12), and storage.ledger is the one switch.
+        log.warning("storage.request_log is deprecated and ignored: the ledger (storage.ledger, "
+                    "table 'ledger') is the one record per request; remove the key")
     sqlite_path = default_sqlite_path()
     if storage.sqlite_path:
         resolved = Path(_resolve(storage.sqlite_path, "storage.sqlite_path", env, fail))
@@ -195,7 +203,6 @@ def _compile(
                                 cfg.server.max_connections_per_ip),
         storage=c.StorageSettings(
             sqlite_path=sqlite_path,
-            request_log=storage.request_log,
             flush_interval_s=storage.flush_interval_s,
             flush_batch=storage.flush_batch,
             postgres_url=_postgres_url(storage.postgres_url, env, fail),

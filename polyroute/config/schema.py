@@ -72,8 +72,10 @@ class StorageSection(_Section, kw_only=True):
     """Where spend-ledger records are appended before they reach the database (survives
     kill -9 and database outages). Defaults to 'spool' beside sqlite_path."""
     ledger: bool = True
-    """Write one spend-ledger record per request."""
-    request_log: bool = True
+    """Write one ledger record per request (what it cost and what happened: the request
+    log). Off: nothing is recorded, and budgets start from zero at each start."""
+    request_log: bool | None = None
+    """Deprecated and ignored (a warning is logged): the ledger is the request log."""
     flush_interval_s: Positive = 0.5
     flush_batch: Annotated[int, Meta(gt=0)] = 500
 

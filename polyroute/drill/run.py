@@ -162,7 +162,7 @@ def _on_simulators(config: GatewayConfig, sims: Mapping[str, RunningSim]) -> Gat
     vendors = {name: moved(e) for name, e in config.open_vendors.items()}
     return replace(config, groups=MappingProxyType(groups),
                    open_vendors=MappingProxyType(vendors),
-                   storage=replace(config.storage, request_log=False),
+                   storage=replace(config.storage, ledger=False),  # drill traffic is not spend
                    state=StateSettings())  # never touch a shared Redis from a drill
 
 

@@ -143,13 +143,6 @@ class Metrics(Collector):
         self.tokens = Counter(
             "polyroute_tokens", "Tokens reported by upstreams, by kind.",
             ("model_group", "vendor", "kind"))
-        self.request_log_pending = Gauge(
-            "polyroute_request_log_pending", "Request-log rows waiting to be written.")
-        self.request_log_dropped = Counter(
-            "polyroute_request_log_dropped",
-            "Request-log rows dropped because the queue was full or the write failed.")
-        self.request_log_written = Counter(
-            "polyroute_request_log_written", "Request-log rows written to storage.")
         self._probes: list[tuple[Gauge, Callable[[], float]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)

@@ -48,11 +48,11 @@ async def run(n: int, redis_url: str | None) -> dict[str, float]:
         directory = Directory(store, limits)
         await directory.refresh()
         admin = AdminService(directory, store, db)
-        await admin.put_org(OrgIn(id="org", monthly_budget_usd=1e9))
+        await admin.put_org(OrgIn(id="org", monthly_budget_usd=1e6))
         await admin.put_team(TeamIn(id="team", org="org", rpm=10**9, tpm=10**12,
-                                    daily_budget_usd=1e9))
+                                    daily_budget_usd=1e6))
         key = await admin.create_key(KeyIn(team="team", rpm=10**9, max_concurrent=1000,
-                                           total_budget_usd=1e9))
+                                           total_budget_usd=1e6))
         ledger = LedgerWriter(Spool(f"{tmp}/spool"), db)
         ledger.open()
         config = GatewayConfig("bench", ServerSettings(), StorageSettings("x"), {}, {})

@@ -218,7 +218,10 @@ class KeyPolicy:
             reasoning_tokens=u.reasoning_tokens if u else 0,
             cost_usd=cost, priced=0 if cost is None else 1, price_source=source,
             latency_ms=round(r.latency_s * 1000, 3), attempts=attempts,
-            usage_estimated=int(estimated), client_request_id=r.client_request_id)
+            usage_estimated=int(estimated), client_request_id=r.client_request_id,
+            stream=int(r.stream),
+            ttft_ms=round(r.ttft_s * 1000, 3) if r.ttft_s is not None else None,
+            route=r.route)
 
 
 def billed_usage(record: RequestRecord) -> tuple[Usage | None, bool]:

@@ -1,7 +1,9 @@
 """Limits and budgets shared by every replica through Redis: exact across replicas.
 
-Admission is one EVALSHA (:data:`~.redis_scripts.ADMIT`), bounded by ``timeout_s``; settling
-is queued and sent in batches by a background task, so the request path never waits for it.
+Admission is one EVALSHA (:data:`~.redis_scripts.ADMIT`) for key, team and org at once,
+bounded by ``timeout_s``; settling is queued and sent in batches by a background task, so the
+request path never waits for it. Both go over one pipelined connection (:mod:`.resp`: hiredis
+packs and parses, concurrent requests share the round trips); redis-py serves the rare calls.
 Each replica renews its in-flight leases every ``lease_ttl_s / 3``; the leases of a replica
 that died expire after ``lease_ttl_s``, freeing their concurrency slots and reservations.
 
@@ -34,6 +36,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 from polyroute.errors import GatewayError, InvalidRequest
@@ -47,6 +50,7 @@ from polyroute.state.limits import (
 )
 from polyroute.state.memory_limits import MemoryLimiter
 from polyroute.state.redis_scripts import ADMIT, RENEW, SEED, SETTLE
+from polyroute.state.resp import ScriptPipe
 
 log = logging.getLogger("polyroute.state.limits")
 
@@ -121,6 +125,8 @@ class RedisLimiter:
         self._settle = client.register_script(SETTLE)
         self._renew = client.register_script(RENEW)
         self._seed = client.register_script(SEED)
+        self._pipe = ScriptPipe.of(client)
+        """The hot calls' connection; None: the client's connection is one it cannot open."""
         self.local = MemoryLimiter(budgets=False)
         """Per-replica limits for fail-open teams while Redis is down."""
         self._live: dict[str, Grant] = {}
@@ -176,6 +182,8 @@ class RedisLimiter:
         # or each would fail one admission and flap the state.
         with contextlib.suppress(*_FAILURES):
             await self._redis.connection_pool.disconnect()
+        if self._pipe is not None:
+            self._pipe.reset()
         log.warning("redis is back: shared limits resume")
         self._healthy = True
         self._start_seed()
@@ -236,7 +244,7 @@ class RedisLimiter:
             async with asyncio.timeout(self._call_timeout) as deadline:
                 self._inflight.add(deadline)
                 try:
-                    return await self._admit(args=args)
+                    return await self._script(self._admit, args)
                 finally:
                     self._inflight.discard(deadline)
         except ResponseError as exc:
@@ -251,6 +259,11 @@ class RedisLimiter:
         except _FAILURES as exc:
             self._went_down(exc)
             raise StateUnavailable(f"redis: {exc.__class__.__name__}") from None
+
+    async def _script(self, script: AsyncScript, args: list[Any]) -> Any:
+        if self._pipe is not None:
+            return await self._pipe.evalsha(script.sha, script.script, args)
+        return await script(args=args)
 
     def release(self, grant: Grant, cost: int, tokens: int) -> None:
         if grant.released:
@@ -282,7 +295,7 @@ class RedisLimiter:
                 args += op
             try:
                 async with asyncio.timeout(max(self._timeout, 1.0)):
-                    result = await self._settle(args=args)
+                    result = await self._script(self._settle, args)
             except _FAILURES as exc:
                 if is_script_error(exc):
                     # Redis does not undo a failed script's earlier writes, so sending the
@@ -390,6 +403,8 @@ class RedisLimiter:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pipe is not None:
+            await self._pipe.aclose()
 
     def spent_key(self, counter: str) -> str:
         return f"{self._prefix}s:{counter}"

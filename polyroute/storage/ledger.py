@@ -1,4 +1,5 @@
-"""The spend ledger: one append-only record per request, completed or failed.
+"""The ledger: one append-only record per request, completed or failed — what it cost and
+what happened (it is also the request log).
 
 The request path only encodes the record and appends it to the :class:`~.spool.Spool` (one
 ``os.write``). A background task reads the spool and inserts batches into the database
@@ -68,6 +69,13 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     client_request_id: str | None = None
     """The client's own id of the request, if it gave one. Last and optional, so spool lines
     written by an older version still decode."""
+    # What the request log alone had, before the ledger became the one record per request
+    # (issue 12). Appended with defaults, like the two above, for the same reason.
+    stream: int = 0
+    ttft_ms: float | None = None
+    """Time to the first content of a stream; None: not a stream, or nothing came."""
+    route: str | None = None
+    """The auto-router's decision (the chosen deployment and predicted scores)."""
 
 
 _encode = msgspec.json.Encoder().encode

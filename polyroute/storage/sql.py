@@ -1,41 +1,5 @@
 """The SQL polyroute runs, in one place."""
 
-REQUEST_LOG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS request_log (
-    id                INTEGER PRIMARY KEY,
-    request_id        TEXT NOT NULL,
-    ts                REAL NOT NULL,
-    endpoint          TEXT NOT NULL,
-    requested_model   TEXT NOT NULL,
-    model_group       TEXT,
-    vendor            TEXT,
-    deployment        TEXT,
-    upstream_model    TEXT,
-    stream            INTEGER NOT NULL,
-    status            INTEGER NOT NULL,
-    error_class       TEXT,
-    attempts          INTEGER NOT NULL,
-    attempt_chain     TEXT NOT NULL,
-    latency_ms        REAL NOT NULL,
-    ttft_ms           REAL,
-    prompt_tokens     INTEGER,
-    completion_tokens INTEGER,
-    cached_tokens     INTEGER,
-    reasoning_tokens  INTEGER,
-    route             TEXT,
-    client_request_id TEXT
-);
-CREATE INDEX IF NOT EXISTS request_log_ts ON request_log (ts);
-"""
-
-INSERT_REQUEST_LOG = """
-INSERT INTO request_log (
-    request_id, ts, endpoint, requested_model, model_group, vendor, deployment, upstream_model,
-    stream, status, error_class, attempts, attempt_chain, latency_ms, ttft_ms,
-    prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, route, client_request_id
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-
 # ---------------------------------------------------------------------------------------------
 # Keys, teams, organisations and the spend ledger. Every statement below runs unchanged on
 # SQLite and PostgreSQL: '?' placeholders (postgres.py numbers them), TEXT / BIGINT / INTEGER /
@@ -105,7 +69,10 @@ SCHEMA: tuple[str, ...] = (
         latency_ms         DOUBLE PRECISION NOT NULL,
         attempts           TEXT NOT NULL,
         usage_estimated    INTEGER NOT NULL DEFAULT 0,
-        client_request_id  TEXT
+        client_request_id  TEXT,
+        stream             INTEGER NOT NULL DEFAULT 0,
+        ttft_ms            DOUBLE PRECISION,
+        route              TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)",
     "CREATE INDEX IF NOT EXISTS ledger_key ON ledger (key_id, ts)",
@@ -119,13 +86,16 @@ LEDGER_COLUMNS = (
     "requested_model", "model_group", "vendor", "deployment", "upstream_model", "status",
     "error_class", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "priced", "price_source", "latency_ms", "attempts",
-    "usage_estimated",
-    "client_request_id",
+    "usage_estimated", "client_request_id", "stream", "ttft_ms", "route",
 )
 
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ledger", "usage_estimated", "INTEGER NOT NULL DEFAULT 0"),
     ("ledger", "client_request_id", "TEXT"),
+    # The ledger became the request log (issue 12): what only the request_log table had.
+    ("ledger", "stream", "INTEGER NOT NULL DEFAULT 0"),
+    ("ledger", "ttft_ms", "DOUBLE PRECISION"),
+    ("ledger", "route", "TEXT"),
 )
 """(table, column, type) added after a table was first created: each backend adds the ones a
 database made by an older version lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from polyroute.storage.database import Database, Row, RowsRejected, StoreUnavailable
-from polyroute.storage.sql import ADDED_COLUMNS, ADDED_INDEXES, REQUEST_LOG_SCHEMA, SCHEMA
+from polyroute.storage.sql import ADDED_COLUMNS, ADDED_INDEXES, SCHEMA
 
 T = TypeVar("T")
 
@@ -23,12 +23,6 @@ def connect(path: str) -> sqlite3.Connection:
     # WAL + NORMAL survives a process crash; only an OS crash can lose the last commits.
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
-    conn.executescript(REQUEST_LOG_SCHEMA)
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(request_log)")}
-    if "route" not in columns:  # a database made before the auto-router
-        conn.execute("ALTER TABLE request_log ADD COLUMN route TEXT")
-    if "client_request_id" not in columns:  # made before client ids were kept apart
-        conn.execute("ALTER TABLE request_log ADD COLUMN client_request_id TEXT")
     return conn
 
 

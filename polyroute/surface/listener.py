@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+import socket
 import time
 from typing import Any
 
@@ -131,11 +132,14 @@ class _GatedHandler(RequestHandler):
 
 class _GatedSite(web.BaseSite):
     def __init__(self, runner: web.AppRunner, host: str, port: int, gate: ConnectionGate,
-                 handler_args: dict[str, Any], backlog: int) -> None:
+                 handler_args: dict[str, Any], backlog: int, *,
+                 sock: socket.socket | None = None, reuse_port: bool = False) -> None:
         super().__init__(runner, backlog=backlog)
         self._host, self._port = host, port
         self._gate = gate
         self._handler_args = handler_args
+        self._sock = sock
+        self._reuse_port = reuse_port
 
     @property
     def name(self) -> str:
@@ -151,23 +155,31 @@ class _GatedSite(web.BaseSite):
         def protocol() -> _GatedHandler:
             return _GatedHandler(manager, gate, loop=loop, **args)
 
-        self._server = await loop.create_server(protocol, self._host, self._port,
-                                                backlog=self._backlog, reuse_address=True)
+        if self._sock is not None:  # listening already (a worker of a pre-fork parent)
+            self._server = await loop.create_server(protocol, sock=self._sock,
+                                                    backlog=self._backlog)
+        else:
+            self._server = await loop.create_server(
+                protocol, self._host, self._port, backlog=self._backlog, reuse_address=True,
+                reuse_port=self._reuse_port or None)
 
 
 def serve(app: web.Application, settings: ServerSettings, loop: asyncio.AbstractEventLoop,
-          gate: ConnectionGate) -> None:
-    """Run ``app`` until SIGINT or SIGTERM, as ``web.run_app`` would, behind ``gate``."""
+          gate: ConnectionGate, *, sock: socket.socket | None = None,
+          reuse_port: bool = False) -> None:
+    """Run ``app`` until SIGINT or SIGTERM, as ``web.run_app`` would, behind ``gate``; then
+    give requests in flight ``settings.shutdown_grace_s`` to finish. ``sock``: a listening
+    socket to accept on instead of binding; ``reuse_port``: bind with SO_REUSEPORT (workers)."""
     handler_args: dict[str, Any] = {"access_log": None,
                                     "keepalive_timeout": settings.header_timeout_s}
 
     async def main() -> None:
         runner = web.AppRunner(app, handle_signals=True, handler_cancellation=True,
-                               **handler_args)
+                               shutdown_timeout=settings.shutdown_grace_s, **handler_args)
         await runner.setup()
         try:
             site = _GatedSite(runner, settings.host, settings.port, gate, handler_args,
-                              backlog=1024)
+                              backlog=1024, sock=sock, reuse_port=reuse_port)
             await site.start()
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         finally:

@@ -4,10 +4,11 @@ How the port is shared: the parent binds it first (so a port in use, or port 0, 
 once, before any worker exists) and keeps that socket bound but not listening; each worker
 then binds the same address with ``SO_REUSEPORT`` and the kernel spreads new connections over
 the workers' listening sockets by a hash of the connection. Measured against the pre-fork
-alternative (one listening socket inherited by every worker): with aiohttp on uvloop the
-shared socket lets whichever worker wakes first take a burst of connections, so one worker
-can hold most of a client pool's connections; SO_REUSEPORT spreads them (docs/operations.md
-has the figures). Its cost: connections queued on a worker that dies are reset; clients retry.
+alternative (one listening socket inherited by every worker): with uvloop the worker that
+wakes first accepts everything queued, so a client pool opening 16 connections at once put
+15 or all 16 of them on one worker in 4 of 6 bursts; SO_REUSEPORT spread them (5–11 at the
+worst). Under saturating load both balance CPU alike (docs/operations.md has the figures).
+Its cost: connections queued on a worker that dies are reset; clients retry.
 
 Workers are forked, not re-executed: the config was loaded and checked once, and the parent
 has started no thread and no event loop when it forks. Each worker builds its own app

@@ -228,3 +228,26 @@ def test_workers_flag_is_checked() -> None:
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2
     assert "from 1 to 256" in done.stderr
+
+
+def test_a_segment_being_created_is_never_adopted_and_a_dead_ones_is_removed(
+        tmp_path: Path) -> None:
+    import fcntl
+
+    from polyroute.storage.spool import Spool
+
+    creating = tmp_path / ".ledger-00000000000000000001-1.seg.new"
+    creating.write_bytes(b"")
+    held = os.open(creating, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sibling worker, mid-creation
+    first = Spool(str(tmp_path))
+    first.open()
+    assert creating.exists() and first.adopted == 0
+    os.close(held)  # that worker died before naming its segment
+    second = Spool(str(tmp_path))
+    second.open()
+    assert not creating.exists() and second.adopted == 0  # first's live segment is locked
+    first.append(b'{"a":1}\n')
+    assert [p.name.startswith("ledger-") for p in tmp_path.iterdir()] == [True, True]
+    first.close()
+    second.close()

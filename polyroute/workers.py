@@ -53,7 +53,8 @@ KEYS_NEED_REDIS = 78
 _SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _KILL_MARGIN_S = 10.0
-"""After the grace period, this long for the ledger flush before stragglers get SIGKILL."""
+"""Beyond twice the grace (aiohttp waits up to the grace for a handler, then as long again
+for it to unwind after cancelling it), this long for the ledger flush before SIGKILL."""
 _STEADY_S = 10.0
 """A worker that lived this long is restarted at once; one that died sooner waits longer."""
 _MAX_PAUSE_S = 30.0
@@ -212,7 +213,7 @@ class _Supervisor:
         for pid in self.workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self._config.server.shutdown_grace_s + _KILL_MARGIN_S
+        deadline = time.monotonic() + 2 * self._config.server.shutdown_grace_s + _KILL_MARGIN_S
         while self.workers:
             self._reap()
             left = deadline - time.monotonic()
@@ -298,9 +299,15 @@ def _watch(parent: int, config: GatewayConfig, count: int, verdict: list[int],
 
 def _bind(host: str, port: int) -> socket.socket:
     """A socket bound to the address with SO_REUSEPORT, not listening: it settles the port
-    (port 0 becomes a real one) and keeps any process without SO_REUSEPORT off it."""
+    (port 0 becomes a real one) and keeps any process without SO_REUSEPORT off it. A first
+    bind without SO_REUSEPORT fails if anything holds the port, so a second gateway (even
+    one with workers, whose sockets would accept a newcomer) is refused, not joined."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+        address = probe.getsockname()
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

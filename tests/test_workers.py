@@ -223,6 +223,21 @@ def test_a_key_created_while_open_workers_run_stops_them_all(tmp_path: Path) -> 
         assert "needs state.redis_url when client keys are in use" in gw.log()
 
 
+def test_a_port_in_use_is_one_line_even_if_its_holder_has_workers(tmp_path: Path) -> None:
+    with SimServer(api_key=SIM_KEY) as sim, GatewayProcess(open_config(sim), ENV) as gw:
+        config = open_config(sim)
+        config["storage"]["spool_dir"] = str(tmp_path / "spool")
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        done = subprocess.run(
+            [sys.executable, "-m", "polyroute", "serve", "--config", str(path), "--port",
+             str(gw.port)], env={**os.environ, **ENV, "XDG_DATA_HOME": str(tmp_path)},
+            capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{gw.port}" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
 def test_workers_flag_is_checked() -> None:
     done = subprocess.run([sys.executable, "-m", "polyroute", "serve", "--workers", "0"],
                           capture_output=True, text=True, timeout=30, check=False)

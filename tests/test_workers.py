@@ -64,7 +64,7 @@ def alive(pids: set[int]) -> set[int]:
     return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
-def stop(gw: GatewayProcess, timeout_s: float = 40.0) -> int:
+def stop(gw: GatewayProcess, timeout_s: float = 60.0) -> int:
     gw.proc.send_signal(signal.SIGTERM)
     return gw.proc.wait(timeout_s)
 

@@ -33,7 +33,8 @@ import targets
 from report import Result, Scenario, render
 from targets import BENCH_DIR, REPO_DIR, Target
 
-ALL_TARGETS = ("upstream", "floor", "polyroute", "polyroute-keys", "polyroute-redis", "litellm")
+ALL_TARGETS = ("upstream", "floor", "polyroute", "polyroute-w2", "polyroute-keys",
+               "polyroute-redis", "polyroute-redis-w2", "litellm")
 DEFAULT_TARGETS = ("upstream", "floor", "polyroute", "litellm")
 SCENARIOS = (
     Scenario(stream=False, connections=1),
@@ -50,6 +51,8 @@ STARTERS: dict[str, Starter] = {
     "polyroute": targets.start_polyroute,
     "polyroute-keys": targets.start_polyroute_keys,
     "polyroute-redis": targets.start_polyroute_redis,
+    "polyroute-w2": targets.start_polyroute_w2,
+    "polyroute-redis-w2": targets.start_polyroute_redis_w2,
     "litellm": targets.start_litellm,
 }
 

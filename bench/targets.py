@@ -208,6 +208,22 @@ def start_polyroute_redis(work: Path, upstream_port: int, cpus: str | None) -> T
     return _with_key(start_polyroute(work, upstream_port, cpus, extra, "polyroute-redis"))
 
 
+_TWO_WORKERS = "server:\n  workers: 2\n"
+
+
+def start_polyroute_w2(work: Path, upstream_port: int, cpus: str | None) -> Target:
+    """polyroute defaults served by two worker processes (serve --workers 2)."""
+    return start_polyroute(work, upstream_port, cpus, _TWO_WORKERS, "polyroute-w2")
+
+
+def start_polyroute_redis_w2(work: Path, upstream_port: int, cpus: str | None) -> Target:
+    """polyroute-redis served by two worker processes: keys, limits and budgets shared
+    through Redis, as more than one worker with keys requires."""
+    extra = (_KEYS_CONFIG + "state:\n  redis_url: redis://127.0.0.1:6379/13\n"
+             + _TWO_WORKERS)
+    return _with_key(start_polyroute(work, upstream_port, cpus, extra, "polyroute-redis-w2"))
+
+
 def _with_key(target: Target) -> Target:
     import http.client
     import json

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
     serve.add_argument("--log-level", default=os.environ.get("POLYROUTE_LOG_LEVEL", "INFO"))
+    serve.add_argument("--workers", type=_worker_count, help="processes serving the port (default: "
+                       "server.workers, 1); more than one with client keys needs Redis")
     serve.set_defaults(run=_serve)
 
     sub.add_parser("sim", help="run the provider simulator (see 'polyroute sim --help')")
@@ -61,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     schema = config_sub.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(run=_config_schema)
     return parser
+
+
+def _worker_count(text: str) -> int:
+    count = int(text) if text.isdigit() else 0
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError(f"expected a number of processes from 1 to 256, "
+                                         f"got {text!r}")
+    return count
 
 
 def _load(path: str | None) -> object:
@@ -94,8 +104,13 @@ def _serve(ns: argparse.Namespace) -> int:
     server = config.server
     server = replace(server, host=ns.host or server.host,
                      port=ns.port if ns.port is not None else server.port)
+    server = replace(server, workers=ns.workers if ns.workers is not None else server.workers)
     config = replace(config, server=server)
     _announce(config)
+    if server.workers > 1:
+        from polyroute.workers import WorkerRuntime, serve_workers
+
+        return serve_workers(config, server.workers, WorkerRuntime(_new_loop, _tune_gc))
     app = build_app(config)
     gate = ConnectionGate(connection_cap(server.max_connections), server.max_connections_per_ip)
     watch_connections(app, gate)

@@ -102,6 +102,8 @@ class ServerSettings:
     header_timeout_s: float = 10.0
     max_connections: int = 8192
     max_connections_per_ip: int = 512
+    workers: int = 1
+    shutdown_grace_s: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)

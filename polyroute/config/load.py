@@ -200,7 +200,8 @@ def _compile(
         server=c.ServerSettings(cfg.server.host, cfg.server.port, cfg.server.max_body_bytes,
                                 cfg.server.body_timeout_s, cfg.server.stream_keepalive_s,
                                 cfg.server.header_timeout_s, cfg.server.max_connections,
-                                cfg.server.max_connections_per_ip),
+                                cfg.server.max_connections_per_ip, cfg.server.workers,
+                                cfg.server.shutdown_grace_s),
         storage=c.StorageSettings(
             sqlite_path=sqlite_path,
             flush_interval_s=storage.flush_interval_s,

@@ -49,6 +49,12 @@ class ServerSection(_Section, kw_only=True):
     max_connections_per_ip: Annotated[int, Meta(ge=0)] = 512
     """Open connections from one client address at most (0: no cap). Behind a load balancer
     or reverse proxy every client shares its address: raise this, or set 0."""
+    workers: Annotated[int, Meta(ge=1, le=256)] = 1
+    """Processes serving the port (polyroute serve --workers N overrides it). More than one
+    with client keys needs state.redis_url, so limits and budgets stay exact across them."""
+    shutdown_grace_s: Annotated[float, Meta(ge=0)] = 20.0
+    """On SIGTERM or SIGINT, requests in flight get this long to finish before they are
+    cancelled; then the ledger is flushed."""
 
 
 class MetricsSection(_Section, kw_only=True):

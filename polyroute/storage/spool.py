@@ -58,6 +58,8 @@ class Spool:
     def open(self) -> None:
         """Adopt the segments of dead processes (oldest first), then start a live one."""
         self._dir.mkdir(parents=True, exist_ok=True)
+        for path in self._dir.glob(".ledger-*.seg.new"):  # died before naming it: empty
+            _remove_unlocked(path)
         for path in sorted(self._dir.glob("ledger-*.seg")):
             fd = os.open(path, os.O_RDWR)
             try:
@@ -71,9 +73,13 @@ class Spool:
     def _rotate(self) -> None:
         name = f"ledger-{time.time_ns():020d}-{os.getpid()}.seg"
         path = self._dir / name
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        # Locked before it carries a name others adopt: a process starting at this moment
+        # (a sibling worker) must not take a live segment for a dead one's.
+        creating = self._dir / f".{name}.new"
+        fd = os.open(creating, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.ftruncate(fd, CAPACITY)
+        os.rename(creating, path)
         if self._live is not None:
             self._live.live = False
         self._live = Segment(path, fd, live=True, map=mmap.mmap(fd, CAPACITY))
@@ -163,6 +169,16 @@ def _written_end(fd: int) -> int:
     with mmap.mmap(fd, size, prot=mmap.PROT_READ) as view:
         end = view.find(b"\x00")
     return size if end < 0 else end
+
+
+def _remove_unlocked(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError: its creator lives
+            path.unlink()
+        finally:
+            os.close(fd)
 
 
 def _close(seg: Segment) -> None:

@@ -19,10 +19,11 @@ T = TypeVar("T")
 def connect(path: str) -> sqlite3.Connection:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    # First: with several processes (serve --workers) even switching to WAL may wait a lock.
+    conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA journal_mode=WAL")
     # WAL + NORMAL survives a process crash; only an OS crash can lose the last commits.
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=5000")
     return conn
 
 

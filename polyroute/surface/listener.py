@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import resource
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -133,11 +134,14 @@ class _GatedHandler(RequestHandler):
 
 class _GatedSite(web.BaseSite):
     def __init__(self, runner: web.AppRunner, host: str, port: int, gate: ConnectionGate,
-                 handler_args: dict[str, Any], backlog: int) -> None:
+                 handler_args: dict[str, Any], backlog: int, *,
+                 sock: socket.socket | None = None, reuse_port: bool = False) -> None:
         super().__init__(runner, backlog=backlog)
         self._host, self._port = host, port
         self._gate = gate
         self._handler_args = handler_args
+        self._sock = sock
+        self._reuse_port = reuse_port
 
     @property
     def name(self) -> str:
@@ -153,8 +157,13 @@ class _GatedSite(web.BaseSite):
         def protocol() -> _GatedHandler:
             return _GatedHandler(manager, gate, loop=loop, **args)
 
-        self._server = await loop.create_server(protocol, self._host, self._port,
-                                                backlog=self._backlog, reuse_address=True)
+        if self._sock is not None:  # listening already (a worker of a pre-fork parent)
+            self._server = await loop.create_server(protocol, sock=self._sock,
+                                                    backlog=self._backlog)
+        else:
+            self._server = await loop.create_server(
+                protocol, self._host, self._port, backlog=self._backlog, reuse_address=True,
+                reuse_port=self._reuse_port or None)
 
 
 class CannotListen(Exception):
@@ -162,20 +171,23 @@ class CannotListen(Exception):
 
 
 def serve(app: web.Application, settings: ServerSettings, loop: asyncio.AbstractEventLoop,
-          gate: ConnectionGate, on_listening: Callable[[], None] | None = None) -> None:
-    """Run ``app`` until SIGINT or SIGTERM, as ``web.run_app`` would, behind ``gate``.
-    ``on_listening`` runs once the socket is bound, so "listening" is only ever said when
-    true; a bind that fails raises :class:`CannotListen`."""
+          gate: ConnectionGate, *, on_listening: Callable[[], None] | None = None,
+          sock: socket.socket | None = None, reuse_port: bool = False) -> None:
+    """Run ``app`` until SIGINT or SIGTERM, as ``web.run_app`` would, behind ``gate``; then
+    give requests in flight ``settings.shutdown_grace_s`` to finish. ``on_listening`` runs once
+    the socket is bound, so "listening" is only ever said when true; a bind that fails raises
+    :class:`CannotListen`. ``sock``: a listening socket to accept on instead of binding;
+    ``reuse_port``: bind with SO_REUSEPORT (workers)."""
     handler_args: dict[str, Any] = {"access_log": None,
                                     "keepalive_timeout": settings.header_timeout_s}
 
     async def main() -> None:
         runner = web.AppRunner(app, handle_signals=True, handler_cancellation=True,
-                               **handler_args)
+                               shutdown_timeout=settings.shutdown_grace_s, **handler_args)
         await runner.setup()
         try:
             site = _GatedSite(runner, settings.host, settings.port, gate, handler_args,
-                              backlog=1024)
+                              backlog=1024, sock=sock, reuse_port=reuse_port)
             try:
                 await site.start()
             except OSError as exc:

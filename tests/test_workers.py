@@ -35,7 +35,7 @@ def open_config(sim: SimServer) -> dict[str, Any]:
     return {
         "providers": {"sim": {"base_url": sim.base_url, "api_key": "${SIM_KEY}"}},
         "model_groups": {"chat": {"deployments": [{"provider": "sim", "model": "gpt-4o-mini"}]}},
-        "storage": {"flush_interval_s": 0.1, "request_log": False},
+        "storage": {"flush_interval_s": 0.1},
         "server": {"workers": 2},
     }
 

@@ -169,7 +169,9 @@ async def test_concurrency_limit_holds_across_replicas(
     assert set(statuses) <= {200, 429}, statuses
     flapped = [g.log() for g in replicas if "redis unavailable" in g.log()]
     assert rec.peak == 4, (f"upstream saw {rec.peak} at once", flapped[:1])
-    assert statuses.count(200) == rec.total >= 40  # ~4 every 0.15 s for 2 s
+    # ~4 every 0.15 s for 2 s on an idle machine (about 50): half of that shows the slots are
+    # released and reused across replicas without making the test a timing test.
+    assert statuses.count(200) == rec.total >= 20
 
 
 @pytest.mark.timeout(60)

@@ -66,6 +66,27 @@ def _op(summary: str, ok: dict[str, Any] | None, body: str | None = None, status
 
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _scope_paths(path: str, noun: str, plural: str, struct: str,
+                 delete: str) -> dict[str, Any]:
+    """The list, create, read, change, delete and budget paths of teams and organisations."""
+    article = "an" if noun[0] in "aeiou" else "a"
+    return {
+        f"/admin/{path}": {
+            "get": _op(f"List {plural}", _list(f"{struct}View")),
+            "post": _op(f"Create (or replace) {article} {noun}", _ref(f"{struct}View"),
+                        f"{struct}In", 201),
+        },
+        f"/admin/{path}/{{id}}": {
+            "parameters": [_ID],
+            "get": _op(f"One {noun}", _ref(f"{struct}View")),
+            "patch": _op(f"Change {article} {noun}", _ref(f"{struct}View"), "patch"),
+            "delete": _op(delete, None),
+        },
+        f"/admin/{path}/{{id}}/budget": {"parameters": [_ID], "get": _op(
+            f"{article.capitalize()} {noun}'s spend and limits", _ref("BudgetStatus"))},
+    }
 _QUERY: dict[str, dict[str, Any]] = {
     "team": {"name": "team", "in": "query", "schema": {"type": "string"},
              "description": "only this team's keys"},
@@ -102,30 +123,9 @@ def openapi() -> dict[str, Any]:
         "/admin/keys/{id}/budget": {"parameters": [_ID], "get": _op(
             "A key's spend today, this month and in total, its reservations and limits",
             _ref("BudgetStatus"))},
-        "/admin/teams": {
-            "get": _op("List teams", _list("TeamView")),
-            "post": _op("Create (or replace) a team", _ref("TeamView"), "TeamIn", 201),
-        },
-        "/admin/teams/{id}": {
-            "parameters": [_ID],
-            "get": _op("One team", _ref("TeamView")),
-            "patch": _op("Change a team", _ref("TeamView"), "patch"),
-            "delete": _op("Delete a team and revoke its keys", None),
-        },
-        "/admin/teams/{id}/budget": {"parameters": [_ID], "get": _op(
-            "A team's spend and limits", _ref("BudgetStatus"))},
-        "/admin/orgs": {
-            "get": _op("List organisations", _list("OrgView")),
-            "post": _op("Create (or replace) an organisation", _ref("OrgView"), "OrgIn", 201),
-        },
-        "/admin/orgs/{id}": {
-            "parameters": [_ID],
-            "get": _op("One organisation", _ref("OrgView")),
-            "patch": _op("Change an organisation", _ref("OrgView"), "patch"),
-            "delete": _op("Delete an organisation, its teams, and revoke their keys", None),
-        },
-        "/admin/orgs/{id}/budget": {"parameters": [_ID], "get": _op(
-            "An organisation's spend and limits", _ref("BudgetStatus"))},
+        **_scope_paths("teams", "team", "teams", "Team", "Delete a team and revoke its keys"),
+        **_scope_paths("orgs", "organisation", "organisations", "Org",
+                       "Delete an organisation, its teams, and revoke their keys"),
         "/admin/usage": {"get": _op(
             "Requests, tokens and spend from the ledger, grouped", {
                 "type": "object", "properties": {

@@ -414,9 +414,11 @@ def test_client_request_id_is_kept_apart_from_the_ledger_id(keyed: GatewayProces
         ids.append(raw.headers["x-request-id"])
         assert raw.headers["x-client-request-id"] == (
             "chosen-by-the-client" if i < 4 else "other-id")
-    # Generated ids are 128 random-looking bits: no shared prefix, no counter to guess from.
+    # Generated ids are 48 bits of milliseconds (so they sort by time) then 80 random-looking
+    # bits: no counter to guess the next one from.
     assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in ids)
-    assert len({rid[:8] for rid in ids}) == len(ids)
+    assert ids == sorted(ids)
+    assert len({rid[12:20] for rid in ids}) == len(ids)
 
     deadline, rows = time.monotonic() + 10, []
     while time.monotonic() < deadline and len(rows) < 5:

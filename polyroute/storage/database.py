@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from polyroute.storage.sql import BulkInsert
 
 Row = tuple[Any, ...]
 
@@ -32,6 +35,10 @@ class Database(Protocol):
     async def execute(self, sql: str, *args: Any) -> None: ...
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    async def insert_rows(self, insert: BulkInsert, rows: Sequence[Sequence[Any]]) -> None:
+        """All ``rows`` in one transaction, as few statements as the database likes."""
+        ...
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
 

@@ -27,7 +27,7 @@ import msgspec
 
 from polyroute.storage.database import Database, RowsRejected, StoreUnavailable
 from polyroute.storage.spool import Spool
-from polyroute.storage.sql import INSERT_LEDGER
+from polyroute.storage.sql import LEDGER_INSERT
 
 log = logging.getLogger("polyroute.ledger")
 
@@ -204,7 +204,7 @@ class LedgerWriter:
         """Insert ``rows``; if the database refuses some, halve until they are found (inserts
         are idempotent, so rows of a half that went in before are not doubled)."""
         try:
-            await self._db.executemany(INSERT_LEDGER, [row for row, _ in rows])
+            await self._db.insert_rows(LEDGER_INSERT, [row for row, _ in rows])
         except RowsRejected as exc:
             if len(rows) == 1:
                 await self._quarantine([rows[0][1]], str(exc))

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from polyroute.storage.database import Database, Row, RowsRejected, StoreUnavailable
-from polyroute.storage.sql import ADDED_COLUMNS, ADDED_INDEXES, SCHEMA
+from polyroute.storage.sql import ADDED_COLUMNS, ADDED_INDEXES, SCHEMA, BulkInsert
 
 _MIGRATION_LOCK = 0x706F6C79  # pg_advisory_lock key: replicas starting together migrate once
 # asyncpg raises these when the server is gone or refuses; all mean "unavailable, try later".
@@ -92,6 +92,10 @@ class PostgresDatabase:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"postgres: {exc.__class__.__name__}: {exc}") from exc
 
+    async def insert_rows(self, insert: BulkInsert, rows: Sequence[Sequence[Any]]) -> None:
+        # asyncpg pipelines executemany in one round trip, on the event loop: nothing to gain.
+        await self.executemany(insert.statement(1), rows)
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
             async with self._p().acquire(timeout=self._timeout) as conn:
@@ -128,6 +132,9 @@ class _Connection:
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._conn.executemany(self._db.numbered(sql), rows)
+
+    async def insert_rows(self, insert: BulkInsert, rows: Sequence[Sequence[Any]]) -> None:
+        await self.executemany(insert.statement(1), rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return [tuple(r) for r in await self._conn.fetch(self._db.numbered(sql), *args)]

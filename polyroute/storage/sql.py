@@ -1,5 +1,9 @@
 """The SQL polyroute runs, in one place."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 # ---------------------------------------------------------------------------------------------
 # Keys, teams, organisations and the spend ledger. Every statement below runs unchanged on
 # SQLite and PostgreSQL: '?' placeholders (postgres.py numbers them), TEXT / BIGINT / INTEGER /
@@ -105,12 +109,33 @@ ADDED_INDEXES: tuple[str, ...] = (
 )
 """Indexes on ``ADDED_COLUMNS``, created once those columns exist."""
 
+
+
+@dataclass(frozen=True, slots=True)
+class BulkInsert:
+    """An INSERT that may carry many rows in one statement: ``head`` + ``row`` × n + ``tail``.
+
+    SQLite runs each statement with the GIL released, but takes it back between statements,
+    so ``executemany`` (one statement per row) makes its thread wait for the event loop's
+    thread once a row, which at saturation left the ledger half behind. Many rows a statement
+    make that one wait a batch (``SqliteDatabase.insert_rows``)."""
+
+    head: str
+    row: str
+    tail: str
+
+    def statement(self, rows: int) -> str:
+        return f"{self.head}{', '.join([self.row] * rows)}{self.tail}"
+
+
 # Idempotent on entry_id: a batch flushed again after a crash (before the spool was
 # truncated) inserts nothing twice.
-INSERT_LEDGER = (
-    f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (entry_id) DO NOTHING"
+LEDGER_INSERT = BulkInsert(
+    head=f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ",
+    row=f"({', '.join('?' for _ in LEDGER_COLUMNS)})",
+    tail=" ON CONFLICT (entry_id) DO NOTHING",
 )
+INSERT_LEDGER = LEDGER_INSERT.statement(1)
 
 BUMP_REVISION = "UPDATE revision SET n = n + 1 WHERE id = 1 RETURNING n"
 CURRENT_REVISION = "SELECT n FROM revision WHERE id = 1"

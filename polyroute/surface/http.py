@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -89,14 +90,20 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
 
 
 class RequestIds:
-    """Unique, unguessable ids without a syscall per request: a counter under a keyed hash.
+    """Unique, unguessable ids that sort by time, without a syscall per request.
 
     The id names a request in the ledger and the admin API, so nobody may pick it (a client's
-    ``x-request-id`` is kept apart, see :func:`client_request_id`) nor predict the next one
-    from the last: BLAKE2b keyed with 32 random bytes per process makes each id a pseudorandom
-    function of the counter, so ids are unique within a process and 128 bits apart across."""
+    ``x-request-id`` is kept apart, see :func:`client_request_id`) nor predict another from
+    one seen: the last 80 bits are BLAKE2b of a counter keyed with 32 random bytes per process,
+    a pseudorandom function, so ids are unique within a process and unguessable across.
 
-    def __init__(self) -> None:
+    The first 48 bits are the time in milliseconds, as in UUIDv7 and ULID, so the ledger's
+    index on ``request_id`` grows at its end. With wholly random ids each insert touched a
+    random page of that index, which cost the SQLite flusher twice the CPU per record once
+    the index outgrew the page cache (issue 12: the ledger fell half behind at saturation)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._reseed()
         # A process forked after import must not repeat its parent's ids.
         os.register_at_fork(after_in_child=self._reseed)
@@ -107,7 +114,8 @@ class RequestIds:
 
     def new(self) -> str:
         counter = self._next().to_bytes(8, "little")
-        return hashlib.blake2b(counter, key=self._key, digest_size=16).hexdigest()
+        unguessable = hashlib.blake2b(counter, key=self._key, digest_size=10).hexdigest()
+        return f"{int(self._clock() * 1000) & 0xFFFF_FFFF_FFFF:012x}{unguessable}"
 
 
 _IDS = RequestIds()

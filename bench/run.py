@@ -169,6 +169,40 @@ def wait_ready(target: Target) -> None:
             time.sleep(0.5)
 
 
+_BACKLOG = re.compile(rb"^polyroute_ledger_backlog_bytes(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
+DRAIN_TIMEOUT_S = 300.0
+
+
+def ledger_backlog(target: Target) -> float | None:
+    """Spooled ledger bytes the target has not yet written to its database (summed over the
+    series of the worker that answered), or None: the target has no ledger metric."""
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    values = _BACKLOG.findall(body)
+    return sum(float(v) for v in values) if values else None
+
+
+def drain_ledger(target: Target) -> None:
+    """Wait until the target's ledger flusher has caught up, so that one scenario's CPU is not
+    charged with an earlier one's records. With ``--workers`` each poll reaches one worker at
+    random, so three zero readings in a row are required."""
+    zeros, deadline = 0, time.monotonic() + DRAIN_TIMEOUT_S
+    while zeros < 3 and time.monotonic() < deadline:
+        backlog = ledger_backlog(target)
+        if backlog is None:
+            return
+        zeros = zeros + 1 if backlog == 0 else 0
+        time.sleep(0.2)
+    if zeros < 3:
+        print(f"  {target.name}: the ledger did not catch up within {DRAIN_TIMEOUT_S:.0f} s")
+
+
 # --- wrk ------------------------------------------------------------------------------------
 
 
@@ -209,13 +243,17 @@ def measure(
 ) -> Result:
     body_file = args.work / "bodies" / ("stream.json" if scenario.stream else "chat.json")
     cpus = "0" if args.pin else None
-    # CPU is read right around the wrk run so that idle time between runs is not charged.
+    # CPU is read right around the wrk run so that idle time between runs is not charged;
+    # the ledger is drained before (earlier records are not this run's) and after (writing
+    # this run's records is part of what a request costs).
+    drain_ledger(target)
     cpu_before = procs.cpu_seconds(target.proc.pid)
     up_before = procs.cpu_seconds(upstream.proc.pid)
     stats, output = run_wrk(
         target.url(scenario.stream), scenario.connections, args.duration, body_file, cpus,
         target.client_key,
     )
+    drain_ledger(target)
     cpu = procs.cpu_seconds(target.proc.pid) - cpu_before
     up_cpu = procs.cpu_seconds(upstream.proc.pid) - up_before
     raw.append(f"## {target.name} {scenario.label}\n{output}")

@@ -1,5 +1,7 @@
-"""RouteLLM response CSVs (e.g. ``mmlu/responses/mmlu_<subject>.csv``): a ``prompt`` column and
-one True/False column per model. The task is the subject, from the file name. A
+"""RouteLLM response CSVs: a ``prompt`` column and one True/False column per model, as in
+``mmlu/responses/mmlu_<subject>.csv``; ``gsm8k/gsm8k_responses.csv`` also carries each model's
+answer text in a ``<model>_response`` column, which is skipped. The task is the subject or
+benchmark, from the file name (``mmlu_anatomy`` → anatomy, ``gsm8k_responses`` → gsm8k). A
 ``contaminated_prompts.jsonl`` anywhere in the directory lists prompts RouteLLM drops before
 scoring; they are dropped here too."""
 
@@ -20,10 +22,26 @@ _TRUE = {"true", "1", "1.0", "yes"}
 _FALSE = {"false", "0", "0.0", "no"}
 
 
+RESPONSE_SUFFIX = "_response"
+
+
 def is_routellm_header(header: Sequence[str], first_row: Sequence[str]) -> bool:
-    if not header or header[0] != "prompt" or len(header) < 3 or len(first_row) != len(header):
+    if not header or header[0] != "prompt" or len(first_row) != len(header):
         return False
-    return all(v.strip().lower() in _TRUE | _FALSE for v in first_row[1:])
+    models = _model_columns(header)
+    return len(models) >= 2 and all(
+        first_row[j].strip().lower() in _TRUE | _FALSE for j in models)
+
+
+def _model_columns(header: Sequence[str]) -> list[int]:
+    """The True/False columns: every one after ``prompt`` but a model's answer text."""
+    names = set(header)
+    return [j for j, name in enumerate(header) if j > 0 and not (
+        name.endswith(RESPONSE_SUFFIX) and name[:-len(RESPONSE_SUFFIX)] in names)]
+
+
+def task_of(path: Path) -> str:
+    return path.stem.removeprefix("mmlu_").removesuffix("_responses")
 
 
 def read_contaminated(path: Path) -> set[str]:
@@ -42,17 +60,18 @@ def read_routellm(paths: Sequence[Path], contaminated: Iterable[str] = ()) -> li
     by_models: dict[tuple[str, ...], list[tuple[str, str, list[float]]]] = {}
     files: dict[tuple[str, ...], list[str]] = {}
     for path in paths:
-        subject = path.stem.removeprefix("mmlu_")
+        subject = task_of(path)
         with open_csv(path) as handle:
             reader = csv.reader(handle)
             header = next(reader)
-            models = tuple(header[1:])
+            columns = _model_columns(header)
+            models = tuple(header[j] for j in columns)
             rows = by_models.setdefault(models, [])
             files.setdefault(models, []).append(str(path))
             for row in reader:
                 if len(row) != len(header) or row[0] in drop:
                     continue
-                rows.append((row[0], subject, [_truth(v) for v in row[1:]]))
+                rows.append((row[0], subject, [_truth(row[j]) for j in columns]))
     tables = []
     for models, rows in by_models.items():
         prices = [list_price(m) for m in models]

@@ -36,7 +36,7 @@ def read_routerbench(paths: Sequence[Path]) -> list[RoutingTable]:
                 quality = [_number(row.get(m)) for m in models]
                 cost = [_number(row.get(m + COST_SUFFIX)) for m in models]
                 task = row.get("eval_name") or path.stem
-                rows.append((_prompt_text(row["prompt"]), task, quality, cost))
+                rows.append((prompt_text(row["prompt"]), task, quality, cost))
     tables = []
     for models, rows in by_models.items():
         tables.append(RoutingTable(
@@ -48,7 +48,7 @@ def read_routerbench(paths: Sequence[Path]) -> list[RoutingTable]:
     return tables
 
 
-def _prompt_text(raw: str) -> str:
+def prompt_text(raw: str) -> str:
     """The column holds a Python list literal of the conversation's turns."""
     if raw.startswith("[") and raw.endswith("]"):
         try:

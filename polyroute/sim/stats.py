@@ -30,6 +30,7 @@ class SimStats:
         self.streams_aborted_by_peer = 0
         self.requests_aborted_by_peer = 0
         self.last_request: dict[str, Any] | None = None
+        self.last_response_body: str | None = None
 
     def record_selection(self, model: str, fault: Fault | None) -> None:
         self.requests_by_model[model] += 1
@@ -50,4 +51,5 @@ class SimStats:
             "requests_aborted_by_peer": self.requests_aborted_by_peer,
             "active_requests": self.active_requests,
             "last_request": self.last_request,
+            "last_response_body": self.last_response_body,
         }

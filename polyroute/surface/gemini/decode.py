@@ -202,7 +202,7 @@ def _content(content: Content, i: int, calls: _Calls,
         if response is not None:
             call_id = calls.answer(response.name, response.id, f"call_{i}_{j}")
             out.append(Message("tool", _encode(response.response or {}).decode(),
-                               name=response.name, tool_call_id=call_id))
+                               tool_call_id=call_id))
             continue
         translated = _user_part(part, f"{where}.parts[{j}]", skipped)
         if translated is not None:

@@ -155,6 +155,8 @@ class StreamEncoder:
         self._calls: dict[int, _Call] = {}
         self._finish: str | None = None
         self._sent_finish = False
+        self._translating = False
+        """A chunk without the upstream's bytes came: the stream's end is ours to send."""
 
     def start(self) -> bytes:
         return b""
@@ -165,6 +167,7 @@ class StreamEncoder:
             if chunk.native is not None:
                 out.append(chunk.native)
                 continue
+            self._translating = True
             self._id = self._id or chunk.id
             self._model = chunk.model or self._model
             parts: list[dict[str, Any]] = []
@@ -189,7 +192,9 @@ class StreamEncoder:
         return b"".join(out)
 
     def finish(self) -> bytes:
-        return b"" if self._sent_finish else self._final(None)
+        if self._sent_finish or (self._finish is None and not self._translating):
+            return b""  # sent, or the upstream's own events ended the stream
+        return self._final(None)
 
     def fail(self, exc: GatewayError) -> bytes:
         """Google's error object as an event: the google-genai SDK raises on it, so a cut

@@ -8,6 +8,8 @@ what they cannot carry, and failover, recovery and billing keep working."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -181,16 +183,56 @@ def test_failover_before_the_first_content_forwards_the_same_body(
     assert relayed == answer
 
 
+def ledger_row(gateway: GatewayProcess, client_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(gateway.db_path) as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM ledger WHERE client_request_id = ?",
+                             (client_id,)).fetchone()
+        if row is not None or time.monotonic() > deadline:
+            assert row is not None, "no ledger record"
+            return dict(row)
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_passed_through_answers_are_billed_from_the_upstreams_usage(
+    client: anthropic.Anthropic, gateway: GatewayProcess, stream: bool,
+) -> None:
+    client_id = f"passthrough-bill-{stream}"
+    if stream:
+        with client.messages.stream(model="claude", max_tokens=300, messages=USER,
+                                    extra_body=UNMODELED,
+                                    extra_headers={"x-client-request-id": client_id}) as s:
+            usage = s.get_final_message().usage
+    else:
+        usage = client.messages.create(model="claude", max_tokens=300, messages=USER,
+                                       extra_body=UNMODELED,
+                                       extra_headers={"x-client-request-id": client_id}).usage
+    row = ledger_row(gateway, client_id)
+    assert row["status"] == 200 and row["stream"] == int(stream)
+    assert row["deployment"] and row["upstream_model"] == "claude-sim"
+    assert row["prompt_tokens"] == usage.input_tokens > 0
+    assert row["completion_tokens"] == usage.output_tokens > 0
+    assert not row["usage_estimated"]
+
+
 def test_a_stream_cut_mid_answer_is_finished_and_billed_once(
     client: anthropic.Anthropic, gateway: GatewayProcess,
 ) -> None:
-    with client.messages.stream(model="cut", max_tokens=300, messages=USER) as stream:
+    with client.messages.stream(model="cut", max_tokens=300, messages=USER,
+                                extra_headers={"x-client-request-id": "passthrough-cut"},
+                                ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == DEFAULT_TEXT, "the recovery finished the answer where the cut left it"
     assert final.stop_reason == "end_turn"
-    # Both attempts billed, summed in the one usage block the client sees.
-    assert final.usage.output_tokens > 0
+    assert "resumed by continuation on cut-b" in gateway.log()
+    # Both attempts billed: the ledger and the client's one usage block hold their sum.
+    row = ledger_row(gateway, "passthrough-cut")
+    assert row["completion_tokens"] == final.usage.output_tokens > 0
+    assert len(json.loads(row["attempts"])) == 2
     with httpx.stream("POST", f"{gateway.root_url}/v1/messages", timeout=15, json={
             "model": "cut", "max_tokens": 300, "messages": USER, "stream": True}) as response:
         names = [line[7:] for line in response.iter_lines() if line.startswith("event: ")]

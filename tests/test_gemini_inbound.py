@@ -52,6 +52,11 @@ def gateway(sim: SimServer) -> Iterator[GatewayProcess]:
             "flash": {"deployments": [{"provider": "gem", "model": "gemini-sim"}]},
             "gpt-echo": {"deployments": [{"provider": "oai", "model": "echo"}]},
             "claude-echo": {"deployments": [{"provider": "ant", "model": "echo"}]},
+            "flash-cut": {"routing": "priority", "deployments": [
+                {"provider": "gem", "model": "gemini-sim@stream_cut:after_chunks=2",
+                 "name": "flash-cut-a"},
+                {"provider": "gem", "model": "gemini-sim", "name": "flash-cut-b",
+                 "priority": 1}]},
             "gpt-cut": {"deployments": [
                 {"provider": "oai", "model": "gpt@stream_cut:after_chunks=2"}]},
         },
@@ -271,3 +276,14 @@ def test_gemini_to_gemini_stream_bytes(gateway: GatewayProcess, sim: SimServer) 
     assert json.loads(stats["last_request"]["body_bytes"]) == body
     assert relayed == stats["last_response_body"].encode(), "the upstream's events, exactly"
 
+
+
+def test_a_gemini_stream_cut_mid_answer_is_spliced(client: genai.Client,
+                                                    gateway: GatewayProcess) -> None:
+    """The first attempt's events went out verbatim; the one that took over is translated
+    (a splice swallows what the client has), and the client sees one answer."""
+    chunks = list(client.models.generate_content_stream(model="flash-cut", contents="Hi"))
+    assert "".join(c.text or "" for c in chunks) == DEFAULT_TEXT
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP  # type: ignore[index]
+    assert chunks[-1].usage_metadata and chunks[-1].usage_metadata.candidates_token_count
+    assert "resumed by splice on flash-cut-b" in gateway.log()

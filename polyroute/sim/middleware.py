@@ -61,8 +61,8 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
         "body": decoded,
         # Kept for bodies that are not JSON, so tests can still see what was sent.
         "body_text": None if decoded is not None else _recorded_text(body),
-        "body_bytes": body.decode("utf-8", errors="replace"),
     }
+    stats.last_request_body = body
     stats.active_requests += 1
     sent = bytearray()
     SENT.set(sent)
@@ -82,8 +82,7 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         stats.active_requests -= 1
     stats.status_codes[response.status] += 1
-    # What the handler wrote, whole, as text (the tests compare a gateway's relay with it).
-    stats.last_response_body = sent.decode("utf-8", errors="replace")
+    stats.last_response_body = sent  # what the handler wrote, whole (decoded when asked)
     return response
 
 

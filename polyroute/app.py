@@ -29,6 +29,8 @@ from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
 from polyroute.surface.exchange import ChatExchange
+from polyroute.surface.gemini.handlers import GeminiHandlers
+from polyroute.surface.gemini.handlers import encode_error as gemini_error
 from polyroute.surface.http import credentials, guarded, request_id
 from polyroute.surface.listener import ConnectionGate
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
@@ -87,8 +89,10 @@ def build_app(config: GatewayConfig) -> web.Application:
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
     exchange = ChatExchange(gateway, policy, config.server)
-    openai = OpenAIHandlers(exchange, ModelCatalog(config, adapters))
+    catalog = ModelCatalog(config, adapters)
+    openai = OpenAIHandlers(exchange, catalog)
     anthropic = AnthropicHandlers(exchange)
+    gemini = GeminiHandlers(exchange, catalog)
     responses = ResponsesHandlers(exchange)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
@@ -100,6 +104,9 @@ def build_app(config: GatewayConfig) -> web.Application:
         ("POST", "/v1/responses", responses.create, responses_error),
         ("POST", "/v1/messages", anthropic.messages, anthropic_error),
         ("POST", "/v1/messages/count_tokens", anthropic.count_tokens, anthropic_error),
+        ("POST", "/v1beta/models/{target:.+}", gemini.call, gemini_error),
+        ("GET", "/v1beta/models", gemini.models, gemini_error),
+        ("GET", "/v1beta/models/{name:.+}", gemini.model, gemini_error),
     ]
     for method, path, handler, encoder in routes:
         app.router.add_route(method, path, guarded(handler, encoder))

@@ -51,6 +51,7 @@ from polyroute.adapters.gemini.stream import StreamTranslator as GeminiStream
 from polyroute.adapters.gemini.wire import EmbedResponse as GeminiEmbeddings
 from polyroute.adapters.gemini.wire import Response as GeminiResponse
 from polyroute.adapters.openai_chat import translate as openai_up
+from polyroute.adapters.passthrough import sse_events
 from polyroute.adapters.sse import sse_data
 from polyroute.config.compiled import Quirks
 from polyroute.errors import ClientError, GatewayError, UpstreamError
@@ -60,6 +61,9 @@ from polyroute.sim.bedrock.eventstream import frame
 from polyroute.surface.anthropic import decode as anthropic_in
 from polyroute.surface.anthropic import encode as anthropic_out
 from polyroute.surface.anthropic.wire import MessagesRequest
+from polyroute.surface.gemini import decode as gemini_in
+from polyroute.surface.gemini import encode as gemini_out
+from polyroute.surface.gemini.wire import GenerateContentRequest
 from polyroute.surface.openai import decode as openai_in
 from polyroute.surface.openai import encode as openai_out
 from polyroute.surface.responses import decode as responses_in
@@ -178,6 +182,11 @@ ANTHROPIC_CHAT = {**CHAT, "max_tokens": 5}
 CHAT_WORDS = vocabulary(ChatRequest) + OPENAI_TAGS
 ANTHROPIC_WORDS = vocabulary(MessagesRequest) + ANTHROPIC_TAGS
 RESPONSES_WORDS = vocabulary(ResponsesRequest) + OPENAI_TAGS
+GEMINI_WORDS = [*vocabulary(GenerateContentRequest), "contents", "systemInstruction",
+                "generationConfig", "toolConfig", "functionDeclarations", "parts", "text",
+                "role", "user", "model", "functionCall", "functionResponse", "inlineData",
+                "thought", "thoughtSignature", "maxOutputTokens", "topK", "googleSearch"]
+GEMINI_CHAT = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 EMBEDDING_WORDS = [*vocabulary(EmbeddingRequest), "float", "base64"]
 
 
@@ -220,6 +229,16 @@ def test_anthropic_messages_decoder(body: bytes, count_only: bool) -> None:
 
 
 @FUZZ
+@given(bodies(GEMINI_WORDS, GEMINI_CHAT), st.booleans())
+def test_gemini_generate_content_decoder(body: bytes, count_only: bool) -> None:
+    decode = (gemini_in.count_request if count_only
+              else lambda b, m: gemini_in.generate_request(b, m, stream=False))
+    request = expect(ClientError, lambda: decode(body, "m"))
+    if request is not None:
+        translate_for_every_upstream(request)
+
+
+@FUZZ
 @given(bodies(RESPONSES_WORDS, {"model": "m", "input": "hi"}))
 def test_responses_decoder(body: bytes) -> None:
     request = expect(ClientError, lambda: responses_in.responses_request(body))
@@ -229,14 +248,15 @@ def test_responses_decoder(body: bytes) -> None:
 
 @FUZZ
 @given(st.integers(min_value=90, max_value=3000), st.sampled_from("[{"),
-       st.sampled_from(["openai", "anthropic", "responses"]))
+       st.sampled_from(["openai", "anthropic", "responses", "gemini"]))
 def test_deep_nesting_is_a_client_error_in_every_dialect(depth: int, opener: str,
                                                          dialect: str) -> None:
     closer = "]" if opener == "[" else "}"
     inner = (opener + ('"k":' if opener == "{" else "")) * depth + "1" + closer * depth
     body = f'{{"model": "m", "max_tokens": 5, "input": {inner}, "messages": {inner}}}'.encode()
     decode = {"openai": openai_in.chat_request, "anthropic": anthropic_in.messages_request,
-              "responses": responses_in.responses_request}[dialect]
+              "responses": responses_in.responses_request,
+              "gemini": lambda b: gemini_in.generate_request(b, "m", stream=False)}[dialect]
     expect(ClientError, lambda: decode(body))
 
 
@@ -275,18 +295,37 @@ def test_sse_reader_never_fails_and_ignores_how_reads_split(data: st.DataObject)
     assert read_sse(pieces) == whole, "events must not depend on how the bytes arrived"
 
 
+def read_events(pieces: list[bytes]) -> list[tuple[bytes, bytes]]:
+    async def collect() -> list[tuple[bytes, bytes]]:
+        return [e async for batch in sse_events(_chunks(pieces)) for e in batch]
+    return asyncio.run(collect())
+
+
+@FUZZ
+@given(st.data())
+def test_passthrough_events_are_the_bytes_that_came(data: st.DataObject) -> None:
+    """The passthrough reader relays events verbatim: joined, they are the stream itself
+    (less a blank tail), however the reads split it."""
+    stream = data.draw(SSE_PIECES)
+    whole = read_events([stream])
+    assert read_events(data.draw(splits(stream))) == whole
+    joined = b"".join(event for event, _ in whole)
+    assert stream.startswith(joined) and not stream[len(joined):].strip()
+
+
 # -- upstream answers: each protocol's parsing, then every dialect's encoding ------------------
 
 def encode_for_every_dialect(response: ChatResponse) -> None:
     openai_out.response_body(response)
     anthropic_out.message_body(response)
     responses_out.response_body(response)
+    gemini_out.response_body(response)
 
 
 def relay_for_every_dialect(chunks: list[ChatChunk]) -> None:
     """The chunks a stream produced, through each dialect's stream encoder."""
     encoders: list[Any] = [openai_out.ChunkEncoder(True), anthropic_out.StreamEncoder("m"),
-                           responses_out.StreamEncoder("m")]
+                           responses_out.StreamEncoder("m"), gemini_out.StreamEncoder("m")]
     for encoder in encoders:
         encoder.start()
         for chunk in chunks:

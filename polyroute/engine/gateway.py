@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import msgspec
 
+from polyroute.adapters.passthrough import refuse_untranslatable
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
@@ -94,6 +95,7 @@ class Gateway:
         overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
     ) -> ChatResponse:
         async def attempt(dep: Deployment, timeouts: Timeouts, deadline: float) -> ChatResponse:
+            refuse_untranslatable(request, dep)
             adapter = self._adapters.get(dep.endpoint.protocol)
             return await _bounded(adapter.chat(request, dep, connect_s=timeouts.connect_s),
                                   timeouts.response_s, deadline)
@@ -185,6 +187,7 @@ class Gateway:
             learn = not asks_for_reasoning(request)
 
             async def attempt(dep: Deployment) -> OpenedStream:
+                refuse_untranslatable(request, dep)
                 adapter = self._adapters.get(dep.endpoint.protocol)
                 t0 = loop.time()
                 upstream = adapter.stream_chat(request, dep, connect_s=timeouts.connect_s)
@@ -258,6 +261,8 @@ class Gateway:
         request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
     ) -> Route:
         route = self._router.route(model, also, request, principal.allowed_models)
+        if request is not None:
+            route = _speakers_first(route, request)
         record.model_group = route.group
         if route.decision is not None:
             record.route = route.decision.header_value()
@@ -295,6 +300,19 @@ class Gateway:
         self._policy.settle(ticket, record)
         for observer in self._observers:
             observer.observe(record)
+
+
+def _speakers_first(route: Route, request: ChatRequest) -> Route:
+    """A request with parts only its own protocol can carry (``NativeRequest.untranslatable``)
+    goes to the candidates that speak it, when there are any; when there are none, the first
+    attempt refuses it, naming the part (:func:`refuse_untranslatable`)."""
+    native = request.native
+    if native is None or native.untranslatable is None:
+        return route
+    speakers = [d for d in route.candidates if d.endpoint.protocol == native.protocol]
+    if not speakers or len(speakers) == len(route.candidates):
+        return route
+    return replace(route, candidates=speakers)
 
 
 def _blaming_the_client(

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from polyroute.adapters.passthrough import refuse_untranslatable
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
@@ -148,6 +149,7 @@ class Recovery:
         stall_s = pace.stall_s(dep.upstream, timeouts)
         text = sent.text
         prefix = text.rstrip()
+        refuse_untranslatable(self._request, dep)
         adapter = self._adapters.get(dep.endpoint.protocol)
         if dep.endpoint.quirks.continuation != "none" and prefix and not sent.reasoning \
                 and not sent.calls:  # a prefill cannot hold a tool call

@@ -94,6 +94,29 @@ class StreamOptions(msgspec.Struct, omit_defaults=True):
     include_usage: bool = False
 
 
+class NativeRequest(msgspec.Struct):
+    """A request in a dialect that is also an upstream protocol (Anthropic's Messages,
+    Gemini's generateContent), kept as the client sent it so that an upstream of that
+    ``protocol`` gets it forwarded with only the model changed: fields, blocks and parts
+    polyroute does not model (``container``, ``mcp_servers``, server tools, thought
+    signatures …) survive. Set by the surface, read by that protocol's adapter
+    (:mod:`polyroute.adapters.passthrough`)."""
+
+    protocol: str
+    """The upstream protocol that speaks the client's dialect (a ``protocol:`` name)."""
+    fields: dict[str, msgspec.Raw]
+    """The client's top-level JSON fields, undecoded."""
+    body: bytes = b""
+    """The client's body exactly (the fields are slices of it): sent as it is when nothing in
+    it changes (Gemini's model is in the URL)."""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Client headers that belong to the dialect (``anthropic-beta``), forwarded with it."""
+    untranslatable: str | None = None
+    """The first thing in the request that the canonical model cannot carry (its ``param``),
+    and ``why``: any other protocol refuses the request with it, this one forwards it."""
+    why: str = ""
+
+
 class ChatRequest(msgspec.Struct, omit_defaults=True):
     messages: list[Message]
     model: ModelName = ""
@@ -130,6 +153,8 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     provider's ``quirks.continuation`` to say how."""
     passthrough: dict[str, msgspec.Raw] | None = msgspec.field(
         default=None, name="$polyroute.passthrough")  # a key no client sends
+    native: NativeRequest | None = msgspec.field(default=None, name="$polyroute.native")
+    """The request as a non-OpenAI client sent it, see :class:`NativeRequest`."""
 
     @property
     def wants_usage(self) -> bool:
@@ -155,6 +180,9 @@ class ChatResponse(msgspec.Struct, omit_defaults=True):
     # The upstream's exact bytes when they are already in the client's dialect, so the surface
     # can relay them verbatim instead of re-encoding.
     raw: bytes | None = None
+    native: bytes | None = None
+    """The upstream's exact body when the request was passed through natively (Anthropic to
+    Anthropic, Gemini to Gemini): ``raw`` is OpenAI's, set by every OpenAI upstream."""
 
 
 class Delta(msgspec.Struct, omit_defaults=True):
@@ -180,6 +208,10 @@ class ChatChunk(msgspec.Struct, omit_defaults=True):
     usage: Usage | None = None
     system_fingerprint: str | None = None
     raw: bytes | None = None
+    native: bytes | None = None
+    """In a stream passed through natively: the upstream's event bytes this chunk stands for
+    (with those of events before it that stood for no chunk, such as pings); ``b""`` when an
+    earlier chunk of the same event carried them. None: translate the chunk."""
 
     @property
     def finished(self) -> bool:

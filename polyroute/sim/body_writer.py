@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -10,6 +11,17 @@ from aiohttp import web
 from polyroute.sim.connection import close_connection
 from polyroute.sim.faults import Fault, FaultName
 from polyroute.sim.stats import SimStats
+
+SENT: contextvars.ContextVar[bytearray | None] = contextvars.ContextVar("sim_sent",
+                                                                       default=None)
+"""The body bytes the current request's handler wrote (set by the recording middleware), so
+tests can check a gateway relayed exactly what the simulator sent."""
+
+
+def _sent(data: bytes) -> None:
+    sent = SENT.get()
+    if sent is not None:
+        sent += data
 
 
 def utf8_split_points(data: bytes) -> list[int]:
@@ -36,6 +48,7 @@ async def write_split(response: web.StreamResponse, data: bytes, gap_s: float) -
 
 
 async def write_body(response: web.StreamResponse, data: bytes, fault: Fault | None) -> None:
+    _sent(data)
     if fault is not None and fault.name is FaultName.SPLIT_UTF8:
         await write_split(response, data, fault.param("gap_ms") / 1000)
     else:

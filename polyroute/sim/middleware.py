@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from polyroute.sim import errors
+from polyroute.sim.body_writer import SENT
 from polyroute.sim.connection import peer_gone
 from polyroute.sim.state import get_state
 
@@ -61,7 +62,10 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
         # Kept for bodies that are not JSON, so tests can still see what was sent.
         "body_text": None if decoded is not None else _recorded_text(body),
     }
+    stats.last_request_body = body
     stats.active_requests += 1
+    sent = bytearray()
+    SENT.set(sent)
     try:
         if state.settings.latency_ms > 0:
             # Network and queueing delay: it comes before any answer, errors included.
@@ -78,6 +82,7 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         stats.active_requests -= 1
     stats.status_codes[response.status] += 1
+    stats.last_response_body = sent  # what the handler wrote, whole (decoded when asked)
     return response
 
 

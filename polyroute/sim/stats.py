@@ -30,6 +30,11 @@ class SimStats:
         self.streams_aborted_by_peer = 0
         self.requests_aborted_by_peer = 0
         self.last_request: dict[str, Any] | None = None
+        self.last_request_body = b""
+        """The exact bytes of the last request's body."""
+        self.last_response_body: bytes | bytearray | None = None
+        """The body bytes the simulator wrote for the last request (none for faults that
+        damage a body), so tests can check a gateway relayed exactly those."""
 
     def record_selection(self, model: str, fault: Fault | None) -> None:
         self.requests_by_model[model] += 1
@@ -49,5 +54,10 @@ class SimStats:
             "streams_aborted_by_peer": self.streams_aborted_by_peer,
             "requests_aborted_by_peer": self.requests_aborted_by_peer,
             "active_requests": self.active_requests,
-            "last_request": self.last_request,
+            "last_request": self.last_request and {
+                **self.last_request,
+                "body_bytes": self.last_request_body.decode("utf-8", errors="replace")},
+            "last_response_body": (None if self.last_response_body is None else
+                                   bytes(self.last_response_body).decode("utf-8",
+                                                                         errors="replace")),
         }

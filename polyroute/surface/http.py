@@ -122,16 +122,23 @@ _IDS = RequestIds()
 
 
 def credentials(request: web.Request) -> str | None:
-    """The client's key: ``Authorization: Bearer <key>`` (OpenAI's SDKs) or ``x-api-key``
-    (Anthropic's). A header that is not UTF-8 is no key at all: 401, before anything compares
-    it (aiohttp hands such bytes over as lone surrogates, which cannot be encoded again)."""
+    """The client's key: ``Authorization: Bearer <key>`` (OpenAI's SDKs), ``x-api-key``
+    (Anthropic's) or ``x-goog-api-key`` (Google's), or, on Gemini's ``/v1beta/`` paths only,
+    Google's ``?key=`` query parameter. A header that is not UTF-8 is no key at all: 401,
+    before anything compares it (aiohttp hands such bytes over as lone surrogates, which
+    cannot be encoded again)."""
     auth = request.headers.get("Authorization")
     if auth is not None:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return _readable(token.strip())
-    key = request.headers.get("x-api-key")
+    key = request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
+    if not key and request.path.startswith(GEMINI_PREFIX):
+        key = request.query.get("key")
     return _readable(key) if key else None
+
+
+GEMINI_PREFIX = "/v1beta/"
 
 
 def _readable(key: str) -> str:

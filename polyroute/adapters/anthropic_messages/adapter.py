@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from types import MappingProxyType
 from urllib.parse import quote
 
 import msgspec
 
-from polyroute.adapters.anthropic_messages import translate
+from polyroute.adapters.anthropic_messages import passthrough, translate
 from polyroute.adapters.anthropic_messages.errors import error_from_response
+from polyroute.adapters.anthropic_messages.spec import SPEC
 from polyroute.adapters.anthropic_messages.stream import StreamTranslator
 from polyroute.adapters.anthropic_messages.wire import EVENT_DECODER, VERSION, Event
+from polyroute.adapters.passthrough import native_for
 from polyroute.adapters.sse import sse_data
 from polyroute.adapters.transport import Transport, upstream_errors
 from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
@@ -39,6 +42,15 @@ class AnthropicMessagesAdapter:
         self, request: ChatRequest, deployment: Deployment, *, connect_s: float
     ) -> ChatResponse:
         endpoint, name = deployment.endpoint, deployment.name
+        native = native_for(request, SPEC.name)
+        if native is not None:  # the client speaks Anthropic too: its body, its answer
+            raw = await self._transport.fetch(
+                "POST", endpoint.base_url + MESSAGES_PATH,
+                body=passthrough.body(request, native, deployment.model,
+                                      endpoint.quirks.drop_params),
+                headers=passthrough.headers(self._headers_for(endpoint), native),
+                connect_s=connect_s, deployment=name, errors=error_from_response)
+            return passthrough.parse_response(raw, name, int(time.time()))
         body = translate.chat_body(request, deployment.model, endpoint.quirks, name)
         raw = await self._send(endpoint, "POST", MESSAGES_PATH, body, name, connect_s)
         return translate.parse_response(raw, name, int(time.time()))
@@ -47,6 +59,20 @@ class AnthropicMessagesAdapter:
         self, request: ChatRequest, deployment: Deployment, *, connect_s: float
     ) -> AsyncIterator[list[ChatChunk]]:
         endpoint, name = deployment.endpoint, deployment.name
+        native = native_for(request, SPEC.name)
+        if native is not None:  # the client speaks Anthropic too: its body, its events
+            async with self._transport.request(
+                "POST", endpoint.base_url + MESSAGES_PATH,
+                body=passthrough.body(request, native, deployment.model,
+                                      endpoint.quirks.drop_params),
+                headers=passthrough.headers(self._headers_for(endpoint), native),
+                connect_s=connect_s, deployment=name, errors=error_from_response,
+            ) as response, aclosing(passthrough.stream(
+                response.content.iter_any(), name, int(time.time()))) as batches:
+                with upstream_errors(name):
+                    async for relayed in batches:
+                        yield relayed
+            return
         body = translate.chat_body(request, deployment.model, endpoint.quirks, name)
         async with self._transport.request(
             "POST", endpoint.base_url + MESSAGES_PATH, body=body,

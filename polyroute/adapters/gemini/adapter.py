@@ -9,13 +9,16 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from urllib.parse import quote
 
 from yarl import URL
 
-from polyroute.adapters.gemini import translate
+from polyroute.adapters.gemini import passthrough, translate
 from polyroute.adapters.gemini.errors import error_from_response
+from polyroute.adapters.gemini.spec import SPEC
 from polyroute.adapters.gemini.stream import StreamTranslator
+from polyroute.adapters.passthrough import native_for
 from polyroute.adapters.sse import sse_data
 from polyroute.adapters.transport import Transport, upstream_errors
 from polyroute.errors import UpstreamError, UpstreamProtocolError
@@ -40,8 +43,13 @@ class GeminiAdapter:
         self, request: ChatRequest, deployment: Deployment, *, connect_s: float
     ) -> ChatResponse:
         endpoint, name = deployment.endpoint, deployment.name
-        body = translate.chat_body(request, endpoint.quirks, name)
         url = translate.model_path(endpoint.base_url, deployment.model, name) + ":generateContent"
+        native = native_for(request, SPEC.name)
+        if native is not None:  # the client speaks Gemini too: its body, its answer
+            raw = await self._send(endpoint, "POST", url, passthrough.body(
+                request, native, endpoint.quirks.drop_params), name, connect_s)
+            return passthrough.parse_response(raw, deployment.model, name, int(time.time()))
+        body = translate.chat_body(request, endpoint.quirks, name)
         raw = await self._send(endpoint, "POST", url, body, name, connect_s)
         return translate.parse_response(raw, deployment.model, name, int(time.time()),
                                         _new_call_id)
@@ -50,9 +58,23 @@ class GeminiAdapter:
         self, request: ChatRequest, deployment: Deployment, *, connect_s: float
     ) -> AsyncIterator[list[ChatChunk]]:
         endpoint, name = deployment.endpoint, deployment.name
-        body = translate.chat_body(request, endpoint.quirks, name)
         url = (translate.model_path(endpoint.base_url, deployment.model, name)
                + ":streamGenerateContent?alt=sse")
+        native = native_for(request, SPEC.name)
+        if native is not None:  # the client speaks Gemini too: its body, its events
+            async with self._transport.request(
+                "POST", URL(url, encoded=True),
+                body=passthrough.body(request, native, endpoint.quirks.drop_params),
+                headers=endpoint.request_headers, connect_s=connect_s, deployment=name,
+                errors=error_from_response,
+            ) as response, aclosing(passthrough.stream(
+                response.content.iter_any(), deployment.model, name, int(time.time()),
+                _new_call_id)) as batches:
+                with upstream_errors(name):
+                    async for relayed in batches:
+                        yield relayed
+            return
+        body = translate.chat_body(request, endpoint.quirks, name)
         async with self._transport.request(
             "POST", URL(url, encoded=True), body=body, headers=endpoint.request_headers,
             connect_s=connect_s, deployment=name, errors=error_from_response,

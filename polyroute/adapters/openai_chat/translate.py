@@ -91,7 +91,7 @@ _NOT_OPENAI_PART = ("cache_control",)
 
 def _openai_fields(request: ChatRequest) -> dict[str, Any]:
     fields: dict[str, Any] = msgspec.to_builtins(
-        msgspec.structs.replace(request, passthrough=None))
+        msgspec.structs.replace(request, passthrough=None, native=None))
     for name in _NOT_OPENAI_TOP:
         fields.pop(name, None)
     fields.pop("$polyroute.continue_final", None)

@@ -1,5 +1,12 @@
 """Client bytes in Anthropic's dialect → canonical requests (the reverse of the Anthropic
-adapter's translation), with Anthropic-style 400s for anything malformed or unmappable."""
+adapter's translation), with Anthropic-style 400s for anything malformed.
+
+What is well formed but has no canonical equivalent (``container``, ``mcp_servers``, server
+tools, document blocks with a text source, fields added after this schema …) is not refused
+here: the request keeps its own bytes (``ChatRequest.native``) and an Anthropic upstream gets
+them untouched; the first such thing is noted, and any other protocol refuses the request with
+it (:func:`polyroute.adapters.passthrough.refuse_untranslatable`). The canonical request then
+lacks those parts; it still serves for routing, estimates and stream recovery."""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from polyroute.model.chat import (
     ContentPart,
     FunctionCall,
     Message,
+    NativeRequest,
     StreamOptions,
     ThinkingBlock,
     ToolCall,
@@ -40,17 +48,34 @@ _UNMAPPABLE = {
     "context_management": "context editing runs on Anthropic's servers",
 }
 _KNOWN = frozenset(MessagesRequest.__struct_fields__)
+PROTOCOL = "anthropic"
+"""The upstream protocol that speaks this dialect."""
+FORWARDED_HEADERS = ("anthropic-beta",)
 
 
-def messages_request(body: bytes, *, count_only: bool = False) -> ChatRequest:
-    wire = _decode(body, count_only)
+class _Untranslatable:
+    """The first part of the request the canonical model cannot carry; the rest is skipped."""
+
+    def __init__(self) -> None:
+        self.first: InvalidRequest | None = None
+
+    def note(self, problem: InvalidRequest) -> None:
+        if self.first is None:
+            self.first = problem
+
+
+def messages_request(body: bytes, *, count_only: bool = False,
+                     headers: dict[str, str] | None = None) -> ChatRequest:
+    skipped = _Untranslatable()
+    wire, fields = _decode(body, count_only, skipped)
     messages: list[Message] = []
-    system = _system(wire.system)
+    system = _system(wire.system, skipped)
     if system is not None:
         messages.append(system)
     for i, turn in enumerate(wire.messages):
-        messages += _turn(turn, i)
-    tools = [_tool(tool, j) for j, tool in enumerate(wire.tools or ())] or None
+        messages += _turn(turn, i, skipped)
+    tools = [t for j, tool in enumerate(wire.tools or ())
+             if (t := _tool(tool, j, skipped)) is not None] or None
     choice = wire.tool_choice
     request = ChatRequest(
         messages=messages,
@@ -74,14 +99,23 @@ def messages_request(body: bytes, *, count_only: bool = False) -> ChatRequest:
         request.reasoning_effort = output.effort
         if output.format is not None:
             if output.format.type != "json_schema" or output.format.schema is None:
-                raise InvalidRequest("output_config.format: only json_schema is supported",
-                                     param="output_config.format")
-            request.response_format = {"type": "json_schema", "json_schema": {
-                "name": "output", "schema": output.format.schema, "strict": True}}
+                skipped.note(InvalidRequest("output_config.format: only json_schema can be "
+                                            "translated", param="output_config.format"))
+            else:
+                request.response_format = {"type": "json_schema", "json_schema": {
+                    "name": "output", "schema": output.format.schema, "strict": True}}
+    problem = skipped.first
+    request.native = NativeRequest(
+        PROTOCOL, fields, body=body,
+        headers={name: value for name in FORWARDED_HEADERS
+                 if (value := (headers or {}).get(name))},
+        untranslatable=problem.param if problem is not None else None,
+        why=problem.message if problem is not None else "")
     return request
 
 
-def _decode(body: bytes, count_only: bool) -> MessagesRequest:
+def _decode(body: bytes, count_only: bool,
+            skipped: _Untranslatable) -> tuple[MessagesRequest, dict[str, msgspec.Raw]]:
     if not body:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     check_json_depth(body)
@@ -92,10 +126,10 @@ def _decode(body: bytes, count_only: bool) -> MessagesRequest:
                              "be a JSON object.") from None
     for name in fields:
         if name in _UNMAPPABLE:
-            raise InvalidRequest(f"{name}: not supported by this gateway: "
-                                 f"{_UNMAPPABLE[name]}.", param=name)
-        if name not in _KNOWN and name not in _IGNORED:
-            raise InvalidRequest(f"{name}: Extra inputs are not permitted", param=name)
+            skipped.note(InvalidRequest(f"{name}: {_UNMAPPABLE[name]}", param=name))
+        elif name not in _KNOWN and name not in _IGNORED:
+            skipped.note(InvalidRequest(f"{name}: Extra inputs are not permitted",
+                                        param=name))
     required = ("model", "messages") if count_only else ("model", "messages", "max_tokens")
     for name in required:
         if name not in fields:
@@ -110,18 +144,18 @@ def _decode(body: bytes, count_only: bool) -> MessagesRequest:
                              param=where) from None
     if not wire.messages:
         raise InvalidRequest("messages: at least one message is required", param="messages")
-    return wire
+    return wire, fields
 
 
-def _system(system: str | list[Block] | None) -> Message | None:
+def _system(system: str | list[Block] | None, skipped: _Untranslatable) -> Message | None:
     if system is None or system == "" or system == []:
         return None
     if isinstance(system, str):
         return Message(role="system", content=system)
-    return Message(role="system", content=_parts(system, "system"))
+    return Message(role="system", content=_parts(system, "system", skipped))
 
 
-def _turn(turn: Turn, i: int) -> list[Message]:
+def _turn(turn: Turn, i: int, skipped: _Untranslatable) -> list[Message]:
     where = f"messages.{i}"
     if turn.role not in ("user", "assistant"):
         raise InvalidRequest(f"{where}.role: Input should be 'user' or 'assistant'",
@@ -129,18 +163,18 @@ def _turn(turn: Turn, i: int) -> list[Message]:
     if isinstance(turn.content, str):
         return [Message(role=turn.role, content=turn.content)]
     if turn.role == "assistant":
-        return [_assistant(turn.content, where)]
+        return [_assistant(turn.content, where, skipped)]
     # Tool results become OpenAI tool messages, ahead of whatever else the turn says (Anthropic
     # requires them first in the turn anyway).
-    out = [_tool_result(b, f"{where}.content.{j}") for j, b in enumerate(turn.content)
+    out = [_tool_result(b, f"{where}.content.{j}", skipped) for j, b in enumerate(turn.content)
            if b.type == "tool_result"]
     rest = [b for b in turn.content if b.type != "tool_result"]
     if rest:
-        out.append(Message(role="user", content=_parts(rest, f"{where}.content")))
+        out.append(Message(role="user", content=_parts(rest, f"{where}.content", skipped)))
     return out
 
 
-def _assistant(blocks: list[Block], where: str) -> Message:
+def _assistant(blocks: list[Block], where: str, skipped: _Untranslatable) -> Message:
     text: list[Block] = []
     calls: list[ToolCall] = []
     thinking: list[ThinkingBlock] = []
@@ -155,37 +189,40 @@ def _assistant(blocks: list[Block], where: str) -> Message:
         elif block.type == "redacted_thinking":
             thinking.append(ThinkingBlock(type="redacted_thinking", data=block.data))
         else:
-            raise _unsupported_block(block, f"{where}.content.{j}")
+            skipped.note(_unsupported_block(block, f"{where}.content.{j}"))
     content: str | list[ContentPart] | None = None
     if any(b.cache_control for b in text):
-        content = _parts(text, f"{where}.content")
+        content = _parts(text, f"{where}.content", skipped)
     elif text:
         content = "".join(b.text or "" for b in text)
     return Message(role="assistant", content=content, tool_calls=calls or None,
                    thinking_blocks=thinking or None)
 
 
-def _tool_result(block: Block, where: str) -> Message:
+def _tool_result(block: Block, where: str, skipped: _Untranslatable) -> Message:
     content: str | list[ContentPart]
     if block.content is None or isinstance(block.content, str):
         content = block.content or ""
     elif all(b.type == "text" and not b.cache_control for b in block.content):
         content = "".join(b.text or "" for b in block.content)
     else:
-        content = _parts(block.content, f"{where}.content")
+        content = _parts(block.content, f"{where}.content", skipped)
     return Message(role="tool", tool_call_id=block.tool_use_id, content=content)
 
 
-def _parts(blocks: list[Block], where: str) -> list[ContentPart]:
+def _parts(blocks: list[Block], where: str, skipped: _Untranslatable) -> list[ContentPart]:
     parts = []
     for j, block in enumerate(blocks):
         part = _part(block, f"{where}.{j}")
+        if part is None:
+            skipped.note(_unsupported_block(block, f"{where}.{j}"))
+            continue
         part.cache_control = block.cache_control
         parts.append(part)
     return parts
 
 
-def _part(block: Block, where: str) -> ContentPart:
+def _part(block: Block, where: str) -> ContentPart | None:
     if block.type == "text":
         return ContentPart(type="text", text=block.text or "")
     source = block.source or {}
@@ -202,7 +239,7 @@ def _part(block: Block, where: str) -> ContentPart:
         if block.title:
             file["filename"] = block.title
         return ContentPart(type="file", file=file)
-    raise _unsupported_block(block, where)
+    return None
 
 
 def _unsupported_block(block: Block, where: str) -> InvalidRequest:
@@ -214,10 +251,11 @@ def _unsupported_block(block: Block, where: str) -> InvalidRequest:
                           "results", param=where)
 
 
-def _tool(tool: Tool, j: int) -> dict[str, Any]:
+def _tool(tool: Tool, j: int, skipped: _Untranslatable) -> dict[str, Any] | None:
     if tool.type not in (None, "custom"):
-        raise InvalidRequest(f"tools.{j}: the server tool '{tool.type}' runs only on "
-                             "Anthropic's own servers", param=f"tools.{j}.type")
+        skipped.note(InvalidRequest(f"tools.{j}: the server tool '{tool.type}' runs only on "
+                                    "Anthropic's own servers", param=f"tools.{j}.type"))
+        return None
     function: dict[str, Any] = {"name": tool.name,
                                 "parameters": tool.input_schema or {"type": "object"}}
     if tool.description:

@@ -81,6 +81,8 @@ def usage(u: Usage | None) -> dict[str, int]:
 
 
 def message_body(response: ChatResponse) -> bytes:
+    if response.native is not None:  # an Anthropic upstream's own answer, relayed verbatim
+        return response.native
     choice = response.choices[0] if response.choices else None
     content = _content(choice.message) if choice is not None else []
     return _encode({
@@ -147,6 +149,11 @@ class StreamEncoder:
     change of kind closes the open block and starts the next. Input tokens are known only at
     the end for most upstreams, so they travel in ``message_delta``'s cumulative usage (which
     Anthropic's SDKs read) rather than in ``message_start``.
+
+    Chunks of a stream passed through from an Anthropic upstream carry the upstream's own
+    event bytes (``native``): those are sent instead of the translation, but the chunks still
+    drive the block bookkeeping, so that a recovery's translated chunks (which carry none)
+    continue the same blocks, and an error event closes the right one.
     """
 
     def __init__(self, requested_model: str) -> None:
@@ -157,43 +164,58 @@ class StreamEncoder:
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool-call index → block index
         self._finish: str | None = None
         self._usage: Usage | None = None
+        self._stopped = False
+        """The upstream's own message_stop was relayed: nothing is left to close."""
 
     def feed(self, batch: list[ChatChunk]) -> bytes:
         out: list[bytes] = []
         for chunk in batch:
-            if not self._started:
-                out.append(self._message_start(chunk))
-            if chunk.usage is not None:
-                self._usage = chunk.usage
-            for choice in chunk.choices:
-                if choice.index != 0:
-                    continue  # Anthropic has one answer per request
-                delta = choice.delta
-                if delta.reasoning_content:
-                    out += self._to("thinking", 0, {"type": "thinking", "thinking": "",
-                                                    "signature": ""})
-                    out.append(self._delta({"type": "thinking_delta",
-                                            "thinking": delta.reasoning_content}))
-                for block in delta.thinking_blocks or ():
-                    if block.type == "redacted_thinking":
-                        out += self._to("redacted", self._index + 1, {
-                            "type": "redacted_thinking", "data": block.data or ""})
-                    elif block.signature:
-                        out += self._to("thinking", 0, {"type": "thinking", "thinking": "",
-                                                        "signature": ""})
-                        out.append(self._delta({"type": "signature_delta",
-                                                "signature": block.signature}))
-                text = delta.content or delta.refusal
-                if text:
-                    out += self._to("text", 0, {"type": "text", "text": ""})
-                    out.append(self._delta({"type": "text_delta", "text": text}))
-                for call in delta.tool_calls or ():
-                    out += self._tool_call(call)
-                if choice.finish_reason:
-                    self._finish = choice.finish_reason
+            if chunk.native is not None:
+                self._translate(chunk)  # bookkeeping only: the upstream's bytes go out
+                out.append(chunk.native)
+                if chunk.usage is not None and not chunk.choices:
+                    self._stopped = True  # Anthropic's usage chunk is its message_stop
+            else:
+                out += self._translate(chunk)
         return b"".join(out)
 
+    def _translate(self, chunk: ChatChunk) -> list[bytes]:
+        out: list[bytes] = []
+        if not self._started:
+            out.append(self._message_start(chunk))
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue  # Anthropic has one answer per request
+            delta = choice.delta
+            if delta.reasoning_content:
+                out += self._to("thinking", 0, {"type": "thinking", "thinking": "",
+                                                "signature": ""})
+                out.append(self._delta({"type": "thinking_delta",
+                                        "thinking": delta.reasoning_content}))
+            for block in delta.thinking_blocks or ():
+                if block.type == "redacted_thinking":
+                    out += self._to("redacted", self._index + 1, {
+                        "type": "redacted_thinking", "data": block.data or ""})
+                elif block.signature:
+                    out += self._to("thinking", 0, {"type": "thinking", "thinking": "",
+                                                    "signature": ""})
+                    out.append(self._delta({"type": "signature_delta",
+                                            "signature": block.signature}))
+            text = delta.content or delta.refusal
+            if text:
+                out += self._to("text", 0, {"type": "text", "text": ""})
+                out.append(self._delta({"type": "text_delta", "text": text}))
+            for call in delta.tool_calls or ():
+                out += self._tool_call(call)
+            if choice.finish_reason:
+                self._finish = choice.finish_reason
+        return out
+
     def finish(self) -> bytes:
+        if self._stopped:
+            return b""
         out = [] if self._started else [self._message_start(ChatChunk())]
         out += self._close()
         counts = usage(self._usage)

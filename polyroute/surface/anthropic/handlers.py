@@ -29,7 +29,9 @@ class AnthropicHandlers:
 
     async def messages(self, http: web.Request) -> web.StreamResponse:
         principal = await self._x.principal(http)
-        request = decode.messages_request(await self._x.body(http))
+        request = decode.messages_request(await self._x.body(http), headers={
+            name: value for name in decode.FORWARDED_HEADERS
+            if (value := http.headers.get(name))})
         return await self._x.answer(http, request, principal, "chat", encode.message_body,
                                     lambda: encode.StreamEncoder(request.model), _headers)
 

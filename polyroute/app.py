@@ -21,10 +21,13 @@ from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
 from polyroute.engine.observer import RequestObserver
+from polyroute.engine.room import Room
 from polyroute.engine.router import Router
 from polyroute.errors import AuthenticationFailed
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
+from polyroute.policy.deployment_limits import DeploymentLimits
+from polyroute.state.redis_busy import RedisBusy
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
@@ -53,6 +56,8 @@ class Components:
     shared_circuits: RedisCircuits | None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     policy_stack: PolicyStack | None = None
+    catalog: ModelCatalog | None = None
+    shared_busy: RedisBusy | None = None
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -81,15 +86,19 @@ def build_app(config: GatewayConfig) -> web.Application:
     directory = stack.directory
     metrics.watch_directory(lambda: len(directory.quarantined))
     policy = stack.policy
-    gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
-                      policy)
+    room = Room()  # what the deployments are doing now: kept across reloads
+    transport.on_headers = room.observe_headers  # vendors' x-ratelimit-* headers
+    gateway = Gateway(Router(config, auto=AutoRoutes(config), room=room), adapters, observers,
+                      breakers, policy, quota=DeploymentLimits(stack.limiter))
     parts = Components(config, gateway, metrics, transport, breakers, shared,
                        policy_stack=stack)
+    if config.state.redis_url is not None:  # least_busy counts other replicas' requests too
+        parts.shared_busy = RedisBusy(redis_client(config.state), config.state.sync_interval_s)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
     exchange = ChatExchange(gateway, policy, config.server)
-    catalog = ModelCatalog(config, adapters)
+    catalog = parts.catalog = ModelCatalog(config, adapters)
     openai = OpenAIHandlers(exchange, catalog)
     anthropic = AnthropicHandlers(exchange)
     gemini = GeminiHandlers(exchange, catalog)
@@ -137,12 +146,22 @@ async def _startup(app: web.Application) -> None:
     if parts.shared_circuits is not None:
         parts.background.append(asyncio.create_task(
             _sync_circuits(parts.breakers, parts.config.state.sync_interval_s)))
+    if parts.shared_busy is not None:
+        parts.background.append(asyncio.create_task(
+            _sync_busy(parts, parts.shared_busy, parts.config.state.sync_interval_s)))
 
 
 async def _sync_circuits(breakers: Breakers, interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
         await breakers.sync()
+
+
+async def _sync_busy(parts: Components, busy: RedisBusy, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        room = parts.gateway.router.room
+        room.adopt_others(await busy.exchange(room.local_busy()))
 
 
 async def _cleanup(app: web.Application) -> None:
@@ -152,6 +171,8 @@ async def _cleanup(app: web.Application) -> None:
     await asyncio.gather(*parts.background, return_exceptions=True)
     if parts.shared_circuits is not None:
         await parts.shared_circuits.aclose()
+    if parts.shared_busy is not None:
+        await parts.shared_busy.aclose()
     await parts.transport.aclose()
     if parts.policy_stack is not None:
         await parts.policy_stack.aclose()

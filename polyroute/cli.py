@@ -41,7 +41,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=os.environ.get("POLYROUTE_LOG_LEVEL", "INFO"))
     serve.add_argument("--workers", type=_worker_count, help="processes serving the port (default: "
                        "server.workers, 1); more than one with client keys needs Redis")
+    serve.add_argument("--pid-file", help="write the process id here (for 'polyroute reload')")
     serve.set_defaults(run=_serve)
+
+    reload = sub.add_parser(
+        "reload", help="reload a running gateway's config file without a restart (SIGHUP)")
+    reload.add_argument("--config", help="check this file first (the one the gateway reads; "
+                        "default $POLYROUTE_CONFIG): a bad file is reported and not sent")
+    target = reload.add_mutually_exclusive_group(required=True)
+    target.add_argument("--pid", type=int, help="the gateway's process id (with --workers: "
+                        "the parent's)")
+    target.add_argument("--pid-file", help="the file 'serve --pid-file' wrote")
+    reload.set_defaults(run=_reload)
 
     sub.add_parser("sim", help="run the provider simulator (see 'polyroute sim --help')")
 
@@ -107,11 +118,18 @@ def _serve(ns: argparse.Namespace) -> int:
     server = replace(server, workers=ns.workers if ns.workers is not None else server.workers)
     config = replace(config, server=server)
     _announce(config)
+    if ns.pid_file:
+        from pathlib import Path
+
+        Path(ns.pid_file).write_text(f"{os.getpid()}\n", encoding="utf-8")
     if server.workers > 1:
         from polyroute.workers import WorkerRuntime, serve_workers
 
         return serve_workers(config, server.workers, WorkerRuntime(_new_loop, _tune_gc))
     app = build_app(config)
+    from polyroute.reloading import reload_on_sighup
+
+    reload_on_sighup(app, path)
     gate = ConnectionGate(connection_cap(server.max_connections), server.max_connections_per_ip)
     watch_connections(app, gate)
     _tune_gc()
@@ -131,6 +149,32 @@ def _serve(ns: argparse.Namespace) -> int:
                 if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE else "")
         print(f"polyroute: {exc}{hint}", file=sys.stderr, flush=True)
         return 2
+    return 0
+
+
+def _reload(ns: argparse.Namespace) -> int:
+    import signal
+    from pathlib import Path
+
+    from polyroute.config import GatewayConfig
+
+    path = ns.config or os.environ.get("POLYROUTE_CONFIG") or None
+    if path is not None and not isinstance(_load(path), GatewayConfig):
+        return 2  # said in one line; the running gateway keeps its config
+    pid = ns.pid
+    if pid is None:
+        try:
+            pid = int(Path(ns.pid_file).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError) as exc:
+            print(f"polyroute: cannot read a process id from {ns.pid_file}: {exc}",
+                  file=sys.stderr)
+            return 2
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"polyroute: cannot signal process {pid}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(f"polyroute: asked process {pid} to reload its config (its log says the outcome)")
     return 0
 
 

@@ -15,7 +15,8 @@ has started no thread and no event loop when it forks. Each worker builds its ow
 (transport, database connections, spool segments, limiter) after the fork.
 
 The parent restarts a worker that dies (at once if it lived a while, with a growing pause if
-it keeps dying at start), and on SIGTERM, SIGINT or SIGHUP sends every worker one SIGTERM:
+it keeps dying at start), forwards SIGHUP to every worker (each reloads its config file:
+polyroute/reloading.py), and on SIGTERM or SIGINT sends every worker one SIGTERM:
 each stops accepting, lets requests in flight finish within ``server.shutdown_grace_s`` and
 flushes its ledger spool. A worker killed with -9 loses no ledger record either: its spool
 segments survive it, and the worker started in its place adopts them.
@@ -51,7 +52,7 @@ log = logging.getLogger("polyroute.workers")
 KEYS_NEED_REDIS = 78
 """A worker's exit code when client keys exist without Redis (EX_CONFIG): stop, don't restart."""
 _SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_STOPPING = (signal.SIGTERM, signal.SIGINT)
 _KILL_MARGIN_S = 10.0
 """Beyond twice the grace (aiohttp waits up to the grace for a handler, then as long again
 for it to unwind after cancelling it), this long for the ledger flush before SIGKILL."""
@@ -136,6 +137,9 @@ class _Supervisor:
         self._restarts: dict[int, float] = {}
         """Worker index → when to start it again."""
         self._pauses: dict[int, float] = {}
+        self._reloaded = False
+        """A SIGHUP was forwarded: a worker started from now on reloads the file at start
+        (the parent never loads config after forking: it stays free of threads)."""
 
     def start(self, index: int) -> int:
         pid = os.fork()
@@ -145,7 +149,7 @@ class _Supervisor:
                 os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the parent only, which relays
                 signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
                 code = _run_worker(self._config, index, self._holder, os.getppid(),
-                                   self._count, self._runtime)
+                                   self._count, self._runtime, self._reloaded)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -160,6 +164,14 @@ class _Supervisor:
         """Until a stop signal (or a worker that must not be restarted): restart the dead."""
         while True:
             info = signal.sigtimedwait(_SIGNALS, self._next_wait())
+            if info is not None and info.si_signo == signal.SIGHUP:
+                log.warning("polyroute: SIGHUP: %d workers reload their config",
+                            len(self.workers))
+                for pid in list(self.workers):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGHUP)
+                self._reloaded = True
+                continue
             if info is not None and info.si_signo in _STOPPING:
                 log.warning("polyroute: %s: stopping %d workers (requests in flight get %g s)",
                             signal.Signals(info.si_signo).name, len(self.workers),
@@ -234,7 +246,7 @@ class _Supervisor:
 
 
 def _run_worker(config: GatewayConfig, index: int, holder: socket.socket, parent: int,
-                count: int, runtime: WorkerRuntime) -> int:
+                count: int, runtime: WorkerRuntime, reload_now: bool = False) -> int:
     """One worker: its own app, on its own SO_REUSEPORT socket; the exit code."""
     from polyroute.app import build_app, watch_connections
     from polyroute.surface.listener import ConnectionGate, connection_cap, serve
@@ -250,6 +262,11 @@ def _run_worker(config: GatewayConfig, index: int, holder: socket.socket, parent
         response.headers[WORKER_HEADER] = header
 
     app.on_response_prepare.append(name_worker)
+    from polyroute.reloading import reload_on_sighup
+
+    reloader = reload_on_sighup(app, None if config.source == "environment" else config.source)
+    if reload_now and reloader is not None:
+        reloader.reload()  # a worker restarted after a SIGHUP: the file as it is now
     verdict: list[int] = []
     app.cleanup_ctx.append(_watch(parent, config, count, verdict))
     runtime.tune_gc()

@@ -35,6 +35,9 @@ class Transport:
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, float], aiohttp.ClientTimeout] = {}
+        self.on_headers: Callable[[str, Mapping[str, str]], None] | None = None
+        """Told every upstream answer's headers (any status), with the deployment's name:
+        the engine reads vendors' rate-limit headers from them."""
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: an aiohttp session must be born inside the running event loop.
@@ -49,6 +52,10 @@ class Transport:
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
+
+    def know_secrets(self, secrets: Iterable[str]) -> None:
+        """Also redact these (a reloaded config's keys; the old ones stay known)."""
+        self._redactor = self._redactor.with_secrets(secrets)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -81,6 +88,8 @@ class Transport:
                 async with self._get_session().request(
                     method, url, data=body, headers=headers, timeout=timeout
                 ) as response:
+                    if self.on_headers is not None:
+                        self.on_headers(deployment, response.headers)
                     if response.status != 200:
                         raw = await response.read()
                         raise errors(response.status, raw, response.headers, deployment)

@@ -82,6 +82,19 @@ class AutoPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingKnobs:
+    """The routing strategies' settings (schema.RoutingOptions documents each)."""
+
+    alpha: float = 0.3
+    explore: float = 0.05
+    quota_reserve: float = 0.1
+    expected_output_tokens: int = 1024
+    queue_s: float = 0.0
+    """How long a request waits for a deployment's own rpm/tpm to free up, instead of moving
+    on or being refused."""
+
+
+@dataclass(frozen=True, slots=True)
 class ModelGroup:
     name: str
     routing: str
@@ -89,6 +102,7 @@ class ModelGroup:
     fallbacks: tuple[str, ...] = ()
     resilience: Resilience = Resilience()
     auto: AutoPolicy | None = None
+    knobs: RoutingKnobs = RoutingKnobs()
 
 
 @dataclass(frozen=True, slots=True)

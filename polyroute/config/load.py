@@ -172,9 +172,12 @@ def _compile(
         elif group.auto is not None:
             raise fail(f"model_groups.{gname}.auto", "'auto' is set but routing is not auto",
                        "set routing: auto, or remove the auto section")
+        o = group.routing_options
+        routing = c.RoutingKnobs(o.alpha, o.explore, o.quota_reserve,
+                                 o.expected_output_tokens, o.queue_s)
         groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments),
                                      tuple(group.fallbacks), _resilience(group.resilience),
-                                     auto)
+                                     auto, routing)
     for gname, group in cfg.model_groups.items():
         for i, fallback in enumerate(group.fallbacks):
             if fallback not in groups or fallback == gname:
@@ -459,6 +462,8 @@ def _deployment(
         price=price,
         context_window=dep.context_window,
         profile=dep.profile,
+        rpm=dep.rpm,
+        tpm=dep.tpm,
     )
 
 

@@ -199,6 +199,13 @@ class DeploymentSection(_Section, kw_only=True):
     profile: str | None = None
     """For 'auto' routing: which trained quality profile stands for this model — a trained
     model's name or a tier (frontier, strong, mid, weak, small); see docs/router.md."""
+    rpm: Annotated[int, Meta(gt=0)] | None = None
+    """The vendor's requests-per-minute quota for this deployment: the gateway sends no more
+    (exact across replicas with state.redis_url; a request waits up to the group's
+    routing_options.queue_s, then goes to another deployment or gets 429), and 'quota'
+    routing moves traffic away before it is used up."""
+    tpm: Annotated[int, Meta(gt=0)] | None = None
+    """The same for tokens per minute (the prompt estimate and the output limit count)."""
 
 
 FailoverTrigger = Literal[
@@ -303,9 +310,31 @@ class AutoSection(_Section, kw_only=True):
     """USD per request; dearer deployments go last."""
 
 
+class RoutingOptions(_Section, kw_only=True):
+    """Settings of the routing strategies that read the room (docs/routing.md)."""
+
+    alpha: Annotated[float, Meta(gt=0, le=1)] = 0.3
+    """least_latency: weight of the newest answer in each deployment's latency estimate."""
+    explore: Annotated[float, Meta(ge=0, le=1)] = 0.05
+    """least_latency: share of requests sent first to a random deployment of the first
+    priority tier, so one that has recovered is noticed."""
+    quota_reserve: Annotated[float, Meta(ge=0, lt=1)] = 0.1
+    """quota: a deployment with at most this share of its quota left is used only after
+    every other one."""
+    expected_output_tokens: Annotated[int, Meta(gt=0)] = 1024
+    """cost: the output a request is priced with (its own max_tokens when smaller)."""
+    queue_s: NonNegative = 0.0
+    """How long a request may wait for a deployment's rpm/tpm to free up when no deployment
+    of the request has any left (0: refused at once with 429 and a Retry-After)."""
+
+
 class GroupSection(_Section, kw_only=True):
-    routing: Literal["weighted", "priority", "auto"] = "weighted"
-    """auto: the auto-router picks per request by predicted quality and price."""
+    routing: Literal["weighted", "priority", "auto", "least_latency", "least_busy", "quota",
+                     "cost"] = "weighted"
+    """auto: the auto-router picks per request by predicted quality and price.
+    least_latency, least_busy, quota, cost: by what the deployments are doing now (fastest,
+    fewest in flight, most quota left, cheapest that fits); see docs/routing.md."""
+    routing_options: RoutingOptions = msgspec.field(default_factory=RoutingOptions)
     deployments: Annotated[list[DeploymentSection], Meta(min_length=1)]
     auto: AutoSection | None = None
     fallbacks: list[str] = msgspec.field(default_factory=list)

@@ -25,6 +25,7 @@ request and deployment; client-caused failures are never evidence.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from random import Random
@@ -33,10 +34,13 @@ from typing import Generic, TypeVar
 from polyroute.config import Deployment
 from polyroute.config.compiled import Resilience
 from polyroute.engine.circuit import Breakers
+from polyroute.engine.quota_gate import QuotaCheck
+from polyroute.engine.room import Holder
 from polyroute.errors import (
     AllDeploymentsFailed,
     GatewayError,
     NoDeploymentAvailable,
+    RateLimited,
     UpstreamError,
 )
 from polyroute.model.record import Attempt, RequestRecord
@@ -73,6 +77,8 @@ class AttemptLoop(Generic[T]):
         hedge_delay: Callable[[], float] | None = None,
         origins: Mapping[str, str] | None = None,
         client_listed: frozenset[str] = frozenset(),
+        holder: Holder | None = None,
+        quota: QuotaCheck | None = None,
     ) -> None:
         self._group = group
         self._queue = deque(candidates)
@@ -88,6 +94,11 @@ class AttemptLoop(Generic[T]):
         """Deployment name → the group it came from (absent: the requested group)."""
         self._client_listed = client_listed
         """Deployments of groups the client named in its own ``models`` list."""
+        self._holder = holder
+        """Counts the attempt in flight and learns its latency (routing's room)."""
+        self._quota = quota
+        self._at_quota: list[tuple[Deployment, float]] = []
+        """Deployments whose own rpm/tpm had no room, with the seconds until they would."""
         self._skipped: list[Deployment] = []
         self._tried: set[str] = set()
         self._forced: set[str] = set()
@@ -131,6 +142,13 @@ class AttemptLoop(Generic[T]):
             if not self._still_open_to(dep):
                 continue
             self._queue.appendleft(dep)
+        if not errors and self._at_quota:
+            wait = min(w for _, w in self._at_quota)
+            names = ", ".join(sorted({d.name for d, _ in self._at_quota}))
+            raise RateLimited(
+                f"every deployment of model '{self._group}' that could serve this request is "
+                f"at its own quota ({names})", code="deployment_quota_exceeded",
+                retry_after=None if math.isinf(wait) else max(wait, 0.001))
         if not errors:
             reopens = self._breakers.reopens_in(d.upstream for d in self._skipped)
             raise NoDeploymentAvailable(
@@ -197,6 +215,8 @@ class AttemptLoop(Generic[T]):
         dep = await self._next_allowed()
         if dep is None and not self._tried:
             dep = self._panic() or await self._after_pause()
+        if dep is None:
+            dep = await self._after_quota()
         if dep is not None:
             self._tried.add(dep.name)
         return dep
@@ -218,8 +238,32 @@ class AttemptLoop(Generic[T]):
         while self._queue:
             dep = self._queue.popleft()
             if dep.name in self._forced or await self._breakers.allow(dep.upstream):
+                if self._quota is not None:
+                    wait = await self._quota.admit(dep)
+                    if wait is not None:
+                        self._breakers.release(dep.upstream)  # a probe slot, if it held one
+                        self._at_quota.append((dep, wait))
+                        continue
                 return dep
             self._skipped.append(dep)
+        return None
+
+    async def _after_quota(self) -> Deployment | None:
+        """Every deployment left is at its own quota: wait for the first to have room, when
+        that is within the group's ``queue_s`` (and the deadline), rather than refuse."""
+        loop = asyncio.get_running_loop()
+        while self._at_quota and self._quota is not None:
+            wait = min(w for _, w in self._at_quota)
+            if wait > self._quota.queue_s or loop.time() + wait >= self._deadline:
+                return None
+            await asyncio.sleep(wait + _TIMER_SLACK_S)
+            waiting, self._at_quota = self._at_quota, []
+            for i, (dep, _) in enumerate(waiting):
+                again = await self._quota.admit(dep)
+                if again is None:
+                    self._at_quota.extend(waiting[i + 1:])
+                    return dep
+                self._at_quota.append((dep, again))
         return None
 
     def _panic(self) -> Deployment | None:
@@ -263,6 +307,9 @@ class AttemptLoop(Generic[T]):
         note = Attempt(dep.name, dep.vendor, 0.0, "pending", 0)
         self._record.attempts.append(note)
         counted = dep.upstream not in self._evidence
+        holder = self._holder
+        if holder is not None:
+            holder.begin(dep.name)
         try:
             result = await attempt(dep)
         except UpstreamError as exc:
@@ -273,13 +320,23 @@ class AttemptLoop(Generic[T]):
                 self._breakers.failure(dep.upstream, exc, self._res.circuit, counted=counted)
                 self._evidence.add(dep.upstream)
             self._finish(note, t0, exc.error_class, exc.status)
+            if holder is not None:
+                holder.failed(dep.name)
             raise
         except asyncio.CancelledError:
             self._breakers.release(dep.upstream)
             self._finish(note, t0, "cancelled", 0)
+            if holder is not None:
+                holder.failed(dep.name)
+            raise
+        except BaseException:
+            if holder is not None:
+                holder.failed(dep.name)
             raise
         self._breakers.success(dep.upstream, self._res.circuit, counted=counted)
         self._finish(note, t0, None, 200)
+        if holder is not None:
+            holder.succeeded(dep.name, note.latency_s)
         record = self._record
         record.vendor, record.deployment, record.upstream_model = dep.vendor, dep.name, dep.model
         return result

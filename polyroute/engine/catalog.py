@@ -36,6 +36,11 @@ class ModelCatalog:
         self._clock = clock
         self._cache: dict[str, tuple[float, list[ModelEntry]]] = {}
 
+    def use(self, config: GatewayConfig) -> None:
+        """List a reloaded config's groups and vendors from now on."""
+        self._config = config
+        self._cache = {}
+
     async def entries(self) -> list[ModelEntry]:
         entries = [ModelEntry(name, "polyroute") for name in self._config.groups]
         vendors = list(self._config.open_vendors)

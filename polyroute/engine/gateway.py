@@ -31,10 +31,13 @@ from polyroute.engine.estimate import (
     prediction_tokens,
 )
 from polyroute.engine.observer import RequestObserver
+from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
 from polyroute.engine.resume import Resumed
+from polyroute.engine.room import Holder
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
+from polyroute.engine.tags import metadata_tags
 from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
@@ -56,6 +59,9 @@ class TimeoutOverrides:
     total_s: float | None = None
     ttft_s: float | None = None
     stall_s: float | None = None
+    tags: frozenset[str] = frozenset()
+    """Not a deadline but another per-request header: the deployment tags asked for
+    (``x-polyroute-tags``)."""
 
     def apply(self, timeouts: Timeouts) -> Timeouts:
         """A deadline the client chose is not adapted: its floor is set to it too."""
@@ -79,8 +85,11 @@ class Gateway:
         policy: Policy | None = None,
         clock: Callable[[], float] = time.perf_counter,
         rng: Random | None = None,
+        quota: QuotaGate | None = None,
     ) -> None:
         self._policy: Policy = policy or OpenPolicy()
+        self._quota = quota
+        """Deployments' own rpm/tpm (the vendor's quota); None: not enforced."""
         self._router = router
         self._adapters = adapters
         self._observers = tuple(observers)
@@ -89,6 +98,15 @@ class Gateway:
         self._rng = rng or Random()
         self._ttft: dict[str, deque[float]] = {}
         self._pace = Pace()
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    def use(self, router: Router) -> None:
+        """Route new requests with ``router`` (a reloaded config); requests in flight finish
+        on the route they were given."""
+        self._router = router
 
     async def chat(
         self, request: ChatRequest, record: RequestRecord,
@@ -142,13 +160,16 @@ class Gateway:
     ) -> T:
         start = self._clock()
         ticket: object = None
+        holder = None
         try:
-            route = self._route(model, also, record, request, principal)
+            route = self._route(model, also, record, request, principal, overrides.tags)
             ticket = await self._admit(principal, route, record, reserve, request)
+            holder, quota = self._room(route, reserve, stream=False)
             own = route.resilience.timeouts
             timeouts = overrides.apply(own)
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
-            loop: AttemptLoop[T] = self._loop(route, record, deadline, also)
+            loop: AttemptLoop[T] = self._loop(route, record, deadline, also, holder=holder,
+                                              quota=quota)
             result, _ = await loop.run(_blaming_the_client(
                 lambda dep: attempt(dep, timeouts, deadline),
                 timeouts.total_s < own.total_s, own.response_s))
@@ -161,7 +182,7 @@ class Gateway:
             record.status, record.error_class = CLIENT_CLOSED, "client_closed"
             raise
         finally:
-            self._settle(record, start, ticket)
+            self._settle(record, start, ticket, holder)
 
     async def stream_chat(
         self, request: ChatRequest, record: RequestRecord,
@@ -172,11 +193,14 @@ class Gateway:
         :class:`~polyroute.errors.StreamInterrupted`."""
         start = self._clock()
         ticket: object = None
+        holder = None
         try:
-            route = self._route(request.model, request.models or (), record, request, principal)
+            route = self._route(request.model, request.models or (), record, request, principal,
+                                overrides.tags)
             reserve = reservation(request)
             input_tokens = reserve.input_tokens
             ticket = await self._admit(principal, route, record, reserve, request)
+            holder, quota = self._room(route, reserve, stream=True)
             own = route.resilience.timeouts
             timeouts = overrides.apply(own)
             loop = asyncio.get_running_loop()
@@ -199,7 +223,8 @@ class Gateway:
                 return opened
 
             attempts: AttemptLoop[OpenedStream] = self._loop(
-                route, record, deadline, request.models or (), discard=OpenedStream.aclose)
+                route, record, deadline, request.models or (), discard=OpenedStream.aclose,
+                holder=holder, quota=quota)
             opened, dep = await attempts.run(_blaming_the_client(
                 attempt, timeouts.total_s < own.total_s or timeouts.ttft_s < own.ttft_s,
                 own.ttft_s))
@@ -208,7 +233,7 @@ class Gateway:
                 record.status, record.error_class = exc.status, exc.error_class
             else:
                 record.status, record.error_class = CLIENT_CLOSED, "client_closed"
-            self._settle(record, start, ticket)
+            self._settle(record, start, ticket, holder)
             raise
         record.ttft_s = self._clock() - start
         self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
@@ -232,7 +257,7 @@ class Gateway:
             max_resumes=route.resilience.retry.max_attempts, pace=self._pace)
         return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
                           on_failure=lambda exc: failed(dep, exc),
-                          settle=lambda: self._settle(record, start, ticket),
+                          settle=lambda: self._settle(record, start, ticket, holder),
                           recovery=recovery, deployment=dep,
                           pace=(self._pace, timeouts))
 
@@ -259,20 +284,25 @@ class Gateway:
     def _route(
         self, model: str, also: Sequence[str], record: RequestRecord,
         request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
+        tags: frozenset[str] = frozenset(),
     ) -> Route:
-        route = self._router.route(model, also, request, principal.allowed_models)
+        route = self._router.route(model, also, request, principal.allowed_models,
+                                   tags or metadata_tags(request))
         if request is not None:
             route = _speakers_first(route, request)
         record.model_group = route.group
         if route.decision is not None:
             record.route = route.decision.header_value()
+        elif route.reason is not None:
+            record.route, record.route_kind = route.reason, route.kind
         for group in route.refused:  # shown in x-polyroute-attempts; never tried
             record.attempts.append(Attempt(group, "", 0.0, "not_allowed", 403))
         return route
 
     def _loop(
         self, route: Route, record: RequestRecord, deadline: float, also: Sequence[str] = (),
-        discard: Callable[[T], Awaitable[None]] | None = None,
+        discard: Callable[[T], Awaitable[None]] | None = None, holder: Holder | None = None,
+        quota: QuotaCheck | None = None,
     ) -> AttemptLoop[T]:
         hedge = route.resilience.hedge
         delay = None
@@ -284,7 +314,20 @@ class Gateway:
             record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
             rng=self._rng, discard=discard, hedge_delay=delay, origins=route.origins,
             client_listed=frozenset(name for name, group in route.origins.items()
-                                    if group in also))
+                                    if group in also), holder=holder, quota=quota)
+
+    def _room(self, route: Route, reserve: Reservation,
+              stream: bool) -> tuple[Holder, QuotaCheck | None]:
+        """The request's hold on the room (in flight, latency learnt), and its check against
+        the deployments' own quotas when any candidate has one."""
+        tokens = reserve.input_tokens + (reserve.max_output_tokens or 0) * reserve.choices
+        group = self._router.known(route.group)
+        knobs = group.knobs if group is not None else None
+        holder = self._router.room.holder(stream, knobs.alpha if knobs else None, tokens)
+        quota = None
+        if self._quota is not None and any(d.rpm or d.tpm for d in route.candidates):
+            quota = QuotaCheck(self._quota, tokens, knobs.queue_s if knobs else 0.0)
+        return holder, quota
 
     def _hedge_delay(self, group: str, fixed: float | None, floor: float) -> float:
         if fixed is not None:
@@ -295,7 +338,10 @@ class Gateway:
         ordered = sorted(samples)
         return max(floor, ordered[int(0.95 * (len(ordered) - 1))])
 
-    def _settle(self, record: RequestRecord, start: float, ticket: object = None) -> None:
+    def _settle(self, record: RequestRecord, start: float, ticket: object = None,
+                holder: Holder | None = None) -> None:
+        if holder is not None:
+            holder.release()
         record.latency_s = self._clock() - start
         self._policy.settle(ticket, record)
         for observer in self._observers:

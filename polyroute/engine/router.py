@@ -11,7 +11,10 @@ from polyroute.autorouter import Decision
 from polyroute.config import Deployment, GatewayConfig, ModelGroup
 from polyroute.config.compiled import Resilience
 from polyroute.engine.auto import AutoRoutes
-from polyroute.engine.strategies import STRATEGIES, RoutingContext
+from polyroute.engine.estimate import estimate_input_tokens
+from polyroute.engine.room import Room
+from polyroute.engine.strategies import STRATEGIES, Ranked, RoutingContext
+from polyroute.engine.tags import carrying
 from polyroute.errors import InvalidRequest, ModelNotFound
 from polyroute.model.chat import ChatRequest
 from polyroute.model.names import name_problem
@@ -33,22 +36,31 @@ class Route:
     """The groups besides ``group`` whose deployments are among the candidates."""
     refused: tuple[str, ...] = ()
     """Fallback or extra groups left out because the caller may not use them."""
+    reason: str | None = None
+    """Why the requested group's deployments are in this order (strategies that read the
+    room, and tag selection): for ``x-polyroute-route`` and the ledger."""
+    kind: str | None = None
+    """``<strategy>/<kind>`` of that reason: a bounded metric label."""
+
+_READS_THE_ROOM = frozenset({"least_latency", "least_busy", "quota", "cost"})
 
 
 class Router:
     def __init__(
-        self, config: GatewayConfig, rng: Random | None = None, auto: AutoRoutes | None = None
+        self, config: GatewayConfig, rng: Random | None = None, auto: AutoRoutes | None = None,
+        room: Room | None = None,
     ) -> None:
         self._groups = config.groups
         self._open_vendors = config.open_vendors
         self._resilience = config.resilience
         self._auto = auto
-        self._ctx = RoutingContext(rng or Random())
+        self.room = room or Room()
+        self._ctx = RoutingContext(rng or Random(), self.room)
         self._open_groups: OrderedDict[str, ModelGroup] = OrderedDict()
 
     def route(
         self, model: str, also: Sequence[str] = (), request: ChatRequest | None = None,
-        allowed: frozenset[str] | None = None,
+        allowed: frozenset[str] | None = None, tags: frozenset[str] = frozenset(),
     ) -> Route:
         """The deployments to try, in order: the group's own (by its strategy), then its
         configured fallback groups', then those of the request's own extra ``models``. The
@@ -56,9 +68,14 @@ class Router:
 
         ``allowed`` (None: all) is the caller's allow-list: a fallback or extra group outside
         it is left out, never tried, and named in ``refused``. The requested group itself is
-        kept, whatever the list says: the policy refuses the whole request for it."""
+        kept, whatever the list says: the policy refuses the whole request for it.
+
+        ``tags`` (``x-polyroute-tags``) keep only the deployments carrying every one of them,
+        in each group; a request no deployment of the requested group can take is refused."""
         group = self.group(model, allowed)
         decision = None
+        if tags:
+            return self._tagged(group, also, request, allowed, tags)
         if group.routing == "auto" and self._auto is not None:
             ordered, decision = self._auto.order(group, request)
             if not group.fallbacks and not also:
@@ -66,8 +83,23 @@ class Router:
         if not group.fallbacks and not also:  # the common case, kept cheap
             if len(group.deployments) == 1:
                 return Route(group.name, list(group.deployments), group.resilience)
-            ordered = STRATEGIES[group.routing](group.deployments, self._ctx)
-            return Route(group.name, ordered, group.resilience)
+            ordered = self._order(group, request)
+            return Route(group.name, ordered, group.resilience, reason=_reason(ordered),
+                         kind=_kind(group, ordered))
+        return self._gather(group, also, request, allowed, decision)
+
+    def _tagged(self, group: ModelGroup, also: Sequence[str], request: ChatRequest | None,
+                allowed: frozenset[str] | None, tags: frozenset[str]) -> Route:
+        kept = carrying(group.deployments, tags)
+        if not kept:
+            raise InvalidRequest(
+                f"No deployment of model '{group.name}' carries the tags "
+                f"{', '.join(sorted(tags))} (x-polyroute-tags).", param="x-polyroute-tags")
+        return self._gather(group, also, request, allowed, None, tags)
+
+    def _gather(self, group: ModelGroup, also: Sequence[str], request: ChatRequest | None,
+                allowed: frozenset[str] | None, decision: Decision | None,
+                tags: frozenset[str] = frozenset()) -> Route:
         candidates: list[Deployment] = []
         origins: dict[str, str] = {}
         seen_groups: set[str] = set()
@@ -79,6 +111,7 @@ class Router:
             # raises for an unknown name: say so rather than skip it
             extra = self.group(name, allowed)
             pending += [extra.name, *extra.fallbacks]
+        first: list[Deployment] = []
         for name in pending:
             if name in seen_groups:
                 continue
@@ -89,18 +122,54 @@ class Router:
             if name != group.name:
                 used.append(name)
             member = self.group(name, allowed)
-            for dep in self._order(member, request):
+            ordered = self._order(member, request, tags)
+            if member is group:
+                first = ordered
+            for dep in ordered:
                 if dep.name not in seen_deployments:
                     seen_deployments.add(dep.name)
                     candidates.append(dep)
                     origins[dep.name] = member.name
+        reason, kind = _reason(first), _kind(group, first)
+        if tags:
+            reason = f"tags {','.join(sorted(tags))}" + (f"; {reason}" if reason else "")
+            kind = kind or "tags"
         return Route(group.name, candidates, group.resilience, decision, origins,
-                     tuple(used), tuple(refused))
+                     tuple(used), tuple(refused), reason, kind)
 
-    def _order(self, group: ModelGroup, request: ChatRequest | None) -> list[Deployment]:
+    def _order(self, group: ModelGroup, request: ChatRequest | None,
+               tags: frozenset[str] = frozenset()) -> list[Deployment]:
+        deployments: Sequence[Deployment] = group.deployments
+        if tags:
+            deployments = carrying(deployments, tags)
+            if not deployments:
+                return []
         if group.routing == "auto" and self._auto is not None:
+            if tags:  # the auto-router ranks the whole group: keep its order, tagged only
+                names = {d.name for d in deployments}
+                return [d for d in self._auto.order(group, request)[0] if d.name in names]
             return self._auto.order(group, request)[0]
-        return STRATEGIES[group.routing](group.deployments, self._ctx)
+        if len(deployments) == 1:
+            return list(deployments)
+        ctx = self._ctx
+        if group.routing in _READS_THE_ROOM:
+            ctx = RoutingContext(ctx.rng, self.room, group.knobs)
+            if request is not None:
+                ctx.stream = request.stream
+                if group.routing == "cost":
+                    ctx.input_tokens = estimate_input_tokens(request)
+                    ctx.output_tokens = (request.max_completion_tokens or request.max_tokens
+                                         or 0)
+        return STRATEGIES[group.routing](deployments, ctx)
+
+    @property
+    def deployments(self) -> list[Deployment]:
+        """Every configured deployment (for keeping state across a reload)."""
+        return [d for g in self._groups.values() for d in g.deployments]
+
+    def known(self, name: str) -> ModelGroup | None:
+        """The configured group of that name, if any."""
+        return self._groups.get(name)
 
     def group(self, model: str, allowed: frozenset[str] | None = None) -> ModelGroup:
         """The group ``model`` names, or ModelNotFound (whose text lists only what a caller
@@ -160,3 +229,11 @@ class Router:
             return f"{message}. It serves {' and '.join(offers)}."
         return (f"{message}. No vendor is configured: set OPENAI_API_KEY (or another vendor's "
                 "key) or pass --config.")
+
+
+def _reason(ordered: list[Deployment]) -> str | None:
+    return ordered.reason if isinstance(ordered, Ranked) else None
+
+
+def _kind(group: ModelGroup, ordered: list[Deployment]) -> str | None:
+    return f"{group.routing}/{ordered.kind}" if isinstance(ordered, Ranked) else None

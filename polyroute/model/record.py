@@ -49,7 +49,10 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     """Set when a broken stream was finished by other attempts: each attempt's usage (``usage``
     is then their sum)."""
     route: str | None = None
-    """The auto-router's decision: the chosen deployment and predicted scores."""
+    """The auto-router's decision (the chosen deployment and predicted scores), or another
+    strategy's reason (docs/routing.md): ``x-polyroute-route``."""
+    route_kind: str | None = None
+    """``<strategy>/<kind>`` of that reason (e.g. ``least_latency/explore``): a metric label."""
     key_id: str | None = None
     team: str | None = None
     org: str | None = None

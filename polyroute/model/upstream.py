@@ -70,6 +70,10 @@ class Deployment:
     price: Price | None = None
     context_window: int | None = None
     profile: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    """The vendor's quota for this deployment (requests, tokens per minute): enforced by the
+    gateway, and read by the 'quota' strategy."""
 
     @property
     def upstream(self) -> str:

@@ -143,9 +143,20 @@ class Metrics(Collector):
         self.tokens = Counter(
             "polyroute_tokens", "Tokens reported by upstreams, by kind.",
             ("model_group", "vendor", "kind"))
+        self.route_decisions = Counter(
+            "polyroute_route_decisions",
+            "Requests routed by a strategy that reads the room (or by tags), by model group "
+            "and '<strategy>/<why>' (least_latency/fastest, least_latency/explore, "
+            "quota/headroom, quota/shed, least_busy/least_busy, cost/cheapest, …).",
+            ("model_group", "decision"))
         self._probes: list[tuple[Gauge, Callable[[], float]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+
+    def know(self, model_groups: Iterable[str], deployments: Iterable[str]) -> None:
+        """A reloaded config's groups and deployments are labels too (the old ones stay)."""
+        self._known_groups = self._known_groups | frozenset(model_groups)
+        self._known_deployments = self._known_deployments | frozenset(deployments)
 
     def watch_ledger(self, backlog_bytes: Callable[[], float], written: Callable[[], float],
                      failing: Callable[[], float], quarantined: Callable[[], float]) -> None:
@@ -201,6 +212,8 @@ class Metrics(Collector):
             self.ttft.observe(record.ttft_s, group)
         if record.error_class is not None:
             self.errors.inc(endpoint, record.error_class)
+        if record.route_kind is not None:
+            self.route_decisions.inc(group, record.route_kind)
         for attempt in record.attempts:
             deployment = self._deployment_label(attempt.deployment)
             self.attempts.inc(attempt.vendor, deployment, attempt.error_class or "ok")

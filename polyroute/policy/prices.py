@@ -15,12 +15,12 @@ _CACHE = 4096  # '<vendor>/<model>' names are client-chosen: bound the memo
 class Prices:
     def __init__(self, config: GatewayConfig, catalog: PriceCatalog) -> None:
         self._catalog = catalog
-        self._configured: dict[tuple[str, str], Price] = {}
-        for group in config.groups.values():
-            for dep in group.deployments:
-                if dep.price is not None:
-                    self._configured[(dep.vendor, dep.model)] = dep.price
+        self._configured = _configured(config)
         self._memo: OrderedDict[tuple[str, str], Price | None] = OrderedDict()
+
+    def adopt(self, config: GatewayConfig) -> None:
+        """A reloaded config's prices, for requests settled from now on."""
+        self._configured = _configured(config)
 
     def of(self, vendor: str | None, model: str | None) -> Price | None:
         if vendor is None or model is None:
@@ -41,3 +41,8 @@ class Prices:
         """A '<vendor>/<model>' group made on the fly has one deployment, named alike."""
         vendor, sep, model = group.partition("/")
         return self.of(vendor, model) if sep else None
+
+
+def _configured(config: GatewayConfig) -> dict[tuple[str, str], Price]:
+    return {(dep.vendor, dep.model): dep.price for group in config.groups.values()
+            for dep in group.deployments if dep.price is not None}

@@ -13,6 +13,7 @@ from polyroute.sim.embeddings import embeddings
 from polyroute.sim.gemini import add_gemini_routes, gemini_dialect
 from polyroute.sim.middleware import check_api_key, openai_errors, record_requests
 from polyroute.sim.model_list import list_models, retrieve_model
+from polyroute.sim.quota import add_quota_headers, enforce_quota
 from polyroute.sim.settings import SimSettings
 from polyroute.sim.state import SIM_STATE, SimState
 
@@ -28,7 +29,7 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     """
     app = web.Application(
         middlewares=[record_requests, anthropic_dialect, gemini_dialect, bedrock_dialect,
-                     azure_dialect, openai_errors, check_api_key],
+                     azure_dialect, openai_errors, check_api_key, enforce_quota],
         client_max_size=MAX_REQUEST_BYTES,
     )
     app[SIM_STATE] = SimState.from_settings(settings or SimSettings())
@@ -41,4 +42,5 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     add_bedrock_routes(app, app[SIM_STATE].settings.seed)
     add_azure_routes(app)
     add_control_routes(app)
+    app.on_response_prepare.append(add_quota_headers)
     return app

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokens-per-second", type=float, default=0.0, help="0 = unpaced")
     parser.add_argument("--chunk-tokens", type=int, default=1)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before headers")
+    parser.add_argument("--rate-limit-rpm", type=int, default=0,
+                        help="requests per minute before 429 (0 = no quota)")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     parser.add_argument(
         "--model",
@@ -75,6 +77,7 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         tokens_per_second=args.tokens_per_second,
         chunk_tokens=args.chunk_tokens,
         latency_ms=args.latency_ms,
+        rate_limit_rpm=args.rate_limit_rpm,
         api_key=args.api_key,
         models=args.models or list(DEFAULT_MODELS),
         rules=[parse_rule(spec) for spec in args.faults],

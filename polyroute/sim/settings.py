@@ -34,6 +34,9 @@ class SimSettings(msgspec.Struct, kw_only=True):
     chunk_tokens: int = 1
     # Delay before the response headers of every /v1 request.
     latency_ms: float = 0.0
+    # Requests per minute to /v1/chat/completions (0: no quota); answers carry OpenAI's
+    # x-ratelimit-*-requests headers, and a request beyond it gets 429.
+    rate_limit_rpm: int = 0
     api_key: str | None = None
     models: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_MODELS))
     rules: list[FaultRule] = msgspec.field(default_factory=list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -11,6 +12,9 @@ from polyroute.sim.ids import IdSource
 from polyroute.sim.settings import SimSettings
 from polyroute.sim.stats import SimStats
 
+if TYPE_CHECKING:
+    from polyroute.sim.quota import RequestQuota
+
 
 @dataclass
 class SimState:
@@ -18,6 +22,7 @@ class SimState:
     rules: FaultRuleBook
     stats: SimStats
     ids: IdSource
+    quota: RequestQuota | None = None
 
     @classmethod
     def from_settings(cls, settings: SimSettings) -> SimState:
@@ -26,6 +31,7 @@ class SimState:
             rules=FaultRuleBook(settings.rules, settings.seed),
             stats=SimStats(),
             ids=IdSource(settings.seed),
+            quota=_quota(settings.rate_limit_rpm),
         )
 
 
@@ -34,3 +40,9 @@ SIM_STATE = web.AppKey("polyroute_sim_state", SimState)
 
 def get_state(request: web.Request) -> SimState:
     return request.app[SIM_STATE]
+
+
+def _quota(rpm: int) -> RequestQuota | None:
+    from polyroute.sim.quota import RequestQuota
+
+    return RequestQuota(rpm) if rpm > 0 else None

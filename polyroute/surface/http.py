@@ -10,12 +10,14 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from aiohttp import web
 
 from polyroute.engine.gateway import TimeoutOverrides
+from polyroute.engine.tags import parse_tags
 from polyroute.errors import AuthenticationFailed, GatewayError, InvalidRequest, PayloadTooLarge
 from polyroute.model.record import RequestRecord
 
@@ -180,11 +182,20 @@ TIMEOUT_HEADERS = {
     "x-polyroute-stall-timeout": "stall_s",
 }
 _NO_OVERRIDES = TimeoutOverrides()
+TAGS_HEADER = "x-polyroute-tags"
 
 
 def timeout_overrides(request: web.Request) -> TimeoutOverrides:
-    """Per-request deadlines from headers, in seconds (e.g. ``x-polyroute-ttft-timeout: 5``)."""
+    """Per-request deadlines from headers, in seconds (e.g. ``x-polyroute-ttft-timeout: 5``),
+    and the deployment tags asked for (``x-polyroute-tags: eu,batch``)."""
     headers = request.headers
+    tags = headers.get(TAGS_HEADER)
+    if tags is not None:
+        return replace(_deadlines(headers), tags=parse_tags(tags, TAGS_HEADER))
+    return _deadlines(headers)
+
+
+def _deadlines(headers: Mapping[str, str]) -> TimeoutOverrides:
     if not any(name in headers for name in TIMEOUT_HEADERS):
         return _NO_OVERRIDES
     values: dict[str, float] = {}
@@ -200,7 +211,7 @@ def timeout_overrides(request: web.Request) -> TimeoutOverrides:
             raise InvalidRequest(f"Header {name} must be a number of seconds in (0, 3600], "
                                  f"not {raw!r}.", param=name)
         values[field] = value
-    return TimeoutOverrides(**values)
+    return TimeoutOverrides(values.get("total_s"), values.get("ttft_s"), values.get("stall_s"))
 
 
 def trace_headers(record: RequestRecord) -> dict[str, str]:

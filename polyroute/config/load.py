@@ -174,7 +174,7 @@ def _compile(
                        "set routing: auto, or remove the auto section")
         groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments),
                                      tuple(group.fallbacks), _resilience(group.resilience),
-                                     auto)
+                                     auto, group.cache, group.prompt_affinity)
     for gname, group in cfg.model_groups.items():
         for i, fallback in enumerate(group.fallbacks):
             if fallback not in groups or fallback == gname:
@@ -218,9 +218,18 @@ def _compile(
         limits=c.LimitsSettings(cfg.limits.default_max_output_tokens, cfg.limits.lease_ttl_s,
                                 cfg.limits.on_state_outage, cfg.limits.allow_unpriced),
         metrics=_metrics(cfg, fail),
+        cache=_cache(cfg, fail),
         catalog=catalog,
         auto_router=router,
     )
+
+
+def _cache(cfg: ConfigFile, fail: Any) -> c.CacheSettings:
+    k = cfg.cache
+    if k.backend == "redis" and cfg.state.redis_url is None:
+        raise fail("cache.backend", "'redis' needs a Redis to keep answers in",
+                   "set state.redis_url, or cache.backend: memory")
+    return c.CacheSettings(k.mode, k.backend, k.max_bytes, k.max_entry_bytes, k.ttl_s, k.scope)
 
 
 def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:

@@ -10,6 +10,7 @@ from random import Random
 from polyroute.autorouter import Decision
 from polyroute.config import Deployment, GatewayConfig, ModelGroup
 from polyroute.config.compiled import Resilience
+from polyroute.engine.affinity import PrefixAffinity
 from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.strategies import STRATEGIES, RoutingContext
 from polyroute.errors import InvalidRequest, ModelNotFound
@@ -37,8 +38,10 @@ class Route:
 
 class Router:
     def __init__(
-        self, config: GatewayConfig, rng: Random | None = None, auto: AutoRoutes | None = None
+        self, config: GatewayConfig, rng: Random | None = None, auto: AutoRoutes | None = None,
+        affinity: PrefixAffinity | None = None,
     ) -> None:
+        self._affinity = affinity
         self._groups = config.groups
         self._open_vendors = config.open_vendors
         self._resilience = config.resilience
@@ -67,6 +70,9 @@ class Router:
             if len(group.deployments) == 1:
                 return Route(group.name, list(group.deployments), group.resilience)
             ordered = STRATEGIES[group.routing](group.deployments, self._ctx)
+            if self._affinity is not None and group.routing == "weighted" \
+                    and group.prompt_affinity:
+                ordered = self._affinity.steer(group.name, ordered, request)
             return Route(group.name, ordered, group.resilience)
         candidates: list[Deployment] = []
         origins: dict[str, str] = {}

@@ -143,6 +143,14 @@ class Metrics(Collector):
         self.tokens = Counter(
             "polyroute_tokens", "Tokens reported by upstreams, by kind.",
             ("model_group", "vendor", "kind"))
+        self.cache_requests = Counter(
+            "polyroute_cache_requests",
+            "Chat requests to groups with a response cache, by result: hit, miss, bypass.",
+            ("model_group", "result"))
+        self.cache_saved_usd = Counter(
+            "polyroute_cache_saved_usd",
+            "USD that cache hits would have cost upstream (priced as the stored answer was).",
+            ("model_group",))
         self._probes: list[tuple[Gauge, Callable[[], float]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -161,6 +169,27 @@ class Metrics(Collector):
                     "Ledger records the database refused (e.g. a NUL byte), moved to the "
                     "spool directory's quarantine.jsonl instead of blocking the rest.",
                     quarantined)
+
+    def watch_cache(self, stored_bytes: Callable[[], float],
+                    errors: Callable[[], float]) -> None:
+        """The response cache's backend, read when /metrics is scraped."""
+        self._probe("polyroute_cache_bytes",
+                    "Bytes of answers the in-process response cache holds (0: Redis).",
+                    stored_bytes)
+        self._probe("polyroute_cache_backend_errors",
+                    "Response-cache backend calls that failed (each served as a miss).", errors)
+        self._probe("polyroute_cache_hit_ratio",
+                    "Hits / (hits + misses) since start, over every group (bypasses left out).",
+                    self._hit_ratio)
+
+    def _hit_ratio(self) -> float:
+        hits = misses = 0.0
+        for (_, result), count in self.cache_requests.values.items():
+            if result == "hit":
+                hits += count
+            elif result == "miss":
+                misses += count
+        return hits / (hits + misses) if hits + misses else 0.0
 
     def watch_directory(self, quarantined: Callable[[], float]) -> None:
         self._probe("polyroute_directory_quarantined_rows",
@@ -201,6 +230,10 @@ class Metrics(Collector):
             self.ttft.observe(record.ttft_s, group)
         if record.error_class is not None:
             self.errors.inc(endpoint, record.error_class)
+        if record.cache is not None:
+            self.cache_requests.inc(group, record.cache)
+            if record.saved_usd:
+                self.cache_saved_usd.inc(group, amount=record.saved_usd)
         for attempt in record.attempts:
             deployment = self._deployment_label(attempt.deployment)
             self.attempts.inc(attempt.vendor, deployment, attempt.error_class or "ok")

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from polyroute.sim.fault_rules import FaultRuleBook
 from polyroute.sim.ids import IdSource
+from polyroute.sim.prompt_cache import PromptCache
 from polyroute.sim.settings import SimSettings
 from polyroute.sim.stats import SimStats
 
@@ -18,6 +19,7 @@ class SimState:
     rules: FaultRuleBook
     stats: SimStats
     ids: IdSource
+    prompt_cache: PromptCache
 
     @classmethod
     def from_settings(cls, settings: SimSettings) -> SimState:
@@ -26,6 +28,7 @@ class SimState:
             rules=FaultRuleBook(settings.rules, settings.seed),
             stats=SimStats(),
             ids=IdSource(settings.seed),
+            prompt_cache=PromptCache(),
         )
 
 

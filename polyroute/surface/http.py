@@ -200,4 +200,8 @@ def trace_headers(record: RequestRecord) -> dict[str, str]:
         headers["x-polyroute-deployment"] = record.deployment
     if record.route is not None:
         headers["x-polyroute-route"] = record.route
+    if record.cache is not None:
+        headers["x-polyroute-cache"] = record.cache
+        if record.cache_age_s is not None:
+            headers["Age"] = str(record.cache_age_s)
     return headers

@@ -1,6 +1,6 @@
 """The vendor prompt-cache saving of prompt-cache-aware routing, against plain weighted routing.
 
-    python bench/prompt_cache.py [--requests 600] [--documents 8] [--deployments 3]
+    python bench/prompt_cache.py [--requests 600] [--documents 100] [--deployments 3]
 
 A group of ``--deployments`` equally weighted deployments (one simulator; each deployment its
 own model name, so its own prompt cache, as separate vendor deployments have). The workload:
@@ -94,7 +94,7 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=600)
-    parser.add_argument("--documents", type=int, default=8)
+    parser.add_argument("--documents", type=int, default=100)
     parser.add_argument("--deployments", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
     asyncio.run(main_async(parser.parse_args()))

@@ -255,3 +255,24 @@ def test_redis_backend_shared_and_outage_serves_misses(sim: SimServer) -> None:
                        and float(line.split()[1]) > 0 for line in body.decode().splitlines())
     finally:
         redis.close()
+
+
+def test_responses_dialect_shares_answers_with_chat(gw: GatewayProcess, sim: SimServer) -> None:
+    """Requests are keyed in the canonical model: a Responses-API client asking what a chat
+    client asked gets the same stored answer, whole and streamed."""
+    client = _openai(gw)
+    headers, first = _ask(client, "one question, two dialects")
+    assert headers["x-polyroute-cache"] == "miss"
+    calls = _upstream_calls(sim)
+    raw = client.responses.with_raw_response.create(
+        model="cached", input=[{"role": "user", "content": "one question, two dialects"}],
+        temperature=0)
+    assert raw.headers["x-polyroute-cache"] == "hit"
+    assert raw.parse().output_text == first.choices[0].message.content
+    with client.responses.stream(
+            model="cached", temperature=0,
+            input=[{"role": "user", "content": "one question, two dialects"}]) as stream:
+        final = stream.get_final_response()
+    assert final.output_text == first.choices[0].message.content
+    assert final.usage is not None and final.usage.output_tokens == first.usage.completion_tokens
+    assert _upstream_calls(sim) == calls

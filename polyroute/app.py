@@ -16,7 +16,9 @@ from polyroute import __version__
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.cache.memory import MemoryStore
+from polyroute.cache.minilm import MiniLM
 from polyroute.cache.redis_store import RedisStore
+from polyroute.cache.semantic import SemanticCache
 from polyroute.cache.store import CacheStore
 from polyroute.config import GatewayConfig
 from polyroute.engine.affinity import PrefixAffinity
@@ -134,7 +136,12 @@ def _response_cache(config: GatewayConfig) -> ResponseCache | None:
         store = RedisStore(config.state.redis_url, timeout_s=config.state.timeout_s)
     else:
         store = MemoryStore(settings.max_bytes)
-    return ResponseCache(store, settings, modes)
+    semantic = None
+    chosen = frozenset(name for name, group in config.groups.items() if group.semantic)
+    if chosen:
+        # The optional embedding model (config checked it is installed): loaded once here.
+        semantic = SemanticCache(MiniLM(), settings.semantic_threshold, chosen)
+    return ResponseCache(store, settings, modes, semantic=semantic)
 
 
 def watch_connections(app: web.Application, gate: ConnectionGate) -> None:

@@ -92,6 +92,7 @@ class ModelGroup:
     cache: str | None = None
     """'off', 'deterministic' or 'all'; None: the gateway's CacheSettings.mode."""
     prompt_affinity: bool = True
+    semantic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ class CacheSettings:
     max_entry_bytes: int = 1024 * 1024
     ttl_s: float = 3600.0
     scope: str = "org"
+    semantic_threshold: float = 0.95
 
 
 @dataclass(frozen=True, slots=True)

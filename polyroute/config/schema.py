@@ -322,6 +322,9 @@ class CacheSection(_Section, kw_only=True):
     """Answers larger than this are not stored."""
     ttl_s: Positive = 3600.0
     """How long an answer is served; a request's Cache-Control: max-age=N asks for younger."""
+    semantic_threshold: Annotated[float, Meta(gt=0, le=1)] = 0.95
+    """Groups with semantic: true: the least cosine similarity of two questions for one's
+    answer to serve the other (docs/caching.md has the precision and recall measured)."""
     scope: Literal["org", "team", "key", "global"] = "org"
     """Who shares cached answers. org: callers of one organisation (a key without one: its
     team, else only itself); global: every caller (only for gateways of one tenant)."""
@@ -337,6 +340,10 @@ class GroupSection(_Section, kw_only=True):
     resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)
     cache: CacheMode | None = None
     """The response cache for this group (unset: cache.mode)."""
+    semantic: bool = False
+    """Also answer a question close enough to a cached one (cache.semantic_threshold), with
+    everything else equal. A false hit serves a wrong answer: see docs/caching.md. Needs
+    pip install 'polyroute[semantic]'."""
     prompt_affinity: bool = True
     """weighted routing: send a prompt that begins like an earlier one (1024+ tokens of
     system prompt, document, tools) to the deployment that had it, while that one is healthy

@@ -131,6 +131,7 @@ class Gateway:
         start = self._clock()
         hit = lookup.hit
         record.model_group, record.cache_age_s = group, lookup.age_s
+        record.cache_similarity = lookup.similarity
         record.vendor, record.upstream_model = hit.vendor, hit.upstream_model
         record.saved_usage = hit.response.usage
         record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org

@@ -10,10 +10,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from polyroute.cache.answer import CachedAnswer, kept, pack, storable, unpack
 from polyroute.cache.control import CacheControl
 from polyroute.cache.key import cache_key, deterministic, tenant_of
+from polyroute.cache.semantic import SemanticCache, partition, question
 from polyroute.cache.store import CacheStore, CacheUnavailable
 from polyroute.config.compiled import CacheSettings
 from polyroute.model.chat import ChatRequest, ChatResponse
@@ -26,10 +28,16 @@ log = logging.getLogger("polyroute.cache")
 @dataclass(frozen=True, slots=True)
 class Lookup:
     outcome: str | None
-    """'hit', 'miss', 'bypass'; None: the group does not cache."""
+    """'hit', 'semantic' (a hit for a close enough question), 'miss', 'bypass'; None: the
+    group does not cache."""
     key: str | None = None
     hit: CachedAnswer | None = None
     age_s: int = 0
+    similarity: float | None = None
+    """A semantic hit: the cosine similarity of the two questions."""
+    part: str | None = None
+    """The semantic partition of a miss (stored with its vector when its answer is)."""
+    vector: Any = None
 
     @property
     def stores(self) -> bool:
@@ -43,8 +51,10 @@ BYPASS = Lookup("bypass")
 
 class ResponseCache:
     def __init__(self, store: CacheStore, settings: CacheSettings,
-                 modes: Mapping[str, str | None], clock: Callable[[], float] = time.time) -> None:
+                 modes: Mapping[str, str | None], clock: Callable[[], float] = time.time,
+                 semantic: SemanticCache | None = None) -> None:
         self._store = store
+        self._semantic = semantic
         self._settings = settings
         self._modes = modes
         self._clock = clock
@@ -76,11 +86,42 @@ class ResponseCache:
             return miss
         answer = unpack(data) if data is not None else None
         if answer is None:
+            if self._semantic is not None and group in self._semantic.groups:
+                return await self._near(request, group, tenant, key, control)
             return miss
-        age = max(0.0, self._clock() - answer.stored_at)
-        if control.max_age_s is not None and age > control.max_age_s:
+        if not self._fresh(answer, control):
             return miss
-        return Lookup("hit", key, answer, int(age))
+        return Lookup("hit", key, answer, self._age(answer))
+
+    async def _near(self, request: ChatRequest, group: str, tenant: str, key: str,
+                    control: CacheControl) -> Lookup:
+        """An exact miss: is a stored answer's question close enough to this one?"""
+        semantic = self._semantic
+        text = question(request)
+        if semantic is None or text is None:
+            return Lookup("miss", key)
+        part = partition(request, group, tenant)
+        # Embedding is CPU work (milliseconds): off the event loop.
+        vector = (await asyncio.to_thread(semantic.embedder.embed, [text]))[0]
+        miss = Lookup("miss", key, part=part, vector=vector)
+        near = semantic.index.nearest(part, vector, semantic.threshold)
+        if near is None:
+            return miss
+        try:
+            data = await self._store.get(near[0])
+        except CacheUnavailable as exc:
+            self._failed(exc)
+            return miss
+        answer = unpack(data) if data is not None else None
+        if answer is None or not self._fresh(answer, control):
+            return miss
+        return Lookup("semantic", key, answer, self._age(answer), near[1])
+
+    def _age(self, answer: CachedAnswer) -> int:
+        return int(max(0.0, self._clock() - answer.stored_at))
+
+    def _fresh(self, answer: CachedAnswer, control: CacheControl) -> bool:
+        return control.max_age_s is None or self._age(answer) <= control.max_age_s
 
     def keep(self, lookup: Lookup, response: ChatResponse, record: RequestRecord) -> None:
         """Store ``response`` (a miss's answer) if it is whole; in the background."""
@@ -94,6 +135,8 @@ class ResponseCache:
                                  record.upstream_model, record.deployment))
         if len(data) > self._settings.max_entry_bytes:
             return
+        if self._semantic is not None and lookup.part is not None:
+            self._semantic.index.add(lookup.part, lookup.vector, lookup.key)
         task = asyncio.create_task(self._put(lookup.key, data))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

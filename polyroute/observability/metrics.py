@@ -145,7 +145,8 @@ class Metrics(Collector):
             ("model_group", "vendor", "kind"))
         self.cache_requests = Counter(
             "polyroute_cache_requests",
-            "Chat requests to groups with a response cache, by result: hit, miss, bypass.",
+            "Chat requests to groups with a response cache, by result: hit, semantic (a hit "
+            "for a close enough question), miss, bypass.",
             ("model_group", "result"))
         self.cache_saved_usd = Counter(
             "polyroute_cache_saved_usd",
@@ -185,7 +186,7 @@ class Metrics(Collector):
     def _hit_ratio(self) -> float:
         hits = misses = 0.0
         for (_, result), count in self.cache_requests.values.items():
-            if result == "hit":
+            if result in ("hit", "semantic"):
                 hits += count
             elif result == "miss":
                 misses += count

@@ -147,7 +147,7 @@ class KeyPolicy:
         usage: Usage | None
         cost: float | None
         source: str | None
-        if record.cache == "hit":  # no tokens spent: $0, and what it would have cost
+        if record.cache in ("hit", "semantic"):  # no tokens spent: $0, and what it would have cost
             usage, estimated, cost, source = None, False, 0.0, "cache"
             if record.saved_usage is not None:  # None: the hit was refused (admission)
                 record.saved_usd = self._cost(record.vendor, record.upstream_model,

@@ -164,7 +164,7 @@ class CacheSettings:
     max_entry_bytes: int = 1024 * 1024
     ttl_s: float = 3600.0
     scope: str = "org"
-    semantic_threshold: float = 0.95
+    semantic_threshold: float = 0.90
 
 
 @dataclass(frozen=True, slots=True)

@@ -322,7 +322,7 @@ class CacheSection(_Section, kw_only=True):
     """Answers larger than this are not stored."""
     ttl_s: Positive = 3600.0
     """How long an answer is served; a request's Cache-Control: max-age=N asks for younger."""
-    semantic_threshold: Annotated[float, Meta(gt=0, le=1)] = 0.95
+    semantic_threshold: Annotated[float, Meta(gt=0, le=1)] = 0.90
     """Groups with semantic: true: the least cosine similarity of two questions for one's
     answer to serve the other (docs/caching.md has the precision and recall measured)."""
     scope: Literal["org", "team", "key", "global"] = "org"

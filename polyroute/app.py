@@ -15,12 +15,19 @@ from aiohttp import web
 from polyroute import __version__
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
+from polyroute.cache.memory import MemoryStore
+from polyroute.cache.minilm import MiniLM
+from polyroute.cache.redis_store import RedisStore
+from polyroute.cache.semantic import SemanticCache
+from polyroute.cache.store import CacheStore
 from polyroute.config import GatewayConfig
+from polyroute.engine.affinity import PrefixAffinity
 from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
 from polyroute.engine.observer import RequestObserver
+from polyroute.engine.response_cache import ResponseCache
 from polyroute.engine.room import Room
 from polyroute.engine.router import Router
 from polyroute.errors import AuthenticationFailed
@@ -88,8 +95,13 @@ def build_app(config: GatewayConfig) -> web.Application:
     policy = stack.policy
     room = Room()  # what the deployments are doing now: kept across reloads
     transport.on_headers = room.observe_headers  # vendors' x-ratelimit-* headers
-    gateway = Gateway(Router(config, auto=AutoRoutes(config), room=room), adapters, observers,
-                      breakers, policy, quota=DeploymentLimits(stack.limiter))
+    cache = _response_cache(config)
+    if cache is not None:
+        metrics.watch_cache(cache.stored_bytes, lambda: cache.errors)
+    affinity = PrefixAffinity(lambda upstream: breakers.state(upstream) == "closed")
+    router = Router(config, auto=AutoRoutes(config), room=room, affinity=affinity)
+    gateway = Gateway(router, adapters, observers, breakers, policy,
+                      quota=DeploymentLimits(stack.limiter), cache=cache)
     parts = Components(config, gateway, metrics, transport, breakers, shared,
                        policy_stack=stack)
     if config.state.redis_url is not None:  # least_busy counts other replicas' requests too
@@ -128,6 +140,25 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app
+
+
+def _response_cache(config: GatewayConfig) -> ResponseCache | None:
+    """None when no group can cache (the default): nothing is looked up at all."""
+    settings = config.cache
+    modes = {name: group.cache for name, group in config.groups.items()}
+    if settings.mode == "off" and all(m in (None, "off") for m in modes.values()):
+        return None
+    store: CacheStore
+    if settings.backend == "redis" and config.state.redis_url is not None:
+        store = RedisStore(config.state.redis_url, timeout_s=config.state.timeout_s)
+    else:
+        store = MemoryStore(settings.max_bytes)
+    semantic = None
+    chosen = frozenset(name for name, group in config.groups.items() if group.semantic)
+    if chosen:
+        # The optional embedding model (config checked it is installed): loaded once here.
+        semantic = SemanticCache(MiniLM(), settings.semantic_threshold, chosen)
+    return ResponseCache(store, settings, modes, semantic=semantic)
 
 
 def watch_connections(app: web.Application, gate: ConnectionGate) -> None:
@@ -176,6 +207,8 @@ async def _cleanup(app: web.Application) -> None:
     await parts.transport.aclose()
     if parts.policy_stack is not None:
         await parts.policy_stack.aclose()
+    if parts.gateway.cache is not None:
+        await parts.gateway.cache.aclose()
 
 
 async def _healthz(request: web.Request) -> web.Response:

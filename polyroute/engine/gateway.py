@@ -19,6 +19,7 @@ import msgspec
 
 from polyroute.adapters.passthrough import refuse_untranslatable
 from polyroute.adapters.registry import AdapterRegistry
+from polyroute.cache.control import CacheControl
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
@@ -33,6 +34,7 @@ from polyroute.engine.estimate import (
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
+from polyroute.engine.response_cache import NOT_CACHED, Lookup, ResponseCache
 from polyroute.engine.resume import Resumed
 from polyroute.engine.room import Holder
 from polyroute.engine.router import Route, Router
@@ -86,10 +88,12 @@ class Gateway:
         clock: Callable[[], float] = time.perf_counter,
         rng: Random | None = None,
         quota: QuotaGate | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self._policy: Policy = policy or OpenPolicy()
         self._quota = quota
         """Deployments' own rpm/tpm (the vendor's quota); None: not enforced."""
+        self.cache = cache
         self._router = router
         self._adapters = adapters
         self._observers = tuple(observers)
@@ -125,6 +129,44 @@ class Gateway:
 
         return await self._complete(request.model, request.models or (), record, overrides,
                                     attempt, usage, principal, reservation(request), request)
+
+    async def cached(
+        self, request: ChatRequest, record: RequestRecord, principal: Principal,
+        control: CacheControl,
+    ) -> Lookup:
+        """Look ``request`` up in the response cache. A hit is admitted (the key may use the
+        group, within its rate limits: it costs nothing) and settled here, at $0 with the
+        amount saved; the caller then only encodes it. Otherwise the caller runs ``chat`` or
+        ``stream_chat`` and hands the answer to ``cache.keep``."""
+        if self.cache is None:
+            return NOT_CACHED
+        try:
+            group = self._router.group(request.model, principal.allowed_models).name
+        except GatewayError:
+            return NOT_CACHED  # chat() and stream_chat() raise it again, and record it
+        lookup = await self.cache.lookup(request, group, principal, control)
+        record.cache = lookup.outcome
+        if lookup.hit is None:
+            return lookup
+        start = self._clock()
+        hit = lookup.hit
+        record.model_group, record.cache_age_s = group, lookup.age_s
+        record.cache_similarity = lookup.similarity
+        record.vendor, record.upstream_model = hit.vendor, hit.upstream_model
+        record.saved_usage = hit.response.usage
+        record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org
+        ticket: object = None
+        try:
+            ticket = await self._policy.admit(principal, AdmissionRequest(group, 0, 0, ()))
+        except GatewayError as exc:  # refused: served nothing, so it saved nothing
+            record.status, record.error_class = exc.status, exc.error_class
+            record.saved_usage = None
+            raise
+        finally:
+            if request.stream and record.error_class is None:
+                record.ttft_s = self._clock() - start
+            self._settle(record, start, ticket)
+        return lookup
 
     async def embed(
         self, request: EmbeddingRequest, record: RequestRecord,

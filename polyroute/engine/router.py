@@ -10,6 +10,7 @@ from random import Random
 from polyroute.autorouter import Decision
 from polyroute.config import Deployment, GatewayConfig, ModelGroup
 from polyroute.config.compiled import Resilience
+from polyroute.engine.affinity import PrefixAffinity
 from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.estimate import estimate_input_tokens
 from polyroute.engine.room import Room
@@ -49,7 +50,9 @@ class Router:
     def __init__(
         self, config: GatewayConfig, rng: Random | None = None, auto: AutoRoutes | None = None,
         room: Room | None = None,
+        affinity: PrefixAffinity | None = None,
     ) -> None:
+        self._affinity = affinity
         self._groups = config.groups
         self._open_vendors = config.open_vendors
         self._resilience = config.resilience
@@ -84,6 +87,9 @@ class Router:
             if len(group.deployments) == 1:
                 return Route(group.name, list(group.deployments), group.resilience)
             ordered = self._order(group, request)
+            if self._affinity is not None and group.routing == "weighted" \
+                    and group.prompt_affinity:
+                ordered = self._affinity.steer(group.name, ordered, request)
             return Route(group.name, ordered, group.resilience, reason=_reason(ordered),
                          kind=_kind(group, ordered))
         return self._gather(group, also, request, allowed, decision)

@@ -67,3 +67,15 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     client_request_id: str | None = None
     """The id the client chose (``x-client-request-id`` / ``x-request-id``); ``request_id``
     is always the gateway's own."""
+    cache: str | None = None
+    """The response cache: 'hit', 'semantic' (a hit for a close enough question), 'miss' or
+    'bypass'; None: the group does not cache."""
+    cache_similarity: float | None = None
+    """A semantic hit ('semantic'): the cosine similarity of the two questions."""
+    cache_age_s: int | None = None
+    """A hit: seconds since the answer was stored (the ``Age`` header)."""
+    saved_usage: Usage | None = None
+    """A hit: the usage the stored answer cost when it was made (``usage`` stays None: no
+    tokens were spent), priced at settlement as the amount saved."""
+    saved_usd: float | None = None
+    """A hit: what the answer would have cost, set by the policy when it settles."""

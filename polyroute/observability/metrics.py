@@ -149,6 +149,15 @@ class Metrics(Collector):
             "and '<strategy>/<why>' (least_latency/fastest, least_latency/explore, "
             "quota/headroom, quota/shed, least_busy/least_busy, cost/cheapest, …).",
             ("model_group", "decision"))
+        self.cache_requests = Counter(
+            "polyroute_cache_requests",
+            "Chat requests to groups with a response cache, by result: hit, semantic (a hit "
+            "for a close enough question), miss, bypass.",
+            ("model_group", "result"))
+        self.cache_saved_usd = Counter(
+            "polyroute_cache_saved_usd",
+            "USD that cache hits would have cost upstream (priced as the stored answer was).",
+            ("model_group",))
         self._probes: list[tuple[Gauge, Callable[[], float]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -172,6 +181,27 @@ class Metrics(Collector):
                     "Ledger records the database refused (e.g. a NUL byte), moved to the "
                     "spool directory's quarantine.jsonl instead of blocking the rest.",
                     quarantined)
+
+    def watch_cache(self, stored_bytes: Callable[[], float],
+                    errors: Callable[[], float]) -> None:
+        """The response cache's backend, read when /metrics is scraped."""
+        self._probe("polyroute_cache_bytes",
+                    "Bytes of answers the in-process response cache holds (0: Redis).",
+                    stored_bytes)
+        self._probe("polyroute_cache_backend_errors",
+                    "Response-cache backend calls that failed (each served as a miss).", errors)
+        self._probe("polyroute_cache_hit_ratio",
+                    "Hits / (hits + misses) since start, over every group (bypasses left out).",
+                    self._hit_ratio)
+
+    def _hit_ratio(self) -> float:
+        hits = misses = 0.0
+        for (_, result), count in self.cache_requests.values.items():
+            if result in ("hit", "semantic"):
+                hits += count
+            elif result == "miss":
+                misses += count
+        return hits / (hits + misses) if hits + misses else 0.0
 
     def watch_directory(self, quarantined: Callable[[], float]) -> None:
         self._probe("polyroute_directory_quarantined_rows",
@@ -214,6 +244,10 @@ class Metrics(Collector):
             self.errors.inc(endpoint, record.error_class)
         if record.route_kind is not None:
             self.route_decisions.inc(group, record.route_kind)
+        if record.cache is not None:
+            self.cache_requests.inc(group, record.cache)
+            if record.saved_usd:
+                self.cache_saved_usd.inc(group, amount=record.saved_usd)
         for attempt in record.attempts:
             deployment = self._deployment_label(attempt.deployment)
             self.attempts.inc(attempt.vendor, deployment, attempt.error_class or "ok")

@@ -144,8 +144,17 @@ class KeyPolicy:
         return result
 
     def settle(self, ticket: object, record: RequestRecord) -> None:
-        usage, estimated = billed_usage(record)
-        cost, source = self._cost(record.vendor, record.upstream_model, usage)
+        usage: Usage | None
+        cost: float | None
+        source: str | None
+        if record.cache in ("hit", "semantic"):  # no tokens spent: $0, and what it would have cost
+            usage, estimated, cost, source = None, False, 0.0, "cache"
+            if record.saved_usage is not None:  # None: the hit was refused (admission)
+                record.saved_usd = self._cost(record.vendor, record.upstream_model,
+                                              record.saved_usage)[0]
+        else:
+            usage, estimated = billed_usage(record)
+            cost, source = self._cost(record.vendor, record.upstream_model, usage)
         if record.charges:  # a stream finished by several attempts: each at its own price
             parts = [self._cost(c.vendor, c.upstream_model, c.usage) for c in record.charges]
             if any(part is None for part, _ in parts):
@@ -221,7 +230,7 @@ class KeyPolicy:
             usage_estimated=int(estimated), client_request_id=r.client_request_id,
             stream=int(r.stream),
             ttft_ms=round(r.ttft_s * 1000, 3) if r.ttft_s is not None else None,
-            route=r.route)
+            route=r.route, cache=r.cache, saved_usd=r.saved_usd)
 
 
 def billed_usage(record: RequestRecord) -> tuple[Usage | None, bool]:

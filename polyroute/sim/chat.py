@@ -12,7 +12,7 @@ from polyroute.sim.common_headers import openai_headers
 from polyroute.sim.fault_responses import fault_response
 from polyroute.sim.fault_selection import select_fault
 from polyroute.sim.ids import SYSTEM_FINGERPRINT
-from polyroute.sim.replies import Reply, build_reply, prompt_tokens
+from polyroute.sim.replies import Reply, build_reply, prompt_pieces, prompt_tokens
 from polyroute.sim.request_schema import decode_chat_request
 from polyroute.sim.response_schema import (
     ENCODER,
@@ -37,7 +37,8 @@ def _message(reply: Reply) -> AssistantMessage:
 
 
 def completion_body(
-    completion_id: str, created: int, model: str, replies: list[Reply], prompt: int
+    completion_id: str, created: int, model: str, replies: list[Reply], prompt: int,
+    cached: int = 0,
 ) -> bytes:
     completion = ChatCompletion(
         id=completion_id,
@@ -47,7 +48,7 @@ def completion_body(
             Choice(index=index, message=_message(reply), finish_reason=reply.finish_reason)
             for index, reply in enumerate(replies)
         ],
-        usage=make_usage(prompt, sum(reply.completion_tokens for reply in replies)),
+        usage=make_usage(prompt, sum(reply.completion_tokens for reply in replies), cached),
         system_fingerprint=SYSTEM_FINGERPRINT,
     )
     return ENCODER.encode(completion)
@@ -78,6 +79,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         )
         if early is not None:
             return early
+    cached = state.prompt_cache.read(model, prompt_pieces(chat))
     completion_id = state.ids.completion_id()
     created = int(time.time())
     headers = openai_headers(state, model)
@@ -85,12 +87,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         tps = settings.tokens_per_second
         return await stream_chat(
             request,
-            header=StreamHeader(completion_id, created, model, chat.include_usage, prompt),
+            header=StreamHeader(completion_id, created, model, chat.include_usage, prompt,
+                                cached),
             replies=replies,
             fault=fault,
             seconds_per_chunk=max(1, settings.chunk_tokens) / tps if tps > 0 else 0.0,
             stats=state.stats,
             headers=headers,
         )
-    body = completion_body(completion_id, created, model, replies, prompt)
+    body = completion_body(completion_id, created, model, replies, prompt, cached)
     return await send_json_body(request, body, fault, state.stats, headers)

@@ -58,6 +58,7 @@ class StreamHeader:
     model: str
     include_usage: bool
     prompt_tokens: int
+    cached_tokens: int = 0
 
 
 def _chunk(
@@ -116,7 +117,7 @@ def _events(header: StreamHeader, replies: list[Reply]) -> Iterator[_Event]:
         yield _Event(_Kind.FINAL, index, _chunk(header, [choice]))
     if header.include_usage:
         completion_tokens = sum(reply.completion_tokens for reply in replies)
-        usage = make_usage(header.prompt_tokens, completion_tokens)
+        usage = make_usage(header.prompt_tokens, completion_tokens, header.cached_tokens)
         yield _Event(_Kind.USAGE, 0, _chunk(header, [], usage))
     yield _Event(_Kind.DONE, 0, b"[DONE]")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+
 from polyroute.sim import errors
 from polyroute.sim.request_schema import ChatRequest, FunctionDefinition, NamedToolChoice
 from polyroute.sim.tokens import count_tokens, group_tokens, split_tokens
@@ -36,6 +38,16 @@ class Reply:
 
 def prompt_tokens(request: ChatRequest) -> int:
     return sum(count_tokens(message.text()) for message in request.messages)
+
+
+def prompt_pieces(request: ChatRequest) -> list[tuple[bytes, int]]:
+    """The prompt as the prompt cache sees it: tools (uncounted, as in prompt_tokens), then
+    each message with its tokens."""
+    pieces = [(msgspec.json.encode(request.tools), 0)] if request.tools else []
+    for message in request.messages:
+        text = message.text()
+        pieces.append((message.role.encode() + b"\0" + text.encode(), count_tokens(text)))
+    return pieces
 
 
 def reply_text(request: ChatRequest, model: str, default_text: str) -> str:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from polyroute.sim.fault_rules import FaultRuleBook
 from polyroute.sim.ids import IdSource
+from polyroute.sim.prompt_cache import PromptCache
 from polyroute.sim.settings import SimSettings
 from polyroute.sim.stats import SimStats
 
@@ -22,6 +23,7 @@ class SimState:
     rules: FaultRuleBook
     stats: SimStats
     ids: IdSource
+    prompt_cache: PromptCache
     quota: RequestQuota | None = None
 
     @classmethod
@@ -31,6 +33,7 @@ class SimState:
             rules=FaultRuleBook(settings.rules, settings.seed),
             stats=SimStats(),
             ids=IdSource(settings.seed),
+            prompt_cache=PromptCache(),
             quota=_quota(settings.rate_limit_rpm),
         )
 

@@ -76,6 +76,10 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     """Time to the first content of a stream; None: not a stream, or nothing came."""
     route: str | None = None
     """The auto-router's decision (the chosen deployment and predicted scores)."""
+    cache: str | None = None
+    """The response cache (issue 15): 'hit', 'miss', 'bypass'; None: not cached."""
+    saved_usd: float | None = None
+    """A cache hit: what the answer cost when it was made (cost_usd is 0)."""
 
 
 _encode = msgspec.json.Encoder().encode

@@ -76,7 +76,9 @@ SCHEMA: tuple[str, ...] = (
         client_request_id  TEXT,
         stream             INTEGER NOT NULL DEFAULT 0,
         ttft_ms            DOUBLE PRECISION,
-        route              TEXT
+        route              TEXT,
+        cache              TEXT,
+        saved_usd          DOUBLE PRECISION
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)",
     "CREATE INDEX IF NOT EXISTS ledger_key ON ledger (key_id, ts)",
@@ -90,7 +92,7 @@ LEDGER_COLUMNS = (
     "requested_model", "model_group", "vendor", "deployment", "upstream_model", "status",
     "error_class", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "priced", "price_source", "latency_ms", "attempts",
-    "usage_estimated", "client_request_id", "stream", "ttft_ms", "route",
+    "usage_estimated", "client_request_id", "stream", "ttft_ms", "route", "cache", "saved_usd",
 )
 
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -100,6 +102,9 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ledger", "stream", "INTEGER NOT NULL DEFAULT 0"),
     ("ledger", "ttft_ms", "DOUBLE PRECISION"),
     ("ledger", "route", "TEXT"),
+    # The response cache (issue 15): hits cost $0 and record what they saved.
+    ("ledger", "cache", "TEXT"),
+    ("ledger", "saved_usd", "DOUBLE PRECISION"),
 )
 """(table, column, type) added after a table was first created: each backend adds the ones a
 database made by an older version lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""

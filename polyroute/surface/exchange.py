@@ -13,6 +13,7 @@ from polyroute.engine.gateway import Gateway
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.record import RequestRecord
 from polyroute.policy.types import Policy, Principal
+from polyroute.surface.cached import Recording, cache_control, replay
 from polyroute.surface.http import (
     RECORD_KEY,
     client_request_id,
@@ -60,12 +61,23 @@ class ChatExchange:
     ) -> web.StreamResponse:
         record = self.record(http, endpoint, request.model, request.stream)
         overrides = timeout_overrides(http)
+        lookup = await self.gateway.cached(request, record, principal, cache_control(http))
+        if lookup.hit is not None:
+            return await replay(http, lookup.hit.response, request.stream, headers(record),
+                                encode_response, encoder())
+        cache = self.gateway.cache if lookup.stores else None
         if not request.stream:
             response = await self.gateway.chat(request, record, overrides, principal)
+            if cache is not None:
+                cache.keep(lookup, response, record)
             return web.Response(body=encode_response(response), content_type="application/json",
                                 headers=headers(record))
         opening = self.gateway.stream_chat(request, record, overrides, principal)
+        make = encoder
+        if cache is not None:
+            def make() -> StreamEncoder:
+                return Recording(encoder(), lambda answer: cache.keep(lookup, answer, record))
         if self._keepalive_s <= 0:
-            return await relay(http, await opening, headers(record), encoder())
-        return await relay_when_open(http, opening, lambda: headers(record), encoder(),
+            return await relay(http, await opening, headers(record), make())
+        return await relay_when_open(http, opening, lambda: headers(record), make(),
                                      self._keepalive_s)

@@ -226,4 +226,10 @@ def trace_headers(record: RequestRecord) -> dict[str, str]:
         headers["x-polyroute-deployment"] = record.deployment
     if record.route is not None:
         headers["x-polyroute-route"] = record.route
+    if record.cache is not None:
+        headers["x-polyroute-cache"] = "hit" if record.cache == "semantic" else record.cache
+        if record.cache_similarity is not None:
+            headers["x-polyroute-cache-similarity"] = f"{record.cache_similarity:.4f}"
+        if record.cache_age_s is not None:
+            headers["Age"] = str(record.cache_age_s)
     return headers

@@ -6,8 +6,10 @@ reasoning), and any top-level field polyroute relays without modelling it (``log
 vendor extensions: they may change the answer). Out: the request's ids and user tags
 (``user``, ``metadata``, ``safety_identifier``, ``prompt_cache_key``, ``store``,
 ``service_tier``), and whether it streams — a stored answer replays either way.
-The dialect is out too: requests are compared in the canonical model, so an Anthropic client
-and an OpenAI client asking the same thing share an answer.
+Requests are compared in the canonical model. A request kept in its own dialect for a
+same-dialect passthrough (Anthropic's, Gemini's: ``ChatRequest.native``) also counts the
+fields it was sent with, since some have no canonical form; so such a client shares answers
+with clients of its own dialect, not with OpenAI's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from polyroute.model.chat import ChatRequest
 _IGNORED = frozenset({
     "model", "models", "stream", "stream_options", "user", "metadata", "safety_identifier",
     "prompt_cache_key", "store", "service_tier", "$polyroute.passthrough",
-    "$polyroute.continue_final",
+    "$polyroute.continue_final", "$polyroute.native",
 })
 _MODELLED = frozenset(f.encode_name for f in msgspec.structs.fields(ChatRequest))
 _encode = msgspec.json.Encoder(order="sorted").encode
@@ -38,9 +40,14 @@ def cache_key(request: ChatRequest, group: str, tenant: str) -> str:
     """A digest (hex) of what makes the answer; the tenant is hashed in, never stored plain."""
     extra = {k: v for k, v in (request.passthrough or {}).items()
              if k not in _MODELLED and k not in _IGNORED}
+    if request.native is not None:
+        # A request passed through natively may carry fields the canonical model cannot
+        # (Anthropic's container, mcp_servers …): they may change the answer, so they count.
+        extra.update((f"{request.native.protocol}:{k}", v)
+                     for k, v in request.native.fields.items() if k not in _IGNORED)
     answer_shaping = msgspec.structs.replace(
         request, model="", models=None, stream=False, stream_options=None, user=None,
-        passthrough=None, continue_final=False)
+        passthrough=None, continue_final=False, native=None)
     body = _encode(_Keyed(tenant, group, answer_shaping, extra))
     return hashlib.blake2b(body, digest_size=20).hexdigest()
 

@@ -18,7 +18,9 @@ import httpx
 import msgspec
 import pytest
 
+from polyroute.engine.estimate import estimate_input_tokens
 from polyroute.sim.settings import DEFAULT_TEXT
+from polyroute.surface.anthropic import decode as anthropic_in
 from tests.support.gateway import GatewayProcess
 from tests.support.sim import SimServer
 
@@ -238,3 +240,16 @@ def test_a_stream_cut_mid_answer_is_finished_and_billed_once(
         names = [line[7:] for line in response.iter_lines() if line.startswith("event: ")]
     assert names.count("message_start") == 1 and names.count("message_stop") == 1
     assert names[-1] == "message_stop" and "error" not in names
+
+
+def test_untranslatable_parts_still_count_in_the_estimate() -> None:
+    """Admission reserves for what the canonical request left out, too."""
+    text = "x" * 4000
+    body = json.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "search_result", "title": "t",
+         "content": [{"type": "text", "text": text}]}]}]}).encode()
+    request = anthropic_in.messages_request(body)
+    assert request.native is not None
+    assert request.native.untranslatable == "messages.0.content.0"
+    assert "'search_result' blocks cannot be translated" in request.native.why
+    assert estimate_input_tokens(request) >= len(text) // 4

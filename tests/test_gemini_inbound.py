@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from polyroute.adapters.gemini import passthrough as gemini_passthrough
+from polyroute.model.chat import Message
 from polyroute.sim.settings import DEFAULT_TEXT
+from polyroute.surface.gemini import decode as gemini_in
 from tests.support.gateway import GatewayProcess
 from tests.support.sim import SimServer
 
@@ -287,3 +291,23 @@ def test_a_gemini_stream_cut_mid_answer_is_spliced(client: genai.Client,
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP  # type: ignore[index]
     assert chunks[-1].usage_metadata and chunks[-1].usage_metadata.candidates_token_count
     assert "resumed by splice on flash-cut-b" in gateway.log()
+
+
+def test_what_the_engine_adds_to_a_passed_through_body() -> None:
+    """The body goes out as the client sent it, except for an output cap the key's policy set
+    (when the client set none) and a resumed stream's partial answer."""
+    sent = (b'{"contents": [{"role": "user", "parts": [{"text": "Hi"}]}],\n'
+            b' "generationConfig": {"temperature": 0.5}, "cachedContent": "cachedContents/x"}')
+    request = gemini_in.generate_request(sent, "flash", stream=True)
+    native = request.native
+    assert native is not None and native.untranslatable == "cachedContent"
+    assert gemini_passthrough.body(request, native) == sent
+    request.max_completion_tokens = 77  # as the engine's _limit_output does
+    capped = json.loads(gemini_passthrough.body(request, native))
+    assert capped["generationConfig"] == {"temperature": 0.5, "maxOutputTokens": 77}
+    assert capped["cachedContent"] == "cachedContents/x"
+    resumed = msgspec.structs.replace(request, continue_final=True, messages=[
+        *request.messages, Message("assistant", "Hello th")])
+    contents = json.loads(gemini_passthrough.body(resumed, native))["contents"]
+    assert contents[-1] == {"role": "model", "parts": [{"text": "Hello th"}]}
+    assert contents[0] == {"role": "user", "parts": [{"text": "Hi"}]}

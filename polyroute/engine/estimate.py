@@ -76,7 +76,13 @@ def estimate_input_tokens(request: ChatRequest) -> int:
         for name, raw in passthrough.items():
             if name not in _MODELED:
                 units += len(raw)  # functions, prediction, vendor extensions …
-    return tokens + units // 4 + 1
+    estimate = tokens + units // 4 + 1
+    native = request.native
+    if native is not None and native.untranslatable is not None:
+        # Parts the canonical request left out (documents, server tools …) are billed too:
+        # the client's body, a character a unit, bounds them.
+        return max(estimate, len(native.body) // 4 + 1)
+    return estimate
 
 
 def prediction_tokens(request: ChatRequest) -> int:

@@ -4,6 +4,7 @@ the upstream's body or events relayed as they came (:mod:`polyroute.adapters.pas
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 
 import msgspec
 
@@ -84,22 +85,23 @@ async def stream(
     adapter's translating stream (errors raised, a batch before an error still yielded)."""
     translator = StreamTranslator(deployment, created)
     carried = NativeBytes()
-    async for events in sse_events(pieces):
-        batch: list[ChatChunk] = []
-        for event, data in events:
-            try:
-                chunks = translator.feed(_event(data, deployment)) if data else []
-            except UpstreamError:
-                if batch:
+    async with aclosing(sse_events(pieces)) as reads:
+        async for events in reads:
+            batch: list[ChatChunk] = []
+            for event, data in events:
+                try:
+                    chunks = translator.feed(_event(data, deployment)) if data else []
+                except UpstreamError:
+                    if batch:
+                        yield batch
+                    raise
+                carried.attach(event, chunks)
+                batch += chunks
+                if translator.stopped:
                     yield batch
-                raise
-            carried.attach(event, chunks)
-            batch += chunks
-            if translator.stopped:
+                    return
+            if batch:
                 yield batch
-                return
-        if batch:
-            yield batch
     if not translator.finished:
         raise UpstreamProtocolError(
             "the upstream stream ended before the answer finished", deployment=deployment)

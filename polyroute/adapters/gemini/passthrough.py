@@ -6,6 +6,7 @@ cached contents all survive, because nothing is re-encoded."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import msgspec
@@ -89,19 +90,20 @@ async def stream(
     """The upstream's events as canonical batches that carry their bytes."""
     translator = StreamTranslator(model, deployment, created, call_id)
     carried = NativeBytes()
-    async for events in sse_events(pieces):
-        batch: list[ChatChunk] = []
-        for event, data in events:
-            try:
-                chunks = translator.feed(data) if data else []
-            except UpstreamError:
-                if batch:
-                    yield batch
-                raise
-            carried.attach(event, chunks)
-            batch += chunks
-        if batch:
-            yield batch
+    async with aclosing(sse_events(pieces)) as reads:
+        async for events in reads:
+            batch: list[ChatChunk] = []
+            for event, data in events:
+                try:
+                    chunks = translator.feed(data) if data else []
+                except UpstreamError:
+                    if batch:
+                        yield batch
+                    raise
+                carried.attach(event, chunks)
+                batch += chunks
+            if batch:
+                yield batch
     if not translator.finished:
         raise UpstreamProtocolError(
             "the upstream stream ended before the answer finished", deployment=deployment)

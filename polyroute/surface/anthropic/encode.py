@@ -151,9 +151,10 @@ class StreamEncoder:
     Anthropic's SDKs read) rather than in ``message_start``.
 
     Chunks of a stream passed through from an Anthropic upstream carry the upstream's own
-    event bytes (``native``): those are sent instead of the translation, but the chunks still
-    drive the block bookkeeping, so that a recovery's translated chunks (which carry none)
-    continue the same blocks, and an error event closes the right one.
+    event bytes (``native``): those are sent instead of the translation. They are kept, and
+    their block bookkeeping done only when a translated chunk follows (a recovery's, which
+    carries none) or the stream fails, so that the translated rest continues the same blocks
+    and an error event closes the right one; a stream that needs neither costs nothing more.
     """
 
     def __init__(self, requested_model: str) -> None:
@@ -166,18 +167,32 @@ class StreamEncoder:
         self._usage: Usage | None = None
         self._stopped = False
         """The upstream's own message_stop was relayed: nothing is left to close."""
+        self._quiet = False
+        """Keeping the books for a passed-through chunk: its events are not encoded."""
+        self._relayed: list[ChatChunk] = []
+        """Passed-through chunks whose bookkeeping is not done yet."""
 
     def feed(self, batch: list[ChatChunk]) -> bytes:
         out: list[bytes] = []
         for chunk in batch:
             if chunk.native is not None:
-                self._translate(chunk)  # bookkeeping only: the upstream's bytes go out
+                self._relayed.append(chunk)
                 out.append(chunk.native)
                 if chunk.usage is not None and not chunk.choices:
                     self._stopped = True  # Anthropic's usage chunk is its message_stop
             else:
+                self._catch_up()
                 out += self._translate(chunk)
         return b"".join(out)
+
+    def _catch_up(self) -> None:
+        """The bookkeeping of the passed-through chunks, without encoding their events."""
+        if self._relayed:
+            self._quiet = True
+            for chunk in self._relayed:
+                self._translate(chunk)
+            self._quiet = False
+            self._relayed.clear()
 
     def _translate(self, chunk: ChatChunk) -> list[bytes]:
         out: list[bytes] = []
@@ -216,6 +231,7 @@ class StreamEncoder:
     def finish(self) -> bytes:
         if self._stopped:
             return b""
+        self._catch_up()
         out = [] if self._started else [self._message_start(ChatChunk())]
         out += self._close()
         counts = usage(self._usage)
@@ -237,11 +253,15 @@ class StreamEncoder:
 
     def finish_blocks(self) -> bytes:
         """Close what is open before an error event, so the events before it stay well formed."""
+        self._catch_up()
         return b"".join(self._close())
+
+    def _emit(self, name: str, data: Any) -> bytes:
+        return b"" if self._quiet else _event(name, data)
 
     def _message_start(self, chunk: ChatChunk) -> bytes:
         self._started = True
-        return _event("message_start", {"type": "message_start", "message": {
+        return self._emit("message_start", {"type": "message_start", "message": {
             "id": chunk.id, "type": "message", "role": "assistant",
             "model": chunk.model or self._model, "content": [], "stop_reason": None,
             "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}})
@@ -258,7 +278,7 @@ class StreamEncoder:
         arguments = function.arguments if function else None
         if arguments:
             index = self._tool_blocks[key]
-            out.append(_event("content_block_delta", {
+            out.append(self._emit("content_block_delta", {
                 "type": "content_block_delta", "index": index,
                 "delta": {"type": "input_json_delta", "partial_json": arguments}}))
         return out
@@ -270,7 +290,7 @@ class StreamEncoder:
         out = self._close()
         self._index += 1
         self._open = (kind, key)
-        out.append(_event("content_block_start", {"type": "content_block_start",
+        out.append(self._emit("content_block_start", {"type": "content_block_start",
                                                   "index": self._index,
                                                   "content_block": start}))
         return out
@@ -279,9 +299,9 @@ class StreamEncoder:
         if self._open is None:
             return []
         self._open = None
-        return [_event("content_block_stop", {"type": "content_block_stop",
+        return [self._emit("content_block_stop", {"type": "content_block_stop",
                                               "index": self._index})]
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
-        return _event("content_block_delta", {"type": "content_block_delta",
+        return self._emit("content_block_delta", {"type": "content_block_delta",
                                               "index": self._index, "delta": delta})

@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_worker_count, help="processes serving the port (default: "
                        "server.workers, 1); more than one with client keys needs Redis")
     serve.add_argument("--pid-file", help="write the process id here (for 'polyroute reload')")
+    serve.add_argument("--watch-config", action="store_true",
+                       help="reload the config file whenever it changes (looked at every "
+                       "second), as on SIGHUP")
     serve.set_defaults(run=_serve)
 
     reload = sub.add_parser(
@@ -74,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     schema = config_sub.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(run=_config_schema)
     return parser
+
+
+_WATCH_S = 1.0
 
 
 def _worker_count(text: str) -> int:
@@ -125,11 +131,12 @@ def _serve(ns: argparse.Namespace) -> int:
     if server.workers > 1:
         from polyroute.workers import WorkerRuntime, serve_workers
 
-        return serve_workers(config, server.workers, WorkerRuntime(_new_loop, _tune_gc))
+        return serve_workers(config, server.workers, WorkerRuntime(
+            _new_loop, _tune_gc, _WATCH_S if ns.watch_config else None))
     app = build_app(config)
     from polyroute.reloading import reload_on_sighup
 
-    reload_on_sighup(app, path)
+    reload_on_sighup(app, path, _WATCH_S if ns.watch_config else None)
     gate = ConnectionGate(connection_cap(server.max_connections), server.max_connections_per_ip)
     watch_connections(app, gate)
     _tune_gc()

@@ -1,5 +1,6 @@
 """Config reload without a restart: ``SIGHUP`` (``polyroute reload`` sends it; with
-``serve --workers N`` the parent forwards it to every worker).
+``serve --workers N`` the parent forwards it to every worker), or, with ``serve
+--watch-config``, whenever the file changes.
 
 The file is loaded and validated in full first, exactly as at start-up: a bad file changes
 nothing and is reported in one line (``polyroute: reload refused: config error: …``). A good
@@ -14,8 +15,11 @@ counters and caches. Settings of the process itself — ``server``, ``storage``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from aiohttp import web
@@ -85,16 +89,49 @@ def _section(config: GatewayConfig, name: str) -> object:
     return getattr(config, name)
 
 
-def reload_on_sighup(app: web.Application, path: str | None) -> Reloader | None:
-    """Reload ``path`` on SIGHUP once the app runs (nothing to reload for a config read from
-    the environment: the process's environment cannot change)."""
+def reload_on_sighup(app: web.Application, path: str | None,
+                     watch_s: float | None = None) -> Reloader | None:
+    """Reload ``path`` on SIGHUP once the app runs, and, with ``watch_s``, whenever the file
+    changes (looked at every ``watch_s``). Nothing to reload for a config read from the
+    environment: the process's environment cannot change."""
     if path is None:
         return None
     reloader = Reloader(app, path)
 
-    async def install(app: web.Application) -> None:
+    async def install(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+        watching = None
+        if watch_s is not None:
+            watching = asyncio.create_task(_watch(path, reloader, watch_s),
+                                           name="polyroute-config-watch")
+        yield
+        loop.remove_signal_handler(signal.SIGHUP)
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
 
-    app.on_startup.append(install)
+    app.cleanup_ctx.append(install)
     return reloader
+
+
+async def _watch(path: str, reloader: Reloader, interval_s: float) -> None:
+    """Polled, not inotify: it works on every filesystem (a Kubernetes ConfigMap is a
+    symlink swap), and a look every second costs one stat."""
+    seen = _stamp(path)
+    while True:
+        await asyncio.sleep(interval_s)
+        now = _stamp(path)
+        if now != seen and now is not None:
+            seen = now
+            log.warning("polyroute: %s changed: reloading", path)
+            reloader.reload()  # a half-written file is refused; the finished one follows
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino

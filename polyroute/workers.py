@@ -92,6 +92,8 @@ class WorkerRuntime:
 
     new_loop: Callable[[], asyncio.AbstractEventLoop]
     tune_gc: Callable[[], None]
+    watch_config_s: float | None = None
+    """Reload the config file when it changes, looked at this often (None: on SIGHUP only)."""
 
 
 def serve_workers(config: GatewayConfig, workers: int, runtime: WorkerRuntime) -> int:
@@ -264,7 +266,8 @@ def _run_worker(config: GatewayConfig, index: int, holder: socket.socket, parent
     app.on_response_prepare.append(name_worker)
     from polyroute.reloading import reload_on_sighup
 
-    reloader = reload_on_sighup(app, None if config.source == "environment" else config.source)
+    reloader = reload_on_sighup(app, None if config.source == "environment" else config.source,
+                                runtime.watch_config_s)
     if reload_now and reloader is not None:
         reloader.reload()  # a worker restarted after a SIGHUP: the file as it is now
     verdict: list[int] = []

@@ -135,6 +135,21 @@ def test_a_bad_file_changes_nothing_and_is_reported_in_one_line(
         assert {_served_by(client) for _ in range(3)} == {"other"}
 
 
+def test_watch_config_reloads_when_the_file_changes(sim: SimServer, tmp_path: Path) -> None:
+    config = _config(sim, ["first"], storage={"sqlite_path": str(tmp_path / "db.sqlite")})
+    with GatewayProcess(config, tmp=tmp_path, extra_args=("--watch-config",)) as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+        assert _served_by(client) == "first"
+        bad = _config(sim, ["second"])
+        bad["model_groups"]["chat"]["routing"] = "fastest"
+        _rewrite(gw, bad)
+        _wait_for_log(gw, "reload refused")
+        assert _served_by(client) == "first"
+        _rewrite(gw, {**config, **_config(sim, ["second"])})
+        _wait_for_log(gw, "config reloaded")
+        assert _served_by(client) == "second"
+
+
 def test_workers_reload_on_the_parents_sighup(sim: SimServer, tmp_path: Path) -> None:
     config = _config(sim, ["before"], storage={"sqlite_path": str(tmp_path / "db.sqlite")},
                      server={"workers": 2})

@@ -43,10 +43,19 @@ def _dep(provider: str, model: str, name: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway(sim: SimServer, limited: SimServer) -> Iterator[GatewayProcess]:
+def blind_limited() -> Iterator[SimServer]:
+    """The same quota, behind a group that routes by weight alone (the control)."""
+    with SimServer(rate_limit_rpm=8) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gateway(sim: SimServer, limited: SimServer,
+            blind_limited: SimServer) -> Iterator[GatewayProcess]:
     config = {
         "providers": {"sim": {"base_url": sim.base_url},
-                      "limited": {"base_url": limited.base_url}},
+                      "limited": {"base_url": limited.base_url},
+                      "blind": {"base_url": blind_limited.base_url}},
         "model_groups": {
             "fastest": {"routing": "least_latency", "deployments": [
                 _dep("sim", "quick", "quick"), _dep("sim", "slowpoke", "slowpoke")]},
@@ -58,6 +67,9 @@ def gateway(sim: SimServer, limited: SimServer) -> Iterator[GatewayProcess]:
                       "deployments": [
                           _dep("limited", "gpt-4o-mini", "limited"),
                           _dep("sim", "gpt-4o-mini", "roomy", rpm=1000)]},
+            "blind": {"routing": "weighted", "deployments": [
+                _dep("blind", "gpt-4o-mini", "blind-limited"),
+                _dep("sim", "gpt-4o-mini", "roomy")]},
             "cost": {"routing": "cost", "deployments": [
                 _dep("sim", "dear", "dear", price={"input_per_1m": 5, "output_per_1m": 15}),
                 _dep("sim", "cheap", "cheap", context_window=60,
@@ -129,10 +141,15 @@ def test_least_busy_moves_load_to_the_deployment_that_frees_up(client: openai.Op
 
 
 def test_quota_moves_traffic_before_the_first_429(
-        client: openai.OpenAI, limited: SimServer) -> None:
+        client: openai.OpenAI, limited: SimServer, blind_limited: SimServer) -> None:
     served = Counter(_call(client, "quota")[0] for _ in range(30))
     stats = limited.stats()
     assert stats["status_codes"].get("429", 0) == 0, stats["status_codes"]
+    # The control: by weight alone the same quota is hit (then failed over from, and the
+    # circuit pauses it for the Retry-After).
+    for _ in range(30):
+        _call(client, "blind")
+    assert blind_limited.stats()["status_codes"].get("429", 0) >= 1
     # 8 a minute, shed at a quarter left: at most 6 reach it, and it is used while it has room
     assert 2 <= served["limited"] <= 6, served
     _, reason = _call(client, "quota")

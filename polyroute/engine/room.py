@@ -20,13 +20,6 @@ _WINDOW_S = 60
 
 
 @dataclass(slots=True)
-class _Estimate:
-    value: float
-    at: float
-    samples: int = 1
-
-
-@dataclass(slots=True)
 class _Sent:
     """Requests sent to one deployment, in one-second buckets over the last minute."""
 
@@ -48,12 +41,10 @@ class _Sent:
 
 
 class Room:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, alpha: float = 0.3,
-                 wall: Callable[[], float] = time.time) -> None:
-        self._clock = clock
+    def __init__(self, alpha: float = 0.3, wall: Callable[[], float] = time.time) -> None:
         self._wall = wall
         self.alpha = alpha
-        self._latency: dict[tuple[str, bool], _Estimate] = {}
+        self._latency: dict[tuple[str, bool], float] = {}
         self._busy: Counter[str] = Counter()
         self._others: Mapping[str, int] = {}
         """In flight on other replicas, as the shared store last said."""
@@ -65,18 +56,13 @@ class Room:
                         alpha: float | None = None) -> None:
         """One successful attempt: time to first content (streams) or the whole answer."""
         key = (deployment, stream)
-        now = self._clock()
         known = self._latency.get(key)
-        if known is None:
-            self._latency[key] = _Estimate(seconds, now)
-            return
-        known.value += (self.alpha if alpha is None else alpha) * (seconds - known.value)
-        known.at, known.samples = now, known.samples + 1
+        self._latency[key] = seconds if known is None else known + (
+            self.alpha if alpha is None else alpha) * (seconds - known)
 
     def latency(self, deployment: str, stream: bool) -> float | None:
         """The estimate in seconds, None before the first answer."""
-        known = self._latency.get((deployment, stream))
-        return None if known is None else known.value
+        return self._latency.get((deployment, stream))
 
     # -- in flight ----------------------------------------------------------------------
     def begin(self, deployment: str, tokens: int = 0) -> None:

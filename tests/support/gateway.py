@@ -32,6 +32,7 @@ class GatewayProcess:
         *,
         tmp: Path | None = None,
         log_level: str = "INFO",
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self._tmpdir = (
             tempfile.TemporaryDirectory(prefix="polyroute-test-") if tmp is None else None)
@@ -40,7 +41,7 @@ class GatewayProcess:
         self.db_path = self.dir / "polyroute.db"
         self.log_path = self.dir / "gateway.log"
         args = [sys.executable, "-m", "polyroute", "serve", "--port", str(self.port),
-                "--log-level", log_level]
+                "--log-level", log_level, *extra_args]
         if config is not None:
             config = dict(config)
             config.setdefault("storage", {}).setdefault("sqlite_path", str(self.db_path))

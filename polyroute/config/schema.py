@@ -303,7 +303,8 @@ class AutoSection(_Section, kw_only=True):
     """USD per request; dearer deployments go last."""
 
 
-CacheMode = Literal["off", "deterministic", "all"]
+CacheMode = Literal["off", "deterministic", "all"] | bool
+"""YAML reads an unquoted ``off`` as false: false is accepted as 'off' (true is refused)."""
 
 
 class CacheSection(_Section, kw_only=True):

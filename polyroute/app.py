@@ -16,7 +16,6 @@ from polyroute import __version__
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.cache.memory import MemoryStore
-from polyroute.cache.minilm import MiniLM
 from polyroute.cache.redis_store import RedisStore
 from polyroute.cache.semantic import SemanticCache
 from polyroute.cache.store import CacheStore
@@ -156,7 +155,10 @@ def _response_cache(config: GatewayConfig) -> ResponseCache | None:
     semantic = None
     chosen = frozenset(name for name, group in config.groups.items() if group.semantic)
     if chosen:
-        # The optional embedding model (config checked it is installed): loaded once here.
+        # The optional embedding model (config checked it is installed), and numpy with it:
+        # imported and loaded only when a group uses it.
+        from polyroute.cache.minilm import MiniLM
+
         semantic = SemanticCache(MiniLM(), settings.semantic_threshold, chosen)
     return ResponseCache(store, settings, modes, semantic=semantic)
 

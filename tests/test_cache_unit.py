@@ -3,6 +3,8 @@ LRU, and a stored answer replayed as a stream and rebuilt from one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -10,6 +12,8 @@ from polyroute.cache.answer import Assembler, replay, storable
 from polyroute.cache.control import parse
 from polyroute.cache.key import cache_key, deterministic, tenant_of
 from polyroute.cache.memory import MemoryStore
+from polyroute.config import load_config
+from polyroute.config.errors import ConfigError
 from polyroute.model.chat import (
     ChatRequest,
     ChatResponse,
@@ -161,3 +165,18 @@ async def test_memory_store_is_bounded_in_bytes_and_expires() -> None:
     now[0] = 11
     assert await store.get("k1") is None
     assert store.stored_bytes() == 2 * 1202
+
+
+def test_config_reads_an_unquoted_off_as_off(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("cache: {mode: deterministic}\n"
+                    "providers: {p: {base_url: 'http://127.0.0.1:1/v1', auth: none}}\n"
+                    "model_groups: {a: {cache: off, deployments: [{provider: p, model: m}]},\n"
+                    "               b: {deployments: [{provider: p, model: m}]}}\n")
+    config = load_config(str(path))
+    assert config.cache.mode == "deterministic"
+    assert config.groups["a"].cache == "off" and config.groups["b"].cache is None
+    path.write_text("cache: {mode: on}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert "cache.mode" in str(caught.value)

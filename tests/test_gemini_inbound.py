@@ -271,6 +271,18 @@ def test_gemini_to_gemini_is_forwarded_and_relayed_byte_for_byte(
     assert again.content == sim.stats()["last_response_body"].encode()
 
 
+def test_a_blocked_prompt_passed_through_is_geminis_own_answer(client: genai.Client) -> None:
+    """Streamed or not, a Gemini client gets the blocked answer Gemini gave (200 with
+    promptFeedback), as its SDK expects, not a gateway error."""
+    model = "gem/gemini-sim@content_policy_violation"
+    blocked = client.models.generate_content(model=model, contents="hi")
+    assert not blocked.candidates and blocked.prompt_feedback is not None
+    assert blocked.prompt_feedback.block_reason == types.BlockedReason.SAFETY
+    chunks = list(client.models.generate_content_stream(model=model, contents="hi"))
+    assert len(chunks) == 1
+    assert chunks[0].prompt_feedback.block_reason == types.BlockedReason.SAFETY  # type: ignore[union-attr]
+
+
 def test_gemini_to_gemini_stream_bytes(gateway: GatewayProcess, sim: SimServer) -> None:
     body = {**USER, "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT",
                                         "threshold": "BLOCK_ONLY_HIGH"}]}

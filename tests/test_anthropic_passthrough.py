@@ -7,10 +7,12 @@ what they cannot carry, and failover, recovery and billing keep working."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anthropic
@@ -18,9 +20,13 @@ import httpx
 import msgspec
 import pytest
 
+from polyroute.adapters.anthropic_messages import passthrough
 from polyroute.engine.estimate import estimate_input_tokens
+from polyroute.errors import StreamInterrupted, UpstreamProtocolError
+from polyroute.model.chat import ChatChunk, ChunkChoice, Delta
 from polyroute.sim.settings import DEFAULT_TEXT
 from polyroute.surface.anthropic import decode as anthropic_in
+from polyroute.surface.anthropic import encode as anthropic_out
 from tests.support.gateway import GatewayProcess
 from tests.support.sim import SimServer
 
@@ -253,3 +259,68 @@ def test_untranslatable_parts_still_count_in_the_estimate() -> None:
     assert request.native.untranslatable == "messages.0.content.0"
     assert "'search_result' blocks cannot be translated" in request.native.why
     assert estimate_input_tokens(request) >= len(text) // 4
+
+
+def _sse(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+START = _sse("message_start", {"type": "message_start", "message": {
+    "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
+    "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}})
+THINKING = (_sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                         "content_block": {"type": "thinking", "thinking": ""}})
+            + _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+                "type": "thinking_delta", "thinking": "Hmm."}})
+            + _sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+TEXT = (_sse("ping", {"type": "ping"})
+        + _sse("content_block_start", {"type": "content_block_start", "index": 1,
+                                       "content_block": {"type": "text", "text": ""}})
+        + _sse("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                       "delta": {"type": "text_delta", "text": "Hel"}}))
+
+
+async def _batches(events: bytes) -> list[list[ChatChunk]]:
+    async def pieces() -> AsyncIterator[bytes]:
+        yield events
+
+    out = []
+    with contextlib.suppress(UpstreamProtocolError):  # a cut stream: the batches before it
+        async for batch in passthrough.stream(pieces(), "d", 0):
+            out.append(batch)
+    return out
+
+
+def _relay(events: bytes) -> tuple[anthropic_out.StreamEncoder, bytes]:
+    encoder = anthropic_out.StreamEncoder("m")
+    return encoder, b"".join(encoder.feed(batch) for batch in asyncio.run(_batches(events)))
+
+
+def _parsed(sent: bytes) -> list[tuple[str, dict[str, Any]]]:
+    return [(e.split(b"\n")[0][7:].decode(), json.loads(e.split(b"\n")[1][6:]))
+            for e in sent.split(b"\n\n") if e]
+
+
+def test_a_passed_through_stream_is_its_events_and_the_translated_rest_continues_it() -> None:
+    whole = START + THINKING + TEXT + _sse("message_delta", {
+        "type": "message_delta", "delta": {"stop_reason": "end_turn"},
+        "usage": {"output_tokens": 9}}) + _sse("message_stop", {"type": "message_stop"})
+    encoder, relayed = _relay(whole)
+    assert relayed == whole and encoder.finish() == b""
+
+    # Cut after "Hel": a recovery's translated chunks continue block 1, then close it.
+    encoder, relayed = _relay(START + THINKING + TEXT)
+    assert relayed == START + THINKING + TEXT
+    rest = encoder.feed([ChatChunk(choices=[ChunkChoice(0, Delta(content="lo"))])])
+    rest += encoder.feed([ChatChunk(choices=[ChunkChoice(0, Delta(), "stop")])])
+    events = _parsed(rest + encoder.finish())
+    assert [name for name, _ in events] == ["content_block_delta", "content_block_stop",
+                                            "message_delta", "message_stop"]
+    assert events[0][1]["index"] == 1 and events[0][1]["delta"]["text"] == "lo"
+    assert events[1][1]["index"] == 1
+
+    # Or no attempt can finish it: the open block is closed before the error event.
+    encoder, _ = _relay(START + THINKING + TEXT)
+    events = _parsed(encoder.fail(StreamInterrupted("cut")))
+    assert [name for name, _ in events] == ["content_block_stop", "error"]
+    assert events[0][1]["index"] == 1

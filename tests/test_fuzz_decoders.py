@@ -185,7 +185,8 @@ RESPONSES_WORDS = vocabulary(ResponsesRequest) + OPENAI_TAGS
 GEMINI_WORDS = [*vocabulary(GenerateContentRequest), "contents", "systemInstruction",
                 "generationConfig", "toolConfig", "functionDeclarations", "parts", "text",
                 "role", "user", "model", "functionCall", "functionResponse", "inlineData",
-                "thought", "thoughtSignature", "maxOutputTokens", "topK", "googleSearch"]
+                "thought", "thoughtSignature", "maxOutputTokens", "topK", "googleSearch",
+                "generateContentRequest", "tools", "parameters", "OBJECT"]
 GEMINI_CHAT = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 EMBEDDING_WORDS = [*vocabulary(EmbeddingRequest), "float", "base64"]
 

@@ -271,6 +271,18 @@ def test_gemini_to_gemini_is_forwarded_and_relayed_byte_for_byte(
     assert again.content == sim.stats()["last_response_body"].encode()
 
 
+def test_a_blocked_prompt_passed_through_is_geminis_own_answer(client: genai.Client) -> None:
+    """Streamed or not, a Gemini client gets the blocked answer Gemini gave (200 with
+    promptFeedback), as its SDK expects, not a gateway error."""
+    model = "gem/gemini-sim@content_policy_violation"
+    blocked = client.models.generate_content(model=model, contents="hi")
+    assert not blocked.candidates and blocked.prompt_feedback is not None
+    assert blocked.prompt_feedback.block_reason == types.BlockedReason.SAFETY
+    chunks = list(client.models.generate_content_stream(model=model, contents="hi"))
+    assert len(chunks) == 1
+    assert chunks[0].prompt_feedback.block_reason == types.BlockedReason.SAFETY  # type: ignore[union-attr]
+
+
 def test_gemini_to_gemini_stream_bytes(gateway: GatewayProcess, sim: SimServer) -> None:
     body = {**USER, "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT",
                                         "threshold": "BLOCK_ONLY_HIGH"}]}
@@ -311,3 +323,15 @@ def test_what_the_engine_adds_to_a_passed_through_body() -> None:
     contents = json.loads(gemini_passthrough.body(resumed, native))["contents"]
     assert contents[-1] == {"role": "model", "parts": [{"text": "Hello th"}]}
     assert contents[0] == {"role": "user", "parts": [{"text": "Hi"}]}
+
+
+def test_count_tokens_reads_a_whole_generate_content_request() -> None:
+    inner = {"contents": [{"parts": [{"text": "hello there"}]}],
+             "tools": [{"functionDeclarations": [{"name": "f", "parameters": {
+                 "type": "OBJECT", "properties": {"x": {"type": "STRING", "nullable": True}}}}]}],
+             "generationConfig": {"topK": 3.0}}
+    request = gemini_in.count_request(json.dumps({"generateContentRequest": inner}).encode(), "m")
+    assert request.tools == [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"x": {"type": ["string", "null"]}}}}}]
+    assert request.top_k == 3
+    assert request.messages[0].content == "hello there"

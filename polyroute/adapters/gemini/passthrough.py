@@ -15,12 +15,14 @@ from polyroute.adapters.gemini.stream import StreamTranslator
 from polyroute.adapters.gemini.translate import canonical_usage, finish_reason
 from polyroute.adapters.gemini.wire import UsageMetadata
 from polyroute.adapters.passthrough import NativeBytes, append_to_array, body_with, sse_events
-from polyroute.errors import UpstreamError, UpstreamProtocolError
+from polyroute.errors import ContentFiltered, UpstreamError, UpstreamProtocolError
 from polyroute.model.chat import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
     Choice,
+    ChunkChoice,
+    Delta,
     Message,
     NativeRequest,
 )
@@ -96,6 +98,14 @@ async def stream(
             for event, data in events:
                 try:
                     chunks = translator.feed(data) if data else []
+                except ContentFiltered:
+                    # A blocked prompt: Gemini's own answer to it goes to the Gemini client
+                    # as it came, as a whole answer's does (not an error to fail over on).
+                    yield [*batch, ChatChunk(
+                        model=model, created=created,
+                        choices=[ChunkChoice(0, Delta(role="assistant"), "content_filter")],
+                        native=carried.take() + event)]
+                    return
                 except UpstreamError:
                     if batch:
                         yield batch

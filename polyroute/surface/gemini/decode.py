@@ -61,7 +61,6 @@ PROTOCOL = "gemini"
 """The upstream protocol that speaks this dialect."""
 _encode = msgspec.json.Encoder().encode
 _THINKING_LEVELS = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}
-_COLLECTIONS = ("models/", "tunedModels/")
 
 
 class _Untranslatable:
@@ -88,7 +87,8 @@ def generate_request(body: bytes, model: str, *, stream: bool) -> ChatRequest:
     request = _canonical(wire, fields, model, stream, skipped)
     problem = skipped.first
     request.native = NativeRequest(
-        PROTOCOL, fields, body=body, untranslatable=problem.param if problem is not None else None,
+        PROTOCOL, fields, body=body,
+        untranslatable=problem.param if problem is not None else None,
         why=problem.message if problem is not None else "")
     return request
 
@@ -100,8 +100,12 @@ def count_request(body: bytes, model: str) -> ChatRequest:
         wire = COUNT_DECODER.decode(body)
     except msgspec.ValidationError as exc:
         raise _invalid(exc) from None
-    inner = wire.generate_content_request or GenerateContentRequest(contents=wire.contents or [])
-    return _canonical(inner, fields, model, False, _Untranslatable(), allow_empty=True)
+    inner = wire.generate_content_request
+    if inner is None:
+        return _canonical(GenerateContentRequest(contents=wire.contents or []), fields, model,
+                          False, _Untranslatable(), allow_empty=True)
+    return _canonical(inner, FIELDS_DECODER.decode(fields["generateContentRequest"]), model,
+                      False, _Untranslatable(), allow_empty=True)
 
 
 def _fields(body: bytes) -> dict[str, msgspec.Raw]:

@@ -17,11 +17,12 @@ import pytest
 import yaml
 from aiohttp import web
 
-from polyroute.app import build_app
+from polyroute.app import APP_KEY, build_app
 from polyroute.config import load_config
+from polyroute.engine.room import Room
 from tests.support.sim import SimServer
 
-HOLD_MS = 1200.0
+HOLD_MS = 2500.0
 USER = [{"role": "user", "content": "hi"}]
 
 
@@ -51,7 +52,8 @@ async def _serve(config: dict[str, Any], tmp: Path, name: str) -> tuple[web.AppR
 
 
 @pytest.fixture
-async def replicas(sim: SimServer, tmp_path: Path) -> AsyncIterator[tuple[str, str, str]]:
+async def replicas(
+        sim: SimServer, tmp_path: Path) -> AsyncIterator[tuple[str, str, str, str, Room]]:
     run = uuid.uuid4().hex[:8]  # deployment names no other test's gateway uses
     a, b = f"a-{run}", f"b-{run}"
     config = {
@@ -63,16 +65,23 @@ async def replicas(sim: SimServer, tmp_path: Path) -> AsyncIterator[tuple[str, s
     }
     first, url1 = await _serve(config, tmp_path, "one")
     second, url2 = await _serve(config, tmp_path, "two")
-    yield url1, url2, b
-    await first.cleanup()
-    await second.cleanup()
+    try:
+        yield url1, url2, a, b, second.app[APP_KEY].gateway.router.room
+    finally:
+        await first.cleanup()
+        await second.cleanup()
 
 
 async def test_least_busy_counts_the_other_replicas_requests(
-        replicas: tuple[str, str, str]) -> None:
-    url1, url2, b = replicas
-    one = openai.AsyncOpenAI(base_url=url1, api_key="unused", max_retries=0)
-    two = openai.AsyncOpenAI(base_url=url2, api_key="unused", max_retries=0)
+        replicas: tuple[str, str, str, str, Room]) -> None:
+    url1, url2, a, b, room_two = replicas
+    async with (openai.AsyncOpenAI(base_url=url1, api_key="unused", max_retries=0) as one,
+                openai.AsyncOpenAI(base_url=url2, api_key="unused", max_retries=0) as two):
+        await _scenario(one, two, a, b, room_two)
+
+
+async def _scenario(one: openai.AsyncOpenAI, two: openai.AsyncOpenAI, a: str, b: str,
+                    room_two: Room) -> None:
 
     async def call(client: openai.AsyncOpenAI, **extra: Any) -> tuple[str, str]:
         raw = await client.chat.completions.with_raw_response.create(
@@ -82,11 +91,16 @@ async def test_least_busy_counts_the_other_replicas_requests(
     # Replica one keeps four requests in flight on deployment a (chosen by tag)...
     held = [asyncio.create_task(call(one, extra_headers={"x-polyroute-tags": "pool=a"}))
             for _ in range(4)]
-    await asyncio.sleep(0.4)  # several syncs
-    # ...so replica two, whose own counts are all zero, sends its requests to b.
-    answers = await asyncio.gather(*(call(two) for _ in range(3)))
-    assert Counter(name for name, _ in answers) == {b: 3}, answers
-    assert any("=4" in reason for _, reason in answers), answers  # a's four, seen from two
-    assert {name for name, _ in await asyncio.gather(*held)} != {b}
-    await one.close()
-    await two.close()
+    try:
+        async with asyncio.timeout(HOLD_MS / 1000 - 0.1):  # ...as replica two learns by Redis
+            while room_two.busy(a) < 4:  # noqa: ASYNC110 - another replica's view, polled
+                await asyncio.sleep(0.01)
+        # ...so replica two, whose own counts are all zero, sends its requests to b.
+        answers = await asyncio.gather(*(call(two) for _ in range(3)))
+        assert Counter(name for name, _ in answers) == {b: 3}, answers
+        assert any(f"{a}=4" in reason for _, reason in answers), answers
+        assert {name for name, _ in await asyncio.gather(*held)} == {a}
+    finally:
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)

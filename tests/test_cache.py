@@ -219,7 +219,10 @@ def test_tenants_are_isolated_and_hits_cost_nothing(gw: GatewayProcess) -> None:
     # A key that may not use the group gets no cached answer either.
     shut_out = _openai(gw, new_key(gw, team="org-a-t1", models=["chat"]))
     with pytest.raises(openai.PermissionDeniedError):
-        _ask(shut_out, "tenant secret")
+        _ask(shut_out, "tenant secret", headers={"x-request-id": "c-refused"})
+    refused = _ledger(gw, "c-refused")
+    assert refused["status"] == 403 and refused["cache"] is None
+    assert refused["cost_usd"] == 0 and refused["saved_usd"] is None
 
     status, body = gw.get("/metrics")
     text = body.decode()

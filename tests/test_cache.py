@@ -205,10 +205,24 @@ def test_tenants_are_isolated_and_hits_cost_nothing(gw: GatewayProcess) -> None:
     assert hit["prompt_tokens"] == 0 and hit["completion_tokens"] == 0
     assert hit["org"] == "org-a" and hit["team"] == "org-a-t2"
 
+    deadline = time.monotonic() + 5
+    while True:  # the usage report sums the ledger: hits and what they saved, per org
+        rows = {r["group"]["org"]: r for r in ok(admin(
+            gw, "GET", "/admin/usage?by=org&since=1h&model=cached"))["data"]}
+        if ("org-a" in rows and "org-b" in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert rows["org-a"]["cache_hits"] == 1
+    assert rows["org-a"]["saved_usd"] == pytest.approx(miss["cost_usd"])
+    assert rows["org-b"]["cache_hits"] == 0 and rows["org-b"]["saved_usd"] == 0
+
     # A key that may not use the group gets no cached answer either.
     shut_out = _openai(gw, new_key(gw, team="org-a-t1", models=["chat"]))
     with pytest.raises(openai.PermissionDeniedError):
-        _ask(shut_out, "tenant secret")
+        _ask(shut_out, "tenant secret", headers={"x-request-id": "c-refused"})
+    refused = _ledger(gw, "c-refused")
+    assert refused["status"] == 403 and refused["cache"] is None
+    assert refused["cost_usd"] == 0 and refused["saved_usd"] is None
 
     status, body = gw.get("/metrics")
     text = body.decode()

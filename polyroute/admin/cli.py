@@ -222,10 +222,12 @@ async def _direct(config_path: str, method: str, path: str, body: Any) -> tuple[
 
 
 def _table(by: list[str], rows: list[dict[str, Any]]) -> None:
-    head = [*by, "requests", "prompt", "completion", "cost_usd", "unpriced", "failed"]
+    head = [*by, "requests", "prompt", "completion", "cost_usd", "unpriced", "failed",
+            "cache_hits", "saved_usd"]
     lines = [[*(str(r["group"].get(b)) for b in by), str(r["requests"]),
               str(r["prompt_tokens"]), str(r["completion_tokens"]), f"{r['cost_usd']:.6f}",
-              str(r["unpriced_requests"]), str(r["failed_requests"])] for r in rows]
+              str(r["unpriced_requests"]), str(r["failed_requests"]),
+              str(r.get("cache_hits", 0)), f"{r.get('saved_usd', 0.0):.6f}"] for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
               for i, h in enumerate(head)]
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))

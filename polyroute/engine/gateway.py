@@ -158,9 +158,9 @@ class Gateway:
         ticket: object = None
         try:
             ticket = await self._policy.admit(principal, AdmissionRequest(group, 0, 0, ()))
-        except GatewayError as exc:  # refused: served nothing, so it saved nothing
+        except GatewayError as exc:  # refused: served nothing, so no hit and nothing saved
             record.status, record.error_class = exc.status, exc.error_class
-            record.saved_usage = None
+            record.cache = record.saved_usage = None
             raise
         finally:
             if request.stream and record.error_class is None:

@@ -215,7 +215,8 @@ def usage_query(by: tuple[str, ...], filters: tuple[str, ...]) -> str:
         f"SELECT {group}, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
         "SUM(cached_tokens), SUM(reasoning_tokens), SUM(cost_usd), "
         "SUM(CASE WHEN priced = 0 THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) "
+        "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN cache IN ('hit', 'semantic') THEN 1 ELSE 0 END), SUM(saved_usd) "
         f"FROM ledger WHERE {' AND '.join(where)} GROUP BY {group} ORDER BY {group}"
     )
 

@@ -28,6 +28,10 @@ class UsageRow(msgspec.Struct, omit_defaults=True):
     unpriced_requests: int
     """Requests that used tokens at a price nobody knows: their cost is not in cost_usd."""
     failed_requests: int
+    cache_hits: int
+    """Requests answered from the response cache (exact or semantic), at $0."""
+    saved_usd: float
+    """What those hits would have cost upstream."""
 
 
 def period_starts(now: float) -> tuple[float, float]:
@@ -70,7 +74,8 @@ async def usage(db: Database, by: Sequence[str], since: float, until: float,
             requests=_int(values[0]), prompt_tokens=_int(values[1]),
             completion_tokens=_int(values[2]), cached_tokens=_int(values[3]),
             reasoning_tokens=_int(values[4]), cost_usd=float(values[5] or 0.0),
-            unpriced_requests=_int(values[6]), failed_requests=_int(values[7])))
+            unpriced_requests=_int(values[6]), failed_requests=_int(values[7]),
+            cache_hits=_int(values[8]), saved_usd=float(values[9] or 0.0)))
     return out
 
 

@@ -179,8 +179,9 @@ def _compile(
                                  o.expected_output_tokens, o.queue_s)
         groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments),
                                      tuple(group.fallbacks), _resilience(group.resilience),
-                                     auto, routing, _mode(group.cache, f"model_groups.{gname}.cache",
-                                                 fail), group.prompt_affinity,
+                                     auto, routing,
+                                     _mode(group.cache, f"model_groups.{gname}.cache", fail),
+                                     group.prompt_affinity,
                                      _semantic(gname, group, cfg, fail))
     for gname, group in cfg.model_groups.items():
         for i, fallback in enumerate(group.fallbacks):

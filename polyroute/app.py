@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
@@ -25,9 +26,18 @@ from polyroute.engine.router import Router
 from polyroute.errors import AuthenticationFailed
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
+from polyroute.observability.request_log import (
+    FileSink,
+    LoggerSink,
+    RequestLog,
+    WebhookSink,
+    Writer,
+)
+from polyroute.policy.console import ConsoleService
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
+from polyroute.surface.console.routes import ConsoleRoutes
 from polyroute.surface.exchange import ChatExchange
 from polyroute.surface.http import credentials, guarded, request_id
 from polyroute.surface.listener import ConnectionGate
@@ -35,6 +45,9 @@ from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 from polyroute.surface.responses.handlers import ResponsesHandlers
 from polyroute.surface.responses.handlers import encode_error as responses_error
 from polyroute.wiring import PolicyStack
+
+if TYPE_CHECKING:
+    from polyroute.observability.tracing import OtelTracer
 
 log = logging.getLogger("polyroute")
 
@@ -51,6 +64,8 @@ class Components:
     shared_circuits: RedisCircuits | None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     policy_stack: PolicyStack | None = None
+    tracer: OtelTracer | None = None
+    request_log: RequestLog | None = None
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -61,15 +76,27 @@ def build_app(config: GatewayConfig) -> web.Application:
     metrics = Metrics(config.groups,
                       (d.name for g in config.groups.values() for d in g.deployments),
                       max_model_labels=config.metrics.max_model_labels)
-    transport = Transport(secrets=config.secrets)
+    tracer = _tracer(config, metrics)
+    transport = Transport(secrets=config.secrets,
+                          outgoing=tracer.outgoing if tracer is not None else None)
     # One record per request: the policy's settle appends it to the ledger (also the
-    # request log); observers only count.
+    # request log); observers only count (and the tracer ends the request's span).
     observers: list[RequestObserver] = [metrics]
+    if tracer is not None:
+        observers.append(tracer)
+    request_log = _request_log(config, metrics)
+    if request_log is not None:
+        observers.append(request_log)
     adapters = AdapterRegistry(transport)
     shared = None
     if config.state.redis_url is not None:
         shared = RedisCircuits(redis_client(config.state))
-    breakers = Breakers(time.monotonic, on_transition=_log_transition, shared=shared)
+    def transition(upstream: str, before: str, after: str, at: float) -> None:
+        _log_transition(upstream, before, after, at)
+        metrics.circuit_transition(upstream, before, after, at)
+
+    breakers = Breakers(time.monotonic, on_transition=transition, shared=shared)
+    metrics.watch_circuits(lambda: {(u,): _CIRCUIT_LEVEL[s] for u, s in breakers.states().items()})
     breakers.track(d.upstream for g in config.groups.values() for d in g.deployments)
     stack = PolicyStack(config)  # keys, limits, budgets, ledger, admin API
     if stack.ledger is not None:
@@ -78,11 +105,14 @@ def build_app(config: GatewayConfig) -> web.Application:
                              lambda: float(ledger.failing), lambda: ledger.quarantined)
     directory = stack.directory
     metrics.watch_directory(lambda: len(directory.quarantined))
+    limiter = stack.limiter
+    metrics.watch_state_store(lambda: float(bool(limiter.status().get("healthy", True))))
+    metrics.watch_budgets(lambda: {k: v for k, v in stack.budget_use.items()})
     policy = stack.policy
     gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
-                      policy)
+                      policy, tracer=tracer)
     parts = Components(config, gateway, metrics, transport, breakers, shared,
-                       policy_stack=stack)
+                       policy_stack=stack, tracer=tracer, request_log=request_log)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
@@ -104,6 +134,9 @@ def build_app(config: GatewayConfig) -> web.Application:
     for method, path, handler, encoder in routes:
         app.router.add_route(method, path, guarded(handler, encoder))
     stack.admin.add_to(app)
+    console = ConsoleRoutes(ConsoleService(stack.service, stack.db), config, breakers, metrics)
+    stack.admin.add_routes(app, console.api())  # behind the admin API's key check
+    console.add_static(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     if config.metrics.enabled:
@@ -114,9 +147,49 @@ def build_app(config: GatewayConfig) -> web.Application:
     return app
 
 
+def _tracer(config: GatewayConfig, metrics: Metrics) -> OtelTracer | None:
+    """The OpenTelemetry tracer, when tracing is on (imported only then: an optional extra)."""
+    t = config.tracing
+    if not t.enabled:
+        return None
+    from polyroute.observability.tracing import OtelTracer
+
+    tracer = OtelTracer.otlp(t.endpoint, t.headers, service_name=t.service_name,
+                             version=__version__, sample_ratio=t.sample_ratio,
+                             max_queue=t.max_queue, export_interval_s=t.export_interval_s)
+    spans = tracer.processor
+    metrics.watch_export("trace_spans", lambda: spans.exported, lambda: spans.dropped,
+                         lambda: spans.failed)
+    return tracer
+
+
+def _request_log(config: GatewayConfig, metrics: Metrics) -> RequestLog | None:
+    settings = config.logs
+    writers: list[Writer] = []
+    if settings.requests:
+        writers.append(LoggerSink())
+    if settings.file is not None:
+        f = settings.file
+        writers.append(FileSink(f.path, f.max_bytes, f.backups))
+    if settings.webhook is not None:
+        w = settings.webhook
+        writers.append(WebhookSink(w.url, w.headers, w.retries, w.timeout_s))
+    if not writers:
+        return None
+    batch = settings.webhook.batch_size if settings.webhook is not None else 1000
+    request_log = RequestLog(writers, secrets=config.secrets, queue_size=settings.queue_size,
+                             flush_interval_s=settings.flush_interval_s, batch=batch)
+    metrics.watch_export("log_lines", lambda: request_log.written, lambda: request_log.dropped,
+                         lambda: request_log.failed)
+    return request_log
+
+
 def watch_connections(app: web.Application, gate: ConnectionGate) -> None:
     """Export the listener's connection counts (the listener is built outside the app)."""
     app[APP_KEY].metrics.watch_connections(lambda: gate.open, lambda: gate.refused)
+
+
+_CIRCUIT_LEVEL = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
 def _log_transition(upstream: str, before: str, after: str, at: float) -> None:
@@ -127,6 +200,10 @@ async def _startup(app: web.Application) -> None:
     parts = app[APP_KEY]
     if parts.policy_stack is not None:
         await parts.policy_stack.start()
+    if parts.tracer is not None:
+        parts.tracer.start()
+    if parts.request_log is not None:
+        parts.request_log.start()
     if parts.shared_circuits is not None:
         parts.background.append(asyncio.create_task(
             _sync_circuits(parts.breakers, parts.config.state.sync_interval_s)))
@@ -148,6 +225,10 @@ async def _cleanup(app: web.Application) -> None:
     await parts.transport.aclose()
     if parts.policy_stack is not None:
         await parts.policy_stack.aclose()
+    if parts.request_log is not None:
+        await parts.request_log.aclose()
+    if parts.tracer is not None:  # after the ledger: the last requests' spans are ended
+        await parts.tracer.aclose()
 
 
 async def _healthz(request: web.Request) -> web.Response:

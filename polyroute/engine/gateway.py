@@ -29,7 +29,7 @@ from polyroute.engine.estimate import (
     estimate_input_tokens,
     prediction_tokens,
 )
-from polyroute.engine.observer import RequestObserver
+from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.recovery import Recovery
 from polyroute.engine.resume import Resumed
 from polyroute.engine.router import Route, Router
@@ -78,8 +78,11 @@ class Gateway:
         policy: Policy | None = None,
         clock: Callable[[], float] = time.perf_counter,
         rng: Random | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._policy: Policy = policy or OpenPolicy()
+        self._tracer = tracer
+        """None: tracing is off, and costs one test per request and attempt."""
         self._router = router
         self._adapters = adapters
         self._observers = tuple(observers)
@@ -140,6 +143,8 @@ class Gateway:
     ) -> T:
         start = self._clock()
         ticket: object = None
+        if self._tracer is not None:
+            self._tracer.begin(record)
         try:
             route = self._route(model, also, record, request, principal)
             ticket = await self._admit(principal, route, record, reserve, request)
@@ -170,6 +175,8 @@ class Gateway:
         :class:`~polyroute.errors.StreamInterrupted`."""
         start = self._clock()
         ticket: object = None
+        if self._tracer is not None:
+            self._tracer.begin(record)
         try:
             route = self._route(request.model, request.models or (), record, request, principal)
             reserve = reservation(request)
@@ -220,7 +227,7 @@ class Gateway:
             return AttemptLoop(
                 group=route.group, candidates=candidates, resilience=route.resilience,
                 record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
-                rng=self._rng, discard=Resumed.aclose)
+                rng=self._rng, discard=Resumed.aclose, tracer=self._tracer, resuming=True)
 
         recovery = Recovery(
             request, route.candidates, record=record, adapters=self._adapters,
@@ -279,7 +286,7 @@ class Gateway:
             record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
             rng=self._rng, discard=discard, hedge_delay=delay, origins=route.origins,
             client_listed=frozenset(name for name, group in route.origins.items()
-                                    if group in also))
+                                    if group in also), tracer=self._tracer)
 
     def _hedge_delay(self, group: str, fixed: float | None, floor: float) -> float:
         if fixed is not None:

@@ -64,3 +64,8 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     client_request_id: str | None = None
     """The id the client chose (``x-client-request-id`` / ``x-request-id``); ``request_id``
     is always the gateway's own."""
+    traceparent: str | None = None
+    """The client's W3C ``traceparent`` header, as sent: the request's span joins its trace."""
+    cost_usd: float | None = None
+    """What the request cost, set by the policy when it settles (None: open mode, or not
+    priced); observers, which run after it, read it (traces, request logs)."""

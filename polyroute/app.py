@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
@@ -33,6 +32,7 @@ from polyroute.observability.request_log import (
     WebhookSink,
     Writer,
 )
+from polyroute.observability.tracing import Tracer
 from polyroute.policy.console import ConsoleService
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
@@ -45,9 +45,6 @@ from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 from polyroute.surface.responses.handlers import ResponsesHandlers
 from polyroute.surface.responses.handlers import encode_error as responses_error
 from polyroute.wiring import PolicyStack
-
-if TYPE_CHECKING:
-    from polyroute.observability.tracing import OtelTracer
 
 log = logging.getLogger("polyroute")
 
@@ -64,7 +61,7 @@ class Components:
     shared_circuits: RedisCircuits | None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     policy_stack: PolicyStack | None = None
-    tracer: OtelTracer | None = None
+    tracer: Tracer | None = None
     request_log: RequestLog | None = None
 
 
@@ -147,19 +144,16 @@ def build_app(config: GatewayConfig) -> web.Application:
     return app
 
 
-def _tracer(config: GatewayConfig, metrics: Metrics) -> OtelTracer | None:
-    """The OpenTelemetry tracer, when tracing is on (imported only then: an optional extra)."""
+def _tracer(config: GatewayConfig, metrics: Metrics) -> Tracer | None:
+    """The OpenTelemetry (OTLP/HTTP) tracer, when tracing is on."""
     t = config.tracing
     if not t.enabled:
         return None
-    from polyroute.observability.tracing import OtelTracer
-
-    tracer = OtelTracer.otlp(t.endpoint, t.headers, service_name=t.service_name,
-                             version=__version__, sample_ratio=t.sample_ratio,
-                             max_queue=t.max_queue, export_interval_s=t.export_interval_s)
-    spans = tracer.processor
-    metrics.watch_export("trace_spans", lambda: spans.exported, lambda: spans.dropped,
-                         lambda: spans.failed)
+    tracer = Tracer(endpoint=t.endpoint, headers=t.headers, service_name=t.service_name,
+                    version=__version__, sample_ratio=t.sample_ratio, max_queue=t.max_queue,
+                    export_interval_s=t.export_interval_s)
+    metrics.watch_export("trace_spans", lambda: tracer.exported, lambda: tracer.dropped,
+                         lambda: tracer.failed)
     return tracer
 
 

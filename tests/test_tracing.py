@@ -9,10 +9,13 @@ from typing import Any
 
 import openai
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from polyroute.observability.otlp import Encoder
+from polyroute.observability.tracing import parse_traceparent
 from tests.conftest import SIM_KEY, gateway_config, sim_provider
 from tests.support.gateway import GatewayProcess
-from tests.support.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.otlp import OtlpReceiver, ReceivedSpan, value
 from tests.support.sim import SimServer
 
 USER = [{"role": "user", "content": "Say hello."}]
@@ -140,3 +143,45 @@ def test_tracing_off_sends_no_traceparent(gateway: GatewayProcess, sim: SimServe
         model="chat", messages=USER,
         extra_headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
     assert "traceparent" not in sim.stats()["last_request"]["headers"]
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  # too short
+    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # version ff is invalid
+    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # all-zero trace id
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # all-zero parent id
+    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # upper case
+    "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",  # not hex
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  # 00 has 4 fields
+])
+def test_a_malformed_traceparent_starts_a_new_trace(header: str | None) -> None:
+    assert parse_traceparent(header) is None
+
+
+def test_traceparent_versions_and_flags() -> None:
+    assert parse_traceparent(f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01") == (
+        CLIENT_TRACE, CLIENT_SPAN, True)
+    assert parse_traceparent(f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00")[2] is False  # type: ignore[index]
+    # A later version may add fields: read as 00.
+    assert parse_traceparent(f"01-{CLIENT_TRACE}-{CLIENT_SPAN}-03-what-ever") == (
+        CLIENT_TRACE, CLIENT_SPAN, True)
+
+
+def test_the_encoder_writes_what_opentelemetry_proto_reads() -> None:
+    encoder = Encoder()
+    attrs = {"s": "é text", "t": True, "f": False, "i": 7, "big": 2**40, "neg": -3,
+             "d": 0.125}
+    body = encoder.export_request(
+        {"service.name": "x"}, ("polyroute", "1.2"),
+        [encoder.span(bytes(range(16)), bytes(range(8)), None, "chat m", 2, 5, 9, attrs,
+                      True)] * 2)
+    request = ExportTraceServiceRequest.FromString(body)
+    (rs,) = request.resource_spans
+    assert rs.scope_spans[0].scope.name == "polyroute"
+    assert rs.scope_spans[0].scope.version == "1.2"
+    first, second = rs.scope_spans[0].spans
+    assert first == second  # the (key, value) cache gives the same bytes
+    assert {a.key: value(a.value) for a in first.attributes} == attrs
+    assert first.trace_id == bytes(range(16)) and first.parent_span_id == b""
+    assert (first.start_time_unix_nano, first.end_time_unix_nano) == (5, 9)
+    assert first.status.code == first.status.STATUS_CODE_ERROR

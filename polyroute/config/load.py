@@ -242,12 +242,6 @@ def _tracing(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.TracingSet
     if urlsplit(endpoint).scheme not in ("http", "https"):
         raise fail("tracing.endpoint", f"'{endpoint}' is not an http(s) URL",
                    "write the collector's OTLP/HTTP URL, e.g. http://HOST:4318/v1/traces")
-    if t.enabled:
-        try:
-            import opentelemetry.sdk.trace  # noqa: F401
-        except ImportError:
-            raise fail("tracing.enabled", "the OpenTelemetry SDK is not installed",
-                       "pip install 'polyroute[otel]', or tracing.enabled: false") from None
     headers = _headers(t.headers, "tracing.headers", env, fail)
     return c.TracingSettings(t.enabled, endpoint, MappingProxyType(headers), t.service_name,
                              t.sample_ratio, t.max_queue, t.export_interval_s)

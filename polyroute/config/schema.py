@@ -71,7 +71,7 @@ class MetricsSection(_Section, kw_only=True):
 class TracingSection(_Section, kw_only=True):
     enabled: bool = False
     """Export OpenTelemetry traces (OTLP/HTTP protobuf): a span per request, a child span per
-    upstream attempt. Needs the 'otel' extra (pip install 'polyroute[otel]')."""
+    upstream attempt, and each attempt's W3C traceparent sent upstream."""
     endpoint: str = "http://127.0.0.1:4318/v1/traces"
     """The collector's OTLP/HTTP traces URL (its path included)."""
     headers: dict[str, str] = msgspec.field(default_factory=dict)

@@ -1,44 +1,34 @@
 """OpenTelemetry traces: a span per request, a child span per upstream attempt.
 
-The engine calls :class:`OtelTracer` through its ``Tracer`` seam (``engine/observer.py``) and
-never imports OpenTelemetry; this module is imported only when ``tracing.enabled`` (the
-``otel`` extra). Spans follow the GenAI semantic conventions (``gen_ai.*``) plus polyroute's
-own attributes (``polyroute.*``: deployment, attempt kind and outcome, cost).
+The engine calls :class:`Tracer` through its seam (``engine/observer.py``) and never imports
+this module. Spans follow the GenAI semantic conventions (``gen_ai.*``) plus polyroute's own
+attributes (``polyroute.*``: deployment, attempt kind and outcome, cost), and are exported
+as OTLP/HTTP protobuf (``otlp.py``: the SDK costs ~30× the budget, see there).
 
-Export is off the request path: a finished span is appended to a bounded deque (dropped and
-counted when it is full); a task on the event loop hands batches to the OTLP/HTTP exporter
-in a worker thread every ``export_interval_s``. The SDK's ``BatchSpanProcessor`` would do the
-same with a thread per provider and no drop counter we can export.
+On the request path a span is a few integers: ids from a seeded PRNG, ``time_ns()`` at its
+start and end, and a reference to the request's record (complete and never changed once the
+request settled). Attributes are read from the record and encoded later, in a worker thread,
+in batches; a full queue drops requests' spans and counts them. The W3C ``traceparent`` a
+client sends makes the request's span its child, in its trace, sampled as it says.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import os
+import random
+import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import (
-    NonRecordingSpan,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    set_span_in_context,
-)
-from opentelemetry.trace import Span as ApiSpan
+import aiohttp
 
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.upstream import Deployment
+from polyroute.observability import otlp
 
 log = logging.getLogger("polyroute.tracing")
 
@@ -48,116 +38,63 @@ OPERATION = {"chat": "chat", "embeddings": "embeddings"}
 """The record's endpoint → the GenAI ``gen_ai.operation.name``."""
 
 
-def parse_traceparent(header: str | None) -> Context | None:
-    """A W3C ``traceparent`` (version 00, or a later one read as 00) as a parent context;
-    None when absent or malformed (a bad header starts a new trace, as the spec says)."""
+_HEX = frozenset("0123456789abcdef")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
+def parse_traceparent(header: str | None) -> tuple[str, str, bool] | None:
+    """(trace id, parent span id, sampled) of a W3C ``traceparent`` (version 00, or a later
+    one read as 00), ids as lower-case hex; None when absent or malformed: then a new trace
+    starts, as the spec says. Ids stay text: they are only copied upstream until export."""
     if not header or len(header) < 55:
         return None
-    parts = header.strip().split("-")
+    parts = header.split("-")
     if len(parts) < 4:
         return None
     version, trace_id, span_id, flags = parts[0], parts[1], parts[2], parts[3]
     if (len(version) != 2 or version == "ff" or len(trace_id) != 32 or len(span_id) != 16
-            or len(flags) != 2 or (version == "00" and len(parts) != 4)):
+            or len(flags) != 2 or (version == "00" and len(parts) != 4)
+            or not _HEX.issuperset(version + trace_id + span_id + flags)
+            or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN):
         return None
-    try:
-        tid, sid, fl = int(trace_id, 16), int(span_id, 16), int(flags, 16)
-        int(version, 16)
-    except ValueError:
-        return None
-    if tid == 0 or sid == 0:
-        return None
-    parent = SpanContext(tid, sid, is_remote=True, trace_flags=TraceFlags(fl & 1))
-    return set_span_in_context(NonRecordingSpan(parent))
+    return trace_id, span_id, flags[1] in "13579bdf"  # the sampled bit
 
 
-def traceparent(span: ApiSpan) -> str:
-    ctx = span.get_span_context()
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags) & 1:02x}"
+class _Attempt:
+    """One attempt's span while it runs (the engine's ``AttemptTrace``) and after."""
 
+    __slots__ = ("deployment", "end_ns", "kind", "note", "number", "span_id", "start_ns",
+                 "token", "var")
 
-class QueueProcessor(SpanProcessor):
-    """Finished spans into a bounded deque; :meth:`drain` exports them in a thread."""
-
-    def __init__(self, exporter: SpanExporter, max_queue: int) -> None:
-        self._exporter = exporter
-        self._queue: deque[ReadableSpan] = deque()
-        self._max = max_queue
-        self.dropped = 0
-        self.exported = 0
-        self.failed = 0
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if not span.context.trace_flags.sampled:
-            return
-        if len(self._queue) >= self._max:
-            self.dropped += 1
-            return
-        self._queue.append(span)
-
-    def take(self) -> list[ReadableSpan]:
-        queue = self._queue
-        batch: list[ReadableSpan] = []
-        while queue and len(batch) < _BATCH:
-            batch.append(queue.popleft())
-        return batch
-
-    def export(self, batch: Sequence[ReadableSpan]) -> None:
-        """Runs in a worker thread."""
-        try:
-            result = self._exporter.export(batch)
-        except Exception as exc:  # the exporter's own errors: never the gateway's
-            log.warning("traces: export of %d spans failed: %s", len(batch), exc)
-            self.failed += len(batch)
-            return
-        if result is SpanExportResult.SUCCESS:
-            self.exported += len(batch)
-        else:
-            self.failed += len(batch)
-
-    async def drain(self, interval_s: float) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = self.take()
-            if batch:
-                await loop.run_in_executor(None, self.export, batch)
-            if len(self._queue) < _BATCH:
-                await asyncio.sleep(interval_s)
-
-    async def flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        while batch := self.take():
-            await loop.run_in_executor(None, self.export, batch)
-
-    def shutdown(self) -> None:
-        self._exporter.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-class _AttemptSpan:
-    __slots__ = ("_cv", "_span", "_token")
-
-    def __init__(self, span: ApiSpan, cv: ContextVar[str | None]) -> None:
-        self._span, self._cv = span, cv
-        self._token = cv.set(traceparent(span))
+    def __init__(self, deployment: Deployment, kind: str, number: int, span_id: str,
+                 var: ContextVar[str | None], traceparent: str) -> None:
+        self.deployment, self.kind, self.number, self.span_id = deployment, kind, number, span_id
+        self.start_ns = time.time_ns()
+        self.end_ns = 0
+        self.note: Attempt | None = None
+        self.var = var
+        self.token: Any = var.set(traceparent)
 
     def end(self, attempt: Attempt) -> None:
-        span = self._span
-        span.set_attributes({
-            "polyroute.attempt.outcome": attempt.error_class or "ok",
-            "http.response.status_code": attempt.status,
-        })
-        if attempt.error_class is not None:
-            span.set_attribute("error.type", attempt.error_class)
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
-        with contextlib.suppress(ValueError):  # ended from another context: it dies with it
-            self._cv.reset(self._token)
+        self.end_ns, self.note = time.time_ns(), attempt
+        # Ended from another context (a hedge's task): the value dies with it. (No
+        # contextlib.suppress: it costs an object per attempt.)
+        try:  # noqa: SIM105
+            self.var.reset(self.token)
+        except ValueError:
+            pass
+
+
+class _Trace:
+    __slots__ = ("attempts", "parent_id", "record", "sampled", "span_id", "trace_id")
+
+    def __init__(self, record: RequestRecord, trace_id: str, span_id: str,
+                 parent_id: str | None, sampled: bool) -> None:
+        self.record, self.trace_id, self.span_id, self.parent_id = (
+            record, trace_id, span_id, parent_id)
+        self.sampled = sampled
+        """False: nothing is exported, but attempts still send the trace upstream."""
+        self.attempts: list[_Attempt] = []
 
 
 class _NoAttempt:
@@ -170,118 +107,179 @@ class _NoAttempt:
 _NO_ATTEMPT = _NoAttempt()
 
 
-class OtelTracer:
-    """The engine's ``Tracer`` over the OpenTelemetry SDK."""
+class Tracer:
+    """The engine's ``Tracer``. ``send`` posts one encoded export request (the OTLP/HTTP
+    exporter; tests may pass their own)."""
 
-    def __init__(self, exporter: SpanExporter, *, service_name: str = "polyroute",
-                 version: str = "", sample_ratio: float = 1.0, max_queue: int = 8192,
-                 export_interval_s: float = 1.0) -> None:
-        self.processor = QueueProcessor(exporter, max_queue)
+    def __init__(self, *, endpoint: str = "", headers: Mapping[str, str] | None = None,
+                 service_name: str = "polyroute", version: str = "",
+                 sample_ratio: float = 1.0, max_queue: int = 8192,
+                 export_interval_s: float = 1.0, timeout_s: float = 10.0) -> None:
+        self._endpoint = endpoint
+        self._headers = {**(headers or {}), "Content-Type": "application/x-protobuf"}
+        self._resource: dict[str, otlp.AttrValue] = {"service.name": service_name,
+                                                     "service.version": version,
+                                                     "telemetry.sdk.name": "polyroute"}
+        self._scope = ("polyroute", version)
+        self._ratio = sample_ratio
+        self._max = max_queue
         self._interval_s = export_interval_s
-        self._provider = TracerProvider(
-            resource=Resource.create({"service.name": service_name,
-                                      "service.version": version}),
-            sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
-        self._provider.add_span_processor(self.processor)
-        self._tracer = self._provider.get_tracer("polyroute", version)
-        self._open: dict[str, ApiSpan] = {}
-        """Request id → its span, from ``begin`` to ``observe``."""
-        self._outgoing: ContextVar[str | None] = ContextVar("polyroute_traceparent",
-                                                            default=None)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._rng = random.Random(os.urandom(16))
+        self._open: dict[str, _Trace] = {}
+        """Request id → its trace, from ``begin`` to ``observe`` (sampled ones only)."""
+        self._queue: deque[_Trace] = deque()
+        self.outgoing_var: ContextVar[str | None] = ContextVar("polyroute_traceparent",
+                                                               default=None)
+        self.exported = self.dropped = self.failed = 0
+        """Spans, since start."""
+        self._encoder = otlp.Encoder()
         self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
 
-    # -- the engine's seam -------------------------------------------------------------
+    # -- the engine's seam (the request path) ----------------------------------------------
 
     def begin(self, record: RequestRecord) -> None:
-        operation = OPERATION.get(record.endpoint, record.endpoint)
-        span = self._tracer.start_span(
-            f"{operation} {record.requested_model}",
-            context=parse_traceparent(record.traceparent), kind=SpanKind.SERVER,
-            start_time=int(record.started_at * _NS),
-            attributes={"gen_ai.operation.name": operation,
-                        "gen_ai.request.model": record.requested_model,
-                        "polyroute.request_id": record.request_id,
-                        "polyroute.stream": record.stream})
-        self._open[record.request_id] = span
+        ids = self._rng.randbytes
+        parent = parse_traceparent(record.traceparent) if record.traceparent else None
+        if parent is not None:
+            trace_id, parent_id, sampled = parent
+        else:  # (an all-zero random id: one chance in 2^128)
+            trace_id, parent_id = ids(16).hex(), None
+            sampled = self._ratio >= 1.0 or self._rng.random() < self._ratio
+        self._open[record.request_id] = _Trace(record, trace_id, ids(8).hex(), parent_id,
+                                               sampled)
 
     def attempt(self, record: RequestRecord, deployment: Deployment,
-                kind: str) -> _AttemptSpan | _NoAttempt:
-        parent = self._open.get(record.request_id)
-        if parent is None:
+                kind: str) -> _Attempt | _NoAttempt:
+        trace = self._open.get(record.request_id)
+        if trace is None:
             return _NO_ATTEMPT
-        operation = OPERATION.get(record.endpoint, record.endpoint)
-        span = self._tracer.start_span(
-            f"{operation} {deployment.model}", context=set_span_in_context(parent),
-            kind=SpanKind.CLIENT,
-            attributes={"gen_ai.operation.name": operation,
-                        "gen_ai.provider.name": deployment.vendor,
-                        "gen_ai.request.model": deployment.model,
-                        "polyroute.deployment": deployment.name,
-                        "polyroute.attempt.kind": kind,
-                        "polyroute.attempt.number": len(record.attempts) + 1})
-        return _AttemptSpan(span, self._outgoing)
+        span_id = self._rng.randbytes(8).hex()
+        attempt = _Attempt(deployment, kind, len(record.attempts) + 1, span_id,
+                           self.outgoing_var, "00-" + trace.trace_id + "-" + span_id + (
+                               "-01" if trace.sampled else "-00"))
+        if trace.sampled:
+            trace.attempts.append(attempt)
+        return attempt
 
     def observe(self, record: RequestRecord) -> None:
-        span = self._open.pop(record.request_id, None)
-        if span is None:
+        trace = self._open.pop(record.request_id, None)
+        if trace is None or not trace.sampled:
             return
-        attributes: dict[str, str | int | float | bool] = {
-            "http.response.status_code": record.status,
-            "polyroute.attempts": len(record.attempts),
-        }
-        if record.model_group is not None:
-            attributes["polyroute.model_group"] = record.model_group
-        if record.vendor is not None:
-            attributes["gen_ai.provider.name"] = record.vendor
-        if record.deployment is not None:
-            attributes["polyroute.deployment"] = record.deployment
-        if record.upstream_model is not None:
-            attributes["gen_ai.response.model"] = record.upstream_model
-        usage = record.usage
-        if usage is not None:
-            attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
-            attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
-            if usage.cached_tokens:
-                attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
-            if usage.reasoning_tokens:
-                attributes["polyroute.usage.reasoning_tokens"] = usage.reasoning_tokens
-        if record.cost_usd is not None:
-            attributes["polyroute.cost_usd"] = record.cost_usd
-        if record.ttft_s is not None:
-            attributes["polyroute.ttft_s"] = record.ttft_s
-        if record.key_id is not None:
-            attributes["polyroute.key_id"] = record.key_id
-        if record.team is not None:
-            attributes["polyroute.team"] = record.team
-        if record.route is not None:
-            attributes["polyroute.route"] = record.route
-        span.set_attributes(attributes)
-        if record.error_class is not None:
-            span.set_attribute("error.type", record.error_class)
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=int((record.started_at + record.latency_s) * _NS))
-
-    # -- the transport's hook, and the app's lifecycle -----------------------------------
+        if len(self._queue) >= self._max:
+            self.dropped += 1 + len(trace.attempts)
+            return
+        self._queue.append(trace)
 
     def outgoing(self) -> Mapping[str, str] | None:
         """The ``traceparent`` of the attempt running in this context, for the upstream."""
-        value = self._outgoing.get()
+        value = self.outgoing_var.get()
         return None if value is None else {"traceparent": value}
 
-    @classmethod
-    def otlp(cls, endpoint: str, headers: Mapping[str, str], **options: Any) -> OtelTracer:
-        """Exporting to an OTLP/HTTP (protobuf) collector at ``endpoint``."""
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    # -- export (off the request path) -----------------------------------------------------
 
-        return cls(OTLPSpanExporter(endpoint=endpoint, headers=dict(headers)), **options)
+    def take(self) -> list[_Trace]:
+        queue = self._queue
+        batch: list[_Trace] = []
+        while queue and len(batch) < _BATCH:
+            batch.append(queue.popleft())
+        return batch
+
+    def encode(self, batch: list[_Trace]) -> tuple[bytes, int]:
+        """An ExportTraceServiceRequest of the batch's spans, and how many (worker thread)."""
+        encoder, spans = self._encoder, []
+        for trace in batch:
+            spans.append(_request_span(encoder, trace))
+            spans.extend(_attempt_span(encoder, trace, a) for a in trace.attempts)
+        return encoder.export_request(self._resource, self._scope, spans), len(spans)
+
+    async def send(self, body: bytes) -> bool:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.post(self._endpoint, data=body,
+                                          headers=self._headers) as response:
+                if response.status < 300:
+                    return True
+                log.warning("traces: the collector answered HTTP %d", response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("traces: export to %s failed: %s", self._endpoint, exc)
+        return False
+
+    async def flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while batch := self.take():
+            body, count = await loop.run_in_executor(None, self.encode, batch)
+            if await self.send(body):
+                self.exported += count
+            else:
+                self.failed += count
+
+    async def _drain(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.flush()
+            except Exception:  # a bug here must not stop tracing for good
+                log.exception("traces: export")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self.processor.drain(self._interval_s))
+        self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.processor.flush()
-        await asyncio.get_running_loop().run_in_executor(None, self._provider.shutdown)
+        await self.flush()
+        if self._session is not None:
+            await self._session.close()
+
+
+def _request_span(encoder: otlp.Encoder, trace: _Trace) -> bytes:
+    r = trace.record
+    operation = OPERATION.get(r.endpoint, r.endpoint)
+    attrs: dict[str, otlp.AttrValue] = {
+        "gen_ai.operation.name": operation, "gen_ai.request.model": r.requested_model,
+        "polyroute.request_id": r.request_id, "polyroute.stream": r.stream,
+        "http.response.status_code": r.status, "polyroute.attempts": len(r.attempts)}
+    optional: tuple[tuple[str, Any], ...] = (
+        ("polyroute.model_group", r.model_group), ("gen_ai.provider.name", r.vendor),
+        ("polyroute.deployment", r.deployment), ("gen_ai.response.model", r.upstream_model),
+        ("polyroute.cost_usd", r.cost_usd), ("polyroute.ttft_s", r.ttft_s),
+        ("polyroute.key_id", r.key_id), ("polyroute.team", r.team),
+        ("polyroute.route", r.route), ("error.type", r.error_class))
+    attrs.update((k, v) for k, v in optional if v is not None)
+    usage = r.usage
+    if usage is not None:
+        attrs["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens
+        if usage.cached_tokens:
+            attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
+        if usage.reasoning_tokens:
+            attrs["polyroute.usage.reasoning_tokens"] = usage.reasoning_tokens
+    start = int(r.started_at * _NS)
+    return encoder.span(bytes.fromhex(trace.trace_id), bytes.fromhex(trace.span_id),
+                     bytes.fromhex(trace.parent_id) if trace.parent_id else None,
+                     f"{operation} {r.requested_model}", otlp.SERVER, start,
+                     start + int(r.latency_s * _NS), attrs, r.error_class is not None)
+
+
+def _attempt_span(encoder: otlp.Encoder, trace: _Trace, a: _Attempt) -> bytes:
+    dep, note = a.deployment, a.note
+    operation = OPERATION.get(trace.record.endpoint, trace.record.endpoint)
+    attrs: dict[str, otlp.AttrValue] = {
+        "gen_ai.operation.name": operation, "gen_ai.provider.name": dep.vendor,
+        "gen_ai.request.model": dep.model, "polyroute.deployment": dep.name,
+        "polyroute.attempt.kind": a.kind, "polyroute.attempt.number": a.number}
+    error = None
+    if note is not None:
+        error = note.error_class
+        attrs["polyroute.attempt.outcome"] = error or "ok"
+        attrs["http.response.status_code"] = note.status
+        if error is not None:
+            attrs["error.type"] = error
+    return encoder.span(bytes.fromhex(trace.trace_id), bytes.fromhex(a.span_id),
+                     bytes.fromhex(trace.span_id), f"{operation} {dep.model}",
+                     otlp.CLIENT, a.start_ns, a.end_ns or a.start_ns, attrs,
+                     error is not None)

@@ -142,6 +142,16 @@ def test_create_use_and_revoke_a_key(page: Any, gw: GatewayProcess) -> None:
     page.reload()  # the secret is never shown again
     page.get_by_role("heading", name="Keys, teams and organisations").wait_for()
     assert secret not in page.content()
+    # Limits and budgets are changed in place.
+    page.get_by_role("button", name=f"Edit limits of key {key_id}").click()
+    limits = page.get_by_role("form", name=f"Limits of key {key_id}")
+    limits.get_by_label("Requests per minute").fill("1000")
+    limits.get_by_label("Daily budget (USD)").fill("2.5")
+    limits.get_by_role("button", name="Save limits").click()
+    page.get_by_role("row").filter(has_text=key_id).filter(has_text="$2.50").wait_for()
+    stored = admin(gw, "GET", f"/admin/keys/{key_id}")
+    assert stored["rpm"] == 1000 and stored["daily_budget_usd"] == 2.5
+
     page.get_by_role("button", name=f"Revoke key {key_id}").click()
     page.get_by_role("row").filter(has_text=key_id).filter(has_text="revoked").wait_for()
     with pytest.raises(openai.AuthenticationError):

@@ -80,7 +80,7 @@ function barChart(title, rows, seriesNames, valueFmt = (v) => fmt.n(v, 2)) {
   const W = 640, H = 220, pad = 34;
   const max = Math.max(1e-9, ...rows.map((r) => seriesNames.reduce((a, k) => a + (r.values[k] || 0), 0)));
   const svg = s("svg", {class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, preserveAspectRatio: "none"});
-  const bw = rows.length ? (W - pad) / rows.length : 0;
+  const bw = rows.length ? Math.min(80, (W - pad) / rows.length) : 0;
   rows.forEach((r, i) => {
     let y = H - 20;
     seriesNames.forEach((k, j) => {
@@ -341,19 +341,43 @@ pages.keys = async () => {
     if (!confirm(`Revoke key ${k.id}${k.name ? ` (${k.name})` : ""}? Requests with it are refused from now on.`)) return;
     try { await api(`/admin/keys/${encodeURIComponent(k.id)}`, {method: "DELETE"}); await pages.keys(); } catch (err) { showError(err); }
   };
+  const editor = h("div", {id: "editor"});
+  const edit = (kind, obj) => {
+    const limits = [["daily_budget_usd", "Daily budget (USD)"], ["monthly_budget_usd", "Monthly budget (USD)"],
+      ["total_budget_usd", "Total budget (USD)"], ["rpm", "Requests per minute"], ["tpm", "Tokens per minute"]];
+    const form = h("form", {class: "filters card", "aria-label": `Limits of ${kind} ${obj.id}`},
+      h("p", {class: "hint"}, `Limits and budgets of ${kind} ${obj.id}; empty: no limit.`),
+      limits.map(([name, label]) => field(`e-${name}`, label, h("input", {name, type: "number", min: "0", step: name.includes("usd") ? "any" : "1", value: obj[name] ?? ""}))),
+      h("div", {}, h("button", {type: "submit"}, "Save limits")),
+      h("div", {}, h("button", {type: "button", class: "secondary", onclick: () => editor.replaceChildren()}, "Cancel")));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const patch = Object.fromEntries(limits.map(([name]) => {
+        const v = form.elements[name].value;
+        return [name, v === "" ? null : Number(v)];
+      }));
+      const path = kind === "key" ? "keys" : "teams";
+      try { await api(`/admin/${path}/${encodeURIComponent(obj.id)}`, {method: "PATCH", body: JSON.stringify(patch)}); await pages.keys(); } catch (err) { showError(err); }
+    });
+    editor.replaceChildren(form);
+    form.elements.daily_budget_usd.focus();
+  };
   const previous = document.getElementById("created");
   render(h("h1", {}, "Keys, teams and organisations"), previous || created,
-    h("h2", {}, "Keys"), keyForm,
+    editor, h("h2", {}, "Keys"), keyForm,
     table([
       {label: "Id", cell: (k) => k.id}, {label: "Name", cell: (k) => k.name ?? ""}, {label: "Preview", cell: (k) => k.preview},
       {label: "Team", cell: (k) => k.team ?? "–"}, {label: "Daily budget", num: true, cell: (k) => fmt.usd(k.daily_budget_usd)},
       {label: "RPM", num: true, cell: (k) => fmt.n(k.rpm)}, {label: "Created (UTC)", cell: (k) => fmt.time(k.created_at)},
       {label: "State", cell: (k) => badge(k.revoked ? "revoked" : "active", k.revoked ? "bad" : "ok")},
-      {label: "Actions", cell: (k) => (k.revoked ? "" : h("button", {type: "button", class: "danger", "aria-label": `Revoke key ${k.id}`, "data-revoke": k.id, onclick: () => revoke(k)}, "Revoke"))},
+      {label: "Actions", cell: (k) => (k.revoked ? "" : h("span", {class: "row"},
+        h("button", {type: "button", class: "secondary", "aria-label": `Edit limits of key ${k.id}`, onclick: () => edit("key", k)}, "Limits"),
+        h("button", {type: "button", class: "danger", "aria-label": `Revoke key ${k.id}`, "data-revoke": k.id, onclick: () => revoke(k)}, "Revoke")))},
     ], keys),
     h("h2", {}, "Teams"), teamForm,
     table([{label: "Team", cell: (t) => t.id}, {label: "Organisation", cell: (t) => t.org ?? "–"},
-      {label: "Daily budget", num: true, cell: (t) => fmt.usd(t.daily_budget_usd)}, {label: "Monthly budget", num: true, cell: (t) => fmt.usd(t.monthly_budget_usd)}], teams),
+      {label: "Daily budget", num: true, cell: (t) => fmt.usd(t.daily_budget_usd)}, {label: "Monthly budget", num: true, cell: (t) => fmt.usd(t.monthly_budget_usd)},
+      {label: "Actions", cell: (t) => h("button", {type: "button", class: "secondary", "aria-label": `Edit limits of team ${t.id}`, onclick: () => edit("team", t)}, "Limits")}], teams),
     h("h2", {}, "Organisations"), orgForm,
     table([{label: "Organisation", cell: (o) => o.id}, {label: "Monthly budget", num: true, cell: (o) => fmt.usd(o.monthly_budget_usd)},
       {label: "Total budget", num: true, cell: (o) => fmt.usd(o.total_budget_usd)}], orgs));

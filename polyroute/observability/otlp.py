@@ -12,7 +12,8 @@ writes with opentelemetry-proto's own classes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 AttrValue = str | bool | int | float
 
@@ -66,6 +67,18 @@ class Encoder:
 
     def __init__(self) -> None:
         self._attrs: dict[tuple[str, type, AttrValue], bytes] = {}
+        self._blocks: dict[tuple[Any, ...], bytes] = {}
+
+    def block(self, key: tuple[Any, ...], attrs: Callable[[], Mapping[str, AttrValue]],
+              field: int = 9) -> bytes:
+        """The encoded attributes ``attrs()`` stands for, kept under ``key``: spans whose
+        attributes are all categorical (an attempt's) repeat them exactly."""
+        encoded = self._blocks.get(key)
+        if encoded is None:
+            if len(self._blocks) >= _CACHE_MAX:
+                self._blocks.clear()
+            encoded = self._blocks[key] = self.attributes(field, attrs())
+        return encoded
 
     def attributes(self, field: int, attrs: Mapping[str, AttrValue]) -> bytes:
         """Repeated KeyValue in field ``field`` (9 in a Span, 1 in a Resource)."""
@@ -89,15 +102,16 @@ class Encoder:
         return b"".join(out)
 
     def span(self, trace_id: bytes, span_id: bytes, parent_id: bytes | None, name: str,
-             kind: int, start_ns: int, end_ns: int, attrs: Mapping[str, AttrValue],
+             kind: int, start_ns: int, end_ns: int, attrs: Mapping[str, AttrValue] | bytes,
              error: bool) -> bytes:
+        """``attrs``: a mapping, or attributes already encoded (``block``, ``attributes``)."""
         encoded_name = name.encode()
         parts = [b"\x0a\x10", trace_id, b"\x12\x08", span_id]
         if parent_id:
             parts += [b"\x22\x08", parent_id]
         parts += [b"\x2a", varint(len(encoded_name)), encoded_name, b"\x30", _SMALL[kind],
                   b"\x39", _FIXED64.pack(start_ns), b"\x41", _FIXED64.pack(end_ns),
-                  self.attributes(9, attrs)]
+                  attrs if isinstance(attrs, bytes) else self.attributes(9, attrs)]
         if error:
             parts.append(b"\x7a\x02\x18\x02")  # status (field 15) { code: ERROR }
         return b"".join(parts)

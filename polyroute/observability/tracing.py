@@ -239,47 +239,66 @@ class Tracer:
 def _request_span(encoder: otlp.Encoder, trace: _Trace) -> bytes:
     r = trace.record
     operation = OPERATION.get(r.endpoint, r.endpoint)
-    attrs: dict[str, otlp.AttrValue] = {
-        "gen_ai.operation.name": operation, "gen_ai.request.model": r.requested_model,
-        "polyroute.request_id": r.request_id, "polyroute.stream": r.stream,
-        "http.response.status_code": r.status, "polyroute.attempts": len(r.attempts)}
-    optional: tuple[tuple[str, Any], ...] = (
-        ("polyroute.model_group", r.model_group), ("gen_ai.provider.name", r.vendor),
-        ("polyroute.deployment", r.deployment), ("gen_ai.response.model", r.upstream_model),
-        ("polyroute.cost_usd", r.cost_usd), ("polyroute.ttft_s", r.ttft_s),
-        ("polyroute.key_id", r.key_id), ("polyroute.team", r.team),
-        ("polyroute.route", r.route), ("error.type", r.error_class))
-    attrs.update((k, v) for k, v in optional if v is not None)
+    # What repeats from request to request is encoded once (a cached block); the rest
+    # (ids, tokens, cost, durations) each time.
+    fixed = (operation, r.requested_model, r.stream, r.status, len(r.attempts),
+             r.model_group, r.vendor, r.deployment, r.upstream_model, r.key_id, r.team,
+             r.route, r.error_class)
+
+    def categorical() -> dict[str, otlp.AttrValue]:
+        attrs: dict[str, otlp.AttrValue] = {
+            "gen_ai.operation.name": operation, "gen_ai.request.model": r.requested_model,
+            "polyroute.stream": r.stream, "http.response.status_code": r.status,
+            "polyroute.attempts": len(r.attempts)}
+        optional: tuple[tuple[str, Any], ...] = (
+            ("polyroute.model_group", r.model_group), ("gen_ai.provider.name", r.vendor),
+            ("polyroute.deployment", r.deployment), ("gen_ai.response.model", r.upstream_model),
+            ("polyroute.key_id", r.key_id), ("polyroute.team", r.team),
+            ("polyroute.route", r.route), ("error.type", r.error_class))
+        attrs.update((k, v) for k, v in optional if v is not None)
+        return attrs
+
+    varying: dict[str, otlp.AttrValue] = {"polyroute.request_id": r.request_id}
+    if r.cost_usd is not None:
+        varying["polyroute.cost_usd"] = r.cost_usd
+    if r.ttft_s is not None:
+        varying["polyroute.ttft_s"] = r.ttft_s
     usage = r.usage
     if usage is not None:
-        attrs["gen_ai.usage.input_tokens"] = usage.prompt_tokens
-        attrs["gen_ai.usage.output_tokens"] = usage.completion_tokens
+        varying["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        varying["gen_ai.usage.output_tokens"] = usage.completion_tokens
         if usage.cached_tokens:
-            attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
+            varying["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
         if usage.reasoning_tokens:
-            attrs["polyroute.usage.reasoning_tokens"] = usage.reasoning_tokens
+            varying["polyroute.usage.reasoning_tokens"] = usage.reasoning_tokens
+    attrs = encoder.block(fixed, categorical) + encoder.attributes(9, varying)
     start = int(r.started_at * _NS)
     return encoder.span(bytes.fromhex(trace.trace_id), bytes.fromhex(trace.span_id),
-                     bytes.fromhex(trace.parent_id) if trace.parent_id else None,
-                     f"{operation} {r.requested_model}", otlp.SERVER, start,
-                     start + int(r.latency_s * _NS), attrs, r.error_class is not None)
+                        bytes.fromhex(trace.parent_id) if trace.parent_id else None,
+                        f"{operation} {r.requested_model}", otlp.SERVER, start,
+                        start + int(r.latency_s * _NS), attrs, r.error_class is not None)
 
 
 def _attempt_span(encoder: otlp.Encoder, trace: _Trace, a: _Attempt) -> bytes:
     dep, note = a.deployment, a.note
     operation = OPERATION.get(trace.record.endpoint, trace.record.endpoint)
-    attrs: dict[str, otlp.AttrValue] = {
-        "gen_ai.operation.name": operation, "gen_ai.provider.name": dep.vendor,
-        "gen_ai.request.model": dep.model, "polyroute.deployment": dep.name,
-        "polyroute.attempt.kind": a.kind, "polyroute.attempt.number": a.number}
-    error = None
-    if note is not None:
-        error = note.error_class
-        attrs["polyroute.attempt.outcome"] = error or "ok"
-        attrs["http.response.status_code"] = note.status
-        if error is not None:
-            attrs["error.type"] = error
+    error = note.error_class if note is not None else None
+    status = note.status if note is not None else None
+
+    def attributes() -> dict[str, otlp.AttrValue]:
+        attrs: dict[str, otlp.AttrValue] = {
+            "gen_ai.operation.name": operation, "gen_ai.provider.name": dep.vendor,
+            "gen_ai.request.model": dep.model, "polyroute.deployment": dep.name,
+            "polyroute.attempt.kind": a.kind, "polyroute.attempt.number": a.number}
+        if status is not None:
+            attrs["polyroute.attempt.outcome"] = error or "ok"
+            attrs["http.response.status_code"] = status
+            if error is not None:
+                attrs["error.type"] = error
+        return attrs
+
+    key = (operation, dep.name, dep.vendor, dep.model, a.kind, a.number, error, status)
     return encoder.span(bytes.fromhex(trace.trace_id), bytes.fromhex(a.span_id),
-                     bytes.fromhex(trace.span_id), f"{operation} {dep.model}",
-                     otlp.CLIENT, a.start_ns, a.end_ns or a.start_ns, attrs,
-                     error is not None)
+                        bytes.fromhex(trace.span_id), f"{operation} {dep.model}",
+                        otlp.CLIENT, a.start_ns, a.end_ns or a.start_ns,
+                        encoder.block(key, attributes), error is not None)

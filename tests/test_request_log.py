@@ -161,3 +161,24 @@ async def test_file_rotates_and_a_full_queue_drops_and_counts(tmp_path: Path) ->
     assert ids == [f"r{i}" for i in range(50 - len(ids), 50)]  # the newest, in order
     assert all(secret not in json.dumps(x) for x in kept)
     assert all(x["team"] != secret for x in kept)
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("tracing: {enabled: true, endpoint: 'ftp://collector/v1/traces'}", "tracing.endpoint"),
+    ("tracing: {headers: {x-api-key: written-in-the-file}}", "tracing.headers.x-api-key"),
+    ("logs: {webhook: {url: 'file:///etc/passwd'}}", "logs.webhook.url"),
+    ("logs: {webhook: {url: 'http://h/x', headers: {Authorization: 'Bearer abc123456789'}}}",
+     "logs.webhook.headers.Authorization"),
+    ("logs: {file: {path: x.jsonl, max_bytes: 10}}", "logs.file.max_bytes"),
+])
+def test_bad_observability_config_is_one_line_naming_key_and_fix(
+        tmp_path: Path, text: str, key: str) -> None:
+    from polyroute.config import ConfigError, load_config
+
+    path = tmp_path / "polyroute.yaml"
+    path.write_text(text + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), {})
+    message = str(info.value)
+    assert message.startswith(str(path)) and key in message and "fix:" in message
+    assert "\n" not in message and "abc123456789" not in message

@@ -4,6 +4,7 @@ visible), GenAI attributes, the client's traceparent joined and the attempt's se
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +12,10 @@ import openai
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from polyroute.model.record import Attempt, RequestRecord
+from polyroute.model.upstream import Deployment, Endpoint
 from polyroute.observability.otlp import Encoder
-from polyroute.observability.tracing import parse_traceparent
+from polyroute.observability.tracing import Tracer, parse_traceparent
 from tests.conftest import SIM_KEY, gateway_config, sim_provider
 from tests.support.gateway import GatewayProcess
 from tests.support.otlp import OtlpReceiver, ReceivedSpan, value
@@ -185,3 +188,41 @@ def test_the_encoder_writes_what_opentelemetry_proto_reads() -> None:
     assert first.trace_id == bytes(range(16)) and first.parent_span_id == b""
     assert (first.start_time_unix_nano, first.end_time_unix_nano) == (5, 9)
     assert first.status.code == first.status.STATUS_CODE_ERROR
+
+
+def _deployment() -> Deployment:
+    endpoint = Endpoint(vendor="openai", protocol="openai", base_url="http://127.0.0.1:1/v1",
+                        headers={})
+    return Deployment(name="d1", vendor="openai", model="m", endpoint=endpoint)
+
+
+def _traced(tracer: Tracer, i: int, traceparent: str | None = None) -> str | None:
+    record = RequestRecord(f"r{i}", time.time(), "chat", "chat", traceparent=traceparent)
+    tracer.begin(record)
+    span = tracer.attempt(record, _deployment(), "first")
+    sent = (tracer.outgoing() or {}).get("traceparent")
+    note = Attempt("d1", "openai", 0.01)
+    record.attempts.append(note)
+    span.end(note)
+    assert tracer.outgoing() is None  # the attempt is over: nothing more goes upstream
+    tracer.observe(record)
+    return sent
+
+
+def test_unsampled_requests_export_nothing_but_still_propagate() -> None:
+    tracer = Tracer(sample_ratio=0.0)
+    sent = _traced(tracer, 1)
+    assert sent is not None and sent.endswith("-00")
+    # The client's sampled flag wins over the ratio.
+    sent = _traced(tracer, 2, f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01")
+    assert sent is not None and sent.startswith(f"00-{CLIENT_TRACE}-") and sent.endswith("-01")
+    (trace,) = tracer.take()
+    assert trace.record.request_id == "r2"
+
+
+def test_a_full_export_queue_drops_and_counts() -> None:
+    tracer = Tracer(max_queue=2)
+    for i in range(5):
+        _traced(tracer, i)
+    assert len(tracer.take()) == 2
+    assert tracer.dropped == 3 * 2  # a request span and an attempt span each

@@ -80,15 +80,18 @@ class Encoder:
             encoded = self._blocks[key] = self.attributes(field, attrs())
         return encoded
 
-    def attributes(self, field: int, attrs: Mapping[str, AttrValue]) -> bytes:
-        """Repeated KeyValue in field ``field`` (9 in a Span, 1 in a Resource)."""
+    def attributes(self, field: int, attrs: Mapping[str, AttrValue],
+                   cached: bool = True) -> bytes:
+        """Repeated KeyValue in field ``field`` (9 in a Span, 1 in a Resource). ``cached``:
+        False for values that seldom repeat (ids, token counts), which would only churn the
+        cache."""
         tag = varint(field << 3 | 2)
         cache = self._attrs
         out = []
         for name, value in attrs.items():
             kind = type(value)
             key = (name, kind, value)
-            if kind is float:  # costs and durations: seldom twice the same
+            if kind is float or not cached:  # costs and durations: seldom twice the same
                 kv = key_value(name, value)
                 out.append(tag + varint(len(kv)) + kv)
                 continue

@@ -271,7 +271,7 @@ def _request_span(encoder: otlp.Encoder, trace: _Trace) -> bytes:
             varying["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
         if usage.reasoning_tokens:
             varying["polyroute.usage.reasoning_tokens"] = usage.reasoning_tokens
-    attrs = encoder.block(fixed, categorical) + encoder.attributes(9, varying)
+    attrs = encoder.block(fixed, categorical) + encoder.attributes(9, varying, cached=False)
     start = int(r.started_at * _NS)
     return encoder.span(bytes.fromhex(trace.trace_id), bytes.fromhex(trace.span_id),
                         bytes.fromhex(trace.parent_id) if trace.parent_id else None,

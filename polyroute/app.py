@@ -32,11 +32,21 @@ from polyroute.engine.router import Router
 from polyroute.errors import AuthenticationFailed
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
+from polyroute.observability.request_log import (
+    FileSink,
+    LoggerSink,
+    RequestLog,
+    WebhookSink,
+    Writer,
+)
+from polyroute.observability.tracing import Tracer
+from polyroute.policy.console import ConsoleService
 from polyroute.policy.deployment_limits import DeploymentLimits
 from polyroute.state.redis_busy import RedisBusy
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
+from polyroute.surface.console.routes import ConsoleRoutes
 from polyroute.surface.exchange import ChatExchange
 from polyroute.surface.gemini.handlers import GeminiHandlers
 from polyroute.surface.gemini.handlers import encode_error as gemini_error
@@ -64,6 +74,8 @@ class Components:
     policy_stack: PolicyStack | None = None
     catalog: ModelCatalog | None = None
     shared_busy: RedisBusy | None = None
+    tracer: Tracer | None = None
+    request_log: RequestLog | None = None
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -74,15 +86,27 @@ def build_app(config: GatewayConfig) -> web.Application:
     metrics = Metrics(config.groups,
                       (d.name for g in config.groups.values() for d in g.deployments),
                       max_model_labels=config.metrics.max_model_labels)
-    transport = Transport(secrets=config.secrets)
+    tracer = _tracer(config, metrics)
+    transport = Transport(secrets=config.secrets,
+                          outgoing=tracer.outgoing if tracer is not None else None)
     # One record per request: the policy's settle appends it to the ledger (also the
-    # request log); observers only count.
+    # request log); observers only count (and the tracer ends the request's span).
     observers: list[RequestObserver] = [metrics]
+    if tracer is not None:
+        observers.append(tracer)
+    request_log = _request_log(config, metrics)
+    if request_log is not None:
+        observers.append(request_log)
     adapters = AdapterRegistry(transport)
     shared = None
     if config.state.redis_url is not None:
         shared = RedisCircuits(redis_client(config.state))
-    breakers = Breakers(time.monotonic, on_transition=_log_transition, shared=shared)
+    def transition(upstream: str, before: str, after: str, at: float) -> None:
+        _log_transition(upstream, before, after, at)
+        metrics.circuit_transition(upstream, before, after, at)
+
+    breakers = Breakers(time.monotonic, on_transition=transition, shared=shared)
+    metrics.watch_circuits(lambda: {(u,): _CIRCUIT_LEVEL[s] for u, s in breakers.states().items()})
     breakers.track(d.upstream for g in config.groups.values() for d in g.deployments)
     stack = PolicyStack(config)  # keys, limits, budgets, ledger, admin API
     if stack.ledger is not None:
@@ -91,6 +115,9 @@ def build_app(config: GatewayConfig) -> web.Application:
                              lambda: float(ledger.failing), lambda: ledger.quarantined)
     directory = stack.directory
     metrics.watch_directory(lambda: len(directory.quarantined))
+    limiter = stack.limiter
+    metrics.watch_state_store(lambda: float(bool(limiter.status().get("healthy", True))))
+    metrics.watch_budgets(lambda: {k: v for k, v in stack.budget_use.items()})
     policy = stack.policy
     room = Room()  # what the deployments are doing now: kept across reloads
     transport.on_headers = room.observe_headers  # vendors' x-ratelimit-* headers
@@ -100,9 +127,9 @@ def build_app(config: GatewayConfig) -> web.Application:
     affinity = PrefixAffinity(lambda upstream: breakers.state(upstream) == "closed")
     router = Router(config, auto=AutoRoutes(config), room=room, affinity=affinity)
     gateway = Gateway(router, adapters, observers, breakers, policy,
-                      quota=DeploymentLimits(stack.limiter), cache=cache)
+                      quota=DeploymentLimits(stack.limiter), cache=cache, tracer=tracer)
     parts = Components(config, gateway, metrics, transport, breakers, shared,
-                       policy_stack=stack)
+                       policy_stack=stack, tracer=tracer, request_log=request_log)
     if config.state.redis_url is not None:  # least_busy counts other replicas' requests too
         parts.shared_busy = RedisBusy(redis_client(config.state), config.state.sync_interval_s)
 
@@ -131,6 +158,9 @@ def build_app(config: GatewayConfig) -> web.Application:
     for method, path, handler, encoder in routes:
         app.router.add_route(method, path, guarded(handler, encoder))
     stack.admin.add_to(app)
+    console = ConsoleRoutes(ConsoleService(stack.service, stack.db), config, breakers, metrics)
+    stack.admin.add_routes(app, console.api())  # behind the admin API's key check
+    console.add_static(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     if config.metrics.enabled:
@@ -163,9 +193,46 @@ def _response_cache(config: GatewayConfig) -> ResponseCache | None:
     return ResponseCache(store, settings, modes, semantic=semantic)
 
 
+def _tracer(config: GatewayConfig, metrics: Metrics) -> Tracer | None:
+    """The OpenTelemetry (OTLP/HTTP) tracer, when tracing is on."""
+    t = config.tracing
+    if not t.enabled:
+        return None
+    tracer = Tracer(endpoint=t.endpoint, headers=t.headers, service_name=t.service_name,
+                    version=__version__, sample_ratio=t.sample_ratio, max_queue=t.max_queue,
+                    export_interval_s=t.export_interval_s)
+    metrics.watch_export("trace_spans", lambda: tracer.exported, lambda: tracer.dropped,
+                         lambda: tracer.failed)
+    return tracer
+
+
+def _request_log(config: GatewayConfig, metrics: Metrics) -> RequestLog | None:
+    settings = config.logs
+    writers: list[Writer] = []
+    if settings.requests:
+        writers.append(LoggerSink())
+    if settings.file is not None:
+        f = settings.file
+        writers.append(FileSink(f.path, f.max_bytes, f.backups))
+    if settings.webhook is not None:
+        w = settings.webhook
+        writers.append(WebhookSink(w.url, w.headers, w.retries, w.timeout_s))
+    if not writers:
+        return None
+    batch = settings.webhook.batch_size if settings.webhook is not None else 1000
+    request_log = RequestLog(writers, secrets=config.secrets, queue_size=settings.queue_size,
+                             flush_interval_s=settings.flush_interval_s, batch=batch)
+    metrics.watch_export("log_lines", lambda: request_log.written, lambda: request_log.dropped,
+                         lambda: request_log.failed)
+    return request_log
+
+
 def watch_connections(app: web.Application, gate: ConnectionGate) -> None:
     """Export the listener's connection counts (the listener is built outside the app)."""
     app[APP_KEY].metrics.watch_connections(lambda: gate.open, lambda: gate.refused)
+
+
+_CIRCUIT_LEVEL = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
 def _log_transition(upstream: str, before: str, after: str, at: float) -> None:
@@ -176,6 +243,10 @@ async def _startup(app: web.Application) -> None:
     parts = app[APP_KEY]
     if parts.policy_stack is not None:
         await parts.policy_stack.start()
+    if parts.tracer is not None:
+        parts.tracer.start()
+    if parts.request_log is not None:
+        parts.request_log.start()
     if parts.shared_circuits is not None:
         parts.background.append(asyncio.create_task(
             _sync_circuits(parts.breakers, parts.config.state.sync_interval_s)))
@@ -211,6 +282,10 @@ async def _cleanup(app: web.Application) -> None:
         await parts.policy_stack.aclose()
     if parts.gateway.cache is not None:
         await parts.gateway.cache.aclose()
+    if parts.request_log is not None:
+        await parts.request_log.aclose()
+    if parts.tracer is not None:  # after the ledger: the last requests' spans are ended
+        await parts.tracer.aclose()
 
 
 async def _healthz(request: web.Request) -> web.Response:

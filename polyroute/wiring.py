@@ -21,6 +21,7 @@ from typing import Any
 from polyroute.config.compiled import GatewayConfig
 from polyroute.policy.admin import AdminService
 from polyroute.policy.directory import Directory
+from polyroute.policy.entities import Settings
 from polyroute.policy.keyed import KeyPolicy
 from polyroute.policy.prices import Prices
 from polyroute.pricing.catalog import PriceCatalog
@@ -39,6 +40,7 @@ log = logging.getLogger("polyroute.policy")
 
 _STARTUP_WAIT_S = 5.0
 _RETRY_S = 1.0
+BUDGET_REFRESH_S = 15.0
 
 
 class PolicyStack:
@@ -71,11 +73,14 @@ class PolicyStack:
         self.prices = Prices(config, config.catalog or PriceCatalog.load())
         self.policy = KeyPolicy(self.directory, self.limiter, self.ledger, self.prices,
                                 config.limits, config.auth.master_key)
-        service = AdminService(self.directory, self.store, self.db,
+        self.service = service = AdminService(self.directory, self.store, self.db,
                                counters=self.limiter.counters)
         self.admin = AdminRoutes(service, config.auth.master_key, self.status)
         self._tasks: list[asyncio.Task[None]] = []
         self._db_started = False
+        self.budget_use: dict[tuple[str, str], float] = {}
+        """(scope, period) → share of the budget spent, for /metrics (refreshed every
+        ``BUDGET_REFRESH_S`` by a background task, never on a scrape)."""
 
     async def start(self) -> None:
         if self.ledger is not None:
@@ -121,7 +126,36 @@ class PolicyStack:
         self._tasks.append(asyncio.create_task(
             self.directory.refresh_forever(self._config.auth.refresh_s)))
         self._tasks.append(asyncio.create_task(self.limiter.run()))
+        self._tasks.append(asyncio.create_task(self._watch_budgets()))
         self._announce()
+
+    async def _watch_budgets(self) -> None:
+        while True:
+            try:
+                self.budget_use = await self._budget_use()
+            except Exception as exc:  # the store is down: keep the last figures
+                log.debug("budget gauges: %s", exc)
+            await asyncio.sleep(BUDGET_REFRESH_S)
+
+    async def _budget_use(self) -> dict[tuple[str, str], float]:
+        d = self.directory
+        scoped: list[tuple[str, Settings]] = [
+            *((f"k:{k.id}", k) for k in d.keys() if not k.revoked),  # noqa: SIM118 (a method)
+            *((f"t:{t.id}", t) for t in d.teams()), *((f"o:{o.id}", o) for o in d.orgs())]
+        use: dict[tuple[str, str], float] = {}
+        for scope, settings in scoped:
+            budgets = (("day", settings.daily_budget_usd),
+                       ("month", settings.monthly_budget_usd),
+                       ("total", settings.total_budget_usd))
+            if all(b is None for _, b in budgets):
+                continue
+            status = await self.service.budget(scope)
+            spent = {"day": status.spent_today_usd, "month": status.spent_this_month_usd,
+                     "total": status.spent_total_usd}
+            for period, budget in budgets:
+                if budget is not None:
+                    use[(scope, period)] = spent[period] / budget if budget else 1.0
+        return use
 
     async def _seed(self) -> None:
         """In process: the spend so far, from the ledger (after the spool of a process that

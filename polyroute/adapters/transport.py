@@ -27,10 +27,16 @@ _CREDENTIAL_HEADER = re.compile(r"authorization|api-?key|token|secret", re.IGNOR
 them a SigV4 request's ``X-Amz-Security-Token``."""
 
 
+OutgoingHeaders = Callable[[], Mapping[str, str] | None]
+"""Headers to add to the upstream request being sent now (the attempt's W3C ``traceparent``
+when tracing is on), read from the caller's context; None: nothing to add."""
+
+
 class Transport:
     def __init__(self, *, pool_size: int = 1000, keepalive_s: float = 30.0,
-                 secrets: Iterable[str] = ()) -> None:
+                 secrets: Iterable[str] = (), outgoing: OutgoingHeaders | None = None) -> None:
         self._redactor = Redactor(secrets)
+        self._outgoing = outgoing
         self._pool_size = pool_size
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
@@ -83,6 +89,10 @@ class Transport:
         if timeout is None:
             timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=connect_s)
             self._timeouts[(total_s, connect_s)] = timeout
+        if self._outgoing is not None:
+            extra = self._outgoing()
+            if extra:
+                headers = {**headers, **extra}
         try:
             with upstream_errors(deployment):
                 async with self._get_session().request(

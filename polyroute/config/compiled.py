@@ -133,6 +133,47 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    service_name: str = "polyroute"
+    sample_ratio: float = 1.0
+    max_queue: int = 8192
+    export_interval_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogFileSettings:
+    path: str
+    max_bytes: int = 100 * 1024 * 1024
+    backups: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LogWebhookSettings:
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    batch_size: int = 500
+    retries: int = 5
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    requests: bool = False
+    """One JSON line per request on the 'polyroute.requests' logger."""
+    file: LogFileSettings | None = None
+    webhook: LogWebhookSettings | None = None
+    queue_size: int = 10_000
+    flush_interval_s: float = 1.0
+
+    @property
+    def any(self) -> bool:
+        return self.requests or self.file is not None or self.webhook is not None
+
+
+@dataclass(frozen=True, slots=True)
 class StorageSettings:
     sqlite_path: str
     flush_interval_s: float = 0.5
@@ -196,6 +237,8 @@ class GatewayConfig:
     limits: LimitsSettings = LimitsSettings()
     metrics: MetricsSettings = MetricsSettings()
     cache: CacheSettings = CacheSettings()
+    tracing: TracingSettings = TracingSettings()
+    logs: LogSettings = LogSettings()
     catalog: PriceCatalog | None = field(default=None, repr=False, compare=False)
     """The price catalog the deployments were priced from, read once by the loader; the
     composition root hands this same one to the policy. None (a config built in code): the
@@ -212,4 +255,7 @@ class GatewayConfig:
             found.add(self.auth.master_key)
         if self.storage.postgres_url:
             found.add(self.storage.postgres_url)
+        found.update(v for v in self.tracing.headers.values() if v)
+        if self.logs.webhook is not None:
+            found.update(v for v in self.logs.webhook.headers.values() if v)
         return frozenset(found)

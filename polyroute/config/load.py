@@ -102,6 +102,8 @@ _ENV_KEYS = (
     re.compile(r"^state\.redis_url$"),
     re.compile(r"^storage\.(postgres_url|spool_dir)$"),
     re.compile(r"^auth\.master_key$"),
+    re.compile(r"^tracing\.(endpoint|headers\.[^.]+)$"),
+    re.compile(r"^logs\.(file\.path|webhook\.url|webhook\.headers\.[^.]+)$"),
 )
 
 
@@ -116,8 +118,9 @@ def _check_env_references(source: str, tree: Any, path: str = "") -> None:
         raise ConfigError(source, path, "${…} references are not expanded in this key",
                           "write the value itself; references work in providers' base_url, "
                           "api_key, options, region, api_version and headers, storage.sqlite_path, "
-                          "storage.postgres_url, storage.spool_dir, auth.master_key and "
-                          "state.redis_url")
+                          "storage.postgres_url, storage.spool_dir, auth.master_key, "
+                          "state.redis_url, tracing.endpoint and headers, logs.file.path, "
+                          "logs.webhook.url and headers")
 
 
 def _compile(
@@ -227,6 +230,8 @@ def _compile(
                                 cfg.limits.on_state_outage, cfg.limits.allow_unpriced),
         metrics=_metrics(cfg, fail),
         cache=_cache(cfg, fail),
+        tracing=_tracing(cfg, env, fail),
+        logs=_logs(cfg, env, fail, base_dir),
         catalog=catalog,
         auto_router=router,
     )
@@ -270,6 +275,49 @@ def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:
         raise fail("metrics.auth", "'admin' needs auth.master_key to check scrapers against",
                    "set auth.master_key, or metrics.auth: none")
     return c.MetricsSettings(m.enabled, m.auth, m.max_model_labels)
+
+
+def _tracing(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.TracingSettings:
+    t = cfg.tracing
+    endpoint = _resolve(t.endpoint, "tracing.endpoint", env, fail)
+    if urlsplit(endpoint).scheme not in ("http", "https"):
+        raise fail("tracing.endpoint", f"'{endpoint}' is not an http(s) URL",
+                   "write the collector's OTLP/HTTP URL, e.g. http://HOST:4318/v1/traces")
+    headers = _headers(t.headers, "tracing.headers", env, fail)
+    return c.TracingSettings(t.enabled, endpoint, MappingProxyType(headers), t.service_name,
+                             t.sample_ratio, t.max_queue, t.export_interval_s)
+
+
+def _headers(given: Mapping[str, str], path: str, env: Mapping[str, str],
+             fail: Any) -> dict[str, str]:
+    """Export headers: a credential (by its name) must be a ${VAR} reference, as a provider's."""
+    out = {}
+    for name, value in given.items():
+        if _SECRET_HEADER.search(name):
+            _require_reference(value, f"{path}.{name}", fail)
+        out[name] = _resolve(value, f"{path}.{name}", env, fail)
+    return out
+
+
+def _logs(cfg: ConfigFile, env: Mapping[str, str], fail: Any,
+          base_dir: Path | None) -> c.LogSettings:
+    logs = cfg.logs
+    file = None
+    if logs.file is not None:
+        path = _path(logs.file.path, "logs.file.path", env, fail, base_dir)
+        assert path is not None
+        file = c.LogFileSettings(path, logs.file.max_bytes, logs.file.backups)
+    webhook = None
+    if logs.webhook is not None:
+        w = logs.webhook
+        url = _resolve(w.url, "logs.webhook.url", env, fail)
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise fail("logs.webhook.url", f"'{url}' is not an http(s) URL",
+                       "write the URL the request lines are POSTed to")
+        headers = _headers(w.headers, "logs.webhook.headers", env, fail)
+        webhook = c.LogWebhookSettings(url, MappingProxyType(headers), w.batch_size, w.retries,
+                                       w.timeout_s)
+    return c.LogSettings(logs.requests, file, webhook, logs.queue_size, logs.flush_interval_s)
 
 
 def _auth(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.AuthSettings:

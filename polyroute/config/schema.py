@@ -68,6 +68,60 @@ class MetricsSection(_Section, kw_only=True):
     the rest are counted under the label '_other'. Configured model groups always are."""
 
 
+class TracingSection(_Section, kw_only=True):
+    enabled: bool = False
+    """Export OpenTelemetry traces (OTLP/HTTP protobuf): a span per request, a child span per
+    upstream attempt, and each attempt's W3C traceparent sent upstream."""
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    """The collector's OTLP/HTTP traces URL (its path included)."""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Sent with every export (e.g. a vendor's API key: write ${ENV_VAR})."""
+    service_name: str = "polyroute"
+    """The spans' service.name resource attribute."""
+    sample_ratio: Annotated[float, Meta(ge=0, le=1)] = 1.0
+    """Share of new traces recorded; a client's traceparent decides for its own requests."""
+    max_queue: Annotated[int, Meta(ge=1)] = 8192
+    """Finished spans waiting for export at most; beyond, new ones are dropped (counted in
+    polyroute_trace_spans_dropped)."""
+    export_interval_s: Positive = 1.0
+    """How often queued spans are sent (at once when 512 are waiting)."""
+
+
+class LogFileSection(_Section, kw_only=True):
+    path: str
+    """A JSONL file of request lines, relative to the config file; rotated by size."""
+    max_bytes: Annotated[int, Meta(ge=1024)] = 100 * MiB
+    """Rotate when the file would grow past this (path → path.1 → … path.N)."""
+    backups: Annotated[int, Meta(ge=0, le=1000)] = 5
+    """Rotated files kept."""
+
+
+class LogWebhookSection(_Section, kw_only=True):
+    url: str
+    """Request lines are POSTed here as a JSON array, in batches."""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Sent with every batch (credentials: write ${ENV_VAR})."""
+    batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 500
+    retries: Annotated[int, Meta(ge=0, le=100)] = 5
+    """A batch that fails (connection error, 5xx, 429) is sent again this many times, with
+    exponential backoff; then it is dropped and counted."""
+    timeout_s: Positive = 10.0
+
+
+class LogsSection(_Section, kw_only=True):
+    requests: bool = False
+    """One structured JSON line per request on the logger 'polyroute.requests' (stderr):
+    ids, key id, team, model, deployment, attempts, status, tokens, cost, latency. Never a
+    body or a secret."""
+    file: LogFileSection | None = None
+    webhook: LogWebhookSection | None = None
+    queue_size: Annotated[int, Meta(ge=1)] = 10_000
+    """Lines waiting for each sink at most; beyond, new ones are dropped (counted in
+    polyroute_log_lines_dropped)."""
+    flush_interval_s: Positive = 1.0
+    """How often the sinks write what is queued."""
+
+
 class StorageSection(_Section, kw_only=True):
     sqlite_path: str | None = None
     """Defaults to polyroute.db in the user's data directory."""
@@ -386,6 +440,8 @@ class ConfigFile(_Section, kw_only=True):
     state: StateSection = msgspec.field(default_factory=StateSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
     metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
+    tracing: TracingSection = msgspec.field(default_factory=TracingSection)
+    logs: LogsSection = msgspec.field(default_factory=LogsSection)
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     providers: dict[str, ProviderSection] = msgspec.field(default_factory=dict)
     model_groups: dict[str, GroupSection] = msgspec.field(default_factory=dict)

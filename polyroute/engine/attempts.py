@@ -34,6 +34,7 @@ from typing import Generic, TypeVar
 from polyroute.config import Deployment
 from polyroute.config.compiled import Resilience
 from polyroute.engine.circuit import Breakers
+from polyroute.engine.observer import Tracer
 from polyroute.engine.quota_gate import QuotaCheck
 from polyroute.engine.room import Holder
 from polyroute.errors import (
@@ -79,6 +80,8 @@ class AttemptLoop(Generic[T]):
         client_listed: frozenset[str] = frozenset(),
         holder: Holder | None = None,
         quota: QuotaCheck | None = None,
+        tracer: Tracer | None = None,
+        resuming: bool = False,
     ) -> None:
         self._group = group
         self._queue = deque(candidates)
@@ -99,6 +102,9 @@ class AttemptLoop(Generic[T]):
         self._quota = quota
         self._at_quota: list[tuple[Deployment, float]] = []
         """Deployments whose own rpm/tpm had no room, with the seconds until they would."""
+        self._tracer = tracer
+        self._resuming = resuming
+        """This loop finishes a broken stream: its attempts are traced as 'resume'."""
         self._skipped: list[Deployment] = []
         self._tried: set[str] = set()
         self._forced: set[str] = set()
@@ -301,11 +307,31 @@ class AttemptLoop(Generic[T]):
 
         self._queue = deque(d for d in self._queue if larger(d))
 
-    async def _one(self, dep: Deployment, attempt: AttemptFn[T]) -> T:
-        t0 = self._clock()
+    async def _one(self, dep: Deployment, attempt: AttemptFn[T], hedge: bool = False) -> T:
         # Listed when it starts, so a hedged pair reads in the order the attempts were made.
         note = Attempt(dep.name, dep.vendor, 0.0, "pending", 0)
+        if self._tracer is None:
+            self._record.attempts.append(note)
+            return await self._call(dep, attempt, note)
+        trace = self._tracer.attempt(self._record, dep, self._kind(dep, hedge))
         self._record.attempts.append(note)
+        try:
+            return await self._call(dep, attempt, note)
+        finally:
+            trace.end(note)
+
+    def _kind(self, dep: Deployment, hedge: bool) -> str:
+        if self._resuming:
+            return "resume"
+        if hedge:
+            return "hedge"
+        earlier = [a.deployment for a in self._record.attempts if a.error_class != "not_allowed"]
+        if not earlier:
+            return "first"
+        return "retry" if dep.name in earlier else "failover"
+
+    async def _call(self, dep: Deployment, attempt: AttemptFn[T], note: Attempt) -> T:
+        t0 = self._clock()
         counted = dep.upstream not in self._evidence
         holder = self._holder
         if holder is not None:
@@ -356,7 +382,7 @@ class AttemptLoop(Generic[T]):
         try:
             done, _ = await asyncio.wait(tasks, timeout=self._hedge_delay())
             if not done:
-                tasks[asyncio.ensure_future(self._one(alt, attempt))] = alt
+                tasks[asyncio.ensure_future(self._one(alt, attempt, hedge=True))] = alt
             else:
                 self._queue.appendleft(alt)  # not needed after all: keep it for failover
             while tasks:

@@ -275,6 +275,11 @@ class Breakers:
                  if (s := self._states.get(d)) is not None and s.open_until > now]
         return min(waits) if waits else None
 
+    def states(self) -> dict[str, str]:
+        """Every known upstream's circuit state ('closed', 'half_open', 'open'): for
+        /metrics and the console, read when they ask."""
+        return {upstream: state.name for upstream, state in self._states.items()}
+
     def state(self, deployment: str) -> str:
         state = self._states.get(deployment)
         return state.name if state is not None else "closed"

@@ -31,7 +31,7 @@ from polyroute.engine.estimate import (
     estimate_input_tokens,
     prediction_tokens,
 )
-from polyroute.engine.observer import RequestObserver
+from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
 from polyroute.engine.response_cache import NOT_CACHED, Lookup, ResponseCache
@@ -89,11 +89,14 @@ class Gateway:
         rng: Random | None = None,
         quota: QuotaGate | None = None,
         cache: ResponseCache | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._policy: Policy = policy or OpenPolicy()
         self._quota = quota
         """Deployments' own rpm/tpm (the vendor's quota); None: not enforced."""
         self.cache = cache
+        self._tracer = tracer
+        """None: tracing is off, and costs one test per request and attempt."""
         self._router = router
         self._adapters = adapters
         self._observers = tuple(observers)
@@ -203,6 +206,8 @@ class Gateway:
         start = self._clock()
         ticket: object = None
         holder = None
+        if self._tracer is not None:
+            self._tracer.begin(record)
         try:
             route = self._route(model, also, record, request, principal, overrides.tags)
             ticket = await self._admit(principal, route, record, reserve, request)
@@ -236,6 +241,8 @@ class Gateway:
         start = self._clock()
         ticket: object = None
         holder = None
+        if self._tracer is not None:
+            self._tracer.begin(record)
         try:
             route = self._route(request.model, request.models or (), record, request, principal,
                                 overrides.tags)
@@ -290,7 +297,7 @@ class Gateway:
             return AttemptLoop(
                 group=route.group, candidates=candidates, resilience=route.resilience,
                 record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
-                rng=self._rng, discard=Resumed.aclose)
+                rng=self._rng, discard=Resumed.aclose, tracer=self._tracer, resuming=True)
 
         recovery = Recovery(
             request, route.candidates, record=record, adapters=self._adapters,
@@ -356,7 +363,8 @@ class Gateway:
             record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
             rng=self._rng, discard=discard, hedge_delay=delay, origins=route.origins,
             client_listed=frozenset(name for name, group in route.origins.items()
-                                    if group in also), holder=holder, quota=quota)
+                                    if group in also), holder=holder, quota=quota,
+                                    tracer=self._tracer)
 
     def _room(self, route: Route, reserve: Reservation,
               stream: bool) -> tuple[Holder, QuotaCheck | None]:

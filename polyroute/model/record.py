@@ -79,3 +79,8 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     tokens were spent), priced at settlement as the amount saved."""
     saved_usd: float | None = None
     """A hit: what the answer would have cost, set by the policy when it settles."""
+    traceparent: str | None = None
+    """The client's W3C ``traceparent`` header, as sent: the request's span joins its trace."""
+    cost_usd: float | None = None
+    """What the request cost, set by the policy when it settles (None: open mode, or not
+    priced); observers, which run after it, read it (traces, request logs)."""

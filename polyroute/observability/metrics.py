@@ -16,7 +16,7 @@ a scrape never holds the event loop while prometheus_client formats text.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -39,6 +39,9 @@ OVERFLOW_LABEL = "_other"
 MAX_MODEL_LABELS = 200
 
 Labels = tuple[str, ...]
+
+_EXPORTS = {"trace_spans": "Trace spans", "log_lines": "Request log lines"}
+"""What ``Metrics.watch_export`` may watch: the metric name's middle, and its description."""
 
 
 class Counter:
@@ -158,7 +161,14 @@ class Metrics(Collector):
             "polyroute_cache_saved_usd",
             "USD that cache hits would have cost upstream (priced as the stored answer was).",
             ("model_group",))
+        self.spend = Counter(
+            "polyroute_spend_usd", "What requests cost (USD, as the ledger records it), by "
+            "model group and vendor.", ("model_group", "vendor"))
+        self.circuit_transitions = Counter(
+            "polyroute_circuit_transitions",
+            "Circuit breaker transitions, by upstream and the state entered.", ("upstream", "to"))
         self._probes: list[tuple[Gauge, Callable[[], float]]] = []
+        self._labelled: list[tuple[Gauge, Callable[[], Mapping[Labels, float]]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -216,6 +226,40 @@ class Metrics(Collector):
                     "Client connections closed at once (503) since start because "
                     "server.max_connections or max_connections_per_ip was reached.", refused)
 
+    def watch_export(self, what: str, sent: Callable[[], float], dropped: Callable[[], float],
+                     failed: Callable[[], float]) -> None:
+        """An export sink's counts (``what``: 'trace_spans' or 'log_lines'), read on scrape."""
+        self._probe(f"polyroute_{what}_exported", f"{_EXPORTS[what]} sent since start.", sent)
+        self._probe(f"polyroute_{what}_dropped",
+                    f"{_EXPORTS[what]} dropped since start because the export queue was full.",
+                    dropped)
+        self._probe(f"polyroute_{what}_failed",
+                    f"{_EXPORTS[what]} whose export failed (after retries) since start.", failed)
+
+    def circuit_transition(self, upstream: str, before: str, after: str, at: float) -> None:
+        """A breaker's ``on_transition`` callback."""
+        self.circuit_transitions.inc(upstream, after)
+
+    def watch_circuits(self, states: Callable[[], Mapping[Labels, float]]) -> None:
+        """(upstream,) → 0 closed, 1 half open, 2 open; read on scrape."""
+        self._labelled.append((Gauge(
+            "polyroute_circuit_state",
+            "Circuit breaker state per upstream: 0 closed, 1 half open (probing), 2 open.",
+            ("upstream",)), states))
+
+    def watch_budgets(self, used: Callable[[], Mapping[Labels, float]]) -> None:
+        """(scope, period) → the share of the budget spent (1.0: all of it)."""
+        self._labelled.append((Gauge(
+            "polyroute_budget_used_ratio",
+            "Spend over budget per scope ('k:', 't:', 'o:' + id) and period (day, month, "
+            "total), for scopes with a budget; refreshed every few seconds.",
+            ("scope", "period")), used))
+
+    def watch_state_store(self, healthy: Callable[[], float]) -> None:
+        self._probe("polyroute_state_store_up",
+                    "1 while the shared state store (Redis) answers, or when limits are kept "
+                    "in process; 0 while it is down.", healthy)
+
     def _probe(self, name: str, doc: str, read: Callable[[], float]) -> None:
         self._probes.append((Gauge(name, doc), read))
 
@@ -252,6 +296,8 @@ class Metrics(Collector):
             deployment = self._deployment_label(attempt.deployment)
             self.attempts.inc(attempt.vendor, deployment, attempt.error_class or "ok")
             self.attempt_duration.observe(attempt.latency_s, attempt.vendor, deployment)
+        if record.cost_usd:
+            self.spend.inc(group, record.vendor or "", amount=record.cost_usd)
         usage = record.usage
         if usage is not None:
             vendor = record.vendor or ""
@@ -269,6 +315,9 @@ class Metrics(Collector):
         for gauge, read in self._probes:
             gauge.set(float(read()))
             yield gauge.family()
+        for gauge, read_all in self._labelled:
+            gauge.values = {labels: float(v) for labels, v in read_all().items()}
+            yield gauge.family()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -280,6 +329,9 @@ class Metrics(Collector):
             m.frozen() for m in vars(self).values() if isinstance(m, (Counter, Histogram))]
         for gauge, read in self._probes:
             gauge.set(float(read()))
+            frozen.append(gauge.frozen())
+        for gauge, read_all in self._labelled:
+            gauge.values = {labels: float(v) for labels, v in read_all().items()}
             frozen.append(gauge.frozen())
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Frozen(frozen))

@@ -161,6 +161,7 @@ class KeyPolicy:
                 cost, source = None, "unpriced"
             else:
                 cost = sum(part or 0.0 for part, _ in parts)
+        record.cost_usd = cost  # for the observers (traces, request logs), which run next
         if self._ledger is not None:
             try:
                 self._ledger.append(self._entry(record, usage, estimated, cost, source))

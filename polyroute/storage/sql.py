@@ -224,3 +224,32 @@ def usage_query(by: tuple[str, ...], filters: tuple[str, ...]) -> str:
 LEDGER_BY_REQUEST = (
     f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE request_id = ? "
     "OR client_request_id = ? ORDER BY ts")
+
+
+# -- the console's reads (issue 13) --------------------------------------------------------
+REQUEST_FILTERS = {
+    "key": "key_id", "team": "team", "org": "org", "model": "model_group", "vendor": "vendor",
+    "deployment": "deployment", "status": "status", "error_class": "error_class",
+    "request_id": "request_id",
+}
+"""Filters of the recent-requests search: query parameter → ledger column."""
+
+
+def recent_requests_query(filters: tuple[str, ...]) -> str:
+    """The newest ledger rows between two times matching ``filters`` (names checked against
+    REQUEST_FILTERS by the caller), at most ``?`` of them."""
+    where = ["ts >= ?", "ts < ?", *(f"{REQUEST_FILTERS[f]} = ?" for f in filters)]
+    return (f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE {' AND '.join(where)} "
+            "ORDER BY ts DESC LIMIT ?")
+
+
+LIVE_SAMPLE = (
+    "SELECT ts, status, error_class, latency_ms, ttft_ms, model_group, team, vendor, cost_usd "
+    "FROM ledger WHERE ts >= ? ORDER BY ts DESC LIMIT ?")
+"""The last requests, for the console's live figures (percentiles are taken in Python: one
+query that works alike on SQLite and PostgreSQL)."""
+
+VENDOR_SERIES = (
+    "SELECT CAST(ts / ? AS BIGINT), vendor, COUNT(*), SUM(cost_usd) FROM ledger "
+    "WHERE ts >= ? AND ts < ? AND vendor IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
+"""Requests and spend per vendor and time bucket (``ts / bucket_s``)."""

@@ -93,3 +93,28 @@ def _int(value: Any) -> int:
     if isinstance(value, Decimal):
         return int(value)
     return int(value or 0)
+
+
+# -- the console's reads (issue 13) --------------------------------------------------------
+async def recent_requests(db: Database, since: float, until: float, filters: dict[str, str],
+                          limit: int) -> list[dict[str, Any]]:
+    unknown = [f for f in filters if f not in sql.REQUEST_FILTERS]
+    if unknown:
+        raise ValueError(f"unknown filter: {', '.join(unknown)}")
+    names = tuple(filters)
+    values: list[Any] = [int(filters[n]) if n == "status" else filters[n] for n in names]
+    rows = await db.fetch(sql.recent_requests_query(names), since, until, *values, limit)
+    return [dict(zip(sql.LEDGER_COLUMNS, row, strict=True)) for row in rows]
+
+
+async def live_sample(db: Database, since: float, limit: int) -> list[tuple[Any, ...]]:
+    """(ts, status, error_class, latency_ms, ttft_ms, model_group, team, vendor, cost_usd)
+    of the newest requests since ``since``, newest first."""
+    return [tuple(row) for row in await db.fetch(sql.LIVE_SAMPLE, since, limit)]
+
+
+async def vendor_series(db: Database, since: float, until: float,
+                        bucket_s: float) -> list[tuple[float, str, int, float]]:
+    """(bucket start, vendor, requests, cost) per time bucket."""
+    rows = await db.fetch(sql.VENDOR_SERIES, bucket_s, since, until)
+    return [(float(b) * bucket_s, str(v), _int(n), float(c or 0.0)) for b, v, n, c in rows]

@@ -46,7 +46,8 @@ class ChatExchange:
     def record(self, http: web.Request, endpoint: str, model: str,
                stream: bool = False) -> RequestRecord:
         record = RequestRecord(request_id(http), time.time(), endpoint, model, stream=stream,
-                               client_request_id=client_request_id(http))
+                               client_request_id=client_request_id(http),
+                               traceparent=http.headers.get("traceparent"))
         http[RECORD_KEY] = record  # so an error response still carries the attempt chain
         return record
 

@@ -19,6 +19,7 @@ from polyroute.policy.entities import (
     TeamIn,
     TeamView,
 )
+from polyroute.surface.console.openapi import CONSOLE_TYPES, console_paths
 
 
 class ErrorBody(msgspec.Struct):
@@ -104,7 +105,7 @@ _QUERY: dict[str, dict[str, Any]] = {
 
 def openapi() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        _TYPES, ref_template="#/components/schemas/{name}")
+        (*_TYPES, *CONSOLE_TYPES), ref_template="#/components/schemas/{name}")
     paths: dict[str, Any] = {
         "/admin/keys": {
             "get": _op("List keys (never their secret part)", _list("KeyView"),
@@ -141,6 +142,7 @@ def openapi() -> dict[str, Any]:
         "/admin/status": {"get": _op(
             "Mode (open or keys), key count, ledger backlog, shared state health",
             {"type": "object"})},
+        **console_paths(_op, _QUERY, _ref),
     }
     return {
         "openapi": "3.1.0",

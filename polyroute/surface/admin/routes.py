@@ -54,6 +54,14 @@ class AdminRoutes:
             app.router.add_route(method, path, guarded(self._authorized(handler), encode_error))
         app.router.add_get("/admin/openapi.json", self.openapi)
 
+    def add_routes(
+        self, app: web.Application,
+        table: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]],
+    ) -> None:
+        """Routes of another module (the console's reads, issue 13) behind the same check."""
+        for method, path, handler in table:
+            app.router.add_route(method, path, guarded(self._authorized(handler), encode_error))
+
     def _authorized(
         self, handler: Callable[[web.Request], Awaitable[web.Response]]
     ) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -1,0 +1,304 @@
+"""OpenTelemetry traces: a span per request, a child span per upstream attempt.
+
+The engine calls :class:`Tracer` through its seam (``engine/observer.py``) and never imports
+this module. Spans follow the GenAI semantic conventions (``gen_ai.*``) plus polyroute's own
+attributes (``polyroute.*``: deployment, attempt kind and outcome, cost), and are exported
+as OTLP/HTTP protobuf (``otlp.py``: the SDK costs ~30× the budget, see there).
+
+On the request path a span is a few integers: ids from a seeded PRNG, ``time_ns()`` at its
+start and end, and a reference to the request's record (complete and never changed once the
+request settled). Attributes are read from the record and encoded later, in a worker thread,
+in batches; a full queue drops requests' spans and counts them. The W3C ``traceparent`` a
+client sends makes the request's span its child, in its trace, sampled as it says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+import aiohttp
+
+from polyroute.model.record import Attempt, RequestRecord
+from polyroute.model.upstream import Deployment
+from polyroute.observability import otlp
+
+log = logging.getLogger("polyroute.tracing")
+
+_BATCH = 512
+_NS = 1_000_000_000
+OPERATION = {"chat": "chat", "embeddings": "embeddings"}
+"""The record's endpoint → the GenAI ``gen_ai.operation.name``."""
+
+
+_HEX = frozenset("0123456789abcdef")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
+def parse_traceparent(header: str | None) -> tuple[str, str, bool] | None:
+    """(trace id, parent span id, sampled) of a W3C ``traceparent`` (version 00, or a later
+    one read as 00), ids as lower-case hex; None when absent or malformed: then a new trace
+    starts, as the spec says. Ids stay text: they are only copied upstream until export."""
+    if not header or len(header) < 55:
+        return None
+    parts = header.split("-")
+    if len(parts) < 4:
+        return None
+    version, trace_id, span_id, flags = parts[0], parts[1], parts[2], parts[3]
+    if (len(version) != 2 or version == "ff" or len(trace_id) != 32 or len(span_id) != 16
+            or len(flags) != 2 or (version == "00" and len(parts) != 4)
+            or not _HEX.issuperset(version + trace_id + span_id + flags)
+            or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN):
+        return None
+    return trace_id, span_id, flags[1] in "13579bdf"  # the sampled bit
+
+
+class _Attempt:
+    """One attempt's span while it runs (the engine's ``AttemptTrace``) and after."""
+
+    __slots__ = ("deployment", "end_ns", "kind", "note", "number", "span_id", "start_ns",
+                 "token", "var")
+
+    def __init__(self, deployment: Deployment, kind: str, number: int, span_id: str,
+                 var: ContextVar[str | None], traceparent: str) -> None:
+        self.deployment, self.kind, self.number, self.span_id = deployment, kind, number, span_id
+        self.start_ns = time.time_ns()
+        self.end_ns = 0
+        self.note: Attempt | None = None
+        self.var = var
+        self.token: Any = var.set(traceparent)
+
+    def end(self, attempt: Attempt) -> None:
+        self.end_ns, self.note = time.time_ns(), attempt
+        # Ended from another context (a hedge's task): the value dies with it. (No
+        # contextlib.suppress: it costs an object per attempt.)
+        try:  # noqa: SIM105
+            self.var.reset(self.token)
+        except ValueError:
+            pass
+
+
+class _Trace:
+    __slots__ = ("attempts", "parent_id", "record", "sampled", "span_id", "trace_id")
+
+    def __init__(self, record: RequestRecord, trace_id: str, span_id: str,
+                 parent_id: str | None, sampled: bool) -> None:
+        self.record, self.trace_id, self.span_id, self.parent_id = (
+            record, trace_id, span_id, parent_id)
+        self.sampled = sampled
+        """False: nothing is exported, but attempts still send the trace upstream."""
+        self.attempts: list[_Attempt] = []
+
+
+class _NoAttempt:
+    __slots__ = ()
+
+    def end(self, attempt: Attempt) -> None:
+        pass
+
+
+_NO_ATTEMPT = _NoAttempt()
+
+
+class Tracer:
+    """The engine's ``Tracer``. ``send`` posts one encoded export request (the OTLP/HTTP
+    exporter; tests may pass their own)."""
+
+    def __init__(self, *, endpoint: str = "", headers: Mapping[str, str] | None = None,
+                 service_name: str = "polyroute", version: str = "",
+                 sample_ratio: float = 1.0, max_queue: int = 8192,
+                 export_interval_s: float = 1.0, timeout_s: float = 10.0) -> None:
+        self._endpoint = endpoint
+        self._headers = {**(headers or {}), "Content-Type": "application/x-protobuf"}
+        self._resource: dict[str, otlp.AttrValue] = {"service.name": service_name,
+                                                     "service.version": version,
+                                                     "telemetry.sdk.name": "polyroute"}
+        self._scope = ("polyroute", version)
+        self._ratio = sample_ratio
+        self._max = max_queue
+        self._interval_s = export_interval_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._rng = random.Random(os.urandom(16))
+        self._open: dict[str, _Trace] = {}
+        """Request id → its trace, from ``begin`` to ``observe`` (sampled ones only)."""
+        self._queue: deque[_Trace] = deque()
+        self.outgoing_var: ContextVar[str | None] = ContextVar("polyroute_traceparent",
+                                                               default=None)
+        self.exported = self.dropped = self.failed = 0
+        """Spans, since start."""
+        self._encoder = otlp.Encoder()
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- the engine's seam (the request path) ----------------------------------------------
+
+    def begin(self, record: RequestRecord) -> None:
+        ids = self._rng.randbytes
+        parent = parse_traceparent(record.traceparent) if record.traceparent else None
+        if parent is not None:
+            trace_id, parent_id, sampled = parent
+        else:  # (an all-zero random id: one chance in 2^128)
+            trace_id, parent_id = ids(16).hex(), None
+            sampled = self._ratio >= 1.0 or self._rng.random() < self._ratio
+        self._open[record.request_id] = _Trace(record, trace_id, ids(8).hex(), parent_id,
+                                               sampled)
+
+    def attempt(self, record: RequestRecord, deployment: Deployment,
+                kind: str) -> _Attempt | _NoAttempt:
+        trace = self._open.get(record.request_id)
+        if trace is None:
+            return _NO_ATTEMPT
+        span_id = self._rng.randbytes(8).hex()
+        attempt = _Attempt(deployment, kind, len(record.attempts) + 1, span_id,
+                           self.outgoing_var, "00-" + trace.trace_id + "-" + span_id + (
+                               "-01" if trace.sampled else "-00"))
+        if trace.sampled:
+            trace.attempts.append(attempt)
+        return attempt
+
+    def observe(self, record: RequestRecord) -> None:
+        trace = self._open.pop(record.request_id, None)
+        if trace is None or not trace.sampled:
+            return
+        if len(self._queue) >= self._max:
+            self.dropped += 1 + len(trace.attempts)
+            return
+        self._queue.append(trace)
+
+    def outgoing(self) -> Mapping[str, str] | None:
+        """The ``traceparent`` of the attempt running in this context, for the upstream."""
+        value = self.outgoing_var.get()
+        return None if value is None else {"traceparent": value}
+
+    # -- export (off the request path) -----------------------------------------------------
+
+    def take(self) -> list[_Trace]:
+        queue = self._queue
+        batch: list[_Trace] = []
+        while queue and len(batch) < _BATCH:
+            batch.append(queue.popleft())
+        return batch
+
+    def encode(self, batch: list[_Trace]) -> tuple[bytes, int]:
+        """An ExportTraceServiceRequest of the batch's spans, and how many (worker thread)."""
+        encoder, spans = self._encoder, []
+        for trace in batch:
+            spans.append(_request_span(encoder, trace))
+            spans.extend(_attempt_span(encoder, trace, a) for a in trace.attempts)
+        return encoder.export_request(self._resource, self._scope, spans), len(spans)
+
+    async def send(self, body: bytes) -> bool:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.post(self._endpoint, data=body,
+                                          headers=self._headers) as response:
+                if response.status < 300:
+                    return True
+                log.warning("traces: the collector answered HTTP %d", response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("traces: export to %s failed: %s", self._endpoint, exc)
+        return False
+
+    async def flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while batch := self.take():
+            body, count = await loop.run_in_executor(None, self.encode, batch)
+            if await self.send(body):
+                self.exported += count
+            else:
+                self.failed += count
+
+    async def _drain(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.flush()
+            except Exception:  # a bug here must not stop tracing for good
+                log.exception("traces: export")
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.flush()
+        if self._session is not None:
+            await self._session.close()
+
+
+def _request_span(encoder: otlp.Encoder, trace: _Trace) -> bytes:
+    r = trace.record
+    operation = OPERATION.get(r.endpoint, r.endpoint)
+    # What repeats from request to request is encoded once (a cached block); the rest
+    # (ids, tokens, cost, durations) each time.
+    fixed = (operation, r.requested_model, r.stream, r.status, len(r.attempts),
+             r.model_group, r.vendor, r.deployment, r.upstream_model, r.key_id, r.team,
+             r.route, r.error_class)
+
+    def categorical() -> dict[str, otlp.AttrValue]:
+        attrs: dict[str, otlp.AttrValue] = {
+            "gen_ai.operation.name": operation, "gen_ai.request.model": r.requested_model,
+            "polyroute.stream": r.stream, "http.response.status_code": r.status,
+            "polyroute.attempts": len(r.attempts)}
+        optional: tuple[tuple[str, Any], ...] = (
+            ("polyroute.model_group", r.model_group), ("gen_ai.provider.name", r.vendor),
+            ("polyroute.deployment", r.deployment), ("gen_ai.response.model", r.upstream_model),
+            ("polyroute.key_id", r.key_id), ("polyroute.team", r.team),
+            ("polyroute.route", r.route), ("error.type", r.error_class))
+        attrs.update((k, v) for k, v in optional if v is not None)
+        return attrs
+
+    varying: dict[str, otlp.AttrValue] = {"polyroute.request_id": r.request_id}
+    if r.cost_usd is not None:
+        varying["polyroute.cost_usd"] = r.cost_usd
+    if r.ttft_s is not None:
+        varying["polyroute.ttft_s"] = r.ttft_s
+    usage = r.usage
+    if usage is not None:
+        varying["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        varying["gen_ai.usage.output_tokens"] = usage.completion_tokens
+        if usage.cached_tokens:
+            varying["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
+        if usage.reasoning_tokens:
+            varying["polyroute.usage.reasoning_tokens"] = usage.reasoning_tokens
+    attrs = encoder.block(fixed, categorical) + encoder.attributes(9, varying, cached=False)
+    start = int(r.started_at * _NS)
+    return encoder.span(bytes.fromhex(trace.trace_id), bytes.fromhex(trace.span_id),
+                        bytes.fromhex(trace.parent_id) if trace.parent_id else None,
+                        f"{operation} {r.requested_model}", otlp.SERVER, start,
+                        start + int(r.latency_s * _NS), attrs, r.error_class is not None)
+
+
+def _attempt_span(encoder: otlp.Encoder, trace: _Trace, a: _Attempt) -> bytes:
+    dep, note = a.deployment, a.note
+    operation = OPERATION.get(trace.record.endpoint, trace.record.endpoint)
+    error = note.error_class if note is not None else None
+    status = note.status if note is not None else None
+
+    def attributes() -> dict[str, otlp.AttrValue]:
+        attrs: dict[str, otlp.AttrValue] = {
+            "gen_ai.operation.name": operation, "gen_ai.provider.name": dep.vendor,
+            "gen_ai.request.model": dep.model, "polyroute.deployment": dep.name,
+            "polyroute.attempt.kind": a.kind, "polyroute.attempt.number": a.number}
+        if status is not None:
+            attrs["polyroute.attempt.outcome"] = error or "ok"
+            attrs["http.response.status_code"] = status
+            if error is not None:
+                attrs["error.type"] = error
+        return attrs
+
+    key = (operation, dep.name, dep.vendor, dep.model, a.kind, a.number, error, status)
+    return encoder.span(bytes.fromhex(trace.trace_id), bytes.fromhex(a.span_id),
+                        bytes.fromhex(trace.span_id), f"{operation} {dep.model}",
+                        otlp.CLIENT, a.start_ns, a.end_ns or a.start_ns,
+                        encoder.block(key, attributes), error is not None)

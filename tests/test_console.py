@@ -1,0 +1,217 @@
+"""The web console at /ui, driven by Playwright in Debian's Chromium (headless): sign in,
+watch requests sent through the official OpenAI SDK appear, open one's attempt chain, create
+a key and see its secret once, use it, revoke it and see the next call refused, filter spend
+by team; no console error on any page; screenshots of every page at desktop and phone width
+into docs/console/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import SIM_KEY, gateway_config
+from tests.support.gateway import GatewayProcess
+from tests.support.sim import SimServer
+
+CHROMIUM = "/usr/bin/chromium"
+MASTER = "console-master-key-0d9f8a7b6c5e"
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
+USER = [{"role": "user", "content": "Say hello."}]
+SIZES = {"desktop": (1280, 860), "phone": (390, 844)}
+
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright is not installed (pip install playwright)")
+if shutil.which(CHROMIUM) is None:
+    pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test does it "
+                "when run as root)", allow_module_level=True)
+
+
+def admin(gw: GatewayProcess, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"{gw.root_url}{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def gw(sim: SimServer) -> Iterator[GatewayProcess]:
+    config = gateway_config(sim, auth={"master_key": "${POLYROUTE_MASTER_KEY}"})
+    for group in config["model_groups"].values():  # priced, so that spend shows
+        for dep in group["deployments"]:
+            dep["price"] = {"input_per_1m": 150.0, "output_per_1m": 600.0}
+    with GatewayProcess(config, env={"SIM_KEY": SIM_KEY, "POLYROUTE_MASTER_KEY": MASTER}) as g:
+        admin(g, "POST", "/admin/orgs", {"id": "acme", "monthly_budget_usd": 100})
+        admin(g, "POST", "/admin/teams", {"id": "research", "org": "acme",
+                                          "daily_budget_usd": 5})
+        admin(g, "POST", "/admin/teams", {"id": "support", "org": "acme"})
+        yield g
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    pg.on("dialog", lambda d: d.accept())
+    pg.problems = problems
+    yield pg
+    context.close()
+    assert problems == [], f"console errors: {problems}"
+
+
+def sign_in(pg: Any, gw: GatewayProcess) -> None:
+    pg.goto(f"{gw.root_url}/ui")
+    pg.get_by_label("Admin key").fill(MASTER)
+    pg.get_by_role("button", name="Sign in").click()
+    pg.get_by_role("heading", name="Overview").wait_for()
+
+
+def key_for(gw: GatewayProcess, team: str, name: str) -> str:
+    return str(admin(gw, "POST", "/admin/keys", {"name": name, "team": team})["key"])
+
+
+def test_sign_in_is_refused_with_a_wrong_key(page: Any, gw: GatewayProcess) -> None:
+    page.goto(f"{gw.root_url}/ui")
+    page.get_by_label("Admin key").fill("not-the-master-key-at-all")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("alert").filter(has_text="master key").wait_for()
+    assert page.get_by_role("navigation").is_hidden()
+    page.problems.clear()  # the browser logs the refused fetch (401) itself
+
+
+def test_requests_appear_and_show_their_attempt_chain(page: Any, gw: GatewayProcess) -> None:
+    client = openai.OpenAI(base_url=gw.base_url, api_key=key_for(gw, "research", "r1"),
+                           max_retries=0)
+    sign_in(page, gw)
+    raw = client.chat.completions.with_raw_response.create(model="failover", messages=USER)
+    request_id = raw.headers["x-request-id"]
+    for _ in range(3):
+        client.chat.completions.create(model="chat", messages=USER)
+
+    # Overview (live): the requests are counted without a reload.
+    page.wait_for_function(
+        """() => Number((document.querySelector('[data-tile="count"] .v') || {})
+                        .textContent?.replace(/,/g, '')) >= 4""", timeout=10_000)
+    page.get_by_role("cell", name="research").first.wait_for()
+
+    page.get_by_role("link", name="Requests").click()
+    row = page.get_by_role("link", name=request_id)
+    row.wait_for(timeout=10_000)
+    row.click()
+    chain = page.locator("#attempt-chain li")
+    chain.first.wait_for()
+    texts = chain.all_inner_texts()
+    assert len(texts) == 2
+    assert "primary" in texts[0] and "upstream_unavailable" in texts[0]
+    assert "backup" in texts[1] and "ok" in texts[1]
+    assert page.locator("dl.kv").get_by_text("research", exact=True).is_visible()
+
+
+def test_create_use_and_revoke_a_key(page: Any, gw: GatewayProcess) -> None:
+    sign_in(page, gw)
+    page.get_by_role("link", name="Keys & teams").click()
+    page.get_by_label("Name").fill("from-the-console")
+    page.locator("#k-team").select_option("support")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.locator("#new-secret").inner_text()
+    assert secret.startswith("sk-pr-")
+    key_id = secret.split("-")[2]
+
+    client = openai.OpenAI(base_url=gw.base_url, api_key=secret, max_retries=0)
+    assert client.chat.completions.create(model="chat", messages=USER).choices
+
+    page.reload()  # the secret is never shown again
+    page.get_by_role("heading", name="Keys, teams and organisations").wait_for()
+    assert secret not in page.content()
+    # Limits and budgets are changed in place.
+    page.get_by_role("button", name=f"Edit limits of key {key_id}").click()
+    limits = page.get_by_role("form", name=f"Limits of key {key_id}")
+    limits.get_by_label("Requests per minute").fill("1000")
+    limits.get_by_label("Daily budget (USD)").fill("2.5")
+    limits.get_by_role("button", name="Save limits").click()
+    page.get_by_role("row").filter(has_text=key_id).filter(has_text="$2.50").wait_for()
+    stored = admin(gw, "GET", f"/admin/keys/{key_id}")
+    assert stored["rpm"] == 1000 and stored["daily_budget_usd"] == 2.5
+
+    page.get_by_role("button", name=f"Revoke key {key_id}").click()
+    page.get_by_role("row").filter(has_text=key_id).filter(has_text="revoked").wait_for()
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="chat", messages=USER)
+
+
+def test_spend_filters_by_team(page: Any, gw: GatewayProcess) -> None:
+    research = openai.OpenAI(base_url=gw.base_url, api_key=key_for(gw, "research", "r2"),
+                             max_retries=0)
+    support = openai.OpenAI(base_url=gw.base_url, api_key=key_for(gw, "support", "s2"),
+                            max_retries=0)
+    research.chat.completions.create(model="chat", messages=USER)
+    support.chat.completions.create(model="echo", messages=USER)
+    sign_in(page, gw)
+    page.get_by_role("link", name="Spend").click()
+    page.get_by_label("Group by").select_option("team")
+    page.get_by_role("button", name="Show").click()
+    table = page.locator("#spend-table")
+    table.get_by_role("cell", name="support").wait_for()
+    assert table.get_by_role("cell", name="research").is_visible()
+
+    page.get_by_label("Team", exact=True).fill("research")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**#spend?*team=research*")
+    table = page.locator("#spend-table")
+    table.get_by_role("cell", name="research").wait_for()
+    assert table.get_by_role("cell", name="support").count() == 0
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export CSV").click()
+    text = Path(download.value.path()).read_text()
+    assert text.startswith("Team,Requests") and "research" in text and "support" not in text
+
+
+def test_every_page_renders_at_desktop_and_phone_width(browser: Any,
+                                                       gw: GatewayProcess) -> None:
+    """Screenshots for docs/console/, and no console error on any page at either width."""
+    client = openai.OpenAI(base_url=gw.base_url, api_key=key_for(gw, "research", "shots"),
+                           max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="failover", messages=USER)
+    request_id = raw.headers["x-request-id"]
+    pages = {"overview": "Overview", "deployments": "Deployments", "requests": "Requests",
+             f"request/{request_id}": f"Request {request_id}", "spend": "Spend",
+             "keys": "Keys, teams and organisations", "vendors": "Vendors"}
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for size, (width, height) in SIZES.items():
+        context = browser.new_context(viewport={"width": width, "height": height})
+        pg = context.new_page()
+        problems: list[str] = []
+        pg.on("console", lambda m, p=problems: p.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e, p=problems: p.append(str(e)))
+        sign_in(pg, gw)
+        for path, heading in pages.items():
+            pg.goto(f"{gw.root_url}/ui#{path}")
+            pg.get_by_role("heading", name=heading, exact=True).wait_for()
+            pg.wait_for_load_state("networkidle")
+            pg.wait_for_timeout(300)
+            name = path.split("/")[0]
+            pg.screenshot(path=str(SHOTS / f"{name}-{size}.png"), full_page=True)
+            # Nothing overflows sideways at phone width except inside scrollable tables.
+            overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{path} overflows by {overflow}px at {size} width"
+        context.close()
+        assert problems == [], f"console errors at {size} width: {problems}"

@@ -1,0 +1,228 @@
+"""OpenTelemetry traces exported over OTLP/HTTP to a real receiver on loopback: a server span
+per request, a client span per upstream attempt (failovers, hedges and stream resumes
+visible), GenAI attributes, the client's traceparent joined and the attempt's sent upstream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from polyroute.model.record import Attempt, RequestRecord
+from polyroute.model.upstream import Deployment, Endpoint
+from polyroute.observability.otlp import Encoder
+from polyroute.observability.tracing import Tracer, parse_traceparent
+from tests.conftest import SIM_KEY, gateway_config, sim_provider
+from tests.support.gateway import GatewayProcess
+from tests.support.otlp import OtlpReceiver, ReceivedSpan, value
+from tests.support.sim import SimServer
+
+USER = [{"role": "user", "content": "Say hello."}]
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+SERVER, CLIENT = 2, 3  # the protobuf's SpanKind values
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def paced() -> Iterator[SimServer]:
+    with SimServer(api_key=SIM_KEY, tokens_per_second=100) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def traced(sim: SimServer, paced: SimServer, receiver: OtlpReceiver) -> Iterator[GatewayProcess]:
+    config: dict[str, Any] = gateway_config(sim, tracing={
+        "enabled": True, "endpoint": receiver.url, "export_interval_s": 0.05,
+        "service_name": "polyroute-test"})
+    config["providers"]["paced"] = sim_provider(paced)
+    groups = config["model_groups"]
+    groups["hedged"] = {"routing": "priority", "resilience": {
+        "hedge": {"enabled": True, "delay_s": 0.1}}, "deployments": [
+        {"provider": "sim", "model": "slow@slow_first_token:delay_ms=1500", "name": "slow"},
+        {"provider": "sim", "model": "quick", "name": "quick", "priority": 1}]}
+    groups["cut"] = {"routing": "priority", "deployments": [
+        {"provider": "paced", "model": "cut@stream_cut:after_chunks=3", "name": "cut"},
+        {"provider": "paced", "model": "whole", "name": "whole", "priority": 1}]}
+    with GatewayProcess(config, env={"SIM_KEY": SIM_KEY}) as gw:
+        yield gw
+
+
+def client(gw: GatewayProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+
+
+def split(spans: list[ReceivedSpan]) -> tuple[ReceivedSpan, list[ReceivedSpan]]:
+    (root,) = [s for s in spans if s.kind == SERVER]
+    children = sorted((s for s in spans if s.kind == CLIENT), key=lambda s: s.start_ns)
+    assert all(c.parent_id == root.span_id for c in children)
+    return root, children
+
+
+def test_failover_is_one_trace_joined_to_the_clients(
+        traced: GatewayProcess, receiver: OtlpReceiver, sim: SimServer) -> None:
+    raw = client(traced).chat.completions.with_raw_response.create(
+        model="failover", messages=USER,
+        extra_headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+    usage = raw.parse().usage
+    assert usage is not None
+    request_id = raw.headers["x-request-id"]
+    root, attempts = split(receiver.trace("polyroute.request_id", request_id, 3))
+
+    assert root.trace_id == CLIENT_TRACE and root.parent_id == CLIENT_SPAN
+    assert root.name == "chat failover"
+    assert root.resource["service.name"] == "polyroute-test"
+    a = root.attributes
+    assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == "failover"
+    assert a["gen_ai.response.model"] == "gpt-4o-mini" and a["gen_ai.provider.name"] == "sim"
+    assert a["gen_ai.usage.input_tokens"] == usage.prompt_tokens
+    assert a["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    assert a["polyroute.deployment"] == "backup" and a["polyroute.attempts"] == 2
+    assert a["http.response.status_code"] == 200 and not root.error
+    assert root.start_ns < root.end_ns
+
+    first, second = attempts
+    assert first.attributes["polyroute.deployment"] == "primary"
+    assert first.attributes["polyroute.attempt.kind"] == "first"
+    assert first.attributes["polyroute.attempt.outcome"] == "upstream_unavailable"
+    assert first.attributes["error.type"] == "upstream_unavailable" and first.error
+    assert second.attributes["polyroute.deployment"] == "backup"
+    assert second.attributes["polyroute.attempt.kind"] == "failover"
+    assert second.attributes["polyroute.attempt.outcome"] == "ok" and not second.error
+    assert second.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert root.start_ns <= first.start_ns <= second.start_ns <= root.end_ns
+
+    # The upstream that answered was sent the traceparent of its own attempt's span.
+    sent = sim.stats()["last_request"]["headers"]["traceparent"]
+    assert sent == f"00-{CLIENT_TRACE}-{second.span_id}-01"
+
+
+def test_a_request_without_traceparent_starts_a_trace_and_an_error_is_marked(
+        traced: GatewayProcess, receiver: OtlpReceiver) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(traced).chat.completions.create(model="all-down", messages=USER)
+    request_id = caught.value.response.headers["x-request-id"]
+    spans = receiver.trace("polyroute.request_id", request_id, 2)
+    root, attempts = split(spans)
+    assert root.parent_id == "" and root.trace_id != CLIENT_TRACE
+    assert root.error and root.attributes["error.type"] == "all_deployments_failed"
+    assert [c.attributes["polyroute.deployment"] for c in attempts][:2] == ["first", "second"]
+
+
+def test_hedge_and_stream_resume_are_visible(
+        traced: GatewayProcess, receiver: OtlpReceiver) -> None:
+    raw = client(traced).chat.completions.with_raw_response.create(model="hedged",
+                                                                   messages=USER)
+    root, attempts = split(receiver.trace("polyroute.request_id", raw.headers["x-request-id"],
+                                          3))
+    kinds = {c.attributes["polyroute.deployment"]: c.attributes["polyroute.attempt.kind"]
+             for c in attempts}
+    assert kinds == {"slow": "first", "quick": "hedge"}
+    assert root.attributes["polyroute.deployment"] == "quick"
+
+    with client(traced).chat.completions.with_streaming_response.create(
+            model="cut", messages=USER, stream=True) as response:
+        request_id = response.headers["x-request-id"]
+        text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+    assert text
+    root, attempts = split(receiver.trace("polyroute.request_id", request_id, 3))
+    assert root.attributes["polyroute.stream"] is True
+    assert root.attributes["polyroute.ttft_s"] > 0
+    assert [c.attributes["polyroute.attempt.kind"] for c in attempts] == ["first", "resume"]
+    assert [c.attributes["polyroute.deployment"] for c in attempts] == ["cut", "whole"]
+
+
+def test_tracing_off_sends_no_traceparent(gateway: GatewayProcess, sim: SimServer) -> None:
+    client(gateway).chat.completions.create(
+        model="chat", messages=USER,
+        extra_headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+    assert "traceparent" not in sim.stats()["last_request"]["headers"]
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  # too short
+    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # version ff is invalid
+    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # all-zero trace id
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # all-zero parent id
+    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # upper case
+    "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",  # not hex
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  # 00 has 4 fields
+])
+def test_a_malformed_traceparent_starts_a_new_trace(header: str | None) -> None:
+    assert parse_traceparent(header) is None
+
+
+def test_traceparent_versions_and_flags() -> None:
+    assert parse_traceparent(f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01") == (
+        CLIENT_TRACE, CLIENT_SPAN, True)
+    assert parse_traceparent(f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00")[2] is False  # type: ignore[index]
+    # A later version may add fields: read as 00.
+    assert parse_traceparent(f"01-{CLIENT_TRACE}-{CLIENT_SPAN}-03-what-ever") == (
+        CLIENT_TRACE, CLIENT_SPAN, True)
+
+
+def test_the_encoder_writes_what_opentelemetry_proto_reads() -> None:
+    encoder = Encoder()
+    attrs = {"s": "é text", "t": True, "f": False, "i": 7, "big": 2**40, "neg": -3,
+             "d": 0.125}
+    body = encoder.export_request(
+        {"service.name": "x"}, ("polyroute", "1.2"),
+        [encoder.span(bytes(range(16)), bytes(range(8)), None, "chat m", 2, 5, 9, attrs,
+                      True)] * 2)
+    request = ExportTraceServiceRequest.FromString(body)
+    (rs,) = request.resource_spans
+    assert rs.scope_spans[0].scope.name == "polyroute"
+    assert rs.scope_spans[0].scope.version == "1.2"
+    first, second = rs.scope_spans[0].spans
+    assert first == second  # the (key, value) cache gives the same bytes
+    assert {a.key: value(a.value) for a in first.attributes} == attrs
+    assert first.trace_id == bytes(range(16)) and first.parent_span_id == b""
+    assert (first.start_time_unix_nano, first.end_time_unix_nano) == (5, 9)
+    assert first.status.code == first.status.STATUS_CODE_ERROR
+
+
+def _deployment() -> Deployment:
+    endpoint = Endpoint(vendor="openai", protocol="openai", base_url="http://127.0.0.1:1/v1",
+                        headers={})
+    return Deployment(name="d1", vendor="openai", model="m", endpoint=endpoint)
+
+
+def _traced(tracer: Tracer, i: int, traceparent: str | None = None) -> str | None:
+    record = RequestRecord(f"r{i}", time.time(), "chat", "chat", traceparent=traceparent)
+    tracer.begin(record)
+    span = tracer.attempt(record, _deployment(), "first")
+    sent = (tracer.outgoing() or {}).get("traceparent")
+    note = Attempt("d1", "openai", 0.01)
+    record.attempts.append(note)
+    span.end(note)
+    assert tracer.outgoing() is None  # the attempt is over: nothing more goes upstream
+    tracer.observe(record)
+    return sent
+
+
+def test_unsampled_requests_export_nothing_but_still_propagate() -> None:
+    tracer = Tracer(sample_ratio=0.0)
+    sent = _traced(tracer, 1)
+    assert sent is not None and sent.endswith("-00")
+    # The client's sampled flag wins over the ratio.
+    sent = _traced(tracer, 2, f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01")
+    assert sent is not None and sent.startswith(f"00-{CLIENT_TRACE}-") and sent.endswith("-01")
+    (trace,) = tracer.take()
+    assert trace.record.request_id == "r2"
+
+
+def test_a_full_export_queue_drops_and_counts() -> None:
+    tracer = Tracer(max_queue=2)
+    for i in range(5):
+        _traced(tracer, i)
+    assert len(tracer.take()) == 2
+    assert tracer.dropped == 3 * 2  # a request span and an attempt span each

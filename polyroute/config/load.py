@@ -17,6 +17,7 @@ import platformdirs
 
 from polyroute.adapters.registry import PROTOCOLS
 from polyroute.adapters.spec import OptionError, ProtocolSpec
+from polyroute.capabilities.catalog import CapabilityCatalog
 from polyroute.config import compiled as c
 from polyroute.config.discovery import discover
 from polyroute.config.errors import ConfigError
@@ -149,6 +150,7 @@ def _compile(
             open_vendors[name] = _endpoint(name, section, where, env, fail)
 
     catalog = PriceCatalog.load()  # once: the compiled config carries it to the policy
+    abilities = CapabilityCatalog.load()
     router: AutoRouter | None = None
     groups: dict[str, c.ModelGroup] = {}
     for gname, group in cfg.model_groups.items():
@@ -156,7 +158,7 @@ def _compile(
         seen: set[str] = set()
         for i, dep in enumerate(group.deployments):
             path = f"model_groups.{gname}.deployments[{i}]"
-            deployment = _deployment(dep, path, endpoints, fail, catalog)
+            deployment = _deployment(dep, path, endpoints, fail, catalog, abilities)
             if deployment.name in seen:
                 raise fail(f"{path}.name", f"duplicate deployment name '{deployment.name}'",
                            "give each deployment of a group a distinct 'name'")
@@ -436,7 +438,7 @@ def _require_reference(value: str, path: str, fail: Any) -> None:
 
 def _deployment(
     dep: DeploymentSection, path: str, endpoints: Mapping[str, c.Endpoint], fail: Any,
-    catalog: PriceCatalog,
+    catalog: PriceCatalog, abilities: CapabilityCatalog,
 ) -> c.Deployment:
     endpoint = endpoints.get(dep.provider)
     if endpoint is None:
@@ -459,7 +461,18 @@ def _deployment(
         price=price,
         context_window=dep.context_window,
         profile=dep.profile,
+        cloud=dep.cloud or _DEFAULT_CLOUD.get(endpoint.protocol, dep.provider),
+        region=dep.region or getattr(endpoint.options, "region", None),
+        capabilities=abilities.resolve(
+            dep.model, {"context_window": dep.context_window}
+            | (msgspec.structs.asdict(dep.capabilities) if dep.capabilities else {})),
+        equivalent=dep.equivalent,
     )
+
+
+_DEFAULT_CLOUD = {"bedrock": "aws", "azure": "azure"}
+"""A deployment's cloud when the config names none: the protocol's host, else the provider's
+own infrastructure (its name)."""
 
 
 def _resolve(value: str, path: str, env: Mapping[str, str], fail: Any) -> str:

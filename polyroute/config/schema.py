@@ -183,6 +183,22 @@ class PriceSection(_Section, kw_only=True):
     """Reasoning tokens, where priced apart from output; unset: the output price."""
 
 
+class CapabilitiesSection(_Section, kw_only=True):
+    """A deployment's capabilities where they differ from the capability catalog's (or the
+    catalog does not know the model); unset keys keep the catalog's. See docs/independence.md."""
+
+    tools: bool | None = None
+    parallel_tool_calls: bool | None = None
+    json_schema: bool | None = None
+    """Strict structured output (response_format json_schema)."""
+    vision: bool | None = None
+    audio: bool | None = None
+    context_window: Annotated[int, Meta(gt=0)] | None = None
+    max_output: Annotated[int, Meta(gt=0)] | None = None
+    streaming_usage: bool | None = None
+    prompt_caching: bool | None = None
+
+
 class DeploymentSection(_Section, kw_only=True):
     provider: str
     model: str
@@ -199,6 +215,17 @@ class DeploymentSection(_Section, kw_only=True):
     profile: str | None = None
     """For 'auto' routing: which trained quality profile stands for this model — a trained
     model's name or a tier (frontier, strong, mid, weak, small); see docs/router.md."""
+    cloud: str | None = None
+    """Whose infrastructure serves it (aws, azure, gcp, …). Unset: aws for the bedrock
+    protocol, azure for azure, else the provider itself. Used by the independence measures."""
+    region: str | None = None
+    """Where it is served (us-east-1, westeurope, …). Unset: the bedrock protocol's region,
+    else unknown."""
+    capabilities: CapabilitiesSection | None = None
+    """Overrides of the capability catalog's profile of this model."""
+    equivalent: bool = True
+    """false: not interchangeable with the rest of its group (another family or tier): the
+    independence check does not count it as somewhere traffic can move."""
 
 
 FailoverTrigger = Literal[

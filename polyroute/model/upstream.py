@@ -59,6 +59,34 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a deployment can do, as far as a client can tell: from the capability catalog
+    (``polyroute/capabilities``) for known models, overridden by the config. None: unknown
+    (an unknown model, a key the catalog does not state) — never assumed present or absent."""
+
+    tools: bool | None = None
+    parallel_tool_calls: bool | None = None
+    json_schema: bool | None = None
+    """Strict structured output (response_format json_schema, strict: true)."""
+    vision: bool | None = None
+    audio: bool | None = None
+    context_window: int | None = None
+    max_output: int | None = None
+    streaming_usage: bool | None = None
+    prompt_caching: bool | None = None
+    source: str = "unknown"
+    """Where they came from: 'catalog:<version>', 'config', 'catalog:<version>+config'."""
+
+    FEATURES = ("tools", "parallel_tool_calls", "json_schema", "vision", "audio")
+    """The capabilities a request can *use* (recorded per request in the ledger's
+    ``features``); the others are limits and conveniences."""
+
+    def offers(self, feature: str) -> bool | None:
+        value: bool | None = getattr(self, feature)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     name: str
     vendor: str
@@ -70,6 +98,13 @@ class Deployment:
     price: Price | None = None
     context_window: int | None = None
     profile: str | None = None
+    cloud: str | None = None
+    """Whose infrastructure serves it (aws, azure, gcp, or the vendor's own)."""
+    region: str | None = None
+    capabilities: Capabilities = Capabilities()
+    equivalent: bool = True
+    """False: declared not interchangeable with the rest of its group (a different model
+    family, a weaker tier); moving traffic onto it is a change, not a failover."""
 
     @property
     def upstream(self) -> str:

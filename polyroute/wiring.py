@@ -41,16 +41,19 @@ _STARTUP_WAIT_S = 5.0
 _RETRY_S = 1.0
 
 
+def open_database(config: GatewayConfig) -> Database:
+    """The config's database (not yet started): PostgreSQL when a URL is set, else SQLite."""
+    storage = config.storage
+    if storage.postgres_url:
+        return postgres.PostgresDatabase(storage.postgres_url, timeout_s=2.0, pool_size=4)
+    return sqlite.SqliteDatabase(storage.sqlite_path)
+
+
 class PolicyStack:
     def __init__(self, config: GatewayConfig) -> None:
         self._config = config
         storage = config.storage
-        self.db: Database
-        if storage.postgres_url:
-            self.db = postgres.PostgresDatabase(storage.postgres_url, timeout_s=2.0,
-                                                pool_size=4)
-        else:
-            self.db = sqlite.SqliteDatabase(storage.sqlite_path)
+        self.db = open_database(config)
         self.store = KeyStore(self.db)
         self.directory = Directory(self.store, config.limits)
         self.ledger: LedgerWriter | None = None

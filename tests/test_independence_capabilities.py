@@ -57,3 +57,23 @@ def test_schema_documents_the_new_keys() -> None:
     assert {"cloud", "region", "capabilities", "equivalent"} <= set(deployment)
     shipped = json.loads((Path(__file__).parents[1] / "docs/config.schema.json").read_text())
     assert shipped == json_schema()
+
+
+def test_request_features_recorded_per_request() -> None:
+    import msgspec
+
+    from polyroute.model.chat import ChatRequest
+    from polyroute.model.features import request_features
+
+    body = {"model": "chat", "parallel_tool_calls": True,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x"}},
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+                {"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}]}]}
+    request = msgspec.json.decode(msgspec.json.encode(body), type=ChatRequest)
+    assert request_features(request) == "tools,parallel_tool_calls,json_schema,vision,audio"
+    plain = msgspec.json.decode(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}],'
+                                b' "response_format": {"type": "json_object"}}', type=ChatRequest)
+    assert request_features(plain) is None

@@ -76,6 +76,8 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     """Time to the first content of a stream; None: not a stream, or nothing came."""
     route: str | None = None
     """The auto-router's decision (the chosen deployment and predicted scores)."""
+    features: str | None = None
+    """The capabilities the request used (tools, json_schema, vision…; issue 14)."""
 
 
 _encode = msgspec.json.Encoder().encode

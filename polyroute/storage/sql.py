@@ -72,7 +72,8 @@ SCHEMA: tuple[str, ...] = (
         client_request_id  TEXT,
         stream             INTEGER NOT NULL DEFAULT 0,
         ttft_ms            DOUBLE PRECISION,
-        route              TEXT
+        route              TEXT,
+        features           TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)",
     "CREATE INDEX IF NOT EXISTS ledger_key ON ledger (key_id, ts)",
@@ -87,6 +88,7 @@ LEDGER_COLUMNS = (
     "error_class", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "priced", "price_source", "latency_ms", "attempts",
     "usage_estimated", "client_request_id", "stream", "ttft_ms", "route",
+    "features",
 )
 
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -96,6 +98,8 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ledger", "stream", "INTEGER NOT NULL DEFAULT 0"),
     ("ledger", "ttft_ms", "DOUBLE PRECISION"),
     ("ledger", "route", "TEXT"),
+    # Vendor independence (issue 14): which capabilities a request used.
+    ("ledger", "features", "TEXT"),
 )
 """(table, column, type) added after a table was first created: each backend adds the ones a
 database made by an older version lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""
@@ -193,3 +197,18 @@ def usage_query(by: tuple[str, ...], filters: tuple[str, ...]) -> str:
 LEDGER_BY_REQUEST = (
     f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE request_id = ? "
     "OR client_request_id = ? ORDER BY ts")
+
+# Vendor independence (issue 14): the ledger's answered traffic, summed per day, group, team,
+# organisation, deployment and the capabilities it used. Failed requests are left out: they
+# show where traffic *went*, not what a vendor served.
+INDEPENDENCE_TRAFFIC = (
+    "SELECT day, model_group, team, org, vendor, deployment, features, COUNT(*), "
+    "SUM(prompt_tokens + completion_tokens), SUM(COALESCE(cost_usd, 0)) "
+    "FROM ledger WHERE ts >= ? AND ts < ? AND status < 400 AND vendor IS NOT NULL "
+    "GROUP BY day, model_group, team, org, vendor, deployment, features "
+    "ORDER BY day, model_group, team, org, vendor, deployment, features")
+# The shape of each answered request (no bodies: polyroute stores none), for an exit drill.
+REPLAY_SHAPES = (
+    "SELECT ts, endpoint, model_group, requested_model, team, vendor, deployment, stream, "
+    "features, prompt_tokens, completion_tokens, latency_ms, cost_usd FROM ledger "
+    "WHERE ts >= ? AND ts < ? AND status < 400 AND vendor IS NOT NULL ORDER BY ts")

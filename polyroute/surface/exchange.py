@@ -11,6 +11,7 @@ from aiohttp import web
 from polyroute.config.compiled import ServerSettings
 from polyroute.engine.gateway import Gateway
 from polyroute.model.chat import ChatRequest, ChatResponse
+from polyroute.model.features import request_features
 from polyroute.model.record import RequestRecord
 from polyroute.policy.types import Policy, Principal
 from polyroute.surface.http import (
@@ -59,6 +60,7 @@ class ChatExchange:
         headers: Headers = trace_headers,
     ) -> web.StreamResponse:
         record = self.record(http, endpoint, request.model, request.stream)
+        record.features = request_features(request)
         overrides = timeout_overrides(http)
         if not request.stream:
             response = await self.gateway.chat(request, record, overrides, principal)

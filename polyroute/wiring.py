@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from polyroute.config.compiled import GatewayConfig
+from polyroute.independence.publish import measure_forever
+from polyroute.independence.topology import Topology
+from polyroute.observability.metrics import Metrics
 from polyroute.policy.admin import AdminService
 from polyroute.policy.directory import Directory
 from polyroute.policy.keyed import KeyPolicy
@@ -74,11 +77,14 @@ class PolicyStack:
         self.prices = Prices(config, config.catalog or PriceCatalog.load())
         self.policy = KeyPolicy(self.directory, self.limiter, self.ledger, self.prices,
                                 config.limits, config.auth.master_key)
+        self.topology = Topology.of(config)
         service = AdminService(self.directory, self.store, self.db,
-                               counters=self.limiter.counters)
+                               counters=self.limiter.counters, topology=self.topology)
         self.admin = AdminRoutes(service, config.auth.master_key, self.status)
         self._tasks: list[asyncio.Task[None]] = []
         self._db_started = False
+        self.metrics: Metrics | None = None
+        """Set by the composition root: the dependence gauges are measured into it."""
 
     async def start(self) -> None:
         if self.ledger is not None:
@@ -124,6 +130,11 @@ class PolicyStack:
         self._tasks.append(asyncio.create_task(
             self.directory.refresh_forever(self._config.auth.refresh_s)))
         self._tasks.append(asyncio.create_task(self.limiter.run()))
+        settings = self._config.metrics
+        if self.metrics is not None and settings.independence_interval_s > 0:
+            self._tasks.append(asyncio.create_task(measure_forever(
+                self.db, self.topology, self.metrics, settings.independence_interval_s,
+                settings.independence_window_s)))
         self._announce()
 
     async def _seed(self) -> None:

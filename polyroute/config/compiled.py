@@ -112,6 +112,9 @@ class MetricsSettings:
     auth: str = "none"
     """'none' or 'admin' (the master key)."""
     max_model_labels: int = 200
+    independence_interval_s: float = 60.0
+    """How often the dependence gauges are measured from the ledger; 0: never."""
+    independence_window_s: float = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -230,7 +230,8 @@ def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:
     if m.enabled and m.auth == "admin" and cfg.auth.master_key is None:
         raise fail("metrics.auth", "'admin' needs auth.master_key to check scrapers against",
                    "set auth.master_key, or metrics.auth: none")
-    return c.MetricsSettings(m.enabled, m.auth, m.max_model_labels)
+    return c.MetricsSettings(m.enabled, m.auth, m.max_model_labels,
+                             m.independence_interval_s, m.independence_window_s)
 
 
 def _auth(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.AuthSettings:

@@ -66,6 +66,11 @@ class MetricsSection(_Section, kw_only=True):
     max_model_labels: Annotated[int, Meta(ge=0, le=100_000)] = 200
     """Client-chosen '<vendor>/<model>' names that become metric labels (after a success);
     the rest are counted under the label '_other'. Configured model groups always are."""
+    independence_interval_s: NonNegative = 60.0
+    """How often the vendor-independence gauges (polyroute_dependence_*) are measured from
+    the ledger, off the request path; 0: never. See docs/independence.md."""
+    independence_window_s: Positive = 7 * 86400.0
+    """The ledger window those gauges measure (default: the last 7 days)."""
 
 
 class StorageSection(_Section, kw_only=True):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from polyroute.independence.check import Finding
 from polyroute.independence.topology import Topology, features_of
 from polyroute.storage.usage import TrafficRow
 
@@ -85,6 +86,13 @@ class DependenceReport(msgspec.Struct):
     def find(self, scope: str, name: str, dimension: str) -> Concentration | None:
         return next((c for c in self.concentrations if (c.scope, c.scope_name, c.dimension)
                      == (scope, name, dimension)), None)
+
+
+class IndependenceView(msgspec.Struct):
+    """GET /admin/independence: the measures and the single points of failure."""
+
+    report: DependenceReport
+    findings: list[Finding]
 
 
 def hhi(values: Sequence[float]) -> float:

@@ -49,7 +49,8 @@ TRAFFIC = (
 """Per vendor: openai 90, anthropic 30, google 10 requests (of 130) each day."""
 
 
-def ledger_entries(groups: tuple[str, ...] = ("chat", "structured", "solo")) -> list[Any]:
+def ledger_entries(groups: tuple[str, ...] = ("chat", "structured", "solo"),
+                   day1: float = DAY1) -> list[Any]:
     """The recorded traffic as ledger records, half on each of two days: 80 prompt and 20
     completion tokens each, a failed request per group that must not count."""
     from polyroute.storage.ledger import LedgerEntry
@@ -60,7 +61,7 @@ def ledger_entries(groups: tuple[str, ...] = ("chat", "structured", "solo")) -> 
         if group not in groups:
             continue
         for i in range(requests * 2):
-            day = DAY1 if i % 2 == 0 else DAY2
+            day = day1 if i % 2 == 0 else day1 + 86_400
             n += 1
             entries.append(LedgerEntry(
                 f"e{n}", f"r{n}", day + n, time.strftime("%Y-%m-%d", time.gmtime(day)), "k",
@@ -70,14 +71,15 @@ def ledger_entries(groups: tuple[str, ...] = ("chat", "structured", "solo")) -> 
                 features=features))
         n += 1
         entries.append(LedgerEntry(
-            f"e{n}", f"r{n}", DAY1 + n, "2026-12-01", "k", team, "acme", "chat", group, group,
+            f"e{n}", f"r{n}", day1 + n, "2026-12-01", "k", team, "acme", "chat", group, group,
             vendor, deployment, deployment.split("/")[1], 502, "unavailable", 0, 0, 0, 0, 0,
             None, 0, None, 5.0, "[]"))
     return entries
 
 
 async def record(db: Any, spool_dir: Path, groups: tuple[str, ...] = ("chat", "structured",
-                                                                      "solo")) -> None:
+                                                                      "solo"),
+                 day1: float = DAY1) -> None:
     """Write the traffic through the real LedgerWriter (spool, then batched inserts)."""
     from polyroute.storage.ledger import LedgerWriter
     from polyroute.storage.spool import Spool
@@ -85,7 +87,7 @@ async def record(db: Any, spool_dir: Path, groups: tuple[str, ...] = ("chat", "s
     writer = LedgerWriter(Spool(str(spool_dir)), db, interval_s=0.05)
     writer.open()
     await writer.start()
-    for entry in ledger_entries(groups):
+    for entry in ledger_entries(groups, day1):
         writer.append(entry)
     await writer.flush()
     await writer.aclose()

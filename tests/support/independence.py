@@ -14,17 +14,19 @@ providers:
 model_groups:
   chat:
     deployments:
-      - {provider: openai, model: gpt-4o, cloud: azure, region: eastus}
-      - {provider: anthropic, model: claude-sonnet-4-5, cloud: aws, region: us-east-1}
-      - {provider: google, model: gemini-2.5-flash, cloud: gcp, region: us-central1}
+      - {provider: openai, model: gpt-4o, cloud: azure, region: eastus, profile: strong}
+      - {provider: anthropic, model: claude-sonnet-4-5, cloud: aws, region: us-east-1,
+         profile: strong}
+      - {provider: google, model: gemini-2.5-flash, cloud: gcp, region: us-central1,
+         profile: mid}
   structured:
     deployments:
       - {provider: openai, model: gpt-4o-mini, cloud: azure, region: eastus}
       - {provider: anthropic, model: claude-haiku-4-5, cloud: aws, region: us-east-1}
   solo:
     deployments:
-      - {provider: openai, model: gpt-5, cloud: azure, region: eastus}
-      - {provider: anthropic, model: claude-3-5-haiku, equivalent: false,
+      - {provider: openai, model: gpt-5, cloud: azure, region: eastus, profile: frontier}
+      - {provider: anthropic, model: claude-3-5-haiku, equivalent: false, profile: small,
          capabilities: {vision: false}}
 """
 

@@ -26,7 +26,7 @@ from polyroute.independence.topology import features_of
 from polyroute.model.usage import Usage
 from polyroute.pricing.cost import cost_usd
 from polyroute.sim.server import start_sim
-from polyroute.sim.settings import SimSettings
+from polyroute.sim.settings import DEFAULT_MODELS, SimSettings
 from polyroute.storage.usage import ShapeRow
 
 TIER_RANK = {"frontier": 5, "strong": 4, "mid": 3, "weak": 2, "small": 1}
@@ -110,7 +110,12 @@ async def replay(plan: ReplayPlan, config: GatewayConfig) -> ReplayReport:
         raise ValueError(f"no provider named {plan.lose} in the config; it has: "
                          f"{', '.join(sorted(providers))}")
     chat = [s for s in plan.shapes if s.endpoint == "chat"]
-    sims = {name: await start_sim(SimSettings(port=0, latency_ms=plan.sim_latency_ms))
+    # Each simulator knows the models its provider's deployments name (Anthropic's and
+    # Gemini's refuse a model they do not list).
+    served = {name: sorted({d.model for g in config.groups.values() for d in g.deployments
+                            if d.vendor == name} | set(DEFAULT_MODELS)) for name in providers}
+    sims = {name: await start_sim(SimSettings(port=0, latency_ms=plan.sim_latency_ms,
+                                              models=served[name]))
             for name in providers}
     runner: web.AppRunner | None = None
     try:

@@ -82,6 +82,13 @@ class AutoPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class VendorCaps:
+    max_share: float | None = None
+    window_s: float = 300.0
+    min_vendors: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelGroup:
     name: str
     routing: str
@@ -89,6 +96,7 @@ class ModelGroup:
     fallbacks: tuple[str, ...] = ()
     resilience: Resilience = Resilience()
     auto: AutoPolicy | None = None
+    caps: VendorCaps | None = None
 
 
 @dataclass(frozen=True, slots=True)

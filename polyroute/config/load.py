@@ -26,6 +26,7 @@ from polyroute.config.schema import (
     AutoSection,
     ConfigFile,
     DeploymentSection,
+    GroupSection,
     ProviderSection,
     ResilienceSection,
 )
@@ -176,7 +177,7 @@ def _compile(
                        "set routing: auto, or remove the auto section")
         groups[gname] = c.ModelGroup(gname, group.routing, tuple(deployments),
                                      tuple(group.fallbacks), _resilience(group.resilience),
-                                     auto)
+                                     auto, _caps(gname, group, deployments, fail))
     for gname, group in cfg.model_groups.items():
         for i, fallback in enumerate(group.fallbacks):
             if fallback not in groups or fallback == gname:
@@ -469,6 +470,26 @@ def _deployment(
             | (msgspec.structs.asdict(dep.capabilities) if dep.capabilities else {})),
         equivalent=dep.equivalent,
     )
+
+
+def _caps(gname: str, group: GroupSection, deployments: list[c.Deployment],
+          fail: Any) -> c.VendorCaps | None:
+    """The group's caps, refused when the deployments it lists can never meet them."""
+    caps = group.caps
+    if caps is None:
+        return None
+    vendors = {d.vendor for d in deployments if d.equivalent}
+    if caps.min_vendors is not None and len(vendors) < caps.min_vendors:
+        raise fail(f"model_groups.{gname}.caps.min_vendors",
+                   f"the group has equivalent deployments of {len(vendors)} vendor(s) "
+                   f"({', '.join(sorted(vendors)) or 'none'}), fewer than {caps.min_vendors}",
+                   "add deployments of other vendors, or lower min_vendors")
+    if caps.max_share is not None and caps.max_share * max(1, len(vendors)) < 1:
+        raise fail(f"model_groups.{gname}.caps.max_share",
+                   f"{len(vendors)} vendor(s) at most {caps.max_share:g} each cannot carry "
+                   "all the traffic", f"raise max_share to at least {1 / max(1, len(vendors)):.2g}"
+                   " or add vendors")
+    return c.VendorCaps(caps.max_share, caps.window_s, caps.min_vendors)
 
 
 _DEFAULT_CLOUD = {"bedrock": "aws", "azure": "azure"}

@@ -335,6 +335,21 @@ class AutoSection(_Section, kw_only=True):
     """USD per request; dearer deployments go last."""
 
 
+class CapsSection(_Section, kw_only=True):
+    """Vendor-independence caps on a group (issue 14, item 4; one replica: see
+    docs/independence.md)."""
+
+    max_share: Annotated[float, Meta(gt=0, le=1)] | None = None
+    """No vendor gets more than this share of the group's requests over window_s: the router
+    moves a request whose first choice is at the cap to the cheapest deployment of a vendor
+    under it."""
+    window_s: Positive = 300.0
+    """The sliding window max_share is measured over."""
+    min_vendors: Annotated[int, Meta(ge=1)] | None = None
+    """The group must list equivalent deployments of at least this many vendors (checked
+    when the config is loaded)."""
+
+
 class GroupSection(_Section, kw_only=True):
     routing: Literal["weighted", "priority", "auto"] = "weighted"
     """auto: the auto-router picks per request by predicted quality and price."""
@@ -342,6 +357,8 @@ class GroupSection(_Section, kw_only=True):
     auto: AutoSection | None = None
     fallbacks: list[str] = msgspec.field(default_factory=list)
     """Other model groups to try, in order, once this group's deployments have failed."""
+    caps: CapsSection | None = None
+    """Caps on dependence on one vendor (max_share, min_vendors); docs/independence.md."""
     resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)
 
 

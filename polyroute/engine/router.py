@@ -11,6 +11,7 @@ from polyroute.autorouter import Decision
 from polyroute.config import Deployment, GatewayConfig, ModelGroup
 from polyroute.config.compiled import Resilience
 from polyroute.engine.auto import AutoRoutes
+from polyroute.engine.caps import ShareCaps
 from polyroute.engine.strategies import STRATEGIES, RoutingContext
 from polyroute.errors import InvalidRequest, ModelNotFound
 from polyroute.model.chat import ChatRequest
@@ -45,6 +46,7 @@ class Router:
         self._auto = auto
         self._ctx = RoutingContext(rng or Random())
         self._open_groups: OrderedDict[str, ModelGroup] = OrderedDict()
+        self.caps = ShareCaps()
 
     def route(
         self, model: str, also: Sequence[str] = (), request: ChatRequest | None = None,
@@ -67,6 +69,8 @@ class Router:
             if len(group.deployments) == 1:
                 return Route(group.name, list(group.deployments), group.resilience)
             ordered = STRATEGIES[group.routing](group.deployments, self._ctx)
+            if group.caps is not None:
+                ordered = self.caps.steer(group, ordered)
             return Route(group.name, ordered, group.resilience)
         candidates: list[Deployment] = []
         origins: dict[str, str] = {}
@@ -100,7 +104,8 @@ class Router:
     def _order(self, group: ModelGroup, request: ChatRequest | None) -> list[Deployment]:
         if group.routing == "auto" and self._auto is not None:
             return self._auto.order(group, request)[0]
-        return STRATEGIES[group.routing](group.deployments, self._ctx)
+        ordered = STRATEGIES[group.routing](group.deployments, self._ctx)
+        return self.caps.steer(group, ordered) if group.caps is not None else ordered
 
     def group(self, model: str, allowed: frozenset[str] | None = None) -> ModelGroup:
         """The group ``model`` names, or ModelNotFound (whose text lists only what a caller

@@ -57,3 +57,45 @@ metrics: {{independence_interval_s: 0.05}}
                 'scope_name="*",supplier="google"} 0.0769') in text
         assert ('polyroute_dependence_captive_requests{model_group="structured",'
                 'vendor="openai"} 40.0') in text
+
+
+async def test_the_ledger_records_the_capabilities_a_request_used(tmp_path: Path) -> None:
+    import openai
+
+    from polyroute.sim.server import start_sim
+    from polyroute.sim.settings import SimSettings
+    from polyroute.storage.usage import ledger_for
+
+    sim = await start_sim(SimSettings(port=0))
+    try:
+        path = tmp_path / "polyroute.yaml"
+        path.write_text(f"""storage: {{sqlite_path: {tmp_path / "p.sqlite"}}}
+providers:
+  openai: {{base_url: "{sim.base_url}", auth: none}}
+model_groups:
+  chat: {{deployments: [{{provider: openai, model: gpt-4o-mini}}]}}
+""", encoding="utf-8")
+        config = load_config(str(path), {})
+        server = TestServer(build_app(config), host="127.0.0.1")
+        async with TestClient(server):
+            client = openai.AsyncOpenAI(api_key="unused", max_retries=0,
+                                        base_url=str(server.make_url("/v1")))
+            answer = await client.chat.completions.with_raw_response.create(
+                model="chat", messages=[{"role": "user", "content": "weather?"}],
+                tools=[{"type": "function", "function": {
+                    "name": "weather", "parameters": {"type": "object", "properties": {}}}}],
+                response_format={"type": "json_schema", "json_schema": {
+                    "name": "w", "schema": {"type": "object"}}})
+            tooled = answer.headers["x-request-id"]
+            plain = (await client.chat.completions.with_raw_response.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}],
+            )).headers["x-request-id"]
+        db = await sqlite.open_database(str(tmp_path / "p.sqlite"))  # flushed at shutdown
+        try:
+            assert [r["features"] for r in await ledger_for(db, tooled)] == [
+                "tools,json_schema"]
+            assert [r["features"] for r in await ledger_for(db, plain)] == [None]
+        finally:
+            await db.close()
+    finally:
+        await sim.close()

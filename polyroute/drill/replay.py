@@ -109,7 +109,8 @@ async def replay(plan: ReplayPlan, config: GatewayConfig) -> ReplayReport:
     if plan.lose not in providers:
         raise ValueError(f"no provider named {plan.lose} in the config; it has: "
                          f"{', '.join(sorted(providers))}")
-    chat = [s for s in plan.shapes if s.endpoint == "chat"]
+    # Chat and Responses requests are replayed as chat completions; embeddings are not.
+    chat = [s for s in plan.shapes if s.endpoint != "embeddings"]
     # Each simulator knows the models its provider's deployments name (Anthropic's and
     # Gemini's refuse a model they do not list).
     served = {name: sorted({d.model for g in config.groups.values() for d in g.deployments

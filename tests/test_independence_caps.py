@@ -73,3 +73,16 @@ def test_impossible_caps_are_one_line_errors(tmp_path: Path, caps: str, key: str
         load_config(str(path), {})
     message = str(info.value)
     assert "\n" not in message and f"model_groups.chat.{key}" in message and words in message
+
+
+def test_three_replicas_each_capping_their_own_traffic_cap_the_total(tmp_path: Path) -> None:
+    """No shared window (Redis is not used for caps): each replica caps its own share, and
+    shares each within the cap sum to a total within it, plus one request per replica."""
+    config = load_config(str(_config(tmp_path, "{max_share: 0.5, window_s: 3600}")), {})
+    replicas = [Router(config, rng=Random(seed)) for seed in (1, 2, 3)]
+    spread = Random(9)
+    firsts = []
+    for _ in range(3000):  # an uneven balancer: 60 %, 30 %, 10 %
+        router = spread.choices(replicas, weights=(6, 3, 1))[0]
+        firsts.append(router.route("chat").candidates[0].vendor)
+    assert firsts.count("openai") / len(firsts) <= 0.5 + 3 / len(firsts)

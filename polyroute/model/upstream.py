@@ -77,11 +77,9 @@ class Capabilities:
     source: str = "unknown"
     """Where they came from: 'catalog:<version>', 'config', 'catalog:<version>+config'."""
 
-    FEATURES = ("tools", "parallel_tool_calls", "json_schema", "vision", "audio")
-    """The capabilities a request can *use* (recorded per request in the ledger's
-    ``features``); the others are limits and conveniences."""
-
     def offers(self, feature: str) -> bool | None:
+        """Whether it offers a capability a request can use (tools, parallel_tool_calls,
+        json_schema, vision, audio: the ledger's ``features``); None: unknown."""
         value: bool | None = getattr(self, feature)
         return value
 

@@ -113,6 +113,7 @@ def build_app(config: GatewayConfig) -> web.Application:
         ledger = stack.ledger
         metrics.watch_ledger(ledger.backlog_bytes, lambda: ledger.written,
                              lambda: float(ledger.failing), lambda: ledger.quarantined)
+    stack.metrics = metrics  # the dependence gauges, measured from the ledger
     directory = stack.directory
     metrics.watch_directory(lambda: len(directory.quarantined))
     limiter = stack.limiter

@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_admin(sub)  # keys, teams, orgs, budget, usage, admin
 
+    from polyroute.admin.independence import add_parser as add_independence
+
+    add_independence(sub)  # independence report | check
+
     config = sub.add_parser("config", help="check a config file or print its JSON Schema")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file and exit")

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from polyroute.config.compiled import GatewayConfig
+from polyroute.independence.publish import measure_forever
+from polyroute.independence.topology import Topology
+from polyroute.observability.metrics import Metrics
 from polyroute.policy.admin import AdminService
 from polyroute.policy.directory import Directory
 from polyroute.policy.entities import Settings
@@ -43,16 +46,19 @@ _RETRY_S = 1.0
 BUDGET_REFRESH_S = 15.0
 
 
+def open_database(config: GatewayConfig) -> Database:
+    """The config's database (not yet started): PostgreSQL when a URL is set, else SQLite."""
+    storage = config.storage
+    if storage.postgres_url:
+        return postgres.PostgresDatabase(storage.postgres_url, timeout_s=2.0, pool_size=4)
+    return sqlite.SqliteDatabase(storage.sqlite_path)
+
+
 class PolicyStack:
     def __init__(self, config: GatewayConfig) -> None:
         self._config = config
         storage = config.storage
-        self.db: Database
-        if storage.postgres_url:
-            self.db = postgres.PostgresDatabase(storage.postgres_url, timeout_s=2.0,
-                                                pool_size=4)
-        else:
-            self.db = sqlite.SqliteDatabase(storage.sqlite_path)
+        self.db = open_database(config)
         self.store = KeyStore(self.db)
         self.directory = Directory(self.store, config.limits)
         self.ledger: LedgerWriter | None = None
@@ -73,14 +79,18 @@ class PolicyStack:
         self.prices = Prices(config, config.catalog or PriceCatalog.load())
         self.policy = KeyPolicy(self.directory, self.limiter, self.ledger, self.prices,
                                 config.limits, config.auth.master_key)
+        self.topology = Topology.of(config)
         self.service = service = AdminService(self.directory, self.store, self.db,
-                               counters=self.limiter.counters)
+                                              counters=self.limiter.counters,
+                                              topology=self.topology)
         self.admin = AdminRoutes(service, config.auth.master_key, self.status)
         self._tasks: list[asyncio.Task[None]] = []
         self._db_started = False
         self.budget_use: dict[tuple[str, str], float] = {}
         """(scope, period) → share of the budget spent, for /metrics (refreshed every
         ``BUDGET_REFRESH_S`` by a background task, never on a scrape)."""
+        self.metrics: Metrics | None = None
+        """Set by the composition root: the dependence gauges are measured into it."""
 
     async def start(self) -> None:
         if self.ledger is not None:
@@ -127,6 +137,11 @@ class PolicyStack:
             self.directory.refresh_forever(self._config.auth.refresh_s)))
         self._tasks.append(asyncio.create_task(self.limiter.run()))
         self._tasks.append(asyncio.create_task(self._watch_budgets()))
+        settings = self._config.metrics
+        if self.metrics is not None and settings.independence_interval_s > 0:
+            self._tasks.append(asyncio.create_task(measure_forever(
+                self.db, self.topology, self.metrics, settings.independence_interval_s,
+                settings.independence_window_s)))
         self._announce()
 
     async def _watch_budgets(self) -> None:

@@ -95,6 +95,13 @@ class RoutingKnobs:
 
 
 @dataclass(frozen=True, slots=True)
+class VendorCaps:
+    max_share: float | None = None
+    window_s: float = 300.0
+    min_vendors: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelGroup:
     name: str
     routing: str
@@ -107,6 +114,7 @@ class ModelGroup:
     """'off', 'deterministic' or 'all'; None: the gateway's CacheSettings.mode."""
     prompt_affinity: bool = True
     semantic: bool = False
+    caps: VendorCaps | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,9 @@ class MetricsSettings:
     auth: str = "none"
     """'none' or 'admin' (the master key)."""
     max_model_labels: int = 200
+    independence_interval_s: float = 60.0
+    """How often the dependence gauges are measured from the ledger; 0: never."""
+    independence_window_s: float = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import platformdirs
 
 from polyroute.adapters.registry import PROTOCOLS
 from polyroute.adapters.spec import OptionError, ProtocolSpec
+from polyroute.capabilities.catalog import CapabilityCatalog
 from polyroute.config import compiled as c
 from polyroute.config.discovery import discover
 from polyroute.config.errors import ConfigError
@@ -154,6 +155,7 @@ def _compile(
             open_vendors[name] = _endpoint(name, section, where, env, fail)
 
     catalog = PriceCatalog.load()  # once: the compiled config carries it to the policy
+    abilities = CapabilityCatalog.load()
     router: AutoRouter | None = None
     groups: dict[str, c.ModelGroup] = {}
     for gname, group in cfg.model_groups.items():
@@ -161,7 +163,7 @@ def _compile(
         seen: set[str] = set()
         for i, dep in enumerate(group.deployments):
             path = f"model_groups.{gname}.deployments[{i}]"
-            deployment = _deployment(dep, path, endpoints, fail, catalog)
+            deployment = _deployment(dep, path, endpoints, fail, catalog, abilities)
             if deployment.name in seen:
                 raise fail(f"{path}.name", f"duplicate deployment name '{deployment.name}'",
                            "give each deployment of a group a distinct 'name'")
@@ -185,7 +187,8 @@ def _compile(
                                      auto, routing,
                                      _mode(group.cache, f"model_groups.{gname}.cache", fail),
                                      group.prompt_affinity,
-                                     _semantic(gname, group, cfg, fail))
+                                     _semantic(gname, group, cfg, fail),
+                                     caps=_caps(gname, group, deployments, fail))
     for gname, group in cfg.model_groups.items():
         for i, fallback in enumerate(group.fallbacks):
             if fallback not in groups or fallback == gname:
@@ -274,7 +277,8 @@ def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:
     if m.enabled and m.auth == "admin" and cfg.auth.master_key is None:
         raise fail("metrics.auth", "'admin' needs auth.master_key to check scrapers against",
                    "set auth.master_key, or metrics.auth: none")
-    return c.MetricsSettings(m.enabled, m.auth, m.max_model_labels)
+    return c.MetricsSettings(m.enabled, m.auth, m.max_model_labels,
+                             m.independence_interval_s, m.independence_window_s)
 
 
 def _tracing(cfg: ConfigFile, env: Mapping[str, str], fail: Any) -> c.TracingSettings:
@@ -525,7 +529,7 @@ def _require_reference(value: str, path: str, fail: Any) -> None:
 
 def _deployment(
     dep: DeploymentSection, path: str, endpoints: Mapping[str, c.Endpoint], fail: Any,
-    catalog: PriceCatalog,
+    catalog: PriceCatalog, abilities: CapabilityCatalog,
 ) -> c.Deployment:
     endpoint = endpoints.get(dep.provider)
     if endpoint is None:
@@ -550,7 +554,38 @@ def _deployment(
         profile=dep.profile,
         rpm=dep.rpm,
         tpm=dep.tpm,
+        cloud=dep.cloud or _DEFAULT_CLOUD.get(endpoint.protocol, dep.provider),
+        region=dep.region or getattr(endpoint.options, "region", None),
+        capabilities=abilities.resolve(
+            dep.model, {"context_window": dep.context_window}
+            | (msgspec.structs.asdict(dep.capabilities) if dep.capabilities else {})),
+        equivalent=dep.equivalent,
     )
+
+
+def _caps(gname: str, group: GroupSection, deployments: list[c.Deployment],
+          fail: Any) -> c.VendorCaps | None:
+    """The group's caps, refused when the deployments it lists can never meet them."""
+    caps = group.caps
+    if caps is None:
+        return None
+    vendors = {d.vendor for d in deployments if d.equivalent}
+    if caps.min_vendors is not None and len(vendors) < caps.min_vendors:
+        raise fail(f"model_groups.{gname}.caps.min_vendors",
+                   f"the group has equivalent deployments of {len(vendors)} vendor(s) "
+                   f"({', '.join(sorted(vendors)) or 'none'}), fewer than {caps.min_vendors}",
+                   "add deployments of other vendors, or lower min_vendors")
+    if caps.max_share is not None and caps.max_share * max(1, len(vendors)) < 1:
+        raise fail(f"model_groups.{gname}.caps.max_share",
+                   f"{len(vendors)} vendor(s) at most {caps.max_share:g} each cannot carry "
+                   "all the traffic", f"raise max_share to at least {1 / max(1, len(vendors)):.2g}"
+                   " or add vendors")
+    return c.VendorCaps(caps.max_share, caps.window_s, caps.min_vendors)
+
+
+_DEFAULT_CLOUD = {"bedrock": "aws", "azure": "azure"}
+"""A deployment's cloud when the config names none: the protocol's host, else the provider's
+own infrastructure (its name)."""
 
 
 def _resolve(value: str, path: str, env: Mapping[str, str], fail: Any) -> str:

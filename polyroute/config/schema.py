@@ -66,6 +66,11 @@ class MetricsSection(_Section, kw_only=True):
     max_model_labels: Annotated[int, Meta(ge=0, le=100_000)] = 200
     """Client-chosen '<vendor>/<model>' names that become metric labels (after a success);
     the rest are counted under the label '_other'. Configured model groups always are."""
+    independence_interval_s: NonNegative = 60.0
+    """How often the vendor-independence gauges (polyroute_dependence_*) are measured from
+    the ledger, off the request path; 0: never. See docs/independence.md."""
+    independence_window_s: Positive = 7 * 86400.0
+    """The ledger window those gauges measure (default: the last 7 days)."""
 
 
 class TracingSection(_Section, kw_only=True):
@@ -237,6 +242,22 @@ class PriceSection(_Section, kw_only=True):
     """Reasoning tokens, where priced apart from output; unset: the output price."""
 
 
+class CapabilitiesSection(_Section, kw_only=True):
+    """A deployment's capabilities where they differ from the capability catalog's (or the
+    catalog does not know the model); unset keys keep the catalog's. See docs/independence.md."""
+
+    tools: bool | None = None
+    parallel_tool_calls: bool | None = None
+    json_schema: bool | None = None
+    """Strict structured output (response_format json_schema)."""
+    vision: bool | None = None
+    audio: bool | None = None
+    context_window: Annotated[int, Meta(gt=0)] | None = None
+    max_output: Annotated[int, Meta(gt=0)] | None = None
+    streaming_usage: bool | None = None
+    prompt_caching: bool | None = None
+
+
 class DeploymentSection(_Section, kw_only=True):
     provider: str
     model: str
@@ -260,6 +281,17 @@ class DeploymentSection(_Section, kw_only=True):
     routing moves traffic away before it is used up."""
     tpm: Annotated[int, Meta(gt=0)] | None = None
     """The same for tokens per minute (the prompt estimate and the output limit count)."""
+    cloud: str | None = None
+    """Whose infrastructure serves it (aws, azure, gcp, …). Unset: aws for the bedrock
+    protocol, azure for azure, else the provider itself. Used by the independence measures."""
+    region: str | None = None
+    """Where it is served (us-east-1, westeurope, …). Unset: the bedrock protocol's region,
+    else unknown."""
+    capabilities: CapabilitiesSection | None = None
+    """Overrides of the capability catalog's profile of this model."""
+    equivalent: bool = True
+    """false: not interchangeable with the rest of its group (another family or tier): the
+    independence check does not count it as somewhere traffic can move."""
 
 
 FailoverTrigger = Literal[
@@ -410,6 +442,21 @@ class CacheSection(_Section, kw_only=True):
     team, else only itself); global: every caller (only for gateways of one tenant)."""
 
 
+class CapsSection(_Section, kw_only=True):
+    """Vendor-independence caps on a group (issue 14, item 4; one replica: see
+    docs/independence.md)."""
+
+    max_share: Annotated[float, Meta(gt=0, le=1)] | None = None
+    """No vendor gets more than this share of the group's requests over window_s: the router
+    moves a request whose first choice is at the cap to the cheapest deployment of a vendor
+    under it."""
+    window_s: Positive = 300.0
+    """The sliding window max_share is measured over."""
+    min_vendors: Annotated[int, Meta(ge=1)] | None = None
+    """The group must list equivalent deployments of at least this many vendors (checked
+    when the config is loaded)."""
+
+
 class GroupSection(_Section, kw_only=True):
     routing: Literal["weighted", "priority", "auto", "least_latency", "least_busy", "quota",
                      "cost"] = "weighted"
@@ -421,6 +468,8 @@ class GroupSection(_Section, kw_only=True):
     auto: AutoSection | None = None
     fallbacks: list[str] = msgspec.field(default_factory=list)
     """Other model groups to try, in order, once this group's deployments have failed."""
+    caps: CapsSection | None = None
+    """Caps on dependence on one vendor (max_share, min_vendors); docs/independence.md."""
     resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)
     cache: CacheMode | None = None
     """The response cache for this group (unset: cache.mode)."""

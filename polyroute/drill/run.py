@@ -151,7 +151,10 @@ def _providers(config: GatewayConfig) -> dict[str, Endpoint]:
 
 def _on_simulators(config: GatewayConfig, sims: Mapping[str, RunningSim]) -> GatewayConfig:
     def moved(endpoint: Endpoint) -> Endpoint:
-        return replace(endpoint, base_url=sims[endpoint.vendor].base_url,
+        # OpenAI's base URL ends in /v1; the other protocols add their own path to the root.
+        sim = sims[endpoint.vendor]
+        url = sim.base_url if endpoint.protocol == "openai" else sim.root_url
+        return replace(endpoint, base_url=url,
                        headers=MappingProxyType({}), secrets=())
 
     def dep(d: Deployment) -> Deployment:

@@ -12,6 +12,7 @@ from polyroute.config import Deployment, GatewayConfig, ModelGroup
 from polyroute.config.compiled import Resilience
 from polyroute.engine.affinity import PrefixAffinity
 from polyroute.engine.auto import AutoRoutes
+from polyroute.engine.caps import ShareCaps
 from polyroute.engine.estimate import estimate_input_tokens
 from polyroute.engine.room import Room
 from polyroute.engine.strategies import STRATEGIES, Ranked, RoutingContext
@@ -60,6 +61,7 @@ class Router:
         self.room = room or Room()
         self._ctx = RoutingContext(rng or Random(), self.room)
         self._open_groups: OrderedDict[str, ModelGroup] = OrderedDict()
+        self.caps = ShareCaps()
 
     def route(
         self, model: str, also: Sequence[str] = (), request: ChatRequest | None = None,
@@ -166,7 +168,8 @@ class Router:
                     ctx.input_tokens = estimate_input_tokens(request)
                     ctx.output_tokens = (request.max_completion_tokens or request.max_tokens
                                          or 0)
-        return STRATEGIES[group.routing](deployments, ctx)
+        ordered = STRATEGIES[group.routing](deployments, ctx)
+        return self.caps.steer(group, ordered) if group.caps is not None else ordered
 
     @property
     def deployments(self) -> list[Deployment]:

@@ -64,6 +64,8 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     output_units: int = 0
     """Quarter tokens of the output relayed to the client (text, reasoning, tool arguments):
     what is charged when the answer comes without the upstream's usage."""
+    features: str | None = None
+    """The capabilities the request used (``model/features.py``): tools, json_schema, vision…"""
     client_request_id: str | None = None
     """The id the client chose (``x-client-request-id`` / ``x-request-id``); ``request_id``
     is always the gateway's own."""

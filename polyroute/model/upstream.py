@@ -59,6 +59,32 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a deployment can do, as far as a client can tell: from the capability catalog
+    (``polyroute/capabilities``) for known models, overridden by the config. None: unknown
+    (an unknown model, a key the catalog does not state) — never assumed present or absent."""
+
+    tools: bool | None = None
+    parallel_tool_calls: bool | None = None
+    json_schema: bool | None = None
+    """Strict structured output (response_format json_schema, strict: true)."""
+    vision: bool | None = None
+    audio: bool | None = None
+    context_window: int | None = None
+    max_output: int | None = None
+    streaming_usage: bool | None = None
+    prompt_caching: bool | None = None
+    source: str = "unknown"
+    """Where they came from: 'catalog:<version>', 'config', 'catalog:<version>+config'."""
+
+    def offers(self, feature: str) -> bool | None:
+        """Whether it offers a capability a request can use (tools, parallel_tool_calls,
+        json_schema, vision, audio: the ledger's ``features``); None: unknown."""
+        value: bool | None = getattr(self, feature)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     name: str
     vendor: str
@@ -74,6 +100,13 @@ class Deployment:
     tpm: int | None = None
     """The vendor's quota for this deployment (requests, tokens per minute): enforced by the
     gateway, and read by the 'quota' strategy."""
+    cloud: str | None = None
+    """Whose infrastructure serves it (aws, azure, gcp, or the vendor's own)."""
+    region: str | None = None
+    capabilities: Capabilities = Capabilities()
+    equivalent: bool = True
+    """False: declared not interchangeable with the rest of its group (a different model
+    family, a weaker tier); moving traffic onto it is a change, not a failover."""
 
     @property
     def upstream(self) -> str:

@@ -167,6 +167,21 @@ class Metrics(Collector):
         self.circuit_transitions = Counter(
             "polyroute_circuit_transitions",
             "Circuit breaker transitions, by upstream and the state entered.", ("upstream", "to"))
+        # Vendor independence (issue 14): measured from the ledger by a background task
+        # (independence/publish.py), replaced whole each time.
+        self.dependence_share = Gauge(
+            "polyroute_dependence_share",
+            "Share of answered requests (kind=requests), tokens or spend served by a "
+            "supplier (a vendor, cloud or region), per scope, over metrics.independence_window_s.",
+            ("scope", "scope_name", "dimension", "supplier", "kind"))
+        self.dependence_hhi = Gauge(
+            "polyroute_dependence_hhi",
+            "Herfindahl-Hirschman index of those shares (10000: one supplier).",
+            ("scope", "scope_name", "dimension", "kind"))
+        self.dependence_captive_requests = Gauge(
+            "polyroute_dependence_captive_requests",
+            "Answered requests that used a capability no other vendor in their group offers.",
+            ("model_group", "vendor"))
         self._probes: list[tuple[Gauge, Callable[[], float]]] = []
         self._labelled: list[tuple[Gauge, Callable[[], Mapping[Labels, float]]]] = []
         self.registry = CollectorRegistry(auto_describe=False)

@@ -11,6 +11,9 @@ from typing import Any
 import msgspec
 
 from polyroute.errors import InvalidRequest, NotFound, invalid_request
+from polyroute.independence.check import check
+from polyroute.independence.measures import IndependenceView, measure
+from polyroute.independence.topology import Topology
 from polyroute.policy import keys
 from polyroute.policy.directory import Directory
 from polyroute.policy.entities import (
@@ -28,9 +31,9 @@ from polyroute.pricing.cost import NANOS_PER_USD
 from polyroute.state.limits import Periods
 from polyroute.storage.database import Database
 from polyroute.storage.key_store import KeyStore
-from polyroute.storage.usage import UsageRow, ledger_for, usage
+from polyroute.storage.usage import UsageRow, ledger_for, traffic, usage
 
-__all__ = ["AdminService", "BudgetStatus", "UsageRow"]
+__all__ = ["AdminService", "BudgetStatus", "IndependenceView", "UsageRow"]
 """UsageRow too: the admin API answers with it (its surface imports no storage module)."""
 
 _encode = msgspec.json.Encoder().encode
@@ -59,8 +62,10 @@ CounterReader = Callable[[str, Periods], Any]
 class AdminService:
     def __init__(self, directory: Directory, store: KeyStore, db: Database,
                  counters: CounterReader | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 topology: Topology | None = None) -> None:
         self.directory = directory
+        self._topology = topology or Topology({}, {}, {})
         self._store = store
         self._db = db
         self._counters = counters
@@ -192,6 +197,13 @@ class AdminService:
 
     async def ledger(self, request_id: str) -> list[dict[str, Any]]:
         return await ledger_for(self._db, request_id)
+
+    async def independence(self, since: float, until: float) -> IndependenceView:
+        """Dependence on each vendor, cloud and region, and the single points of failure,
+        from the ledger between two times (docs/independence.md)."""
+        rows = await traffic(self._db, since, until)
+        return IndependenceView(measure(rows, self._topology, since, until),
+                                check(rows, self._topology))
 
 
 def _settings_json(value: Settings) -> str:

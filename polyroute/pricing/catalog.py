@@ -55,7 +55,7 @@ class PriceCatalog:
 
     def price(self, vendor: str, model: str) -> Price | None:
         """The list price of ``model`` served by ``vendor``, or None (unpriced)."""
-        for candidate in _spellings(model):
+        for candidate in model_spellings(model):
             for entry, price in self._by_model.get(candidate, ()):
                 if entry.any_vendor or entry.vendor == vendor:
                     return price
@@ -65,7 +65,9 @@ class PriceCatalog:
         return sum(len(v) for v in self._by_model.values())
 
 
-def _spellings(model: str) -> list[str]:
+def model_spellings(model: str) -> list[str]:
+    """The ids a model may be listed under: as given, without a vendor/ prefix, without a
+    dated snapshot suffix (the capability catalog looks up the same way)."""
     names = [model]
     if "/" in model:
         names.append(model.rsplit("/", 1)[1])

@@ -80,6 +80,8 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     """The response cache (issue 15): 'hit', 'miss', 'bypass'; None: not cached."""
     saved_usd: float | None = None
     """A cache hit: what the answer cost when it was made (cost_usd is 0)."""
+    features: str | None = None
+    """The capabilities the request used (tools, json_schema, vision…; issue 14)."""
 
 
 _encode = msgspec.json.Encoder().encode

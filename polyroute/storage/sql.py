@@ -78,7 +78,8 @@ SCHEMA: tuple[str, ...] = (
         ttft_ms            DOUBLE PRECISION,
         route              TEXT,
         cache              TEXT,
-        saved_usd          DOUBLE PRECISION
+        saved_usd          DOUBLE PRECISION,
+        features           TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)",
     "CREATE INDEX IF NOT EXISTS ledger_key ON ledger (key_id, ts)",
@@ -93,6 +94,7 @@ LEDGER_COLUMNS = (
     "error_class", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "priced", "price_source", "latency_ms", "attempts",
     "usage_estimated", "client_request_id", "stream", "ttft_ms", "route", "cache", "saved_usd",
+    "features",
 )
 
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -105,6 +107,8 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # The response cache (issue 15): hits cost $0 and record what they saved.
     ("ledger", "cache", "TEXT"),
     ("ledger", "saved_usd", "DOUBLE PRECISION"),
+    # Vendor independence (issue 14): which capabilities a request used.
+    ("ledger", "features", "TEXT"),
 )
 """(table, column, type) added after a table was first created: each backend adds the ones a
 database made by an older version lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""
@@ -253,3 +257,19 @@ VENDOR_SERIES = (
     "SELECT CAST(ts / ? AS BIGINT), vendor, COUNT(*), SUM(cost_usd) FROM ledger "
     "WHERE ts >= ? AND ts < ? AND vendor IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
 """Requests and spend per vendor and time bucket (``ts / bucket_s``)."""
+
+
+# Vendor independence (issue 14): the ledger's answered traffic, summed per day, group, team,
+# organisation, deployment and the capabilities it used. Failed requests are left out: they
+# show where traffic *went*, not what a vendor served.
+INDEPENDENCE_TRAFFIC = (
+    "SELECT day, model_group, team, org, vendor, deployment, features, COUNT(*), "
+    "SUM(prompt_tokens + completion_tokens), SUM(COALESCE(cost_usd, 0)) "
+    "FROM ledger WHERE ts >= ? AND ts < ? AND status < 400 AND vendor IS NOT NULL "
+    "GROUP BY day, model_group, team, org, vendor, deployment, features "
+    "ORDER BY day, model_group, team, org, vendor, deployment, features")
+# The shape of each answered request (no bodies: polyroute stores none), for an exit drill.
+REPLAY_SHAPES = (
+    "SELECT ts, endpoint, model_group, requested_model, team, vendor, deployment, stream, "
+    "features, prompt_tokens, completion_tokens, latency_ms, cost_usd FROM ledger "
+    "WHERE ts >= ? AND ts < ? AND status < 400 AND vendor IS NOT NULL ORDER BY ts")

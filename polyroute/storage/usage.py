@@ -118,3 +118,52 @@ async def vendor_series(db: Database, since: float, until: float,
     """(bucket start, vendor, requests, cost) per time bucket."""
     rows = await db.fetch(sql.VENDOR_SERIES, bucket_s, since, until)
     return [(float(b) * bucket_s, str(v), _int(n), float(c or 0.0)) for b, v, n, c in rows]
+
+
+class TrafficRow(msgspec.Struct, frozen=True):
+    """Answered requests of one day, group, team, organisation, deployment and feature set."""
+
+    day: str
+    model_group: str | None
+    team: str | None
+    org: str | None
+    vendor: str
+    deployment: str | None
+    features: str | None
+    requests: int
+    tokens: int
+    cost_usd: float
+
+
+async def traffic(db: Database, since: float, until: float) -> list[TrafficRow]:
+    rows = await db.fetch(sql.INDEPENDENCE_TRAFFIC, since, until)
+    return [TrafficRow(day=str(r[0]), model_group=r[1], team=r[2], org=r[3], vendor=str(r[4]),
+                       deployment=r[5], features=r[6], requests=_int(r[7]),
+                       tokens=_int(r[8]), cost_usd=float(r[9] or 0.0)) for r in rows]
+
+
+class ShapeRow(msgspec.Struct, frozen=True):
+    """One answered request's shape: what an exit drill replays."""
+
+    ts: float
+    endpoint: str
+    model_group: str | None
+    requested_model: str
+    team: str | None
+    vendor: str
+    deployment: str | None
+    stream: bool
+    features: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    cost_usd: float | None
+
+
+async def shapes(db: Database, since: float, until: float) -> list[ShapeRow]:
+    rows = await db.fetch(sql.REPLAY_SHAPES, since, until)
+    return [ShapeRow(ts=float(r[0]), endpoint=str(r[1]), model_group=r[2],
+                     requested_model=str(r[3]), team=r[4], vendor=str(r[5]), deployment=r[6],
+                     stream=bool(r[7]), features=r[8], prompt_tokens=_int(r[9]),
+                     completion_tokens=_int(r[10]), latency_ms=float(r[11]),
+                     cost_usd=None if r[12] is None else float(r[12])) for r in rows]

@@ -12,6 +12,7 @@ from polyroute.config.compiled import ServerSettings
 from polyroute.engine.gateway import Gateway
 from polyroute.engine.response_cache import NOT_CACHED
 from polyroute.model.chat import ChatRequest, ChatResponse
+from polyroute.model.features import request_features
 from polyroute.model.record import RequestRecord
 from polyroute.policy.types import Policy, Principal
 from polyroute.surface.cached import Recording, cache_control, replay
@@ -62,6 +63,7 @@ class ChatExchange:
         headers: Headers = trace_headers,
     ) -> web.StreamResponse:
         record = self.record(http, endpoint, request.model, request.stream)
+        record.features = request_features(request)
         overrides = timeout_overrides(http)
         lookup = NOT_CACHED
         if self.gateway.cache is not None:  # the default has none: nothing parsed, no await

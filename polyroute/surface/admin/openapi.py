@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from polyroute import __version__
-from polyroute.policy.admin import BudgetStatus, UsageRow
+from polyroute.policy.admin import BudgetStatus, IndependenceView, UsageRow
 from polyroute.policy.entities import (
     KeyCreated,
     KeyIn,
@@ -34,7 +34,7 @@ class Error(msgspec.Struct):
 
 
 _TYPES = (KeyIn, KeyView, KeyCreated, TeamIn, TeamView, OrgIn, OrgView, BudgetStatus, UsageRow,
-          Error)
+          IndependenceView, Error)
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -139,6 +139,10 @@ def openapi() -> dict[str, Any]:
                             "schema": {"type": "string"}}],
             "get": _op("The ledger records of one request, by the gateway's x-request-id or "
                        "the id its client gave", {"type": "object"})},
+        "/admin/independence": {"get": _op(
+            "Dependence on each vendor, cloud and region (shares, HHI, traffic that cannot "
+            "move) and what losing each would take down, from the ledger",
+            _ref("IndependenceView"), params=("since", "until"))},
         "/admin/status": {"get": _op(
             "Mode (open or keys), key count, ledger backlog, shared state health",
             {"type": "object"})},

@@ -49,6 +49,7 @@ class AdminRoutes:
             ("GET", "/admin/orgs/{id}/budget", s.org_budget),
             ("GET", "/admin/usage", s.usage), ("GET", "/admin/ledger/{request_id}", s.ledger),
             ("GET", "/admin/status", s.status),
+            ("GET", "/admin/independence", s.independence),
         ]
         for method, path, handler in table:
             app.router.add_route(method, path, guarded(self._authorized(handler), encode_error))
@@ -156,6 +157,15 @@ class AdminRoutes:
                    if name in q}
         rows = await self._service.usage(by, since, until, filters)
         return _json({"by": by, "since": since, "until": until, "data": rows})
+
+    async def independence(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            since = parse_time(q.get("since", "30d"))
+            until = parse_time(q["until"]) if "until" in q else time.time() + 1
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="since") from None
+        return _json(await self._service.independence(since, until))
 
     async def ledger(self, request: web.Request) -> web.Response:
         return _json({"data": await self._service.ledger(request.match_info["request_id"])})

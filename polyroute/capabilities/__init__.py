@@ -1,0 +1,1 @@
+"""The versioned capability catalog: what known models can do (issue 14)."""

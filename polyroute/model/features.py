@@ -1,0 +1,26 @@
+"""Which capabilities a request *uses* (issue 14): recorded per request in the ledger's
+``features`` column, so the independence measures know which traffic only some deployments
+can serve. Only what the request itself shows; no body is stored."""
+
+from __future__ import annotations
+
+from polyroute.model.chat import ChatRequest
+
+
+def request_features(request: ChatRequest) -> str | None:
+    """Comma-separated, in a fixed order (tools, parallel_tool_calls, json_schema, vision,
+    audio); None: none of them."""
+    used = []
+    if request.tools:
+        used.append("tools")
+        if request.parallel_tool_calls:
+            used.append("parallel_tool_calls")
+    if (request.response_format or {}).get("type") == "json_schema":
+        used.append("json_schema")
+    kinds = {part.type for message in request.messages if isinstance(message.content, list)
+             for part in message.content}
+    if kinds & {"image_url", "image", "input_image"}:
+        used.append("vision")
+    if kinds & {"input_audio", "audio"}:
+        used.append("audio")
+    return ",".join(used) or None

@@ -76,6 +76,7 @@ def build_app(config: GatewayConfig) -> web.Application:
         ledger = stack.ledger
         metrics.watch_ledger(ledger.backlog_bytes, lambda: ledger.written,
                              lambda: float(ledger.failing), lambda: ledger.quarantined)
+    observers.append(stack.refusals)  # policy refusals into the audit log, batched
     directory = stack.directory
     metrics.watch_directory(lambda: len(directory.quarantined))
     policy = stack.policy

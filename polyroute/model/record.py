@@ -61,6 +61,9 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     output_units: int = 0
     """Quarter tokens of the output relayed to the client (text, reasoning, tool arguments):
     what is charged when the answer comes without the upstream's usage."""
+    governance: str | None = None
+    """The data-governance policies applied and what they did (``k:…,t:… pii:redacted
+    email=1``); None: none applied."""
     client_request_id: str | None = None
     """The id the client chose (``x-client-request-id`` / ``x-request-id``); ``request_id``
     is always the gateway's own."""

@@ -76,6 +76,8 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     """Time to the first content of a stream; None: not a stream, or nothing came."""
     route: str | None = None
     """The auto-router's decision (the chosen deployment and predicted scores)."""
+    governance: str | None = None
+    """The data-governance policies applied (issue 11): which, and what they did."""
 
 
 _encode = msgspec.json.Encoder().encode

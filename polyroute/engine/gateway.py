@@ -29,6 +29,7 @@ from polyroute.engine.estimate import (
     estimate_input_tokens,
     prediction_tokens,
 )
+from polyroute.engine.governance import govern, restore_response, stream_restorer
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.recovery import Recovery
 from polyroute.engine.resume import Resumed
@@ -151,6 +152,8 @@ class Gateway:
                 lambda dep: attempt(dep, timeouts, deadline),
                 timeouts.total_s < own.total_s, own.response_s))
             record.usage = usage(result)
+            if route.redactor is not None and isinstance(result, ChatResponse):
+                restore_response(result, route.redactor)
             return result
         except GatewayError as exc:
             record.status, record.error_class = exc.status, exc.error_class
@@ -227,11 +230,14 @@ class Gateway:
             timeouts=timeouts, deadline=deadline, failover_on=route.resilience.failover_on,
             loop=resume_loop, on_failure=failed, prompt_tokens=input_tokens,
             max_resumes=route.resilience.retry.max_attempts, pace=self._pace)
-        return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
+        live = LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
                           on_failure=lambda exc: failed(dep, exc),
                           settle=lambda: self._settle(record, start, ticket),
                           recovery=recovery, deployment=dep,
                           pace=(self._pace, timeouts))
+        if route.redactor is not None:
+            live.rewrite = stream_restorer(route.redactor)
+        return live
 
     async def _admit(
         self, principal: Principal, route: Route, record: RequestRecord, reserve: Reservation,
@@ -258,6 +264,10 @@ class Gateway:
         request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
     ) -> Route:
         route = self._router.route(model, also, request, principal.allowed_models)
+        if principal.governance:  # issue 11; a caller without policies pays this test only
+            record.key_id, record.team, record.org = principal.key_id, principal.team, \
+                principal.org  # a refusal's record names the caller
+            route = govern(route, request, principal.governance, record)
         record.model_group = route.group
         if route.decision is not None:
             record.route = route.decision.header_value()

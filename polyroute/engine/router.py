@@ -13,6 +13,7 @@ from polyroute.config.compiled import Resilience
 from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.strategies import STRATEGIES, RoutingContext
 from polyroute.errors import InvalidRequest, ModelNotFound
+from polyroute.guardrails.redact import Redactor
 from polyroute.model.chat import ChatRequest
 from polyroute.model.names import name_problem
 
@@ -33,6 +34,8 @@ class Route:
     """The groups besides ``group`` whose deployments are among the candidates."""
     refused: tuple[str, ...] = ()
     """Fallback or extra groups left out because the caller may not use them."""
+    redactor: Redactor | None = None
+    """Values a governance policy redacted from the prompt, to restore in the answer."""
 
 
 class Router:

@@ -103,6 +103,11 @@ class AdminRoutes:
             actor = await self._admin_keys.authenticate(given)
             if actor is not None:
                 return actor
+        if self._master is None:  # no master key: only admin keys made with --config
+            raise PermissionDenied(
+                "The admin API is off for anything but admin keys: set auth.master_key (e.g. "
+                "${POLYROUTE_MASTER_KEY}) in the config, or create an admin key on this "
+                "machine with 'polyroute admin-keys create --role admin --config FILE'.")
         raise AuthenticationFailed("The admin API needs the master key or an admin key.")
 
     def _authorized(self, handler: Handler, method: str, what: str,

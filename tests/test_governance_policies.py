@@ -66,6 +66,8 @@ def keys(gw: GatewayProcess) -> dict[str, str]:
     made["redact"] = ok(admin(gw, "POST", "/admin/keys", {"governance": {"data_classes": {
         "pii": {"allow_tags": ["pii-ok"], "otherwise": "redact"}}}}))["key"]
     made["plain"] = ok(admin(gw, "POST", "/admin/keys", {}))["key"]
+    made["guarded"] = ok(admin(gw, "POST", "/admin/keys", {"governance": {
+        "deny_terms": ["Project Falcon"], "max_prompt_chars": 40}}))["key"]
     return made
 
 
@@ -159,17 +161,33 @@ def test_personal_data_is_routed_refused_or_redacted(
     assert EMAIL in received(us)[1]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_deny_list_and_size_limit_refuse_before_the_upstream(
+        gw: GatewayProcess, sims: tuple[SimServer, SimServer], keys: dict[str, str],
+        dialect: str, stream: bool) -> None:
+    _eu, us = sims
+    before = received(us)[0]
+    message = refused(gw, dialect, keys["guarded"], "us-only", "news on project FALCON?",
+                      stream)
+    assert "rule deny_terms" in message and "Project Falcon" in message
+    message = refused(gw, dialect, keys["guarded"], "us-only", "x" * 41, stream)
+    assert "rule max_prompt_chars" in message and "41 characters" in message
+    assert received(us)[0] == before
+    assert ask(gw, dialect, keys["guarded"], "us-only", "x" * 40, stream) == "x" * 40
+
+
 def test_refusals_are_in_the_ledger_and_the_audit_log(
         gw: GatewayProcess, keys: dict[str, str]) -> None:
     refused(gw, "chat", keys["refuse"], "us-only", PROMPT, False)
     deadline = time.monotonic() + 10
-    while True:
-        entries = ok(admin(gw, "GET", "/admin/audit?outcome=refused"))["data"]
+    while True:  # refusals reach the log in batches
+        entries = [e for e in ok(admin(gw, "GET", "/admin/audit?outcome=refused"))["data"]
+                   if "data_classes.pii" in e["detail"].get("rule", "")]
         if entries or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert entries and entries[0]["action"] == "request policy_violation"
-    assert "data_classes.pii" in entries[0]["detail"]["rule"]
     assert ok(admin(gw, "GET", "/admin/audit/verify"))["ok"]
     request_id = entries[0]["detail"]["request_id"]
     rows = ok(admin(gw, "GET", f"/admin/ledger/{request_id}"))["data"]

@@ -38,6 +38,8 @@ def govern(route: Route, request: ChatRequest | None,
                            f"no deployment of model '{route.group}' is allowed ({reasons}).")
         candidates = allowed
     notes = [",".join(scope for scope, _ in policies)]
+    if request is not None and any(p.deny_terms or p.max_prompt_chars for _, p in policies):
+        _guard(route, request, policies, record)
     redactor: Redactor | None = None
     rules = [(scope, name, rule) for scope, policy in policies
              for name, rule in policy.data_classes.items()]
@@ -115,6 +117,25 @@ def stream_restorer(redactor: Redactor) -> Callable[[list[ChatChunk]], list[Chat
         return batch
 
     return rewrite
+
+
+def _guard(route: Route, request: ChatRequest, policies: Sequence[tuple[str, DataPolicy]],
+           record: RequestRecord) -> None:
+    """The deny-list and size-limit guardrails of the prompt."""
+    texts = list(_texts(request.messages))
+    size = sum(len(t) for t in texts)
+    lowered = "\n".join(texts).lower()
+    for scope, policy in policies:
+        limit = policy.max_prompt_chars
+        if limit is not None and size > limit:
+            raise _refused(record, f"Refused by the governance policy of {_scope_name(scope)}: "
+                           f"rule max_prompt_chars — the prompt has {size} characters, more "
+                           f"than {limit}.")
+        for term in policy.deny_terms:
+            if term.lower() in lowered:
+                raise _refused(record, f"Refused by the governance policy of "
+                               f"{_scope_name(scope)}: rule deny_terms — the prompt contains "
+                               f"a denied term ({term!r}).")
 
 
 def _refused(record: RequestRecord, message: str) -> PolicyViolation:

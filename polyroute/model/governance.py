@@ -53,6 +53,10 @@ class DataPolicy(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknow
     deny_tags: Words = msgspec.field(default_factory=list)
     data_classes: Annotated[dict[Word, DataClassRule], Meta(max_length=16)] = msgspec.field(
         default_factory=dict)
+    deny_terms: Words = msgspec.field(default_factory=list)
+    """Guardrail: a prompt containing one of these (case-insensitive) is refused."""
+    max_prompt_chars: Annotated[int, Meta(gt=0, le=100_000_000)] | None = None
+    """Guardrail: a prompt whose message text is longer than this is refused."""
     retain_bodies: bool = False
     """Whether prompt and response bodies may be stored. polyroute stores none (the ledger
     holds counts and names, never text); this records the scope's consent for tools that

@@ -6,7 +6,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -20,9 +20,10 @@ from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
+from polyroute.engine.guardrails import Guardrails, hooks_from
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Router
-from polyroute.errors import AuthenticationFailed
+from polyroute.errors import AuthenticationFailed, UpstreamError, UpstreamUnavailable
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
@@ -80,8 +81,17 @@ def build_app(config: GatewayConfig) -> web.Application:
     directory = stack.directory
     metrics.watch_directory(lambda: len(directory.quarantined))
     policy = stack.policy
+    guardrails = None
+    if config.guardrails:  # webhooks over the shared client; their errors fail open or closed
+        async def post(url: str, body: bytes, timeout_s: float) -> bytes:
+            return await transport.fetch(
+                "POST", url, body=body, headers={"content-type": "application/json"},
+                connect_s=timeout_s, deployment="guardrail", errors=_guardrail_error,
+                total_s=timeout_s)
+
+        guardrails = Guardrails(hooks_from(config.guardrails, post))
     gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
-                      policy)
+                      policy, guardrails=guardrails)
     parts = Components(config, gateway, metrics, transport, breakers, shared,
                        policy_stack=stack)
 
@@ -118,6 +128,11 @@ def build_app(config: GatewayConfig) -> web.Application:
 def watch_connections(app: web.Application, gate: ConnectionGate) -> None:
     """Export the listener's connection counts (the listener is built outside the app)."""
     app[APP_KEY].metrics.watch_connections(lambda: gate.open, lambda: gate.refused)
+
+
+def _guardrail_error(status: int, raw: bytes, headers: Mapping[str, str],
+                     deployment: str) -> UpstreamError:
+    return UpstreamUnavailable(f"the guardrail webhook answered {status}", deployment=deployment)
 
 
 def _log_transition(upstream: str, before: str, after: str, at: float) -> None:

@@ -220,7 +220,19 @@ def _compile(
         metrics=_metrics(cfg, fail),
         catalog=catalog,
         auto_router=router,
+        guardrails=_guardrails(cfg, fail),
     )
+
+
+def _guardrails(cfg: ConfigFile, fail: Any) -> tuple[c.GuardrailSettings, ...]:
+    out = []
+    for name, g in sorted(cfg.guardrails.items()):
+        if not g.url.startswith(("http://", "https://")):
+            raise fail(f"guardrails.{name}.url", f"'{g.url}' is not an http(s) URL",
+                       "write the webhook's full URL, e.g. https://guard.internal/check")
+        out.append(c.GuardrailSettings(name, g.url, frozenset(g.stages), g.timeout_s,
+                                       g.on_error == "open"))
+    return tuple(out)
 
 
 def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:

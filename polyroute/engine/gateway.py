@@ -30,6 +30,7 @@ from polyroute.engine.estimate import (
     prediction_tokens,
 )
 from polyroute.engine.governance import govern, restore_response, stream_restorer
+from polyroute.engine.guardrails import Guardrails
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.recovery import Recovery
 from polyroute.engine.resume import Resumed
@@ -79,7 +80,10 @@ class Gateway:
         policy: Policy | None = None,
         clock: Callable[[], float] = time.perf_counter,
         rng: Random | None = None,
+        guardrails: Guardrails | None = None,
     ) -> None:
+        self._guardrails = guardrails
+        """External guardrails (issue 11); None when none is configured."""
         self._policy: Policy = policy or OpenPolicy()
         self._router = router
         self._adapters = adapters
@@ -143,6 +147,8 @@ class Gateway:
         ticket: object = None
         try:
             route = self._route(model, also, record, request, principal)
+            if self._guardrails is not None and request is not None:
+                await self._guardrails.request(request, route.group, record)
             ticket = await self._admit(principal, route, record, reserve, request)
             own = route.resilience.timeouts
             timeouts = overrides.apply(own)
@@ -152,6 +158,8 @@ class Gateway:
                 lambda dep: attempt(dep, timeouts, deadline),
                 timeouts.total_s < own.total_s, own.response_s))
             record.usage = usage(result)
+            if self._guardrails is not None and isinstance(result, ChatResponse):
+                await self._guardrails.response(result, route.group, record)
             if route.redactor is not None and isinstance(result, ChatResponse):
                 restore_response(result, route.redactor)
             return result
@@ -175,6 +183,8 @@ class Gateway:
         ticket: object = None
         try:
             route = self._route(request.model, request.models or (), record, request, principal)
+            if self._guardrails is not None:
+                await self._guardrails.request(request, route.group, record)
             reserve = reservation(request)
             input_tokens = reserve.input_tokens
             ticket = await self._admit(principal, route, record, reserve, request)

@@ -5,6 +5,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -251,3 +252,42 @@ def test_cli_errors_are_one_line_and_audit_verify_exits_1(tmp_path: Path) -> Non
         conn.execute("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 1")
     result = _cli("audit", "verify", "--config", config)
     assert result.returncode == 1 and "entry 1 was edited" in result.stderr
+
+
+_CRASH = """
+import os, signal, sys
+from polyroute.policy.audit import AuditLog
+from polyroute.storage.audit import AuditStore
+from polyroute.storage.spool import Spool
+log = AuditLog(AuditStore(None), Spool(sys.argv[1]))  # never reaches a database
+log.open()
+for i in range(3):
+    log.refused(f"key:k{i}", "request policy_violation", "chat", {"rule": f"r{i}"})
+os.kill(os.getpid(), signal.SIGKILL)  # before any flush
+"""
+
+
+async def test_refusals_spooled_by_a_killed_process_are_chained_by_the_next(
+        tmp_path: Path) -> None:
+    from polyroute.policy.audit import AuditLog
+    from polyroute.storage.audit import AuditStore
+    from polyroute.storage.spool import Spool
+    from polyroute.storage.sqlite import SqliteDatabase
+
+    spool = tmp_path / "audit"
+    killed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", _CRASH, str(spool)], cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert killed.returncode == -9
+    db = SqliteDatabase(str(tmp_path / "p.db"))
+    await db.start()
+    log = AuditLog(AuditStore(db), Spool(str(spool)))
+    log.open()  # adopts the dead process's segment
+    await log.flush()
+    entries = await log.query(0, 2e9, {"outcome": "refused"}, 10)
+    assert sorted(e.actor for e in entries) == ["key:k0", "key:k1", "key:k2"]
+    assert (await log.verify()).ok
+    await log.flush()  # nothing twice
+    assert len(await log.query(0, 2e9, {}, 10)) == 3
+    await log.aclose()
+    await db.close()

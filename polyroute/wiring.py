@@ -179,6 +179,7 @@ class PolicyStack:
                 "quarantined": ledger.quarantined,
                 "backlog_bytes": backlog},
             "state": self.limiter.status(),
+            "audit": {"pending": self.audit.pending, "failing": self.audit.failing},
         }
 
     async def aclose(self) -> None:

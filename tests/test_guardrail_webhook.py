@@ -68,6 +68,7 @@ def setup() -> Iterator[tuple[GatewayProcess, SimServer, Webhook]]:
                 "a-open": {"url": f"{hook.url}/open", "timeout_s": 0.5, "on_error": "open"},
                 "b-closed": {"url": f"{hook.url}/closed", "timeout_s": 0.5,
                              "stages": ["request", "response"]},
+                "c-schema": {"type": "json_schema"},
             },
         }
         with GatewayProcess(config, {"KEY": KEY}) as gw:
@@ -115,3 +116,26 @@ def test_a_whole_answer_is_checked_before_the_client_gets_it(
         chat(gw, "say answer-bad")  # the prompt passes; the echoed answer does not
     assert "guardrail 'b-closed' (response)" in refused.value.message
     assert ("/closed", "response") in {(p, b["stage"]) for p, b in hook.seen}
+
+
+def test_a_structured_output_must_match_the_schema_asked_for(
+        setup: tuple[GatewayProcess, SimServer, Webhook]) -> None:
+    gw, _, _ = setup
+    client = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}}
+
+    def ask(text: str) -> str:
+        reply = client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": text}], response_format=fmt)
+        return reply.choices[0].message.content or ""
+
+    assert ask('{"a": 1}') == '{"a": 1}'  # the echo is valid
+    with pytest.raises(openai.PermissionDeniedError) as wrong:
+        ask('{"a": "one"}')
+    assert "guardrail 'c-schema' (response)" in wrong.value.message
+    assert "does not match the schema at a: 'one' is not of type 'integer'" in \
+        wrong.value.message
+    with pytest.raises(openai.PermissionDeniedError) as not_json:
+        ask("plain words")
+    assert "the answer is not JSON" in not_json.value.message

@@ -117,6 +117,8 @@ class MetricsSettings:
 @dataclass(frozen=True, slots=True)
 class GuardrailSettings:
     name: str
+    type: str
+    """'webhook' or 'json_schema'."""
     url: str
     stages: frozenset[str]
     timeout_s: float

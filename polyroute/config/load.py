@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -227,10 +228,16 @@ def _compile(
 def _guardrails(cfg: ConfigFile, fail: Any) -> tuple[c.GuardrailSettings, ...]:
     out = []
     for name, g in sorted(cfg.guardrails.items()):
-        if not g.url.startswith(("http://", "https://")):
+        stages = frozenset(g.stages)
+        if g.type == "json_schema":
+            if importlib.util.find_spec("jsonschema") is None:
+                raise fail(f"guardrails.{name}.type", "json_schema needs the jsonschema package",
+                           "pip install 'polyroute[guardrails]' (or jsonschema)")
+            stages = frozenset({"response"})  # it checks answers only
+        elif g.url is None or not g.url.startswith(("http://", "https://")):
             raise fail(f"guardrails.{name}.url", f"'{g.url}' is not an http(s) URL",
                        "write the webhook's full URL, e.g. https://guard.internal/check")
-        out.append(c.GuardrailSettings(name, g.url, frozenset(g.stages), g.timeout_s,
+        out.append(c.GuardrailSettings(name, g.type, g.url or "", stages, g.timeout_s,
                                        g.on_error == "open"))
     return tuple(out)
 

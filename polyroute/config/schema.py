@@ -314,11 +314,14 @@ class GroupSection(_Section, kw_only=True):
 
 
 class GuardrailSection(_Section, kw_only=True):
-    """An external guardrail (issue 11): polyroute POSTs {"stage", "model", "text"} as JSON
-    and expects {"allow": true|false, "reason"?: "…"}."""
+    """A guardrail (issue 11). ``webhook``: polyroute POSTs {"stage", "model", "text"} as
+    JSON and expects {"allow": true|false, "reason"?: "…"}. ``json_schema``: a whole answer
+    to a request with ``response_format: json_schema`` must be JSON valid against its schema
+    (needs the ``jsonschema`` package: ``pip install polyroute[guardrails]``)."""
 
-    url: str
-    """The webhook's URL (http or https)."""
+    type: Literal["webhook", "json_schema"] = "webhook"
+    url: str | None = None
+    """The webhook's URL (http or https); required for ``webhook``."""
     stages: Annotated[list[Literal["request", "response"]], Meta(min_length=1)] = \
         msgspec.field(default_factory=lambda: ["request"])
     """``request``: the prompt, before routing; ``response``: a whole (non-streamed) answer."""

@@ -158,8 +158,9 @@ class Gateway:
                 lambda dep: attempt(dep, timeouts, deadline),
                 timeouts.total_s < own.total_s, own.response_s))
             record.usage = usage(result)
-            if self._guardrails is not None and isinstance(result, ChatResponse):
-                await self._guardrails.response(result, route.group, record)
+            if self._guardrails is not None and isinstance(result, ChatResponse) \
+                    and request is not None:
+                await self._guardrails.response(result, request, route.group, record)
             if route.redactor is not None and isinstance(result, ChatResponse):
                 restore_response(result, route.redactor)
             return result

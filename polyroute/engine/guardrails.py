@@ -14,6 +14,7 @@ until a check passes).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ from polyroute.model.record import RequestRecord
 
 log = logging.getLogger("polyroute.guardrails")
 
-Check = Callable[[str, str, str], Awaitable[str | None]]
-"""(stage, model group, text) → why the text is refused, or None."""
+Check = Callable[[str, str, str, ChatRequest], Awaitable[str | None]]
+"""(stage, model group, text, the request) → why the text is refused, or None."""
 Post = Callable[[str, bytes, float], Awaitable[bytes]]
 """(url, JSON body, timeout in seconds) → the response body of a 2xx; raises otherwise."""
 
@@ -58,7 +59,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def webhook(url: str, timeout_s: float, post: Post) -> Check:
-    async def check(stage: str, model: str, text: str) -> str | None:
+    async def check(stage: str, model: str, text: str, request: ChatRequest) -> str | None:
         verdict = _decode_verdict(await post(url, _encode(_Ask(stage, model, text)),
                                              timeout_s))
         return None if verdict.allow else (verdict.reason or "refused")
@@ -66,9 +67,31 @@ def webhook(url: str, timeout_s: float, post: Post) -> Check:
     return check
 
 
+async def json_schema(stage: str, model: str, text: str, request: ChatRequest) -> str | None:
+    """A structured output must be valid against the schema the client asked for."""
+    fmt = request.response_format or {}
+    spec = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        return None  # no structured output was asked for
+    import jsonschema  # optional (polyroute[guardrails]); config checked it is installed
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"the answer is not JSON ({exc.msg} at character {exc.pos})"
+    error = jsonschema.exceptions.best_match(
+        jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"the answer does not match the schema at {where}: {error.message}"
+
+
 def hooks_from(settings: Sequence[GuardrailSettings], post: Post) -> tuple[Hook, ...]:
-    return tuple(Hook(g.name, webhook(g.url, g.timeout_s, post), g.stages, g.timeout_s,
-                      g.fail_open) for g in settings)
+    return tuple(Hook(g.name, json_schema if g.type == "json_schema" else
+                      webhook(g.url, g.timeout_s, post), g.stages, g.timeout_s, g.fail_open)
+                 for g in settings)
 
 
 class Guardrails:
@@ -78,21 +101,22 @@ class Guardrails:
 
     async def request(self, request: ChatRequest, group: str, record: RequestRecord) -> None:
         if self._request:
-            await self._run(self._request, "request", group, _prompt(request), record)
+            await self._run(self._request, "request", group, _prompt(request), request,
+                            record)
 
-    async def response(self, response: ChatResponse, group: str,
+    async def response(self, response: ChatResponse, request: ChatRequest, group: str,
                        record: RequestRecord) -> None:
         if self._response:
             text = "\n".join(c.message.content for c in response.choices
                              if isinstance(c.message.content, str))
-            await self._run(self._response, "response", group, text, record)
+            await self._run(self._response, "response", group, text, request, record)
 
     async def _run(self, hooks: Sequence[Hook], stage: str, group: str, text: str,
-                   record: RequestRecord) -> None:
+                   request: ChatRequest, record: RequestRecord) -> None:
         for hook in hooks:
             try:
                 async with asyncio.timeout(hook.timeout_s):
-                    reason = await hook.check(stage, group, text)
+                    reason = await hook.check(stage, group, text, request)
             except Exception as exc:  # late, unreachable, or an answer we cannot read
                 why = f"no answer within {hook.timeout_s:g} s" if isinstance(
                     exc, TimeoutError) else f"{type(exc).__name__}"

@@ -6,7 +6,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -25,11 +25,12 @@ from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
+from polyroute.engine.guardrails import Guardrails, hooks_from
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.response_cache import ResponseCache
 from polyroute.engine.room import Room
 from polyroute.engine.router import Router
-from polyroute.errors import AuthenticationFailed
+from polyroute.errors import AuthenticationFailed, UpstreamError, UpstreamUnavailable
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
 from polyroute.observability.request_log import (
@@ -114,12 +115,22 @@ def build_app(config: GatewayConfig) -> web.Application:
         metrics.watch_ledger(ledger.backlog_bytes, lambda: ledger.written,
                              lambda: float(ledger.failing), lambda: ledger.quarantined)
     stack.metrics = metrics  # the dependence gauges, measured from the ledger
+    observers.append(stack.refusals)  # policy refusals into the audit log, batched
     directory = stack.directory
     metrics.watch_directory(lambda: len(directory.quarantined))
     limiter = stack.limiter
     metrics.watch_state_store(lambda: float(bool(limiter.status().get("healthy", True))))
     metrics.watch_budgets(lambda: {k: v for k, v in stack.budget_use.items()})
     policy = stack.policy
+    guardrails = None
+    if config.guardrails:  # webhooks over the shared client; their errors fail open or closed
+        async def post(url: str, body: bytes, timeout_s: float) -> bytes:
+            return await transport.fetch(
+                "POST", url, body=body, headers={"content-type": "application/json"},
+                connect_s=timeout_s, deployment="guardrail", errors=_guardrail_error,
+                total_s=timeout_s)
+
+        guardrails = Guardrails(hooks_from(config.guardrails, post))
     room = Room()  # what the deployments are doing now: kept across reloads
     transport.on_headers = room.observe_headers  # vendors' x-ratelimit-* headers
     cache = _response_cache(config)
@@ -128,7 +139,8 @@ def build_app(config: GatewayConfig) -> web.Application:
     affinity = PrefixAffinity(lambda upstream: breakers.state(upstream) == "closed")
     router = Router(config, auto=AutoRoutes(config), room=room, affinity=affinity)
     gateway = Gateway(router, adapters, observers, breakers, policy,
-                      quota=DeploymentLimits(stack.limiter), cache=cache, tracer=tracer)
+                      quota=DeploymentLimits(stack.limiter), cache=cache, tracer=tracer,
+                      guardrails=guardrails)
     parts = Components(config, gateway, metrics, transport, breakers, shared,
                        policy_stack=stack, tracer=tracer, request_log=request_log)
     if config.state.redis_url is not None:  # least_busy counts other replicas' requests too
@@ -231,6 +243,11 @@ def _request_log(config: GatewayConfig, metrics: Metrics) -> RequestLog | None:
 def watch_connections(app: web.Application, gate: ConnectionGate) -> None:
     """Export the listener's connection counts (the listener is built outside the app)."""
     app[APP_KEY].metrics.watch_connections(lambda: gate.open, lambda: gate.refused)
+
+
+def _guardrail_error(status: int, raw: bytes, headers: Mapping[str, str],
+                     deployment: str) -> UpstreamError:
+    return UpstreamUnavailable(f"the guardrail webhook answered {status}", deployment=deployment)
 
 
 _CIRCUIT_LEVEL = {"closed": 0.0, "half_open": 1.0, "open": 2.0}

@@ -5,6 +5,7 @@
     │   ├── InvalidRequest            400
     │   ├── AuthenticationFailed      401
     │   ├── PermissionDenied          403
+    │   │   └── PolicyViolation       403  a data-governance rule refused the request
     │   ├── ModelNotFound             404
     │   ├── NotFound                  404  an admin API object (key, team, org)
     │   ├── PayloadTooLarge           413
@@ -104,6 +105,13 @@ class AuthenticationFailed(ClientError):
 class PermissionDenied(ClientError):
     status = 403
     type = "permission_error"
+
+
+class PolicyViolation(PermissionDenied):
+    """A data-governance policy (issue 11) refused the request; the message names the scope
+    and the rule."""
+
+    code = "policy_violation"
 
 
 class ModelNotFound(ClientError):

@@ -23,15 +23,19 @@ from polyroute.independence.publish import measure_forever
 from polyroute.independence.topology import Topology
 from polyroute.observability.metrics import Metrics
 from polyroute.policy.admin import AdminService
+from polyroute.policy.audit import AuditLog, RefusalAuditor
 from polyroute.policy.directory import Directory
 from polyroute.policy.entities import Settings
 from polyroute.policy.keyed import KeyPolicy
 from polyroute.policy.prices import Prices
+from polyroute.policy.roles import AdminKeys
 from polyroute.pricing.catalog import PriceCatalog
 from polyroute.state.limits import Limiter, Periods
 from polyroute.state.memory_limits import MemoryLimiter
 from polyroute.state.redis_limits import RedisLimiter, limits_client
 from polyroute.storage import postgres, sqlite
+from polyroute.storage.admin_keys import AdminKeyStore
+from polyroute.storage.audit import AuditStore
 from polyroute.storage.database import Database, StoreUnavailable
 from polyroute.storage.key_store import KeyStore
 from polyroute.storage.ledger import LedgerWriter
@@ -62,8 +66,14 @@ class PolicyStack:
         self.store = KeyStore(self.db)
         self.directory = Directory(self.store, config.limits)
         self.ledger: LedgerWriter | None = None
+        spool_dir = storage.spool_dir or str(Path(storage.sqlite_path).parent / "spool")
+        # Refusals are spooled like ledger records (the ledger's spool reads only its own
+        # segment names, so a subdirectory is safe); one admin call served in process has
+        # no ledger and needs no spool.
+        self.audit = AuditLog(AuditStore(self.db), Spool(str(Path(spool_dir) / "audit"))
+                              if storage.ledger else None)
+        self.refusals = RefusalAuditor(self.audit)
         if storage.ledger:
-            spool_dir = storage.spool_dir or str(Path(storage.sqlite_path).parent / "spool")
             self.ledger = LedgerWriter(Spool(spool_dir), self.db,
                                        interval_s=storage.flush_interval_s,
                                        batch=max(storage.flush_batch, 100))
@@ -83,7 +93,8 @@ class PolicyStack:
         self.service = service = AdminService(self.directory, self.store, self.db,
                                               counters=self.limiter.counters,
                                               topology=self.topology)
-        self.admin = AdminRoutes(service, config.auth.master_key, self.status)
+        self.admin = AdminRoutes(service, config.auth.master_key, self.status,
+                                 AdminKeys(AdminKeyStore(self.db)), self.audit)
         self._tasks: list[asyncio.Task[None]] = []
         self._db_started = False
         self.budget_use: dict[tuple[str, str], float] = {}
@@ -95,6 +106,8 @@ class PolicyStack:
     async def start(self) -> None:
         if self.ledger is not None:
             self.ledger.open()
+        self.audit.open()
+        self.audit.start()
         self.limiter.start()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_STARTUP_WAIT_S):
@@ -215,6 +228,7 @@ class PolicyStack:
                 "quarantined": ledger.quarantined,
                 "backlog_bytes": backlog},
             "state": self.limiter.status(),
+            "audit": {"pending": self.audit.pending, "failing": self.audit.failing},
         }
 
     async def aclose(self) -> None:
@@ -222,6 +236,7 @@ class PolicyStack:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.limiter.aclose()
+        await self.audit.aclose()
         if self.ledger is not None:
             await self.ledger.aclose()
         await self.db.close()

@@ -185,6 +185,17 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardrailSettings:
+    name: str
+    type: str
+    """'webhook' or 'json_schema'."""
+    url: str
+    stages: frozenset[str]
+    timeout_s: float
+    fail_open: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StorageSettings:
     sqlite_path: str
     flush_interval_s: float = 0.5
@@ -254,6 +265,8 @@ class GatewayConfig:
     """The price catalog the deployments were priced from, read once by the loader; the
     composition root hands this same one to the policy. None (a config built in code): the
     composition root reads the shipped one."""
+    guardrails: tuple[GuardrailSettings, ...] = ()
+    """External guardrails (webhooks), in name order."""
     auto_router: AutoRouter | None = field(default=None, repr=False, compare=False)
     """The auto-router the 'auto' groups were validated against, read once by the loader and
     handed to the engine; None when no group routes auto."""

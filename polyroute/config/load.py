@@ -237,6 +237,7 @@ def _compile(
         logs=_logs(cfg, env, fail, base_dir),
         catalog=catalog,
         auto_router=router,
+        guardrails=_guardrails(cfg, fail),
     )
 
 
@@ -270,6 +271,23 @@ def _semantic(name: str, group: GroupSection, cfg: ConfigFile, fail: Any) -> boo
         raise fail(path, f"needs the embedding model, and {', '.join(missing)} is not installed",
                    "pip install 'polyroute[semantic]', or remove the key")
     return True
+
+
+def _guardrails(cfg: ConfigFile, fail: Any) -> tuple[c.GuardrailSettings, ...]:
+    out = []
+    for name, g in sorted(cfg.guardrails.items()):
+        stages = frozenset(g.stages)
+        if g.type == "json_schema":
+            if importlib.util.find_spec("jsonschema") is None:
+                raise fail(f"guardrails.{name}.type", "json_schema needs the jsonschema package",
+                           "pip install 'polyroute[guardrails]' (or jsonschema)")
+            stages = frozenset({"response"})  # it checks answers only
+        elif g.url is None or not g.url.startswith(("http://", "https://")):
+            raise fail(f"guardrails.{name}.url", f"'{g.url}' is not an http(s) URL",
+                       "write the webhook's full URL, e.g. https://guard.internal/check")
+        out.append(c.GuardrailSettings(name, g.type, g.url or "", stages, g.timeout_s,
+                                       g.on_error == "open"))
+    return tuple(out)
 
 
 def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:

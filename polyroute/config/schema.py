@@ -483,6 +483,25 @@ class GroupSection(_Section, kw_only=True):
     and within 1.5 times its weight's share, so the vendor's prompt cache there is read."""
 
 
+class GuardrailSection(_Section, kw_only=True):
+    """A guardrail (issue 11). ``webhook``: polyroute POSTs {"stage", "model", "text"} as
+    JSON and expects {"allow": true|false, "reason"?: "…"}. ``json_schema``: a whole answer
+    to a request with ``response_format: json_schema`` must be JSON valid against its schema
+    (needs the ``jsonschema`` package: ``pip install polyroute[guardrails]``)."""
+
+    type: Literal["webhook", "json_schema"] = "webhook"
+    url: str | None = None
+    """The webhook's URL (http or https); required for ``webhook``."""
+    stages: Annotated[list[Literal["request", "response"]], Meta(min_length=1)] = \
+        msgspec.field(default_factory=lambda: ["request"])
+    """``request``: the prompt, before routing; ``response``: a whole (non-streamed) answer."""
+    timeout_s: Positive = 1.0
+    """The guardrail's time budget per check."""
+    on_error: Literal["open", "closed"] = "closed"
+    """When the webhook fails or is late: let the request through (open) or refuse it with
+    503 (closed)."""
+
+
 class ConfigFile(_Section, kw_only=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
@@ -498,6 +517,8 @@ class ConfigFile(_Section, kw_only=True):
     discover_from_env: bool = False
     """Also add the vendors found in the environment, as with no config file."""
     resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)
+    guardrails: dict[str, GuardrailSection] = msgspec.field(default_factory=dict)
+    """External guardrails by name, run on every request in name order (docs/governance.md)."""
 
 
 def json_schema() -> dict[str, Any]:

@@ -31,6 +31,8 @@ from polyroute.engine.estimate import (
     estimate_input_tokens,
     prediction_tokens,
 )
+from polyroute.engine.governance import govern, restore_response, stream_restorer
+from polyroute.engine.guardrails import Guardrails
 from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
@@ -90,7 +92,10 @@ class Gateway:
         quota: QuotaGate | None = None,
         cache: ResponseCache | None = None,
         tracer: Tracer | None = None,
+        guardrails: Guardrails | None = None,
     ) -> None:
+        self._guardrails = guardrails
+        """External guardrails (issue 11); None when none is configured."""
         self._policy: Policy = policy or OpenPolicy()
         self._quota = quota
         """Deployments' own rpm/tpm (the vendor's quota); None: not enforced."""
@@ -210,6 +215,8 @@ class Gateway:
             self._tracer.begin(record)
         try:
             route = self._route(model, also, record, request, principal, overrides.tags)
+            if self._guardrails is not None and request is not None:
+                await self._guardrails.request(request, route.group, record)
             ticket = await self._admit(principal, route, record, reserve, request)
             holder, quota = self._room(route, reserve, stream=False)
             own = route.resilience.timeouts
@@ -221,6 +228,11 @@ class Gateway:
                 lambda dep: attempt(dep, timeouts, deadline),
                 timeouts.total_s < own.total_s, own.response_s))
             record.usage = usage(result)
+            if self._guardrails is not None and isinstance(result, ChatResponse) \
+                    and request is not None:
+                await self._guardrails.response(result, request, route.group, record)
+            if route.redactor is not None and isinstance(result, ChatResponse):
+                restore_response(result, route.redactor)
             return result
         except GatewayError as exc:
             record.status, record.error_class = exc.status, exc.error_class
@@ -246,6 +258,8 @@ class Gateway:
         try:
             route = self._route(request.model, request.models or (), record, request, principal,
                                 overrides.tags)
+            if self._guardrails is not None:
+                await self._guardrails.request(request, route.group, record)
             reserve = reservation(request)
             input_tokens = reserve.input_tokens
             ticket = await self._admit(principal, route, record, reserve, request)
@@ -304,11 +318,14 @@ class Gateway:
             timeouts=timeouts, deadline=deadline, failover_on=route.resilience.failover_on,
             loop=resume_loop, on_failure=failed, prompt_tokens=input_tokens,
             max_resumes=route.resilience.retry.max_attempts, pace=self._pace)
-        return LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
+        live = LiveStream(opened, record, stall_s=timeouts.stall_s, deadline=deadline,
                           on_failure=lambda exc: failed(dep, exc),
                           settle=lambda: self._settle(record, start, ticket, holder),
                           recovery=recovery, deployment=dep,
                           pace=(self._pace, timeouts))
+        if route.redactor is not None:
+            live.rewrite = stream_restorer(route.redactor)
+        return live
 
     async def _admit(
         self, principal: Principal, route: Route, record: RequestRecord, reserve: Reservation,
@@ -339,6 +356,10 @@ class Gateway:
                                    tags or metadata_tags(request))
         if request is not None:
             route = _speakers_first(route, request)
+        if principal.governance:  # issue 11; a caller without policies pays this test only
+            record.key_id, record.team, record.org = principal.key_id, principal.team, \
+                principal.org  # a refusal's record names the caller
+            route = govern(route, request, principal.governance, record)
         record.model_group = route.group
         if route.decision is not None:
             record.route = route.decision.header_value()

@@ -18,6 +18,7 @@ from polyroute.engine.room import Room
 from polyroute.engine.strategies import STRATEGIES, Ranked, RoutingContext
 from polyroute.engine.tags import carrying
 from polyroute.errors import InvalidRequest, ModelNotFound
+from polyroute.guardrails.redact import Redactor
 from polyroute.model.chat import ChatRequest
 from polyroute.model.names import name_problem
 
@@ -43,6 +44,9 @@ class Route:
     room, and tag selection): for ``x-polyroute-route`` and the ledger."""
     kind: str | None = None
     """``<strategy>/<kind>`` of that reason: a bounded metric label."""
+    redactor: Redactor | None = None
+    """Values a governance policy redacted from the prompt, to restore in the answer."""
+
 
 _READS_THE_ROOM = frozenset({"least_latency", "least_busy", "quota", "cost"})
 

@@ -130,6 +130,9 @@ class LiveStream:
         """The current attempt's charge is already in the recovery's billing."""
         self.last: ChatChunk | None = None
         """The latest chunk relayed: its id and model label an error event, should one come."""
+        self.rewrite: Callable[[list[ChatChunk]], list[ChatChunk]] | None = None
+        """Changes what the client sees after recovery noted what the upstream sent (a
+        governance policy restoring redacted values)."""
 
     def __aiter__(self) -> LiveStream:
         return self
@@ -164,6 +167,8 @@ class LiveStream:
                     self._finished = True
         if self._sent is not None:
             self._sent.observe(batch)
+        if self.rewrite is not None:
+            batch = self.rewrite(batch)
         self.last = batch[-1]
         return batch
 

@@ -66,6 +66,9 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     what is charged when the answer comes without the upstream's usage."""
     features: str | None = None
     """The capabilities the request used (``model/features.py``): tools, json_schema, vision…"""
+    governance: str | None = None
+    """The data-governance policies applied and what they did (``k:…,t:… pii:redacted
+    email=1``); None: none applied."""
     client_request_id: str | None = None
     """The id the client chose (``x-client-request-id`` / ``x-request-id``); ``request_id``
     is always the gateway's own."""

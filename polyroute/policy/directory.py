@@ -227,6 +227,8 @@ class Directory:
         return KeyPrincipal(
             problem=self._problem(key),
             key_id=key.id, team=key.team, org=org_id, allowed_models=allowed,
+            governance=tuple((name, s.governance) for name, s in levels
+                             if s.governance is not None),
             scopes=scopes, limited=any(s.limited for s in scopes),
             budgeted=any(s.budgets for s in scopes), fail_open=outage == "open",
             salt=key.salt, digest=key.digest, expires_at=key.expires_at,

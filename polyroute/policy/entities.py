@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from polyroute.model.governance import DataPolicy
+
 # Every number an operator can set is bounded: a value the limiter cannot hold exactly (a
 # budget of 1e300 overflowed the directory rebuild, issue 10 item 7) is refused with a 400
 # naming the field, never stored. The bounds sit far above any real use.
@@ -52,6 +54,8 @@ class Settings(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_
     on_state_outage: Literal["open", "closed"] | None = None
     """Teams: when Redis is unreachable, admit (open) or refuse with 503 (closed); unset: the
     gateway's limits.on_state_outage."""
+    governance: DataPolicy | None = None
+    """Where this scope's requests may go and what data may go there (docs/governance.md)."""
 
 
 class OrgIn(Settings, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):

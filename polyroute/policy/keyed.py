@@ -231,7 +231,8 @@ class KeyPolicy:
             usage_estimated=int(estimated), client_request_id=r.client_request_id,
             stream=int(r.stream),
             ttft_ms=round(r.ttft_s * 1000, 3) if r.ttft_s is not None else None,
-            route=r.route, cache=r.cache, saved_usd=r.saved_usd, features=r.features)
+            route=r.route, cache=r.cache, saved_usd=r.saved_usd, features=r.features,
+            governance=r.governance)
 
 
 def billed_usage(record: RequestRecord) -> tuple[Usage | None, bool]:

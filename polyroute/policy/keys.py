@@ -28,18 +28,19 @@ class NewKey:
     hash: str
 
 
-def new_key() -> NewKey:
+def new_key(prefix: str = PREFIX) -> NewKey:
     key_id = secrets.token_hex(_ID_LEN // 2)
     secret = secrets.token_urlsafe(32)
     salt = secrets.token_bytes(16)
-    return NewKey(key_id, f"{PREFIX}{key_id}-{secret}", salt.hex(), digest(salt, secret).hex())
+    return NewKey(key_id, f"{prefix}{key_id}-{secret}", salt.hex(), digest(salt, secret).hex())
 
 
-def parse(token: str) -> tuple[str, str] | None:
-    """(key id, secret) of a well-formed key, else None."""
-    if not token.startswith(PREFIX) or len(token) != len(PREFIX) + _ID_LEN + 1 + _SECRET_LEN:
+def parse(token: str, prefix: str = PREFIX) -> tuple[str, str] | None:
+    """(key id, secret) of a well-formed key (admin keys have their own ``prefix``), else
+    None."""
+    if not token.startswith(prefix) or len(token) != len(prefix) + _ID_LEN + 1 + _SECRET_LEN:
         return None
-    body = token[len(PREFIX):]
+    body = token[len(prefix):]
     if body[_ID_LEN] != "-":
         return None
     return body[:_ID_LEN], body[_ID_LEN + 1:]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from polyroute.model.governance import DataPolicy
 from polyroute.model.price import Price
 from polyroute.model.record import RequestRecord
 
@@ -19,6 +20,9 @@ class Principal:
     org: str | None = None
     allowed_models: frozenset[str] | None = None
     """Model groups this caller may use; None: all."""
+    governance: tuple[tuple[str, DataPolicy], ...] = ()
+    """The data-governance policies of the key, its team and its organisation ('k:…',
+    't:…', 'o:…' → policy); empty, the common case, costs the request nothing."""
 
     def may_use(self, group: str) -> bool:
         allowed = self.allowed_models

@@ -82,6 +82,8 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     """A cache hit: what the answer cost when it was made (cost_usd is 0)."""
     features: str | None = None
     """The capabilities the request used (tools, json_schema, vision…; issue 14)."""
+    governance: str | None = None
+    """The data-governance policies applied (issue 11): which, and what they did."""
 
 
 _encode = msgspec.json.Encoder().encode

@@ -79,13 +79,45 @@ SCHEMA: tuple[str, ...] = (
         route              TEXT,
         cache              TEXT,
         saved_usd          DOUBLE PRECISION,
-        features           TEXT
+        features           TEXT,
+        governance         TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)",
     "CREATE INDEX IF NOT EXISTS ledger_key ON ledger (key_id, ts)",
     "CREATE INDEX IF NOT EXISTS ledger_team ON ledger (team, ts)",
     "CREATE INDEX IF NOT EXISTS ledger_org ON ledger (org, ts)",
     "CREATE INDEX IF NOT EXISTS ledger_request ON ledger (request_id)",
+    # Issue 11: admin keys with roles, and the hash-chained audit log (see the end of file).
+    """CREATE TABLE IF NOT EXISTS admin_keys (
+        id         TEXT PRIMARY KEY,
+        salt       TEXT NOT NULL,
+        hash       TEXT NOT NULL,
+        name       TEXT,
+        role       TEXT NOT NULL,
+        teams      TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked    INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        seq       BIGINT PRIMARY KEY,
+        entry_id  TEXT NOT NULL UNIQUE,
+        ts        DOUBLE PRECISION NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        target    TEXT,
+        outcome   TEXT NOT NULL,
+        detail    TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts)",
+    """CREATE TABLE IF NOT EXISTS audit_head (
+        id   INTEGER PRIMARY KEY,
+        seq  BIGINT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '" + "0" * 64
+    + "') ON CONFLICT (id) DO NOTHING",
 )
 
 LEDGER_COLUMNS = (
@@ -95,6 +127,7 @@ LEDGER_COLUMNS = (
     "reasoning_tokens", "cost_usd", "priced", "price_source", "latency_ms", "attempts",
     "usage_estimated", "client_request_id", "stream", "ttft_ms", "route", "cache", "saved_usd",
     "features",
+    "governance",
 )
 
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -109,6 +142,7 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ledger", "saved_usd", "DOUBLE PRECISION"),
     # Vendor independence (issue 14): which capabilities a request used.
     ("ledger", "features", "TEXT"),
+    ("ledger", "governance", "TEXT"),  # issue 11
 )
 """(table, column, type) added after a table was first created: each backend adds the ones a
 database made by an older version lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""
@@ -273,3 +307,42 @@ REPLAY_SHAPES = (
     "SELECT ts, endpoint, model_group, requested_model, team, vendor, deployment, stream, "
     "features, prompt_tokens, completion_tokens, latency_ms, cost_usd FROM ledger "
     "WHERE ts >= ? AND ts < ? AND status < 400 AND vendor IS NOT NULL ORDER BY ts")
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin keys (issue 11): the master key only bootstraps; these carry a role.
+INSERT_ADMIN_KEY = """
+INSERT INTO admin_keys (id, salt, hash, name, role, teams, created_at, revoked)
+VALUES (?, ?, ?, ?, ?, ?, ?, 0)
+"""
+SELECT_ADMIN_KEYS = (
+    "SELECT id, salt, hash, name, role, teams, created_at, revoked FROM admin_keys ORDER BY "
+    "created_at")
+SELECT_ADMIN_KEY = (
+    "SELECT id, salt, hash, name, role, teams, created_at, revoked FROM admin_keys "
+    "WHERE id = ?")
+REVOKE_ADMIN_KEY = "UPDATE admin_keys SET revoked = 1 WHERE id = ? AND revoked = 0"
+
+# The audit log: one chain. Appending locks the head row first (an UPDATE that changes
+# nothing takes PostgreSQL's row lock, and SQLite's write lock), so replicas append in turn
+# and every entry's prev_hash is the hash of the entry before it.
+AUDIT_COLUMNS = ("seq", "entry_id", "ts", "actor", "action", "target", "outcome", "detail",
+                 "prev_hash", "hash")
+LOCK_AUDIT_HEAD = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash"
+SET_AUDIT_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
+SELECT_AUDIT_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
+AUDIT_ENTRY_EXISTS = "SELECT 1 FROM audit_log WHERE entry_id = ?"
+INSERT_AUDIT = (
+    f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})")
+SELECT_AUDIT_CHAIN = (
+    f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?")
+AUDIT_FILTERS = {"actor": "actor", "action": "action", "target": "target",
+                 "outcome": "outcome"}
+
+
+def audit_query(filters: tuple[str, ...]) -> str:
+    """Entries between two times, newest first; names were checked against AUDIT_FILTERS."""
+    where = ["ts >= ?", "ts < ?", *(f"{AUDIT_FILTERS[f]} = ?" for f in filters)]
+    return (f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE {' AND '.join(where)} "
+            "ORDER BY seq DESC LIMIT ?")

@@ -10,6 +10,7 @@ import msgspec
 
 from polyroute import __version__
 from polyroute.policy.admin import BudgetStatus, IndependenceView, UsageRow
+from polyroute.policy.audit import AuditView, VerifyResult
 from polyroute.policy.entities import (
     KeyCreated,
     KeyIn,
@@ -19,6 +20,7 @@ from polyroute.policy.entities import (
     TeamIn,
     TeamView,
 )
+from polyroute.policy.roles import AdminKeyCreated, AdminKeyIn, AdminKeyView
 from polyroute.surface.console.openapi import CONSOLE_TYPES, console_paths
 
 
@@ -34,7 +36,8 @@ class Error(msgspec.Struct):
 
 
 _TYPES = (KeyIn, KeyView, KeyCreated, TeamIn, TeamView, OrgIn, OrgView, BudgetStatus, UsageRow,
-          IndependenceView, Error)
+          IndependenceView, AdminKeyIn, AdminKeyView, AdminKeyCreated, AuditView,
+          VerifyResult, Error)
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -50,7 +53,9 @@ def _op(summary: str, ok: dict[str, Any] | None, body: str | None = None, status
     op: dict[str, Any] = {"summary": summary, "responses": {
         str(status): {"description": "OK", "content": {"application/json": {"schema": ok}}}
         if ok is not None else {"description": "OK"},
-        "401": {"description": "no or wrong master key",
+        "401": {"description": "no or wrong master key or admin key",
+                "content": {"application/json": {"schema": _ref("Error")}}},
+        "403": {"description": "the admin key's role may not do this (role_forbidden)",
                 "content": {"application/json": {"schema": _ref("Error")}}},
         "404": {"description": "no such object",
                 "content": {"application/json": {"schema": _ref("Error")}}},
@@ -99,7 +104,11 @@ _QUERY: dict[str, dict[str, Any]] = {
     "until": {"name": "until", "in": "query", "schema": {"type": "string"},
               "description": "same forms as since; default now"},
     **{f: {"name": f, "in": "query", "schema": {"type": "string"},
-           "description": f"only this {f}"} for f in ("key", "org", "vendor", "model")},
+           "description": f"only this {f}"} for f in ("key", "org", "vendor", "model",
+                                                       "actor", "action", "target",
+                                                       "outcome")},
+    "limit": {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 1000},
+              "description": "at most this many entries (newest first; 10000 at most)"},
 }
 
 
@@ -147,12 +156,28 @@ def openapi() -> dict[str, Any]:
             "Mode (open or keys), key count, ledger backlog, shared state health",
             {"type": "object"})},
         **console_paths(_op, _QUERY, _ref),
+        "/admin/admin-keys": {
+            "get": _op("List admin keys (never their secret part)", _list("AdminKeyView")),
+            "post": _op("Create an admin key with a role: the response holds the key, shown "
+                        "this once", _ref("AdminKeyCreated"), "AdminKeyIn", 201),
+        },
+        "/admin/admin-keys/{id}": {"parameters": [_ID], "delete": _op(
+            "Revoke an admin key", _ref("AdminKeyView"))},
+        "/admin/audit": {"get": _op(
+            "Audit log entries (admin actions, policy refusals), newest first",
+            _list("AuditView"),
+            params=("since", "until", "actor", "action", "target", "outcome", "limit"))},
+        "/admin/audit/verify": {"get": _op(
+            "Recompute the audit log's hash chain: ok, or the first entry removed or edited",
+            _ref("VerifyResult"))},
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": "polyroute admin API", "version": __version__,
-                 "description": "Keys, teams, organisations, budgets and usage. Every route "
-                                "needs the master key as 'Authorization: Bearer <key>'."},
+                 "description": "Keys, teams, organisations, budgets, usage, admin keys and "
+                                "the audit log. Every route needs the master key or an admin "
+                                "key as 'Authorization: Bearer <key>'; an admin key's role "
+                                "(admin, team_admin, auditor) limits what it may do."},
         "components": {"schemas": components, "securitySchemes": {
             "master": {"type": "http", "scheme": "bearer"}}},
         "security": [{"master": []}],

@@ -1,0 +1,90 @@
+"""Precision and recall of each guardrail detector on the labelled corpus, and its CPU cost
+per request.
+
+    PYTHONPATH=. python bench/guardrails/measure.py [--iterations 2000]
+
+A finding counts as right when its kind and exact text match a labelled span; every other
+finding is a false positive, every labelled span not found a false negative. CPU per request
+is ``time.process_time`` over ``--iterations`` runs of ``detect`` on a typical chat prompt
+(~1 KB: a paragraph with an e-mail, a phone number and a card) and on a 16 KB one, per kind
+alone and all kinds together, plus redaction of the 1 KB prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from polyroute.guardrails.detectors import KINDS, detect
+from polyroute.guardrails.redact import Redactor
+
+CORPUS = Path(__file__).with_name("corpus.jsonl")
+PARAGRAPH = (
+    "Hello, I need help with my order. I bought two items last week and only one arrived; "
+    "the tracking page says delivered on 2024-05-02 at 14:31. My name is Jane and you can "
+    "reach me at jane.doe@example.com or on +44 20 7946 0958. I paid with the card "
+    "4242 4242 4242 4242. Version 2.3.1 of your app crashes when I open the orders tab, "
+    "and the error mentions request 8f3a2c1d. Could you refund the missing item or send it "
+    "again? I have attached the receipt. Thank you for your help, and have a nice day. ")
+
+
+def scores() -> dict[str, tuple[int, int, int]]:
+    tp: Counter[str] = Counter()
+    fp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
+    for line in CORPUS.read_text().splitlines():
+        example = json.loads(line)
+        text = example["text"]
+        expected = Counter((k, v) for k, v in example["spans"])
+        found = Counter((f.kind, text[f.start:f.end]) for f in detect(text))
+        for item, n in found.items():
+            hit = min(n, expected[item])
+            tp[item[0]] += hit
+            fp[item[0]] += n - hit
+        for item, n in expected.items():
+            fn[item[0]] += max(0, n - found[item])
+    return {k: (tp[k], fp[k], fn[k]) for k in KINDS}
+
+
+def cpu_us(fn: object, iterations: int) -> float:
+    call = fn  # type: ignore[assignment]
+    start = time.process_time()
+    for _ in range(iterations):
+        call()  # type: ignore[operator]
+    return (time.process_time() - start) / iterations * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--iterations", type=int, default=2000)
+    n = parser.parse_args().iterations
+    examples = len(CORPUS.read_text().splitlines())
+    print(f"corpus: {examples} examples ({CORPUS.name})\n")
+    print("| detector | TP | FP | FN | precision | recall | CPU µs / 1 KB prompt | "
+          "CPU µs / 16 KB prompt |")
+    print("|---|---|---|---|---|---|---|---|")
+    small = PARAGRAPH * 2
+    large = PARAGRAPH * 32
+    total = [0, 0, 0]
+    for kind, (tp, fp, fn) in scores().items():
+        total = [total[0] + tp, total[1] + fp, total[2] + fn]
+        p = f"{tp / (tp + fp):.2f}" if tp + fp else "–"
+        r = f"{tp / (tp + fn):.2f}" if tp + fn else "–"
+        k = (kind,)
+        print(f"| {kind} | {tp} | {fp} | {fn} | {p} | {r} | "
+              f"{cpu_us(lambda k=k: detect(small, k), n):.1f} | "
+              f"{cpu_us(lambda k=k: detect(large, k), max(1, n // 16)):.1f} |")
+    tp, fp, fn = total
+    print(f"| **all** | {tp} | {fp} | {fn} | {tp / (tp + fp):.2f} | {tp / (tp + fn):.2f} | "
+          f"{cpu_us(lambda: detect(small), n):.1f} | "
+          f"{cpu_us(lambda: detect(large), max(1, n // 16)):.1f} |")
+    print(f"\nredact (all kinds) the 1 KB prompt: "
+          f"{cpu_us(lambda: Redactor(frozenset(KINDS)).redact(small), n):.1f} µs; "
+          f"prompt size {len(small)} B / {len(large)} B")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Guardrails: detectors of personal data and secrets in text, and their redaction."""

@@ -202,3 +202,27 @@ def test_an_unknown_data_class_is_a_400_naming_it(gw: GatewayProcess) -> None:
     status, body = admin(gw, "POST", "/admin/keys", {"governance": {"data_classes": {
         "dna": {"otherwise": "refuse"}}}})
     assert status == 400 and "unknown data class 'dna'" in body["error"]["message"]
+
+
+def test_a_part_forwarded_unread_is_refused_by_content_rules(
+        gw: GatewayProcess, sims: tuple[SimServer, SimServer], keys: dict[str, str]) -> None:
+    """An Anthropic request to an Anthropic deployment is forwarded as the client sent it
+    (issue 12); a part polyroute does not translate (here a document block) would reach the
+    upstream unread by the data-class check, so a key whose policy has content rules is
+    refused (fail closed), and a key without one is served."""
+    _eu, us = sims
+    before = received(us)[0]
+    document = {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                               "data": f"Contact {EMAIL}"}}
+    content = [{"type": "text", "text": "Summarise this."}, document]
+    for key in (keys["redact"], keys["refuse"]):
+        client = anthropic.Anthropic(base_url=gw.root_url, api_key=key, max_retries=0)
+        with pytest.raises(anthropic.PermissionDeniedError) as refusal:
+            client.messages.create(model="us-only", max_tokens=50,
+                                   messages=[{"role": "user", "content": content}])
+        assert "forwards without reading it" in str(refusal.value)
+    assert received(us)[0] == before  # the upstream never saw it
+    plain = anthropic.Anthropic(base_url=gw.root_url, api_key=keys["plain"], max_retries=0)
+    plain.messages.create(model="us-only", max_tokens=50,
+                          messages=[{"role": "user", "content": content}])
+    assert received(us)[0] == before + 1

@@ -38,6 +38,14 @@ def govern(route: Route, request: ChatRequest | None,
                            f"no deployment of model '{route.group}' is allowed ({reasons}).")
         candidates = allowed
     notes = [",".join(scope for scope, _ in policies)]
+    if request is not None and request.native is not None \
+            and request.native.untranslatable is not None \
+            and any(p.deny_terms or p.max_prompt_chars or p.data_classes for _, p in policies):
+        # Fail closed: the part would be forwarded as it came, unread by the checks below.
+        raise _refused(record, f"Refused by the governance policy of "
+                       f"{_scope_name(policies[0][0])}: the request holds "
+                       f"'{request.native.untranslatable}', which polyroute forwards without "
+                       f"reading it, so the policy's content rules cannot check it.")
     if request is not None and any(p.deny_terms or p.max_prompt_chars for _, p in policies):
         _guard(route, request, policies, record)
     redactor: Redactor | None = None
@@ -91,7 +99,7 @@ def restore_response(response: ChatResponse, redactor: Redactor) -> None:
             for call in message.tool_calls:
                 if call.function is not None and call.function.arguments:
                     call.function.arguments = redactor.restore(call.function.arguments)
-    response.raw = None
+    response.raw = response.native = None
 
 
 def stream_restorer(redactor: Redactor) -> Callable[[list[ChatChunk]], list[ChatChunk]]:
@@ -211,3 +219,7 @@ def _redact(request: ChatRequest, redactor: Redactor) -> None:
                     call.function.arguments = redactor.redact(call.function.arguments)
     if request.passthrough is not None and "messages" in request.passthrough:
         request.passthrough["messages"] = msgspec.Raw(_encode(request.messages))
+    # A request kept in its own dialect (Anthropic, Gemini, Responses, Bedrock) would be
+    # forwarded as the client's bytes, where a value may hide behind any JSON escape: it is
+    # translated from the redacted messages instead.
+    request.native = None

@@ -28,6 +28,8 @@ from polyroute.observability.metrics import CONTENT_TYPE, Metrics
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
+from polyroute.surface.bedrock.handlers import BedrockHandlers, with_error_type
+from polyroute.surface.bedrock.handlers import encode_error as bedrock_error
 from polyroute.surface.exchange import ChatExchange
 from polyroute.surface.http import credentials, guarded, request_id
 from polyroute.surface.listener import ConnectionGate
@@ -90,6 +92,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     openai = OpenAIHandlers(exchange, ModelCatalog(config, adapters))
     anthropic = AnthropicHandlers(exchange)
     responses = ResponsesHandlers(exchange)
+    bedrock = BedrockHandlers(exchange)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),
@@ -103,6 +106,10 @@ def build_app(config: GatewayConfig) -> web.Application:
     ]
     for method, path, handler, encoder in routes:
         app.router.add_route(method, path, guarded(handler, encoder))
+    for path, handler in (("/model/{model_id:.+}/converse", bedrock.converse),
+                          ("/model/{model_id:.+}/converse-stream",
+                           bedrock.converse_stream)):
+        app.router.add_post(path, with_error_type(guarded(handler, bedrock_error)))
     stack.admin.add_to(app)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)

@@ -101,7 +101,11 @@ class Recovery:
     ) -> None:
         self._pace = pace
         self._units = prompt_units(prompt_tokens)
-        self._request = request
+        # A resuming attempt always translates: its events are spliced into a stream that has
+        # already begun, so another dialect's native bytes (a second response.created …)
+        # must not reach the client.
+        self._request = request if request.native is None else msgspec.structs.replace(
+            request, native=None)
         self._resumes_left = max_resumes
         self._candidates = tuple(candidates)
         self._record = record

@@ -156,7 +156,8 @@ class LiveStream:
                 self._usage = chunk.usage
                 if self._recovery is not None and self._recovery.billing.charges:
                     chunk.usage = self._recovery.billing.total(chunk.usage)
-                    chunk.raw = None  # the client's one usage block: every attempt's sum
+                    # The client's one usage block: every attempt's sum.
+                    chunk.raw = chunk.native = None
                 self._record.usage = chunk.usage
             for choice in chunk.choices:
                 if choice.finish_reason:

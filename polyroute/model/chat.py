@@ -90,6 +90,22 @@ class Message(msgspec.Struct, omit_defaults=True):
     thinking_blocks: list[ThinkingBlock] | None = None
 
 
+class NativeBody(msgspec.Struct, frozen=True):
+    """A client's request in a dialect other than OpenAI chat, kept for the one upstream
+    protocol that speaks it: that protocol's adapter forwards ``fields`` with only the model
+    replaced (and the output cap, when the policy lowered it); every other adapter translates
+    the typed fields and ignores this."""
+
+    protocol: str
+    """The upstream protocol (a provider's ``protocol:``) these fields are already in."""
+    fields: dict[str, msgspec.Raw]
+    """The client's top-level JSON fields, undecoded (empty when the whole body goes as it
+    came, as Bedrock's, whose model is in the URL)."""
+    body: bytes = b""
+    """The client's body itself, so that a forwarded body differs from it in the replaced
+    values alone, byte for byte."""
+
+
 class StreamOptions(msgspec.Struct, omit_defaults=True):
     include_usage: bool = False
 
@@ -130,6 +146,9 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     provider's ``quirks.continuation`` to say how."""
     passthrough: dict[str, msgspec.Raw] | None = msgspec.field(
         default=None, name="$polyroute.passthrough")  # a key no client sends
+    native: NativeBody | None = msgspec.field(default=None, name="$polyroute.native")
+    """The body of a client of another dialect (Responses, Bedrock Converse), for its own
+    protocol's upstreams; ``passthrough`` is OpenAI chat's alone."""
 
     @property
     def wants_usage(self) -> bool:
@@ -155,6 +174,9 @@ class ChatResponse(msgspec.Struct, omit_defaults=True):
     # The upstream's exact bytes when they are already in the client's dialect, so the surface
     # can relay them verbatim instead of re-encoding.
     raw: bytes | None = None
+    native: bytes | None = None
+    """``raw`` of another dialect: set only when the request came as a :class:`NativeBody`
+    and reached its own protocol, so only that dialect's surface ever sees it."""
 
 
 class Delta(msgspec.Struct, omit_defaults=True):
@@ -180,6 +202,8 @@ class ChatChunk(msgspec.Struct, omit_defaults=True):
     usage: Usage | None = None
     system_fingerprint: str | None = None
     raw: bytes | None = None
+    native: bytes | None = None
+    """The upstream's event bytes in the client's own dialect (see ``ChatResponse.native``)."""
 
     @property
     def finished(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from typing import Any
 
@@ -30,6 +31,9 @@ class SimStats:
         self.streams_aborted_by_peer = 0
         self.requests_aborted_by_peer = 0
         self.last_request: dict[str, Any] | None = None
+        self.last_response: bytes | None = None
+        """The bytes of the last answer of an endpoint that records it (the Responses API):
+        tests compare what a client got through the gateway with what was sent."""
 
     def record_selection(self, model: str, fault: Fault | None) -> None:
         self.requests_by_model[model] += 1
@@ -50,4 +54,6 @@ class SimStats:
             "requests_aborted_by_peer": self.requests_aborted_by_peer,
             "active_requests": self.active_requests,
             "last_request": self.last_request,
+            "last_response_base64": None if self.last_response is None
+            else base64.b64encode(self.last_response).decode(),
         }

@@ -38,6 +38,10 @@ class ChatExchange:
     async def principal(self, http: web.Request) -> Principal:
         return await self._policy.authenticate(credentials(http))
 
+    async def authenticate(self, key: str | None) -> Principal:
+        """For a dialect whose clients send the key their own way (Bedrock's SigV4)."""
+        return await self._policy.authenticate(key)
+
     async def body(self, http: web.Request) -> bytes:
         return await read_body(http, self._max_body, self._body_timeout)
 
@@ -57,6 +61,7 @@ class ChatExchange:
         encode_response: Callable[[ChatResponse], bytes],
         encoder: Callable[[], StreamEncoder],
         headers: Headers = trace_headers,
+        keepalive: bool = True,
     ) -> web.StreamResponse:
         record = self.record(http, endpoint, request.model, request.stream)
         overrides = timeout_overrides(http)
@@ -65,7 +70,7 @@ class ChatExchange:
             return web.Response(body=encode_response(response), content_type="application/json",
                                 headers=headers(record))
         opening = self.gateway.stream_chat(request, record, overrides, principal)
-        if self._keepalive_s <= 0:
+        if self._keepalive_s <= 0 or not keepalive:
             return await relay(http, await opening, headers(record), encoder())
         return await relay_when_open(http, opening, lambda: headers(record), encoder(),
                                      self._keepalive_s)

@@ -13,11 +13,16 @@ from polyroute.model.chat import (
     ContentPart,
     FunctionCall,
     Message,
+    NativeBody,
     StreamOptions,
     ToolCall,
 )
 from polyroute.nesting import check_json_depth
 from polyroute.surface.responses.wire import REQUEST_DECODER, InputItem, InputPart
+
+UPSTREAM_PROTOCOL = "openai_responses"
+"""The upstream protocol that speaks this dialect: its adapter forwards the client's body."""
+_fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def responses_request(body: bytes) -> ChatRequest:
@@ -25,6 +30,7 @@ def responses_request(body: bytes) -> ChatRequest:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     check_json_depth(body)
     try:
+        fields = _fields_decoder.decode(body)
         wire = REQUEST_DECODER.decode(body)
     except msgspec.ValidationError as exc:
         raise invalid_request(str(exc)) from None
@@ -58,6 +64,7 @@ def responses_request(body: bytes) -> ChatRequest:
         parallel_tool_calls=wire.parallel_tool_calls,
         user=wire.safety_identifier or wire.user,
         response_format=_response_format(wire.text.format if wire.text else None),
+        native=NativeBody(UPSTREAM_PROTOCOL, fields, body),
     )
     if wire.reasoning is not None and wire.reasoning.effort is not None:
         request.reasoning_effort = wire.reasoning.effort

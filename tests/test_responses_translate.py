@@ -1,0 +1,158 @@
+"""Pure parts of the Responses upstream protocol and of the Responses/Converse relays: the
+body splice, canonical → Responses requests, Responses objects and events → canonical, and a
+relayed stream finished by another attempt."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+
+from polyroute.adapters.openai_responses import translate
+from polyroute.adapters.openai_responses.splice import replace_values
+from polyroute.adapters.openai_responses.stream import StreamTranslator
+from polyroute.errors import InvalidRequest, UpstreamRateLimited, UpstreamRejected
+from polyroute.model.chat import (
+    ChatChunk,
+    ChatRequest,
+    ChunkChoice,
+    Delta,
+    FunctionCall,
+    Message,
+    ToolCall,
+)
+from polyroute.model.upstream import Quirks
+from polyroute.model.usage import Usage
+from polyroute.surface.bedrock.decode import converse_request
+from polyroute.surface.responses.decode import responses_request
+from polyroute.surface.responses.relay import StreamRelay
+
+FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def splice(body: bytes, changes: dict[str, bytes]) -> bytes | None:
+    return replace_values(body, FIELDS.decode(body), changes)
+
+
+def test_splice_keeps_every_other_byte() -> None:
+    body = b'{ "model" : "a",\n  "input": "model \\"a\\"", "x": {"model": "a"} }'
+    assert splice(body, {"model": b'"b"'}) == (
+        b'{ "model" : "b",\n  "input": "model \\"a\\"", "x": {"model": "a"} }')
+    assert splice(body, {"model": b'"b"', "stream": b"true"}) == (
+        b'{ "model" : "b",\n  "input": "model \\"a\\"", "x": {"model": "a"},"stream":true }')
+
+
+def test_splice_gives_up_on_what_it_cannot_follow() -> None:
+    assert splice(b'{"model":"a","model":"c"}', {"model": b'"b"'}) is None  # duplicate key
+    assert splice(b'{"mod\\u0065l":"a"}', {"model": b'"b"'}) is None  # escaped name
+
+
+def test_forwarded_body_changes_only_the_model_and_a_lowered_cap() -> None:
+    body = b'{"model": "mine",  "input": "hi", "max_output_tokens": 900, "zz": [1, 2]}'
+    request = responses_request(body)
+    quirks = Quirks()
+    assert translate.request_body(request, "gpt-x", quirks, "d") == body.replace(
+        b'"mine"', b'"gpt-x"')
+    request.max_completion_tokens = 100  # the policy's cap
+    assert translate.request_body(request, "gpt-x", quirks, "d") == body.replace(
+        b'"mine"', b'"gpt-x"').replace(b"900", b"100")
+    request.continue_final = True  # a resumed stream is translated
+    assert json.loads(translate.request_body(request, "gpt-x", quirks, "d"))["store"] is False
+
+
+def test_canonical_to_responses() -> None:
+    request = ChatRequest(
+        model="m", max_tokens=50, temperature=0.2, stream=True,
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        tool_choice={"type": "function", "function": {"name": "f"}},
+        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": {}}},
+        messages=[
+            Message("system", "Be brief."),
+            Message("user", "hi"),
+            Message("assistant", None, tool_calls=[ToolCall(
+                id="c1", type="function", function=FunctionCall("f", '{"a":1}'))]),
+            Message("tool", "42", tool_call_id="c1")])
+    body = json.loads(translate.request_body(request, "gpt", Quirks(), "d"))
+    assert body["input"] == [
+        {"type": "message", "role": "system", "content": "Be brief."},
+        {"type": "message", "role": "user", "content": "hi"},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"a":1}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "42"}]
+    assert body["tools"] == [{"type": "function", "name": "f", "parameters": {}}]
+    assert body["tool_choice"] == {"type": "function", "name": "f"}
+    assert body["text"] == {"format": {"type": "json_schema", "name": "s", "schema": {}}}
+    assert (body["model"], body["stream"], body["max_output_tokens"]) == ("gpt", True, 50)
+    with pytest.raises(UpstreamRejected, match="'stop'"):
+        translate.request_body(ChatRequest([Message("user", "x")], stop="."), "g", Quirks(), "d")
+
+
+def test_response_object_to_canonical() -> None:
+    body = json.dumps({
+        "id": "resp_1", "model": "gpt", "created_at": 7, "status": "incomplete",
+        "incomplete_details": {"reason": "max_output_tokens"},
+        "output": [{"type": "reasoning", "summary": [{"text": "hmm"}]},
+                   {"type": "message", "content": [{"type": "output_text", "text": "Hi"}]}],
+        "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5,
+                  "input_tokens_details": {"cached_tokens": 1}}}).encode()
+    response = translate.parse_response(body, "d", native=True)
+    choice = response.choices[0]
+    assert (choice.message.content, choice.message.reasoning_content) == ("Hi", "hmm")
+    assert choice.finish_reason == "length" and response.native == body
+    assert response.usage is not None and response.usage.cached_tokens == 1
+
+
+def event(kind: str, **fields: object) -> bytes:
+    return json.dumps({"type": kind, **fields}).encode()
+
+
+def test_stream_events_to_chunks() -> None:
+    events = StreamTranslator("d")
+    created = events.chunks(event("response.created", response={
+        "id": "r", "model": "gpt", "created_at": 1}), None)
+    assert created[0].choices[0].delta.role == "assistant"
+    assert events.chunks(event("response.in_progress", response={}), None) == []
+    call = events.chunks(event("response.output_item.added", output_index=1, item={
+        "type": "function_call", "call_id": "c", "name": "f"}), None)[0].choices[0].delta
+    assert call.tool_calls is not None and call.tool_calls[0].id == "c"
+    args = events.chunks(event("response.function_call_arguments.delta", output_index=1,
+                               delta='{"a"'), None)[0].choices[0].delta
+    assert args.tool_calls is not None and args.tool_calls[0].function is not None
+    assert args.tool_calls[0].function.arguments == '{"a"'
+    end = events.chunks(event("response.completed", response={
+        "status": "completed", "usage": {"input_tokens": 4, "output_tokens": 6}}), b"raw")
+    assert end[0].choices[0].finish_reason == "tool_calls"
+    assert end[1].usage == Usage(4, 6, 10) and end[1].native == b"raw"
+    assert events.finished
+    with pytest.raises(UpstreamRateLimited):
+        StreamTranslator("d").chunks(event("error", code="rate_limit_exceeded",
+                                           message="slow down"), None)
+
+
+def test_relay_finished_by_another_attempt() -> None:
+    relay = StreamRelay("gpt")
+    assert relay.start() == b""
+    first = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",' \
+            b'"sequence_number":4,"output_index":0,"delta":"Hel"}\n\n'
+    relayed = ChatChunk(choices=[ChunkChoice(0, Delta(content="Hel"))], native=first)
+    assert relay.feed([relayed]) == first
+    resumed = ChatChunk(choices=[ChunkChoice(0, Delta(content="lo"), finish_reason="stop")])
+    out = relay.feed([resumed]) + relay.finish()
+    events = [json.loads(block.partition(b"data: ")[2]) for block in out.split(b"\n\n")
+              if block]
+    assert [e["sequence_number"] for e in events] == list(range(5, 5 + len(events)))
+    assert events[0]["type"] == "response.output_item.added"
+    assert events[0]["output_index"] == 1
+    assert events[-1]["type"] == "response.completed"
+
+
+def test_converse_decode_refuses_what_it_cannot_translate() -> None:
+    request = converse_request(json.dumps({
+        "messages": [{"role": "user", "content": [{"text": "a"}, {"text": "b"}]}],
+        "system": [{"text": "s"}], "inferenceConfig": {"maxTokens": 9}}).encode(), "m", False)
+    assert [(m.role, m.content) for m in request.messages] == [("system", "s"), ("user", "ab")]
+    assert request.max_tokens == 9 and request.native is not None
+    with pytest.raises(InvalidRequest, match=r"toolResult\.content\.0"):
+        converse_request(json.dumps({"messages": [{"role": "user", "content": [
+            {"toolResult": {"toolUseId": "t", "content": [{"document": {
+                "source": {"s3Location": {"uri": "s3://b/k"}}}}]}}]}]}).encode(), "m", False)

@@ -1,0 +1,188 @@
+"""The Responses API as an upstream protocol (``protocol: openai_responses``): the simulator's
+``/v1/responses`` proven with the openai SDK's own types; any dialect reaching it through the
+canonical model; and a Responses client's body and events passed through byte for byte."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.responses import Response
+
+from polyroute.sim.settings import DEFAULT_TEXT
+from tests.conftest import SIM_KEY
+from tests.support.gateway import GatewayProcess
+from tests.support.sim import SimServer
+
+WEATHER = {"type": "function", "name": "get_weather", "description": "Weather at a place.",
+           "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                          "required": ["location"]}}
+
+
+@pytest.fixture(scope="module")
+def gw(sim: SimServer) -> Iterator[GatewayProcess]:
+    responses = {"protocol": "openai_responses", "base_url": sim.base_url,
+                 "api_key": "${SIM_KEY}", "any_model": True}
+    config = {
+        "providers": {"resp": responses},
+        "model_groups": {
+            "relay-model": {"deployments": [{"provider": "resp", "model": "gpt-4o-mini"}]},
+            "echo-model": {"deployments": [{"provider": "resp", "model": "echo-1"}]},
+            "broken-model": {"deployments": [{"provider": "resp", "model": "x@server_error"}]},
+        },
+    }
+    with GatewayProcess(config, env={"SIM_KEY": SIM_KEY}) as gateway:
+        yield gateway
+
+
+class Capture:
+    """The exact bytes the SDK sent, through httpx's request hook."""
+
+    def __init__(self) -> None:
+        self.body = b""
+
+    def __call__(self, request: httpx.Request) -> None:
+        self.body = request.read()
+
+
+def sdk(base_url: str, capture: Capture | None = None, key: str = "unused") -> openai.OpenAI:
+    hooks: dict[str, list[Any]] = {"request": [capture]} if capture is not None else {}
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0,
+                         http_client=httpx.Client(event_hooks=hooks, timeout=20))
+
+
+def forwarded(sim: SimServer) -> bytes:
+    last = sim.stats()["last_request"]
+    assert last["path"] == "/v1/responses"
+    return base64.b64decode(last["body_base64"])
+
+
+def sent_by_sim(sim: SimServer) -> bytes:
+    return base64.b64decode(sim.stats()["last_response_base64"])
+
+
+# -- the simulator, as the SDK sees it ---------------------------------------------------------
+
+def test_sim_answers_the_sdk(sim: SimServer) -> None:
+    client = sdk(sim.base_url, key=SIM_KEY)
+    response = client.responses.create(model="gpt-4o-mini", input="Say hello.",
+                                       instructions="Be brief.")
+    assert isinstance(response, Response) and response.status == "completed"
+    assert response.output_text == DEFAULT_TEXT
+    assert response.usage is not None and response.usage.output_tokens > 0
+    events = list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))
+    assert events[0].type == "response.created"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == DEFAULT_TEXT
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.usage is not None
+
+
+def test_sim_function_call_and_limit(sim: SimServer) -> None:
+    client = sdk(sim.base_url, key=SIM_KEY)
+    called = client.responses.create(model="gpt-4o-mini", input="Weather in Oslo?",
+                                     tools=[WEATHER], tool_choice="required")  # type: ignore[list-item]
+    call = called.output[0]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert "location" in json.loads(call.arguments)
+    cut = client.responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=2)
+    assert cut.status == "incomplete" and cut.incomplete_details is not None
+    assert cut.incomplete_details.reason == "max_output_tokens"
+
+
+# -- another dialect reaching a Responses upstream ---------------------------------------------
+
+def test_chat_client_reaches_a_responses_upstream(gw: GatewayProcess, sim: SimServer) -> None:
+    client = sdk(gw.base_url)
+    answer = client.chat.completions.create(
+        model="echo-model", max_tokens=50,
+        messages=[{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": "pass the salt"}])
+    assert answer.choices[0].message.content == "pass the salt"
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage is not None and answer.usage.completion_tokens > 0
+    body = json.loads(forwarded(sim))
+    assert body["model"] == "echo-1" and body["store"] is False
+    assert body["max_output_tokens"] == 50
+    assert body["input"][0] == {"type": "message", "role": "system", "content": "Be brief."}
+    chunks = list(client.chat.completions.create(
+        model="echo-model", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "stream me"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "stream me")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0
+
+
+def test_chat_tool_calls_through_a_responses_upstream(gw: GatewayProcess) -> None:
+    client = sdk(gw.base_url)
+    tool = {"type": "function", "function": {k: v for k, v in WEATHER.items() if k != "type"}}
+    answer = client.chat.completions.create(
+        model="relay-model", tools=[tool], tool_choice="required",  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "Weather in Oslo?"}])
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather" and "location" in json.loads(
+        call.function.arguments)
+    chunks = list(client.chat.completions.create(
+        model="relay-model", tools=[tool], tool_choice="required", stream=True,  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "Weather in Oslo?"}]))
+    arguments = "".join(c.choices[0].delta.tool_calls[0].function.arguments or ""
+                        for c in chunks if c.choices and c.choices[0].delta.tool_calls)
+    assert json.loads(arguments) == json.loads(call.function.arguments)
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_upstream_error_reaches_the_client_in_its_dialect(gw: GatewayProcess) -> None:
+    with pytest.raises(openai.InternalServerError):
+        sdk(gw.base_url).chat.completions.create(
+            model="broken-model", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.InternalServerError):
+        sdk(gw.base_url).responses.create(model="broken-model", input="hi")
+
+
+# -- Responses to Responses: passed through ----------------------------------------------------
+
+def test_passthrough_body_and_answer_byte_for_byte(gw: GatewayProcess, sim: SimServer) -> None:
+    capture = Capture()
+    client = sdk(gw.base_url, capture)
+    raw = client.responses.with_raw_response.create(
+        model="relay-model", input=[{"role": "user", "content": "hi"}],
+        include=["reasoning.encrypted_content"], prompt_cache_key="k-1", store=False,
+        extra_body={"x_vendor_extension": {"keep": [1, 2.50, "me"]}})
+    assert forwarded(sim) == capture.body.replace(b'"relay-model"', b'"gpt-4o-mini"', 1)
+    assert raw.http_response.content == sent_by_sim(sim)
+    response = raw.parse()
+    assert response.output_text == DEFAULT_TEXT and response.model == "gpt-4o-mini"
+
+
+def test_passthrough_stream_byte_for_byte(gw: GatewayProcess, sim: SimServer) -> None:
+    capture = Capture()
+    client = sdk(gw.base_url, capture)
+    with client.responses.with_streaming_response.create(
+            model="relay-model", input="stream please", stream=True,
+            extra_body={"x_vendor_extension": True}) as streamed:
+        received = b"".join(streamed.iter_bytes())
+    assert forwarded(sim) == capture.body.replace(b'"relay-model"', b'"gpt-4o-mini"', 1)
+    assert received == sent_by_sim(sim)
+    events = list(client.responses.create(model="relay-model", input="hi", stream=True))
+    assert events[-1].type == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == (
+        DEFAULT_TEXT)
+
+
+def test_passthrough_function_call_stream(gw: GatewayProcess, sim: SimServer) -> None:
+    client = sdk(gw.base_url)
+    with client.responses.with_streaming_response.create(
+            model="relay-model", input="Weather in Oslo?", tools=[WEATHER],  # type: ignore[list-item]
+            tool_choice="required", stream=True) as streamed:
+        received = b"".join(streamed.iter_bytes())
+    assert received == sent_by_sim(sim)
+    assert b"response.function_call_arguments.delta" in received

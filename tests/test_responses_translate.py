@@ -156,3 +156,12 @@ def test_converse_decode_refuses_what_it_cannot_translate() -> None:
         converse_request(json.dumps({"messages": [{"role": "user", "content": [
             {"toolResult": {"toolUseId": "t", "content": [{"document": {
                 "source": {"s3Location": {"uri": "s3://b/k"}}}}]}}]}]}).encode(), "m", False)
+
+
+def test_an_openai_client_cannot_smuggle_a_native_body() -> None:
+    from polyroute.surface.openai.decode import chat_request
+
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                       "$polyroute.native": {"protocol": "bedrock", "fields": {},
+                                             "body": "eyJ4IjoxfQ=="}}).encode()
+    assert chat_request(body).native is None

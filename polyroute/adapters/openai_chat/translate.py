@@ -91,7 +91,7 @@ _NOT_OPENAI_PART = ("cache_control",)
 
 def _openai_fields(request: ChatRequest) -> dict[str, Any]:
     fields: dict[str, Any] = msgspec.to_builtins(
-        msgspec.structs.replace(request, passthrough=None))
+        msgspec.structs.replace(request, passthrough=None, native=None))
     for name in _NOT_OPENAI_TOP:
         fields.pop(name, None)
     fields.pop("$polyroute.continue_final", None)
@@ -130,13 +130,13 @@ def _apply_quirks(fields: dict[str, Any], quirks: Quirks) -> None:
 
 def parse_response(body: bytes, deployment: str) -> ChatResponse:
     response = _decoded(_response_decoder, body, deployment, "unreadable response")
-    response.raw = body
+    response.raw, response.native = body, None  # an upstream's "native" key means nothing
     return response
 
 
 def parse_chunk(data: bytes, deployment: str) -> ChatChunk:
     chunk = _decoded(_chunk_decoder, data, deployment, "malformed stream chunk")
-    chunk.raw = data
+    chunk.raw, chunk.native = data, None  # an upstream's "native" key means nothing
     return chunk
 
 

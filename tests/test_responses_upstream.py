@@ -12,25 +12,39 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai.types.responses import Response
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from polyroute.sim.settings import DEFAULT_TEXT
 from tests.conftest import SIM_KEY
 from tests.support.gateway import GatewayProcess
 from tests.support.sim import SimServer
 
+EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather at a place.",
            "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
                           "required": ["location"]}}
 
 
 @pytest.fixture(scope="module")
-def gw(sim: SimServer) -> Iterator[GatewayProcess]:
+def paced() -> Iterator[SimServer]:
+    # Paced, so the first content surely reaches the client before a mid-stream fault.
+    with SimServer(api_key=SIM_KEY, tokens_per_second=100) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(sim: SimServer, paced: SimServer) -> Iterator[GatewayProcess]:
     responses = {"protocol": "openai_responses", "base_url": sim.base_url,
                  "api_key": "${SIM_KEY}", "any_model": True}
     config = {
-        "providers": {"resp": responses},
+        "providers": {"resp": responses, "paced": {**responses, "base_url": paced.base_url},
+                      "chat": {"base_url": sim.base_url, "api_key": "${SIM_KEY}"}},
         "model_groups": {
+            "resumed-model": {"routing": "priority", "deployments": [
+                {"provider": "paced", "model": "r@stream_cut:after_chunks=2", "name": "cut"},
+                {"provider": "chat", "model": "gpt-4o-mini", "name": "backup",
+                 "priority": 1}]},
             "relay-model": {"deployments": [{"provider": "resp", "model": "gpt-4o-mini"}]},
             "echo-model": {"deployments": [{"provider": "resp", "model": "echo-1"}]},
             "broken-model": {"deployments": [{"provider": "resp", "model": "x@server_error"}]},
@@ -186,3 +200,29 @@ def test_passthrough_function_call_stream(gw: GatewayProcess, sim: SimServer) ->
         received = b"".join(streamed.iter_bytes())
     assert received == sent_by_sim(sim)
     assert b"response.function_call_arguments.delta" in received
+
+
+def test_relayed_stream_finished_by_another_protocol(gw: GatewayProcess) -> None:
+    """The Responses upstream breaks after two deltas reached the client; an OpenAI-chat
+    deployment finishes the answer. The client sees one valid event sequence: the relayed
+    events, then the rest of the answer as a new output item, numbered on."""
+    raw = httpx.post(gw.base_url + "/responses", timeout=20,
+                     json={"model": "resumed-model", "input": "hi", "stream": True})
+    assert raw.status_code == 200, raw.text
+    events = []
+    for block in raw.content.split(b"\n\n"):
+        if block.strip():
+            head, _, data = block.partition(b"\ndata: ")
+            payload = json.loads(data)
+            assert head == b"event: " + payload["type"].encode()
+            events.append(EVENTS.validate_python(payload))  # the SDK's own types, strictly
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[0].type == "response.created"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == (
+        DEFAULT_TEXT)
+    assert events[-1].type == "response.completed"
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    relayed = [e for e in deltas if e.output_index == 0]
+    assert relayed and len(relayed) < len(deltas)  # the relayed item, then the new one (1)
+    assert {e.output_index for e in deltas} == {0, 1}
+    assert b'"background":false' in raw.content.split(b"\n\n")[0]  # the simulator's own

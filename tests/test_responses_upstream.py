@@ -41,6 +41,11 @@ def gw(sim: SimServer, paced: SimServer) -> Iterator[GatewayProcess]:
         "providers": {"resp": responses, "paced": {**responses, "base_url": paced.base_url},
                       "chat": {"base_url": sim.base_url, "api_key": "${SIM_KEY}"}},
         "model_groups": {
+            "mixed-model": {"routing": "priority", "deployments": [
+                {"provider": "chat", "model": "gpt-4o-mini", "name": "chat-first"},
+                {"provider": "resp", "model": "gpt-4o-mini", "name": "responses-second",
+                 "priority": 1}]},
+            "chat-only": {"deployments": [{"provider": "chat", "model": "gpt-4o-mini"}]},
             "resumed-model": {"routing": "priority", "deployments": [
                 {"provider": "paced", "model": "r@stream_cut:after_chunks=2", "name": "cut"},
                 {"provider": "chat", "model": "gpt-4o-mini", "name": "backup",
@@ -226,3 +231,25 @@ def test_relayed_stream_finished_by_another_protocol(gw: GatewayProcess) -> None
     assert relayed and len(relayed) < len(deltas)  # the relayed item, then the new one (1)
     assert {e.output_index for e in deltas} == {0, 1}
     assert b'"background":false' in raw.content.split(b"\n\n")[0]  # the simulator's own
+
+
+def test_what_polyroute_cannot_translate_goes_only_to_a_responses_upstream(
+        gw: GatewayProcess, sim: SimServer) -> None:
+    """A built-in tool and previous_response_id have no canonical form: the request goes, as
+    it came, to the group's Responses deployment even though a chat one comes first, and a
+    group without one refuses it in the client's dialect, naming what is the matter."""
+    capture = Capture()
+    client = sdk(gw.base_url, capture)
+    raw = client.responses.with_raw_response.create(
+        model="mixed-model", input="news?", tools=[{"type": "web_search_preview"}],
+        previous_response_id="resp_earlier")
+    assert raw.headers["x-polyroute-deployment"] == "responses-second"
+    assert forwarded(sim) == capture.body.replace(b'"mixed-model"', b'"gpt-4o-mini"', 1)
+    assert raw.http_response.content == sent_by_sim(sim)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="chat-only", input="news?",
+                                tools=[{"type": "web_search_preview"}])
+    assert refused.value.status_code == 400
+    assert "previous_response_id" not in str(refused.value.message)
+    assert "tools[0]" in str(refused.value.body) and "openai_responses" in (
+        refused.value.message)

@@ -34,8 +34,8 @@ from polyroute.engine.recovery import Recovery
 from polyroute.engine.resume import Resumed
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
-from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
-from polyroute.model.chat import ChatRequest, ChatResponse
+from polyroute.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
+from polyroute.model.chat import ChatRequest, ChatResponse, NativeBody
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.usage import Usage
@@ -258,6 +258,9 @@ class Gateway:
         request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
     ) -> Route:
         route = self._router.route(model, also, request, principal.allowed_models)
+        if request is not None and request.native is not None \
+                and request.native.untranslatable is not None:
+            route = _as_it_came(route, request.native)
         record.model_group = route.group
         if route.decision is not None:
             record.route = route.decision.header_value()
@@ -327,6 +330,18 @@ def reservation(request: ChatRequest) -> Reservation:
     limits = [x for x in (request.max_completion_tokens, request.max_tokens) if x is not None]
     return Reservation(estimate_input_tokens(request), max(limits) if limits else None,
                        request.n or 1, prediction_tokens(request))
+
+
+def _as_it_came(route: Route, native: NativeBody) -> Route:
+    """Only the deployments that take the client's body as it came: the typed fields lack
+    part of it, so any other would get a different request."""
+    fit = [dep for dep in route.candidates if dep.endpoint.protocol == native.protocol]
+    if not fit:
+        raise InvalidRequest(
+            f"{native.untranslatable} Only a deployment speaking '{native.protocol}' could take "
+            f"this request as it is, and model group '{route.group}' has none.",
+            param=native.untranslatable_param)
+    return replace(route, candidates=fit)
 
 
 def _limit_output(request: ChatRequest, cap: int) -> None:

@@ -106,6 +106,8 @@ class Recovery:
         # must not reach the client.
         self._request = request if request.native is None else msgspec.structs.replace(
             request, native=None)
+        self._untranslatable = request.native is not None \
+            and request.native.untranslatable is not None
         self._resumes_left = max_resumes
         self._candidates = tuple(candidates)
         self._record = record
@@ -124,6 +126,8 @@ class Recovery:
         blocker = sent.why_not()
         if blocker is not None:
             return blocker
+        if self._untranslatable:  # a resuming attempt is translated, and this one cannot be
+            return "the request holds parts only its own protocol takes, as they came"
         if self._resumes_left <= 0:
             return "the stream was already resumed as often as retry.max_attempts allows"
         if asyncio.get_running_loop().time() >= self._deadline:

@@ -104,6 +104,11 @@ class NativeBody(msgspec.Struct, frozen=True):
     body: bytes = b""
     """The client's body itself, so that a forwarded body differs from it in the replaced
     values alone, byte for byte."""
+    untranslatable: str | None = None
+    """Why the typed fields do not hold the whole request (a built-in tool, an input item
+    polyroute does not translate): then only ``protocol``'s deployments may take it, and a
+    request no such deployment can serve is refused with this message."""
+    untranslatable_param: str | None = None
 
 
 class StreamOptions(msgspec.Struct, omit_defaults=True):

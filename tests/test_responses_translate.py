@@ -43,6 +43,23 @@ def test_splice_keeps_every_other_byte() -> None:
         b'{ "model" : "b",\n  "input": "model \\"a\\"", "x": {"model": "a"},"stream":true }')
 
 
+def test_splice_of_unique_keys_does_not_walk_the_body() -> None:
+    body = b'{"input": [{"content": "hi"}],  "model":"a" , "z": 1 }\n'
+    assert splice(body, {"model": b'"b"', "stream": b"true"}) == (
+        b'{"input": [{"content": "hi"}],  "model":"b" , "z": 1 ,"stream":true}\n')
+
+
+def test_a_duplicated_key_cannot_dodge_the_replacement() -> None:
+    """JSON parsers keep the last of two copies: both paths refuse to guess which to
+    replace, and the caller re-encodes the decoded fields (which hold the last)."""
+    body = b'{"model":"a","input":"x","max_output_tokens":5,"max_output_tokens":9000}'
+    assert splice(body, {"max_output_tokens": b"100"}) is None
+    request = responses_request(body)
+    request.max_completion_tokens = 100  # the policy's cap
+    sent = json.loads(translate.request_body(request, "m", Quirks(), "d"))
+    assert sent["max_output_tokens"] == 100 and sent["model"] == "m"
+
+
 def test_splice_gives_up_on_what_it_cannot_follow() -> None:
     assert splice(b'{"model":"a","model":"c"}', {"model": b'"b"'}) is None  # duplicate key
     assert splice(b'{"mod\\u0065l":"a"}', {"model": b'"b"'}) is None  # escaped name

@@ -182,3 +182,18 @@ def test_an_openai_client_cannot_smuggle_a_native_body() -> None:
                        "$polyroute.native": {"protocol": "bedrock", "fields": {},
                                              "body": "eyJ4IjoxfQ=="}}).encode()
     assert chat_request(body).native is None
+
+
+def test_converse_relay_completes_a_stream_that_lost_its_metadata() -> None:
+    from polyroute.adapters.bedrock_converse.eventstream import EventStreamDecoder
+    from polyroute.surface.bedrock import frames
+    from polyroute.surface.bedrock.relay import StreamRelay as ConverseRelay
+
+    relay = ConverseRelay()
+    stop = frames.event("messageStop", b'{"stopReason":"end_turn"}')
+    out = relay.feed([ChatChunk(choices=[ChunkChoice(0, Delta(), finish_reason="stop")],
+                                native=stop)])
+    out += relay.feed([ChatChunk(usage=Usage(3, 4, 7))])  # the adapter's stand-in
+    out += relay.finish()
+    kinds = [m.header(":event-type") for m in EventStreamDecoder("t").feed(out)]
+    assert kinds == ["messageStop", "metadata"]

@@ -122,12 +122,15 @@ class StreamEncoder:
 
     def finish(self) -> bytes:
         reason = self._finish or "stop"
-        latency = int((time.monotonic() - self._started) * 1000)
         return (self._close()
                 + frames.event("messageStop", _encode(
                     {"stopReason": STOP_REASONS.get(reason, reason)}))
-                + frames.event("metadata", _encode({"usage": _usage(self._usage),
-                                                    "metrics": {"latencyMs": latency}})))
+                + self.metadata(self._usage))
+
+    def metadata(self, usage: Usage | None) -> bytes:
+        latency = int((time.monotonic() - self._started) * 1000)
+        return frames.event("metadata", _encode({"usage": _usage(usage),
+                                                 "metrics": {"latencyMs": latency}}))
 
     def fail(self, exc: GatewayError) -> bytes:
         """An exception frame: boto3 raises it as an ``EventStreamError`` with its name, so a

@@ -46,6 +46,7 @@ class StreamRelay:
         self._relaying: bool | None = None
         self._last = b""
         self._ended = False
+        self._stopped = False  # the upstream's messageStop was relayed
         self._taken_over = False
 
     def start(self) -> bytes:
@@ -65,6 +66,12 @@ class StreamRelay:
                 self._last = chunk.native
                 if chunk.usage is not None:
                     self._ended = True  # the metadata event, the last of a stream
+                self._stopped = self._stopped or chunk.finished
+            elif self._stopped and not self._taken_over and chunk.usage is not None:
+                # The upstream ended after messageStop without its metadata: only that is
+                # missing (the adapter's usage chunk stands for it).
+                self._ended = True
+                out.append(self._encoder.metadata(chunk.usage))
             elif _has_content(chunk) or chunk.usage is not None:
                 self._take_over()
                 out.append(self._encoder.feed([chunk]))

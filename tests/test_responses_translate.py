@@ -197,3 +197,20 @@ def test_converse_relay_completes_a_stream_that_lost_its_metadata() -> None:
     out += relay.finish()
     kinds = [m.header(":event-type") for m in EventStreamDecoder("t").feed(out)]
     assert kinds == ["messageStop", "metadata"]
+
+
+def test_converse_body_forwarded_as_it_came_unless_the_cap_was_lowered() -> None:
+    from polyroute.adapters.bedrock_converse.native import forwarded_body
+
+    body = b'{"messages": [{"role": "user", "content": [{"text": "hi"}]}], ' \
+           b'"inferenceConfig": {"maxTokens": 900}, "requestMetadata": {"k": "v"}}'
+    request = converse_request(body, "m", True)
+    assert forwarded_body(request) == body
+    request.max_completion_tokens = 900  # a cap equal to the client's: nothing to change
+    assert forwarded_body(request) == body
+    request.max_completion_tokens = 100  # the policy's lower cap
+    sent = json.loads(forwarded_body(request) or b"")
+    assert sent["inferenceConfig"] == {"maxTokens": 100}
+    assert sent["requestMetadata"] == {"k": "v"}
+    request.continue_final = True  # a resumed stream is translated
+    assert forwarded_body(request) is None

@@ -210,3 +210,27 @@ def test_relayed_stream_cut_ends_with_an_exception_frame(client: Any) -> None:
             received.append(event)
     assert received and "messageStart" in received[0]
     assert not any("metadata" in e for e in received)
+
+
+def test_what_polyroute_cannot_translate_goes_only_to_bedrock(client: Any,
+                                                             sim: SimServer) -> None:
+    """A document block has no canonical form: a Bedrock upstream gets it as sent; an OpenAI
+    one cannot, so that request is refused naming the block. An s3Location is refused for
+    every upstream (Bedrock would read it as the gateway)."""
+    sent = SentBody(client)
+    document = {"document": {"format": "txt", "name": "notes",
+                             "source": {"bytes": b"polyroute notes"}}}
+    messages = [{"role": "user", "content": [{"text": "Summarise."}, document]}]
+    answer = client.converse(modelId="claude", messages=messages)
+    assert answer["output"]["message"]["content"]
+    assert upstream_body(sim) == ("/model/anthropic.claude-sim-v1:0/converse", sent.body)
+    with pytest.raises(ClientError) as refused:
+        client.converse(modelId="gpt", messages=messages)
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert "document" in error["Message"] and "'bedrock'" in error["Message"]
+    with pytest.raises(ClientError) as s3:
+        client.converse(modelId="claude", messages=[{"role": "user", "content": [
+            {"text": "Look."}, {"image": {"format": "png", "source": {
+                "s3Location": {"uri": "s3://someone-elses-bucket/x.png"}}}}]}])
+    assert "s3Location" in s3.value.response["Error"]["Message"]

@@ -8,9 +8,12 @@
     toolConfig                         → tools, tool_choice (auto / any → required / tool)
     additionalModelRequestFields       → top_k and thinking (Anthropic's names)
 
-Blocks polyroute does not model (documents, video, guardrail content, reasoning) are refused
-with a 400 before routing, whatever the upstream (see docs/notes.md: a Bedrock upstream could
-take them as they came). Unknown top-level fields are kept in the body a Bedrock upstream gets.
+What polyroute does not model — document, video, guardrail-content and reasoning blocks, tool
+results other than text and json, ``guardrailConfig``, ``promptVariables`` — is not refused
+here: the request then goes only to Bedrock deployments, as it came (``NativeBody.
+untranslatable``; the engine refuses it, naming the first such part, when the group has none).
+An ``s3Location`` anywhere is refused outright: Bedrock would read the object with the
+gateway's AWS identity. Other unknown top-level fields reach a Bedrock upstream as sent.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from polyroute.nesting import check_json_depth
 from polyroute.surface.bedrock.wire import REQUEST_DECODER, Block, ConverseRequest, ToolResult
 
 UPSTREAM_PROTOCOL = "bedrock"
+_S3 = b'"s3Location"'
 _encode = msgspec.json.Encoder().encode
 _IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif",
                 "webp": "image/webp"}
@@ -50,10 +54,23 @@ def converse_request(body: bytes, model_id: str, stream: bool) -> ChatRequest:
         raise InvalidRequest("We could not parse the JSON body of your request.") from None
     if not wire.messages:
         raise InvalidRequest("messages must contain at least one message.", param="messages")
+    if _S3 in body:  # a quoted key cannot occur inside a JSON string: this is a field
+        raise InvalidRequest("s3Location sources are not accepted: send the bytes (Bedrock "
+                             "would read the object with the gateway's AWS identity).",
+                             param="messages")
+    gaps: list[InvalidRequest] = []
+    for name in ("guardrail_config", "prompt_variables"):
+        if getattr(wire, name) is not None:
+            camel = "guardrailConfig" if name == "guardrail_config" else "promptVariables"
+            gaps.append(InvalidRequest(f"{camel} is not supported by polyroute", param=camel))
+    messages = _messages(wire, gaps)
+    first = gaps[0] if gaps else None
     request = ChatRequest(
-        messages=_messages(wire), model=model_id, stream=stream,
+        messages=messages, model=model_id, stream=stream,
         stream_options=StreamOptions(include_usage=True) if stream else None,
-        native=NativeBody(UPSTREAM_PROTOCOL, {}, body))
+        native=NativeBody(UPSTREAM_PROTOCOL, {}, body,
+                          untranslatable=first.message if first else None,
+                          untranslatable_param=first.param if first else None))
     config = wire.inference_config
     if config is not None:
         request.max_tokens = config.max_tokens
@@ -70,7 +87,7 @@ def converse_request(body: bytes, model_id: str, stream: bool) -> ChatRequest:
     return request
 
 
-def _messages(wire: ConverseRequest) -> list[Message]:
+def _messages(wire: ConverseRequest, gaps: list[InvalidRequest]) -> list[Message]:
     messages: list[Message] = []
     system = [b.text for b in wire.system or () if b.text]
     if system:
@@ -84,7 +101,7 @@ def _messages(wire: ConverseRequest) -> list[Message]:
         for j, block in enumerate(message.content):
             where = f"messages.{i}.content.{j}"
             if block.tool_result is not None:
-                messages.append(_tool_result(block.tool_result, where))
+                messages.append(_tool_result(block.tool_result, where, gaps))
             elif block.tool_use is not None:
                 use = block.tool_use
                 calls.append(ToolCall(id=use.tool_use_id, type="function", function=FunctionCall(
@@ -93,7 +110,10 @@ def _messages(wire: ConverseRequest) -> list[Message]:
                 if parts:
                     parts[-1].cache_control = {"type": "ephemeral"}
             else:
-                parts.append(_part(block, where))
+                try:
+                    parts.append(_part(block, where))
+                except InvalidRequest as gap:
+                    gaps.append(gap)
         if parts or not calls:
             text_only = all(p.type == "text" and p.cache_control is None for p in parts)
             content: str | list[ContentPart] = "".join(p.text or "" for p in parts) \
@@ -123,14 +143,14 @@ def _part(block: Block, where: str) -> ContentPart:
                          "images as bytes, toolUse and toolResult are)", param=where)
 
 
-def _tool_result(result: ToolResult, where: str) -> Message:
+def _tool_result(result: ToolResult, where: str, gaps: list[InvalidRequest]) -> Message:
     texts = []
     for k, part in enumerate(result.content):
-        if part.text is None and part.json is None:
-            # An image or a document (perhaps an s3Location, which Bedrock would read with
-            # the gateway's identity): refused, like the same blocks in a message.
-            raise InvalidRequest(f"{where}.toolResult.content.{k}: only text and json results "
-                                 "are supported", param=f"{where}.toolResult.content.{k}")
+        if part.text is None and part.json is None:  # an image, a document …
+            gaps.append(InvalidRequest(f"{where}.toolResult.content.{k}: only text and json "
+                                       "results are supported by polyroute",
+                                       param=f"{where}.toolResult.content.{k}"))
+            continue
         texts.append(part.text if part.text is not None else _encode(part.json).decode())
     return Message(role="tool", tool_call_id=result.tool_use_id, content="".join(texts))
 

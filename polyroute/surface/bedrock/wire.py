@@ -92,6 +92,8 @@ class ConverseRequest(_Wire):
     inference_config: InferenceConfig | None = None
     tool_config: ToolConfig | None = None
     additional_model_request_fields: dict[str, Any] | None = None
+    guardrail_config: dict[str, Any] | None = None
+    prompt_variables: dict[str, Any] | None = None
 
 
 REQUEST_DECODER = msgspec.json.Decoder(ConverseRequest)

@@ -50,7 +50,10 @@ from polyroute.adapters.gemini.errors import error_from_response as gemini_error
 from polyroute.adapters.gemini.stream import StreamTranslator as GeminiStream
 from polyroute.adapters.gemini.wire import EmbedResponse as GeminiEmbeddings
 from polyroute.adapters.gemini.wire import Response as GeminiResponse
+from polyroute.adapters.bedrock_converse import native as bedrock_native
 from polyroute.adapters.openai_chat import translate as openai_up
+from polyroute.adapters.openai_responses import translate as responses_up
+from polyroute.adapters.openai_responses.stream import StreamTranslator as ResponsesStream
 from polyroute.adapters.sse import sse_data
 from polyroute.config.compiled import Quirks
 from polyroute.errors import ClientError, GatewayError, UpstreamError
@@ -60,10 +63,15 @@ from polyroute.sim.bedrock.eventstream import frame
 from polyroute.surface.anthropic import decode as anthropic_in
 from polyroute.surface.anthropic import encode as anthropic_out
 from polyroute.surface.anthropic.wire import MessagesRequest
+from polyroute.surface.bedrock import decode as converse_in
+from polyroute.surface.bedrock import encode as converse_out
+from polyroute.surface.bedrock.relay import StreamRelay as ConverseRelay
+from polyroute.surface.bedrock.wire import ConverseRequest
 from polyroute.surface.openai import decode as openai_in
 from polyroute.surface.openai import encode as openai_out
 from polyroute.surface.responses import decode as responses_in
 from polyroute.surface.responses import encode as responses_out
+from polyroute.surface.responses.relay import StreamRelay as ResponsesRelay
 from polyroute.surface.responses.wire import ResponsesRequest
 from tests.support.gateway import GatewayProcess
 
@@ -179,6 +187,8 @@ CHAT_WORDS = vocabulary(ChatRequest) + OPENAI_TAGS
 ANTHROPIC_WORDS = vocabulary(MessagesRequest) + ANTHROPIC_TAGS
 RESPONSES_WORDS = vocabulary(ResponsesRequest) + OPENAI_TAGS
 EMBEDDING_WORDS = [*vocabulary(EmbeddingRequest), "float", "base64"]
+CONVERSE_WORDS = vocabulary(ConverseRequest) + BEDROCK_TAGS + [
+    "user", "assistant", "png", "jpeg", "any", "auto", "tool", "aGk=", "s3Location"]
 
 
 def translate_for_every_upstream(request: ChatRequest) -> None:
@@ -187,7 +197,9 @@ def translate_for_every_upstream(request: ChatRequest) -> None:
     for build in (lambda: openai_up.chat_body(request, "m", QUIRKS),
                   lambda: anthropic_up.chat_body(request, "m", QUIRKS, "d"),
                   lambda: gemini_up.chat_body(request, QUIRKS, "d"),
-                  lambda: bedrock_up.chat_body(request, QUIRKS, "d")):
+                  lambda: bedrock_up.chat_body(request, QUIRKS, "d"),
+                  lambda: responses_up.request_body(request, "m", QUIRKS, "d"),
+                  lambda: bedrock_native.forwarded_body(request) or b"{}"):
         body = expect(UpstreamError, build)
         if body is not None:
             msgspec.json.decode(body)  # what is sent is JSON
@@ -223,6 +235,15 @@ def test_anthropic_messages_decoder(body: bytes, count_only: bool) -> None:
 @given(bodies(RESPONSES_WORDS, {"model": "m", "input": "hi"}))
 def test_responses_decoder(body: bytes) -> None:
     request = expect(ClientError, lambda: responses_in.responses_request(body))
+    if request is not None:
+        translate_for_every_upstream(request)
+
+
+@FUZZ
+@given(bodies(CONVERSE_WORDS, {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}),
+       st.booleans())
+def test_converse_decoder(body: bytes, stream: bool) -> None:
+    request = expect(ClientError, lambda: converse_in.converse_request(body, "m", stream))
     if request is not None:
         translate_for_every_upstream(request)
 
@@ -281,12 +302,14 @@ def encode_for_every_dialect(response: ChatResponse) -> None:
     openai_out.response_body(response)
     anthropic_out.message_body(response)
     responses_out.response_body(response)
+    converse_out.response_body(response, 1)
 
 
 def relay_for_every_dialect(chunks: list[ChatChunk]) -> None:
     """The chunks a stream produced, through each dialect's stream encoder."""
     encoders: list[Any] = [openai_out.ChunkEncoder(True), anthropic_out.StreamEncoder("m"),
-                           responses_out.StreamEncoder("m")]
+                           responses_out.StreamEncoder("m"), ResponsesRelay("m"),
+                           converse_out.StreamEncoder(), ConverseRelay()]
     for encoder in encoders:
         encoder.start()
         for chunk in chunks:
@@ -327,6 +350,29 @@ def test_openai_upstream_parsing(body: bytes, events: list[bytes], status: int,
             chunks.append(chunk)
     relay_for_every_dialect(chunks)
     assert isinstance(openai_up.error_from_response(status, body, headers, "d"), UpstreamError)
+
+
+RESPONSES_RESPONSE = vocabulary(responses_up.WireResponse) + OPENAI_TAGS + [
+    "response.created", "response.output_text.delta", "response.output_item.added",
+    "response.function_call_arguments.delta", "response.completed", "response.incomplete",
+    "response.failed", "error", "completed", "incomplete", "max_output_tokens", "reasoning",
+    "response.reasoning_summary_text.delta", "response.refusal.delta"]
+
+
+@FUZZ
+@given(bodies(RESPONSES_RESPONSE), st.lists(bodies(RESPONSES_RESPONSE, {"type": "x"}),
+                                            max_size=8), st.booleans())
+def test_responses_upstream_parsing(body: bytes, events: list[bytes], relay: bool) -> None:
+    response = expect(UpstreamError, lambda: responses_up.parse_response(body, "d", relay))
+    if response is not None:
+        encode_for_every_dialect(response)
+    stream = ResponsesStream("d")
+    chunks: list[ChatChunk] = []
+    for data in events:
+        made = expect(UpstreamError, lambda data=data: stream.chunks(
+            data, b"data: " + data + b"\n\n" if relay else None))
+        chunks += made or []
+    relay_for_every_dialect(chunks)
 
 
 @FUZZ

@@ -39,6 +39,7 @@ from polyroute.adapters.anthropic_messages.errors import (
 from polyroute.adapters.anthropic_messages.stream import StreamTranslator as AnthropicStream
 from polyroute.adapters.anthropic_messages.wire import Event as AnthropicEvent
 from polyroute.adapters.anthropic_messages.wire import Message as AnthropicMessage
+from polyroute.adapters.bedrock_converse import native as bedrock_native
 from polyroute.adapters.bedrock_converse import translate as bedrock_up
 from polyroute.adapters.bedrock_converse.errors import error_from_response as bedrock_error
 from polyroute.adapters.bedrock_converse.eventstream import EventStreamDecoder
@@ -50,7 +51,6 @@ from polyroute.adapters.gemini.errors import error_from_response as gemini_error
 from polyroute.adapters.gemini.stream import StreamTranslator as GeminiStream
 from polyroute.adapters.gemini.wire import EmbedResponse as GeminiEmbeddings
 from polyroute.adapters.gemini.wire import Response as GeminiResponse
-from polyroute.adapters.bedrock_converse import native as bedrock_native
 from polyroute.adapters.openai_chat import translate as openai_up
 from polyroute.adapters.openai_responses import translate as responses_up
 from polyroute.adapters.openai_responses.stream import StreamTranslator as ResponsesStream

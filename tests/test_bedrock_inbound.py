@@ -38,18 +38,32 @@ def sim() -> Iterator[SimServer]:
 
 
 @pytest.fixture(scope="module")
-def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def paced() -> Iterator[SimServer]:
+    # Paced, so the first content surely reaches the client before a mid-stream fault.
+    with SimServer(api_key=SECRET, tokens_per_second=100) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(sim: SimServer, paced: SimServer,
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     tmp = str(tmp_path_factory.mktemp("aws"))
     config = {
         "providers": {
             "bedrock": {"protocol": "bedrock", "base_url": sim.root_url,
                         "options": {"region": REGION}, "any_model": True},
+            "paced": {"protocol": "bedrock", "base_url": paced.root_url,
+                      "options": {"region": REGION}},
             "sim": {"base_url": sim.base_url, "api_key": "${SIM_KEY}", "any_model": True},
         },
         "model_groups": {
             "claude": {"deployments": [{"provider": "bedrock", "model": CLAUDE}]},
             "gpt": {"deployments": [{"provider": "sim", "model": "gpt-4o-mini"}]},
             "cut": {"deployments": [{"provider": "bedrock", "model": "claude-x@stream_error"}]},
+            "resumed": {"routing": "priority", "deployments": [
+                {"provider": "paced", "model": "claude-y@stream_cut:after_chunks=2",
+                 "name": "cut"},
+                {"provider": "sim", "model": "gpt-4o-mini", "name": "backup", "priority": 1}]},
         },
         "auth": {"master_key": "${PR_MASTER}"},
         "storage": {"flush_interval_s": 0.05},
@@ -234,3 +248,14 @@ def test_what_polyroute_cannot_translate_goes_only_to_bedrock(client: Any,
             {"text": "Look."}, {"image": {"format": "png", "source": {
                 "s3Location": {"uri": "s3://someone-elses-bucket/x.png"}}}}]}])
     assert "s3Location" in s3.value.response["Error"]["Message"]
+
+
+def test_relayed_stream_finished_by_another_protocol(client: Any) -> None:
+    """The Bedrock upstream's stream breaks after two deltas reached the client; an OpenAI
+    deployment finishes the answer in a new content block, and the stream ends normally."""
+    events = list(client.converse_stream(modelId="resumed", messages=USER)["stream"])
+    deltas = [e["contentBlockDelta"] for e in events if "contentBlockDelta" in e]
+    assert "".join(d["delta"]["text"] for d in deltas) == DEFAULT_TEXT
+    assert {d["contentBlockIndex"] for d in deltas} == {0, 1}  # relayed, then the new block
+    assert [next(iter(e)) for e in events][-2:] == ["messageStop", "metadata"]
+    assert events[-1]["metadata"]["usage"]["outputTokens"] > 0

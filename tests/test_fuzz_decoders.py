@@ -1,5 +1,5 @@
 """Property-based fuzzing (Hypothesis) of every decoder the gateway runs on bytes it does not
-control: the three inbound dialects, the SSE reader, the Bedrock event-stream frame reader, and
+control: the four inbound dialects, the SSE reader, the Bedrock event-stream frame reader, and
 each upstream protocol's response, stream and error parsing — followed by what the gateway does
 next with a decoded value (translate it for every upstream; encode it for every dialect).
 

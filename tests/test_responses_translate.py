@@ -225,3 +225,45 @@ def test_converse_body_forwarded_as_it_came_unless_the_cap_was_lowered() -> None
     assert sent["requestMetadata"] == {"k": "v"}
     request.continue_final = True  # a resumed stream is translated
     assert forwarded_body(request) is None
+
+
+def test_converse_reasoning_keeps_its_signature_both_ways() -> None:
+    from polyroute.adapters.bedrock_converse.eventstream import EventStreamDecoder
+    from polyroute.model.chat import ChatResponse, Choice, ThinkingBlock
+    from polyroute.surface.bedrock.encode import StreamEncoder as ConverseEncoder
+    from polyroute.surface.bedrock.encode import response_body
+
+    request = converse_request(json.dumps({"messages": [
+        {"role": "user", "content": [{"text": "weather?"}]},
+        {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "look it up", "signature": "S1"}}},
+            {"reasoningContent": {"redactedContent": "UkVE"}},
+            {"toolUse": {"toolUseId": "t1", "name": "w", "input": {"q": 1}}}]},
+        {"role": "user", "content": [{"toolResult": {"toolUseId": "t1",
+                                                     "content": [{"text": "sunny"}]}}]},
+    ]}).encode(), "m", False)
+    assert request.native is not None and request.native.untranslatable is None
+    assistant = request.messages[1]
+    assert assistant.thinking_blocks == [
+        ThinkingBlock("thinking", thinking="look it up", signature="S1"),
+        ThinkingBlock("redacted_thinking", data="UkVE")]
+    assert [m.role for m in request.messages] == ["user", "assistant", "tool"]  # no empty turn
+    answer = ChatResponse(choices=[Choice(0, Message(
+        "assistant", "Sunny.", thinking_blocks=[ThinkingBlock(thinking="t", signature="S2")]),
+        "stop")])
+    content = json.loads(response_body(answer, 1))["output"]["message"]["content"]
+    assert content[0] == {"reasoningContent": {"reasoningText": {"text": "t",
+                                                                 "signature": "S2"}}}
+    encoder = ConverseEncoder()
+    out = encoder.start() + encoder.feed([
+        ChatChunk(choices=[ChunkChoice(0, Delta(reasoning_content="t"))]),
+        ChatChunk(choices=[ChunkChoice(0, Delta(thinking_blocks=[
+            ThinkingBlock(signature="S2")]))]),
+        ChatChunk(choices=[ChunkChoice(0, Delta(content="Sunny."), finish_reason="stop")]),
+    ]) + encoder.finish()
+    payloads = [json.loads(m.payload) for m in EventStreamDecoder("t").feed(out)
+                if m.header(":event-type") == "contentBlockDelta"]
+    assert [p["delta"] for p in payloads] == [
+        {"reasoningContent": {"text": "t"}}, {"reasoningContent": {"signature": "S2"}},
+        {"text": "Sunny."}]
+    assert [p["contentBlockIndex"] for p in payloads] == [0, 0, 1]

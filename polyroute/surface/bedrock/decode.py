@@ -7,8 +7,9 @@
     inferenceConfig                    → max_tokens, temperature, top_p, stop
     toolConfig                         → tools, tool_choice (auto / any → required / tool)
     additionalModelRequestFields       → top_k and thinking (Anthropic's names)
+    reasoningContent (assistant)       → thinking_blocks (text + signature, or redacted data)
 
-What polyroute does not model — document, video, guardrail-content and reasoning blocks, tool
+What polyroute does not model — document, video and guardrail-content blocks, tool
 results other than text and json, ``guardrailConfig``, ``promptVariables`` — is not refused
 here: the request then goes only to Bedrock deployments, as it came (``NativeBody.
 untranslatable``; the engine refuses it, naming the first such part, when the group has none).
@@ -30,6 +31,7 @@ from polyroute.model.chat import (
     Message,
     NativeBody,
     StreamOptions,
+    ThinkingBlock,
     ToolCall,
 )
 from polyroute.nesting import check_json_depth
@@ -98,10 +100,16 @@ def _messages(wire: ConverseRequest, gaps: list[InvalidRequest]) -> list[Message
                                  param=f"messages.{i}.role")
         parts: list[ContentPart] = []
         calls: list[ToolCall] = []
+        thinking: list[ThinkingBlock] = []
+        results = 0
         for j, block in enumerate(message.content):
             where = f"messages.{i}.content.{j}"
             if block.tool_result is not None:
                 messages.append(_tool_result(block.tool_result, where, gaps))
+                results += 1
+            elif block.reasoning_content is not None and message.role == "assistant" and (
+                    (found := _thinking(block.reasoning_content)) is not None):
+                thinking.append(found)
             elif block.tool_use is not None:
                 use = block.tool_use
                 calls.append(ToolCall(id=use.tool_use_id, type="function", function=FunctionCall(
@@ -114,15 +122,31 @@ def _messages(wire: ConverseRequest, gaps: list[InvalidRequest]) -> list[Message
                     parts.append(_part(block, where))
                 except InvalidRequest as gap:
                     gaps.append(gap)
+        if results and not parts and not calls:
+            continue  # a turn of tool results only: they are the tool messages above
+        content: str | list[ContentPart] | None = None
         if parts or not calls:
             text_only = all(p.type == "text" and p.cache_control is None for p in parts)
-            content: str | list[ContentPart] = "".join(p.text or "" for p in parts) \
-                if text_only else parts
-            messages.append(Message(role=message.role, content=content,
-                                    tool_calls=calls or None))
-        else:
-            messages.append(Message(role=message.role, tool_calls=calls))
+            content = "".join(p.text or "" for p in parts) if text_only else parts
+        messages.append(Message(
+            role=message.role, content=content, tool_calls=calls or None,
+            thinking_blocks=thinking or None,
+            reasoning_content="".join(t.thinking or "" for t in thinking) or None))
     return messages
+
+
+def _thinking(block: dict[str, Any]) -> ThinkingBlock | None:
+    """A reasoning block of an earlier answer, sent back with its signature (Anthropic's
+    models on Bedrock refuse a tool-use conversation whose thinking lost it)."""
+    text = block.get("reasoningText")
+    if isinstance(text, dict) and isinstance(text.get("text"), str):
+        signature = text.get("signature")
+        return ThinkingBlock(type="thinking", thinking=text["text"],
+                             signature=signature if isinstance(signature, str) else None)
+    redacted = block.get("redactedContent")
+    if isinstance(redacted, str):
+        return ThinkingBlock(type="redacted_thinking", data=redacted)
+    return None
 
 
 def _part(block: Block, where: str) -> ContentPart:

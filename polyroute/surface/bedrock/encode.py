@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from polyroute.errors import GatewayError
-from polyroute.model.chat import ChatChunk, ChatResponse, ToolCall
+from polyroute.model.chat import ChatChunk, ChatResponse, ThinkingBlock, ToolCall
 from polyroute.model.usage import Usage
 from polyroute.surface.bedrock import frames
 
@@ -59,6 +59,17 @@ def _tool_use(call: ToolCall) -> dict[str, Any]:
             "input": given}
 
 
+def _reasoning(block: ThinkingBlock) -> dict[str, Any]:
+    """A thinking block with what the client must send back: its signature, or the
+    redacted content."""
+    if block.type == "redacted_thinking":
+        return {"reasoningContent": {"redactedContent": block.data or ""}}
+    text: dict[str, Any] = {"text": block.thinking or ""}
+    if block.signature:
+        text["signature"] = block.signature
+    return {"reasoningContent": {"reasoningText": text}}
+
+
 def response_body(response: ChatResponse, latency_ms: int) -> bytes:
     if response.native is not None:
         return response.native  # a Bedrock upstream's own answer, relayed
@@ -68,7 +79,9 @@ def response_body(response: ChatResponse, latency_ms: int) -> bytes:
         choice = response.choices[0]
         reason = choice.finish_reason or "stop"
         message = choice.message
-        if message.reasoning_content:
+        if message.thinking_blocks:
+            content += [_reasoning(block) for block in message.thinking_blocks]
+        elif message.reasoning_content:
             content.append({"reasoningContent": {"reasoningText": {
                 "text": message.reasoning_content}}})
         text = message.content if isinstance(message.content, str) else "".join(
@@ -112,6 +125,13 @@ class StreamEncoder:
                 if delta.reasoning_content:
                     out.append(self._delta("reasoning", {"reasoningContent": {
                         "text": delta.reasoning_content}}))
+                for block in delta.thinking_blocks or ():
+                    if block.signature:  # the end of a thinking block
+                        out.append(self._delta("reasoning", {"reasoningContent": {
+                            "signature": block.signature}}))
+                    elif block.type == "redacted_thinking" and block.data:
+                        out.append(self._delta("reasoning", {"reasoningContent": {
+                            "redactedContent": block.data}}))
                 if delta.content:
                     out.append(self._delta("text", {"text": delta.content}))
                 for call in delta.tool_calls or ():

@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from polyroute.errors import GatewayError
+from polyroute.errors import AuthenticationFailed, GatewayError
 from polyroute.model.record import RequestRecord
 from polyroute.surface.bedrock import decode, encode
 from polyroute.surface.bedrock.relay import StreamRelay
@@ -30,9 +30,14 @@ def encode_error(exc: GatewayError) -> bytes:
 def bedrock_credentials(http: web.Request) -> str | None:
     auth = http.headers.get("Authorization", "")
     match = _SIGV4_KEY.match(auth)
-    if match is not None:
-        return match.group(1)
-    return credentials(http)
+    if match is None:
+        return credentials(http)
+    key = match.group(1)
+    try:
+        key.encode()
+    except UnicodeEncodeError:  # bytes that are not UTF-8 (as credentials() refuses them)
+        raise AuthenticationFailed("Invalid API key: it is not UTF-8 text.") from None
+    return key
 
 
 def with_error_type(handler: Handler) -> Handler:

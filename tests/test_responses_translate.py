@@ -146,6 +146,25 @@ def test_stream_events_to_chunks() -> None:
                                            message="slow down"), None)
 
 
+def test_relay_finished_in_the_item_the_upstream_left_open() -> None:
+    relay = StreamRelay("gpt")
+    first = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",' \
+            b'"sequence_number":4,"item_id":"msg_up","output_index":0,"content_index":0,' \
+            b'"delta":"Hel"}\n\n'
+    relay.feed([ChatChunk(choices=[ChunkChoice(0, Delta(content="Hel"))], native=first)])
+    out = relay.feed([ChatChunk(choices=[ChunkChoice(0, Delta(content="lo"),
+                                                     finish_reason="stop")])])
+    out += relay.finish()
+    events = [json.loads(block.partition(b"data: ")[2]) for block in out.split(b"\n\n")
+              if block]
+    assert [e["type"] for e in events] == [
+        "response.output_text.delta", "response.output_text.done",
+        "response.content_part.done", "response.output_item.done", "response.completed"]
+    assert [e["sequence_number"] for e in events] == list(range(5, 10))
+    assert events[0]["item_id"] == "msg_up" and events[1]["text"] == "Hello"
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Hello"
+
+
 def test_relay_finished_by_another_attempt() -> None:
     relay = StreamRelay("gpt")
     assert relay.start() == b""

@@ -210,7 +210,8 @@ def test_passthrough_function_call_stream(gw: GatewayProcess, sim: SimServer) ->
 def test_relayed_stream_finished_by_another_protocol(gw: GatewayProcess) -> None:
     """The Responses upstream breaks after two deltas reached the client; an OpenAI-chat
     deployment finishes the answer. The client sees one valid event sequence: the relayed
-    events, then the rest of the answer as a new output item, numbered on."""
+    events, then the rest of the text in the same message item, which is then closed with
+    the whole text, and polyroute's own response.completed."""
     raw = httpx.post(gw.base_url + "/responses", timeout=20,
                      json={"model": "resumed-model", "input": "hi", "stream": True})
     assert raw.status_code == 200, raw.text
@@ -227,9 +228,11 @@ def test_relayed_stream_finished_by_another_protocol(gw: GatewayProcess) -> None
         DEFAULT_TEXT)
     assert events[-1].type == "response.completed"
     deltas = [e for e in events if e.type == "response.output_text.delta"]
-    relayed = [e for e in deltas if e.output_index == 0]
-    assert relayed and len(relayed) < len(deltas)  # the relayed item, then the new one (1)
-    assert {e.output_index for e in deltas} == {0, 1}
+    assert {(e.output_index, e.item_id) for e in deltas} == {(0, deltas[0].item_id)}
+    done = [e for e in events if e.type == "response.output_item.done"]
+    assert len(done) == 1 and done[0].item.id == deltas[0].item_id
+    assert done[0].item.content[0].text == DEFAULT_TEXT  # type: ignore[union-attr]
+    assert events[-1].response.output_text == DEFAULT_TEXT  # type: ignore[union-attr]
     assert b'"background":false' in raw.content.split(b"\n\n")[0]  # the simulator's own
 
 

@@ -110,10 +110,19 @@ class StreamEncoder:
         self._usage: Usage | None = None
         self._index_base = 0
 
-    def take_over(self, sequence: int, output_index: int) -> None:
-        """Continue a relayed stream (:mod:`.relay`): the next event is number ``sequence``,
-        the next item opened is output ``output_index``."""
-        self._seq, self._index_base = sequence, output_index
+    def take_over(self, sequence: int, output_index: int,
+                  open_text: tuple[str, str] | None = None) -> None:
+        """Continue a relayed stream (:mod:`.relay`): the next event is number ``sequence``.
+        With ``open_text`` (the item id and text of the message item the relayed stream left
+        open, at ``output_index``), the answer goes on in that item; otherwise the next item
+        opened is output ``output_index + 1``."""
+        self._seq = sequence
+        if open_text is None:
+            self._index_base = output_index + 1
+            return
+        item = text_item(open_text[0], "", status="in_progress")
+        self._index_base, self._output = output_index, [item]
+        self._text = {"item": item, "index": output_index, "text": open_text[1]}
 
     def start(self) -> bytes:
         snapshot = self._snapshot("in_progress")

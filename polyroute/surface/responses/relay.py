@@ -2,9 +2,11 @@
 (``ChatChunk.native``), or the canonical chunks of any other upstream encoded.
 
 Which one is decided by the first batch. A relayed stream that another attempt had to finish
-(the engine resumes a broken stream by translating) goes on with that attempt's answer as a
-new output item, numbered after the last relayed event, and ends with polyroute's own
-``response.completed``; a relayed stream that ends normally ends with the upstream's."""
+(the engine resumes a broken stream by translating) goes on with that attempt's answer,
+numbered after the last relayed event: in the message item the upstream left open when it
+broke mid-text (closed with its whole text), else as a new output item; it ends with
+polyroute's own ``response.completed``. A relayed stream that ends normally ends with the
+upstream's."""
 
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ from polyroute.surface.responses.encode import StreamEncoder
 
 
 class _Numbers(msgspec.Struct):
+    type: str = ""
     sequence_number: int = -1
     output_index: int = -1
+    item_id: str | None = None
+    content_index: int = 0
 
 
 _numbers_decoder = msgspec.json.Decoder(_Numbers)
@@ -38,6 +43,7 @@ class StreamRelay:
         self._last = b""  # the last relayed event
         self._ended = False  # the upstream's own completion was relayed
         self._taken_over = False
+        self._text: list[str] = []  # the relayed text deltas
 
     def start(self) -> bytes:
         return b""  # response.created comes from the upstream when relaying
@@ -54,6 +60,9 @@ class StreamRelay:
             if chunk.native is not None:
                 out.append(chunk.native)
                 self._last = chunk.native
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        self._text.append(choice.delta.content)
                 if chunk.usage is not None:
                     self._ended = True  # only the terminal event carries usage
             elif _has_content(chunk) or chunk.usage is not None:
@@ -84,4 +93,8 @@ class StreamRelay:
             numbers = _numbers_decoder.decode(data) if data else _Numbers()
         except msgspec.DecodeError:
             numbers = _Numbers()
-        self._encoder.take_over(numbers.sequence_number + 1, numbers.output_index + 1)
+        open_text = None
+        if numbers.type == "response.output_text.delta" and numbers.item_id \
+                and numbers.content_index == 0 and numbers.output_index >= 0:
+            open_text = (numbers.item_id, "".join(self._text))
+        self._encoder.take_over(numbers.sequence_number + 1, numbers.output_index, open_text)

@@ -39,6 +39,8 @@ def gw(sim: SimServer, paced: SimServer) -> Iterator[GatewayProcess]:
                  "api_key": "${SIM_KEY}", "any_model": True}
     config = {
         "providers": {"resp": responses, "paced": {**responses, "base_url": paced.base_url},
+                      "azure-resp": {**responses, "base_url": sim.root_url + "/openai/v1",
+                                     "auth": "api-key"},
                       "chat": {"base_url": sim.base_url, "api_key": "${SIM_KEY}"}},
         "model_groups": {
             "mixed-model": {"routing": "priority", "deployments": [
@@ -46,6 +48,7 @@ def gw(sim: SimServer, paced: SimServer) -> Iterator[GatewayProcess]:
                 {"provider": "resp", "model": "gpt-4o-mini", "name": "responses-second",
                  "priority": 1}]},
             "chat-only": {"deployments": [{"provider": "chat", "model": "gpt-4o-mini"}]},
+            "azure-model": {"deployments": [{"provider": "azure-resp", "model": "my-gpt"}]},
             "resumed-model": {"routing": "priority", "deployments": [
                 {"provider": "paced", "model": "r@stream_cut:after_chunks=2", "name": "cut"},
                 {"provider": "chat", "model": "gpt-4o-mini", "name": "backup",
@@ -77,7 +80,7 @@ def sdk(base_url: str, capture: Capture | None = None, key: str = "unused") -> o
 
 def forwarded(sim: SimServer) -> bytes:
     last = sim.stats()["last_request"]
-    assert last["path"] == "/v1/responses"
+    assert last["path"].endswith("/v1/responses")
     return base64.b64decode(last["body_base64"])
 
 
@@ -256,3 +259,17 @@ def test_what_polyroute_cannot_translate_goes_only_to_a_responses_upstream(
     assert "previous_response_id" not in str(refused.value.message)
     assert "tools[0]" in str(refused.value.body) and "openai_responses" in (
         refused.value.message)
+
+
+def test_azure_v1_responses_upstream(gw: GatewayProcess, sim: SimServer) -> None:
+    """Azure's /openai/v1 serves the Responses API with the key in api-key: the same
+    passthrough, byte for byte."""
+    capture = Capture()
+    raw = sdk(gw.base_url, capture).responses.with_raw_response.create(
+        model="azure-model", input="hi")
+    last = sim.stats()["last_request"]
+    assert last["path"] == "/openai/v1/responses" and last["headers"]["api-key"] == SIM_KEY
+    assert "authorization" not in last["headers"]
+    assert forwarded(sim) == capture.body.replace(b'"azure-model"', b'"my-gpt"', 1)
+    assert raw.http_response.content == sent_by_sim(sim)
+    assert raw.http_response.headers["x-polyroute-deployment"]

@@ -11,6 +11,7 @@ import msgspec
 from polyroute.errors import GatewayError
 from polyroute.model.chat import ChatChunk, ChatResponse, ThinkingBlock, ToolCall
 from polyroute.model.usage import Usage
+from polyroute.nesting import too_deep
 from polyroute.surface.bedrock import frames
 
 _encode = msgspec.json.Encoder().encode
@@ -52,9 +53,13 @@ def _tool_use(call: ToolCall) -> dict[str, Any]:
     function = call.function
     arguments = function.arguments if function is not None else None
     try:
-        given = _any.decode(arguments) if arguments else {}
+        # An object nested past the limit could not be encoded again (a RecursionError).
+        given = _any.decode(arguments) if arguments and too_deep(arguments) is None else (
+            {"arguments": arguments} if arguments else {})
     except msgspec.DecodeError:
         given = {"arguments": arguments}  # not JSON: kept, under a name, rather than lost
+    if not isinstance(given, dict):
+        given = {"arguments": arguments}  # Converse's input is an object
     return {"toolUseId": call.id or "", "name": function.name or "" if function else "",
             "input": given}
 

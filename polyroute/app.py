@@ -47,6 +47,8 @@ from polyroute.state.redis_busy import RedisBusy
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
+from polyroute.surface.bedrock.handlers import BedrockHandlers, with_error_type
+from polyroute.surface.bedrock.handlers import encode_error as bedrock_error
 from polyroute.surface.console.routes import ConsoleRoutes
 from polyroute.surface.exchange import ChatExchange
 from polyroute.surface.gemini.handlers import GeminiHandlers
@@ -154,6 +156,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     anthropic = AnthropicHandlers(exchange)
     gemini = GeminiHandlers(exchange, catalog)
     responses = ResponsesHandlers(exchange)
+    bedrock = BedrockHandlers(exchange)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),
@@ -170,6 +173,10 @@ def build_app(config: GatewayConfig) -> web.Application:
     ]
     for method, path, handler, encoder in routes:
         app.router.add_route(method, path, guarded(handler, encoder))
+    for path, handler in (("/model/{model_id:.+}/converse", bedrock.converse),
+                          ("/model/{model_id:.+}/converse-stream",
+                           bedrock.converse_stream)):
+        app.router.add_post(path, with_error_type(guarded(handler, bedrock_error)))
     stack.admin.add_to(app)
     console = ConsoleRoutes(ConsoleService(stack.service, stack.db), config, breakers, metrics)
     stack.admin.add_routes(app, console.api())  # behind the admin API's key check

@@ -1,25 +1,29 @@
 """Every inbound dialect × every upstream protocol, on the same conversation: text, a tool-call
 round trip, an image, usage. The clients are the vendors' own SDKs (openai for Chat
-Completions and Responses, anthropic for Messages); the upstreams are the simulator speaking
-OpenAI, Azure OpenAI, Anthropic, Gemini and Bedrock (SigV4-signed, eventstream)."""
+Completions and Responses, anthropic for Messages, boto3 for Bedrock's Converse); the
+upstreams are the simulator speaking OpenAI, Azure OpenAI, OpenAI's Responses API, Anthropic,
+Gemini and Bedrock (SigV4-signed, eventstream)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import boto3
 import openai
 import pytest
+from botocore.config import Config
 
 from tests.support.gateway import GatewayProcess
 from tests.support.sim import SimServer
 
 KEY = "sk-matrix-upstream-secret-42"
-PROTOCOLS = ["openai", "azure", "anthropic", "gemini", "bedrock"]
-DIALECTS = ["chat", "messages", "responses"]
+PROTOCOLS = ["openai", "azure", "anthropic", "gemini", "bedrock", "openai_responses"]
+DIALECTS = ["chat", "messages", "responses", "converse"]
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJ"
        "RU5ErkJggg==")
 WEATHER = {"name": "get_weather", "description": "Weather at a place.",
@@ -43,6 +47,8 @@ def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
         "anthropic": {"protocol": "anthropic", "base_url": root, "api_key": "${KEY}"},
         "gemini": {"protocol": "gemini", "base_url": root, "api_key": "${KEY}"},
         "bedrock": {"protocol": "bedrock", "base_url": root, "region": "us-east-1"},
+        "openai_responses": {"protocol": "openai_responses", "base_url": sim.base_url,
+                             "api_key": "${KEY}"},
     }
     groups = {}
     for name in PROTOCOLS:
@@ -72,6 +78,7 @@ class Client:
         self.dialect = dialect
         self.oai = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
         self.ant = anthropic.Anthropic(base_url=gw.root_url, api_key="unused", max_retries=0)
+        self.root_url = gw.root_url
 
     def ask(self, model: str, text: str, *, image: bool = False, tools: bool = False,
             tool_result: tuple[str, str, dict[str, Any]] | None = None) -> Reply:
@@ -154,6 +161,41 @@ class Client:
         return Reply(r.output_text, tool, r.usage.input_tokens, r.usage.output_tokens)
 
 
+    def _converse(self, model: str, text: str, image: bool, tools: bool,
+                  result: tuple[str, str, dict[str, Any]] | None) -> Reply:
+        client = boto3.client(
+            "bedrock-runtime", endpoint_url=self.root_url, region_name="us-east-1",
+            aws_access_key_id="unused", aws_secret_access_key="unused",
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+        content: list[Any] = [{"text": text}]
+        if image:
+            content.append({"image": {"format": "png",
+                                      "source": {"bytes": base64.b64decode(PNG)}}})
+        messages: list[Any] = [{"role": "user", "content": content}]
+        if result is not None:
+            call_id, name, args = result
+            messages += [
+                {"role": "assistant", "content": [{"toolUse": {
+                    "toolUseId": call_id, "name": name, "input": args}}]},
+                {"role": "user", "content": [{"toolResult": {
+                    "toolUseId": call_id, "content": [{"text": "sunny, 21 C"}]}}]}]
+        kw: dict[str, Any] = {}
+        if tools or result is not None:
+            kw["toolConfig"] = {"tools": [{"toolSpec": {
+                "name": WEATHER["name"], "description": WEATHER["description"],
+                "inputSchema": {"json": WEATHER["parameters"]}}}]}
+        if tools:
+            kw["toolConfig"]["toolChoice"] = {"any": {}}
+        r = client.converse(modelId=model, messages=messages,
+                            inferenceConfig={"maxTokens": 200}, **kw)
+        blocks = r["output"]["message"]["content"]
+        uses = [b["toolUse"] for b in blocks if "toolUse" in b]
+        tool = (uses[0]["toolUseId"], uses[0]["name"], dict(uses[0]["input"])) if uses else None
+        usage = r["usage"]
+        return Reply("".join(b.get("text", "") for b in blocks), tool, usage["inputTokens"],
+                     usage["outputTokens"])
+
+
 @pytest.fixture(params=DIALECTS)
 def client(request: pytest.FixtureRequest, gw: GatewayProcess) -> Client:
     return Client(request.param, gw)
@@ -178,7 +220,7 @@ def test_same_conversation_everywhere(client: Client, protocol: str) -> None:
 
 
 def test_matrix_is_complete() -> None:
-    # 3 dialects × 5 protocols: a new protocol or dialect must join the matrix.
+    # 4 dialects × 6 protocols: a new protocol or dialect must join the matrix.
     from polyroute.adapters.registry import PROTOCOLS as REGISTERED
 
     assert sorted(REGISTERED) == sorted(PROTOCOLS)

@@ -1,5 +1,5 @@
 """Property-based fuzzing (Hypothesis) of every decoder the gateway runs on bytes it does not
-control: the three inbound dialects, the SSE reader, the Bedrock event-stream frame reader, and
+control: the four inbound dialects, the SSE reader, the Bedrock event-stream frame reader, and
 each upstream protocol's response, stream and error parsing — followed by what the gateway does
 next with a decoded value (translate it for every upstream; encode it for every dialect).
 
@@ -39,6 +39,7 @@ from polyroute.adapters.anthropic_messages.errors import (
 from polyroute.adapters.anthropic_messages.stream import StreamTranslator as AnthropicStream
 from polyroute.adapters.anthropic_messages.wire import Event as AnthropicEvent
 from polyroute.adapters.anthropic_messages.wire import Message as AnthropicMessage
+from polyroute.adapters.bedrock_converse import native as bedrock_native
 from polyroute.adapters.bedrock_converse import translate as bedrock_up
 from polyroute.adapters.bedrock_converse.errors import error_from_response as bedrock_error
 from polyroute.adapters.bedrock_converse.eventstream import EventStreamDecoder
@@ -51,6 +52,8 @@ from polyroute.adapters.gemini.stream import StreamTranslator as GeminiStream
 from polyroute.adapters.gemini.wire import EmbedResponse as GeminiEmbeddings
 from polyroute.adapters.gemini.wire import Response as GeminiResponse
 from polyroute.adapters.openai_chat import translate as openai_up
+from polyroute.adapters.openai_responses import translate as responses_up
+from polyroute.adapters.openai_responses.stream import StreamTranslator as ResponsesStream
 from polyroute.adapters.passthrough import sse_events
 from polyroute.adapters.sse import sse_data
 from polyroute.config.compiled import Quirks
@@ -61,6 +64,10 @@ from polyroute.sim.bedrock.eventstream import frame
 from polyroute.surface.anthropic import decode as anthropic_in
 from polyroute.surface.anthropic import encode as anthropic_out
 from polyroute.surface.anthropic.wire import MessagesRequest
+from polyroute.surface.bedrock import decode as converse_in
+from polyroute.surface.bedrock import encode as converse_out
+from polyroute.surface.bedrock.relay import StreamRelay as ConverseRelay
+from polyroute.surface.bedrock.wire import ConverseRequest
 from polyroute.surface.gemini import decode as gemini_in
 from polyroute.surface.gemini import encode as gemini_out
 from polyroute.surface.gemini.wire import GenerateContentRequest
@@ -68,6 +75,7 @@ from polyroute.surface.openai import decode as openai_in
 from polyroute.surface.openai import encode as openai_out
 from polyroute.surface.responses import decode as responses_in
 from polyroute.surface.responses import encode as responses_out
+from polyroute.surface.responses.relay import StreamRelay as ResponsesRelay
 from polyroute.surface.responses.wire import ResponsesRequest
 from tests.support.gateway import GatewayProcess
 
@@ -189,6 +197,8 @@ GEMINI_WORDS = [*vocabulary(GenerateContentRequest), "contents", "systemInstruct
                 "generateContentRequest", "tools", "parameters", "OBJECT"]
 GEMINI_CHAT = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 EMBEDDING_WORDS = [*vocabulary(EmbeddingRequest), "float", "base64"]
+CONVERSE_WORDS = vocabulary(ConverseRequest) + BEDROCK_TAGS + [
+    "user", "assistant", "png", "jpeg", "any", "auto", "tool", "aGk=", "s3Location"]
 
 
 def translate_for_every_upstream(request: ChatRequest) -> None:
@@ -197,7 +207,9 @@ def translate_for_every_upstream(request: ChatRequest) -> None:
     for build in (lambda: openai_up.chat_body(request, "m", QUIRKS),
                   lambda: anthropic_up.chat_body(request, "m", QUIRKS, "d"),
                   lambda: gemini_up.chat_body(request, QUIRKS, "d"),
-                  lambda: bedrock_up.chat_body(request, QUIRKS, "d")):
+                  lambda: bedrock_up.chat_body(request, QUIRKS, "d"),
+                  lambda: responses_up.request_body(request, "m", QUIRKS, "d"),
+                  lambda: bedrock_native.forwarded_body(request) or b"{}"):
         body = expect(UpstreamError, build)
         if body is not None:
             msgspec.json.decode(body)  # what is sent is JSON
@@ -243,6 +255,15 @@ def test_gemini_generate_content_decoder(body: bytes, count_only: bool) -> None:
 @given(bodies(RESPONSES_WORDS, {"model": "m", "input": "hi"}))
 def test_responses_decoder(body: bytes) -> None:
     request = expect(ClientError, lambda: responses_in.responses_request(body))
+    if request is not None:
+        translate_for_every_upstream(request)
+
+
+@FUZZ
+@given(bodies(CONVERSE_WORDS, {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}),
+       st.booleans())
+def test_converse_decoder(body: bytes, stream: bool) -> None:
+    request = expect(ClientError, lambda: converse_in.converse_request(body, "m", stream))
     if request is not None:
         translate_for_every_upstream(request)
 
@@ -321,12 +342,14 @@ def encode_for_every_dialect(response: ChatResponse) -> None:
     anthropic_out.message_body(response)
     responses_out.response_body(response)
     gemini_out.response_body(response)
+    converse_out.response_body(response, 1)
 
 
 def relay_for_every_dialect(chunks: list[ChatChunk]) -> None:
     """The chunks a stream produced, through each dialect's stream encoder."""
     encoders: list[Any] = [openai_out.ChunkEncoder(True), anthropic_out.StreamEncoder("m"),
-                           responses_out.StreamEncoder("m"), gemini_out.StreamEncoder("m")]
+                           responses_out.StreamEncoder("m"), gemini_out.StreamEncoder("m"),
+                           ResponsesRelay("m"), converse_out.StreamEncoder(), ConverseRelay()]
     for encoder in encoders:
         encoder.start()
         for chunk in chunks:
@@ -367,6 +390,29 @@ def test_openai_upstream_parsing(body: bytes, events: list[bytes], status: int,
             chunks.append(chunk)
     relay_for_every_dialect(chunks)
     assert isinstance(openai_up.error_from_response(status, body, headers, "d"), UpstreamError)
+
+
+RESPONSES_RESPONSE = vocabulary(responses_up.WireResponse) + OPENAI_TAGS + [
+    "response.created", "response.output_text.delta", "response.output_item.added",
+    "response.function_call_arguments.delta", "response.completed", "response.incomplete",
+    "response.failed", "error", "completed", "incomplete", "max_output_tokens", "reasoning",
+    "response.reasoning_summary_text.delta", "response.refusal.delta"]
+
+
+@FUZZ
+@given(bodies(RESPONSES_RESPONSE), st.lists(bodies(RESPONSES_RESPONSE, {"type": "x"}),
+                                            max_size=8), st.booleans())
+def test_responses_upstream_parsing(body: bytes, events: list[bytes], relay: bool) -> None:
+    response = expect(UpstreamError, lambda: responses_up.parse_response(body, "d", relay))
+    if response is not None:
+        encode_for_every_dialect(response)
+    stream = ResponsesStream("d")
+    chunks: list[ChatChunk] = []
+    for data in events:
+        made = expect(UpstreamError, lambda data=data: stream.chunks(
+            data, b"data: " + data + b"\n\n" if relay else None))
+        chunks += made or []
+    relay_for_every_dialect(chunks)
 
 
 @FUZZ

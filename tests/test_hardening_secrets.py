@@ -339,12 +339,16 @@ ENDPOINTS = {
     "/v1/messages": lambda e: e["type"] == "error"
     and e["error"]["type"] == "authentication_error",
     "/admin/keys": lambda e: e["error"]["type"] == "authentication_error",
+    "/model/gem%2Fx/converse": lambda e: set(e) == {"message"},  # Bedrock's shape
 }
 
 
 @pytest.mark.parametrize("path", list(ENDPOINTS))
 @pytest.mark.parametrize("header", [b"Authorization: Bearer sk-pr-\xff\xfe\xc3(",
-                                    b"x-api-key: \x80abc\xed\xa0\x80"])
+                                    b"x-api-key: \x80abc\xed\xa0\x80",
+                                    b"Authorization: AWS4-HMAC-SHA256 Credential=sk-pr-\xff\xfe"
+                                    b"/20250101/us-east-1/bedrock/aws4_request, "
+                                    b"SignedHeaders=host, Signature=00"])
 def test_non_utf8_key_is_a_401_in_the_dialects_shape(
         keyed: GatewayProcess, path: str, header: bytes) -> None:
     body = b'{"model": "gem/x", "messages": [], "input": "x", "max_tokens": 1}'

@@ -65,7 +65,7 @@ def test_every_adapter_package_with_a_spec_is_registered_under_its_name() -> Non
     with_spec = {p for p in packages
                  if (Path(polyroute.adapters.__path__[0]) / p / "spec.py").exists()}
     assert with_spec == {"openai_chat", "anthropic_messages", "gemini", "bedrock_converse",
-                         "azure_openai"}
+                         "azure_openai", "openai_responses"}
     specs = {importlib.import_module(f"polyroute.adapters.{p}.spec").SPEC for p in with_spec}
     assert set(PROTOCOLS.values()) == specs
     for name, spec in PROTOCOLS.items():
@@ -102,10 +102,12 @@ def test_each_protocol_puts_the_key_where_its_vendors_expect_it(tmp_path: Path) 
         "gemini": {"x-goog-api-key": "secret-value-123"},
         "bedrock": {"Authorization": "Bearer secret-value-123"},  # a Bedrock API key
         "azure": {"api-key": "secret-value-123"},
+        "openai_responses": {"Authorization": "Bearer secret-value-123"},
     }
     continuation = {n: e.quirks.continuation for n, e in config.open_vendors.items()}
     assert continuation == {"openai": "none", "anthropic": "assistant_prefill",
-                            "gemini": "none", "bedrock": "assistant_prefill", "azure": "none"}
+                            "gemini": "none", "bedrock": "assistant_prefill", "azure": "none",
+                            "openai_responses": "none"}
 
 
 # -- options -----------------------------------------------------------------------------------

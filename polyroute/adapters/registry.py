@@ -21,6 +21,7 @@ _SPECS = (
     "polyroute.adapters.gemini.spec",
     "polyroute.adapters.bedrock_converse.spec",
     "polyroute.adapters.azure_openai.spec",
+    "polyroute.adapters.openai_responses.spec",
 )
 
 

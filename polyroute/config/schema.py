@@ -208,13 +208,14 @@ class Quirks(_Section, kw_only=True):
 class ProviderSection(_Section, kw_only=True):
     protocol: str = "openai"
     """The upstream's wire protocol: one of adapters/registry.py's (openai, anthropic, gemini,
-    bedrock, azure)."""
+    bedrock, azure, openai_responses)."""
     base_url: str
     api_key: str | None = None
     """Only as an environment reference: ${OPENAI_API_KEY}."""
     auth: Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"] | None = None
     """The header that carries api_key; unset: the protocol's own (openai: bearer, anthropic:
-    x-api-key, gemini: x-goog-api-key, azure: api-key, bedrock: bearer for a Bedrock API key).
+    x-api-key, gemini: x-goog-api-key, azure: api-key, bedrock: bearer for a Bedrock API key,
+    openai_responses: bearer).
     Bedrock without an api_key signs every request with SigV4 from the standard AWS
     credentials instead."""
     options: dict[str, Any] = msgspec.field(default_factory=dict)

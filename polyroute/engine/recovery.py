@@ -79,6 +79,13 @@ def _sum(values: list[dict[str, object]]) -> dict[str, object]:
     return total
 
 
+_RESUMES_NATIVELY = frozenset({"anthropic", "gemini"})
+"""Protocols whose passthrough continues a broken answer in the client's own body (the
+partial answer appended to its messages or contents) and whose dialect encoders switch to
+translating at the break: a resuming attempt keeps the native request. The others'
+(Responses, Converse) resume translated."""
+
+
 class Recovery:
     """Resumes one request's stream on the candidates it has left (and, as a last resort, on
     the deployment that broke), through an attempt loop of their own: circuits, retries and
@@ -102,7 +109,16 @@ class Recovery:
     ) -> None:
         self._pace = pace
         self._units = prompt_units(prompt_tokens)
-        self._request = request
+        native = request.native
+        if native is None or native.protocol in _RESUMES_NATIVELY:
+            self._request = request
+            self._untranslatable = False
+        else:
+            # A resuming attempt translates: its events are spliced into a stream that has
+            # already begun, so another dialect's native bytes (a second response.created …)
+            # must not reach the client; parts only the native body holds cannot be resumed.
+            self._request = msgspec.structs.replace(request, native=None)
+            self._untranslatable = native.untranslatable is not None
         self._resumes_left = max_resumes
         self._candidates = tuple(candidates)
         self._record = record
@@ -121,6 +137,8 @@ class Recovery:
         blocker = sent.why_not()
         if blocker is not None:
             return blocker
+        if self._untranslatable:  # a resuming attempt is translated, and this one cannot be
+            return "the request holds parts only its own protocol takes, as they came"
         if self._resumes_left <= 0:
             return "the stream was already resumed as often as retry.max_attempts allows"
         if asyncio.get_running_loop().time() >= self._deadline:

@@ -96,8 +96,9 @@ class StreamOptions(msgspec.Struct, omit_defaults=True):
 
 class NativeRequest(msgspec.Struct):
     """A request in a dialect that is also an upstream protocol (Anthropic's Messages,
-    Gemini's generateContent), kept as the client sent it so that an upstream of that
-    ``protocol`` gets it forwarded with only the model changed: fields, blocks and parts
+    Gemini's generateContent, OpenAI's Responses, Bedrock's Converse), kept as the client
+    sent it so that an upstream of that ``protocol`` gets it forwarded with only the model
+    changed: fields, blocks and parts
     polyroute does not model (``container``, ``mcp_servers``, server tools, thought
     signatures …) survive. Set by the surface, read by that protocol's adapter
     (:mod:`polyroute.adapters.passthrough`)."""
@@ -105,7 +106,8 @@ class NativeRequest(msgspec.Struct):
     protocol: str
     """The upstream protocol that speaks the client's dialect (a ``protocol:`` name)."""
     fields: dict[str, msgspec.Raw]
-    """The client's top-level JSON fields, undecoded."""
+    """The client's top-level JSON fields, undecoded (empty when the whole body goes as it
+    came, as Bedrock's and Gemini's, whose model is in the URL)."""
     body: bytes = b""
     """The client's body exactly (the fields are slices of it): sent as it is when nothing in
     it changes (Gemini's model is in the URL)."""
@@ -181,8 +183,9 @@ class ChatResponse(msgspec.Struct, omit_defaults=True):
     # can relay them verbatim instead of re-encoding.
     raw: bytes | None = None
     native: bytes | None = None
-    """The upstream's exact body when the request was passed through natively (Anthropic to
-    Anthropic, Gemini to Gemini): ``raw`` is OpenAI's, set by every OpenAI upstream."""
+    """The upstream's exact body when the request was passed through natively (its dialect
+    is the upstream's protocol: Anthropic, Gemini, Responses, Bedrock Converse): ``raw`` is
+    OpenAI's, set by every OpenAI upstream. Only that dialect's surface ever reads it."""
 
 
 class Delta(msgspec.Struct, omit_defaults=True):

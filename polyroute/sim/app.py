@@ -14,6 +14,7 @@ from polyroute.sim.gemini import add_gemini_routes, gemini_dialect
 from polyroute.sim.middleware import check_api_key, openai_errors, record_requests
 from polyroute.sim.model_list import list_models, retrieve_model
 from polyroute.sim.quota import add_quota_headers, enforce_quota
+from polyroute.sim.responses import create_response
 from polyroute.sim.settings import SimSettings
 from polyroute.sim.state import SIM_STATE, SimState
 
@@ -34,6 +35,7 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     )
     app[SIM_STATE] = SimState.from_settings(settings or SimSettings())
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/responses", create_response)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)

@@ -2,7 +2,8 @@
 
     POST /openai/deployments/{deployment}/chat/completions?api-version=…
     POST /openai/deployments/{deployment}/embeddings?api-version=…
-    POST /openai/v1/chat/completions, /openai/v1/embeddings;  GET /openai/v1/models
+    POST /openai/v1/chat/completions, /openai/v1/embeddings, /openai/v1/responses;
+    GET /openai/v1/models
 
 The key comes in ``api-key`` or as ``Authorization: Bearer`` (an Entra token, or on /openai/v1
 the key itself); answers are the OpenAI endpoints' own, with Azure's headers.
@@ -19,6 +20,7 @@ from polyroute.sim.chat import chat_completions
 from polyroute.sim.embeddings import embeddings
 from polyroute.sim.errors import ApiError
 from polyroute.sim.model_list import list_models
+from polyroute.sim.responses import create_response
 from polyroute.sim.state import get_state
 
 PREFIX = "/openai/"
@@ -32,6 +34,7 @@ def add_azure_routes(app: web.Application) -> None:
     app.router.add_post(f"{deployment}/embeddings", embeddings)
     app.router.add_post("/openai/v1/chat/completions", chat_completions)
     app.router.add_post("/openai/v1/embeddings", embeddings)
+    app.router.add_post("/openai/v1/responses", create_response)
     app.router.add_get("/openai/v1/models", list_models)
     app.on_response_prepare.append(_azure_headers)
 

@@ -23,5 +23,11 @@ class IdSource:
     def tool_call_id(self) -> str:
         return f"call_{self._token('call', 24)}"
 
+    def response_id(self) -> str:
+        return f"resp_{self._token('resp', 32)}"
+
+    def item_id(self, prefix: str) -> str:
+        return f"{prefix}_{self._token(prefix, 32)}"
+
     def request_id(self) -> str:
         return f"req_{self._token('req', 32)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 from typing import Any
 
@@ -61,6 +62,8 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
         "body": decoded,
         # Kept for bodies that are not JSON, so tests can still see what was sent.
         "body_text": None if decoded is not None else _recorded_text(body),
+        # The exact bytes, for tests that a gateway forwarded a body unchanged.
+        "body_base64": base64.b64encode(body).decode(),
     }
     stats.last_request_body = body
     stats.active_requests += 1

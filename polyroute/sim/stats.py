@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from typing import Any
 
@@ -35,6 +36,9 @@ class SimStats:
         self.last_response_body: bytes | bytearray | None = None
         """The body bytes the simulator wrote for the last request (none for faults that
         damage a body), so tests can check a gateway relayed exactly those."""
+        self.last_response: bytes | None = None
+        """The bytes of the last answer of an endpoint that records it (the Responses API):
+        tests compare what a client got through the gateway with what was sent."""
 
     def record_selection(self, model: str, fault: Fault | None) -> None:
         self.requests_by_model[model] += 1
@@ -60,4 +64,6 @@ class SimStats:
             "last_response_body": (None if self.last_response_body is None else
                                    bytes(self.last_response_body).decode("utf-8",
                                                                          errors="replace")),
+            "last_response_base64": None if self.last_response is None
+            else base64.b64encode(self.last_response).decode(),
         }

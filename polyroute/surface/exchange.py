@@ -41,6 +41,10 @@ class ChatExchange:
     async def principal(self, http: web.Request) -> Principal:
         return await self._policy.authenticate(credentials(http))
 
+    async def authenticate(self, key: str | None) -> Principal:
+        """For a dialect whose clients send the key their own way (Bedrock's SigV4)."""
+        return await self._policy.authenticate(key)
+
     async def body(self, http: web.Request) -> bytes:
         return await read_body(http, self._max_body, self._body_timeout)
 
@@ -61,6 +65,7 @@ class ChatExchange:
         encode_response: Callable[[ChatResponse], bytes],
         encoder: Callable[[], StreamEncoder],
         headers: Headers = trace_headers,
+        keepalive: bool = True,
     ) -> web.StreamResponse:
         record = self.record(http, endpoint, request.model, request.stream)
         record.features = request_features(request)
@@ -83,7 +88,7 @@ class ChatExchange:
         if cache is not None:
             def make() -> StreamEncoder:
                 return Recording(encoder(), lambda answer: cache.keep(lookup, answer, record))
-        if self._keepalive_s <= 0:
+        if self._keepalive_s <= 0 or not keepalive:
             return await relay(http, await opening, headers(record), make())
         return await relay_when_open(http, opening, lambda: headers(record), make(),
                                      self._keepalive_s)

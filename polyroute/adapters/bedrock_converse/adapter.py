@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from polyroute.adapters.bedrock_converse import translate
+from polyroute.adapters.bedrock_converse import native, translate
 from polyroute.adapters.bedrock_converse.errors import error_from_response
 from polyroute.adapters.bedrock_converse.eventstream import EventStreamDecoder
 from polyroute.adapters.bedrock_converse.signing import Signer
@@ -40,7 +40,8 @@ class BedrockConverseAdapter:
         self, request: ChatRequest, deployment: Deployment, *, connect_s: float
     ) -> ChatResponse:
         endpoint, name = deployment.endpoint, deployment.name
-        body = translate.chat_body(request, endpoint.quirks, name)
+        forwarded = native.forwarded_body(request)
+        body = forwarded or translate.chat_body(request, endpoint.quirks, name)
         url = _url(endpoint, deployment.model, "converse", name)
         headers = await self._headers(endpoint, url, body, "application/json", name)
         async with self._transport.request(
@@ -48,14 +49,18 @@ class BedrockConverseAdapter:
             deployment=name, errors=error_from_response,
         ) as response:
             raw = await response.read()
-            return translate.parse_response(raw, deployment.model, _request_id(response.headers),
-                                            name, int(time.time()))
+            answer = translate.parse_response(raw, deployment.model,
+                                              _request_id(response.headers), name,
+                                              int(time.time()))
+            answer.native = raw if forwarded is not None else None
+            return answer
 
     async def stream_chat(
         self, request: ChatRequest, deployment: Deployment, *, connect_s: float
     ) -> AsyncIterator[list[ChatChunk]]:
         endpoint, name = deployment.endpoint, deployment.name
-        body = translate.chat_body(request, endpoint.quirks, name)
+        forwarded = native.forwarded_body(request)
+        body = forwarded or translate.chat_body(request, endpoint.quirks, name)
         url = _url(endpoint, deployment.model, "converse-stream", name)
         headers = await self._headers(endpoint, url, body, _EVENTSTREAM, name)
         async with self._transport.request(
@@ -70,7 +75,10 @@ class BedrockConverseAdapter:
                     batch: list[ChatChunk] = []
                     try:
                         for message in decoder.feed(data):
-                            batch += translator.feed(message)
+                            chunks = translator.feed(message)
+                            if forwarded is not None:  # the client gets the frames as they are
+                                chunks = native.relayed(chunks, message.frame)
+                            batch += chunks
                     except UpstreamError:
                         if batch:
                             yield batch  # what arrived before the error still counts

@@ -36,6 +36,8 @@ _UUID = 9
 class EventMessage:
     headers: dict[str, HeaderValue]
     payload: bytes
+    frame: bytes = b""
+    """The whole frame as it arrived, for a stream relayed to a client of the same dialect."""
 
     def header(self, name: str) -> str | None:
         value = self.headers.get(name)
@@ -68,7 +70,7 @@ class EventStreamDecoder:
                 raise self._error("message checksum mismatch")
             end = _PRELUDE_LENGTH + headers_length
             headers = self._headers(frame[_PRELUDE_LENGTH:end])
-            yield EventMessage(headers, frame[end:-4])
+            yield EventMessage(headers, frame[end:-4], frame)
 
     @property
     def pending(self) -> bool:

@@ -130,13 +130,13 @@ def _apply_quirks(fields: dict[str, Any], quirks: Quirks) -> None:
 
 def parse_response(body: bytes, deployment: str) -> ChatResponse:
     response = _decoded(_response_decoder, body, deployment, "unreadable response")
-    response.raw = body
+    response.raw, response.native = body, None  # an upstream's "native" key means nothing
     return response
 
 
 def parse_chunk(data: bytes, deployment: str) -> ChatChunk:
     chunk = _decoded(_chunk_decoder, data, deployment, "malformed stream chunk")
-    chunk.raw = data
+    chunk.raw, chunk.native = data, None  # an upstream's "native" key means nothing
     return chunk
 
 

@@ -55,5 +55,6 @@ async def converse(request: web.Request, model_id: str, *, stream: bool,
             request, answer=answer, prompt=prompt, fault=fault,
             seconds_per_chunk=max(1, settings.chunk_tokens) / tps if tps > 0 else 0.0,
             stats=state.stats, state=bedrock, headers=headers)
-    return await send_json_body(request, converse_body(answer, prompt, latency_ms=1), fault,
-                                state.stats, headers)
+    payload = converse_body(answer, prompt, latency_ms=1)
+    state.stats.last_response = payload
+    return await send_json_body(request, payload, fault, state.stats, headers)

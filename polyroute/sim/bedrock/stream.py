@@ -77,7 +77,8 @@ def _events(answer: Answer, prompt: PromptUsage, latency_ms: int) -> Iterator[_E
 
 class _Emitter:
     def __init__(self, request: web.Request, response: web.StreamResponse, fault: Fault | None,
-                 seconds_per_chunk: float, state: BedrockState) -> None:
+                 seconds_per_chunk: float, state: BedrockState, stats: SimStats) -> None:
+        self._stats = stats
         self._request = request
         self._response = response
         self._fault = fault
@@ -98,7 +99,9 @@ class _Emitter:
                 if await self._inject(item):
                     return
             payload = {**item.payload, "p": self._state.padding()}
-            await write_body(self._response, event(item.kind, payload), self._fault)
+            frame = event(item.kind, payload)
+            self._stats.last_response = (self._stats.last_response or b"") + frame
+            await write_body(self._response, frame, self._fault)
             if item.content:
                 self._sent += 1
 
@@ -125,8 +128,9 @@ async def stream_converse(
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers=headers)
     response.content_type = CONTENT_TYPE
-    emitter = _Emitter(request, response, fault, seconds_per_chunk, state)
+    emitter = _Emitter(request, response, fault, seconds_per_chunk, state, stats)
     stats.streams_started += 1
+    stats.last_response = b""
     try:
         await response.prepare(request)
         await emitter.run(_events(answer, prompt, latency_ms=1))

@@ -49,4 +49,8 @@ def _decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     except msgspec.ValidationError as exc:
         raise invalid_request(str(exc)) from None
     request.passthrough = fields
+    if isinstance(request, ChatRequest):
+        # Another dialect's body, for its own protocol's upstream: never the client's to set
+        # (a Bedrock body would go out signed with the gateway's identity, unchecked).
+        request.native = None
     return request

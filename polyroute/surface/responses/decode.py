@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -13,11 +14,21 @@ from polyroute.model.chat import (
     ContentPart,
     FunctionCall,
     Message,
+    NativeRequest,
     StreamOptions,
     ToolCall,
 )
 from polyroute.nesting import check_json_depth
-from polyroute.surface.responses.wire import REQUEST_DECODER, InputItem, InputPart
+from polyroute.surface.responses.wire import (
+    REQUEST_DECODER,
+    FunctionTool,
+    InputItem,
+    InputPart,
+)
+
+UPSTREAM_PROTOCOL = "openai_responses"
+"""The upstream protocol that speaks this dialect: its adapter forwards the client's body."""
+_fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def responses_request(body: bytes) -> ChatRequest:
@@ -25,25 +36,28 @@ def responses_request(body: bytes) -> ChatRequest:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     check_json_depth(body)
     try:
+        fields = _fields_decoder.decode(body)
         wire = REQUEST_DECODER.decode(body)
     except msgspec.ValidationError as exc:
         raise invalid_request(str(exc)) from None
     except msgspec.DecodeError:
         raise InvalidRequest("We could not parse the JSON body of your request.") from None
+    gaps = _Gaps()
     if wire.previous_response_id is not None:
-        raise InvalidRequest(
+        gaps.note(InvalidRequest(
             "previous_response_id is not supported: polyroute stores no responses. Send the "
-            "conversation in 'input' (with store: false).", param="previous_response_id")
+            "conversation in 'input' (with store: false).", param="previous_response_id"))
     if wire.background:
-        raise InvalidRequest("background responses are not supported", param="background")
+        gaps.note(InvalidRequest("background responses are not supported",
+                                 param="background"))
     messages: list[Message] = []
     if wire.instructions:
         messages.append(Message(role="system", content=wire.instructions))
     if isinstance(wire.input, str):
         messages.append(Message(role="user", content=wire.input))
     else:
-        messages += _items(wire.input)
-    if not messages:
+        messages += _items(wire.input, gaps)
+    if not messages and gaps.first is None:
         raise InvalidRequest("'input' must not be empty.", param="input")
     request = ChatRequest(
         messages=messages,
@@ -53,25 +67,66 @@ def responses_request(body: bytes) -> ChatRequest:
         max_completion_tokens=wire.max_output_tokens,
         temperature=wire.temperature,
         top_p=wire.top_p,
-        tools=[_tool(t, i) for i, t in enumerate(wire.tools)] if wire.tools else None,
-        tool_choice=_tool_choice(wire.tool_choice),
+        tools=_tools(wire.tools, gaps),
+        tool_choice=gaps.tried(_tool_choice, wire.tool_choice),
         parallel_tool_calls=wire.parallel_tool_calls,
         user=wire.safety_identifier or wire.user,
-        response_format=_response_format(wire.text.format if wire.text else None),
+        response_format=gaps.tried(_response_format, wire.text.format if wire.text else None),
     )
+    first = gaps.first
+    request.native = NativeRequest(
+        UPSTREAM_PROTOCOL, fields, body,
+        untranslatable=first.param if first is not None else None,
+        why=first.message if first is not None else "")
     if wire.reasoning is not None and wire.reasoning.effort is not None:
         request.reasoning_effort = wire.reasoning.effort
     return request
 
 
-def _items(items: list[InputItem]) -> list[Message]:
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Gaps:
+    """What the canonical request cannot hold. Not refused here: a Responses upstream takes
+    the client's body as it came (built-in tools and all); the engine routes such a request
+    only to one, and refuses it with the first gap's message when the group has none."""
+
+    def __init__(self) -> None:
+        self.first: InvalidRequest | None = None
+
+    def note(self, gap: InvalidRequest) -> None:
+        if self.first is None:
+            self.first = gap
+
+    def tried(self, translate: Callable[[T], R], value: T) -> R | None:
+        try:
+            return translate(value)
+        except InvalidRequest as gap:
+            self.note(gap)
+            return None
+
+
+def _tools(tools: list[FunctionTool] | None, gaps: _Gaps) -> list[dict[str, Any]] | None:
+    if not tools:
+        return None
+    out = []
+    for i, tool in enumerate(tools):
+        try:
+            out.append(_tool(tool, i))
+        except InvalidRequest as gap:
+            gaps.note(gap)
+    return out or None
+
+
+def _items(items: list[InputItem], gaps: _Gaps) -> list[Message]:
     messages: list[Message] = []
     for i, item in enumerate(items):
         if item.type == "message":
             if item.role not in ("user", "assistant", "system", "developer"):
                 raise InvalidRequest(f"input[{i}].role must be user, assistant, system or "
                                      "developer", param=f"input[{i}].role")
-            messages.append(Message(role=item.role, content=_content(item.content, i)))
+            messages.append(Message(role=item.role, content=_content(item.content, i, gaps)))
         elif item.type == "function_call":
             call = ToolCall(id=item.call_id, type="function",
                             function=FunctionCall(name=item.name, arguments=item.arguments or ""))
@@ -80,18 +135,20 @@ def _items(items: list[InputItem]) -> list[Message]:
                 last.tool_calls.append(call)  # parallel calls share one assistant turn
             else:
                 messages.append(Message(role="assistant", tool_calls=[call]))
-        elif item.type == "function_call_output":
+        elif item.type == "function_call_output" and (
+                item.output is None or isinstance(item.output, str)):
             messages.append(Message(role="tool", tool_call_id=item.call_id,
                                     content=item.output or ""))
         elif item.type == "reasoning":
             continue  # encrypted reasoning of another vendor's model: meaningless elsewhere
         else:
-            raise InvalidRequest(f"input[{i}].type '{item.type}' is not supported by polyroute",
-                                 param=f"input[{i}].type")
+            gaps.note(InvalidRequest(f"input[{i}].type '{item.type}' is not supported by "
+                                     "polyroute", param=f"input[{i}].type"))
     return messages
 
 
-def _content(content: str | list[InputPart] | None, i: int) -> str | list[ContentPart] | None:
+def _content(content: str | list[InputPart] | None, i: int,
+             gaps: _Gaps) -> str | list[ContentPart] | None:
     if content is None or isinstance(content, str):
         return content
     parts: list[ContentPart] = []
@@ -104,9 +161,9 @@ def _content(content: str | list[InputPart] | None, i: int) -> str | list[Conten
                 image["detail"] = part.detail
             parts.append(ContentPart(type="image_url", image_url=image))
         else:
-            raise InvalidRequest(f"input[{i}].content[{j}].type '{part.type}' is not supported "
-                                 "(input_text and input_image with image_url are)",
-                                 param=f"input[{i}].content[{j}].type")
+            gaps.note(InvalidRequest(f"input[{i}].content[{j}].type '{part.type}' is not "
+                                     "supported (input_text and input_image with image_url "
+                                     "are)", param=f"input[{i}].content[{j}].type"))
     return parts
 
 

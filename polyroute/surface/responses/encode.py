@@ -69,6 +69,8 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str,
 
 
 def response_body(response: ChatResponse) -> bytes:
+    if response.native is not None:
+        return response.native  # a Responses upstream's own answer, relayed
     output: list[dict[str, Any]] = []
     finish = None
     if response.choices:
@@ -106,6 +108,21 @@ class StreamEncoder:
         self._calls: dict[int, dict[str, Any]] = {}  # tool index → open function_call item
         self._finish: str | None = None
         self._usage: Usage | None = None
+        self._index_base = 0
+
+    def take_over(self, sequence: int, output_index: int,
+                  open_text: tuple[str, str] | None = None) -> None:
+        """Continue a relayed stream (:mod:`.relay`): the next event is number ``sequence``.
+        With ``open_text`` (the item id and text of the message item the relayed stream left
+        open, at ``output_index``), the answer goes on in that item; otherwise the next item
+        opened is output ``output_index + 1``."""
+        self._seq = sequence
+        if open_text is None:
+            self._index_base = output_index + 1
+            return
+        item = text_item(open_text[0], "", status="in_progress")
+        self._index_base, self._output = output_index, [item]
+        self._text = {"item": item, "index": output_index, "text": open_text[1]}
 
     def start(self) -> bytes:
         snapshot = self._snapshot("in_progress")
@@ -156,7 +173,8 @@ class StreamEncoder:
         out = b""
         if self._text is None:
             item = text_item(_id("msg"), "", status="in_progress")
-            self._text = {"item": item, "index": len(self._output), "text": ""}
+            self._text = {"item": item, "index": self._index_base + len(self._output),
+                          "text": ""}
             self._output.append(item)
             out += self._event("response.output_item.added",
                                {"output_index": self._text["index"], "item": item})
@@ -176,7 +194,8 @@ class StreamEncoder:
             out += self._close_text()
             item = call_item(_id("fc"), call_id or _id("call"), name or "", "",
                              status="in_progress")
-            open_call = self._calls[index] = {"item": item, "index": len(self._output)}
+            open_call = self._calls[index] = {"item": item,
+                                              "index": self._index_base + len(self._output)}
             self._output.append(item)
             out += self._event("response.output_item.added",
                                {"output_index": open_call["index"], "item": item})
@@ -194,7 +213,7 @@ class StreamEncoder:
         self._text = None
         item, index = text["item"], text["index"]
         done = text_item(item["id"], text["text"])
-        self._output[index] = done
+        self._output[index - self._index_base] = done
         part = done["content"][0]
         return (self._event("response.output_text.done", {
                     "item_id": item["id"], "output_index": index, "content_index": 0,

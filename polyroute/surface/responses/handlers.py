@@ -8,6 +8,7 @@ from polyroute.errors import GatewayError
 from polyroute.surface.exchange import ChatExchange
 from polyroute.surface.http import ErrorEncoder
 from polyroute.surface.responses import decode, encode
+from polyroute.surface.responses.relay import StreamRelay
 
 
 def encode_error(exc: GatewayError) -> bytes:
@@ -25,4 +26,4 @@ class ResponsesHandlers:
         request = decode.responses_request(await self._x.body(http))
         return await self._x.answer(http, request, principal, "responses",
                                     encode.response_body,
-                                    lambda: encode.StreamEncoder(request.model))
+                                    lambda: StreamRelay(request.model))

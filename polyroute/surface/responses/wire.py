@@ -27,7 +27,8 @@ class InputItem(msgspec.Struct, omit_defaults=True):
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
-    output: str | None = None
+    output: Any = None
+    """Text for a function call's output; other item kinds carry objects here."""
     id: str | None = None
     status: str | None = None
 

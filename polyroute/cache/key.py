@@ -6,10 +6,10 @@ reasoning), and any top-level field polyroute relays without modelling it (``log
 vendor extensions: they may change the answer). Out: the request's ids and user tags
 (``user``, ``metadata``, ``safety_identifier``, ``prompt_cache_key``, ``store``,
 ``service_tier``), and whether it streams — a stored answer replays either way.
-Requests are compared in the canonical model. A request kept in its own dialect for a
-same-dialect passthrough (Anthropic's, Gemini's: ``ChatRequest.native``) also counts the
-fields it was sent with, since some have no canonical form; so such a client shares answers
-with clients of its own dialect, not with OpenAI's.
+Requests are compared in the canonical model, so clients of different dialects asking the
+same thing share an answer. A request holding parts the canonical model cannot carry (kept
+for same-dialect passthrough: ``ChatRequest.native.untranslatable``) also counts its
+dialect's own fields, so it shares answers only with identical requests of its dialect.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def cache_key(request: ChatRequest, group: str, tenant: str) -> str:
     """A digest (hex) of what makes the answer; the tenant is hashed in, never stored plain."""
     extra = {k: v for k, v in (request.passthrough or {}).items()
              if k not in _MODELLED and k not in _IGNORED}
-    if request.native is not None:
-        # A request passed through natively may carry fields the canonical model cannot
+    if request.native is not None and request.native.untranslatable is not None:
+        # A request passed through natively may carry parts the canonical model cannot
         # (Anthropic's container, mcp_servers …): they may change the answer, so they count.
         extra.update((f"{request.native.protocol}:{k}", v)
                      for k, v in request.native.fields.items() if k not in _IGNORED)

@@ -13,6 +13,8 @@ import msgspec
 from aiohttp import web
 
 from polyroute import __version__
+from polyroute.adapters.client import UpstreamClient
+from polyroute.adapters.http_transport import AiohttpTransport
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.config import GatewayConfig
@@ -46,7 +48,7 @@ class Components:
     config: GatewayConfig
     gateway: Gateway
     metrics: Metrics
-    transport: Transport
+    upstream: UpstreamClient
     breakers: Breakers
     shared_circuits: RedisCircuits | None
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -56,16 +58,18 @@ class Components:
 APP_KEY = web.AppKey("polyroute", Components)
 
 
-def build_app(config: GatewayConfig) -> web.Application:
+def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.Application:
+    """``transport``: where upstream requests go (tests pass an in-memory one); by default
+    real sockets."""
     install_redaction(config.secrets)
     metrics = Metrics(config.groups,
                       (d.name for g in config.groups.values() for d in g.deployments),
                       max_model_labels=config.metrics.max_model_labels)
-    transport = Transport(secrets=config.secrets)
+    upstream = UpstreamClient(transport or AiohttpTransport(), secrets=config.secrets)
     # One record per request: the policy's settle appends it to the ledger (also the
     # request log); observers only count.
     observers: list[RequestObserver] = [metrics]
-    adapters = AdapterRegistry(transport)
+    adapters = AdapterRegistry(upstream)
     shared = None
     if config.state.redis_url is not None:
         shared = RedisCircuits(redis_client(config.state))
@@ -81,7 +85,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     policy = stack.policy
     gateway = Gateway(Router(config, auto=AutoRoutes(config)), adapters, observers, breakers,
                       policy)
-    parts = Components(config, gateway, metrics, transport, breakers, shared,
+    parts = Components(config, gateway, metrics, upstream, breakers, shared,
                        policy_stack=stack)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
@@ -145,7 +149,7 @@ async def _cleanup(app: web.Application) -> None:
     await asyncio.gather(*parts.background, return_exceptions=True)
     if parts.shared_circuits is not None:
         await parts.shared_circuits.aclose()
-    await parts.transport.aclose()
+    await parts.upstream.aclose()
     if parts.policy_stack is not None:
         await parts.policy_stack.aclose()
 

@@ -17,8 +17,8 @@ from polyroute.adapters.anthropic_messages import translate
 from polyroute.adapters.anthropic_messages.errors import error_from_response
 from polyroute.adapters.anthropic_messages.stream import StreamTranslator
 from polyroute.adapters.anthropic_messages.wire import EVENT_DECODER, VERSION, Event
+from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.sse import sse_data
-from polyroute.adapters.transport import Transport, upstream_errors
 from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
@@ -31,7 +31,7 @@ _MAX_MODEL_PAGES = 10
 
 
 class AnthropicMessagesAdapter:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: UpstreamClient) -> None:
         self._transport = transport
         self._headers: dict[tuple[str, str], Mapping[str, str]] = {}
 
@@ -54,22 +54,21 @@ class AnthropicMessagesAdapter:
             errors=error_from_response,
         ) as response:
             translator = StreamTranslator(name, int(time.time()))
-            with upstream_errors(name):
-                async for events in sse_data(response.content.iter_any()):
-                    batch: list[ChatChunk] = []
-                    for data in events:
-                        try:
-                            batch += translator.feed(_event(data, name))
-                        except UpstreamError:
-                            if batch:
-                                yield batch  # what arrived before the error still counts
-                            raise
-                        if translator.stopped:
-                            if batch:
-                                yield batch
-                            return
-                    if batch:  # a read of only pings says nothing to relay
-                        yield batch
+            async for events in sse_data(response.body):
+                batch: list[ChatChunk] = []
+                for data in events:
+                    try:
+                        batch += translator.feed(_event(data, name))
+                    except UpstreamError:
+                        if batch:
+                            yield batch  # what arrived before the error still counts
+                        raise
+                    if translator.stopped:
+                        if batch:
+                            yield batch
+                        return
+                if batch:  # a read of only pings says nothing to relay
+                    yield batch
             if not translator.finished:
                 raise UpstreamProtocolError(
                     "the upstream stream ended before the answer finished", deployment=name)

@@ -22,7 +22,7 @@ from polyroute.adapters.bedrock_converse.eventstream import EventStreamDecoder
 from polyroute.adapters.bedrock_converse.signing import Signer
 from polyroute.adapters.bedrock_converse.spec import options
 from polyroute.adapters.bedrock_converse.stream import StreamTranslator
-from polyroute.adapters.transport import Transport, upstream_errors
+from polyroute.adapters.client import UpstreamClient
 from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
@@ -32,7 +32,7 @@ _EVENTSTREAM = "application/vnd.amazon.eventstream"
 
 
 class BedrockConverseAdapter:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: UpstreamClient) -> None:
         self._transport = transport
         self._signer = Signer()
 
@@ -65,20 +65,19 @@ class BedrockConverseAdapter:
             decoder = EventStreamDecoder(name)
             translator = StreamTranslator(deployment.model, _request_id(response.headers), name,
                                           int(time.time()))
-            with upstream_errors(name):
-                async for data in response.content.iter_any():
-                    batch: list[ChatChunk] = []
-                    try:
-                        for message in decoder.feed(data):
-                            batch += translator.feed(message)
-                    except UpstreamError:
-                        if batch:
-                            yield batch  # what arrived before the error still counts
-                        raise
+            async for data in response.body:
+                batch: list[ChatChunk] = []
+                try:
+                    for message in decoder.feed(data):
+                        batch += translator.feed(message)
+                except UpstreamError:
                     if batch:
-                        yield batch
-                    if translator.done:
-                        return
+                        yield batch  # what arrived before the error still counts
+                    raise
+                if batch:
+                    yield batch
+                if translator.done:
+                    return
             if not translator.finished or decoder.pending:
                 raise UpstreamProtocolError(
                     "the upstream stream ended before the answer finished", deployment=name)

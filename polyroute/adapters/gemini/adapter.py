@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 from yarl import URL
 
+from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.gemini import translate
 from polyroute.adapters.gemini.errors import error_from_response
 from polyroute.adapters.gemini.stream import StreamTranslator
 from polyroute.adapters.sse import sse_data
-from polyroute.adapters.transport import Transport, upstream_errors
 from polyroute.errors import UpstreamError, UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
@@ -33,7 +33,7 @@ def _new_call_id(_: int) -> str:
 
 
 class GeminiAdapter:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: UpstreamClient) -> None:
         self._transport = transport
 
     async def chat(
@@ -58,18 +58,17 @@ class GeminiAdapter:
             connect_s=connect_s, deployment=name, errors=error_from_response,
         ) as response:
             translator = StreamTranslator(deployment.model, name, int(time.time()), _new_call_id)
-            with upstream_errors(name):
-                async for events in sse_data(response.content.iter_any()):
-                    batch: list[ChatChunk] = []
-                    for data in events:
-                        try:
-                            batch += translator.feed(data)
-                        except UpstreamError:
-                            if batch:
-                                yield batch  # what arrived before the error still counts
-                            raise
-                    if batch:
-                        yield batch
+            async for events in sse_data(response.body):
+                batch: list[ChatChunk] = []
+                for data in events:
+                    try:
+                        batch += translator.feed(data)
+                    except UpstreamError:
+                        if batch:
+                            yield batch  # what arrived before the error still counts
+                        raise
+                if batch:
+                    yield batch
             if not translator.finished:
                 raise UpstreamProtocolError(
                     "the upstream stream ended before the answer finished", deployment=name)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.openai_chat import translate
 from polyroute.adapters.sse import sse_data
-from polyroute.adapters.transport import Transport, upstream_errors
 from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
@@ -20,7 +20,7 @@ class OpenAIChatAdapter:
     """Also the base of servers that speak this protocol at other URLs (Azure): they override
     ``url`` and nothing else."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: UpstreamClient) -> None:
         self._transport = transport
 
     def url(self, endpoint: Endpoint, model: str, path: str) -> str:
@@ -71,26 +71,25 @@ class OpenAIChatAdapter:
             errors=translate.error_from_response,
         ) as response:
             finished = False
-            with upstream_errors(name):
-                async for events in sse_data(response.content.iter_any()):
-                    batch: list[ChatChunk] = []
-                    for data in events:
-                        if data == _DONE:
-                            if batch:
-                                yield batch
-                            return
-                        error = translate.stream_error(data, name)
-                        if error is not None:
-                            if batch:
-                                yield batch  # what arrived before the error still counts
-                            raise error
-                        chunk = translate.parse_chunk(data, name)
-                        if not finished:
-                            for choice in chunk.choices:
-                                if choice.finish_reason:
-                                    finished = True
-                        batch.append(chunk)
-                    yield batch
+            async for events in sse_data(response.body):
+                batch: list[ChatChunk] = []
+                for data in events:
+                    if data == _DONE:
+                        if batch:
+                            yield batch
+                        return
+                    error = translate.stream_error(data, name)
+                    if error is not None:
+                        if batch:
+                            yield batch  # what arrived before the error still counts
+                        raise error
+                    chunk = translate.parse_chunk(data, name)
+                    if not finished:
+                        for choice in chunk.choices:
+                            if choice.finish_reason:
+                                finished = True
+                    batch.append(chunk)
+                yield batch
             if not finished:
                 raise UpstreamProtocolError(
                     "the upstream stream ended before the answer finished", deployment=name)

@@ -1,0 +1,96 @@
+"""What every adapter sends its requests through: any :class:`~.transport.Transport`, with a
+protocol's reading of a non-200 answer applied and secrets redacted.
+
+This is the one place where upstream text becomes an error a client may read: a vendor's error
+body, or an error event in its stream, goes through :meth:`UpstreamClient.request`. Vendors do
+echo credentials ("Incorrect API key provided: sk-…"), so every ``UpstreamError`` leaving here
+has the configured secrets, and the credentials this very request carried, redacted."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+
+from yarl import URL
+
+from polyroute.adapters.transport import Transport, UpstreamRequest, UpstreamResponse
+from polyroute.errors import UpstreamError
+from polyroute.redaction import Redactor
+
+ErrorMapper = Callable[[int, bytes, Mapping[str, str], str], UpstreamError]
+"""A protocol's reading of a non-200 answer: (status, body, headers, deployment) → error."""
+
+
+_CREDENTIAL_HEADER = re.compile(r"authorization|api-?key|token|secret", re.IGNORECASE)
+"""Headers whose values are credentials (as config/load.py's rule for secret headers), among
+them a SigV4 request's ``X-Amz-Security-Token``."""
+
+
+class UpstreamClient:
+    def __init__(self, transport: Transport, *, secrets: Iterable[str] = ()) -> None:
+        self._transport = transport
+        self._redactor = Redactor(secrets)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        url: str | URL,
+        *,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        connect_s: float,
+        deployment: str,
+        errors: ErrorMapper,
+        total_s: float | None = None,
+    ) -> AsyncIterator[UpstreamResponse]:
+        """A response with status 200; any other is read and raised as ``errors`` maps it.
+        Errors raised while the caller reads the response are redacted too."""
+        sent = UpstreamRequest(method, url, body, headers, connect_s, deployment, total_s)
+        try:
+            async with self._transport.send(sent) as response:
+                if response.status != 200:
+                    raw = await response.read()
+                    raise errors(response.status, raw, response.headers, deployment)
+                yield response  # the adapter reads the stream here: its errors pass too
+        except UpstreamError as exc:
+            self._redact(exc, headers)
+            raise
+
+    async def fetch(
+        self,
+        method: str,
+        url: str | URL,
+        *,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        connect_s: float,
+        deployment: str,
+        errors: ErrorMapper,
+        total_s: float | None = None,
+    ) -> bytes:
+        """The whole body of a 200 response (see :meth:`request`)."""
+        async with self.request(method, url, body=body, headers=headers, connect_s=connect_s,
+                                deployment=deployment, errors=errors,
+                                total_s=total_s) as response:
+            return await response.read()
+
+    def _redact(self, exc: UpstreamError, headers: Mapping[str, str]) -> None:
+        """Remove every secret from ``exc``'s message, in place (it keeps its class, status
+        and cause). The request's own credential headers count, whatever config they came
+        from; "Bearer <key>" counts as the key too."""
+        sent = [value.rpartition(" ")[2] if " " in value else value
+                for name, value in headers.items() if _CREDENTIAL_HEADER.search(name)]
+        redactor = self._redactor.with_secrets(sent)
+        if not redactor:
+            return
+        message = redactor.redact(exc.message)
+        if message != exc.message:
+            exc.message = message
+            exc.args = (message,)
+        if exc.param is not None:  # the vendor's own 'param' is its text too
+            exc.param = redactor.redact(exc.param)

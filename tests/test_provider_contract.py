@@ -30,9 +30,11 @@ from polyroute.errors import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamRateLimited,
+    UpstreamRejected,
     UpstreamTimeout,
 )
 from polyroute.model.chat import ChatChunk, ChatRequest, Message
+from polyroute.model.upstream import Quirks
 from tests.support.wire import COMPLETION_TOKENS, KEY, PROMPT_TOKENS, WIRES, Wire, pieces
 
 REQUEST = ChatRequest(messages=[Message(role="user", content="Say hello.")], model="model-x",
@@ -188,3 +190,57 @@ async def test_slow_upstream_is_bounded_by_the_caller(wire: Wire) -> None:
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(adapter.chat(REQUEST, wire.deployment(), connect_s=1.0), 0.02)
     assert transport.open == 0
+
+
+SUPPORT_DECLARED = [name for name in sorted(WIRES) if PROTOCOLS[name].support is not None]
+
+
+def passthrough(**fields: bytes) -> ChatRequest:
+    """A request as the OpenAI surface decodes it: its top-level fields kept raw."""
+    raw = {"messages": msgspec.Raw(b'[{"role":"user","content":"Say hello."}]'),
+           "model": msgspec.Raw(b'"model-x"'), "max_tokens": msgspec.Raw(b"64")}
+    raw.update({name: msgspec.Raw(value) for name, value in fields.items()})
+    return ChatRequest(messages=REQUEST.messages, model="model-x", max_tokens=64,
+                       passthrough=raw)
+
+
+@pytest.mark.parametrize("protocol", SUPPORT_DECLARED)
+async def test_a_field_the_protocol_cannot_carry_is_a_400_naming_it(protocol: str) -> None:
+    wire = WIRES[protocol]
+    support = PROTOCOLS[protocol].support
+    assert support is not None
+    adapter, transport = adapter_over(wire, Scripted.body(wire.answer("ok")))
+    with pytest.raises(UpstreamRejected) as caught:
+        await adapter.chat(passthrough(logprobs=b"true"), wire.deployment(), connect_s=1.0)
+    assert caught.value.status == 400 and caught.value.param == "logprobs"
+    assert support.vendor in caught.value.message and "drop_params" in caught.value.message
+    assert transport.sent == [], "a refused request was sent"
+    # Values that ask for nothing need no equivalent; a dropped field is not sent.
+    neutral = passthrough(logprobs=b"false", n=b"1", service_tier=b'"auto"', logit_bias=b"{}")
+    assert (await adapter.chat(neutral, wire.deployment(), connect_s=1.0)).choices
+    dropping = wire.deployment(quirks=Quirks(drop_params=frozenset({"logprobs"})))
+    assert (await adapter.chat(passthrough(logprobs=b"true"), dropping, connect_s=1.0)).choices
+    assert b"logprobs" not in (transport.sent[-1].body or b"")
+
+
+@pytest.mark.parametrize("protocol", SUPPORT_DECLARED)
+async def test_typed_fields_from_another_dialect_are_checked_too(protocol: str) -> None:
+    """A request built by the Anthropic or Responses surface has no passthrough."""
+    wire = WIRES[protocol]
+    support = PROTOCOLS[protocol].support
+    assert support is not None
+    adapter, _ = adapter_over(wire, Scripted.body(wire.answer("ok")))
+    for name in support.typed:
+        value: object = "high" if name == "reasoning_effort" else 3
+        request = msgspec.structs.replace(REQUEST, **{name: value})
+        with pytest.raises(UpstreamRejected) as caught:
+            await adapter.chat(request, wire.deployment(), connect_s=1.0)
+        assert caught.value.param == name
+        neutral = msgspec.structs.replace(REQUEST, **{name: 1 if name == "n" else None})
+        assert (await adapter.chat(neutral, wire.deployment(), connect_s=1.0)).choices
+    serial = msgspec.structs.replace(REQUEST, parallel_tool_calls=False)
+    if support.serial_tool_calls:
+        assert (await adapter.chat(serial, wire.deployment(), connect_s=1.0)).choices
+    else:
+        with pytest.raises(UpstreamRejected, match="one call at a time"):
+            await adapter.chat(serial, wire.deployment(), connect_s=1.0)

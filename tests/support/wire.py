@@ -13,7 +13,7 @@ from typing import Any
 from polyroute.adapters.azure_openai.spec import AzureOptions
 from polyroute.adapters.bedrock_converse.spec import BedrockOptions
 from polyroute.adapters.memory_transport import Scripted
-from polyroute.model.upstream import Deployment, Endpoint
+from polyroute.model.upstream import Deployment, Endpoint, Quirks
 from polyroute.sim.bedrock import eventstream
 
 KEY = "sk-contract-secret-7f3a9c"
@@ -56,9 +56,9 @@ class Wire:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def deployment(self, name: str = "dep", model: str | None = None,
-                   priority: int = 0) -> Deployment:
+                   priority: int = 0, quirks: Quirks | None = None) -> Deployment:
         endpoint = Endpoint(self.protocol, self.protocol, self.base_url, self.headers,
-                            secrets=(KEY,), options=self.options)
+                            quirks=quirks or Quirks(), secrets=(KEY,), options=self.options)
         return Deployment(name=name, vendor=self.protocol, model=model or self.model,
                           endpoint=endpoint, priority=priority)
 

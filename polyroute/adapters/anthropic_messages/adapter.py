@@ -11,15 +11,14 @@ from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
 from urllib.parse import quote
 
-import msgspec
-
 from polyroute.adapters.anthropic_messages import translate
 from polyroute.adapters.anthropic_messages.errors import error_from_response
 from polyroute.adapters.anthropic_messages.stream import StreamTranslator
-from polyroute.adapters.anthropic_messages.wire import EVENT_DECODER, VERSION, Event
+from polyroute.adapters.anthropic_messages.wire import VERSION
 from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.sse import sse_data
-from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
+from polyroute.adapters.stream_driver import drive
+from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.upstream import Deployment, Endpoint
@@ -54,26 +53,8 @@ class AnthropicMessagesAdapter:
             errors=error_from_response,
         ) as response:
             translator = StreamTranslator(name, int(time.time()))
-            async for events in sse_data(response.body):
-                batch: list[ChatChunk] = []
-                for data in events:
-                    try:
-                        batch += translator.feed(_event(data, name))
-                    except UpstreamError:
-                        if batch:
-                            yield batch  # what arrived before the error still counts
-                        raise
-                    if translator.stopped:
-                        if batch:
-                            yield batch
-                        return
-                if batch:  # a read of only pings says nothing to relay
-                    yield batch
-            if not translator.finished:
-                raise UpstreamProtocolError(
-                    "the upstream stream ended before the answer finished", deployment=name)
-            # A stop reason arrived but not message_stop: the answer is whole; close it.
-            yield [translator.usage_chunk()]
+            async for batch in drive(sse_data(response.body), translator, name):
+                yield batch
 
     async def embed(
         self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float
@@ -116,10 +97,3 @@ class AnthropicMessagesAdapter:
             headers = self._headers[key] = MappingProxyType(merged)
         return headers
 
-
-def _event(data: bytes, deployment: str) -> Event:
-    try:
-        return EVENT_DECODER.decode(data)
-    except (msgspec.DecodeError, RecursionError) as exc:
-        raise UpstreamProtocolError(f"malformed stream event from the upstream: {exc}",
-                                    deployment=deployment) from exc

@@ -18,7 +18,7 @@ from polyroute.adapters.gemini import translate
 from polyroute.adapters.gemini.errors import error_from_response
 from polyroute.adapters.gemini.stream import StreamTranslator
 from polyroute.adapters.sse import sse_data
-from polyroute.errors import UpstreamError, UpstreamProtocolError
+from polyroute.adapters.stream_driver import drive
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.upstream import Deployment, Endpoint
@@ -58,22 +58,8 @@ class GeminiAdapter:
             connect_s=connect_s, deployment=name, errors=error_from_response,
         ) as response:
             translator = StreamTranslator(deployment.model, name, int(time.time()), _new_call_id)
-            async for events in sse_data(response.body):
-                batch: list[ChatChunk] = []
-                for data in events:
-                    try:
-                        batch += translator.feed(data)
-                    except UpstreamError:
-                        if batch:
-                            yield batch  # what arrived before the error still counts
-                        raise
-                if batch:
-                    yield batch
-            if not translator.finished:
-                raise UpstreamProtocolError(
-                    "the upstream stream ended before the answer finished", deployment=name)
-            # Gemini ends a stream by closing it; its usage came with the last event.
-            yield [translator.usage_chunk()]
+            async for batch in drive(sse_data(response.body), translator, name):
+                yield batch
 
     async def embed(
         self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float

@@ -9,8 +9,8 @@ has the configured secrets, and the credentials this very request carried, redac
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
 
 from yarl import URL
 
@@ -29,14 +29,13 @@ them a SigV4 request's ``X-Amz-Security-Token``."""
 
 class UpstreamClient:
     def __init__(self, transport: Transport, *, secrets: Iterable[str] = ()) -> None:
-        self._transport = transport
+        self.transport = transport
         self._redactor = Redactor(secrets)
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self.transport.aclose()
 
-    @asynccontextmanager
-    async def request(
+    def request(
         self,
         method: str,
         url: str | URL,
@@ -47,19 +46,12 @@ class UpstreamClient:
         deployment: str,
         errors: ErrorMapper,
         total_s: float | None = None,
-    ) -> AsyncIterator[UpstreamResponse]:
-        """A response with status 200; any other is read and raised as ``errors`` maps it.
-        Errors raised while the caller reads the response are redacted too."""
+    ) -> _Exchange:
+        """A response with status 200, open while the context is; any other status is read
+        and raised as ``errors`` maps it. Errors raised while the caller reads the response
+        are redacted too."""
         sent = UpstreamRequest(method, url, body, headers, connect_s, deployment, total_s)
-        try:
-            async with self._transport.send(sent) as response:
-                if response.status != 200:
-                    raw = await response.read()
-                    raise errors(response.status, raw, response.headers, deployment)
-                yield response  # the adapter reads the stream here: its errors pass too
-        except UpstreamError as exc:
-            self._redact(exc, headers)
-            raise
+        return _Exchange(self, sent, errors)
 
     async def fetch(
         self,
@@ -74,12 +66,18 @@ class UpstreamClient:
         total_s: float | None = None,
     ) -> bytes:
         """The whole body of a 200 response (see :meth:`request`)."""
-        async with self.request(method, url, body=body, headers=headers, connect_s=connect_s,
-                                deployment=deployment, errors=errors,
-                                total_s=total_s) as response:
-            return await response.read()
+        sent = UpstreamRequest(method, url, body, headers, connect_s, deployment, total_s)
+        try:
+            async with self.transport.send(sent) as response:
+                if response.status != 200:
+                    raw = await response.read()
+                    raise errors(response.status, raw, response.headers, deployment)
+                return await response.read()
+        except UpstreamError as exc:
+            self.redact(exc, headers)
+            raise
 
-    def _redact(self, exc: UpstreamError, headers: Mapping[str, str]) -> None:
+    def redact(self, exc: UpstreamError, headers: Mapping[str, str]) -> None:
         """Remove every secret from ``exc``'s message, in place (it keeps its class, status
         and cause). The request's own credential headers count, whatever config they came
         from; "Bearer <key>" counts as the key too."""
@@ -94,3 +92,44 @@ class UpstreamClient:
             exc.args = (message,)
         if exc.param is not None:  # the vendor's own 'param' is its text too
             exc.param = redactor.redact(exc.param)
+
+
+class _Exchange:
+    """:meth:`UpstreamClient.request`'s context. A class, not a generator-based context
+    manager: it runs once per upstream request, and a generator costs more."""
+
+    __slots__ = ("_client", "_errors", "_opening", "_request")
+
+    def __init__(self, client: UpstreamClient, request: UpstreamRequest,
+                 errors: ErrorMapper) -> None:
+        self._client = client
+        self._request = request
+        self._errors = errors
+        self._opening = client.transport.send(request)
+
+    async def __aenter__(self) -> UpstreamResponse:
+        request = self._request
+        try:
+            response = await self._opening.__aenter__()
+            try:
+                if response.status != 200:
+                    raw = await response.read()
+                    raise self._errors(response.status, raw, response.headers,
+                                       request.deployment)
+            except BaseException as exc:
+                await self._opening.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+        except UpstreamError as exc:
+            self._client.redact(exc, request.headers)
+            raise
+        return response
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            await self._opening.__aexit__(kind, exc, tb)
+        except UpstreamError as error:  # a lower library's error, mapped by the transport
+            self._client.redact(error, self._request.headers)
+            raise
+        if isinstance(exc, UpstreamError):  # the caller's own, e.g. an error event
+            self._client.redact(exc, self._request.headers)

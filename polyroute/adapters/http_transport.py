@@ -3,8 +3,7 @@ mapped into the gateway's error tree at this boundary (see :mod:`.transport`).""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from types import TracebackType
 
 import aiohttp
 
@@ -43,37 +42,66 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
 
-    @asynccontextmanager
-    async def send(self, request: UpstreamRequest) -> AsyncIterator[UpstreamResponse]:
+    def send(self, request: UpstreamRequest) -> _Exchange:
         key = (request.total_s, request.connect_s)
         timeout = self._timeouts.get(key)
         if timeout is None:
             timeout = self._timeouts[key] = aiohttp.ClientTimeout(
                 total=request.total_s, sock_connect=request.connect_s)
-        with upstream_errors(request.deployment):
-            async with self._get_session().request(
-                request.method, request.url, data=request.body, headers=request.headers,
-                timeout=timeout,
-            ) as response:
-                # The caller reads the body inside this block, so its errors are mapped too.
-                yield UpstreamResponse(response.status, response.headers,
-                                       response.content.iter_any(), response.read)
+        return _Exchange(self._get_session(), request, timeout)
 
 
-@contextmanager
-def upstream_errors(deployment: str) -> Iterator[None]:
-    """Map aiohttp's and asyncio's exceptions to ``UpstreamError``s naming the deployment."""
-    try:
-        yield
-    except UpstreamError:
-        raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise timed_out(deployment) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise connect_failed(deployment, str(exc.strerror or exc)) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise broke_off(deployment) from exc
-    except (aiohttp.ClientError, OSError) as exc:
+class _Exchange:
+    """One request's response, open while the context is. A class, not a generator-based
+    context manager: it runs once per upstream request, and a generator costs more."""
+
+    __slots__ = ("_deployment", "_opening")
+
+    def __init__(self, session: aiohttp.ClientSession, request: UpstreamRequest,
+                 timeout: aiohttp.ClientTimeout) -> None:
+        self._deployment = request.deployment
+        self._opening = session.request(request.method, request.url, data=request.body,
+                                        headers=request.headers, timeout=timeout)
+
+    async def __aenter__(self) -> UpstreamResponse:
+        try:
+            response = await self._opening.__aenter__()
+        except Exception as exc:
+            error = mapped(exc, self._deployment)
+            if error is None:
+                raise
+            raise error from exc
+        return UpstreamResponse(response.status, response.headers, response.content.iter_any(),
+                                response.read)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            await self._opening.__aexit__(kind, exc, tb)  # releases the connection
+        except Exception as failed:
+            error = mapped(failed, self._deployment)
+            if error is None:
+                raise
+            raise error from failed
+        # The caller reads the body inside the context: its errors are mapped here too.
+        if exc is not None:
+            error = mapped(exc, self._deployment)
+            if error is not None:
+                raise error from exc
+
+
+def mapped(exc: BaseException, deployment: str) -> UpstreamError | None:
+    """The gateway's error for a lower library's exception; None for any other."""
+    if isinstance(exc, UpstreamError):
+        return None
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+        return timed_out(deployment)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return connect_failed(deployment, str(exc.strerror or exc))
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return broke_off(deployment)
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
         reason = str(exc) or type(exc).__name__
-        raise UpstreamConnectError(f"upstream connection failed: {reason}",
-                                   deployment=deployment) from exc
+        return UpstreamConnectError(f"upstream connection failed: {reason}",
+                                    deployment=deployment)
+    return None

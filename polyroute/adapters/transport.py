@@ -23,8 +23,10 @@ from yarl import URL
 from polyroute.errors import UpstreamConnectError, UpstreamTimeout
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UpstreamRequest:
+    """Not frozen: one is built per upstream request, and a frozen one costs more to build."""
+
     method: str
     url: str | URL
     """A ``URL`` built with ``encoded=True`` is sent byte for byte (a signed path must not be

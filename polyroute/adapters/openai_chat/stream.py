@@ -21,9 +21,10 @@ class StreamTranslator:
         if data == _DONE:
             self.stopped = True
             return []
-        error = translate.stream_error(data, self._deployment)
-        if error is not None:
-            raise error
+        if data.startswith(b'{"error"'):  # checked here first: this runs once per event
+            error = translate.stream_error(data, self._deployment)
+            if error is not None:
+                raise error
         chunk = translate.parse_chunk(data, self._deployment)
         if not self.finished:
             for choice in chunk.choices:

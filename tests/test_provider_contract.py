@@ -33,7 +33,7 @@ from polyroute.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from polyroute.model.chat import ChatChunk, ChatRequest, Message
+from polyroute.model.chat import ChatChunk, ChatRequest, ContentPart, Message
 from polyroute.model.upstream import Quirks
 from tests.support.wire import COMPLETION_TOKENS, KEY, PROMPT_TOKENS, WIRES, Wire, pieces
 
@@ -244,3 +244,29 @@ async def test_typed_fields_from_another_dialect_are_checked_too(protocol: str) 
     else:
         with pytest.raises(UpstreamRejected, match="one call at a time"):
             await adapter.chat(serial, wire.deployment(), connect_s=1.0)
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "bedrock", "gemini"])
+@pytest.mark.parametrize(("url", "problem"), [
+    ("data:image/png;base64,!!!!not-base64", "the data: URL is not valid base64"),
+    ("data:image/png,not-marked-base64", "base64 data: URL"),
+])
+async def test_an_image_data_url_that_cannot_be_read_is_a_400(
+    protocol: str, url: str, problem: str
+) -> None:
+    """The protocols that carry images inline read data URLs with one shared parser."""
+    wire = WIRES[protocol]
+    adapter, transport = adapter_over(wire, Scripted.body(wire.answer("ok")))
+    image = ContentPart(type="image_url", image_url={"url": url})
+    request = msgspec.structs.replace(REQUEST, messages=[
+        Message(role="user", content=[ContentPart(type="text", text="What is it?"), image])])
+    with pytest.raises(UpstreamRejected, match=problem) as caught:
+        await adapter.chat(request, wire.deployment(), connect_s=1.0)
+    assert caught.value.status == 400
+    assert caught.value.param == "messages[0].content[1].image_url.url"
+    assert transport.sent == []
+    png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    fine = ContentPart(type="image_url", image_url={"url": png})
+    request = msgspec.structs.replace(REQUEST, messages=[Message(role="user", content=[fine])])
+    assert (await adapter.chat(request, wire.deployment(), connect_s=1.0)).choices
+    assert b"iVBORw0KGgo" in (transport.sent[-1].body or b"")

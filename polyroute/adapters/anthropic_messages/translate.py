@@ -6,7 +6,6 @@ nothing here mutates the request.
 
 from __future__ import annotations
 
-import binascii
 from typing import Any
 
 import msgspec
@@ -20,6 +19,7 @@ from polyroute.adapters.anthropic_messages.wire import (
     Block,
 )
 from polyroute.adapters.anthropic_messages.wire import Usage as WireUsage
+from polyroute.adapters.parts import data_url
 from polyroute.adapters.support import check_supported
 from polyroute.errors import UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import (
@@ -181,7 +181,8 @@ def _part(part: ContentPart, where: str, deployment: str, images: bool) -> dict[
 def _image_source(url: str, where: str, deployment: str) -> dict[str, Any]:
     if url.startswith(("http://", "https://")):
         return {"type": "url", "url": url}
-    media_type, data = _data_url(url, f"{where}.image_url.url", deployment)
+    media_type, data = data_url(VENDOR, url, f"{where}.image_url.url", deployment,
+                                 "expected an http(s) URL or a base64 data: URL")
     if media_type not in _IMAGE_TYPES:
         raise unsupported(f"{where}.image_url.url", deployment,
                           f"images must be JPEG, PNG, GIF or WebP, not {media_type}")
@@ -189,11 +190,12 @@ def _image_source(url: str, where: str, deployment: str) -> dict[str, Any]:
 
 
 def _document(file: dict[str, Any], where: str, deployment: str) -> dict[str, Any]:
-    data_url = file.get("file_data")
-    if not isinstance(data_url, str):
+    file_data = file.get("file_data")
+    if not isinstance(file_data, str):
         raise unsupported(f"{where}.file", deployment, "only inline PDFs (file_data) can be "
                           "sent; uploaded file ids belong to OpenAI")
-    media_type, data = _data_url(data_url, f"{where}.file.file_data", deployment)
+    media_type, data = data_url(VENDOR, file_data, f"{where}.file.file_data", deployment,
+                                 "expected an http(s) URL or a base64 data: URL")
     if media_type != "application/pdf":
         raise unsupported(f"{where}.file.file_data", deployment,
                           f"documents must be PDF, not {media_type}")
@@ -204,16 +206,6 @@ def _document(file: dict[str, Any], where: str, deployment: str) -> dict[str, An
     return block
 
 
-def _data_url(url: str, where: str, deployment: str) -> tuple[str, str]:
-    """``data:image/png;base64,AAAA`` → ("image/png", "AAAA")."""
-    head, comma, data = url.partition(",")
-    if not url.startswith("data:") or not comma or not head.endswith(";base64"):
-        raise unsupported(where, deployment, "expected an http(s) URL or a base64 data: URL")
-    try:
-        binascii.a2b_base64(data[:64])  # a cheap sanity check; Anthropic verifies the rest
-    except binascii.Error:
-        raise unsupported(where, deployment, "the data: URL is not valid base64") from None
-    return head[5:-7].lower(), data
 
 
 def _assistant_blocks(message: Message, where: str, deployment: str) -> list[dict[str, Any]]:

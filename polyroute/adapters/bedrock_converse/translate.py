@@ -22,7 +22,6 @@ nothing here mutates the request.
 
 from __future__ import annotations
 
-import binascii
 import re
 from typing import Any
 
@@ -36,6 +35,7 @@ from polyroute.adapters.bedrock_converse.wire import (
     Block,
 )
 from polyroute.adapters.bedrock_converse.wire import Usage as WireUsage
+from polyroute.adapters.parts import data_url
 from polyroute.adapters.support import check_supported
 from polyroute.errors import UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import (
@@ -210,7 +210,7 @@ def _image(url: str, where: str, deployment: str) -> dict[str, Any]:
     if url.startswith(("http://", "https://")):
         raise unsupported(where, deployment, "Bedrock does not fetch image URLs; send the "
                           "image as a base64 data: URL or an s3:// URL")
-    media_type, data = data_url(url, where, deployment)
+    media_type, data = data_url(VENDOR, url, where, deployment)
     known = _IMAGE_FORMATS.get(media_type)
     if known is None:
         raise unsupported(where, deployment,
@@ -223,7 +223,8 @@ def _document(file: dict[str, Any], where: str, deployment: str) -> dict[str, An
     if not isinstance(data_url_text, str):
         raise unsupported(f"{where}.file", deployment, "only inline files (file_data) can be "
                           "sent; uploaded file ids belong to OpenAI")
-    media_type, data = data_url(data_url_text, f"{where}.file.file_data", deployment)
+    media_type, data = data_url(VENDOR, data_url_text, f"{where}.file.file_data",
+                                 deployment)
     if media_type != "application/pdf":
         raise unsupported(f"{where}.file.file_data", deployment,
                           f"documents must be PDF, not {media_type}")
@@ -233,16 +234,6 @@ def _document(file: dict[str, Any], where: str, deployment: str) -> dict[str, An
     return {"format": "pdf", "name": name, "source": {"bytes": data}}
 
 
-def data_url(url: str, where: str, deployment: str) -> tuple[str, str]:
-    """``data:image/png;base64,AAAA`` → ("image/png", "AAAA")."""
-    head, comma, data = url.partition(",")
-    if not url.startswith("data:") or not comma or not head.endswith(";base64"):
-        raise unsupported(where, deployment, "expected a base64 data: URL")
-    try:
-        binascii.a2b_base64(data[:64])  # a cheap sanity check; Bedrock verifies the rest
-    except binascii.Error:
-        raise unsupported(where, deployment, "the data: URL is not valid base64") from None
-    return head[5:-7].lower(), data
 
 
 def _assistant_blocks(message: Message, where: str, deployment: str) -> list[dict[str, Any]]:

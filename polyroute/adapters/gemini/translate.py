@@ -21,7 +21,6 @@ nothing here mutates the request.
 from __future__ import annotations
 
 import base64
-import binascii
 import mimetypes
 import struct
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from polyroute.adapters.gemini.wire import (
     Response,
     UsageMetadata,
 )
+from polyroute.adapters.parts import data_url
 from polyroute.adapters.support import check_supported
 from polyroute.errors import ContentFiltered, UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import (
@@ -292,7 +292,7 @@ def _part(part: ContentPart, where: str, deployment: str, media: bool) -> dict[s
 
 def _media(url: str, where: str, deployment: str) -> dict[str, Any]:
     if url.startswith("data:"):
-        mime_type, data = data_url(url, where, deployment)
+        mime_type, data = data_url(VENDOR, url, where, deployment)
         return {"inlineData": {"mimeType": mime_type, "data": data}}
     if url.startswith(("http://", "https://", "gs://")):
         guessed, _ = mimetypes.guess_type(url.split("?", 1)[0])
@@ -303,16 +303,6 @@ def _media(url: str, where: str, deployment: str) -> dict[str, Any]:
     raise unsupported(where, deployment, "expected a data:, http(s) or gs:// URL")
 
 
-def data_url(url: str, where: str, deployment: str) -> tuple[str, str]:
-    """``data:image/png;base64,AAAA`` → ("image/png", "AAAA")."""
-    head, comma, data = url.partition(",")
-    if not url.startswith("data:") or not comma or not head.endswith(";base64"):
-        raise unsupported(where, deployment, "expected a base64 data: URL")
-    try:
-        binascii.a2b_base64(data[:64])  # a cheap sanity check; the vendor verifies the rest
-    except binascii.Error:
-        raise unsupported(where, deployment, "the data: URL is not valid base64") from None
-    return head[5:-7].lower(), data
 
 
 def _model_parts(

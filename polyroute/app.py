@@ -13,6 +13,8 @@ import msgspec
 from aiohttp import web
 
 from polyroute import __version__
+from polyroute.adapters.client import UpstreamClient
+from polyroute.adapters.http_transport import AiohttpTransport
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.cache.memory import MemoryStore
@@ -70,7 +72,7 @@ class Components:
     config: GatewayConfig
     gateway: Gateway
     metrics: Metrics
-    transport: Transport
+    upstream: UpstreamClient
     breakers: Breakers
     shared_circuits: RedisCircuits | None
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -84,14 +86,16 @@ class Components:
 APP_KEY = web.AppKey("polyroute", Components)
 
 
-def build_app(config: GatewayConfig) -> web.Application:
+def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.Application:
+    """``transport``: where upstream requests go (tests pass an in-memory one); by default
+    real sockets."""
     install_redaction(config.secrets)
     metrics = Metrics(config.groups,
                       (d.name for g in config.groups.values() for d in g.deployments),
                       max_model_labels=config.metrics.max_model_labels)
     tracer = _tracer(config, metrics)
-    transport = Transport(secrets=config.secrets,
-                          outgoing=tracer.outgoing if tracer is not None else None)
+    upstream = UpstreamClient(transport or AiohttpTransport(), secrets=config.secrets,
+                              outgoing=tracer.outgoing if tracer is not None else None)
     # One record per request: the policy's settle appends it to the ledger (also the
     # request log); observers only count (and the tracer ends the request's span).
     observers: list[RequestObserver] = [metrics]
@@ -100,7 +104,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     request_log = _request_log(config, metrics)
     if request_log is not None:
         observers.append(request_log)
-    adapters = AdapterRegistry(transport)
+    adapters = AdapterRegistry(upstream)
     shared = None
     if config.state.redis_url is not None:
         shared = RedisCircuits(redis_client(config.state))
@@ -127,14 +131,14 @@ def build_app(config: GatewayConfig) -> web.Application:
     guardrails = None
     if config.guardrails:  # webhooks over the shared client; their errors fail open or closed
         async def post(url: str, body: bytes, timeout_s: float) -> bytes:
-            return await transport.fetch(
+            return await upstream.fetch(
                 "POST", url, body=body, headers={"content-type": "application/json"},
                 connect_s=timeout_s, deployment="guardrail", errors=_guardrail_error,
                 total_s=timeout_s)
 
         guardrails = Guardrails(hooks_from(config.guardrails, post))
     room = Room()  # what the deployments are doing now: kept across reloads
-    transport.on_headers = room.observe_headers  # vendors' x-ratelimit-* headers
+    upstream.on_headers = room.observe_headers  # vendors' x-ratelimit-* headers
     cache = _response_cache(config)
     if cache is not None:
         metrics.watch_cache(cache.stored_bytes, lambda: cache.errors)
@@ -143,7 +147,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     gateway = Gateway(router, adapters, observers, breakers, policy,
                       quota=DeploymentLimits(stack.limiter), cache=cache, tracer=tracer,
                       guardrails=guardrails)
-    parts = Components(config, gateway, metrics, transport, breakers, shared,
+    parts = Components(config, gateway, metrics, upstream, breakers, shared,
                        policy_stack=stack, tracer=tracer, request_log=request_log)
     if config.state.redis_url is not None:  # least_busy counts other replicas' requests too
         parts.shared_busy = RedisBusy(redis_client(config.state), config.state.sync_interval_s)
@@ -302,7 +306,7 @@ async def _cleanup(app: web.Application) -> None:
         await parts.shared_circuits.aclose()
     if parts.shared_busy is not None:
         await parts.shared_busy.aclose()
-    await parts.transport.aclose()
+    await parts.upstream.aclose()
     if parts.policy_stack is not None:
         await parts.policy_stack.aclose()
     if parts.gateway.cache is not None:

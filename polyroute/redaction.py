@@ -7,7 +7,7 @@ key cut short ("Incorrect API key provided: sk-abc…"). The clients' virtual ke
 in advance (a log line may hold one that does not exist), so they are found by their shape and
 cut to the public id, the same preview the admin API shows.
 
-Imports nothing of polyroute: errors (:mod:`polyroute.adapters.transport`) and logs
+Imports nothing of polyroute: errors (:mod:`polyroute.adapters.client`) and logs
 (:mod:`polyroute.observability.logging`) both use it.
 """
 

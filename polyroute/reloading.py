@@ -73,7 +73,7 @@ class Reloader:
         # Everything fallible is built before anything is swapped: a failure changes nothing.
         router = Router(config, auto=AutoRoutes(config), room=room)
         install_redaction(parts.config.secrets | config.secrets)  # in-flight keys stay secret
-        parts.transport.know_secrets(config.secrets)
+        parts.upstream.know_secrets(config.secrets)
         parts.breakers.track(d.upstream for d in deployments)
         parts.metrics.know(config.groups, (d.name for d in deployments))
         if parts.policy_stack is not None:

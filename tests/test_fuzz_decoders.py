@@ -32,11 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polyroute.adapters.anthropic_messages import translate as anthropic_up
-from polyroute.adapters.anthropic_messages.adapter import _event as anthropic_event
 from polyroute.adapters.anthropic_messages.errors import (
     error_from_response as anthropic_error,
 )
 from polyroute.adapters.anthropic_messages.stream import StreamTranslator as AnthropicStream
+from polyroute.adapters.anthropic_messages.stream import decode_event as anthropic_event
 from polyroute.adapters.anthropic_messages.wire import Event as AnthropicEvent
 from polyroute.adapters.anthropic_messages.wire import Message as AnthropicMessage
 from polyroute.adapters.bedrock_converse import native as bedrock_native

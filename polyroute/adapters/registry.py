@@ -13,7 +13,7 @@ from polyroute.adapters.spec import ProtocolSpec
 
 if TYPE_CHECKING:
     from polyroute.adapters.base import Adapter
-    from polyroute.adapters.transport import Transport
+    from polyroute.adapters.client import UpstreamClient
 
 _SPECS = (
     "polyroute.adapters.openai_chat.spec",
@@ -37,8 +37,8 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = MappingProxyType({s.name: s for s in map
 
 
 class AdapterRegistry:
-    def __init__(self, transport: Transport) -> None:
-        self._transport = transport
+    def __init__(self, client: UpstreamClient) -> None:
+        self._client = client
         self._adapters: dict[str, Adapter] = {}
 
     def get(self, protocol: str) -> Adapter:
@@ -46,5 +46,5 @@ class AdapterRegistry:
         if adapter is None:
             module_name, _, class_name = PROTOCOLS[protocol].adapter.partition(":")
             cls: Any = getattr(importlib.import_module(module_name), class_name)
-            adapter = self._adapters[protocol] = cls(self._transport)
+            adapter = self._adapters[protocol] = cls(self._client)
         return adapter

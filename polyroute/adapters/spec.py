@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from polyroute.adapters.support import Support
+
 
 class OptionError(Exception):
     """An option's value cannot work: the config loader names the file and the key."""
@@ -47,3 +49,6 @@ class ProtocolSpec:
     continuation: str = "none"
     """How its API continues a final assistant message by itself ('assistant_prefill'), when
     a provider's quirks name no other way."""
+    support: Support | None = None
+    """What of a chat request it can carry (checked by :func:`.support.check_supported`
+    before a body is built); None: it carries everything a client sends (OpenAI's)."""

@@ -12,17 +12,16 @@ from contextlib import aclosing
 from types import MappingProxyType
 from urllib.parse import quote
 
-import msgspec
-
 from polyroute.adapters.anthropic_messages import passthrough, translate
 from polyroute.adapters.anthropic_messages.errors import error_from_response
 from polyroute.adapters.anthropic_messages.spec import SPEC
 from polyroute.adapters.anthropic_messages.stream import StreamTranslator
-from polyroute.adapters.anthropic_messages.wire import EVENT_DECODER, VERSION, Event
+from polyroute.adapters.anthropic_messages.wire import VERSION
+from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.passthrough import native_for
 from polyroute.adapters.sse import sse_data
-from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
+from polyroute.adapters.stream_driver import drive
+from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.upstream import Deployment, Endpoint
@@ -34,7 +33,7 @@ _MAX_MODEL_PAGES = 10
 
 
 class AnthropicMessagesAdapter:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: UpstreamClient) -> None:
         self._transport = transport
         self._headers: dict[tuple[str, str], Mapping[str, str]] = {}
 
@@ -68,10 +67,9 @@ class AnthropicMessagesAdapter:
                 headers=passthrough.headers(self._headers_for(endpoint), native),
                 connect_s=connect_s, deployment=name, errors=error_from_response,
             ) as response, aclosing(passthrough.stream(
-                response.content.iter_any(), name, int(time.time()))) as batches:
-                with upstream_errors(name):
-                    async for relayed in batches:
-                        yield relayed
+                response.body, name, int(time.time()))) as batches:
+                async for relayed in batches:
+                    yield relayed
             return
         body = translate.chat_body(request, deployment.model, endpoint.quirks, name)
         async with self._transport.request(
@@ -80,27 +78,8 @@ class AnthropicMessagesAdapter:
             errors=error_from_response,
         ) as response:
             translator = StreamTranslator(name, int(time.time()))
-            with upstream_errors(name):
-                async for events in sse_data(response.content.iter_any()):
-                    batch: list[ChatChunk] = []
-                    for data in events:
-                        try:
-                            batch += translator.feed(_event(data, name))
-                        except UpstreamError:
-                            if batch:
-                                yield batch  # what arrived before the error still counts
-                            raise
-                        if translator.stopped:
-                            if batch:
-                                yield batch
-                            return
-                    if batch:  # a read of only pings says nothing to relay
-                        yield batch
-            if not translator.finished:
-                raise UpstreamProtocolError(
-                    "the upstream stream ended before the answer finished", deployment=name)
-            # A stop reason arrived but not message_stop: the answer is whole; close it.
-            yield [translator.usage_chunk()]
+            async for batch in drive(sse_data(response.body), translator, name):
+                yield batch
 
     async def embed(
         self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float
@@ -143,10 +122,3 @@ class AnthropicMessagesAdapter:
             headers = self._headers[key] = MappingProxyType(merged)
         return headers
 
-
-def _event(data: bytes, deployment: str) -> Event:
-    try:
-        return EVENT_DECODER.decode(data)
-    except (msgspec.DecodeError, RecursionError) as exc:
-        raise UpstreamProtocolError(f"malformed stream event from the upstream: {exc}",
-                                    deployment=deployment) from exc

@@ -13,10 +13,12 @@
     ping, content_block_stop         → nothing
     error                            → raised as an UpstreamError
 
-Pure and stateful: one :class:`StreamTranslator` per stream, fed parsed events.
+Pure and stateful: one :class:`StreamTranslator` per stream, fed events (or their JSON).
 """
 
 from __future__ import annotations
+
+import msgspec
 
 from polyroute.adapters.anthropic_messages.errors import error_from_event
 from polyroute.adapters.anthropic_messages.translate import (
@@ -24,8 +26,9 @@ from polyroute.adapters.anthropic_messages.translate import (
     finish_reason,
     tool_arguments,
 )
-from polyroute.adapters.anthropic_messages.wire import Event
+from polyroute.adapters.anthropic_messages.wire import EVENT_DECODER, Event
 from polyroute.adapters.anthropic_messages.wire import Usage as WireUsage
+from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import (
     ChatChunk,
     ChunkChoice,
@@ -50,8 +53,11 @@ class StreamTranslator:
         self.stopped = False
         """``message_stop`` has arrived."""
 
-    def feed(self, event: Event) -> list[ChatChunk]:
-        """The chunks ``event`` stands for (often none). Raises for an ``error`` event."""
+    def feed(self, event: Event | bytes) -> list[ChatChunk]:
+        """The chunks ``event`` stands for (often none). Raises for an ``error`` event, and
+        for one that is not JSON of an event."""
+        if isinstance(event, bytes):
+            event = decode_event(event, self._deployment)
         kind = event.type
         if kind == "content_block_delta" and event.delta is not None:
             delta = event.delta
@@ -89,6 +95,10 @@ class StreamTranslator:
         if kind == "error":
             raise error_from_event(event.error, self._deployment)
         return []  # ping, content_block_stop, and event types added later
+
+    def close(self) -> list[ChatChunk]:
+        """A stop reason arrived but not ``message_stop``: the answer is whole; close it."""
+        return [self.usage_chunk()]
 
     def usage_chunk(self) -> ChatChunk:
         return ChatChunk(id=self._id, model=self._model, created=self._created, choices=[],
@@ -130,3 +140,11 @@ class StreamTranslator:
     def _chunk(self, delta: Delta) -> ChatChunk:
         return ChatChunk(id=self._id, model=self._model, created=self._created,
                          choices=[ChunkChoice(0, delta)])
+
+
+def decode_event(data: bytes, deployment: str) -> Event:
+    try:
+        return EVENT_DECODER.decode(data)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise UpstreamProtocolError(f"malformed stream event from the upstream: {exc}",
+                                    deployment=deployment) from exc

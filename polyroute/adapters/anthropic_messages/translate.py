@@ -6,12 +6,12 @@ nothing here mutates the request.
 
 from __future__ import annotations
 
-import binascii
 from typing import Any
 
 import msgspec
 
 from polyroute.adapters import rejections
+from polyroute.adapters.anthropic_messages.spec import SUPPORT
 from polyroute.adapters.anthropic_messages.wire import (
     ENCODER,
     MESSAGE_DECODER,
@@ -19,6 +19,8 @@ from polyroute.adapters.anthropic_messages.wire import (
     Block,
 )
 from polyroute.adapters.anthropic_messages.wire import Usage as WireUsage
+from polyroute.adapters.parts import data_url
+from polyroute.adapters.support import check_supported
 from polyroute.errors import UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import (
     ChatRequest,
@@ -50,16 +52,6 @@ FINISH_REASONS = {
     "pause_turn": "stop",
 }
 
-# The request fields this module maps (OpenAI's names). Anything else a client sent in OpenAI's
-# dialect has no Anthropic equivalent: 400, unless the provider's drop_params lists it.
-_MAPPED = frozenset({
-    "messages", "model", "models", "stream", "stream_options", "max_tokens",
-    "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "tools", "tool_choice",
-    "parallel_tool_calls", "response_format", "user", "thinking", "reasoning_effort",
-})
-# Values that ask for nothing beyond the default behaviour, so they need no equivalent.
-_NEUTRAL_VALUES = frozenset({b"null", b"false", b"0", b"0.0", b"{}", b"[]"})
-_NEUTRAL_BY_NAME = {"n": frozenset({b"1"}), "service_tier": frozenset({b'"auto"', b'"default"'})}
 
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
@@ -75,7 +67,7 @@ def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:
 def chat_body(request: ChatRequest, model: str, quirks: Quirks, deployment: str) -> bytes:
     """The body of ``POST /v1/messages`` for ``request``."""
     drop = quirks.drop_params
-    _check_supported(request, drop, deployment)
+    check_supported(request, SUPPORT, drop, deployment)
     system, messages = _conversation(request.messages, deployment)
     body: dict[str, Any] = {
         "model": model,
@@ -111,40 +103,6 @@ def chat_body(request: ChatRequest, model: str, quirks: Quirks, deployment: str)
         if name not in ("model", "messages", "max_tokens"):
             del body[name]
     return ENCODER.encode(body)
-
-
-def _check_supported(request: ChatRequest, drop: frozenset[str], deployment: str) -> None:
-    sent = request.passthrough
-    if sent is not None:
-        for name, raw in sent.items():
-            if name in _MAPPED or name in drop:
-                continue
-            value = bytes(raw).strip()
-            if value in _NEUTRAL_VALUES or value in _NEUTRAL_BY_NAME.get(name, ()):
-                continue
-            raise unsupported(name, deployment, _WHY.get(name, ""))
-    else:  # built by another dialect's surface: only the typed fields can be set
-        typed: tuple[tuple[str, float | None], ...] = (
-            ("n", request.n), ("seed", request.seed),
-            ("presence_penalty", request.presence_penalty),
-            ("frequency_penalty", request.frequency_penalty))
-        for name, number in typed:
-            if number and name not in drop and not (name == "n" and number == 1):
-                raise unsupported(name, deployment, _WHY.get(name, ""))
-
-
-_WHY = {
-    "n": "it returns one answer per request",
-    "logprobs": "it returns no token log-probabilities",
-    "top_logprobs": "it returns no token log-probabilities",
-    "logit_bias": "it has no token biasing",
-    "seed": "its sampling cannot be seeded",
-    "presence_penalty": "it has no repetition penalties",
-    "frequency_penalty": "it has no repetition penalties",
-    "audio": "it produces no audio",
-    "modalities": "it produces text only",
-    "prediction": "it has no predicted outputs",
-}
 
 
 def _conversation(
@@ -223,7 +181,8 @@ def _part(part: ContentPart, where: str, deployment: str, images: bool) -> dict[
 def _image_source(url: str, where: str, deployment: str) -> dict[str, Any]:
     if url.startswith(("http://", "https://")):
         return {"type": "url", "url": url}
-    media_type, data = _data_url(url, f"{where}.image_url.url", deployment)
+    media_type, data = data_url(VENDOR, url, f"{where}.image_url.url", deployment,
+                                 "expected an http(s) URL or a base64 data: URL")
     if media_type not in _IMAGE_TYPES:
         raise unsupported(f"{where}.image_url.url", deployment,
                           f"images must be JPEG, PNG, GIF or WebP, not {media_type}")
@@ -231,11 +190,12 @@ def _image_source(url: str, where: str, deployment: str) -> dict[str, Any]:
 
 
 def _document(file: dict[str, Any], where: str, deployment: str) -> dict[str, Any]:
-    data_url = file.get("file_data")
-    if not isinstance(data_url, str):
+    file_data = file.get("file_data")
+    if not isinstance(file_data, str):
         raise unsupported(f"{where}.file", deployment, "only inline PDFs (file_data) can be "
                           "sent; uploaded file ids belong to OpenAI")
-    media_type, data = _data_url(data_url, f"{where}.file.file_data", deployment)
+    media_type, data = data_url(VENDOR, file_data, f"{where}.file.file_data", deployment,
+                                 "expected an http(s) URL or a base64 data: URL")
     if media_type != "application/pdf":
         raise unsupported(f"{where}.file.file_data", deployment,
                           f"documents must be PDF, not {media_type}")
@@ -246,16 +206,6 @@ def _document(file: dict[str, Any], where: str, deployment: str) -> dict[str, An
     return block
 
 
-def _data_url(url: str, where: str, deployment: str) -> tuple[str, str]:
-    """``data:image/png;base64,AAAA`` → ("image/png", "AAAA")."""
-    head, comma, data = url.partition(",")
-    if not url.startswith("data:") or not comma or not head.endswith(";base64"):
-        raise unsupported(where, deployment, "expected an http(s) URL or a base64 data: URL")
-    try:
-        binascii.a2b_base64(data[:64])  # a cheap sanity check; Anthropic verifies the rest
-    except binascii.Error:
-        raise unsupported(where, deployment, "the data: URL is not valid base64") from None
-    return head[5:-7].lower(), data
 
 
 def _assistant_blocks(message: Message, where: str, deployment: str) -> list[dict[str, Any]]:
@@ -277,7 +227,6 @@ def _assistant_blocks(message: Message, where: str, deployment: str) -> list[dic
                            VENDOR, function.arguments,
                            f"{where}.tool_calls[{k}].function.arguments", deployment)})
     return blocks
-
 
 
 def _tool_result(message: Message, where: str, deployment: str) -> dict[str, Any]:

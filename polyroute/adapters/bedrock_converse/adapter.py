@@ -16,14 +16,14 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from polyroute.adapters.bedrock_converse import native, translate
+from polyroute.adapters.bedrock_converse import eventstream, native, translate
 from polyroute.adapters.bedrock_converse.errors import error_from_response
-from polyroute.adapters.bedrock_converse.eventstream import EventStreamDecoder
 from polyroute.adapters.bedrock_converse.signing import Signer
 from polyroute.adapters.bedrock_converse.spec import options
 from polyroute.adapters.bedrock_converse.stream import StreamTranslator
-from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.errors import UpstreamError, UpstreamProtocolError, UpstreamRejected
+from polyroute.adapters.client import UpstreamClient
+from polyroute.adapters.stream_driver import drive
+from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.upstream import Deployment, Endpoint
@@ -32,7 +32,7 @@ _EVENTSTREAM = "application/vnd.amazon.eventstream"
 
 
 class BedrockConverseAdapter:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: UpstreamClient) -> None:
         self._transport = transport
         self._signer = Signer()
 
@@ -67,31 +67,12 @@ class BedrockConverseAdapter:
             "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
             deployment=name, errors=error_from_response,
         ) as response:
-            decoder = EventStreamDecoder(name)
             translator = StreamTranslator(deployment.model, _request_id(response.headers), name,
                                           int(time.time()))
-            with upstream_errors(name):
-                async for data in response.content.iter_any():
-                    batch: list[ChatChunk] = []
-                    try:
-                        for message in decoder.feed(data):
-                            chunks = translator.feed(message)
-                            if forwarded is not None:  # the client gets the frames as they are
-                                chunks = native.relayed(chunks, message.frame)
-                            batch += chunks
-                    except UpstreamError:
-                        if batch:
-                            yield batch  # what arrived before the error still counts
-                        raise
-                    if batch:
-                        yield batch
-                    if translator.done:
-                        return
-            if not translator.finished or decoder.pending:
-                raise UpstreamProtocolError(
-                    "the upstream stream ended before the answer finished", deployment=name)
-            # messageStop arrived but not the metadata event: the answer is whole; close it.
-            yield [translator.usage_chunk()]
+            frames = eventstream.messages(response.body, name)
+            relaying = translator if forwarded is None else native.Relaying(translator)
+            async for batch in drive(frames, relaying, name):
+                yield batch
 
     async def embed(
         self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float

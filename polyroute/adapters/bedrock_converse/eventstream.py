@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 
+from polyroute.adapters.stream_driver import ended_early
 from polyroute.errors import UpstreamProtocolError
 
 _PRELUDE = struct.Struct(">II")
@@ -114,3 +115,15 @@ class EventStreamDecoder:
     def _error(self, problem: str) -> UpstreamProtocolError:
         return UpstreamProtocolError(f"corrupt event stream from the upstream: {problem}",
                                      deployment=self._deployment)
+
+
+async def messages(body: AsyncIterable[bytes], deployment: str
+                   ) -> AsyncIterator[Iterator[EventMessage]]:
+    """The framing :func:`~polyroute.adapters.stream_driver.drive` reads: per network read,
+    the messages it completed (lazily, so those before a corrupt frame still count). A body
+    that ends inside a frame did not finish its answer."""
+    decoder = EventStreamDecoder(deployment)
+    async for data in body:
+        yield decoder.feed(data)
+    if decoder.pending:
+        raise ended_early(deployment)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from polyroute.adapters.spec import OptionError, ProtocolSpec
+from polyroute.adapters.support import Support
 from polyroute.model.upstream import Endpoint
 
 _HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com$")
@@ -36,6 +37,34 @@ def options(endpoint: Endpoint) -> BedrockOptions:
     found = endpoint.options
     return found if isinstance(found, BedrockOptions) else BedrockOptions()
 
+SUPPORT = Support(
+    vendor="Bedrock",
+    mapped=frozenset({
+        "messages", "model", "models", "stream", "stream_options", "max_tokens",
+        "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "tools", "tool_choice",
+        "parallel_tool_calls", "response_format", "user", "thinking",
+    }),
+    why={
+        "n": "it returns one answer per request",
+        "logprobs": "it returns no token log-probabilities",
+        "top_logprobs": "it returns no token log-probabilities",
+        "logit_bias": "it has no token biasing",
+        "seed": "its sampling cannot be seeded",
+        "presence_penalty": "it has no repetition penalties",
+        "frequency_penalty": "it has no repetition penalties",
+        "reasoning_effort": "each model family takes its own reasoning settings; send 'thinking' "
+                            "for Anthropic models",
+        "parallel_tool_calls": "it cannot be told to make one call at a time",
+        "audio": "it produces no audio",
+        "modalities": "it produces text only",
+        "prediction": "it has no predicted outputs",
+    },
+    typed=("n", "seed", "presence_penalty", "frequency_penalty", "reasoning_effort"),
+    serial_tool_calls=False,
+)
+"""What of a chat request Bedrock can carry; anything else a client sent in OpenAI's dialect is a
+400 naming it, unless the provider's ``quirks.drop_params`` lists it."""
+
 
 SPEC = ProtocolSpec(
     name="bedrock",
@@ -44,4 +73,5 @@ SPEC = ProtocolSpec(
     options=BedrockOptions,
     finish=_finish,
     continuation="assistant_prefill",
+    support=SUPPORT,
 )

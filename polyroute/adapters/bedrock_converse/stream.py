@@ -45,7 +45,7 @@ class StreamTranslator:
         self._usage: Usage | None = None
         self.finished = False
         """``messageStop`` has arrived: the answer is whole even if the stream ends early."""
-        self.done = False
+        self.stopped = False
         """``metadata`` (the last event) has arrived."""
 
     def feed(self, message: EventMessage) -> list[ChatChunk]:
@@ -81,7 +81,7 @@ class StreamTranslator:
             return [ChatChunk(id=self._id, model=self._model, created=self._created,
                               choices=[ChunkChoice(0, Delta(), finish_reason=reason)])]
         if name == "metadata":
-            self.done = True
+            self.stopped = True
             if event.usage is not None:
                 self._usage = canonical_usage(event.usage)
             return [self.usage_chunk()]
@@ -107,6 +107,10 @@ class StreamTranslator:
                 block = ThinkingBlock(type="redacted_thinking", data=reasoning.redacted_content)
                 return [self._chunk(Delta(thinking_blocks=[block]))]
         return []
+
+    def close(self) -> list[ChatChunk]:
+        """``messageStop`` arrived but not the metadata event: the answer is whole."""
+        return [self.usage_chunk()]
 
     def usage_chunk(self) -> ChatChunk:
         return ChatChunk(id=self._id, model=self._model, created=self._created, choices=[],

@@ -22,19 +22,21 @@ nothing here mutates the request.
 
 from __future__ import annotations
 
-import binascii
 import re
 from typing import Any
 
 import msgspec
 
 from polyroute.adapters import rejections
+from polyroute.adapters.bedrock_converse.spec import SUPPORT
 from polyroute.adapters.bedrock_converse.wire import (
     ENCODER,
     RESPONSE_DECODER,
     Block,
 )
 from polyroute.adapters.bedrock_converse.wire import Usage as WireUsage
+from polyroute.adapters.parts import data_url
+from polyroute.adapters.support import check_supported
 from polyroute.errors import UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import (
     ChatRequest,
@@ -63,28 +65,6 @@ FINISH_REASONS = {
 """Anything else (``malformed_model_output``, ``malformed_tool_use``) has no OpenAI equivalent
 and is passed on as it is."""
 
-_MAPPED = frozenset({
-    "messages", "model", "models", "stream", "stream_options", "max_tokens",
-    "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "tools", "tool_choice",
-    "parallel_tool_calls", "response_format", "user", "thinking",
-})
-_NEUTRAL_VALUES = frozenset({b"null", b"false", b"0", b"0.0", b"{}", b"[]"})
-_NEUTRAL_BY_NAME = {"n": frozenset({b"1"}), "service_tier": frozenset({b'"auto"', b'"default"'})}
-_WHY = {
-    "n": "it returns one answer per request",
-    "logprobs": "it returns no token log-probabilities",
-    "top_logprobs": "it returns no token log-probabilities",
-    "logit_bias": "it has no token biasing",
-    "seed": "its sampling cannot be seeded",
-    "presence_penalty": "it has no repetition penalties",
-    "frequency_penalty": "it has no repetition penalties",
-    "reasoning_effort": "each model family takes its own reasoning settings; send 'thinking' "
-                        "for Anthropic models",
-    "parallel_tool_calls": "it cannot be told to make one call at a time",
-    "audio": "it produces no audio",
-    "modalities": "it produces text only",
-    "prediction": "it has no predicted outputs",
-}
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg",
                   "image/gif": "gif", "image/webp": "webp"}
 _DOCUMENT_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]")
@@ -101,7 +81,7 @@ def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:
 def chat_body(request: ChatRequest, quirks: Quirks, deployment: str) -> bytes:
     """The body of ``converse`` / ``converse-stream`` (the model id goes in the path)."""
     drop = quirks.drop_params
-    _check_supported(request, drop, deployment)
+    check_supported(request, SUPPORT, drop, deployment)
     _check_s3_uris(request, quirks.allowed_s3_prefixes, deployment)
     system, messages = _conversation(request.messages, deployment)
     body: dict[str, Any] = {"messages": messages}
@@ -134,30 +114,6 @@ def chat_body(request: ChatRequest, quirks: Quirks, deployment: str) -> bytes:
     if extra:
         body["additionalModelRequestFields"] = extra
     return ENCODER.encode(body)
-
-
-def _check_supported(request: ChatRequest, drop: frozenset[str], deployment: str) -> None:
-    if request.parallel_tool_calls is False and "parallel_tool_calls" not in drop:
-        raise unsupported("parallel_tool_calls", deployment, _WHY["parallel_tool_calls"])
-    sent = request.passthrough
-    if sent is not None:
-        for name, raw in sent.items():
-            if name in _MAPPED or name in drop:
-                continue
-            value = bytes(raw).strip()
-            if value in _NEUTRAL_VALUES or value in _NEUTRAL_BY_NAME.get(name, ()):
-                continue
-            raise unsupported(name, deployment, _WHY.get(name, ""))
-        return
-    # Built by another dialect's surface: only the typed fields can be set.
-    typed: tuple[tuple[str, object], ...] = (
-        ("n", None if request.n == 1 else request.n), ("seed", request.seed),
-        ("presence_penalty", request.presence_penalty or None),
-        ("frequency_penalty", request.frequency_penalty or None),
-        ("reasoning_effort", request.reasoning_effort))
-    for name, setting in typed:
-        if setting is not None and name not in drop:
-            raise unsupported(name, deployment, _WHY.get(name, ""))
 
 
 def _check_s3_uris(request: ChatRequest, allowed: tuple[str, ...], deployment: str) -> None:
@@ -254,7 +210,7 @@ def _image(url: str, where: str, deployment: str) -> dict[str, Any]:
     if url.startswith(("http://", "https://")):
         raise unsupported(where, deployment, "Bedrock does not fetch image URLs; send the "
                           "image as a base64 data: URL or an s3:// URL")
-    media_type, data = data_url(url, where, deployment)
+    media_type, data = data_url(VENDOR, url, where, deployment)
     known = _IMAGE_FORMATS.get(media_type)
     if known is None:
         raise unsupported(where, deployment,
@@ -267,7 +223,8 @@ def _document(file: dict[str, Any], where: str, deployment: str) -> dict[str, An
     if not isinstance(data_url_text, str):
         raise unsupported(f"{where}.file", deployment, "only inline files (file_data) can be "
                           "sent; uploaded file ids belong to OpenAI")
-    media_type, data = data_url(data_url_text, f"{where}.file.file_data", deployment)
+    media_type, data = data_url(VENDOR, data_url_text, f"{where}.file.file_data",
+                                 deployment)
     if media_type != "application/pdf":
         raise unsupported(f"{where}.file.file_data", deployment,
                           f"documents must be PDF, not {media_type}")
@@ -277,16 +234,6 @@ def _document(file: dict[str, Any], where: str, deployment: str) -> dict[str, An
     return {"format": "pdf", "name": name, "source": {"bytes": data}}
 
 
-def data_url(url: str, where: str, deployment: str) -> tuple[str, str]:
-    """``data:image/png;base64,AAAA`` → ("image/png", "AAAA")."""
-    head, comma, data = url.partition(",")
-    if not url.startswith("data:") or not comma or not head.endswith(";base64"):
-        raise unsupported(where, deployment, "expected a base64 data: URL")
-    try:
-        binascii.a2b_base64(data[:64])  # a cheap sanity check; Bedrock verifies the rest
-    except binascii.Error:
-        raise unsupported(where, deployment, "the data: URL is not valid base64") from None
-    return head[5:-7].lower(), data
 
 
 def _assistant_blocks(message: Message, where: str, deployment: str) -> list[dict[str, Any]]:
@@ -309,7 +256,6 @@ def _assistant_blocks(message: Message, where: str, deployment: str) -> list[dic
                 VENDOR, function.arguments, f"{where}.tool_calls[{k}].function.arguments",
                 deployment)}})
     return blocks
-
 
 
 def _tool_result(message: Message, where: str, deployment: str) -> dict[str, Any]:

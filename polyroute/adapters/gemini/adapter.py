@@ -14,14 +14,14 @@ from urllib.parse import quote
 
 from yarl import URL
 
+from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.gemini import passthrough, translate
 from polyroute.adapters.gemini.errors import error_from_response
 from polyroute.adapters.gemini.spec import SPEC
 from polyroute.adapters.gemini.stream import StreamTranslator
 from polyroute.adapters.passthrough import native_for
 from polyroute.adapters.sse import sse_data
-from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.errors import UpstreamError, UpstreamProtocolError
+from polyroute.adapters.stream_driver import drive
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.upstream import Deployment, Endpoint
@@ -36,7 +36,7 @@ def _new_call_id(_: int) -> str:
 
 
 class GeminiAdapter:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: UpstreamClient) -> None:
         self._transport = transport
 
     async def chat(
@@ -68,11 +68,10 @@ class GeminiAdapter:
                 headers=endpoint.request_headers, connect_s=connect_s, deployment=name,
                 errors=error_from_response,
             ) as response, aclosing(passthrough.stream(
-                response.content.iter_any(), deployment.model, name, int(time.time()),
+                response.body, deployment.model, name, int(time.time()),
                 _new_call_id)) as batches:
-                with upstream_errors(name):
-                    async for relayed in batches:
-                        yield relayed
+                async for relayed in batches:
+                    yield relayed
             return
         body = translate.chat_body(request, endpoint.quirks, name)
         async with self._transport.request(
@@ -80,23 +79,8 @@ class GeminiAdapter:
             connect_s=connect_s, deployment=name, errors=error_from_response,
         ) as response:
             translator = StreamTranslator(deployment.model, name, int(time.time()), _new_call_id)
-            with upstream_errors(name):
-                async for events in sse_data(response.content.iter_any()):
-                    batch: list[ChatChunk] = []
-                    for data in events:
-                        try:
-                            batch += translator.feed(data)
-                        except UpstreamError:
-                            if batch:
-                                yield batch  # what arrived before the error still counts
-                            raise
-                    if batch:
-                        yield batch
-            if not translator.finished:
-                raise UpstreamProtocolError(
-                    "the upstream stream ended before the answer finished", deployment=name)
-            # Gemini ends a stream by closing it; its usage came with the last event.
-            yield [translator.usage_chunk()]
+            async for batch in drive(sse_data(response.body), translator, name):
+                yield batch
 
     async def embed(
         self, request: EmbeddingRequest, deployment: Deployment, *, connect_s: float

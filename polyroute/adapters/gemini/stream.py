@@ -92,6 +92,13 @@ class StreamTranslator:
             chunks.append(self._chunk(ChunkChoice(index, delta, finish_reason=reason)))
         return chunks
 
+    stopped = False
+    """Gemini ends a stream by closing it: no event of its own says so."""
+
+    def close(self) -> list[ChatChunk]:
+        """Its usage came with the last event: one usage chunk ends the stream."""
+        return [self.usage_chunk()]
+
     def usage_chunk(self) -> ChatChunk:
         usage = canonical_usage(self._usage) if self._usage is not None else Usage()
         return ChatChunk(id=self._id, model=self._model, created=self._created, choices=[],

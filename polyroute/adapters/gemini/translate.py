@@ -21,7 +21,6 @@ nothing here mutates the request.
 from __future__ import annotations
 
 import base64
-import binascii
 import mimetypes
 import struct
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from urllib.parse import quote
 import msgspec
 
 from polyroute.adapters import rejections
+from polyroute.adapters.gemini.spec import SUPPORT
 from polyroute.adapters.gemini.wire import (
     ANY_DECODER,
     EMBED_DECODER,
@@ -42,6 +42,8 @@ from polyroute.adapters.gemini.wire import (
     Response,
     UsageMetadata,
 )
+from polyroute.adapters.parts import data_url
+from polyroute.adapters.support import check_supported
 from polyroute.errors import ContentFiltered, UpstreamProtocolError, UpstreamRejected
 from polyroute.model.chat import (
     ChatRequest,
@@ -88,27 +90,6 @@ call otherwise."""
 # Google's table for its own OpenAI-compatible endpoint (thinking budgets in tokens).
 _THINKING_BUDGET = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
 
-# The request fields this module maps (OpenAI's names). Anything else a client sent in OpenAI's
-# dialect has no Gemini equivalent: 400, unless the provider's drop_params lists it.
-_MAPPED = frozenset({
-    "messages", "model", "models", "stream", "stream_options", "max_tokens",
-    "max_completion_tokens", "temperature", "top_p", "top_k", "n", "stop", "seed",
-    "presence_penalty", "frequency_penalty", "tools", "tool_choice", "parallel_tool_calls",
-    "response_format", "user", "reasoning_effort", "thinking",
-})
-# Values that ask for nothing beyond the default behaviour, so they need no equivalent.
-_NEUTRAL_VALUES = frozenset({b"null", b"false", b"0", b"0.0", b"{}", b"[]"})
-_NEUTRAL_BY_NAME = {"service_tier": frozenset({b'"auto"', b'"default"'})}
-_WHY = {
-    "logprobs": "token log-probabilities are not translated",
-    "top_logprobs": "token log-probabilities are not translated",
-    "logit_bias": "it has no token biasing",
-    "audio": "chat answers carry no audio here",
-    "modalities": "chat answers carry text only here",
-    "prediction": "it has no predicted outputs",
-    "parallel_tool_calls": "it cannot be told to make one call at a time",
-}
-
 
 def unsupported(param: str, deployment: str, why: str = "") -> UpstreamRejected:
     return rejections.unsupported(VENDOR, param, deployment, why)
@@ -153,7 +134,7 @@ def versioned(base_url: str) -> str:
 def chat_body(request: ChatRequest, quirks: Quirks, deployment: str) -> bytes:
     """The body of ``:generateContent`` / ``:streamGenerateContent`` for ``request``."""
     drop = quirks.drop_params
-    _check_supported(request, drop, deployment)
+    check_supported(request, SUPPORT, drop, deployment)
     system, contents = _conversation(request.messages, deployment)
     body: dict[str, Any] = {"contents": contents}
     if system:
@@ -169,21 +150,6 @@ def chat_body(request: ChatRequest, quirks: Quirks, deployment: str) -> bytes:
     if generation:
         body["generationConfig"] = generation
     return ENCODER.encode(body)
-
-
-def _check_supported(request: ChatRequest, drop: frozenset[str], deployment: str) -> None:
-    if request.parallel_tool_calls is False and "parallel_tool_calls" not in drop:
-        raise unsupported("parallel_tool_calls", deployment, _WHY["parallel_tool_calls"])
-    sent = request.passthrough
-    if sent is None:
-        return  # built by another dialect's surface: every typed field has a mapping here
-    for name, raw in sent.items():
-        if name in _MAPPED or name in drop:
-            continue
-        value = bytes(raw).strip()
-        if value in _NEUTRAL_VALUES or value in _NEUTRAL_BY_NAME.get(name, ()):
-            continue
-        raise unsupported(name, deployment, _WHY.get(name, ""))
 
 
 def _generation_config(
@@ -326,7 +292,7 @@ def _part(part: ContentPart, where: str, deployment: str, media: bool) -> dict[s
 
 def _media(url: str, where: str, deployment: str) -> dict[str, Any]:
     if url.startswith("data:"):
-        mime_type, data = data_url(url, where, deployment)
+        mime_type, data = data_url(VENDOR, url, where, deployment)
         return {"inlineData": {"mimeType": mime_type, "data": data}}
     if url.startswith(("http://", "https://", "gs://")):
         guessed, _ = mimetypes.guess_type(url.split("?", 1)[0])
@@ -337,16 +303,6 @@ def _media(url: str, where: str, deployment: str) -> dict[str, Any]:
     raise unsupported(where, deployment, "expected a data:, http(s) or gs:// URL")
 
 
-def data_url(url: str, where: str, deployment: str) -> tuple[str, str]:
-    """``data:image/png;base64,AAAA`` → ("image/png", "AAAA")."""
-    head, comma, data = url.partition(",")
-    if not url.startswith("data:") or not comma or not head.endswith(";base64"):
-        raise unsupported(where, deployment, "expected a base64 data: URL")
-    try:
-        binascii.a2b_base64(data[:64])  # a cheap sanity check; the vendor verifies the rest
-    except binascii.Error:
-        raise unsupported(where, deployment, "the data: URL is not valid base64") from None
-    return head[5:-7].lower(), data
 
 
 def _model_parts(

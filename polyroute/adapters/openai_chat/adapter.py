@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.openai_chat import translate
+from polyroute.adapters.openai_chat.stream import StreamTranslator
 from polyroute.adapters.sse import sse_data
-from polyroute.adapters.transport import Transport, upstream_errors
-from polyroute.errors import UpstreamProtocolError
+from polyroute.adapters.stream_driver import drive
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.upstream import Deployment, Endpoint
 
-_DONE = b"[DONE]"
 _LIST_MODELS_TIMEOUT_S = 10.0
 
 
@@ -20,7 +20,7 @@ class OpenAIChatAdapter:
     """Also the base of servers that speak this protocol at other URLs (Azure): they override
     ``url`` and nothing else."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: UpstreamClient) -> None:
         self._transport = transport
 
     def url(self, endpoint: Endpoint, model: str, path: str) -> str:
@@ -70,28 +70,5 @@ class OpenAIChatAdapter:
             headers=endpoint.request_headers, connect_s=connect_s, deployment=name,
             errors=translate.error_from_response,
         ) as response:
-            finished = False
-            with upstream_errors(name):
-                async for events in sse_data(response.content.iter_any()):
-                    batch: list[ChatChunk] = []
-                    for data in events:
-                        if data == _DONE:
-                            if batch:
-                                yield batch
-                            return
-                        error = translate.stream_error(data, name)
-                        if error is not None:
-                            if batch:
-                                yield batch  # what arrived before the error still counts
-                            raise error
-                        chunk = translate.parse_chunk(data, name)
-                        if not finished:
-                            for choice in chunk.choices:
-                                if choice.finish_reason:
-                                    finished = True
-                        batch.append(chunk)
-                    yield batch
-            if not finished:
-                raise UpstreamProtocolError(
-                    "the upstream stream ended before the answer finished", deployment=name)
-            # Finished but without [DONE]: the answer is whole, so end normally.
+            async for batch in drive(sse_data(response.body), StreamTranslator(name), name):
+                yield batch

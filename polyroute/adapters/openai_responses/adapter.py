@@ -8,7 +8,6 @@ from polyroute.adapters.openai_chat.adapter import OpenAIChatAdapter
 from polyroute.adapters.openai_responses import translate
 from polyroute.adapters.openai_responses.events import sse_events
 from polyroute.adapters.openai_responses.stream import StreamTranslator
-from polyroute.adapters.transport import upstream_errors
 from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.upstream import Deployment
@@ -42,19 +41,18 @@ class OpenAIResponsesAdapter(OpenAIChatAdapter):
             headers=endpoint.request_headers, connect_s=connect_s, deployment=name,
             errors=translate.error_from_response,
         ) as response:
-            with upstream_errors(name):
-                async for received in sse_events(response.content.iter_any()):
-                    batch: list[ChatChunk] = []
-                    try:
-                        for raw, data in received:
-                            batch += events.chunks(data, raw if relay else None)
-                    except Exception:
-                        if batch:
-                            yield batch  # what arrived before the error still counts
-                        raise
+            async for received in sse_events(response.body):
+                batch: list[ChatChunk] = []
+                try:
+                    for raw, data in received:
+                        batch += events.chunks(data, raw if relay else None)
+                except Exception:
                     if batch:
-                        yield batch
-                    if events.finished:
-                        return
+                        yield batch  # what arrived before the error still counts
+                    raise
+                if batch:
+                    yield batch
+                if events.finished:
+                    return
             raise UpstreamProtocolError(
                 "the upstream stream ended before the answer finished", deployment=name)

@@ -572,8 +572,13 @@ def _deployment(
         profile=dep.profile,
         rpm=dep.rpm,
         tpm=dep.tpm,
-        cloud=dep.cloud or _DEFAULT_CLOUD.get(endpoint.protocol, dep.provider),
-        region=dep.region or getattr(endpoint.options, "region", None),
+        # One answer for governance and independence alike: the key, else the tag of that
+        # name (governance policies were written against tags first), else what the
+        # protocol tells.
+        cloud=dep.cloud or dep.tags.get("cloud") or _DEFAULT_CLOUD.get(endpoint.protocol,
+                                                                        dep.provider),
+        region=dep.region or dep.tags.get("region") or getattr(endpoint.options, "region",
+                                                                None),
         capabilities=abilities.resolve(
             dep.model, {"context_window": dep.context_window}
             | (msgspec.structs.asdict(dep.capabilities) if dep.capabilities else {})),

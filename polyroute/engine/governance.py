@@ -161,7 +161,7 @@ def _scope_name(scope: str) -> str:
 
 def _refusal(d: Deployment, p: DataPolicy) -> str | None:
     """The rule of ``p`` that refuses deployment ``d``, or None."""
-    cloud, region = d.tags.get("cloud"), d.tags.get("region")
+    cloud, region = d.cloud, d.region  # the deployment's keys, else its tags (config/load)
     if p.vendors is not None and d.vendor not in p.vendors:
         return f"vendor '{d.vendor}' is not in vendors"
     if d.vendor in p.deny_vendors:

@@ -79,6 +79,8 @@ class Components:
     policy_stack: PolicyStack | None = None
     catalog: ModelCatalog | None = None
     shared_busy: RedisBusy | None = None
+    closing: bool = False
+    """Set when the app shuts down: the background loops stop (see ``_cleanup``)."""
     tracer: Tracer | None = None
     request_log: RequestLog | None = None
 
@@ -278,30 +280,38 @@ async def _startup(app: web.Application) -> None:
         parts.request_log.start()
     if parts.shared_circuits is not None:
         parts.background.append(asyncio.create_task(
-            _sync_circuits(parts.breakers, parts.config.state.sync_interval_s)))
+            _sync_circuits(parts, parts.config.state.sync_interval_s)))
     if parts.shared_busy is not None:
         parts.background.append(asyncio.create_task(
             _sync_busy(parts, parts.shared_busy, parts.config.state.sync_interval_s)))
 
 
-async def _sync_circuits(breakers: Breakers, interval_s: float) -> None:
-    while True:
+async def _sync_circuits(parts: Components, interval_s: float) -> None:
+    while not parts.closing:
         await asyncio.sleep(interval_s)
-        await breakers.sync()
+        await parts.breakers.sync()
 
 
 async def _sync_busy(parts: Components, busy: RedisBusy, interval_s: float) -> None:
-    while True:
+    while not parts.closing:
         await asyncio.sleep(interval_s)
         room = parts.gateway.router.room
         room.adopt_others(await busy.exchange(room.local_busy()))
 
 
+_STOP_S = 2.0
+"""How long shutting down waits for the background loops once they were cancelled."""
+
+
 async def _cleanup(app: web.Application) -> None:
     parts = app[APP_KEY]
+    # A cancellation that lands inside a redis-py command can be swallowed by it; the loops
+    # then see ``closing``, and the wait is bounded either way (a teardown once hung here).
+    parts.closing = True
     for task in parts.background:
         task.cancel()
-    await asyncio.gather(*parts.background, return_exceptions=True)
+    if parts.background:
+        await asyncio.wait(parts.background, timeout=_STOP_S)
     if parts.shared_circuits is not None:
         await parts.shared_circuits.aclose()
     if parts.shared_busy is not None:

@@ -204,6 +204,48 @@ def _bedrock() -> Wire:
         options=BedrockOptions(region="us-east-1"))
 
 
+def _responses() -> Wire:
+    """OpenAI's Responses API (``protocol: openai_responses``), as the simulator speaks it
+    (polyroute/sim/responses.py, checked against the openai SDK's own types)."""
+    usage = {"input_tokens": PROMPT_TOKENS, "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens": COMPLETION_TOKENS,
+             "output_tokens_details": {"reasoning_tokens": 0},
+             "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}
+    where = {"item_id": "msg_1", "output_index": 0}
+
+    def response(done: bool, text: str = "") -> dict[str, Any]:
+        item = {"type": "message", "id": "msg_1", "role": "assistant",
+                "status": "completed" if done else "in_progress",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]
+                if done else []}
+        return {"id": "resp_1", "object": "response", "created_at": 1,
+                "status": "completed" if done else "in_progress", "error": None,
+                "incomplete_details": None, "model": "model-x",
+                "output": [item] if done else [], "usage": usage if done else None}
+
+    def event(payload: dict[str, Any]) -> bytes:
+        return _sse(payload, names=(str(payload["type"]),))
+
+    def error(status: int, code: str, message: str) -> Scripted:
+        return Scripted.body(_json({"error": {"message": message, "type": code, "code": code}}),
+                             status, **({"retry-after": "1"} if status == 429 else {}))
+
+    return Wire(
+        "openai_responses", "http://responses.test/v1", {"Authorization": f"Bearer {KEY}"},
+        "/responses", "/responses", lambda text: _json(response(True, text)),
+        stream_start=lambda: event({"type": "response.created", "response": response(False)})
+        + event({"type": "response.output_item.added", "output_index": 0,
+                 "item": {"type": "message", "id": "msg_1", "role": "assistant",
+                          "status": "in_progress", "content": []}}),
+        stream_text=lambda text: event({"type": "response.output_text.delta", **where,
+                                        "content_index": 0, "delta": text}),
+        stream_end=lambda: event({"type": "response.completed", "response": response(True)}),
+        stream_error=lambda message: event({"type": "error", "code": "server_error",
+                                            "message": message, "param": None}),
+        rate_limited=lambda message: error(429, "rate_limit_exceeded", message),
+        auth_failed=lambda message: error(401, "invalid_api_key", message))
+
+
 def _azure() -> Wire:
     return _openai("azure", "http://azure.test", {"api-key": KEY},
                    "/openai/deployments/model-x/chat/completions?api-version=2024-10-21",
@@ -217,6 +259,7 @@ WIRES = {
     "anthropic": _anthropic(),
     "gemini": _gemini(),
     "bedrock": _bedrock(),
+    "openai_responses": _responses(),
 }
 """Protocol name → its wire, for every registered protocol."""
 

@@ -290,3 +290,26 @@ def test_responses_dialect_shares_answers_with_chat(gw: GatewayProcess, sim: Sim
     assert final.output_text == first.choices[0].message.content
     assert final.usage is not None and final.usage.output_tokens == first.usage.completion_tokens
     assert _upstream_calls(sim) == calls
+
+
+def test_a_governed_key_neither_uses_nor_fills_the_cache(gw: GatewayProcess,
+                                                          sim: SimServer) -> None:
+    """A hit would skip the key's data-governance policy (issue 11): a deny-list here. The
+    same question, cached for another key of the tenant, is refused for the governed key, and
+    the governed key's own answers are not stored."""
+    text = "what is the status of Project Falcon?"
+    ok(admin(gw, "POST", "/admin/teams", {"id": "falcon-team"}))  # one tenant for both keys
+    plain = _openai(gw, new_key(gw, team="falcon-team"))
+    _ask(plain, text)
+    headers, _ = _ask(plain, text)
+    assert headers["x-polyroute-cache"] == "hit"
+    governed = _openai(gw, new_key(gw, team="falcon-team",
+                                   governance={"deny_terms": ["Project Falcon"]}))
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        _ask(governed, text)
+    assert "rule deny_terms" in str(refused.value)
+    calls = _upstream_calls(sim)
+    for _ in range(2):
+        headers, _ = _ask(governed, "an ordinary question for the governed key")
+        assert headers["x-polyroute-cache"] == "bypass"
+    assert _upstream_calls(sim) == calls + 2

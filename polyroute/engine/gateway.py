@@ -36,7 +36,7 @@ from polyroute.engine.guardrails import Guardrails
 from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
-from polyroute.engine.response_cache import NOT_CACHED, Lookup, ResponseCache
+from polyroute.engine.response_cache import BYPASS, NOT_CACHED, Lookup, ResponseCache
 from polyroute.engine.resume import Resumed
 from polyroute.engine.room import Holder
 from polyroute.engine.router import Route, Router
@@ -152,6 +152,13 @@ class Gateway:
             group = self._router.group(request.model, principal.allowed_models).name
         except GatewayError:
             return NOT_CACHED  # chat() and stream_chat() raise it again, and record it
+        if self.cache.mode(group) == "off":
+            return NOT_CACHED
+        if principal.governance or self._guardrails is not None:
+            # A hit would skip the caller's data-governance policies and the guardrails, which
+            # read the prompt and the answer: such requests neither use nor fill the cache.
+            record.cache = BYPASS.outcome
+            return BYPASS
         lookup = await self.cache.lookup(request, group, principal, control)
         record.cache = lookup.outcome
         if lookup.hit is None:

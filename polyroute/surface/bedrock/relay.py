@@ -11,9 +11,9 @@ import struct
 
 import msgspec
 
-from polyroute.errors import GatewayError
 from polyroute.model.chat import ChatChunk
 from polyroute.surface.bedrock.encode import StreamEncoder
+from polyroute.surface.native_relay import NativeRelay
 
 
 class _Index(msgspec.Struct, rename="camel"):
@@ -40,25 +40,12 @@ def _has_content(chunk: ChatChunk) -> bool:
                for c in chunk.choices)
 
 
-class StreamRelay:
+class StreamRelay(NativeRelay[StreamEncoder]):
     def __init__(self) -> None:
-        self._encoder = StreamEncoder()
-        self._relaying: bool | None = None
-        self._last = b""
-        self._ended = False
+        super().__init__(StreamEncoder())
         self._stopped = False  # the upstream's messageStop was relayed
-        self._taken_over = False
 
-    def start(self) -> bytes:
-        return b""  # messageStart comes from the upstream when relaying
-
-    def feed(self, batch: list[ChatChunk]) -> bytes:
-        if self._relaying is None and batch:
-            self._relaying = batch[0].native is not None
-            if not self._relaying:
-                return self._encoder.start() + self._encoder.feed(batch)
-        if not self._relaying:
-            return self._encoder.feed(batch)
+    def _relay(self, batch: list[ChatChunk]) -> bytes:
         out: list[bytes] = []
         for chunk in batch:
             if chunk.native is not None:
@@ -76,20 +63,6 @@ class StreamRelay:
                 self._take_over()
                 out.append(self._encoder.feed([chunk]))
         return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self._relaying is None:
-            return self._encoder.start() + self._encoder.finish()
-        if self._ended:
-            return b""
-        self._take_over()
-        return self._encoder.finish()
-
-    def fail(self, exc: GatewayError) -> bytes:
-        if self._relaying is None:
-            return self._encoder.start() + self._encoder.fail(exc)
-        self._take_over()
-        return self._encoder.fail(exc)
 
     def _take_over(self) -> None:
         if not self._taken_over and self._relaying:

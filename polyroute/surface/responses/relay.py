@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
-from polyroute.errors import GatewayError
 from polyroute.model.chat import ChatChunk
+from polyroute.surface.native_relay import NativeRelay
 from polyroute.surface.responses.encode import StreamEncoder
 
 
@@ -36,25 +36,12 @@ def _has_content(chunk: ChatChunk) -> bool:
     return False
 
 
-class StreamRelay:
+class StreamRelay(NativeRelay[StreamEncoder]):
     def __init__(self, model: str) -> None:
-        self._encoder = StreamEncoder(model)
-        self._relaying: bool | None = None  # undecided until the first batch
-        self._last = b""  # the last relayed event
-        self._ended = False  # the upstream's own completion was relayed
-        self._taken_over = False
+        super().__init__(StreamEncoder(model))
         self._text: list[str] = []  # the relayed text deltas
 
-    def start(self) -> bytes:
-        return b""  # response.created comes from the upstream when relaying
-
-    def feed(self, batch: list[ChatChunk]) -> bytes:
-        if self._relaying is None and batch:
-            self._relaying = batch[0].native is not None
-            if not self._relaying:
-                return self._encoder.start() + self._encoder.feed(batch)
-        if not self._relaying:
-            return self._encoder.feed(batch)
+    def _relay(self, batch: list[ChatChunk]) -> bytes:
         out: list[bytes] = []
         for chunk in batch:
             if chunk.native is not None:
@@ -69,20 +56,6 @@ class StreamRelay:
                 self._take_over()
                 out.append(self._encoder.feed([chunk]))
         return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self._relaying is None:
-            return self._encoder.start() + self._encoder.finish()
-        if self._ended:
-            return b""
-        self._take_over()
-        return self._encoder.finish()
-
-    def fail(self, exc: GatewayError) -> bytes:
-        if self._relaying is None:
-            return self._encoder.start() + self._encoder.fail(exc)
-        self._take_over()
-        return self._encoder.fail(exc)
 
     def _take_over(self) -> None:
         if self._taken_over or not self._relaying:

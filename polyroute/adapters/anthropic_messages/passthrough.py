@@ -11,7 +11,8 @@ import msgspec
 from polyroute.adapters.anthropic_messages.stream import StreamTranslator
 from polyroute.adapters.anthropic_messages.translate import canonical_usage, finish_reason
 from polyroute.adapters.anthropic_messages.wire import EVENT_DECODER, Event, Usage
-from polyroute.adapters.passthrough import NativeBytes, append_to_array, body_with, sse_events
+from polyroute.adapters.passthrough import NativeBytes, append_to_array, body_with
+from polyroute.adapters.sse import sse_events
 from polyroute.errors import UpstreamError, UpstreamProtocolError
 from polyroute.model.chat import (
     ChatChunk,

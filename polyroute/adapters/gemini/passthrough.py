@@ -14,7 +14,8 @@ import msgspec
 from polyroute.adapters.gemini.stream import StreamTranslator
 from polyroute.adapters.gemini.translate import canonical_usage, finish_reason
 from polyroute.adapters.gemini.wire import UsageMetadata
-from polyroute.adapters.passthrough import NativeBytes, append_to_array, body_with, sse_events
+from polyroute.adapters.passthrough import NativeBytes, append_to_array, body_with
+from polyroute.adapters.sse import sse_events
 from polyroute.errors import ContentFiltered, UpstreamError, UpstreamProtocolError
 from polyroute.model.chat import (
     ChatChunk,

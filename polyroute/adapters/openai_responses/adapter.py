@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 from polyroute.adapters.openai_chat.adapter import OpenAIChatAdapter
 from polyroute.adapters.openai_responses import translate
-from polyroute.adapters.openai_responses.events import sse_events
 from polyroute.adapters.openai_responses.stream import StreamTranslator
+from polyroute.adapters.sse import sse_events
 from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.upstream import Deployment
@@ -45,7 +45,8 @@ class OpenAIResponsesAdapter(OpenAIChatAdapter):
                 batch: list[ChatChunk] = []
                 try:
                     for raw, data in received:
-                        batch += events.chunks(data, raw if relay else None)
+                        if data:  # a comment (keep-alive): neither translated nor relayed
+                            batch += events.chunks(data, raw if relay else None)
                 except Exception:
                     if batch:
                         yield batch  # what arrived before the error still counts

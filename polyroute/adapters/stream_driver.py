@@ -11,7 +11,7 @@ does the rest the same way for every protocol:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Protocol, TypeVar
 
 from polyroute.errors import UpstreamError, UpstreamProtocolError
@@ -48,7 +48,7 @@ def ended_early(deployment: str) -> UpstreamProtocolError:
 
 async def drive(
     reads: AsyncIterator[Iterable[Event]], translator: ChunkTranslator[Event], deployment: str
-) -> AsyncIterator[list[ChatChunk]]:
+) -> AsyncGenerator[list[ChatChunk], None]:
     """Canonical chunk batches from ``reads``: the events each network read completed, as the
     protocol's framing cuts them (lazily: a corrupt frame raises where it stands)."""
     async for events in reads:

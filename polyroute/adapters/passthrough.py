@@ -17,6 +17,8 @@ from __future__ import annotations
 import msgspec
 
 from polyroute.adapters.rejections import unsupported
+from polyroute.adapters.sse import Event
+from polyroute.adapters.stream_driver import ChunkTranslator
 from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, NativeRequest
 from polyroute.model.upstream import Deployment
@@ -96,3 +98,40 @@ class NativeBytes:
         out = b"".join(self._pending)
         self._pending.clear()
         return out
+
+
+class NativeRelay:
+    """A protocol's own stream translator, fed the SSE events of a stream passed through
+    natively, for :func:`polyroute.adapters.stream_driver.drive`: each chunk carries the
+    bytes of the events it stands for (:class:`NativeBytes`); an event without data (a
+    comment) stands for nothing and rides on the next chunk. A stream whose end event never
+    came closes with the translator's last chunk, carrying what is left and ``tail`` (the end
+    event the client's SDK waits for, if the protocol has one)."""
+
+    def __init__(self, translator: ChunkTranslator[bytes], tail: bytes = b"") -> None:
+        self._translator = translator
+        self._tail = tail
+        self._carried = NativeBytes()
+
+    @property
+    def finished(self) -> bool:
+        return self._translator.finished
+
+    @property
+    def stopped(self) -> bool:
+        return self._translator.stopped
+
+    def feed(self, event: Event) -> list[ChatChunk]:
+        raw, data = event
+        chunks = self._translator.feed(data) if data else []
+        self._carried.attach(raw, chunks)
+        return chunks
+
+    def close(self) -> list[ChatChunk]:
+        chunks = self._translator.close()
+        chunks[-1].native = self._carried.take() + self._tail
+        return chunks
+
+    def take(self) -> bytes:
+        """The bytes of events that have not been carried yet."""
+        return self._carried.take()

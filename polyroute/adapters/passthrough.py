@@ -18,7 +18,7 @@ import msgspec
 
 from polyroute.adapters.rejections import unsupported
 from polyroute.adapters.sse import Event
-from polyroute.adapters.stream_driver import ChunkTranslator
+from polyroute.adapters.stream_driver import ChunkTranslator, Wrapping
 from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, NativeRequest
 from polyroute.model.upstream import Deployment
@@ -100,7 +100,7 @@ class NativeBytes:
         return out
 
 
-class NativeRelay:
+class NativeRelay(Wrapping[bytes]):
     """A protocol's own stream translator, fed the SSE events of a stream passed through
     natively, for :func:`polyroute.adapters.stream_driver.drive`: each chunk carries the
     bytes of the events it stands for (:class:`NativeBytes`); an event without data (a
@@ -108,27 +108,21 @@ class NativeRelay:
     came closes with the translator's last chunk, carrying what is left and ``tail`` (the end
     event the client's SDK waits for, if the protocol has one)."""
 
+    __slots__ = ("_carried", "_tail")
+
     def __init__(self, translator: ChunkTranslator[bytes], tail: bytes = b"") -> None:
-        self._translator = translator
+        super().__init__(translator)
         self._tail = tail
         self._carried = NativeBytes()
 
-    @property
-    def finished(self) -> bool:
-        return self._translator.finished
-
-    @property
-    def stopped(self) -> bool:
-        return self._translator.stopped
-
     def feed(self, event: Event) -> list[ChatChunk]:
         raw, data = event
-        chunks = self._translator.feed(data) if data else []
+        chunks = self._inner.feed(data) if data else []
         self._carried.attach(raw, chunks)
         return chunks
 
     def close(self) -> list[ChatChunk]:
-        chunks = self._translator.close()
+        chunks = self._inner.close()
         chunks[-1].native = self._carried.take() + self._tail
         return chunks
 

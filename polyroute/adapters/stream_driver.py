@@ -12,7 +12,7 @@ does the rest the same way for every protocol:
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from polyroute.errors import UpstreamError, UpstreamProtocolError
 from polyroute.model.chat import ChatChunk
@@ -39,6 +39,31 @@ class ChunkTranslator(Protocol[Event]):
     def close(self) -> list[ChatChunk]:
         """What ends a finished stream whose last event never came (the usage chunk)."""
         ...
+
+
+Inner = TypeVar("Inner")
+
+
+class Wrapping(Generic[Inner]):
+    """A translator around a protocol's own (a relay, which pins the upstream's bytes on the
+    chunks it makes): when the stream is finished or stopped, and how it closes, are the
+    inner translator's."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: ChunkTranslator[Inner]) -> None:
+        self._inner = inner
+
+    @property
+    def finished(self) -> bool:
+        return self._inner.finished
+
+    @property
+    def stopped(self) -> bool:
+        return self._inner.stopped
+
+    def close(self) -> list[ChatChunk]:
+        return self._inner.close()
 
 
 def ended_early(deployment: str) -> UpstreamProtocolError:

@@ -100,6 +100,8 @@ class _Relay(NativeRelay):
     """A blocked prompt is not an error to fail over on here: Gemini's own answer to it goes
     to the Gemini client as it came, as a whole answer's does, and ends the stream."""
 
+    __slots__ = ("_blocked", "_created", "_model")
+
     def __init__(self, translator: StreamTranslator, model: str, created: int) -> None:
         super().__init__(translator)
         self._model, self._created = model, created

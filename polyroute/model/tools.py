@@ -36,6 +36,14 @@ class Tool(msgspec.Struct, omit_defaults=True):
     cache_control: dict[str, Any] | None = None
     """A prompt-cache breakpoint after this tool (Anthropic's, Bedrock's cachePoint)."""
 
+    @classmethod
+    def of_function(cls, name: str, parameters: dict[str, Any], description: str | None = None,
+                    strict: bool | None = None,
+                    cache_control: dict[str, Any] | None = None) -> Tool:
+        """A function tool, as the surfaces of other dialects build them."""
+        return cls("function", FunctionDefinition(
+            name, description or None, parameters, strict), cache_control)
+
     @property
     def cache_point(self) -> dict[str, Any] | None:
         return self.cache_control or (self.function.cache_control if self.function else None)
@@ -52,6 +60,11 @@ class ToolChoice(msgspec.Struct, omit_defaults=True):
     type: str
     function: FunctionName | None = None
     """The one function the model must call; None for choices other than ``function``."""
+
+    @classmethod
+    def naming(cls, name: str) -> ToolChoice:
+        """The choice that makes the model call function ``name``."""
+        return cls("function", FunctionName(name))
 
     @property
     def forced(self) -> str | None:
@@ -70,6 +83,12 @@ class ResponseFormat(msgspec.Struct, omit_defaults=True):
     type: str
     """``text``, ``json_object`` or ``json_schema``."""
     json_schema: JSONSchemaFormat | None = None
+
+    @classmethod
+    def of_schema(cls, schema: dict[str, Any], name: str = "output",
+                  strict: bool | None = None) -> ResponseFormat:
+        """Structured output valid against ``schema``."""
+        return cls("json_schema", JSONSchemaFormat(name=name, schema=schema, strict=strict))
 
     @property
     def schema(self) -> dict[str, Any] | None:

@@ -26,14 +26,7 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
-from polyroute.model.tools import (
-    FunctionDefinition,
-    FunctionName,
-    ImageURL,
-    JSONSchemaFormat,
-    ResponseFormat,
-    ToolChoice,
-)
+from polyroute.model.tools import ImageURL, ResponseFormat, ToolChoice
 from polyroute.model.tools import Tool as CanonicalTool
 from polyroute.nesting import check_json_depth
 from polyroute.surface.anthropic.wire import (
@@ -111,8 +104,8 @@ def messages_request(body: bytes, *, count_only: bool = False,
                 skipped.note(InvalidRequest("output_config.format: only json_schema can be "
                                             "translated", param="output_config.format"))
             else:
-                request.response_format = ResponseFormat("json_schema", JSONSchemaFormat(
-                    name="output", schema=output.format.schema, strict=True))
+                request.response_format = ResponseFormat.of_schema(output.format.schema,
+                                                                   strict=True)
     problem = skipped.first
     request.native = NativeRequest(
         PROTOCOL, fields, body=body,
@@ -265,15 +258,13 @@ def _tool(tool: Tool, j: int, skipped: _Untranslatable) -> CanonicalTool | None:
         skipped.note(InvalidRequest(f"tools.{j}: the server tool '{tool.type}' runs only on "
                                     "Anthropic's own servers", param=f"tools.{j}.type"))
         return None
-    function = FunctionDefinition(name=tool.name,
-                                  parameters=tool.input_schema or {"type": "object"},
-                                  description=tool.description or None, strict=tool.strict)
-    return CanonicalTool("function", function=function, cache_control=tool.cache_control)
+    return CanonicalTool.of_function(tool.name, tool.input_schema or {"type": "object"},
+                                     tool.description, tool.strict, tool.cache_control)
 
 
 def _tool_choice(kind: str, name: str | None) -> str | ToolChoice:
     if kind == "tool":
-        return ToolChoice("function", function=FunctionName(name or ""))
+        return ToolChoice.naming(name or "")
     choice = {"auto": "auto", "any": "required", "none": "none"}.get(kind)
     if choice is None:
         raise InvalidRequest(f"tool_choice.type: Input tag '{kind}' found using 'type' does "

@@ -34,7 +34,7 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
-from polyroute.model.tools import FunctionDefinition, FunctionName, ImageURL, Tool, ToolChoice
+from polyroute.model.tools import ImageURL, Tool, ToolChoice
 from polyroute.nesting import check_json_depth
 from polyroute.surface.bedrock.wire import REQUEST_DECODER, Block, ConverseRequest, ToolResult
 
@@ -189,8 +189,7 @@ def _tools(wire: ConverseRequest) -> tuple[list[Tool] | None, str | ToolChoice |
         if spec is None:
             continue  # a cachePoint between tools
         schema = (spec.input_schema or {}).get("json") or {"type": "object"}
-        tools.append(Tool("function", function=FunctionDefinition(
-            name=spec.name, parameters=schema, description=spec.description or None)))
+        tools.append(Tool.of_function(spec.name, schema, spec.description))
     choice: str | ToolChoice | None = None
     given = config.tool_choice or {}
     if "any" in given:
@@ -198,5 +197,5 @@ def _tools(wire: ConverseRequest) -> tuple[list[Tool] | None, str | ToolChoice |
     elif "auto" in given:
         choice = "auto"
     elif isinstance(given.get("tool"), dict):
-        choice = ToolChoice("function", function=FunctionName(str(given["tool"].get("name", ""))))
+        choice = ToolChoice.naming(str(given["tool"].get("name", "")))
     return tools or None, choice

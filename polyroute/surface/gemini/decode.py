@@ -40,14 +40,7 @@ from polyroute.model.chat import (
     StreamOptions,
     ToolCall,
 )
-from polyroute.model.tools import (
-    FunctionDefinition,
-    FunctionName,
-    ImageURL,
-    JSONSchemaFormat,
-    ResponseFormat,
-    ToolChoice,
-)
+from polyroute.model.tools import ImageURL, ResponseFormat, ToolChoice
 from polyroute.model.tools import Tool as CanonicalTool
 from polyroute.nesting import check_json_depth
 from polyroute.surface.gemini.wire import (
@@ -289,9 +282,8 @@ def _tools(tools: list[Tool], fields: dict[str, msgspec.Raw],
                 parameters = json_schema(declaration.parameters)
             else:
                 parameters = {"type": "object", "properties": {}}
-            out.append(CanonicalTool("function", function=FunctionDefinition(
-                name=declaration.name, description=declaration.description or None,
-                parameters=parameters)))
+            out.append(CanonicalTool.of_function(declaration.name, parameters,
+                                                 declaration.description))
     return out
 
 
@@ -323,7 +315,7 @@ def _tool_choice(config: ToolConfig, skipped: _Untranslatable) -> str | ToolChoi
     if mode == "ANY":
         names = calling.allowed_function_names or []
         if len(names) == 1:
-            return ToolChoice("function", function=FunctionName(names[0]))
+            return ToolChoice.naming(names[0])
         if len(names) > 1:
             skipped.note("toolConfig.functionCallingConfig.allowedFunctionNames",
                          "several allowed functions cannot be translated")
@@ -361,7 +353,7 @@ def _generation(request: ChatRequest, config: GenerationConfig,
         if schema is None and config.response_schema is not None:
             schema = json_schema(config.response_schema)
         request.response_format = ResponseFormat("json_object") if schema is None else \
-            ResponseFormat("json_schema", JSONSchemaFormat(name="output", schema=schema))
+            ResponseFormat.of_schema(schema)
     elif mime not in (None, "text/plain"):
         skipped.note("generationConfig.responseMimeType", f"'{mime}' cannot be translated")
     thinking = config.thinking_config

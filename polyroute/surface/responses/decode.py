@@ -18,15 +18,7 @@ from polyroute.model.chat import (
     StreamOptions,
     ToolCall,
 )
-from polyroute.model.tools import (
-    FunctionDefinition,
-    FunctionName,
-    ImageURL,
-    JSONSchemaFormat,
-    ResponseFormat,
-    Tool,
-    ToolChoice,
-)
+from polyroute.model.tools import ImageURL, ResponseFormat, Tool, ToolChoice
 from polyroute.nesting import check_json_depth
 from polyroute.surface.responses.wire import (
     REQUEST_DECODER,
@@ -178,9 +170,8 @@ def _tool(tool: Any, i: int) -> Tool:
     if tool.type != "function" or not tool.name:
         raise InvalidRequest(f"tools[{i}]: only function tools are supported (built-in tools "
                              "such as web_search run on OpenAI's servers)", param=f"tools[{i}]")
-    return Tool("function", function=FunctionDefinition(
-        name=tool.name, parameters=tool.parameters or {"type": "object"},
-        description=tool.description or None, strict=tool.strict))
+    return Tool.of_function(tool.name, tool.parameters or {"type": "object"}, tool.description,
+                            tool.strict)
 
 
 def _tool_choice(choice: str | dict[str, Any] | None) -> str | ToolChoice | None:
@@ -188,7 +179,7 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> str | ToolChoice | None
         return choice
     if choice.get("type") == "function" and isinstance(choice.get("name"), str) \
             and choice["name"]:
-        return ToolChoice("function", function=FunctionName(choice["name"]))
+        return ToolChoice.naming(choice["name"])
     raise InvalidRequest("tool_choice: use auto, none, required or a function",
                          param="tool_choice")
 
@@ -199,7 +190,6 @@ def _response_format(fmt: Any) -> ResponseFormat | None:
     if fmt.type == "json_object":
         return ResponseFormat("json_object")
     if fmt.type == "json_schema":
-        return ResponseFormat("json_schema", JSONSchemaFormat(
-            name=fmt.name or "output", schema=fmt.schema or {}, strict=fmt.strict))
+        return ResponseFormat.of_schema(fmt.schema or {}, fmt.name or "output", fmt.strict)
     raise InvalidRequest(f"text.format.type '{fmt.type}' is not supported",
                          param="text.format.type")

@@ -304,8 +304,9 @@ def test_prompt_text_reads_user_turns() -> None:
     messages = [Message(role="system", content="You are helpful."),
                 Message(role="user", content="first"),
                 Message(role="assistant", content="ok"),
-                Message(role="user", content=[ContentPart(type="text", text="second"),
-                                              ContentPart(type="image_url", image_url=ImageURL(""))])]
+                Message(role="user", content=[
+                    ContentPart(type="text", text="second"),
+                    ContentPart(type="image_url", image_url=ImageURL(""))])]
     assert prompt_text(messages) == "first\n\nsecond"
 
 

@@ -41,7 +41,8 @@ def test_the_partition_is_everything_but_the_question() -> None:
     parts = ChatRequest(messages=[Message("user", [ContentPart("text", "in "),
                                                    ContentPart("text", "parts")])])
     assert question(parts) == "in parts"
-    image = ChatRequest(messages=[Message("user", [ContentPart("image_url", image_url=ImageURL(""))])])
+    image = ChatRequest(messages=[Message("user", [
+        ContentPart("image_url", image_url=ImageURL(""))])])
     assert question(image) is None
     assert question(ChatRequest(messages=[Message("assistant", "x")])) is None
 

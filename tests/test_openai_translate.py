@@ -12,13 +12,13 @@ from polyroute.config.compiled import Quirks
 from polyroute.errors import (
     ContentFiltered,
     ContextWindowExceeded,
+    InvalidRequest,
     UpstreamAuthError,
     UpstreamModelNotFound,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from polyroute.errors import InvalidRequest
 from polyroute.model.chat import ChatRequest, ContentPart, Message
 from polyroute.model.tools import ImageURL, ToolChoice
 from polyroute.surface.openai.decode import chat_request

@@ -13,7 +13,6 @@ the surface, so one stream may mix both (docs/architecture.md).
 
 from __future__ import annotations
 
-
 import msgspec
 
 from polyroute.adapters.rejections import unsupported

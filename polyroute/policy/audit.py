@@ -12,8 +12,6 @@ the chain at that entry; entries cut from the end are caught by the head row.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid

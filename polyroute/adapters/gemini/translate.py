@@ -54,12 +54,12 @@ from polyroute.model.chat import (
     Message,
     ToolCall,
 )
-from polyroute.model.tools import Tool, ToolChoice
 from polyroute.model.embeddings import (
     Embedding,
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from polyroute.model.tools import Tool, ToolChoice
 from polyroute.model.upstream import Quirks
 from polyroute.model.usage import CompletionTokensDetails, PromptTokensDetails, Usage
 from polyroute.nesting import too_deep

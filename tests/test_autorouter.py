@@ -36,6 +36,7 @@ from polyroute.autorouter.readers import FileKind, load_routing_data, sniff
 from polyroute.autorouter.router import rank
 from polyroute.autorouter.training import TrainingConfig, train_router
 from polyroute.model.chat import ContentPart, Message
+from polyroute.model.tools import ImageURL
 
 # --- fixture files, one per format --------------------------------------------------------
 
@@ -303,8 +304,9 @@ def test_prompt_text_reads_user_turns() -> None:
     messages = [Message(role="system", content="You are helpful."),
                 Message(role="user", content="first"),
                 Message(role="assistant", content="ok"),
-                Message(role="user", content=[ContentPart(type="text", text="second"),
-                                              ContentPart(type="image_url", image_url={})])]
+                Message(role="user", content=[
+                    ContentPart(type="text", text="second"),
+                    ContentPart(type="image_url", image_url=ImageURL(""))])]
     assert prompt_text(messages) == "first\n\nsecond"
 
 

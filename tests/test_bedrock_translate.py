@@ -22,6 +22,7 @@ from polyroute.errors import (
     UpstreamUnavailable,
 )
 from polyroute.model.chat import ChatRequest, FunctionCall, Message, ToolCall
+from polyroute.model.tools import FunctionDefinition, Tool
 
 
 def test_usage_adds_cache_reads_and_writes_to_the_prompt() -> None:
@@ -66,7 +67,7 @@ def test_errors_by_kind() -> None:
 
 
 def test_tool_choice_none_and_unsupported_parameters() -> None:
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    tools = [Tool("function", FunctionDefinition("f", parameters={"type": "object"}))]
     plain = ChatRequest(messages=[Message(role="user", content="hi")], tools=tools,
                         tool_choice="none")
     assert "toolConfig" not in msgspec.json.decode(translate.chat_body(plain, Quirks(), "d"))

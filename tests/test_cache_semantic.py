@@ -19,6 +19,7 @@ from polyroute.cache.semantic import SemanticIndex, partition, question
 from polyroute.config import load_config
 from polyroute.config.errors import ConfigError
 from polyroute.model.chat import ChatRequest, ContentPart, Message
+from polyroute.model.tools import ImageURL
 from tests.conftest import SIM_KEY, gateway_config
 from tests.support.gateway import GatewayProcess
 from tests.support.sim import SimServer
@@ -40,7 +41,8 @@ def test_the_partition_is_everything_but_the_question() -> None:
     parts = ChatRequest(messages=[Message("user", [ContentPart("text", "in "),
                                                    ContentPart("text", "parts")])])
     assert question(parts) == "in parts"
-    image = ChatRequest(messages=[Message("user", [ContentPart("image_url", image_url={})])])
+    image = ChatRequest(messages=[Message("user", [
+        ContentPart("image_url", image_url=ImageURL(""))])])
     assert question(image) is None
     assert question(ChatRequest(messages=[Message("assistant", "x")])) is None
 

@@ -22,6 +22,7 @@ from polyroute.model.chat import (
     Message,
     ToolCall,
 )
+from polyroute.model.tools import ResponseFormat, Tool
 from polyroute.model.usage import Usage
 
 BASE = ChatRequest(messages=[Message("user", "hi")], model="m", temperature=0)
@@ -50,9 +51,9 @@ def test_key_covers_what_changes_the_answer_and_nothing_else() -> None:
         msgspec.structs.replace(BASE, n=2),
         msgspec.structs.replace(BASE, seed=1),
         msgspec.structs.replace(BASE, stop=["x"]),
-        msgspec.structs.replace(BASE, tools=[{"type": "function"}]),
+        msgspec.structs.replace(BASE, tools=[Tool("function")]),
         msgspec.structs.replace(BASE, tool_choice="required"),
-        msgspec.structs.replace(BASE, response_format={"type": "json_object"}),
+        msgspec.structs.replace(BASE, response_format=ResponseFormat("json_object")),
         msgspec.structs.replace(BASE, reasoning_effort="high"),
         msgspec.structs.replace(BASE, passthrough={"logprobs": msgspec.Raw(b"true")}),
     ]

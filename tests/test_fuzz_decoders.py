@@ -54,8 +54,7 @@ from polyroute.adapters.gemini.wire import Response as GeminiResponse
 from polyroute.adapters.openai_chat import translate as openai_up
 from polyroute.adapters.openai_responses import translate as responses_up
 from polyroute.adapters.openai_responses.stream import StreamTranslator as ResponsesStream
-from polyroute.adapters.passthrough import sse_events
-from polyroute.adapters.sse import sse_data
+from polyroute.adapters.sse import sse_data, sse_events
 from polyroute.config.compiled import Quirks
 from polyroute.errors import ClientError, GatewayError, UpstreamError
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse

@@ -331,7 +331,8 @@ def test_count_tokens_reads_a_whole_generate_content_request() -> None:
                  "type": "OBJECT", "properties": {"x": {"type": "STRING", "nullable": True}}}}]}],
              "generationConfig": {"topK": 3.0}}
     request = gemini_in.count_request(json.dumps({"generateContentRequest": inner}).encode(), "m")
-    assert request.tools == [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"x": {"type": ["string", "null"]}}}}}]
+    assert msgspec.to_builtins(request.tools) == [{"type": "function", "function": {
+        "name": "f", "parameters": {
+            "type": "object", "properties": {"x": {"type": ["string", "null"]}}}}}]
     assert request.top_k == 3
     assert request.messages[0].content == "hello there"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import msgspec
 import pytest
 
 from polyroute.adapters.openai_chat import translate
@@ -9,6 +12,7 @@ from polyroute.config.compiled import Quirks
 from polyroute.errors import (
     ContentFiltered,
     ContextWindowExceeded,
+    InvalidRequest,
     UpstreamAuthError,
     UpstreamModelNotFound,
     UpstreamRateLimited,
@@ -16,6 +20,8 @@ from polyroute.errors import (
     UpstreamUnavailable,
 )
 from polyroute.model.chat import ChatRequest, ContentPart, Message
+from polyroute.model.tools import ImageURL, ToolChoice
+from polyroute.surface.openai.decode import chat_request
 
 
 @pytest.mark.parametrize(("headers", "seconds"), [
@@ -67,3 +73,69 @@ def test_canonical_body_drops_other_dialects_fields() -> None:
     assert b'"top_k":5' in body  # vLLM and llama.cpp honour it
     assert b'"max_tokens":9' in body and b"max_completion_tokens" not in body
     assert b'"model":"gpt-4o"' in body
+
+
+_USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"tools": [{"type": "function", "function": "get_weather"}]}, "tools[0].function"),
+    ({"tools": [{"function": {"name": "f"}}]}, "tools[0].type"),
+    ({"tools": [{"type": "function", "function": {"parameters": {}}}]},
+     "tools[0].function.name"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "{}"}}]},
+     "tools[0].function.parameters"),
+    ({"tool_choice": 3}, "tool_choice"),
+    ({"tool_choice": {"type": "function", "function": {}}}, "tool_choice.function.name"),
+    ({"response_format": {"json_schema": {"schema": {}}}}, "response_format.type"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": []}}},
+     "response_format.json_schema.schema"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+     "messages[0].content[0]"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+     "messages[0].content[0].image_url.url"),
+])
+def test_malformed_tools_formats_and_images_are_refused_where_they_are_decoded(
+    fields: dict[str, object], param: str
+) -> None:
+    """Typed once at the surface: a malformed one is OpenAI's 400 naming it, before any
+    adapter (which used to find it, or not, in its own way) sees the request."""
+    body = json.dumps({"model": "m", "messages": _USER, **fields}).encode()
+    with pytest.raises(InvalidRequest) as caught:
+        chat_request(body)
+    assert caught.value.status == 400 and caught.value.param == param
+
+
+def test_typed_tools_keep_what_every_vendor_reads_and_reencode_for_openai() -> None:
+    body = json.dumps({"model": "m", "messages": _USER, "tools": [{
+        "type": "function", "cache_control": {"type": "ephemeral"},
+        "function": {"name": "f", "description": "d", "parameters": {"type": "object"},
+                     "strict": True}}],
+        "tool_choice": {"type": "function", "function": {"name": "f"}},
+        "response_format": {"type": "json_schema", "json_schema": {
+            "name": "s", "schema": {"type": "object"}, "strict": True}}}).encode()
+    request = chat_request(body)
+    tool = (request.tools or [])[0]
+    assert tool.function is not None and tool.function.parameters == {"type": "object"}
+    assert tool.cache_point == {"type": "ephemeral"}
+    assert isinstance(request.tool_choice, ToolChoice) and request.tool_choice.forced == "f"
+    assert request.response_format is not None
+    assert request.response_format.schema == {"type": "object"}
+    # Re-encoded for an OpenAI upstream (a client of another dialect): the same JSON.
+    request.passthrough = None
+    sent = json.loads(translate.chat_body(request, "gpt-4o", Quirks()))
+    original = json.loads(body)
+    for name in ("tools", "tool_choice", "response_format"):
+        assert sent[name] == original[name]
+
+
+@pytest.mark.parametrize(("url", "split"), [
+    ("data:image/PNG;base64,iVBORw0KGgo=", ("image/png", "iVBORw0KGgo=")),
+    ("data:image/png,not-base64", None),
+    ("https://example.test/cat.png", None),
+])
+def test_an_image_url_splits_its_data_url_once(url: str, split: tuple[str, str] | None) -> None:
+    image = ImageURL(url)
+    assert image.data == split
+    assert image.data is image.data  # kept, not split again
+    assert msgspec.json.encode(image) == json.dumps({"url": url}, separators=(",", ":")).encode()

@@ -34,6 +34,7 @@ from polyroute.errors import (
     UpstreamTimeout,
 )
 from polyroute.model.chat import ChatChunk, ChatRequest, ContentPart, Message
+from polyroute.model.tools import ImageURL
 from polyroute.model.upstream import Quirks
 from tests.support.wire import COMPLETION_TOKENS, KEY, PROMPT_TOKENS, WIRES, Wire, pieces
 
@@ -257,7 +258,7 @@ async def test_an_image_data_url_that_cannot_be_read_is_a_400(
     """The protocols that carry images inline read data URLs with one shared parser."""
     wire = WIRES[protocol]
     adapter, transport = adapter_over(wire, Scripted.body(wire.answer("ok")))
-    image = ContentPart(type="image_url", image_url={"url": url})
+    image = ContentPart(type="image_url", image_url=ImageURL(url))
     request = msgspec.structs.replace(REQUEST, messages=[
         Message(role="user", content=[ContentPart(type="text", text="What is it?"), image])])
     with pytest.raises(UpstreamRejected, match=problem) as caught:
@@ -266,7 +267,7 @@ async def test_an_image_data_url_that_cannot_be_read_is_a_400(
     assert caught.value.param == "messages[0].content[1].image_url.url"
     assert transport.sent == []
     png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
-    fine = ContentPart(type="image_url", image_url={"url": png})
+    fine = ContentPart(type="image_url", image_url=ImageURL(png))
     request = msgspec.structs.replace(REQUEST, messages=[Message(role="user", content=[fine])])
     assert (await adapter.chat(request, wire.deployment(), connect_s=1.0)).choices
     assert b"iVBORw0KGgo" in (transport.sent[-1].body or b"")

@@ -22,6 +22,14 @@ from polyroute.model.chat import (
     Message,
     ToolCall,
 )
+from polyroute.model.tools import (
+    FunctionDefinition,
+    FunctionName,
+    JSONSchemaFormat,
+    ResponseFormat,
+    Tool,
+    ToolChoice,
+)
 from polyroute.model.upstream import Quirks
 from polyroute.model.usage import Usage
 from polyroute.surface.bedrock.decode import converse_request
@@ -81,9 +89,9 @@ def test_forwarded_body_changes_only_the_model_and_a_lowered_cap() -> None:
 def test_canonical_to_responses() -> None:
     request = ChatRequest(
         model="m", max_tokens=50, temperature=0.2, stream=True,
-        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
-        tool_choice={"type": "function", "function": {"name": "f"}},
-        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": {}}},
+        tools=[Tool("function", FunctionDefinition("f", parameters={}))],
+        tool_choice=ToolChoice("function", FunctionName("f")),
+        response_format=ResponseFormat("json_schema", JSONSchemaFormat(name="s", schema={})),
         messages=[
             Message("system", "Be brief."),
             Message("user", "hi"),

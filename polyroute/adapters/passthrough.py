@@ -13,18 +13,16 @@ the surface, so one stream may mix both (docs/architecture.md).
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncGenerator, AsyncIterable
-
 import msgspec
 
 from polyroute.adapters.rejections import unsupported
+from polyroute.adapters.sse import Event
+from polyroute.adapters.stream_driver import ChunkTranslator, Wrapping
 from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, NativeRequest
 from polyroute.model.upstream import Deployment
 
 _encode = msgspec.json.Encoder().encode
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 def native_for(request: ChatRequest, protocol: str) -> NativeRequest | None:
@@ -73,65 +71,6 @@ def append_to_array(raw: msgspec.Raw, item: object) -> msgspec.Raw:
     return msgspec.Raw(head + (b"" if head.endswith(b"[") else b",") + _encode(item) + b"]")
 
 
-async def sse_events(
-    chunks: AsyncIterable[bytes],
-) -> AsyncGenerator[list[tuple[bytes, bytes]], None]:
-    """Like :func:`polyroute.adapters.sse.sse_data`, but each event comes with its exact
-    bytes (terminator included), so that they can be relayed unchanged: ``(event, data)``
-    for every event a network read completed. Events without data (comments) come with
-    ``b""`` as data: they are relayed too."""
-    buffer = b""
-    async for piece in chunks:
-        buffer += piece
-        batch = _split(buffer)
-        if batch:
-            buffer = buffer[sum(len(event) for event, _ in batch):]
-            yield batch
-    if buffer.strip():
-        yield [(buffer, _data(buffer))]
-
-
-def _split(buffer: bytes) -> list[tuple[bytes, bytes]]:
-    """The whole events at the start of ``buffer``. One separator throughout (LF, as
-    Anthropic sends, or CRLF, as Google does) is split without a regular expression."""
-    sep = None
-    if b"\r" not in buffer:
-        sep = b"\n\n"
-    elif buffer.count(b"\r") == buffer.count(b"\n") == buffer.count(b"\r\n"):
-        sep = b"\r\n\r\n"
-    if sep is not None:
-        *events, _ = buffer.split(sep)
-        return [(event + sep, _data(event)) for event in events]
-    batch, start = [], 0
-    for end in _EVENT_END.finditer(buffer):
-        if end.group() == b"\r\r" and end.end() == len(buffer):
-            break  # maybe a CR of a CRLF whose LF has not arrived
-        batch.append((buffer[start:end.end()], _data(buffer[start:end.start()])))
-        start = end.end()
-    return batch
-
-
-def _data(event: bytes) -> bytes:
-    """The data of one event (without its terminator); ``b""`` for a comment."""
-    if b"\r" in event:
-        event = event.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    if event.startswith(b"data:"):
-        start = 0
-    else:
-        start = event.find(b"\ndata:") + 1
-        if start == 0:
-            return b""
-    end = event.find(b"\n", start)
-    if end == -1 or event.find(b"\ndata:", end) == -1:  # the common single data line
-        line = event[start + 5:] if end == -1 else event[start + 5:end]
-        return line[1:] if line[:1] == b" " else line
-    lines = []
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:"):
-            lines.append(line[6:] if line[5:6] == b" " else line[5:])
-    return b"\n".join(lines)
-
-
 class NativeBytes:
     """Pins each event's bytes on the first chunk it produced; events that produce none
     (pings, block stops) wait for the next chunk that does, so nothing is lost or doubled."""
@@ -158,3 +97,34 @@ class NativeBytes:
         out = b"".join(self._pending)
         self._pending.clear()
         return out
+
+
+class NativeRelay(Wrapping[bytes]):
+    """A protocol's own stream translator, fed the SSE events of a stream passed through
+    natively, for :func:`polyroute.adapters.stream_driver.drive`: each chunk carries the
+    bytes of the events it stands for (:class:`NativeBytes`); an event without data (a
+    comment) stands for nothing and rides on the next chunk. A stream whose end event never
+    came closes with the translator's last chunk, carrying what is left and ``tail`` (the end
+    event the client's SDK waits for, if the protocol has one)."""
+
+    __slots__ = ("_carried", "_tail")
+
+    def __init__(self, translator: ChunkTranslator[bytes], tail: bytes = b"") -> None:
+        super().__init__(translator)
+        self._tail = tail
+        self._carried = NativeBytes()
+
+    def feed(self, event: Event) -> list[ChatChunk]:
+        raw, data = event
+        chunks = self._inner.feed(data) if data else []
+        self._carried.attach(raw, chunks)
+        return chunks
+
+    def close(self) -> list[ChatChunk]:
+        chunks = self._inner.close()
+        chunks[-1].native = self._carried.take() + self._tail
+        return chunks
+
+    def take(self) -> bytes:
+        """The bytes of events that have not been carried yet."""
+        return self._carried.take()

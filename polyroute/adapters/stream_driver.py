@@ -11,8 +11,8 @@ does the rest the same way for every protocol:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from typing import Protocol, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from typing import Generic, Protocol, TypeVar
 
 from polyroute.errors import UpstreamError, UpstreamProtocolError
 from polyroute.model.chat import ChatChunk
@@ -41,6 +41,31 @@ class ChunkTranslator(Protocol[Event]):
         ...
 
 
+Inner = TypeVar("Inner")
+
+
+class Wrapping(Generic[Inner]):
+    """A translator around a protocol's own (a relay, which pins the upstream's bytes on the
+    chunks it makes): when the stream is finished or stopped, and how it closes, are the
+    inner translator's."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: ChunkTranslator[Inner]) -> None:
+        self._inner = inner
+
+    @property
+    def finished(self) -> bool:
+        return self._inner.finished
+
+    @property
+    def stopped(self) -> bool:
+        return self._inner.stopped
+
+    def close(self) -> list[ChatChunk]:
+        return self._inner.close()
+
+
 def ended_early(deployment: str) -> UpstreamProtocolError:
     return UpstreamProtocolError("the upstream stream ended before the answer finished",
                                  deployment=deployment)
@@ -48,7 +73,7 @@ def ended_early(deployment: str) -> UpstreamProtocolError:
 
 async def drive(
     reads: AsyncIterator[Iterable[Event]], translator: ChunkTranslator[Event], deployment: str
-) -> AsyncIterator[list[ChatChunk]]:
+) -> AsyncGenerator[list[ChatChunk], None]:
     """Canonical chunk batches from ``reads``: the events each network read completed, as the
     protocol's framing cuts them (lazily: a corrupt frame raises where it stands)."""
     async for events in reads:

@@ -69,7 +69,7 @@ def estimate_input_tokens(request: ChatRequest) -> int:
         units += len(_encode(request.tools))
     if request.response_format is not None:
         units += len(_encode(request.response_format))
-    if isinstance(request.tool_choice, dict):
+    if request.tool_choice is not None and not isinstance(request.tool_choice, str):
         units += len(_encode(request.tool_choice))
     passthrough = request.passthrough
     if passthrough:

@@ -69,10 +69,8 @@ def webhook(url: str, timeout_s: float, post: Post) -> Check:
 
 async def json_schema(stage: str, model: str, text: str, request: ChatRequest) -> str | None:
     """A structured output must be valid against the schema the client asked for."""
-    fmt = request.response_format or {}
-    spec = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
-    schema = spec.get("schema") if isinstance(spec, dict) else None
-    if not isinstance(schema, dict):
+    schema = request.response_format.schema if request.response_format else None
+    if schema is None:
         return None  # no structured output was asked for
     import jsonschema  # optional (polyroute[guardrails]); config checked it is installed
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import msgspec
 
 from polyroute.model.names import FallbackModels, ModelName
+from polyroute.model.tools import ImageURL, ResponseFormat, Tool, ToolChoice
 from polyroute.model.usage import Usage
 
 Role = str  # "system" | "developer" | "user" | "assistant" | "tool" — vendors add more
@@ -56,13 +57,19 @@ class ContentPart(msgspec.Struct, omit_defaults=True):
 
     type: str
     text: str | None = None
-    image_url: dict[str, Any] | None = None
+    image_url: ImageURL | None = None
     input_audio: dict[str, Any] | None = None
     file: dict[str, Any] | None = None
     refusal: str | None = None
     cache_control: dict[str, Any] | None = None
     """A prompt-cache breakpoint on this part (Anthropic's ``{"type": "ephemeral"}``), in the
     place OpenRouter and LiteLLM accept it in OpenAI's dialect."""
+
+    def __post_init__(self) -> None:
+        # Every dialect's image needs its URL; refused here, in the client's dialect, rather
+        # than by whichever adapter reads it first.
+        if self.type == "image_url" and self.image_url is None:
+            raise ValueError("an image_url part needs its image_url object")
 
 
 class ThinkingBlock(msgspec.Struct, omit_defaults=True):
@@ -135,10 +142,12 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     seed: Seed | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    # Typed once here (polyroute.model.tools), so no adapter checks their shape again.
+    tools: list[Tool] | None = None
+    tool_choice: str | ToolChoice | None = None
+    """``auto``, ``none``, ``required`` (a string) or the object form."""
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     user: str | None = None
     # Beyond OpenAI's own schema, for vendors that have them (Anthropic, and OpenAI-compatible
     # servers such as vLLM that accept top_k):

@@ -15,7 +15,7 @@ def request_features(request: ChatRequest) -> str | None:
         used.append("tools")
         if request.parallel_tool_calls:
             used.append("parallel_tool_calls")
-    if (request.response_format or {}).get("type") == "json_schema":
+    if request.response_format is not None and request.response_format.type == "json_schema":
         used.append("json_schema")
     kinds = {part.type for message in request.messages if isinstance(message.content, list)
              for part in message.content}

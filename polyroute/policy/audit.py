@@ -12,8 +12,6 @@ the chain at that entry; entries cut from the end are caught by the head row.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -24,7 +22,7 @@ import msgspec
 
 from polyroute.model.record import RequestRecord
 from polyroute.storage.audit import GENESIS, AuditEntry, AuditStore, entry_hash, entry_of
-from polyroute.storage.database import StoreUnavailable
+from polyroute.storage.drain import SpoolDrain
 from polyroute.storage.spool import Spool
 
 log = logging.getLogger("polyroute.audit")
@@ -66,20 +64,16 @@ class VerifyResult(msgspec.Struct):
     """The first break found: which entry, and what is wrong with it."""
 
 
-class AuditLog:
+class AuditLog(SpoolDrain):
     def __init__(self, store: AuditStore, spool: Spool | None = None, *,
                  interval_s: float = 0.5, clock: Callable[[], float] = time.time) -> None:
+        super().__init__("audit", "refusals", interval_s)
         self._store = store
         self._spool = spool
         self._memory: list[AuditEntry] = []
         """Without a spool (one admin call served in process): refusals wait here."""
-        self._interval = interval_s
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._flushing = asyncio.Lock()
         self.pending = 0
-        self.failing = False
 
     # -- writing ----------------------------------------------------------------------------
     def _entry(self, actor: str, action: str, target: str | None, outcome: str,
@@ -110,27 +104,7 @@ class AuditLog:
             self._spool.open()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="polyroute-audit")
-
-    async def _run(self) -> None:
-        backoff = self._interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.flush()
-            except StoreUnavailable as exc:
-                if not self.failing:
-                    log.warning("audit: the database is unavailable (%s); refusals wait in "
-                                "the spool", exc)
-                self.failing = True
-                backoff = min(5.0, max(backoff * 2, 0.25))
-                continue
-            self.failing = False
-            backoff = self._interval
+        self._start()
 
     async def flush(self) -> None:
         """Chain everything waiting. Raises StoreUnavailable (nothing is lost)."""
@@ -143,35 +117,20 @@ class AuditLog:
                 except BaseException:
                     self._memory[:0] = batch
                     raise
-            spool = self._spool
-            if spool is None:
-                return
-            loop = asyncio.get_running_loop()
-            while (got := await loop.run_in_executor(None, spool.read)) is not None:
-                segment, lines, span = got
-                entries = []
-                for line in lines:
-                    try:
-                        entries.append(AuditEntry(*msgspec.structs.astuple(
-                            _decode_spooled(line))))
-                    except msgspec.DecodeError:
-                        log.error("audit: an unreadable spool line was skipped: %r",
-                                  line[:200])
-                await self._store.append(entries)
-                spool.committed(segment, span)
+            if self._spool is not None:
+                await self.drain(self._spool, self._chain)
+
+    async def _chain(self, lines: list[bytes]) -> None:
+        entries = []
+        for line in lines:
+            try:
+                entries.append(AuditEntry(*msgspec.structs.astuple(_decode_spooled(line))))
+            except msgspec.DecodeError:
+                log.error("audit: an unreadable spool line was skipped: %r", line[:200])
+        await self._store.append(entries)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(StoreUnavailable, TimeoutError):
-            async with asyncio.timeout(5.0):
-                await self.flush()
-        if self._spool is not None:
-            spool = self._spool
-            await asyncio.get_running_loop().run_in_executor(None, spool.sync)
-            spool.close()
+        await self._close(self._spool)
 
     # -- reading ----------------------------------------------------------------------------
     async def query(self, since: float, until: float, filters: dict[str, str],

@@ -26,6 +26,7 @@ from pathlib import Path
 import msgspec
 
 from polyroute.storage.database import Database, RowsRejected, StoreUnavailable
+from polyroute.storage.drain import SpoolDrain
 from polyroute.storage.spool import Spool
 from polyroute.storage.sql import LEDGER_INSERT
 
@@ -112,19 +113,15 @@ def _quarantine_record(line: bytes, reason: str) -> bytes:
     return _encode(_Quarantined(reason, record)) + b"\n"
 
 
-class LedgerWriter:
+class LedgerWriter(SpoolDrain):
     def __init__(self, spool: Spool, db: Database, *, interval_s: float = 0.5,
                  batch: int = 1000) -> None:
+        super().__init__("ledger", "records", interval_s)
         self._spool = spool
         self._db = db
-        self._interval = interval_s
         self._batch = batch
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._pending = 0
-        self._flushing = asyncio.Lock()  # two readers of one spool would commit a span twice
         self.written = 0
-        self.failing = False
         self.quarantined = 0
         """Records the database refused (or unreadable lines), moved to the quarantine file."""
 
@@ -149,64 +146,29 @@ class LedgerWriter:
         with contextlib.suppress(TimeoutError, StoreUnavailable):
             async with asyncio.timeout(drain_timeout_s):
                 await self.flush()
-        self._task = asyncio.create_task(self._run(), name="polyroute-ledger")
+        self._start()
 
     def backlog_bytes(self) -> int:
         return self._spool.backlog_bytes()
 
-    @property
-    def healthy(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def _run(self) -> None:
-        backoff = self._interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.flush()
-            except StoreUnavailable as exc:
-                if not self.failing:
-                    log.warning("ledger: the database is unavailable (%s); records wait in "
-                                "the spool", exc)
-                self.failing = True
-                backoff = min(5.0, max(backoff * 2, 0.25))
-                continue
-            except Exception:
-                log.exception("ledger flush failed")
-                backoff = min(5.0, max(backoff * 2, 0.25))
-                continue
-            if self.failing:
-                log.warning("ledger: the database is back; the spool is flushed")
-            self.failing = False
-            backoff = self._interval
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self._spool.sync)
+    async def _flushed(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._spool.sync)
 
     async def flush(self) -> None:
         """Insert everything spooled so far. Raises StoreUnavailable (nothing is lost)."""
         async with self._flushing:
-            await self._flush()
+            self._pending = 0
+            await self.drain(self._spool, self._write)
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._pending = 0
-        while True:
-            got = await loop.run_in_executor(None, self._spool.read)
-            if got is None:
-                return
-            segment, lines, span = got
-            rows: list[_Row] = []
-            for line in lines:
-                try:
-                    rows.append((msgspec.structs.astuple(_decode(line)), line))
-                except msgspec.DecodeError as exc:
-                    await self._quarantine([line], f"unreadable spool line: {exc}")
-            for start in range(0, len(rows), self._batch):
-                await self._insert(rows[start:start + self._batch])
-            self._spool.committed(segment, span)
+    async def _write(self, lines: list[bytes]) -> None:
+        rows: list[_Row] = []
+        for line in lines:
+            try:
+                rows.append((msgspec.structs.astuple(_decode(line)), line))
+            except msgspec.DecodeError as exc:
+                await self._quarantine([line], f"unreadable spool line: {exc}")
+        for start in range(0, len(rows), self._batch):
+            await self._insert(rows[start:start + self._batch])
 
     async def _insert(self, rows: list[_Row]) -> None:
         """Insert ``rows``; if the database refuses some, halve until they are found (inserts
@@ -241,12 +203,4 @@ class LedgerWriter:
             os.fsync(f.fileno())
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(StoreUnavailable, TimeoutError):
-            async with asyncio.timeout(5.0):
-                await self.flush()
-        await asyncio.get_running_loop().run_in_executor(None, self._spool.sync)
-        self._spool.close()
+        await self._close(self._spool)

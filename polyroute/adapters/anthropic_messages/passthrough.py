@@ -4,15 +4,16 @@ the upstream's body or events relayed as they came (:mod:`polyroute.adapters.pas
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing
 
 import msgspec
 
 from polyroute.adapters.anthropic_messages.stream import StreamTranslator
 from polyroute.adapters.anthropic_messages.translate import canonical_usage, finish_reason
-from polyroute.adapters.anthropic_messages.wire import EVENT_DECODER, Event, Usage
-from polyroute.adapters.passthrough import NativeBytes, append_to_array, body_with, sse_events
-from polyroute.errors import UpstreamError, UpstreamProtocolError
+from polyroute.adapters.anthropic_messages.wire import Usage
+from polyroute.adapters.passthrough import NativeRelay, append_to_array, body_with
+from polyroute.adapters.sse import sse_events
+from polyroute.adapters.stream_driver import drive
+from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import (
     ChatChunk,
     ChatRequest,
@@ -78,43 +79,11 @@ def parse_response(raw: bytes, deployment: str, created: int) -> ChatResponse:
         usage=canonical_usage(wire.usage) if wire.usage is not None else None, native=raw)
 
 
-async def stream(
-    pieces: AsyncIterator[bytes], deployment: str, created: int
-) -> AsyncGenerator[list[ChatChunk], None]:
+def stream(pieces: AsyncIterator[bytes], deployment: str,
+           created: int) -> AsyncGenerator[list[ChatChunk], None]:
     """The upstream's events as canonical batches that carry their bytes. Same contract as the
-    adapter's translating stream (errors raised, a batch before an error still yielded)."""
-    translator = StreamTranslator(deployment, created)
-    carried = NativeBytes()
-    async with aclosing(sse_events(pieces)) as reads:
-        async for events in reads:
-            batch: list[ChatChunk] = []
-            for event, data in events:
-                try:
-                    chunks = translator.feed(_event(data, deployment)) if data else []
-                except UpstreamError:
-                    if batch:
-                        yield batch
-                    raise
-                carried.attach(event, chunks)
-                batch += chunks
-                if translator.stopped:
-                    yield batch
-                    return
-            if batch:
-                yield batch
-    if not translator.finished:
-        raise UpstreamProtocolError(
-            "the upstream stream ended before the answer finished", deployment=deployment)
-    # A stop reason but no message_stop: the answer is whole; the client gets the stop event
-    # its SDK waits for.
-    last = translator.usage_chunk()
-    last.native = carried.take() + _STOP
-    yield [last]
-
-
-def _event(data: bytes, deployment: str) -> Event:
-    try:
-        return EVENT_DECODER.decode(data)
-    except (msgspec.DecodeError, RecursionError) as exc:
-        raise UpstreamProtocolError(f"malformed stream event from the upstream: {exc}",
-                                    deployment=deployment) from exc
+    adapter's translating stream (errors raised, a batch before an error still yielded). A
+    stop reason without ``message_stop`` is a whole answer: the client gets the stop event
+    its SDK waits for."""
+    relay = NativeRelay(StreamTranslator(deployment, created), tail=_STOP)
+    return drive(sse_events(pieces), relay, deployment)

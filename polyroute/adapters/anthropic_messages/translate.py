@@ -32,6 +32,7 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
+from polyroute.model.tools import ImageURL, Tool, ToolChoice
 from polyroute.model.upstream import Quirks
 from polyroute.model.usage import CompletionTokensDetails, PromptTokensDetails, Usage
 
@@ -167,22 +168,20 @@ def _part(part: ContentPart, where: str, deployment: str, images: bool) -> dict[
     if kind in ("text", "refusal"):
         text = part.text if kind == "text" else part.refusal
         return {"type": "text", "text": text} if text else None
-    if kind == "image_url" and images:
-        url = (part.image_url or {}).get("url")
-        if not isinstance(url, str):
-            raise unsupported(f"{where}.image_url.url", deployment, "it must be a URL string")
-        return {"type": "image", "source": _image_source(url, where, deployment)}
+    if kind == "image_url" and images and part.image_url is not None:
+        return {"type": "image", "source": _image_source(part.image_url, where, deployment)}
     if kind == "file" and images:
         return _document(part.file or {}, where, deployment)
     raise unsupported(f"{where}.type", deployment, f"content parts of type '{kind}' have no "
                       "equivalent here")
 
 
-def _image_source(url: str, where: str, deployment: str) -> dict[str, Any]:
+def _image_source(image: ImageURL, where: str, deployment: str) -> dict[str, Any]:
+    url = image.url
     if url.startswith(("http://", "https://")):
         return {"type": "url", "url": url}
     media_type, data = data_url(VENDOR, url, f"{where}.image_url.url", deployment,
-                                 "expected an http(s) URL or a base64 data: URL")
+                                 "expected an http(s) URL or a base64 data: URL", image.data)
     if media_type not in _IMAGE_TYPES:
         raise unsupported(f"{where}.image_url.url", deployment,
                           f"images must be JPEG, PNG, GIF or WebP, not {media_type}")
@@ -241,23 +240,22 @@ def _tool_result(message: Message, where: str, deployment: str) -> dict[str, Any
     return block
 
 
-def _tool(tool: dict[str, Any], j: int, deployment: str) -> dict[str, Any]:
-    if tool.get("type", "function") != "function" or not isinstance(tool.get("function"), dict):
+def _tool(tool: Tool, j: int, deployment: str) -> dict[str, Any]:
+    function = tool.function
+    if tool.type != "function" or function is None:
         raise unsupported(f"tools[{j}].type", deployment, "only function tools can be mapped")
-    function = tool["function"]
-    schema = function.get("parameters")
-    if not isinstance(schema, dict):
+    schema = function.parameters
+    if schema is None:
         schema = {"type": "object", "properties": {}}
     elif "type" not in schema:
         schema = {"type": "object", **schema}  # Anthropic insists on the top-level type
-    out: dict[str, Any] = {"name": function.get("name"), "input_schema": schema}
-    if function.get("description"):
-        out["description"] = function["description"]
-    if function.get("strict") is not None:
-        out["strict"] = bool(function["strict"])
-    cache_control = tool.get("cache_control") or function.get("cache_control")
-    if cache_control is not None:
-        out["cache_control"] = cache_control
+    out: dict[str, Any] = {"name": function.name, "input_schema": schema}
+    if function.description:
+        out["description"] = function.description
+    if function.strict is not None:
+        out["strict"] = function.strict
+    if tool.cache_point is not None:
+        out["cache_control"] = tool.cache_point
     return out
 
 
@@ -276,8 +274,8 @@ def _tool_choice(
         out = {"type": "auto"}
     elif choice == "required":
         out = {"type": "any"}
-    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        out = {"type": "tool", "name": choice["function"].get("name")}
+    elif isinstance(choice, ToolChoice) and choice.forced is not None:
+        out = {"type": "tool", "name": choice.forced}
     else:
         raise unsupported("tool_choice", deployment,
                           "use 'auto', 'required', 'none' or a named function")
@@ -295,14 +293,11 @@ def _output_config(
         out["effort"] = _EFFORT.get(effort, effort)
     fmt = request.response_format
     if fmt and "response_format" not in drop:
-        kind = fmt.get("type")
-        spec = fmt.get("json_schema")
-        if kind == "json_schema" and isinstance(spec, dict) and isinstance(
-                spec.get("schema"), dict):
-            out["format"] = {"type": "json_schema", "schema": spec["schema"]}
-        elif kind != "text":
+        if fmt.schema is not None:
+            out["format"] = {"type": "json_schema", "schema": fmt.schema}
+        elif fmt.type != "text":
             raise unsupported("response_format", deployment,
-                              f"type '{kind}' has no equivalent; send a json_schema")
+                              f"type '{fmt.type}' has no equivalent; send a json_schema")
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from polyroute.adapters.bedrock_converse.eventstream import EventMessage
-from polyroute.adapters.stream_driver import ChunkTranslator
+from polyroute.adapters.stream_driver import Wrapping
 from polyroute.model.chat import ChatChunk, ChatRequest
 
 PROTOCOL = "bedrock"
@@ -45,25 +45,11 @@ def relayed(chunks: list[ChatChunk], frame: bytes) -> list[ChatChunk]:
     return chunks
 
 
-class Relaying:
+class Relaying(Wrapping[EventMessage]):
     """A stream translator whose chunks also carry each frame's own bytes, for a Converse
     client of a forwarded request (:func:`relayed`): the stream driver runs it like any."""
 
-    __slots__ = ("_inner",)
-
-    def __init__(self, inner: ChunkTranslator[EventMessage]) -> None:
-        self._inner = inner
-
-    @property
-    def finished(self) -> bool:
-        return self._inner.finished
-
-    @property
-    def stopped(self) -> bool:
-        return self._inner.stopped
+    __slots__ = ()
 
     def feed(self, event: EventMessage) -> list[ChatChunk]:
         return relayed(self._inner.feed(event), event.frame)
-
-    def close(self) -> list[ChatChunk]:
-        return self._inner.close()

@@ -48,6 +48,7 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
+from polyroute.model.tools import ImageURL, Tool, ToolChoice
 from polyroute.model.upstream import Quirks
 from polyroute.model.usage import PromptTokensDetails, Usage
 
@@ -123,8 +124,9 @@ def _check_s3_uris(request: ChatRequest, allowed: tuple[str, ...], deployment: s
         if not isinstance(message.content, list):
             continue
         for j, part in enumerate(message.content):
-            url = (part.image_url or {}).get("url") if part.type == "image_url" else None
-            if isinstance(url, str) and url[:5].lower() == "s3://" and not (
+            image = part.image_url if part.type == "image_url" else None
+            url = image.url if image is not None else ""
+            if url[:5].lower() == "s3://" and not (
                     url.startswith("s3://") and url.startswith(allowed)):
                 raise UpstreamRejected(
                     f"The image at messages[{i}].content[{j}] names an S3 object; deployment "
@@ -188,18 +190,16 @@ def _part(part: ContentPart, where: str, deployment: str, media: bool) -> dict[s
     if kind in ("text", "refusal"):
         text = part.text if kind == "text" else part.refusal
         return {"text": text} if text and text.strip() else None
-    if kind == "image_url" and media:
-        url = (part.image_url or {}).get("url")
-        if not isinstance(url, str):
-            raise unsupported(f"{where}.image_url.url", deployment, "it must be a URL string")
-        return {"image": _image(url, f"{where}.image_url.url", deployment)}
+    if kind == "image_url" and media and part.image_url is not None:
+        return {"image": _image(part.image_url, f"{where}.image_url.url", deployment)}
     if kind == "file" and media:
         return {"document": _document(part.file or {}, where, deployment)}
     raise unsupported(f"{where}.type", deployment,
                       f"content parts of type '{kind}' have no equivalent here")
 
 
-def _image(url: str, where: str, deployment: str) -> dict[str, Any]:
+def _image(image: ImageURL, where: str, deployment: str) -> dict[str, Any]:
+    url = image.url
     if url.startswith("s3://"):
         extension = url.rsplit(".", 1)[-1].lower()
         fmt = {"jpg": "jpeg"}.get(extension, extension)
@@ -210,7 +210,7 @@ def _image(url: str, where: str, deployment: str) -> dict[str, Any]:
     if url.startswith(("http://", "https://")):
         raise unsupported(where, deployment, "Bedrock does not fetch image URLs; send the "
                           "image as a base64 data: URL or an s3:// URL")
-    media_type, data = data_url(VENDOR, url, where, deployment)
+    media_type, data = data_url(VENDOR, url, where, deployment, split=image.data)
     known = _IMAGE_FORMATS.get(media_type)
     if known is None:
         raise unsupported(where, deployment,
@@ -289,33 +289,33 @@ def _tool_config(
     tools: list[dict[str, Any]] = []
     for j, tool in enumerate(request.tools):
         tools.append({"toolSpec": _tool_spec(tool, j, deployment)})
-        if tool.get("cache_control") is not None:
+        if tool.cache_control is not None:
             tools.append(_CACHE_POINT)
     config: dict[str, Any] = {"tools": tools}
     if choice == "required":
         config["toolChoice"] = {"any": {}}
     elif choice == "auto":
         config["toolChoice"] = {"auto": {}}
-    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        config["toolChoice"] = {"tool": {"name": choice["function"].get("name")}}
+    elif isinstance(choice, ToolChoice) and choice.forced is not None:
+        config["toolChoice"] = {"tool": {"name": choice.forced}}
     elif choice is not None:
         raise unsupported("tool_choice", deployment,
                           "use 'auto', 'required', 'none' or a named function")
     return config
 
 
-def _tool_spec(tool: dict[str, Any], j: int, deployment: str) -> dict[str, Any]:
-    if tool.get("type", "function") != "function" or not isinstance(tool.get("function"), dict):
+def _tool_spec(tool: Tool, j: int, deployment: str) -> dict[str, Any]:
+    function = tool.function
+    if tool.type != "function" or function is None:
         raise unsupported(f"tools[{j}].type", deployment, "only function tools can be mapped")
-    function = tool["function"]
-    schema = function.get("parameters")
-    if not isinstance(schema, dict):
+    schema = function.parameters
+    if schema is None:
         schema = {"type": "object", "properties": {}}
-    spec: dict[str, Any] = {"name": function.get("name"), "inputSchema": {"json": schema}}
-    if function.get("description"):
-        spec["description"] = function["description"]
-    if function.get("strict") is not None:
-        spec["strict"] = bool(function["strict"])
+    spec: dict[str, Any] = {"name": function.name, "inputSchema": {"json": schema}}
+    if function.description:
+        spec["description"] = function.description
+    if function.strict is not None:
+        spec["strict"] = function.strict
     return spec
 
 
@@ -325,21 +325,21 @@ def _output_config(
     fmt = request.response_format
     if not fmt or "response_format" in drop:
         return None
-    kind = fmt.get("type")
-    if kind == "text":
+    if fmt.type == "text":
         return None
-    spec = fmt.get("json_schema")
-    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
-        schema, name, description = spec["schema"], spec.get("name"), spec.get("description")
-    elif kind == "json_object":
+    spec = fmt.json_schema
+    if fmt.schema is not None and spec is not None:
+        schema, name, description = fmt.schema, spec.name, spec.description
+    elif fmt.type == "json_object":
         schema, name, description = {"type": "object"}, None, None  # any JSON object
     else:
         raise unsupported("response_format", deployment,
-                          f"type '{kind}' has no equivalent; send json_object or a json_schema")
+                          f"type '{fmt.type}' has no equivalent; send json_object or a "
+                          "json_schema")
     definition: dict[str, Any] = {"schema": ENCODER.encode(schema).decode()}
-    if isinstance(name, str):
+    if name is not None:
         definition["name"] = name
-    if isinstance(description, str):
+    if description is not None:
         definition["description"] = description
     return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}
 

@@ -6,7 +6,6 @@ cached contents all survive, because nothing is re-encoded."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
 from typing import Any
 
 import msgspec
@@ -14,8 +13,10 @@ import msgspec
 from polyroute.adapters.gemini.stream import StreamTranslator
 from polyroute.adapters.gemini.translate import canonical_usage, finish_reason
 from polyroute.adapters.gemini.wire import UsageMetadata
-from polyroute.adapters.passthrough import NativeBytes, append_to_array, body_with, sse_events
-from polyroute.errors import ContentFiltered, UpstreamError, UpstreamProtocolError
+from polyroute.adapters.passthrough import NativeRelay, append_to_array, body_with
+from polyroute.adapters.sse import Event, sse_events
+from polyroute.adapters.stream_driver import drive
+from polyroute.errors import ContentFiltered, UpstreamProtocolError
 from polyroute.model.chat import (
     ChatChunk,
     ChatRequest,
@@ -85,39 +86,37 @@ def parse_response(raw: bytes, model: str, deployment: str, created: int) -> Cha
         native=raw)
 
 
-async def stream(
+def stream(
     pieces: AsyncIterator[bytes], model: str, deployment: str, created: int,
     call_id: Callable[[int], str],
 ) -> AsyncGenerator[list[ChatChunk], None]:
-    """The upstream's events as canonical batches that carry their bytes."""
-    translator = StreamTranslator(model, deployment, created, call_id)
-    carried = NativeBytes()
-    async with aclosing(sse_events(pieces)) as reads:
-        async for events in reads:
-            batch: list[ChatChunk] = []
-            for event, data in events:
-                try:
-                    chunks = translator.feed(data) if data else []
-                except ContentFiltered:
-                    # A blocked prompt: Gemini's own answer to it goes to the Gemini client
-                    # as it came, as a whole answer's does (not an error to fail over on).
-                    yield [*batch, ChatChunk(
-                        model=model, created=created,
-                        choices=[ChunkChoice(0, Delta(role="assistant"), "content_filter")],
-                        native=carried.take() + event)]
-                    return
-                except UpstreamError:
-                    if batch:
-                        yield batch
-                    raise
-                carried.attach(event, chunks)
-                batch += chunks
-            if batch:
-                yield batch
-    if not translator.finished:
-        raise UpstreamProtocolError(
-            "the upstream stream ended before the answer finished", deployment=deployment)
-    # Gemini ends a stream by closing it; its usage came with the last event.
-    last = translator.usage_chunk()
-    last.native = carried.take()
-    yield [last]
+    """The upstream's events as canonical batches that carry their bytes. Gemini ends a
+    stream by closing it; its usage came with the last event."""
+    relay = _Relay(StreamTranslator(model, deployment, created, call_id), model, created)
+    return drive(sse_events(pieces), relay, deployment)
+
+
+class _Relay(NativeRelay):
+    """A blocked prompt is not an error to fail over on here: Gemini's own answer to it goes
+    to the Gemini client as it came, as a whole answer's does, and ends the stream."""
+
+    __slots__ = ("_blocked", "_created", "_model")
+
+    def __init__(self, translator: StreamTranslator, model: str, created: int) -> None:
+        super().__init__(translator)
+        self._model, self._created = model, created
+        self._blocked = False
+
+    @property
+    def stopped(self) -> bool:
+        return self._blocked
+
+    def feed(self, event: Event) -> list[ChatChunk]:
+        try:
+            return super().feed(event)
+        except ContentFiltered:
+            self._blocked = True
+            return [ChatChunk(
+                model=self._model, created=self._created,
+                choices=[ChunkChoice(0, Delta(role="assistant"), "content_filter")],
+                native=self.take() + event[0])]

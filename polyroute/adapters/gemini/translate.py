@@ -59,6 +59,7 @@ from polyroute.model.embeddings import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from polyroute.model.tools import Tool, ToolChoice
 from polyroute.model.upstream import Quirks
 from polyroute.model.usage import CompletionTokensDetails, PromptTokensDetails, Usage
 from polyroute.nesting import too_deep
@@ -176,19 +177,16 @@ def _generation_config(
         out["stopSequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
     fmt = request.response_format
     if fmt and "response_format" not in drop:
-        kind = fmt.get("type")
-        spec = fmt.get("json_schema")
-        if kind == "json_object":
+        if fmt.type == "json_object":
             out["responseMimeType"] = "application/json"
-        elif kind == "json_schema" and isinstance(spec, dict) and isinstance(
-                spec.get("schema"), dict):
+        elif fmt.schema is not None:
             # responseJsonSchema takes JSON Schema as it is; the older responseSchema takes
             # only an OpenAPI subset, which would drop keywords such as additionalProperties.
             out["responseMimeType"] = "application/json"
-            out["responseJsonSchema"] = spec["schema"]
-        elif kind != "text":
+            out["responseJsonSchema"] = fmt.schema
+        elif fmt.type != "text":
             raise unsupported("response_format", deployment,
-                              f"type '{kind}' has no equivalent; send json_object or a "
+                              f"type '{fmt.type}' has no equivalent; send json_object or a "
                               "json_schema with a schema")
     thinking = _thinking_config(request, drop, deployment)
     if thinking is not None:
@@ -269,11 +267,9 @@ def _part(part: ContentPart, where: str, deployment: str, media: bool) -> dict[s
     if kind in ("text", "refusal"):
         text = part.text if kind == "text" else part.refusal
         return {"text": text} if text else None
-    if kind == "image_url" and media:
-        url = (part.image_url or {}).get("url")
-        if not isinstance(url, str):
-            raise unsupported(f"{where}.image_url.url", deployment, "it must be a URL string")
-        return _media(url, f"{where}.image_url.url", deployment)
+    if kind == "image_url" and media and part.image_url is not None:
+        image = part.image_url
+        return _media(image.url, f"{where}.image_url.url", deployment, image.data)
     if kind == "input_audio" and media:
         audio = part.input_audio or {}
         data, fmt = audio.get("data"), audio.get("format")
@@ -290,9 +286,10 @@ def _part(part: ContentPart, where: str, deployment: str, media: bool) -> dict[s
                       f"content parts of type '{kind}' have no equivalent here")
 
 
-def _media(url: str, where: str, deployment: str) -> dict[str, Any]:
+def _media(url: str, where: str, deployment: str,
+           split: tuple[str, str] | None = None) -> dict[str, Any]:
     if url.startswith("data:"):
-        mime_type, data = data_url(VENDOR, url, where, deployment)
+        mime_type, data = data_url(VENDOR, url, where, deployment, split=split)
         return {"inlineData": {"mimeType": mime_type, "data": data}}
     if url.startswith(("http://", "https://", "gs://")):
         guessed, _ = mimetypes.guess_type(url.split("?", 1)[0])
@@ -366,29 +363,28 @@ def _function_response(
     return {"functionResponse": {"name": name, "response": response}}
 
 
-def _function(tool: dict[str, Any], j: int, deployment: str) -> dict[str, Any]:
-    if tool.get("type", "function") != "function" or not isinstance(tool.get("function"), dict):
+def _function(tool: Tool, j: int, deployment: str) -> dict[str, Any]:
+    function = tool.function
+    if tool.type != "function" or function is None:
         raise unsupported(f"tools[{j}].type", deployment, "only function tools can be mapped")
-    function = tool["function"]
-    out: dict[str, Any] = {"name": function.get("name")}
-    if function.get("description"):
-        out["description"] = function["description"]
-    schema = function.get("parameters")
-    if isinstance(schema, dict):
+    out: dict[str, Any] = {"name": function.name}
+    if function.description:
+        out["description"] = function.description
+    if function.parameters is not None:
         # JSON Schema as it is: the older "parameters" takes only an OpenAPI subset.
-        out["parametersJsonSchema"] = schema
+        out["parametersJsonSchema"] = function.parameters
     return out
 
 
-def _tool_config(choice: str | dict[str, Any] | None, deployment: str) -> dict[str, Any] | None:
+def _tool_config(choice: str | ToolChoice | None, deployment: str) -> dict[str, Any] | None:
     if choice is None:
         return None
     if choice in ("auto", "none"):
         return {"mode": str(choice).upper()}
     if choice == "required":
         return {"mode": "ANY"}
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        return {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name")]}
+    if isinstance(choice, ToolChoice) and choice.forced is not None:
+        return {"mode": "ANY", "allowedFunctionNames": [choice.forced]}
     raise unsupported("tool_choice", deployment,
                       "use 'auto', 'required', 'none' or a named function")
 

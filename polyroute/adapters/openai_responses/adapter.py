@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 from polyroute.adapters.openai_chat.adapter import OpenAIChatAdapter
 from polyroute.adapters.openai_responses import translate
-from polyroute.adapters.openai_responses.events import sse_events
 from polyroute.adapters.openai_responses.stream import StreamTranslator
-from polyroute.errors import UpstreamProtocolError
+from polyroute.adapters.sse import sse_events
+from polyroute.adapters.stream_driver import drive
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.upstream import Deployment
 
@@ -34,25 +34,11 @@ class OpenAIResponsesAdapter(OpenAIChatAdapter):
         endpoint = deployment.endpoint
         name = deployment.name
         body = translate.request_body(request, deployment.model, endpoint.quirks, name)
-        relay = translate.native_fields(request) is not None
-        events = StreamTranslator(name)
+        translator = StreamTranslator(name, relay=translate.native_fields(request) is not None)
         async with self._transport.request(
             "POST", self.url(endpoint, deployment.model, "/responses"), body=body,
             headers=endpoint.request_headers, connect_s=connect_s, deployment=name,
             errors=translate.error_from_response,
         ) as response:
-            async for received in sse_events(response.body):
-                batch: list[ChatChunk] = []
-                try:
-                    for raw, data in received:
-                        batch += events.chunks(data, raw if relay else None)
-                except Exception:
-                    if batch:
-                        yield batch  # what arrived before the error still counts
-                    raise
-                if batch:
-                    yield batch
-                if events.finished:
-                    return
-            raise UpstreamProtocolError(
-                "the upstream stream ended before the answer finished", deployment=name)
+            async for batch in drive(sse_events(response.body), translator, name):
+                yield batch

@@ -16,6 +16,7 @@ from polyroute.adapters.openai_responses.translate import (
     finish_reason,
     usage,
 )
+from polyroute.adapters.sse import Event
 from polyroute.errors import UpstreamError, UpstreamProtocolError
 from polyroute.model.chat import ChatChunk, ChunkChoice, Delta, FunctionCall, ToolCall
 from polyroute.model.usage import Usage
@@ -43,15 +44,32 @@ TERMINAL = frozenset({"response.completed", "response.incomplete"})
 
 
 class StreamTranslator:
-    """One stream's state: its id and model, and which output item is which tool call."""
+    """One stream's state: its id and model, and which output item is which tool call. A
+    :class:`~polyroute.adapters.stream_driver.ChunkTranslator` of SSE events with their
+    bytes, which ride on the chunks when ``relay`` (the client spoke this dialect too)."""
 
-    def __init__(self, deployment: str) -> None:
+    def __init__(self, deployment: str, relay: bool = False) -> None:
         self._deployment = deployment
+        self._relay = relay
         self._id = ""
         self._model = ""
         self._created = 0
         self._calls: dict[int, int] = {}  # output_index → tool-call index
         self.finished = False
+
+    @property
+    def stopped(self) -> bool:
+        """The terminal event ends the stream: nothing after it is read."""
+        return self.finished
+
+    def feed(self, event: Event) -> list[ChatChunk]:
+        raw, data = event
+        if not data:
+            return []  # a comment (keep-alive): neither translated nor relayed
+        return self.chunks(data, raw if self._relay else None)
+
+    def close(self) -> list[ChatChunk]:
+        return []  # never called: the terminal event both finishes and stops the stream
 
     def chunks(self, data: bytes, native: bytes | None) -> list[ChatChunk]:
         """The chunks an event's data makes (often none, when not relaying). Raises the

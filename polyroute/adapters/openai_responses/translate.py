@@ -24,6 +24,13 @@ from polyroute.model.chat import (
     Message,
     ToolCall,
 )
+from polyroute.model.tools import (
+    FunctionDefinition,
+    JSONSchemaFormat,
+    ResponseFormat,
+    Tool,
+    ToolChoice,
+)
 from polyroute.model.upstream import Quirks
 from polyroute.model.usage import CompletionTokensDetails, PromptTokensDetails, Usage
 
@@ -143,42 +150,42 @@ def _part(part: ContentPart, role: str) -> dict[str, Any]:
         return {"type": "output_text" if role == "assistant" else "input_text",
                 "text": part.text or ""}
     if part.type == "image_url" and part.image_url is not None:
-        image: dict[str, Any] = {"type": "input_image", "image_url": part.image_url.get("url")}
-        image["detail"] = part.image_url.get("detail") or "auto"
-        return image
+        return {"type": "input_image", "image_url": part.image_url.url,
+                "detail": part.image_url.detail or "auto"}
     if part.type == "file" and part.file is not None:
         return {"type": "input_file", **part.file}
     raise UpstreamProtocolError(f"content part '{part.type}' has no Responses equivalent")
 
 
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
-    function = tool.get("function") or {}
-    parameters = function.get("parameters")
-    out: dict[str, Any] = {"type": "function", "name": function.get("name", ""),
-                           "parameters": {"type": "object"} if parameters is None
-                           else parameters}
-    for key in ("description", "strict"):
-        if function.get(key) is not None:
-            out[key] = function[key]
+def _tool(tool: Tool) -> dict[str, Any]:
+    function = tool.function or FunctionDefinition("")
+    out: dict[str, Any] = {"type": "function", "name": function.name,
+                           "parameters": {"type": "object"} if function.parameters is None
+                           else function.parameters}
+    if function.description is not None:
+        out["description"] = function.description
+    if function.strict is not None:
+        out["strict"] = function.strict
     return out
 
 
-def _tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        return {"type": "function", "name": choice["function"].get("name", "")}
-    return choice
+def _tool_choice(choice: str | ToolChoice) -> str | dict[str, Any]:
+    if isinstance(choice, str):
+        return choice
+    if choice.function is not None:
+        return {"type": "function", "name": choice.function.name}
+    return {"type": choice.type}
 
 
-def _text_format(fmt: dict[str, Any]) -> dict[str, Any] | None:
-    kind = fmt.get("type")
-    if kind == "json_schema":
-        schema = fmt.get("json_schema") or {}
-        out = {"type": "json_schema", "name": schema.get("name", "output"),
-               "schema": schema.get("schema") or {}}
-        if schema.get("strict") is not None:
-            out["strict"] = schema["strict"]
+def _text_format(fmt: ResponseFormat) -> dict[str, Any] | None:
+    if fmt.type == "json_schema":
+        schema = fmt.json_schema or JSONSchemaFormat()
+        out: dict[str, Any] = {"type": "json_schema", "name": schema.name or "output",
+                               "schema": schema.schema or {}}
+        if schema.strict is not None:
+            out["strict"] = schema.strict
         return out
-    if kind == "json_object":
+    if fmt.type == "json_object":
         return {"type": "json_object"}
     return None
 

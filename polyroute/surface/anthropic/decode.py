@@ -26,6 +26,8 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
+from polyroute.model.tools import ImageURL, ResponseFormat, ToolChoice
+from polyroute.model.tools import Tool as CanonicalTool
 from polyroute.nesting import check_json_depth
 from polyroute.surface.anthropic.wire import (
     FIELDS_DECODER,
@@ -102,8 +104,8 @@ def messages_request(body: bytes, *, count_only: bool = False,
                 skipped.note(InvalidRequest("output_config.format: only json_schema can be "
                                             "translated", param="output_config.format"))
             else:
-                request.response_format = {"type": "json_schema", "json_schema": {
-                    "name": "output", "schema": output.format.schema, "strict": True}}
+                request.response_format = ResponseFormat.of_schema(output.format.schema,
+                                                                   strict=True)
     problem = skipped.first
     request.native = NativeRequest(
         PROTOCOL, fields, body=body,
@@ -229,9 +231,9 @@ def _part(block: Block, where: str) -> ContentPart | None:
     kind = source.get("type")
     if block.type == "image" and kind == "base64":
         url = f"data:{source.get('media_type')};base64,{source.get('data', '')}"
-        return ContentPart(type="image_url", image_url={"url": url})
-    if block.type == "image" and kind == "url":
-        return ContentPart(type="image_url", image_url={"url": source.get("url")})
+        return ContentPart(type="image_url", image_url=ImageURL(url))
+    if block.type == "image" and kind == "url" and isinstance(source.get("url"), str):
+        return ContentPart(type="image_url", image_url=ImageURL(source["url"]))
     if block.type == "document" and kind == "base64" and (
             source.get("media_type") == "application/pdf"):
         file: dict[str, Any] = {
@@ -251,26 +253,18 @@ def _unsupported_block(block: Block, where: str) -> InvalidRequest:
                           "results", param=where)
 
 
-def _tool(tool: Tool, j: int, skipped: _Untranslatable) -> dict[str, Any] | None:
+def _tool(tool: Tool, j: int, skipped: _Untranslatable) -> CanonicalTool | None:
     if tool.type not in (None, "custom"):
         skipped.note(InvalidRequest(f"tools.{j}: the server tool '{tool.type}' runs only on "
                                     "Anthropic's own servers", param=f"tools.{j}.type"))
         return None
-    function: dict[str, Any] = {"name": tool.name,
-                                "parameters": tool.input_schema or {"type": "object"}}
-    if tool.description:
-        function["description"] = tool.description
-    if tool.strict is not None:
-        function["strict"] = tool.strict
-    out: dict[str, Any] = {"type": "function", "function": function}
-    if tool.cache_control is not None:
-        out["cache_control"] = tool.cache_control
-    return out
+    return CanonicalTool.of_function(tool.name, tool.input_schema or {"type": "object"},
+                                     tool.description, tool.strict, tool.cache_control)
 
 
-def _tool_choice(kind: str, name: str | None) -> str | dict[str, Any]:
+def _tool_choice(kind: str, name: str | None) -> str | ToolChoice:
     if kind == "tool":
-        return {"type": "function", "function": {"name": name}}
+        return ToolChoice.naming(name or "")
     choice = {"auto": "auto", "any": "required", "none": "none"}.get(kind)
     if choice is None:
         raise InvalidRequest(f"tool_choice.type: Input tag '{kind}' found using 'type' does "

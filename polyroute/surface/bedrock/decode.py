@@ -34,6 +34,7 @@ from polyroute.model.chat import (
     ThinkingBlock,
     ToolCall,
 )
+from polyroute.model.tools import ImageURL, Tool, ToolChoice
 from polyroute.nesting import check_json_depth
 from polyroute.surface.bedrock.wire import REQUEST_DECODER, Block, ConverseRequest, ToolResult
 
@@ -159,7 +160,7 @@ def _part(block: Block, where: str) -> ContentPart:
             raise InvalidRequest(f"{where}.image.format must be png, jpeg, gif or webp",
                                  param=f"{where}.image.format")
         return ContentPart(type="image_url",
-                           image_url={"url": f"data:{kind};base64,{image.source.bytes}"})
+                           image_url=ImageURL(f"data:{kind};base64,{image.source.bytes}"))
     kind = next((name for name in ("image", "document", "video", "guard_content",
                                    "reasoning_content") if getattr(block, name) is not None),
                 "an empty block")
@@ -179,11 +180,7 @@ def _tool_result(result: ToolResult, where: str, gaps: list[InvalidRequest]) -> 
     return Message(role="tool", tool_call_id=result.tool_use_id, content="".join(texts))
 
 
-Tools = list[dict[str, Any]] | None
-ToolChoice = str | dict[str, Any] | None
-
-
-def _tools(wire: ConverseRequest) -> tuple[Tools, ToolChoice]:
+def _tools(wire: ConverseRequest) -> tuple[list[Tool] | None, str | ToolChoice | None]:
     config = wire.tool_config
     assert config is not None
     tools = []
@@ -192,16 +189,13 @@ def _tools(wire: ConverseRequest) -> tuple[Tools, ToolChoice]:
         if spec is None:
             continue  # a cachePoint between tools
         schema = (spec.input_schema or {}).get("json") or {"type": "object"}
-        function: dict[str, Any] = {"name": spec.name, "parameters": schema}
-        if spec.description:
-            function["description"] = spec.description
-        tools.append({"type": "function", "function": function})
-    choice: ToolChoice = None
+        tools.append(Tool.of_function(spec.name, schema, spec.description))
+    choice: str | ToolChoice | None = None
     given = config.tool_choice or {}
     if "any" in given:
         choice = "required"
     elif "auto" in given:
         choice = "auto"
     elif isinstance(given.get("tool"), dict):
-        choice = {"type": "function", "function": {"name": given["tool"].get("name", "")}}
+        choice = ToolChoice.naming(str(given["tool"].get("name", "")))
     return tools or None, choice

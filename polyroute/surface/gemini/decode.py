@@ -40,6 +40,8 @@ from polyroute.model.chat import (
     StreamOptions,
     ToolCall,
 )
+from polyroute.model.tools import ImageURL, ResponseFormat, ToolChoice
+from polyroute.model.tools import Tool as CanonicalTool
 from polyroute.nesting import check_json_depth
 from polyroute.surface.gemini.wire import (
     COUNT_DECODER,
@@ -224,7 +226,7 @@ def _user_part(part: Part, where: str, skipped: _Untranslatable) -> ContentPart 
         mime, data = part.inline_data.mime_type, part.inline_data.data
         url = f"data:{mime};base64,{data}"
         if mime.startswith("image/"):
-            return ContentPart(type="image_url", image_url={"url": url})
+            return ContentPart(type="image_url", image_url=ImageURL(url))
         if mime == "application/pdf":
             return ContentPart(type="file", file={"file_data": url})
         if mime.startswith("audio/"):
@@ -233,7 +235,7 @@ def _user_part(part: Part, where: str, skipped: _Untranslatable) -> ContentPart 
         skipped.note(f"{where}.inlineData", f"'{mime}' data cannot be translated")
         return None
     if part.file_data is not None and (part.file_data.mime_type or "").startswith("image/"):
-        return ContentPart(type="image_url", image_url={"url": part.file_data.file_uri})
+        return ContentPart(type="image_url", image_url=ImageURL(part.file_data.file_uri))
     skipped.note(where, "this kind of part cannot be translated for other vendors")
     return None
 
@@ -266,7 +268,7 @@ def _model(parts: list[Part], i: int, calls: _Calls, skipped: _Untranslatable) -
 
 
 def _tools(tools: list[Tool], fields: dict[str, msgspec.Raw],
-           skipped: _Untranslatable) -> list[dict[str, Any]]:
+           skipped: _Untranslatable) -> list[CanonicalTool]:
     for j, raw in enumerate(LIST_OF_FIELDS_DECODER.decode(fields["tools"])):
         for kind in raw:
             if kind not in KNOWN_TOOL:
@@ -274,16 +276,14 @@ def _tools(tools: list[Tool], fields: dict[str, msgspec.Raw],
     out = []
     for tool in tools:
         for declaration in tool.function_declarations or ():
-            function: dict[str, Any] = {"name": declaration.name}
-            if declaration.description:
-                function["description"] = declaration.description
             if declaration.parameters_json_schema is not None:
-                function["parameters"] = declaration.parameters_json_schema
+                parameters = declaration.parameters_json_schema
             elif declaration.parameters is not None:
-                function["parameters"] = json_schema(declaration.parameters)
+                parameters = json_schema(declaration.parameters)
             else:
-                function["parameters"] = {"type": "object", "properties": {}}
-            out.append({"type": "function", "function": function})
+                parameters = {"type": "object", "properties": {}}
+            out.append(CanonicalTool.of_function(declaration.name, parameters,
+                                                 declaration.description))
     return out
 
 
@@ -307,7 +307,7 @@ def json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _tool_choice(config: ToolConfig, skipped: _Untranslatable) -> str | dict[str, Any] | None:
+def _tool_choice(config: ToolConfig, skipped: _Untranslatable) -> str | ToolChoice | None:
     calling = config.function_calling_config
     if calling is None or calling.mode is None:
         return None
@@ -315,7 +315,7 @@ def _tool_choice(config: ToolConfig, skipped: _Untranslatable) -> str | dict[str
     if mode == "ANY":
         names = calling.allowed_function_names or []
         if len(names) == 1:
-            return {"type": "function", "function": {"name": names[0]}}
+            return ToolChoice.naming(names[0])
         if len(names) > 1:
             skipped.note("toolConfig.functionCallingConfig.allowedFunctionNames",
                          "several allowed functions cannot be translated")
@@ -352,8 +352,8 @@ def _generation(request: ChatRequest, config: GenerationConfig,
         schema = config.response_json_schema
         if schema is None and config.response_schema is not None:
             schema = json_schema(config.response_schema)
-        request.response_format = {"type": "json_object"} if schema is None else {
-            "type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+        request.response_format = ResponseFormat("json_object") if schema is None else \
+            ResponseFormat.of_schema(schema)
     elif mime not in (None, "text/plain"):
         skipped.note("generationConfig.responseMimeType", f"'{mime}' cannot be translated")
     thinking = config.thinking_config

@@ -18,6 +18,7 @@ from polyroute.model.chat import (
     StreamOptions,
     ToolCall,
 )
+from polyroute.model.tools import ImageURL, ResponseFormat, Tool, ToolChoice
 from polyroute.nesting import check_json_depth
 from polyroute.surface.responses.wire import (
     REQUEST_DECODER,
@@ -107,7 +108,7 @@ class _Gaps:
             return None
 
 
-def _tools(tools: list[FunctionTool] | None, gaps: _Gaps) -> list[dict[str, Any]] | None:
+def _tools(tools: list[FunctionTool] | None, gaps: _Gaps) -> list[Tool] | None:
     if not tools:
         return None
     out = []
@@ -156,10 +157,8 @@ def _content(content: str | list[InputPart] | None, i: int,
         if part.type in ("input_text", "output_text"):
             parts.append(ContentPart(type="text", text=part.text or ""))
         elif part.type == "input_image" and part.image_url:
-            image: dict[str, Any] = {"url": part.image_url}
-            if part.detail:
-                image["detail"] = part.detail
-            parts.append(ContentPart(type="image_url", image_url=image))
+            parts.append(ContentPart(type="image_url",
+                                     image_url=ImageURL(part.image_url, part.detail or None)))
         else:
             gaps.note(InvalidRequest(f"input[{i}].content[{j}].type '{part.type}' is not "
                                      "supported (input_text and input_image with image_url "
@@ -167,37 +166,30 @@ def _content(content: str | list[InputPart] | None, i: int,
     return parts
 
 
-def _tool(tool: Any, i: int) -> dict[str, Any]:
+def _tool(tool: Any, i: int) -> Tool:
     if tool.type != "function" or not tool.name:
         raise InvalidRequest(f"tools[{i}]: only function tools are supported (built-in tools "
                              "such as web_search run on OpenAI's servers)", param=f"tools[{i}]")
-    function: dict[str, Any] = {"name": tool.name,
-                                "parameters": tool.parameters or {"type": "object"}}
-    if tool.description:
-        function["description"] = tool.description
-    if tool.strict is not None:
-        function["strict"] = tool.strict
-    return {"type": "function", "function": function}
+    return Tool.of_function(tool.name, tool.parameters or {"type": "object"}, tool.description,
+                            tool.strict)
 
 
-def _tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+def _tool_choice(choice: str | dict[str, Any] | None) -> str | ToolChoice | None:
     if choice is None or isinstance(choice, str):
         return choice
-    if choice.get("type") == "function" and choice.get("name"):
-        return {"type": "function", "function": {"name": choice["name"]}}
+    if choice.get("type") == "function" and isinstance(choice.get("name"), str) \
+            and choice["name"]:
+        return ToolChoice.naming(choice["name"])
     raise InvalidRequest("tool_choice: use auto, none, required or a function",
                          param="tool_choice")
 
 
-def _response_format(fmt: Any) -> dict[str, Any] | None:
+def _response_format(fmt: Any) -> ResponseFormat | None:
     if fmt is None or fmt.type == "text":
         return None
     if fmt.type == "json_object":
-        return {"type": "json_object"}
+        return ResponseFormat("json_object")
     if fmt.type == "json_schema":
-        schema: dict[str, Any] = {"name": fmt.name or "output", "schema": fmt.schema or {}}
-        if fmt.strict is not None:
-            schema["strict"] = fmt.strict
-        return {"type": "json_schema", "json_schema": schema}
+        return ResponseFormat.of_schema(fmt.schema or {}, fmt.name or "output", fmt.strict)
     raise InvalidRequest(f"text.format.type '{fmt.type}' is not supported",
                          param="text.format.type")

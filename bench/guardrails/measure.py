@@ -7,7 +7,8 @@ A finding counts as right when its kind and exact text match a labelled span; ev
 finding is a false positive, every labelled span not found a false negative. CPU per request
 is ``time.process_time`` over ``--iterations`` runs of ``detect`` on a typical chat prompt
 (~1 KB: a paragraph with an e-mail, a phone number and a card) and on a 16 KB one, per kind
-alone and all kinds together, plus redaction of the 1 KB prompt.
+alone and all kinds together, plus redaction of the 1 KB prompt, and all kinds on 1 KB and
+16 KB of plain prose holding one date (most prompts: few digits, no '@', no key).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ PARAGRAPH = (
     "4242 4242 4242 4242. Version 2.3.1 of your app crashes when I open the orders tab, "
     "and the error mentions request 8f3a2c1d. Could you refund the missing item or send it "
     "again? I have attached the receipt. Thank you for your help, and have a nice day. ")
+PROSE = (  # what most prompts look like: words, few digits (the prefilter's good case)
+    "The quarterly review covered hiring plans, the office move and the new onboarding "
+    "guide. Everyone agreed that the guide should be shorter, that examples help more "
+    "than rules, and that new colleagues should pair with someone for their first week. "
+    "The move is planned for the spring; the facilities team will share a timetable. ")
 
 
 def scores() -> dict[str, tuple[int, int, int]]:
@@ -81,6 +87,10 @@ def main() -> None:
     print(f"| **all** | {tp} | {fp} | {fn} | {tp / (tp + fp):.2f} | {tp / (tp + fn):.2f} | "
           f"{cpu_us(lambda: detect(small), n):.1f} | "
           f"{cpu_us(lambda: detect(large), max(1, n // 16)):.1f} |")
+    for size in (1000, 16000):
+        prose = (PROSE * (size // len(PROSE) + 1))[:size - 30] + " Due on 2024-05-02, thanks."
+        print(f"\nall kinds on {size // 1000} KB of prose with one date: "
+              f"{cpu_us(lambda p=prose: detect(p), max(1, n * 1000 // size)):.1f} µs", end="")
     print(f"\nredact (all kinds) the 1 KB prompt: "
           f"{cpu_us(lambda: Redactor(frozenset(KINDS)).redact(small), n):.1f} µs; "
           f"prompt size {len(small)} B / {len(large)} B")

@@ -7,6 +7,7 @@ is a 403 before anything was sent, or the dialect's error event after what was c
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -40,8 +41,10 @@ def hook() -> Iterator[Webhook]:
 
 @pytest.fixture(scope="module")
 def sims() -> Iterator[tuple[SimServer, SimServer]]:
-    """An echo model, and a model whose every answer holds an e-mail address and a card."""
-    with SimServer(api_key=KEY) as echo, SimServer(api_key=KEY, text=LEAK) as leaky:
+    """An echo model (paced, so that a stream comes in several reads), and a model whose
+    every answer holds an e-mail address and a card."""
+    with SimServer(api_key=KEY, tokens_per_second=100) as echo, \
+            SimServer(api_key=KEY, text=LEAK) as leaky:
         yield echo, leaky
 
 
@@ -94,6 +97,14 @@ def keys(gw: GatewayProcess) -> dict[str, str]:
             "unknown": key(governance={"guardrails": ["no-such-guardrail"]})}
 
 
+@functools.cache
+def _gemini(root_url: str, key: str) -> genai.Client:
+    """One client per key: building one costs more than a request here."""
+    return genai.Client(api_key=key, http_options=types.HttpOptions(
+        base_url=root_url, api_version="v1beta", timeout=15_000,
+        retry_options=types.HttpRetryOptions(attempts=1)))
+
+
 def run(gw: GatewayProcess, dialect: str, key: str, model: str, text: str,
         stream: bool) -> tuple[str, Exception | None]:
     """The answer's text the client received, and the error its SDK raised (if any)."""
@@ -110,9 +121,7 @@ def run(gw: GatewayProcess, dialect: str, key: str, model: str, text: str,
                 reply = ant.messages.create(model=model, max_tokens=300, messages=msgs)
                 got.extend(b.text for b in reply.content if b.type == "text")
         elif dialect == "gemini":
-            client = genai.Client(api_key=key, http_options=types.HttpOptions(
-                base_url=gw.root_url, api_version="v1beta", timeout=15_000,
-                retry_options=types.HttpRetryOptions(attempts=1)))
+            client = _gemini(gw.root_url, key)
             if stream:
                 for chunk in client.models.generate_content_stream(model=model, contents=text):
                     got.append(chunk.text or "")

@@ -200,6 +200,8 @@ class GuardrailSettings:
     kinds: frozenset[str] = frozenset()
     """``detectors``: the detector kinds its classes name."""
     action: str = "refuse"
+    backend: str = "builtin"
+    """``detectors``: 'builtin' or 'presidio'."""
     terms: tuple[str, ...] = ()
     max_chars: int = 0
 

@@ -298,6 +298,9 @@ def _guardrails(cfg: ConfigFile, fail: Any) -> tuple[c.GuardrailSettings, ...]:
                 raise fail(f"{at}.classes", f"'{unknown[0]}' is not a data class" if unknown
                            else "names no data class", f"use some of {', '.join(CLASSES)}")
             kinds = frozenset().union(*(CLASSES[k] for k in g.classes))
+            if g.backend == "presidio" and importlib.util.find_spec("presidio_analyzer") is None:
+                raise fail(f"{at}.backend", "presidio needs the presidio-analyzer package",
+                           "pip install presidio-analyzer, or use backend: builtin")
             if g.action == "redact" and "request" in stages:
                 raise fail(f"{at}.action", "redact applies to answers only",
                            "use stages: [response], or a governance policy's data_classes "
@@ -315,7 +318,7 @@ def _guardrails(cfg: ConfigFile, fail: Any) -> tuple[c.GuardrailSettings, ...]:
         out.append(c.GuardrailSettings(
             name, g.type, g.url or "", stages, g.timeout_s, g.on_error == "open",
             stream=stream, window_chars=g.window_chars, scoped=g.scoped, kinds=kinds,
-            action=g.action, terms=tuple(g.terms), max_chars=g.max_chars or 0))
+            action=g.action, backend=g.backend, terms=tuple(g.terms), max_chars=g.max_chars or 0))
     return tuple(out)
 
 

@@ -517,6 +517,10 @@ class GuardrailSection(_Section, kw_only=True):
     classes: list[str] = msgspec.field(default_factory=list)
     """``detectors``: the data classes to find (``pii``, ``secrets``, or kinds: ``email``,
     ``card`` …)."""
+    backend: Literal["builtin", "presidio"] = "builtin"
+    """``detectors``: polyroute's own detectors, or presidio-analyzer's pattern recognizers
+    for personal data (``pip install presidio-analyzer``; no spaCy model needed); secrets
+    always use the built-in ones."""
     action: Literal["refuse", "redact"] = "refuse"
     """``detectors``: refuse the text, or (answers only) replace each value found with a
     placeholder (``[EMAIL_1]``)."""

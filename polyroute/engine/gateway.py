@@ -226,6 +226,7 @@ class Gateway:
             checks = self._checks(principal) if request is not None else None
             if checks is not None and request is not None:
                 await checks.request(request, route.group, record)
+                checks.readable(request, record)
             ticket = await self._admit(principal, route, record, reserve, request)
             holder, quota = self._room(route, reserve, stream=False)
             own = route.resilience.timeouts

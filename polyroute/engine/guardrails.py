@@ -27,7 +27,8 @@ import msgspec
 from polyroute.config.compiled import GuardrailSettings
 from polyroute.engine.governance import scope_name
 from polyroute.errors import PolicyViolation, ServiceUnavailable
-from polyroute.guardrails.detectors import CLASSES, detect
+from polyroute.guardrails import presidio
+from polyroute.guardrails.detectors import CLASSES, Finding, detect
 from polyroute.guardrails.redact import Redactor
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.governance import DataPolicy
@@ -112,12 +113,15 @@ async def json_schema(stage: str, model: str, text: str, request: ChatRequest) -
     return f"the answer does not match the schema at {where}: {error.message}"
 
 
-def detectors(kinds: frozenset[str], action: str) -> Check:
+Find = Callable[[str, frozenset[str]], list[Finding]]
+
+
+def detectors(kinds: frozenset[str], action: str, find: Find = detect) -> Check:
     """Personal data and secrets: refused, or (``redact``) replaced by placeholders."""
 
     async def check(stage: str, model: str, text: str, request: ChatRequest
                     ) -> str | Redacted | None:
-        found = detect(text, kinds)
+        found = find(text, kinds)
         if not found:
             return None
         if action == "redact":
@@ -156,6 +160,8 @@ def _check_of(g: GuardrailSettings, post: Post) -> Check:
     if g.type == "json_schema":
         return json_schema
     if g.type == "detectors":
+        if g.backend == "presidio":  # optional; config checked it is installed
+            return detectors(g.kinds, g.action, presidio.detector(g.kinds))
         return detectors(g.kinds, g.action)
     if g.type == "deny_terms":
         return deny_terms(g.terms)
@@ -200,17 +206,17 @@ class Guardrails:
                 hook = self._by_name.get(name)
                 if hook is None:
                     raise ServiceUnavailable(
-                        f"The governance policy of {scope_name(scope)} names the guardrail '{name}', "
-                        "which this gateway's config does not define; the request is refused "
-                        "until it does (fail closed).", retry_after=None)
+                        f"The governance policy of {scope_name(scope)} names the guardrail "
+                        f"'{name}', which this gateway's config does not define; the request "
+                        "is refused until it does (fail closed).", retry_after=None)
                 if hook not in chosen:
                     chosen.append(hook)
             by_action: dict[str, set[str]] = {}
             for cls, action in policy.answer_data_classes.items():
                 by_action.setdefault(action, set()).update(CLASSES[cls])
-            for action, kinds in sorted(by_action.items()):
+            for verb, kinds in sorted(by_action.items()):
                 chosen.append(Hook(f"{scope}/answer_data_classes",
-                                   detectors(frozenset(kinds), action), frozenset({"response"}),
+                                   detectors(frozenset(kinds), verb), frozenset({"response"}),
                                    ANSWER_TIMEOUT_S, False, "hold"))
         return Checks(chosen)
 
@@ -228,6 +234,22 @@ class Checks:
             if isinstance(verdict, Redacted):  # config allows redaction on answers only
                 raise ServiceUnavailable(f"The guardrail '{hook.name}' redacted a prompt, "
                                          "which polyroute cannot send; it fails closed.")
+
+    def readable(self, request: ChatRequest, record: RequestRecord) -> None:
+        """A whole answer relayed in the client's own dialect is decoded only for its usage:
+        with answer hooks, the request is translated instead, so the answer's text is read.
+        A request holding a part only its own dialect carries cannot be: refused (fail
+        closed)."""
+        native = request.native
+        if not self.answers or native is None:
+            return
+        if native.untranslatable is not None:
+            message = (f"Refused by the guardrail '{self.answers[0].name}': the request holds "
+                       f"'{native.untranslatable}', so its answer would be relayed unread and "
+                       "the answer guardrails could not check it.")
+            record.governance = f"refused: {message}"
+            raise PolicyViolation(message)
+        request.native = None
 
     async def response(self, response: ChatResponse, request: ChatRequest, group: str,
                        record: RequestRecord) -> None:

@@ -186,7 +186,7 @@ def _card(text: str) -> bool:
 _BEFORE, _AFTER = 8, 48
 """How far a number-shaped value reaches before its first digit (``+``, ``(``, an IBAN's or a
 NINO's letters: at most 3) and after its last one (an IBAN's letter groups: under 40)."""
-_DIGIT_CLUSTER = re.compile(r"[0-9](?:[^0-9]{0,%d}[0-9])*" % (_BEFORE + _AFTER), re.ASCII)
+_DIGIT_CLUSTER = re.compile(rf"[0-9](?:[^0-9]{{0,{_BEFORE + _AFTER}}}[0-9])*", re.ASCII)
 """Digits no further apart than a window's reach: one match per window."""
 
 
@@ -248,6 +248,11 @@ def detect(text: str, kinds: Iterable[str] | None = None) -> list[Finding]:
             for m in pattern.finditer(text, start, end):
                 if check is None or check(m.group()):
                     found.append(Finding(kind, m.start(), m.end()))
+    return resolve(found)
+
+
+def resolve(found: list[Finding]) -> list[Finding]:
+    """``found`` in order of position, the most specific of any that overlap kept."""
     if len(found) < 2:
         return found
     found.sort(key=lambda f: (ORDER[f.kind], f.start))

@@ -1,6 +1,7 @@
-"""External guardrails (issue 11, item 2): a webhook checked before routing and on whole
-answers, each with a time budget, failing open or closed as configured — through the openai
-SDK against a gateway, a simulator that records what it received, and a real HTTP webhook."""
+"""External guardrails (issue 11, item 2): a webhook checked before routing and on answers
+(whole and streamed), each with a time budget, failing open or closed as configured —
+through the openai SDK against a gateway, a simulator that records what it received, and a
+real HTTP webhook."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def setup() -> Iterator[tuple[GatewayProcess, SimServer, Webhook]]:
             "providers": {"sim": {"base_url": sim.base_url, "api_key": "${KEY}"}},
             "model_groups": {"chat": {"deployments": [{"provider": "sim", "model": "echo"}]}},
             "guardrails": {
-                "a-open": {"url": f"{hook.url}/open", "timeout_s": 0.5, "on_error": "open"},
-                "b-closed": {"url": f"{hook.url}/closed", "timeout_s": 0.5,
+                "a-open": {"url": f"{hook.url}/open", "timeout_s": 1.0, "on_error": "open"},
+                "b-closed": {"url": f"{hook.url}/closed", "timeout_s": 1.0,
                              "stages": ["request", "response"]},
                 "c-schema": {"type": "json_schema"},
             },
@@ -69,25 +70,32 @@ def test_the_webhook_passes_refuses_and_fails_open_or_closed(
     assert sim.stats()["requests_total"] == upstream
 
 
-def test_a_whole_answer_is_checked_before_the_client_gets_it(
-        setup: tuple[GatewayProcess, SimServer, Webhook]) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_is_checked_before_the_client_gets_it(
+        setup: tuple[GatewayProcess, SimServer, Webhook], stream: bool) -> None:
     gw, _, hook = setup
     with pytest.raises(openai.PermissionDeniedError) as refused:
-        chat(gw, "say answer-bad")  # the prompt passes; the echoed answer does not
+        chat(gw, "say answer-bad", stream)  # the prompt passes; the echoed answer does not
     assert "guardrail 'b-closed' (response)" in refused.value.message
     assert ("/closed", "response") in {(p, b["stage"]) for p, b in hook.seen}
 
 
+@pytest.mark.parametrize("stream", [False, True])
 def test_a_structured_output_must_match_the_schema_asked_for(
-        setup: tuple[GatewayProcess, SimServer, Webhook]) -> None:
+        setup: tuple[GatewayProcess, SimServer, Webhook], stream: bool) -> None:
     gw, _, _ = setup
     client = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
     fmt: Any = {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}}
 
     def ask(text: str) -> str:
-        reply = client.chat.completions.create(
-            model="chat", messages=[{"role": "user", "content": text}], response_format=fmt)
+        messages: Any = [{"role": "user", "content": text}]
+        if stream:  # held until the whole document is there: a part of JSON is not JSON
+            chunks = client.chat.completions.create(model="chat", messages=messages,
+                                                    response_format=fmt, stream=True)
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        reply = client.chat.completions.create(model="chat", messages=messages,
+                                               response_format=fmt)
         return reply.choices[0].message.content or ""
 
     assert ask('{"a": 1}') == '{"a": 1}'  # the echo is valid

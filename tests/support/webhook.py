@@ -25,7 +25,7 @@ class Webhook:
                 text = body["text"]
                 if (self.path == "/open" and "slow" in text) or (
                         self.path == "/closed" and "stall" in text):
-                    time.sleep(1.5)
+                    time.sleep(2.5)  # past the 1 s budgets, with room for a loaded machine
                 allow = "forbidden" not in text and not (
                     body["stage"] == "response" and "answer-bad" in text)
                 out = json.dumps({"allow": allow, "reason": None if allow else

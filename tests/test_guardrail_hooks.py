@@ -238,3 +238,28 @@ def test_presidio_backend_is_refused_by_config_without_the_package(tmp_path: Pat
     with pytest.raises(ConfigError) as error:
         load_config(str(path), {"K": "x"})
     assert "guardrails.p.backend" in str(error.value) and "presidio-analyzer" in str(error.value)
+
+
+@pytest.mark.parametrize(("guardrail", "where", "problem"), [
+    ("{type: detectors, classes: [dna]}", "guardrails.g.classes", "'dna' is not a data class"),
+    ("{type: detectors, classes: [pii], action: redact}", "guardrails.g.action",
+     "redact applies to answers only"),
+    ("{type: detectors, classes: [pii], action: redact, stages: [response], "
+     "stream: incremental}", "guardrails.g.stream", "must hold a streamed answer"),
+    ("{type: deny_terms}", "guardrails.g.terms", "names no term"),
+    ("{type: max_chars, stages: [response]}", "guardrails.g.max_chars", "is missing"),
+])
+def test_a_bad_guardrail_is_one_line_naming_the_key(tmp_path: Path, guardrail: str,
+                                                    where: str, problem: str) -> None:
+    from polyroute.config.errors import ConfigError
+    from polyroute.config.load import load_config
+
+    path = tmp_path / "polyroute.yaml"
+    path.write_text(
+        "providers: {p: {base_url: 'http://127.0.0.1:9/v1', api_key: '${K}'}}\n"
+        "model_groups: {chat: {deployments: [{provider: p, model: m}]}}\n"
+        f"guardrails:\n  g: {guardrail}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(str(path), {"K": "x"})
+    message = str(error.value)
+    assert where in message and problem in message and "\n" not in message

@@ -69,6 +69,9 @@ def gw(sims: tuple[SimServer, SimServer], hook: Webhook) -> Iterator[GatewayProc
                               "stream": "hold", "scoped": True},
             "moderate-inc": {"url": f"{hook.url}/closed", "stages": ["response"],
                              "stream": "incremental", "window_chars": 16, "scoped": True},
+            "no-secrets-in": {"type": "detectors", "classes": ["secrets"], "scoped": True},
+            "no-falcon-out": {"type": "deny_terms", "terms": ["Project Falcon"],
+                              "stages": ["response"], "window_chars": 16, "scoped": True},
         },
         "auth": {"master_key": "${PR_MASTER}", "refresh_s": 0.2},
         "storage": {"flush_interval_s": 0.1},
@@ -94,6 +97,7 @@ def keys(gw: GatewayProcess) -> dict[str, str]:
             "redact": key(team="redacting-team"),
             "refuse": key(team="strict-team"),
             "plain": key(),
+            "builtin": key(governance={"guardrails": ["no-secrets-in", "no-falcon-out"]}),
             "unknown": key(governance={"guardrails": ["no-such-guardrail"]})}
 
 
@@ -221,3 +225,25 @@ def test_a_policy_naming_an_unknown_guardrail_fails_closed(
     _, exc = run(gw, "chat", keys["unknown"], "echo", "hello", False)
     assert status(exc) == 503 and "no-such-guardrail" in str(exc)
     assert echo.stats()["requests_total"] == before
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_built_in_guardrails_of_the_config_named_by_a_policy(
+        gw: GatewayProcess, keys: dict[str, str], sims: tuple[SimServer, SimServer],
+        dialect: str, stream: bool) -> None:
+    echo, _ = sims
+    model = "echo-ant" if dialect == "messages" else "echo"
+    before = echo.stats()["requests_total"]
+    text, exc = run(gw, dialect, keys["builtin"], model, "my key is AKIAIOSFODNN7EXAMPLE",
+                    stream)
+    assert text == "" and status(exc) == 403 and "'no-secrets-in' (request)" in str(exc)
+    assert echo.stats()["requests_total"] == before  # never sent
+    text, exc = run(gw, dialect, keys["builtin"], model,
+                    "what is new on project falcon this week", stream)
+    assert exc is not None and "'no-falcon-out' (response)" in str(exc)
+    assert "falcon" not in text  # whatever was released had passed the check
+    assert echo.stats()["requests_total"] == before + 1
+    # a key whose policy does not name them is not checked by them
+    assert run(gw, dialect, keys["plain"], model, "my key is AKIAIOSFODNN7EXAMPLE",
+               stream) == ("my key is AKIAIOSFODNN7EXAMPLE", None)

@@ -92,12 +92,17 @@ def webhook(url: str, timeout_s: float, post: Post) -> Check:
     return check
 
 
-async def json_schema(stage: str, model: str, text: str, request: ChatRequest) -> str | None:
-    """A structured output must be valid against the schema the client asked for."""
+def _schema_of(request: ChatRequest) -> dict[str, object] | None:
     fmt = request.response_format or {}
     spec = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
     schema = spec.get("schema") if isinstance(spec, dict) else None
-    if not isinstance(schema, dict):
+    return schema if isinstance(schema, dict) else None
+
+
+async def json_schema(stage: str, model: str, text: str, request: ChatRequest) -> str | None:
+    """A structured output must be valid against the schema the client asked for."""
+    schema = _schema_of(request)
+    if schema is None:
         return None  # no structured output was asked for
     import jsonschema  # optional (polyroute[guardrails]); config checked it is installed
 
@@ -241,10 +246,14 @@ class Checks:
         A request holding a part only its own dialect carries cannot be: refused (fail
         closed)."""
         native = request.native
-        if not self.answers or native is None:
+        if native is None:
+            return
+        reading = [h for h in self.answers if h.check is not json_schema
+                   or _schema_of(request) is not None]
+        if not reading:
             return
         if native.untranslatable is not None:
-            message = (f"Refused by the guardrail '{self.answers[0].name}': the request holds "
+            message = (f"Refused by the guardrail '{reading[0].name}': the request holds "
                        f"'{native.untranslatable}', so its answer would be relayed unread and "
                        "the answer guardrails could not check it.")
             record.governance = f"refused: {message}"

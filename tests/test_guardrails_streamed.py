@@ -1,9 +1,10 @@
 """Answer guardrails (issue 11, item 2), per scope, on whole and streamed answers, through the
-official SDKs of the three dialects (openai, anthropic, google-genai): a webhook checking a
-stream window by window or holding it until it is checked, and a policy's
-``answer_data_classes`` redacting or refusing personal data the model wrote on its own — set
-on a key, a team and an organisation. A refused stream never reads as a complete answer: it
-is a 403 before anything was sent, or the dialect's error event after what was checked."""
+official SDKs of the three vendors (openai: Chat Completions and Responses; anthropic;
+google-genai): a webhook checking a stream window by window or holding it until it is
+checked, and a policy's ``answer_data_classes`` redacting or refusing personal data the model
+wrote on its own — set on a key, a team and an organisation. A refused stream never reads
+as a complete answer: it is a 403 before anything was sent, or the dialect's error event
+after what was checked."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ KEY = "sk-guardrail-stream-upstream-52"
 EMAIL = "jane.doe@example.org"
 CARD = "4111 1111 1111 1111"
 LEAK = f"Sure. Write to {EMAIL} and pay with card {CARD}; that is all I know."
-DIALECTS = ["chat", "messages", "gemini"]
+DIALECTS = ["chat", "messages", "gemini", "responses"]
 SDK_ERRORS = (openai.APIError, anthropic.APIError, genai_errors.APIError)
 
 
@@ -132,6 +133,14 @@ def run(gw: GatewayProcess, dialect: str, key: str, model: str, text: str,
             else:
                 got.append(client.models.generate_content(model=model, contents=text).text
                            or "")
+        elif dialect == "responses":
+            oai = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+            if stream:
+                for e in oai.responses.create(model=model, input=text, stream=True):
+                    if e.type == "response.output_text.delta":
+                        got.append(e.delta)
+            else:
+                got.append(oai.responses.create(model=model, input=text).output_text)
         else:
             oai = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
             messages: Any = [{"role": "user", "content": text}]

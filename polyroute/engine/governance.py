@@ -56,7 +56,7 @@ def govern(route: Route, request: ChatRequest | None,
     if rules and request is not None:
         kinds = frozenset().union(*(CLASSES[name] for _, name, _ in rules))
         try:
-            found = {f.kind for text in _texts(request.messages) for f in detect(text, kinds)}
+            found = {f.kind for text in texts(request.messages) for f in detect(text, kinds)}
         except Exception:  # a detector that breaks fails closed, as a guardrail would
             log.exception("data-class detectors failed on %s", record.request_id)
             record.governance = "data_classes:failed-closed"
@@ -138,9 +138,9 @@ def stream_restorer(redactor: Redactor) -> Callable[[list[ChatChunk]], list[Chat
 def _guard(route: Route, request: ChatRequest, policies: Sequence[tuple[str, DataPolicy]],
            record: RequestRecord) -> None:
     """The deny-list and size-limit guardrails of the prompt."""
-    texts = list(_texts(request.messages))
-    size = sum(len(t) for t in texts)
-    lowered = "\n".join(texts).lower()
+    parts = list(texts(request.messages))
+    size = sum(len(t) for t in parts)
+    lowered = "\n".join(parts).lower()
     for scope, policy in policies:
         limit = policy.max_prompt_chars
         if limit is not None and size > limit:
@@ -198,7 +198,7 @@ def _has_tag(d: Deployment, tag: str) -> bool:
     return d.tags.get(name) == value
 
 
-def _texts(messages: Sequence[Message]) -> Iterator[str]:
+def texts(messages: Sequence[Message]) -> Iterator[str]:
     for m in messages:
         if isinstance(m.content, str):
             yield m.content

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import msgspec
 
 from polyroute.config.compiled import GuardrailSettings
-from polyroute.engine.governance import scope_name
+from polyroute.engine.governance import scope_name, texts
 from polyroute.errors import PolicyViolation, ServiceUnavailable
 from polyroute.guardrails import presidio
 from polyroute.guardrails.detectors import CLASSES, Finding, detect
@@ -399,10 +399,5 @@ def _note(record: RequestRecord, note: str) -> None:
 
 
 def _prompt(request: ChatRequest) -> str:
-    parts: list[str] = []
-    for m in request.messages:
-        if isinstance(m.content, str):
-            parts.append(m.content)
-        elif m.content is not None:
-            parts.extend(p.text for p in m.content if p.text)
-    return "\n".join(parts)
+    """What a governance policy scans too: message text and tool-call arguments."""
+    return "\n".join(texts(request.messages))

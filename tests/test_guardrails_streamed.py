@@ -221,6 +221,9 @@ def test_a_refused_answer_is_billed_at_its_cost(gw: GatewayProcess, keys: dict[s
         while not (rows := ok(admin(gw, "GET", f"/admin/ledger/{request_id}"))["data"]):
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        time.sleep(0.3)  # a second record, were there one, would be flushed by now
+        rows = ok(admin(gw, "GET", f"/admin/ledger/{request_id}"))["data"]
+        assert len(rows) == 1  # settled once
         row = rows[0]
         assert row["status"] == 403 and "answer_data_classes" in row["governance"]
         assert row["cost_usd"] and row["cost_usd"] > 0  # the upstream answered: real cost

@@ -130,15 +130,15 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     metrics.watch_state_store(lambda: float(bool(limiter.status().get("healthy", True))))
     metrics.watch_budgets(lambda: {k: v for k, v in stack.budget_use.items()})
     policy = stack.policy
-    guardrails = None
-    if config.guardrails:  # webhooks over the shared client; their errors fail open or closed
-        async def post(url: str, body: bytes, timeout_s: float) -> bytes:
-            return await upstream.fetch(
-                "POST", url, body=body, headers={"content-type": "application/json"},
-                connect_s=timeout_s, deployment="guardrail", errors=_guardrail_error,
-                total_s=timeout_s)
+    async def post(url: str, body: bytes, timeout_s: float) -> bytes:
+        # webhooks over the shared client; their errors fail open or closed
+        return await upstream.fetch(
+            "POST", url, body=body, headers={"content-type": "application/json"},
+            connect_s=timeout_s, deployment="guardrail", errors=_guardrail_error,
+            total_s=timeout_s)
 
-        guardrails = Guardrails(hooks_from(config.guardrails, post))
+    # always built: a governance policy's answer_data_classes need it with none configured
+    guardrails = Guardrails(hooks_from(config.guardrails, post))
     room = Room()  # what the deployments are doing now: kept across reloads
     upstream.on_headers = room.observe_headers  # vendors' x-ratelimit-* headers
     cache = _response_cache(config)

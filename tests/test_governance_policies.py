@@ -1,8 +1,8 @@
-"""Data-governance policies (issue 11, item 1) through the vendors' own SDKs, in every
-dialect the gateway serves, streamed and not, against simulators that record what they
-received: a policy refuses (naming its rule, in the client's error shape), reroutes, or
-redacts — and the upstream never sees a refused request or a redacted value, while the client
-gets its values back in the answer."""
+"""Data-governance policies (issue 11, item 1) through the vendors' own SDKs (openai,
+anthropic, google-genai), in every chat dialect the gateway serves, streamed and not, against
+simulators that record what they received: a policy refuses (naming its rule, in the
+client's error shape), reroutes, or redacts — and the upstream never sees a refused request
+or a redacted value, while the client gets its values back in the answer."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
 
 from tests.support.gateway import GatewayProcess
 from tests.support.policy import MASTER_KEY, admin, ok
@@ -22,7 +25,7 @@ KEY = "sk-governance-upstream-77"
 EMAIL = "jane.doe@example.org"
 CARD = "4111 1111 1111 1111"
 PROMPT = f"Write to {EMAIL} about card {CARD}, please."
-DIALECTS = ["chat", "messages", "responses"]
+DIALECTS = ["chat", "messages", "responses", "gemini"]
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +77,14 @@ def keys(gw: GatewayProcess) -> dict[str, str]:
 def ask(gw: GatewayProcess, dialect: str, key: str, model: str, text: str,
         stream: bool) -> str:
     """The answer's text, through the dialect's official SDK."""
+    if dialect == "gemini":
+        client = genai.Client(api_key=key, http_options=types.HttpOptions(
+            base_url=gw.root_url, api_version="v1beta", timeout=15_000,
+            retry_options=types.HttpRetryOptions(attempts=1)))
+        if stream:
+            return "".join(c.text or "" for c in
+                           client.models.generate_content_stream(model=model, contents=text))
+        return client.models.generate_content(model=model, contents=text).text or ""
     if dialect == "messages":
         ant = anthropic.Anthropic(base_url=gw.root_url, api_key=key, max_retries=0)
         msgs: Any = [{"role": "user", "content": text}]
@@ -100,6 +111,11 @@ def ask(gw: GatewayProcess, dialect: str, key: str, model: str, text: str,
 def refused(gw: GatewayProcess, dialect: str, key: str, model: str, text: str,
             stream: bool) -> str:
     """The refusal's message; the SDK raised its permission error."""
+    if dialect == "gemini":  # Google's shape: {"error": {"code", "status", "message"}}
+        with pytest.raises(genai_errors.ClientError) as google:
+            ask(gw, dialect, key, model, text, stream)
+        assert google.value.code == 403 and google.value.status == "PERMISSION_DENIED"
+        return str(google.value.message)
     error: type[Exception] = (anthropic.PermissionDeniedError if dialect == "messages"
                               else openai.PermissionDeniedError)
     with pytest.raises(error) as info:

@@ -130,6 +130,50 @@ EXAMPLES: list[tuple[str, list[tuple[str, str]], str]] = [
      "NHS Digital test number format (no NHS-number detector: expected to be missed)"),
     ("Wire EUR 1,250.00 to the account ending 4321.", [], C),
     ("Ring 0800 123 4567 for free.", [("phone", "0800 123 4567")], C),
+    # added with the guardrails' second part (issue 11): more published test values and
+    # more hard negatives, each source named
+    ("Mastercard test: 5555 5555 5555 4444", [("card", "5555 5555 5555 4444")], STRIPE),
+    ("Amex 378282246310005 exp 12/34", [("card", "378282246310005")], STRIPE),
+    ("Discover 6011111111111117 should work", [("card", "6011111111111117")], STRIPE),
+    ("Diners 3056930009020004 is declined", [("card", "3056930009020004")], STRIPE),
+    ("JCB test card 3566002020360505.", [("card", "3566002020360505")], STRIPE),
+    ("UnionPay: 6200000000000005", [("card", "6200000000000005")], STRIPE),
+    ("Card 4242 4242 4242 4243 was rejected as mistyped.", [], C + " (Luhn fails)"),
+    ("UPS tracking 1Z999AA10123456784 shows it in transit.", [], C),
+    ("Belgian account BE68539007547034 please", [("iban", "BE68539007547034")], IBAN_REG),
+    ("CH93 0076 2011 6238 5295 7 (Swiss)", [("iban", "CH93 0076 2011 6238 5295 7")],
+     IBAN_REG),
+    ("Austria: AT61 1904 3002 3457 3201", [("iban", "AT61 1904 3002 3457 3201")], IBAN_REG),
+    ("Pay ES91 2100 0418 4502 0005 1332 by Monday", [
+        ("iban", "ES91 2100 0418 4502 0005 1332")], IBAN_REG),
+    ("IT60 X054 2811 1010 0000 0123 456 is the Italian example", [
+        ("iban", "IT60 X054 2811 1010 0000 0123 456")], IBAN_REG),
+    ("Konto PL61 1090 1014 0000 0712 1981 2874", [
+        ("iban", "PL61 1090 1014 0000 0712 1981 2874")], IBAN_REG),
+    ("DE89 3704 0044 0532 0130 01 has a typo in it", [], C + " (mod 97 fails)"),
+    ("Route via 2001:db8::ff00:42:8329 then 192.0.2.44", [
+        ("ip", "2001:db8::ff00:42:8329"), ("ip", "192.0.2.44")], RFC3849 + "; " + RFC5737),
+    ("Windows build 10.0.19045.3693 is installed.", [], C),
+    ("Send it to support@example.net, not to the forum.", [
+        ("email", "support@example.net")], RFC2606),
+    ("Call +1 202-555-0143 after nine.", [("phone", "+1 202-555-0143")], NANP),
+    ("The Manchester office is on 0161 496 0000.", [("phone", "0161 496 0000")],
+     "Ofcom numbers reserved for drama (0161 496 0000-0999)"),
+    ("Leeds: +44 113 496 0555", [("phone", "+44 113 496 0555")],
+     "Ofcom numbers reserved for drama (0113 496 0000-0999)"),
+    ("Ticket 2024-0001-0042 is closed.", [], C),
+    ("The wallet card showed 078-05-1120.", [("national_id", "078-05-1120")],
+     "SSA: the 1938 Woolworth wallet-card number, voided"),
+    ("Part number 987-65-4321 is out of stock.", [],
+     C + " (area 9xx is never issued, so not an SSN)"),
+    ("NINO AB 12 34 56 C on the payslip", [("national_id", "AB 12 34 56 C")], HMRC),
+    ("STRIPE_KEY=sk_live_0000EXAMPLE0000KEY0000abcd", [
+        ("api_key", "sk_live_0000EXAMPLE0000KEY0000abcd")], SYN_KEY),
+    ("HF_TOKEN=hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567", [
+        ("api_key", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567")], SYN_KEY),
+    ("gitlab glpat-Ab12Cd34Ef56Gh78Ij90 was rotated", [
+        ("api_key", "glpat-Ab12Cd34Ef56Gh78Ij90")], SYN_KEY),
+    ("OpenAI keys start with sk- and AWS ids with AKIA.", [], C),
 ]
 
 

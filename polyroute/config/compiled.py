@@ -188,11 +188,22 @@ class LogSettings:
 class GuardrailSettings:
     name: str
     type: str
-    """'webhook' or 'json_schema'."""
+    """'webhook', 'json_schema', 'detectors', 'deny_terms' or 'max_chars'."""
     url: str
     stages: frozenset[str]
     timeout_s: float
     fail_open: bool
+    stream: str = "incremental"
+    """'incremental' or 'hold'."""
+    window_chars: int = 256
+    scoped: bool = False
+    kinds: frozenset[str] = frozenset()
+    """``detectors``: the detector kinds its classes name."""
+    action: str = "refuse"
+    backend: str = "builtin"
+    """``detectors``: 'builtin' or 'presidio'."""
+    terms: tuple[str, ...] = ()
+    max_chars: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from polyroute.config.schema import (
     ResilienceSection,
 )
 from polyroute.config.yaml_file import read_yaml
+from polyroute.guardrails.detectors import CLASSES
 from polyroute.model.price import Price
 from polyroute.pricing.catalog import PriceCatalog
 
@@ -276,17 +277,48 @@ def _semantic(name: str, group: GroupSection, cfg: ConfigFile, fail: Any) -> boo
 def _guardrails(cfg: ConfigFile, fail: Any) -> tuple[c.GuardrailSettings, ...]:
     out = []
     for name, g in sorted(cfg.guardrails.items()):
+        at = f"guardrails.{name}"
         stages = frozenset(g.stages)
+        stream = g.stream or ("hold" if g.type in ("json_schema", "max_chars") or (
+            g.type == "detectors" and g.action == "redact") else "incremental")
+        kinds: frozenset[str] = frozenset()
         if g.type == "json_schema":
             if importlib.util.find_spec("jsonschema") is None:
-                raise fail(f"guardrails.{name}.type", "json_schema needs the jsonschema package",
+                raise fail(f"{at}.type", "json_schema needs the jsonschema package",
                            "pip install 'polyroute[guardrails]' (or jsonschema)")
             stages = frozenset({"response"})  # it checks answers only
-        elif g.url is None or not g.url.startswith(("http://", "https://")):
-            raise fail(f"guardrails.{name}.url", f"'{g.url}' is not an http(s) URL",
-                       "write the webhook's full URL, e.g. https://guard.internal/check")
-        out.append(c.GuardrailSettings(name, g.type, g.url or "", stages, g.timeout_s,
-                                       g.on_error == "open"))
+            stream = "hold"  # a part of a JSON document is not JSON
+        elif g.type == "webhook":
+            if g.url is None or not g.url.startswith(("http://", "https://")):
+                raise fail(f"{at}.url", f"'{g.url}' is not an http(s) URL",
+                           "write the webhook's full URL, e.g. https://guard.internal/check")
+        elif g.type == "detectors":
+            unknown = sorted(set(g.classes) - set(CLASSES))
+            if unknown or not g.classes:
+                raise fail(f"{at}.classes", f"'{unknown[0]}' is not a data class" if unknown
+                           else "names no data class", f"use some of {', '.join(CLASSES)}")
+            kinds = frozenset().union(*(CLASSES[k] for k in g.classes))
+            if g.backend == "presidio" and importlib.util.find_spec("presidio_analyzer") is None:
+                raise fail(f"{at}.backend", "presidio needs the presidio-analyzer package",
+                           "pip install presidio-analyzer, or use backend: builtin")
+            if g.action == "redact" and "request" in stages:
+                raise fail(f"{at}.action", "redact applies to answers only",
+                           "use stages: [response], or a governance policy's data_classes "
+                           "with otherwise: redact for prompts")
+            if g.action == "redact" and stream != "hold":
+                raise fail(f"{at}.stream", "a redacting guardrail must hold a streamed answer",
+                           "use stream: hold (a value split between windows could not be "
+                           "replaced once its start was sent)")
+        elif g.type == "deny_terms" and not g.terms:
+            raise fail(f"{at}.terms", "names no term", "list the terms to refuse")
+        elif g.type == "max_chars":
+            if g.max_chars is None:
+                raise fail(f"{at}.max_chars", "is missing", "set max_chars: 20000, say")
+            stream = "hold"  # an answer's length is known at its end
+        out.append(c.GuardrailSettings(
+            name, g.type, g.url or "", stages, g.timeout_s, g.on_error == "open",
+            stream=stream, window_chars=g.window_chars, scoped=g.scoped, kinds=kinds,
+            action=g.action, backend=g.backend, terms=tuple(g.terms), max_chars=g.max_chars or 0))
     return tuple(out)
 
 

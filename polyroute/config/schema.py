@@ -486,21 +486,48 @@ class GroupSection(_Section, kw_only=True):
 
 class GuardrailSection(_Section, kw_only=True):
     """A guardrail (issue 11). ``webhook``: polyroute POSTs {"stage", "model", "text"} as
-    JSON and expects {"allow": true|false, "reason"?: "…"}. ``json_schema``: a whole answer
-    to a request with ``response_format: json_schema`` must be JSON valid against its schema
-    (needs the ``jsonschema`` package: ``pip install polyroute[guardrails]``)."""
+    JSON and expects {"allow": true|false, "reason"?: "…"}. ``json_schema``: an answer to a
+    request with ``response_format: json_schema`` must be JSON valid against its schema
+    (needs the ``jsonschema`` package: ``pip install polyroute[guardrails]``).
+    ``detectors``: personal data and secrets (``classes``) refused or, in answers, redacted.
+    ``deny_terms``: text containing one of ``terms`` is refused. ``max_chars``: text longer
+    than ``max_chars`` is refused."""
 
-    type: Literal["webhook", "json_schema"] = "webhook"
+    type: Literal["webhook", "json_schema", "detectors", "deny_terms", "max_chars"] = "webhook"
     url: str | None = None
     """The webhook's URL (http or https); required for ``webhook``."""
     stages: Annotated[list[Literal["request", "response"]], Meta(min_length=1)] = \
         msgspec.field(default_factory=lambda: ["request"])
-    """``request``: the prompt, before routing; ``response``: a whole (non-streamed) answer."""
+    """``request``: the prompt, before routing; ``response``: the answer, whole or streamed."""
     timeout_s: Positive = 1.0
     """The guardrail's time budget per check."""
     on_error: Literal["open", "closed"] = "closed"
-    """When the webhook fails or is late: let the request through (open) or refuse it with
+    """When the guardrail fails or is late: let the request through (open) or refuse it with
     503 (closed)."""
+    stream: Literal["incremental", "hold"] | None = None
+    """A streamed answer: ``incremental`` checks each window of ``window_chars`` before it is
+    released to the client (a violation ends the stream with the dialect's error event);
+    ``hold`` holds the whole answer until it is checked. Default: ``hold`` for json_schema,
+    max_chars and redacting detectors, else ``incremental``."""
+    window_chars: Annotated[int, Meta(ge=16, le=1_000_000)] = 256
+    """``incremental``: how much new text is gathered before each check."""
+    scoped: bool = False
+    """Run only for the organisations, teams and keys whose governance policy names it
+    (``guardrails: [name]``); by default a guardrail runs on every request."""
+    classes: list[str] = msgspec.field(default_factory=list)
+    """``detectors``: the data classes to find (``pii``, ``secrets``, or kinds: ``email``,
+    ``card`` …)."""
+    backend: Literal["builtin", "presidio"] = "builtin"
+    """``detectors``: polyroute's own detectors, or presidio-analyzer's pattern recognizers
+    for personal data (``pip install presidio-analyzer``; no spaCy model needed); secrets
+    always use the built-in ones."""
+    action: Literal["refuse", "redact"] = "refuse"
+    """``detectors``: refuse the text, or (answers only) replace each value found with a
+    placeholder (``[EMAIL_1]``)."""
+    terms: list[str] = msgspec.field(default_factory=list)
+    """``deny_terms``: the terms (case-insensitive substrings)."""
+    max_chars: Annotated[int, Meta(gt=0)] | None = None
+    """``max_chars``: the longest text allowed."""
 
 
 class ConfigFile(_Section, kw_only=True):
@@ -519,7 +546,8 @@ class ConfigFile(_Section, kw_only=True):
     """Also add the vendors found in the environment, as with no config file."""
     resilience: ResilienceSection = msgspec.field(default_factory=ResilienceSection)
     guardrails: dict[str, GuardrailSection] = msgspec.field(default_factory=dict)
-    """External guardrails by name, run on every request in name order (docs/governance.md)."""
+    """Guardrails by name, run in name order on every request (or, ``scoped``, on the requests
+    of the scopes whose policy names them) (docs/governance.md)."""
 
 
 def json_schema() -> dict[str, Any]:

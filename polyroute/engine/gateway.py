@@ -32,7 +32,7 @@ from polyroute.engine.estimate import (
     prediction_tokens,
 )
 from polyroute.engine.governance import govern, restore_response, stream_restorer
-from polyroute.engine.guardrails import Guardrails
+from polyroute.engine.guardrails import Checks, Guardrails
 from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
@@ -95,7 +95,7 @@ class Gateway:
         guardrails: Guardrails | None = None,
     ) -> None:
         self._guardrails = guardrails
-        """External guardrails (issue 11); None when none is configured."""
+        """Guardrail hooks (issue 11): those of every request, and those policies name."""
         self._policy: Policy = policy or OpenPolicy()
         self._quota = quota
         """Deployments' own rpm/tpm (the vendor's quota); None: not enforced."""
@@ -154,7 +154,8 @@ class Gateway:
             return NOT_CACHED  # chat() and stream_chat() raise it again, and record it
         if self.cache.mode(group) == "off":
             return NOT_CACHED
-        if principal.governance or self._guardrails is not None:
+        if principal.governance or (self._guardrails is not None
+                                    and self._guardrails.everyone):
             # A hit would skip the caller's data-governance policies and the guardrails, which
             # read the prompt and the answer: such requests neither use nor fill the cache.
             record.cache = BYPASS.outcome
@@ -222,8 +223,10 @@ class Gateway:
             self._tracer.begin(record)
         try:
             route = self._route(model, also, record, request, principal, overrides.tags)
-            if self._guardrails is not None and request is not None:
-                await self._guardrails.request(request, route.group, record)
+            checks = self._checks(principal) if request is not None else None
+            if checks is not None and request is not None:
+                await checks.request(request, route.group, record)
+                checks.readable(request, record)
             ticket = await self._admit(principal, route, record, reserve, request)
             holder, quota = self._room(route, reserve, stream=False)
             own = route.resilience.timeouts
@@ -235,9 +238,10 @@ class Gateway:
                 lambda dep: attempt(dep, timeouts, deadline),
                 timeouts.total_s < own.total_s, own.response_s))
             record.usage = usage(result)
-            if self._guardrails is not None and isinstance(result, ChatResponse) \
+            if checks is not None and isinstance(result, ChatResponse) \
                     and request is not None:
-                await self._guardrails.response(result, request, route.group, record)
+                # after the upstream answered: a refusal is billed at its cost (status 403)
+                await checks.response(result, request, route.group, record)
             if route.redactor is not None and isinstance(result, ChatResponse):
                 restore_response(result, route.redactor)
             return result
@@ -265,8 +269,9 @@ class Gateway:
         try:
             route = self._route(request.model, request.models or (), record, request, principal,
                                 overrides.tags)
-            if self._guardrails is not None:
-                await self._guardrails.request(request, route.group, record)
+            checks = self._checks(principal)
+            if checks is not None:
+                await checks.request(request, route.group, record)
             reserve = reservation(request)
             input_tokens = reserve.input_tokens
             ticket = await self._admit(principal, route, record, reserve, request)
@@ -332,7 +337,21 @@ class Gateway:
                           pace=(self._pace, timeouts))
         if route.redactor is not None:
             live.rewrite = stream_restorer(route.redactor)
+        live.guard = checks.stream(request, route.group, record) if checks else None
+        if live.guard is not None:
+            try:  # an answer refused before anything was released: a plain HTTP error
+                await live.prime()
+            except GatewayError:
+                raise  # the stream closed and settled itself
+            except BaseException:
+                await live.aclose()
+                raise
         return live
+
+    def _checks(self, principal: Principal) -> Checks | None:
+        if self._guardrails is None:
+            return None
+        return self._guardrails.select(principal.governance)
 
     async def _admit(
         self, principal: Principal, route: Route, record: RequestRecord, reserve: Reservation,

@@ -8,6 +8,7 @@ Only a principal with policies gets here; the common case costs one truth test.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
@@ -15,13 +16,14 @@ import msgspec
 
 from polyroute.config import Deployment
 from polyroute.engine.router import Route
-from polyroute.errors import PolicyViolation
+from polyroute.errors import PolicyViolation, ServiceUnavailable
 from polyroute.guardrails.detectors import CLASSES, detect
 from polyroute.guardrails.redact import Redactor, StreamRestorer
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse, ContentPart, Message
 from polyroute.model.governance import DataPolicy
 from polyroute.model.record import RequestRecord
 
+log = logging.getLogger("polyroute.guardrails")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -34,7 +36,7 @@ def govern(route: Route, request: ChatRequest | None,
         allowed = [d for d in candidates if _refusal(d, policy) is None]
         if not allowed:
             reasons = "; ".join(f"{d.name}: {_refusal(d, policy)}" for d in candidates[:4])
-            raise _refused(record, f"Refused by the governance policy of {_scope_name(scope)}: "
+            raise _refused(record, f"Refused by the governance policy of {scope_name(scope)}: "
                            f"no deployment of model '{route.group}' is allowed ({reasons}).")
         candidates = allowed
     notes = [",".join(scope for scope, _ in policies)]
@@ -43,7 +45,7 @@ def govern(route: Route, request: ChatRequest | None,
             and any(p.deny_terms or p.max_prompt_chars or p.data_classes for _, p in policies):
         # Fail closed: the part would be forwarded as it came, unread by the checks below.
         raise _refused(record, f"Refused by the governance policy of "
-                       f"{_scope_name(policies[0][0])}: the request holds "
+                       f"{scope_name(policies[0][0])}: the request holds "
                        f"'{request.native.untranslatable}', which polyroute forwards without "
                        f"reading it, so the policy's content rules cannot check it.")
     if request is not None and any(p.deny_terms or p.max_prompt_chars for _, p in policies):
@@ -53,7 +55,13 @@ def govern(route: Route, request: ChatRequest | None,
              for name, rule in policy.data_classes.items()]
     if rules and request is not None:
         kinds = frozenset().union(*(CLASSES[name] for _, name, _ in rules))
-        found = {f.kind for text in _texts(request.messages) for f in detect(text, kinds)}
+        try:
+            found = {f.kind for text in texts(request.messages) for f in detect(text, kinds)}
+        except Exception:  # a detector that breaks fails closed, as a guardrail would
+            log.exception("data-class detectors failed on %s", record.request_id)
+            record.governance = "data_classes:failed-closed"
+            raise ServiceUnavailable("The data-class detectors could not check the prompt, "
+                                     "and the governance policy fails closed.") from None
         redact: set[str] = set()
         restore = False
         for scope, name, rule in rules:
@@ -66,7 +74,7 @@ def govern(route: Route, request: ChatRequest | None,
                 notes.append(f"{name}:routed")
             elif rule.otherwise == "refuse":
                 raise _refused(
-                    record, f"Refused by the governance policy of {_scope_name(scope)}: rule "
+                    record, f"Refused by the governance policy of {scope_name(scope)}: rule "
                     f"data_classes.{name} — the prompt holds {', '.join(sorted(hit))}, and no "
                     f"deployment of model '{route.group}' is tagged "
                     f"{' or '.join(rule.allow_tags) or '(none allowed)'}.")
@@ -130,19 +138,19 @@ def stream_restorer(redactor: Redactor) -> Callable[[list[ChatChunk]], list[Chat
 def _guard(route: Route, request: ChatRequest, policies: Sequence[tuple[str, DataPolicy]],
            record: RequestRecord) -> None:
     """The deny-list and size-limit guardrails of the prompt."""
-    texts = list(_texts(request.messages))
-    size = sum(len(t) for t in texts)
-    lowered = "\n".join(texts).lower()
+    parts = list(texts(request.messages))
+    size = sum(len(t) for t in parts)
+    lowered = "\n".join(parts).lower()
     for scope, policy in policies:
         limit = policy.max_prompt_chars
         if limit is not None and size > limit:
-            raise _refused(record, f"Refused by the governance policy of {_scope_name(scope)}: "
+            raise _refused(record, f"Refused by the governance policy of {scope_name(scope)}: "
                            f"rule max_prompt_chars — the prompt has {size} characters, more "
                            f"than {limit}.")
         for term in policy.deny_terms:
             if term.lower() in lowered:
                 raise _refused(record, f"Refused by the governance policy of "
-                               f"{_scope_name(scope)}: rule deny_terms — the prompt contains "
+                               f"{scope_name(scope)}: rule deny_terms — the prompt contains "
                                f"a denied term ({term!r}).")
 
 
@@ -154,7 +162,7 @@ def _refused(record: RequestRecord, message: str) -> PolicyViolation:
 _SCOPES = {"k": "key", "t": "team", "o": "organisation"}
 
 
-def _scope_name(scope: str) -> str:
+def scope_name(scope: str) -> str:
     kind, _, name = scope.partition(":")
     return f"{_SCOPES.get(kind, kind)} '{name}'"
 
@@ -190,7 +198,7 @@ def _has_tag(d: Deployment, tag: str) -> bool:
     return d.tags.get(name) == value
 
 
-def _texts(messages: Sequence[Message]) -> Iterator[str]:
+def texts(messages: Sequence[Message]) -> Iterator[str]:
     for m in messages:
         if isinstance(m.content, str):
             yield m.content

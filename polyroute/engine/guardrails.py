@@ -1,14 +1,17 @@
-"""Guardrail hooks: checks that run on the prompt before it is routed and on a whole answer
-before the client gets it, each with its own time budget and its own rule for when it cannot
-answer (fail open: let the request through; fail closed: refuse with 503).
+"""Guardrail hooks: checks that run on the prompt before it is routed and on the answer before
+the client gets it — whole, or a streamed answer window by window (``incremental``) or held
+until it is checked (``hold``) — each with its own time budget and its own rule for when it
+cannot answer (fail open: let the request through; fail closed: refuse with 503).
 
-A hook is ``check(stage, model, text) -> reason to refuse | None``. The built-in external one
-is a webhook (``webhook``); its HTTP call is handed in by the composition root, since the
-engine knows no web framework. Governance policies (``governance.py``) run first, so a
-webhook sees a prompt whose personal data a policy redacted.
+A hook is ``check(stage, model, text, request) -> reason to refuse | Redacted | None``. Built
+in: a webhook (its HTTP call is handed in by the composition root, since the engine knows no
+web framework), JSON-schema validation of structured outputs, the personal-data and secret
+detectors (refusing, or redacting answers), deny-lists and size limits. Hooks run for every
+request, or (``scoped``) for the organisations, teams and keys whose governance policy names
+them; a policy's ``answer_data_classes`` become detector hooks of that request.
 
-Not built (docs/notes.md): checks of a streamed answer (incremental, or holding the stream
-until a check passes).
+Governance policies (``governance.py``) run first, so a hook sees a prompt whose personal
+data a policy redacted, and an answer before its placeholders are restored.
 """
 
 from __future__ import annotations
@@ -22,14 +25,30 @@ from dataclasses import dataclass
 import msgspec
 
 from polyroute.config.compiled import GuardrailSettings
+from polyroute.engine.governance import scope_name, texts
 from polyroute.errors import PolicyViolation, ServiceUnavailable
-from polyroute.model.chat import ChatRequest, ChatResponse
+from polyroute.guardrails import presidio
+from polyroute.guardrails.detectors import CLASSES, Finding, detect
+from polyroute.guardrails.redact import Redactor
+from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
+from polyroute.model.governance import DataPolicy
 from polyroute.model.record import RequestRecord
 
 log = logging.getLogger("polyroute.guardrails")
 
-Check = Callable[[str, str, str, ChatRequest], Awaitable[str | None]]
-"""(stage, model group, text, the request) → why the text is refused, or None."""
+
+@dataclass(frozen=True, slots=True)
+class Redacted:
+    """A hook's verdict that lets the text through with values replaced."""
+
+    text: str
+    note: str
+    """What was replaced, for the request's record (``email=1 card=1``)."""
+
+
+Check = Callable[[str, str, str, ChatRequest], Awaitable[str | Redacted | None]]
+"""(stage, model group, text, the request) → why the text is refused, the text redacted, or
+None."""
 Post = Callable[[str, bytes, float], Awaitable[bytes]]
 """(url, JSON body, timeout in seconds) → the response body of a 2xx; raises otherwise."""
 
@@ -41,6 +60,12 @@ class Hook:
     stages: frozenset[str]
     timeout_s: float
     fail_open: bool
+    stream: str = "incremental"
+    """A streamed answer: 'incremental' (each window checked before it is released) or
+    'hold' (the whole answer held until checked)."""
+    window_chars: int = 256
+    scoped: bool = False
+    """Runs only where a governance policy names it."""
 
 
 class _Verdict(msgspec.Struct):
@@ -67,9 +92,13 @@ def webhook(url: str, timeout_s: float, post: Post) -> Check:
     return check
 
 
+def _schema_of(request: ChatRequest) -> dict[str, object] | None:
+    return request.response_format.schema if request.response_format else None
+
+
 async def json_schema(stage: str, model: str, text: str, request: ChatRequest) -> str | None:
     """A structured output must be valid against the schema the client asked for."""
-    schema = request.response_format.schema if request.response_format else None
+    schema = _schema_of(request)
     if schema is None:
         return None  # no structured output was asked for
     import jsonschema  # optional (polyroute[guardrails]); config checked it is installed
@@ -86,50 +115,280 @@ async def json_schema(stage: str, model: str, text: str, request: ChatRequest) -
     return f"the answer does not match the schema at {where}: {error.message}"
 
 
+Find = Callable[[str, frozenset[str]], list[Finding]]
+
+
+def detectors(kinds: frozenset[str], action: str, find: Find = detect) -> Check:
+    """Personal data and secrets: refused, or (``redact``) replaced by placeholders."""
+
+    async def check(stage: str, model: str, text: str, request: ChatRequest
+                    ) -> str | Redacted | None:
+        found = find(text, kinds)
+        if not found:
+            return None
+        if action == "redact":
+            redactor = Redactor(kinds)
+            out = redactor.redact(text, found)
+            return Redacted(out, " ".join(f"{k}={n}" for k, n in sorted(redactor.counts.items())))
+        what = "prompt" if stage == "request" else "answer"
+        return f"the {what} holds {', '.join(sorted({f.kind for f in found}))}"
+
+    return check
+
+
+def deny_terms(terms: Sequence[str]) -> Check:
+    lowered = tuple((t, t.lower()) for t in terms)
+
+    async def check(stage: str, model: str, text: str, request: ChatRequest) -> str | None:
+        low = text.lower()
+        for term, term_low in lowered:
+            if term_low in low:
+                return f"the text contains a denied term ({term!r})"
+        return None
+
+    return check
+
+
+def max_chars(limit: int) -> Check:
+    async def check(stage: str, model: str, text: str, request: ChatRequest) -> str | None:
+        if len(text) > limit:
+            return f"the text has {len(text)} characters, more than {limit}"
+        return None
+
+    return check
+
+
+def _check_of(g: GuardrailSettings, post: Post) -> Check:
+    if g.type == "json_schema":
+        return json_schema
+    if g.type == "detectors":
+        if g.backend == "presidio":  # optional; config checked it is installed
+            return detectors(g.kinds, g.action, presidio.detector(g.kinds))
+        return detectors(g.kinds, g.action)
+    if g.type == "deny_terms":
+        return deny_terms(g.terms)
+    if g.type == "max_chars":
+        return max_chars(g.max_chars)
+    return webhook(g.url, g.timeout_s, post)
+
+
 def hooks_from(settings: Sequence[GuardrailSettings], post: Post) -> tuple[Hook, ...]:
-    return tuple(Hook(g.name, json_schema if g.type == "json_schema" else
-                      webhook(g.url, g.timeout_s, post), g.stages, g.timeout_s, g.fail_open)
-                 for g in settings)
+    return tuple(Hook(g.name, _check_of(g, post), g.stages, g.timeout_s, g.fail_open,
+                      g.stream, g.window_chars, g.scoped) for g in settings)
+
+
+ANSWER_TIMEOUT_S = 1.0
+"""The time budget of a policy's ``answer_data_classes`` (in-process detectors)."""
 
 
 class Guardrails:
+    """The configured hooks; ``select`` picks those of one request."""
+
+    def __init__(self, hooks: Sequence[Hook]) -> None:
+        self._hooks = tuple(hooks)
+        self._by_name = {h.name: h for h in hooks}
+        everyone = tuple(h for h in hooks if not h.scoped)
+        self._everyone = Checks(everyone) if everyone else None
+
+    @property
+    def everyone(self) -> bool:
+        """Some hook runs on every request."""
+        return self._everyone is not None
+
+    def select(self, policies: Sequence[tuple[str, DataPolicy]]) -> Checks | None:
+        """The hooks of a request whose caller has these governance policies (scope, policy);
+        None when there are none. A policy naming a guardrail the config lacks fails
+        closed."""
+        if not policies or not any(p.guardrails or p.answer_data_classes
+                                   for _, p in policies):
+            return self._everyone
+        chosen = [h for h in self._hooks if not h.scoped]
+        for scope, policy in policies:
+            for name in policy.guardrails:
+                hook = self._by_name.get(name)
+                if hook is None:
+                    raise ServiceUnavailable(
+                        f"The governance policy of {scope_name(scope)} names the guardrail "
+                        f"'{name}', which this gateway's config does not define; the request "
+                        "is refused until it does (fail closed).", retry_after=None)
+                if hook not in chosen:
+                    chosen.append(hook)
+            by_action: dict[str, set[str]] = {}
+            for cls, action in policy.answer_data_classes.items():
+                by_action.setdefault(action, set()).update(CLASSES[cls])
+            for verb, kinds in sorted(by_action.items()):
+                chosen.append(Hook(f"{scope}/answer_data_classes",
+                                   detectors(frozenset(kinds), verb), frozenset({"response"}),
+                                   ANSWER_TIMEOUT_S, False, "hold"))
+        return Checks(chosen)
+
+
+class Checks:
+    """The hooks of one request, by stage."""
+
     def __init__(self, hooks: Sequence[Hook]) -> None:
         self._request = tuple(h for h in hooks if "request" in h.stages)
-        self._response = tuple(h for h in hooks if "response" in h.stages)
+        self.answers = tuple(h for h in hooks if "response" in h.stages)
 
     async def request(self, request: ChatRequest, group: str, record: RequestRecord) -> None:
-        if self._request:
-            await self._run(self._request, "request", group, _prompt(request), request,
-                            record)
+        for hook in self._request:
+            verdict = await _run(hook, "request", group, _prompt(request), request, record)
+            if isinstance(verdict, Redacted):  # config allows redaction on answers only
+                raise ServiceUnavailable(f"The guardrail '{hook.name}' redacted a prompt, "
+                                         "which polyroute cannot send; it fails closed.")
+
+    def readable(self, request: ChatRequest, record: RequestRecord) -> None:
+        """A whole answer relayed in the client's own dialect is decoded only for its usage:
+        with answer hooks, the request is translated instead, so the answer's text is read.
+        A request holding a part only its own dialect carries cannot be: refused (fail
+        closed)."""
+        native = request.native
+        if native is None:
+            return
+        reading = [h for h in self.answers if h.check is not json_schema
+                   or _schema_of(request) is not None]
+        if not reading:
+            return
+        if native.untranslatable is not None:
+            message = (f"Refused by the guardrail '{reading[0].name}': the request holds "
+                       f"'{native.untranslatable}', so its answer would be relayed unread and "
+                       "the answer guardrails could not check it.")
+            record.governance = f"refused: {message}"
+            raise PolicyViolation(message)
+        request.native = None
 
     async def response(self, response: ChatResponse, request: ChatRequest, group: str,
                        record: RequestRecord) -> None:
-        if self._response:
-            text = "\n".join(c.message.content for c in response.choices
-                             if isinstance(c.message.content, str))
-            await self._run(self._response, "response", group, text, request, record)
-
-    async def _run(self, hooks: Sequence[Hook], stage: str, group: str, text: str,
-                   request: ChatRequest, record: RequestRecord) -> None:
-        for hook in hooks:
-            try:
-                async with asyncio.timeout(hook.timeout_s):
-                    reason = await hook.check(stage, group, text, request)
-            except Exception as exc:  # late, unreachable, or an answer we cannot read
-                why = f"no answer within {hook.timeout_s:g} s" if isinstance(
-                    exc, TimeoutError) else f"{type(exc).__name__}"
-                if hook.fail_open:
-                    log.warning("guardrail '%s' failed (%s): failing open", hook.name, why)
-                    _note(record, f"guardrail:{hook.name}:failed-open")
+        for hook in self.answers:
+            for choice in response.choices:
+                message = choice.message
+                if not isinstance(message.content, str) or not message.content:
                     continue
-                _note(record, f"guardrail:{hook.name}:failed-closed")
-                raise ServiceUnavailable(
-                    f"The guardrail '{hook.name}' could not check the {stage} ({why}), and it "
-                    "fails closed; retry shortly.") from None
-            if reason is not None:
-                message = f"Refused by the guardrail '{hook.name}' ({stage}): {reason}"
-                record.governance = f"refused: {message}"
-                raise PolicyViolation(message)
+                verdict = await _run(hook, "response", group, message.content, request,
+                                     record)
+                if isinstance(verdict, Redacted):
+                    message.content = verdict.text
+                    response.raw = response.native = None  # the surface encodes it
+                    _note(record, f"guardrail:{hook.name}:redacted {verdict.note}")
+
+    def stream(self, request: ChatRequest, group: str, record: RequestRecord
+               ) -> StreamGuard | None:
+        return StreamGuard(self.answers, request, group, record) if self.answers else None
+
+
+class StreamGuard:
+    """The answer hooks over a stream. Batches are released to the client only once every
+    incremental hook has checked their text (a window of ``window_chars`` new characters,
+    with the end of the window before it, so a value split between two windows is still
+    seen whole); with any ``hold`` hook, only at the upstream's end, once the whole text
+    passed. A refusal raises; the stream then ends with the dialect's error event."""
+
+    OVERLAP = 64
+
+    def __init__(self, hooks: Sequence[Hook], request: ChatRequest, group: str,
+                 record: RequestRecord) -> None:
+        self._incremental = tuple(h for h in hooks if h.stream != "hold")
+        self._hold = tuple(h for h in hooks if h.stream == "hold")
+        self._window = min((h.window_chars for h in self._incremental), default=0)
+        self._request, self._group, self._record = request, group, record
+        self._pending: list[list[ChatChunk]] = []
+        self._new: dict[int, str] = {}
+        """Per choice: text not yet checked by the incremental hooks."""
+        self._tail: dict[int, str] = {}
+        """Per choice: the end of the text they checked last."""
+        self._whole: dict[int, list[str]] = {}
+        """Per choice: the whole text, for the hold hooks."""
+
+    async def feed(self, batch: list[ChatChunk]) -> list[list[ChatChunk]]:
+        """The batches the client may have now (none while they are held)."""
+        self._pending.append(batch)
+        for chunk in batch:
+            for choice in chunk.choices:
+                text = choice.delta.content
+                if text:
+                    if self._incremental:
+                        self._new[choice.index] = self._new.get(choice.index, "") + text
+                    if self._hold:
+                        self._whole.setdefault(choice.index, []).append(text)
+        if not self._incremental or (sum(map(len, self._new.values())) < self._window
+                                     and not _finishes(batch)):
+            return []
+        await self._check_window()
+        if self._hold:
+            return []
+        released, self._pending = self._pending, []
+        return released
+
+    async def end(self) -> list[list[ChatChunk]]:
+        """At the upstream's end: the rest, once checked."""
+        await self._check_window()
+        for hook in self._hold:
+            for index, parts in sorted(self._whole.items()):
+                verdict = await _run(hook, "response", self._group, "".join(parts),
+                                     self._request, self._record)
+                if isinstance(verdict, Redacted):
+                    self._whole[index] = [verdict.text]
+                    self._replace(index, verdict.text)
+                    _note(self._record, f"guardrail:{hook.name}:redacted {verdict.note}")
+        released, self._pending = self._pending, []
+        return released
+
+    async def _check_window(self) -> None:
+        for index, text in sorted(self._new.items()):
+            if not text:
+                continue
+            window = self._tail.get(index, "") + text
+            for hook in self._incremental:
+                verdict = await _run(hook, "response", self._group, window, self._request,
+                                     self._record)
+                if isinstance(verdict, Redacted):  # config refuses it: fail closed
+                    raise ServiceUnavailable(f"The guardrail '{hook.name}' redacted a window "
+                                             "of a stream it does not hold; it fails closed.")
+            self._tail[index] = window[-self.OVERLAP:]
+        self._new.clear()
+
+    def _replace(self, index: int, text: str) -> None:
+        """Choice ``index``'s held text becomes ``text``: all of it in its first content
+        chunk, none in the others; those chunks' upstream bytes no longer match them."""
+        first = True
+        for batch in self._pending:
+            for chunk in batch:
+                for choice in chunk.choices:
+                    if choice.index != index or not choice.delta.content:
+                        continue
+                    choice.delta.content = text if first else None
+                    first = False
+                    chunk.raw = chunk.native = None
+
+
+async def _run(hook: Hook, stage: str, group: str, text: str, request: ChatRequest,
+               record: RequestRecord) -> Redacted | None:
+    """The hook's verdict under its time budget and fail mode; raises on a refusal."""
+    try:
+        async with asyncio.timeout(hook.timeout_s):
+            verdict = await hook.check(stage, group, text, request)
+    except Exception as exc:  # late, unreachable, broken, or an answer we cannot read
+        why = f"no answer within {hook.timeout_s:g} s" if isinstance(
+            exc, TimeoutError) else f"{type(exc).__name__}"
+        if hook.fail_open:
+            log.warning("guardrail '%s' failed (%s): failing open", hook.name, why)
+            _note(record, f"guardrail:{hook.name}:failed-open")
+            return None
+        log.warning("guardrail '%s' failed (%s): failing closed", hook.name, why,
+                    exc_info=not isinstance(exc, TimeoutError))
+        _note(record, f"guardrail:{hook.name}:failed-closed")
+        raise ServiceUnavailable(
+            f"The guardrail '{hook.name}' could not check the {stage} ({why}), and it "
+            "fails closed; retry shortly.") from None
+    if isinstance(verdict, str):
+        message = f"Refused by the guardrail '{hook.name}' ({stage}): {verdict}"
+        record.governance = f"refused: {message}"
+        raise PolicyViolation(message)
+    return verdict
+
+
+def _finishes(batch: list[ChatChunk]) -> bool:
+    return any(choice.finish_reason for chunk in batch for choice in chunk.choices)
 
 
 def _note(record: RequestRecord, note: str) -> None:
@@ -137,10 +396,5 @@ def _note(record: RequestRecord, note: str) -> None:
 
 
 def _prompt(request: ChatRequest) -> str:
-    parts: list[str] = []
-    for m in request.messages:
-        if isinstance(m.content, str):
-            parts.append(m.content)
-        elif m.content is not None:
-            parts.extend(p.text for p in m.content if p.text)
-    return "\n".join(parts)
+    """What a governance policy scans too: message text and tool-call arguments."""
+    return "\n".join(texts(request.messages))

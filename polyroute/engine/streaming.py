@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
@@ -86,6 +88,14 @@ async def open_stream(upstream: Batches, ttft_s: float, deadline: float) -> Open
         raise
 
 
+class StreamCheck(Protocol):
+    """Answer guardrails over a stream (``engine.guardrails.StreamGuard``)."""
+
+    async def feed(self, batch: list[ChatChunk]) -> list[list[ChatChunk]]: ...
+
+    async def end(self) -> list[list[ChatChunk]]: ...
+
+
 class LiveStream:
     """A stream that is already answering, as batches of chunks. Whoever consumes it must
     ``aclose()`` it; that closes the upstream connection (so a client that left stops the
@@ -133,16 +143,68 @@ class LiveStream:
         self.rewrite: Callable[[list[ChatChunk]], list[ChatChunk]] | None = None
         """Changes what the client sees after recovery noted what the upstream sent (a
         governance policy restoring redacted values)."""
+        self.guard: StreamCheck | None = None
+        """Awaited on each batch before ``rewrite``: releases batches when the answer
+        guardrails have checked them, or raises (the stream then ends with an error)."""
+        self._ready: deque[list[ChatChunk]] = deque()
+        self._drained = False
+        """The upstream ended and the guard released what it held."""
+        self._drained_upstream = False
+        """The upstream ended; with a guard, the record is settled by ``aclose`` only."""
 
     def __aiter__(self) -> LiveStream:
         return self
 
     async def __anext__(self) -> list[ChatChunk]:
+        if self.guard is None:
+            batch = await self._next()
+        else:
+            if not await self._fill():
+                raise StopAsyncIteration
+            batch = self._ready.popleft()
+        if self.rewrite is not None:
+            batch = self.rewrite(batch)
+        self.last = batch[-1]
+        return batch
+
+    async def prime(self) -> None:
+        """With a guard: read until it releases the first batch, so that an answer it refuses
+        before anything was released is refused before the response's headers are sent."""
+        if self.guard is not None:
+            await self._fill()
+
+    async def _fill(self) -> bool:
+        """Feed the guard until it has released something; False at the end."""
+        guard = self.guard
+        assert guard is not None
+        while not self._ready:
+            if self._drained:
+                return False
+            try:
+                batch = await self._next()
+            except StopAsyncIteration:
+                self._drained = True
+                self._ready.extend(await self._guarded(guard.end()))
+                continue
+            self._ready.extend(await self._guarded(guard.feed(batch)))
+        return True
+
+    async def _guarded(self, released: Awaitable[list[list[ChatChunk]]]
+                       ) -> list[list[ChatChunk]]:
+        try:
+            return await released
+        except GatewayError as exc:  # refused (or the guardrail failed closed) mid-answer
+            self._record.status, self._record.error_class = exc.status, exc.error_class
+            await self.aclose()
+            raise
+
+    async def _next(self) -> list[ChatChunk]:
+        """The upstream's next batch (recovered, counted and observed), as it came."""
         while True:
             if self._held:
                 batch = self._held.pop(0)
             else:
-                if self._closed:
+                if self._closed or self._drained_upstream:
                     raise StopAsyncIteration
                 try:
                     batch = await self._read()
@@ -167,9 +229,6 @@ class LiveStream:
                     self._finished = True
         if self._sent is not None:
             self._sent.observe(batch)
-        if self.rewrite is not None:
-            batch = self.rewrite(batch)
-        self.last = batch[-1]
         return batch
 
     async def _read(self) -> list[ChatChunk]:
@@ -187,17 +246,23 @@ class LiveStream:
                 pace[0].gap(dep.upstream, loop.time() - now)
             return batch
         except StopAsyncIteration:
-            self._complete = True
-            await self.aclose()
+            await self._ended()
             raise
         except TimeoutError:
             if self._finished:  # the answer was whole; only its ending went missing
-                self._complete = True
-                await self.aclose()
+                await self._ended()
                 raise StopAsyncIteration from None
             reason = (f"the stream stalled for {stall_s:.3g} s" if limit < self._deadline
                       else "the request's deadline passed mid-answer")
             raise UpstreamTimeout(reason) from None
+
+    async def _ended(self) -> None:
+        self._complete = True
+        if self.guard is None:
+            await self.aclose()
+        else:  # the guard may still refuse what it holds: the consumer's aclose settles
+            self._drained_upstream = True
+            await self._upstream.aclose()  # type: ignore[attr-defined]
 
     async def _recover_or_raise(self, exc: UpstreamError) -> None:
         """Hand the answer over to another attempt, or end the stream with ``exc``."""

@@ -117,15 +117,32 @@ def _emails(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+_KEY_STARTS = ("sk-", "sk_live_", "rk_live_", "AKIA", "ASIA", "AIza", "ghp_", "gho_", "ghu_",
+               "ghs_", "ghr_", "github_pat_", "xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-",
+               "xoxr-", "glpat-", "hf_", "xai-", "gsk_")
+"""How every alternative of ``_API_KEY`` begins: ``str.find`` looks for these (a C loop over
+the text per prefix) and the pattern is tried only where one starts, instead of being tried
+at every position (its alternation has no single first character to skip ahead to)."""
+
+
 def _api_keys(text: str) -> list[tuple[int, int]]:
+    starts: set[int] = set()
+    for prefix in _KEY_STARTS:
+        i = text.find(prefix)
+        while i != -1:
+            starts.add(i)
+            i = text.find(prefix, i + 1)
     spans = []
     at = 0
-    while (m := _API_KEY.search(text, at)) is not None:
-        start = m.start()
+    for start in sorted(starts):
+        if start < at:
+            continue
+        m = _API_KEY.match(text, start)
+        if m is None:
+            continue
         before = text[start - 1] if start else ""
         if before and (before.isascii() and (before.isalnum() or before in "_-")):
-            at = start + 1  # inside a word: look again from the next character
-            continue
+            continue  # inside a word
         spans.append((start, m.end()))
         at = m.end()
     return spans
@@ -166,30 +183,44 @@ def _card(text: str) -> bool:
     return 13 <= len(digits) <= 19 and luhn(digits)
 
 
-_KEY_PREFIXES = ("sk-", "sk_", "rk_", "AKIA", "ASIA", "AIza", "gh", "xox", "glpat-", "hf_",
-                 "xai-", "gsk_")
-_DIGIT = re.compile(r"\d", re.ASCII)
-_TWO_DIGITS = re.compile(r"\d\D{0,2}\d", re.ASCII)
+_BEFORE, _AFTER = 8, 48
+"""How far a number-shaped value reaches before its first digit (``+``, ``(``, an IBAN's or a
+NINO's letters: at most 3) and after its last one (an IBAN's letter groups: under 40)."""
+_DIGIT_CLUSTER = re.compile(rf"[0-9](?:[^0-9]{{0,{_BEFORE + _AFTER}}}[0-9])*", re.ASCII)
+"""Digits no further apart than a window's reach: one match per window."""
 
 
-def _digits(text: str) -> bool:
-    return _TWO_DIGITS.search(text) is not None
+def _windows(text: str) -> list[tuple[int, int]]:
+    """The one prefilter pass of the number-shaped detectors (iban, card, national_id, IPv4,
+    phone): the stretches of text around digits. Their patterns then run on these only
+    (``finditer(text, start, end)``: lookbehinds still see before ``start``; ``end`` falls at
+    least ``_AFTER`` characters after any digit, past where a match could end)."""
+    n = len(text)
+    return [(max(0, m.start() - _BEFORE), min(n, m.end() + _AFTER))
+            for m in _DIGIT_CLUSTER.finditer(text)]
 
 
 # Each detector: kind, pattern, confirming check, and a cheap precondition on the whole text
-# (a substring the format must contain): most prompts skip most patterns.
+# (a substring the format must contain): most prompts skip most patterns. Patterns of
+# number-shaped values (``numeric``) run only in the windows around digits.
 Check = Callable[[str], bool]
-_DETECTORS: tuple[tuple[str, re.Pattern[str], Check | None, Check], ...] = (
-    ("private_key", _PRIVATE_KEY, None, lambda t: "PRIVATE KEY-----" in t),
-    ("api_key", _API_KEY, None, lambda t: any(p in t for p in _KEY_PREFIXES)),
-    ("email", _EMAIL_DOMAIN, None, lambda t: "@" in t),
-    ("iban", _IBAN, iban_valid, _digits),
-    ("card", _CARD, _card, _digits),
-    ("national_id", _SSN, _ssn, lambda t: "-" in t and _digits(t)),
-    ("national_id", _NINO, _nino, _digits),
-    ("ip", _IPV4, _ipv4, lambda t: "." in t and _digits(t)),
-    ("ip", _IPV6, _ipv6, lambda t: "::" in t or t.count(":") >= 3),
-    ("phone", _PHONE, _phone, _digits),
+
+
+def _always(text: str) -> bool:
+    return True
+
+
+_DETECTORS: tuple[tuple[str, re.Pattern[str], Check | None, Check, bool], ...] = (
+    ("private_key", _PRIVATE_KEY, None, lambda t: "PRIVATE KEY-----" in t, False),
+    ("api_key", _API_KEY, None, _always, False),
+    ("email", _EMAIL_DOMAIN, None, lambda t: "@" in t, False),
+    ("iban", _IBAN, iban_valid, _always, True),
+    ("card", _CARD, _card, _always, True),
+    ("national_id", _SSN, _ssn, lambda t: "-" in t, True),
+    ("national_id", _NINO, _nino, _always, True),
+    ("ip", _IPV4, _ipv4, lambda t: "." in t, True),
+    ("ip", _IPV6, _ipv6, lambda t: "::" in t or t.count(":") >= 3, False),
+    ("phone", _PHONE, _phone, _always, True),
 )
 
 
@@ -197,7 +228,8 @@ def detect(text: str, kinds: Iterable[str] | None = None) -> list[Finding]:
     """Findings in ``text``, in order, none overlapping; only ``kinds`` when given."""
     wanted = None if kinds is None else frozenset(kinds)
     found: list[Finding] = []
-    for kind, pattern, check, possible in _DETECTORS:
+    windows: list[tuple[int, int]] | None = None
+    for kind, pattern, check, possible, numeric in _DETECTORS:
         if wanted is not None and kind not in wanted:
             continue
         if not possible(text):
@@ -206,9 +238,21 @@ def detect(text: str, kinds: Iterable[str] | None = None) -> list[Finding]:
             spans = _emails(text) if pattern is _EMAIL_DOMAIN else _api_keys(text)
             found.extend(Finding(kind, a, b) for a, b in spans)
             continue
-        for m in pattern.finditer(text):
-            if check is None or check(m.group()):
-                found.append(Finding(kind, m.start(), m.end()))
+        if numeric:
+            if windows is None:
+                windows = _windows(text)
+            ranges = windows
+        else:
+            ranges = [(0, len(text))]
+        for start, end in ranges:
+            for m in pattern.finditer(text, start, end):
+                if check is None or check(m.group()):
+                    found.append(Finding(kind, m.start(), m.end()))
+    return resolve(found)
+
+
+def resolve(found: list[Finding]) -> list[Finding]:
+    """``found`` in order of position, the most specific of any that overlap kept."""
     if len(found) < 2:
         return found
     found.sort(key=lambda f: (ORDER[f.kind], f.start))

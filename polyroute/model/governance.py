@@ -57,13 +57,22 @@ class DataPolicy(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknow
     """Guardrail: a prompt containing one of these (case-insensitive) is refused."""
     max_prompt_chars: Annotated[int, Meta(gt=0, le=100_000_000)] | None = None
     """Guardrail: a prompt whose message text is longer than this is refused."""
+    guardrails: Words = msgspec.field(default_factory=list)
+    """Guardrails of the config (``guardrails:``) to run on this scope's requests and answers
+    besides those that run on every request (a guardrail with ``scoped: true`` runs only
+    where a policy names it)."""
+    answer_data_classes: Annotated[dict[Word, Literal["refuse", "redact"]],
+                                   Meta(max_length=16)] = msgspec.field(default_factory=dict)
+    """Guardrail on answers: per data class found in the model's answer (streamed answers are
+    held until checked), refuse the answer or replace each value with a placeholder."""
     retain_bodies: bool = False
     """Whether prompt and response bodies may be stored. polyroute stores none (the ledger
     holds counts and names, never text); this records the scope's consent for tools that
     would, and is shown in the request's record."""
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.data_classes) - set(DATA_CLASSES))
+        unknown = sorted((set(self.data_classes) | set(self.answer_data_classes))
+                         - set(DATA_CLASSES))
         if unknown:
             raise ValueError(f"unknown data class {unknown[0]!r}; use one of "
                              f"{', '.join(DATA_CLASSES)}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 
 import anyio
-
 from mcp.server.fastmcp import FastMCP
 
 transport = sys.argv[1]

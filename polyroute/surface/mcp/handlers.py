@@ -49,7 +49,7 @@ FORBIDDEN = -32003
 
 class _Message(msgspec.Struct):
     jsonrpc: str = ""
-    id: int | str | None | msgspec.UnsetType = msgspec.UNSET
+    id: int | str | msgspec.UnsetType | None = msgspec.UNSET
     method: str | None = None
     params: dict[str, Any] | None = None
 

@@ -150,7 +150,7 @@ def test_tools_of_every_server_are_listed_namespaced_and_called(gw: GatewayProce
                 await session.call_tool("local__echo", {"text": "hi"}))
 
     names, added, echoed = mcp(gw, key, work)
-    expected = {"add", "echo", "secret", "pause", "history"}
+    expected = {"add", "echo", "secret", "pause", "pid", "history"}
     assert {f"web__{t}" for t in expected} <= names
     assert {f"local__{t}" for t in expected} <= names  # the stdio server polyroute started
     assert not any(n.startswith("dead__") for n in names)  # it cannot start: left out
@@ -177,7 +177,7 @@ def test_allow_lists_of_the_key_and_its_team_both_apply(gw: GatewayProcess) -> N
     # A wildcard lets every tool of one server by.
     wide = new_key(gw, mcp_tools=["local__*"])
     assert mcp(gw, wide, _names) == {f"local__{t}" for t in
-                                     ("add", "echo", "secret", "pause", "history")}
+                                     ("add", "echo", "secret", "pause", "pid", "history")}
     # Refusals are in the ledger (403) and the audit log.
     key_id = key.split("-")[2]
     rows = ledger(gw, "endpoint = 'mcp' AND key_id = ? AND status = 403", key_id, count=2)

@@ -109,3 +109,16 @@ def test_only_requests_with_mcp_tools_take_the_tool_loop() -> None:
     assert not wants_mcp(ChatRequest(messages=ask))
     assert not wants_mcp(ChatRequest(messages=ask, tools=[{"type": "function"}]))
     assert wants_mcp(ChatRequest(messages=ask, tools=[{"type": "mcp", "server_label": "a"}]))
+
+
+def test_the_cli_sets_allow_lists_like_models() -> None:
+    import argparse
+
+    from polyroute.admin import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    ns = parser.parse_args(["keys", "create", "--mcp-servers", "docs, files",
+                            "--mcp-tools", "docs__search,files__*", "--models", "gpt"])
+    assert cli._spec(ns) == {"mcp_servers": ["docs", "files"],
+                             "mcp_tools": ["docs__search", "files__*"], "models": ["gpt"]}

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import anyio
@@ -42,6 +43,12 @@ async def pause(seconds: float) -> str:
     calls.append("pause")
     await anyio.sleep(seconds)
     return "done"
+
+
+@server.tool()
+def pid() -> int:
+    """This server's process id."""
+    return os.getpid()
 
 
 @server.tool()

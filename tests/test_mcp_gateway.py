@@ -220,6 +220,35 @@ def test_without_a_valid_key_mcp_answers_401(gw: GatewayProcess) -> None:
     assert answer["error"]["code"] == -32001 and "Invalid API key" in answer["error"]["message"]
 
 
+def _post(gw: GatewayProcess, key: str, message: Any, method: str = "POST") -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"{gw.root_url}/mcp", method=method,
+        data=None if message is None else json.dumps(message).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}",
+                 "Accept": "application/json, text/event-stream"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def test_what_mcp_does_not_serve_is_a_clear_answer(gw: GatewayProcess) -> None:
+    key = new_key(gw)
+    status, body = _post(gw, key, {"jsonrpc": "2.0", "id": 7, "method": "resources/list"})
+    assert status == 200 and body["id"] == 7 and body["error"]["code"] == -32601
+    assert _post(gw, key, {"jsonrpc": "2.0", "method": "notifications/initialized"}) == (
+        202, None)
+    assert _post(gw, key, None, method="GET")[0] == 405
+    status, body = _post(gw, key, {"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                                   "params": {"arguments": {}}})
+    assert body["error"]["code"] == -32602 and "name" in body["error"]["message"]
+    status, body = _post(gw, key, {"jsonrpc": "2.0", "id": 9, "method": "initialize",
+                                   "params": {"protocolVersion": "2025-03-26"}})
+    assert body["result"]["protocolVersion"] == "2025-03-26"
+    assert body["result"]["capabilities"] == {"tools": {"listChanged": False}}
+
+
 def test_a_hanging_server_times_out_then_its_circuit_opens(gw: GatewayProcess) -> None:
     key = new_key(gw)
     for _ in range(2):  # 0.3 s timeout each; two failures open the circuit

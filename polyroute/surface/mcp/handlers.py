@@ -17,6 +17,7 @@ upstream's own code and message when it answered with an error.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -34,6 +35,8 @@ from polyroute.errors import (
 )
 from polyroute.policy.types import Policy, Principal
 from polyroute.surface.http import credentials, read_body, request_id
+
+log = logging.getLogger("polyroute.mcp")
 
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18")
 """Those this server speaks; an unknown one asked for is answered with the newest."""
@@ -97,6 +100,10 @@ class McpHandlers:
             result = await self._answer(message.method, message.params or {}, principal, http)
         except _RpcError as exc:
             return _error_response(rid, exc.code, exc.message, http, data=exc.data)
+        except Exception:
+            log.exception("unexpected error serving %s", message.method)
+            return _error_response(rid, INTERNAL_ERROR, "The gateway failed to handle this "
+                                   "request.", http)
         return _json(http, {"jsonrpc": "2.0", "id": rid, "result": result})
 
     async def _answer(self, method: str, params: dict[str, Any], principal: Principal,

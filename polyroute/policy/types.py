@@ -35,7 +35,12 @@ class Principal:
         return allowed is None or group in allowed
 
     def may_use_server(self, server: str) -> bool:
-        return self.mcp_servers is None or server in self.mcp_servers
+        """The server is allowed, and so is at least one name of it (when tools are listed):
+        a server with nothing this caller may call is not even asked for its tools."""
+        if self.mcp_servers is not None and server not in self.mcp_servers:
+            return False
+        prefix = f"{server}__"
+        return self.mcp_tools is None or any(t.startswith(prefix) for t in self.mcp_tools)
 
     def may_use_tool(self, server: str, tool: str) -> bool:
         """The key's, its team's and its organisation's allow-lists all let this tool by."""

@@ -81,9 +81,9 @@ class ToolLoop:
             calls = _mcp_calls(response, offered)
             if calls is None:
                 break
-            message = response.choices[0].message
-            request.messages.append(Message(role="assistant", content=message.content,
-                                            tool_calls=message.tool_calls))
+            # The assistant turn goes back whole: thinking blocks and their signatures too,
+            # which Anthropic requires with a tool use.
+            request.messages.append(response.choices[0].message)
             results = await asyncio.gather(*(self._run(c, principal, record.request_id)
                                              for c in calls))
             request.messages.extend(results)

@@ -108,6 +108,8 @@ class McpClient:
                 return self._session
             await self._close()
             ready: asyncio.Future[ClientSession] = asyncio.get_running_loop().create_future()
+            # Read even when nobody waits any more (a timed-out connect): no "never retrieved".
+            ready.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._stop = asyncio.Event()
             self._runner = asyncio.create_task(self._run(ready, self._stop),
                                                name=f"polyroute-mcp-{self.name}")

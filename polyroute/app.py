@@ -32,6 +32,8 @@ from polyroute.engine.observer import RequestObserver
 from polyroute.engine.response_cache import ResponseCache
 from polyroute.engine.room import Room
 from polyroute.engine.router import Router
+from polyroute.engine.tool_loop import ToolLoop
+from polyroute.engine.tools import ToolHub
 from polyroute.errors import AuthenticationFailed, UpstreamError, UpstreamUnavailable
 from polyroute.observability.logging import install_redaction
 from polyroute.observability.metrics import CONTENT_TYPE, Metrics
@@ -57,6 +59,7 @@ from polyroute.surface.gemini.handlers import GeminiHandlers
 from polyroute.surface.gemini.handlers import encode_error as gemini_error
 from polyroute.surface.http import credentials, guarded, request_id
 from polyroute.surface.listener import ConnectionGate
+from polyroute.surface.mcp.handlers import McpHandlers
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 from polyroute.surface.responses.handlers import ResponsesHandlers
 from polyroute.surface.responses.handlers import encode_error as responses_error
@@ -83,6 +86,8 @@ class Components:
     """Set when the app shuts down: the background loops stop (see ``_cleanup``)."""
     tracer: Tracer | None = None
     request_log: RequestLog | None = None
+    tools: ToolHub | None = None
+    """The MCP gateway's upstream servers (their sessions and stdio processes)."""
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -158,7 +163,8 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     app[APP_KEY] = parts
     exchange = ChatExchange(gateway, policy, config.server)
     catalog = parts.catalog = ModelCatalog(config, adapters)
-    openai = OpenAIHandlers(exchange, catalog)
+    tools = parts.tools = ToolHub(config.mcp, breakers, policy, observers)
+    openai = OpenAIHandlers(exchange, catalog, ToolLoop(gateway, tools))
     anthropic = AnthropicHandlers(exchange)
     gemini = GeminiHandlers(exchange, catalog)
     responses = ResponsesHandlers(exchange)
@@ -183,6 +189,10 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
                           ("/model/{model_id:.+}/converse-stream",
                            bedrock.converse_stream)):
         app.router.add_post(path, with_error_type(guarded(handler, bedrock_error)))
+    mcp = McpHandlers(tools, policy, config.server)
+    app.router.add_post("/mcp", mcp.post)
+    for method in ("GET", "DELETE"):
+        app.router.add_route(method, "/mcp", mcp.not_allowed)
     stack.admin.add_to(app)
     console = ConsoleRoutes(ConsoleService(stack.service, stack.db), config, breakers, metrics)
     stack.admin.add_routes(app, console.api())  # behind the admin API's key check
@@ -317,6 +327,8 @@ async def _cleanup(app: web.Application) -> None:
     if parts.shared_busy is not None:
         await parts.shared_busy.aclose()
     await parts.upstream.aclose()
+    if parts.tools is not None:  # stdio servers' processes stop here
+        await parts.tools.aclose()
     if parts.policy_stack is not None:
         await parts.policy_stack.aclose()
     if parts.gateway.cache is not None:

@@ -81,6 +81,8 @@ class Reloader:
         if parts.catalog is not None:
             parts.catalog.use(config)
         parts.gateway.use(router)
+        if parts.tools is not None:
+            parts.tools.use(config.mcp)
         room.forget(d.name for d in deployments)
         parts.config = config
 

@@ -30,6 +30,9 @@ import msgspec
 
 _LIMIT_FLAGS = (
     ("--models", "models", "comma-separated model groups allowed (default: all)"),
+    ("--mcp-servers", "mcp_servers", "comma-separated MCP servers allowed (default: all)"),
+    ("--mcp-tools", "mcp_tools",
+     "comma-separated MCP tools allowed, as server__tool or server__* (default: all)"),
     ("--rpm", "rpm", "requests per minute"),
     ("--tpm", "tpm", "tokens per minute"),
     ("--max-concurrent", "max_concurrent", "requests at once"),
@@ -37,6 +40,8 @@ _LIMIT_FLAGS = (
     ("--monthly-budget", "monthly_budget_usd", "USD per UTC month"),
     ("--total-budget", "total_budget_usd", "USD in total"),
 )
+
+_LISTS = frozenset({"models", "mcp_servers", "mcp_tools"})
 
 
 def add_parser(sub: Any) -> None:
@@ -153,7 +158,7 @@ def _spec(ns: argparse.Namespace) -> dict[str, Any]:
         value = getattr(ns, dest, None)
         if value is None:
             continue
-        if dest == "models":
+        if dest in _LISTS:
             spec[dest] = [m.strip() for m in value.split(",") if m.strip()]
         elif dest.endswith("_usd"):
             spec[dest] = _number(flag, value, float)

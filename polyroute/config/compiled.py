@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from polyroute.model.mcp import McpServer as McpServer
 from polyroute.model.price import Price as Price
 from polyroute.model.upstream import Deployment as Deployment
 from polyroute.model.upstream import Endpoint as Endpoint
@@ -256,6 +257,16 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class McpSettings:
+    """See schema.McpSection."""
+
+    servers: Mapping[str, McpServer] = field(default_factory=dict)
+    circuits: Mapping[str, Circuit] = field(default_factory=dict)
+    """Each server's circuit breaker settings."""
+    max_tool_rounds: int = 8
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     source: str
     server: ServerSettings
@@ -281,6 +292,7 @@ class GatewayConfig:
     auto_router: AutoRouter | None = field(default=None, repr=False, compare=False)
     """The auto-router the 'auto' groups were validated against, read once by the loader and
     handed to the engine; None when no group routes auto."""
+    mcp: McpSettings = McpSettings()
 
     @property
     def secrets(self) -> frozenset[str]:
@@ -293,4 +305,6 @@ class GatewayConfig:
         found.update(v for v in self.tracing.headers.values() if v)
         if self.logs.webhook is not None:
             found.update(v for v in self.logs.webhook.headers.values() if v)
+        for server in self.mcp.servers.values():
+            found.update(v for v in server.headers.values() if v)
         return frozenset(found)

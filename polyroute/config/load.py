@@ -33,6 +33,7 @@ from polyroute.config.schema import (
 )
 from polyroute.config.yaml_file import read_yaml
 from polyroute.guardrails.detectors import CLASSES
+from polyroute.model.mcp import SERVER_NAME, McpServer
 from polyroute.model.price import Price
 from polyroute.pricing.catalog import PriceCatalog
 
@@ -106,6 +107,7 @@ _ENV_KEYS = (
     re.compile(r"^auth\.master_key$"),
     re.compile(r"^tracing\.(endpoint|headers\.[^.]+)$"),
     re.compile(r"^logs\.(file\.path|webhook\.url|webhook\.headers\.[^.]+)$"),
+    re.compile(r"^mcp\.servers\.[^.]+\.(url|cwd|headers\.[^.]+|env\.[^.]+|command\[\d+\])$"),
 )
 
 
@@ -122,7 +124,8 @@ def _check_env_references(source: str, tree: Any, path: str = "") -> None:
                           "api_key, options, region, api_version and headers, storage.sqlite_path, "
                           "storage.postgres_url, storage.spool_dir, auth.master_key, "
                           "state.redis_url, tracing.endpoint and headers, logs.file.path, "
-                          "logs.webhook.url and headers")
+                          "logs.webhook.url and headers, mcp servers' url, headers, command, "
+                          "env and cwd")
 
 
 def _compile(
@@ -239,6 +242,7 @@ def _compile(
         catalog=catalog,
         auto_router=router,
         guardrails=_guardrails(cfg, fail),
+        mcp=_mcp(cfg, env, fail, base_dir),
     )
 
 
@@ -320,6 +324,52 @@ def _guardrails(cfg: ConfigFile, fail: Any) -> tuple[c.GuardrailSettings, ...]:
             stream=stream, window_chars=g.window_chars, scoped=g.scoped, kinds=kinds,
             action=g.action, backend=g.backend, terms=tuple(g.terms), max_chars=g.max_chars or 0))
     return tuple(out)
+
+
+def _mcp(cfg: ConfigFile, env: Mapping[str, str], fail: Any,
+         base_dir: Path | None) -> c.McpSettings:
+    servers: dict[str, McpServer] = {}
+    circuits: dict[str, c.Circuit] = {}
+    for name, s in sorted(cfg.mcp.servers.items()):
+        path = f"mcp.servers.{name}"
+        if not re.fullmatch(SERVER_NAME, name) or len(name) > 64:
+            raise fail(path, f"'{name}' is not a server name: its tools are named "
+                       "<server>__<tool>", "use letters, digits and single - or _ between "
+                       "them (at most 64), e.g. docs or file-store")
+        if (s.url is None) == (s.command is None):
+            raise fail(path, "an MCP server needs exactly one of url (streamable HTTP) and "
+                       "command (stdio)", "set url: http://…/mcp, or command: [program, args…]")
+        if importlib.util.find_spec("mcp") is None:
+            raise fail(path, "the MCP gateway needs the mcp package, which is not installed",
+                       "pip install 'polyroute[mcp]', or remove mcp.servers")
+        url = None
+        if s.url is not None:
+            url = _resolve(s.url, f"{path}.url", env, fail)
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise fail(f"{path}.url", f"'{url}' is not an http(s) URL",
+                           "write the server's streamable HTTP endpoint, e.g. "
+                           "http://127.0.0.1:8931/mcp")
+        elif not s.command or not s.command[0]:
+            raise fail(f"{path}.command", "the command is empty",
+                       "write the program and its arguments, e.g. [python, server.py]")
+        if s.headers and url is None:
+            raise fail(f"{path}.headers", "headers go to an HTTP server; this one is stdio",
+                       "remove headers (a stdio server takes env)")
+        if s.env and url is not None:
+            raise fail(f"{path}.env", "env is a stdio server's; this one is HTTP",
+                       "remove env (an HTTP server takes headers)")
+        cwd = _path(s.cwd, f"{path}.cwd", env, fail, base_dir)
+        servers[name] = McpServer(
+            name, url=url, headers=_headers(s.headers, f"{path}.headers", env, fail),
+            command=tuple(_resolve(a, f"{path}.command", env, fail) for a in s.command or ()),
+            env={k: _resolve(v, f"{path}.env.{k}", env, fail) for k, v in s.env.items()},
+            cwd=cwd, timeout_s=s.timeout_s, connect_timeout_s=s.connect_timeout_s,
+            tools_ttl_s=s.tools_ttl_s)
+        b = s.circuit
+        circuits[name] = (_resilience(cfg.resilience).circuit if b is None else c.Circuit(
+            b.enabled, b.failures, b.failure_rate, b.request_volume, b.window_s, b.cooldown_s))
+    return c.McpSettings(MappingProxyType(servers), MappingProxyType(circuits),
+                         cfg.mcp.max_tool_rounds)
 
 
 def _metrics(cfg: ConfigFile, fail: Any) -> c.MetricsSettings:

@@ -530,6 +530,41 @@ class GuardrailSection(_Section, kw_only=True):
     """``max_chars``: the longest text allowed."""
 
 
+class McpServerSection(_Section, kw_only=True):
+    url: str | None = None
+    """A streamable HTTP MCP server's endpoint, e.g. http://127.0.0.1:8931/mcp. Set url or
+    command, not both."""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Sent with every request to url; a credential (by its name) must be a ${VAR} reference."""
+    command: list[str] | None = None
+    """A stdio MCP server polyroute starts itself (and stops on shutdown and reload): the
+    program and its arguments, e.g. [npx, -y, "@modelcontextprotocol/server-everything"]."""
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    """The stdio server's environment (values may be ${VAR} references), added to a minimal
+    default one (HOME, PATH, USER …), never the gateway's whole environment."""
+    cwd: str | None = None
+    """The stdio server's working directory."""
+    timeout_s: Positive = 30.0
+    """Per tool call and per tool listing; a call that takes longer fails (and counts
+    against the server's circuit)."""
+    connect_timeout_s: Positive = 10.0
+    """To connect (or start the process) and initialise the MCP session."""
+    tools_ttl_s: NonNegative = 60.0
+    """How long the server's tool list is reused before it is asked again."""
+    circuit: CircuitSection | None = None
+    """This server's circuit breaker; unset: resilience.circuit's settings."""
+
+
+class McpSection(_Section, kw_only=True):
+    servers: dict[str, McpServerSection] = msgspec.field(default_factory=dict)
+    """Upstream MCP servers by name (letters, digits and single - or _ between them); their
+    tools are offered as <name>__<tool> at /mcp and
+    to chat requests that ask for them (docs/mcp.md)."""
+    max_tool_rounds: Annotated[int, Meta(ge=1, le=50)] = 8
+    """A chat request with MCP tools: at most this many model calls (each billed) before the
+    gateway stops running tools and answers with what the model said last."""
+
+
 class ConfigFile(_Section, kw_only=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
@@ -548,6 +583,8 @@ class ConfigFile(_Section, kw_only=True):
     guardrails: dict[str, GuardrailSection] = msgspec.field(default_factory=dict)
     """Guardrails by name, run in name order on every request (or, ``scoped``, on the requests
     of the scopes whose policy names them) (docs/governance.md)."""
+    mcp: McpSection = msgspec.field(default_factory=McpSection)
+    """The MCP gateway: upstream MCP servers fronted at /mcp (docs/mcp.md)."""
 
 
 def json_schema() -> dict[str, Any]:

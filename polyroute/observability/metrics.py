@@ -116,6 +116,9 @@ class _Frozen(Collector):
             yield metric.family()
 
 
+_REFUSED_TOOL_CALLS = frozenset({"unknown_tool", "permission_denied", "tool_refused"})
+
+
 class Metrics(Collector):
     def __init__(self, model_groups: Iterable[str] = (), deployments: Iterable[str] = (),
                  max_model_labels: int = MAX_MODEL_LABELS) -> None:
@@ -164,6 +167,14 @@ class Metrics(Collector):
         self.spend = Counter(
             "polyroute_spend_usd", "What requests cost (USD, as the ledger records it), by "
             "model group and vendor.", ("model_group", "vendor"))
+        self.mcp_tool_calls = Counter(
+            "polyroute_mcp_tool_calls",
+            "MCP tool calls through /mcp and chat requests, by server, tool and outcome "
+            "('ok' or the error class; refused calls have tool '(refused)').",
+            ("server", "tool", "outcome"))
+        self.mcp_tool_duration = Histogram(
+            "polyroute_mcp_tool_call_duration_seconds", "Time an MCP tool call took.",
+            ("server", "tool"))
         self.circuit_transitions = Counter(
             "polyroute_circuit_transitions",
             "Circuit breaker transitions, by upstream and the state entered.", ("upstream", "to"))
@@ -293,6 +304,9 @@ class Metrics(Collector):
         return OVERFLOW_LABEL
 
     def observe(self, record: RequestRecord) -> None:
+        if record.endpoint == "mcp":
+            self._observe_tool_call(record)
+            return
         group = self._group_label(record.model_group or "", record.error_class is None)
         endpoint = record.endpoint
         self.requests.inc(endpoint, group, str(record.status))
@@ -322,6 +336,16 @@ class Metrics(Collector):
                 self.tokens.inc(group, vendor, "cached", amount=usage.cached_tokens)
             if usage.reasoning_tokens:
                 self.tokens.inc(group, vendor, "reasoning", amount=usage.reasoning_tokens)
+
+    def _observe_tool_call(self, record: RequestRecord) -> None:
+        """Labels only what a server listed: a refused name (unknown, not allowed) is
+        '(refused)', so callers cannot mint label values."""
+        refused = record.error_class in _REFUSED_TOOL_CALLS
+        server = record.deployment or "(none)"
+        tool = "(refused)" if refused else record.upstream_model or ""
+        self.mcp_tool_calls.inc(server, tool, record.error_class or "ok")
+        if not refused:
+            self.mcp_tool_duration.observe(record.latency_s, server, tool)
 
     def collect(self) -> Iterator[Metric]:
         for metric in vars(self).values():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,15 +219,14 @@ class Directory:
         if org is not None and org_id is not None:
             levels.append((f"o:{org_id}", org[0]))
         scopes = tuple(_scope(name, s) for name, s in levels)
-        allowed: frozenset[str] | None = None
-        for _, s in levels:
-            if s.models is not None:
-                allowed = frozenset(s.models) if allowed is None else allowed & set(s.models)
+        allowed = _intersection(s.models for _, s in levels)
         outage = (team.settings.on_state_outage if team else None) or \
             key.settings.on_state_outage or self._limits.on_state_outage
         return KeyPrincipal(
             problem=self._problem(key),
             key_id=key.id, team=key.team, org=org_id, allowed_models=allowed,
+            mcp_servers=_intersection(s.mcp_servers for _, s in levels),
+            mcp_tools=_tools_allowed([s.mcp_tools for _, s in levels]),
             governance=tuple((name, s.governance) for name, s in levels
                              if s.governance is not None),
             scopes=scopes, limited=any(s.limited for s in scopes),
@@ -308,6 +308,31 @@ def _key(row: Row) -> _Key:
     return _Key(key_id, bytes.fromhex(salt), bytes.fromhex(digest), name, team,
                 Settings(), None if expires_at is None else float(expires_at),
                 float(created_at), bool(revoked))
+
+
+def _intersection(lists: Iterable[list[str] | None]) -> frozenset[str] | None:
+    """What every level that has a list allows; None: no level has one (all allowed)."""
+    allowed: frozenset[str] | None = None
+    for names in lists:
+        if names is not None:
+            allowed = frozenset(names) if allowed is None else allowed & set(names)
+    return allowed
+
+
+def _tools_allowed(lists: list[list[str] | None]) -> frozenset[str] | None:
+    """MCP tool allow-lists of several levels, as one list a tool must be on: a level's
+    ``server__*`` lets by every tool of that server another level names."""
+    given = [frozenset(names) for names in lists if names is not None]
+    if not given:
+        return None
+    candidates = set().union(*given)
+    return frozenset(name for name in candidates
+                     if all(_lets(level, name) for level in given))
+
+
+def _lets(level: frozenset[str], name: str) -> bool:
+    server, _, _ = name.partition("__")
+    return name in level or f"{server}__*" in level
 
 
 def _time(value: Any) -> float:

@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from polyroute.model.governance import DataPolicy
+from polyroute.model.mcp import SERVER_NAME
 
 # Every number an operator can set is bounded: a value the limiter cannot hold exactly (a
 # budget of 1e300 overflowed the directory rebuild, issue 10 item 7) is refused with a 400
@@ -34,6 +35,8 @@ ModelGroupName = Annotated[str, Meta(min_length=1, max_length=256)]
 TagKey = Annotated[str, Meta(max_length=64)]
 TagValue = Annotated[str, Meta(max_length=256)]
 UnixTime = Annotated[float, Meta(ge=0, le=MAX_UNIX_TIME)]
+McpServerName = Annotated[str, Meta(min_length=1, max_length=64, pattern=SERVER_NAME)]
+McpToolName = Annotated[str, Meta(min_length=4, max_length=256, pattern=r"^[^_]+.*__.+$")]
 
 
 class Settings(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -56,6 +59,11 @@ class Settings(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_
     gateway's limits.on_state_outage."""
     governance: DataPolicy | None = None
     """Where this scope's requests may go and what data may go there (docs/governance.md)."""
+    mcp_servers: Annotated[list[McpServerName], Meta(max_length=1000)] | None = None
+    """MCP servers (``mcp.servers`` names) this scope may use; unset: all (docs/mcp.md)."""
+    mcp_tools: Annotated[list[McpToolName], Meta(max_length=10000)] | None = None
+    """MCP tools this scope may use, as ``server__tool`` (``server__*``: all of one server's);
+    unset: every tool of the servers allowed."""
 
 
 class OrgIn(Settings, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):

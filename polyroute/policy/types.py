@@ -24,9 +24,30 @@ class Principal:
     """The data-governance policies of the key, its team and its organisation ('k:…',
     't:…', 'o:…' → policy); empty, the common case, costs the request nothing."""
 
+    mcp_servers: frozenset[str] | None = None
+    """MCP servers this caller may use (``/mcp``, and MCP tools in chat requests); None: all."""
+    mcp_tools: frozenset[str] | None = None
+    """MCP tools this caller may use, namespaced (``server__tool``; ``server__*``: all of that
+    server's); None: every tool of an allowed server."""
+
     def may_use(self, group: str) -> bool:
         allowed = self.allowed_models
         return allowed is None or group in allowed
+
+    def may_use_server(self, server: str) -> bool:
+        """The server is allowed, and so is at least one name of it (when tools are listed):
+        a server with nothing this caller may call is not even asked for its tools."""
+        if self.mcp_servers is not None and server not in self.mcp_servers:
+            return False
+        prefix = f"{server}__"
+        return self.mcp_tools is None or any(t.startswith(prefix) for t in self.mcp_tools)
+
+    def may_use_tool(self, server: str, tool: str) -> bool:
+        """The key's, its team's and its organisation's allow-lists all let this tool by."""
+        if not self.may_use_server(server):
+            return False
+        tools = self.mcp_tools
+        return tools is None or f"{server}__{tool}" in tools or f"{server}__*" in tools
 
 
 ANONYMOUS = Principal()

@@ -1,0 +1,1 @@
+"""MCP servers upstream, through the official ``mcp`` SDK's client."""

@@ -1,0 +1,1 @@
+"""``/mcp``: the gateway as an MCP server."""

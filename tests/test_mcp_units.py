@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from polyroute.config import ConfigError, load_config
 from polyroute.engine.tool_loop import result_text, wants_mcp
 from polyroute.model.chat import ChatRequest, Message
 from polyroute.model.mcp import Tool, split_name
+from polyroute.model.tools import Tool as ChatTool
 from polyroute.policy.directory import _tools_allowed
 from polyroute.policy.types import Principal
 
@@ -77,7 +79,7 @@ def test_names_split_at_the_first_double_underscore() -> None:
     tool = Tool("docs", "search", {"name": "search", "description": "Find.",
                                    "inputSchema": {"type": "object"}})
     assert tool.listed()["name"] == "docs__search"
-    assert tool.function() == {"type": "function", "function": {
+    assert msgspec.to_builtins(tool.function()) == {"type": "function", "function": {
         "name": "docs__search", "parameters": {"type": "object"}, "description": "Find."}}
 
 
@@ -107,8 +109,8 @@ def test_a_tool_result_as_a_tool_message() -> None:
 def test_only_requests_with_mcp_tools_take_the_tool_loop() -> None:
     ask = [Message(role="user", content="hi")]
     assert not wants_mcp(ChatRequest(messages=ask))
-    assert not wants_mcp(ChatRequest(messages=ask, tools=[{"type": "function"}]))
-    assert wants_mcp(ChatRequest(messages=ask, tools=[{"type": "mcp", "server_label": "a"}]))
+    assert not wants_mcp(ChatRequest(messages=ask, tools=[ChatTool("function")]))
+    assert wants_mcp(ChatRequest(messages=ask, tools=[ChatTool("mcp", server_label="a")]))
 
 
 def test_the_cli_sets_allow_lists_like_models() -> None:

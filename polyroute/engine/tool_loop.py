@@ -32,6 +32,7 @@ from polyroute.errors import GatewayError, InvalidRequest, PermissionDenied
 from polyroute.model.chat import ChatRequest, ChatResponse, Message, ToolCall
 from polyroute.model.mcp import FUNCTION_NAME, Tool
 from polyroute.model.record import RequestRecord
+from polyroute.model.tools import Tool as ChatTool
 from polyroute.model.usage import Usage
 from polyroute.policy.types import Principal
 
@@ -41,7 +42,7 @@ _encode = msgspec.json.Encoder().encode
 
 def wants_mcp(request: ChatRequest) -> bool:
     return bool(request.tools) and any(
-        isinstance(t, dict) and t.get("type") == "mcp" for t in request.tools or ())
+        t.type == "mcp" for t in request.tools or ())
 
 
 class ToolLoop:
@@ -99,21 +100,21 @@ class ToolLoop:
     async def _offer(self, request: ChatRequest, principal: Principal) -> dict[str, Tool]:
         """Replace the request's ``mcp`` entries with function tools; returns them by name."""
         servers: dict[str, set[str] | None] = {}
-        others: list[dict[str, Any]] = []
+        others: list[ChatTool] = []
         for i, entry in enumerate(request.tools or ()):
-            if not (isinstance(entry, dict) and entry.get("type") == "mcp"):
+            if entry.type != "mcp":
                 others.append(entry)
                 continue
-            label = entry.get("server_label")
-            if not isinstance(label, str) or label not in self._hub.servers:
+            label = entry.server_label
+            if label is None or label not in self._hub.servers:
                 known = ", ".join(self._hub.servers) or "none is configured"
                 raise InvalidRequest(f"tools[{i}].server_label must name an MCP server of "
                                      f"this gateway ({known}).", param=f"tools[{i}]")
             if not principal.may_use_server(label):
                 raise PermissionDenied(f"This key may not use the MCP server '{label}'.",
                                        param=f"tools[{i}].server_label")
-            allowed = entry.get("allowed_tools")
-            names = set(allowed) if isinstance(allowed, list) else None
+            allowed = entry.allowed_tools
+            names = set(allowed) if allowed is not None else None
             servers[label] = names if label not in servers else _union(servers[label], names)
         tools = await self._hub.tools(principal, list(servers))
         offered = {t.qualified: t for t in tools
@@ -174,9 +175,8 @@ def _tool_message(call: ToolCall, text: str) -> Message:
     return Message(role="tool", tool_call_id=call.id, content=text)
 
 
-def _function_name(tool: dict[str, Any]) -> str | None:
-    function = tool.get("function")
-    return function.get("name") if isinstance(function, dict) else None
+def _function_name(tool: ChatTool) -> str | None:
+    return tool.function.name if tool.function is not None else None
 
 
 def _union(a: set[str] | None, b: set[str] | None) -> set[str] | None:

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from polyroute.model.tools import Tool as ChatTool
+
 SEPARATOR = "__"
 SERVER_NAME = r"^[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*$"
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -70,11 +72,7 @@ class Tool:
         """The MCP ``Tool`` polyroute lists: the upstream's, renamed into its namespace."""
         return {**self.definition, "name": self.qualified}
 
-    def function(self) -> dict[str, Any]:
+    def function(self) -> ChatTool:
         """The tool as an OpenAI chat function tool (for a model)."""
         schema = self.definition.get("inputSchema") or {"type": "object", "properties": {}}
-        function: dict[str, Any] = {"name": self.qualified, "parameters": schema}
-        description = self.definition.get("description")
-        if description:
-            function["description"] = description
-        return {"type": "function", "function": function}
+        return ChatTool.of_function(self.qualified, schema, self.definition.get("description"))

@@ -35,6 +35,10 @@ class Tool(msgspec.Struct, omit_defaults=True):
     function: FunctionDefinition | None = None
     cache_control: dict[str, Any] | None = None
     """A prompt-cache breakpoint after this tool (Anthropic's, Bedrock's cachePoint)."""
+    server_label: str | None = None
+    """An ``mcp`` tool: the gateway's MCP server whose tools to offer (docs/mcp.md)."""
+    allowed_tools: list[str] | None = None
+    """An ``mcp`` tool: only these of the server's tools (None: every one the key may use)."""
 
     @classmethod
     def of_function(cls, name: str, parameters: dict[str, Any], description: str | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import SIM_KEY, gateway_config
+from tests.conftest import SIM_KEY, gateway_config, sim_provider
 from tests.support.gateway import GatewayProcess
 from tests.support.sim import SimServer
 
@@ -56,6 +57,9 @@ def refused(gw: GatewayProcess, key: str, method: str, path: str, body: Any = No
 @pytest.fixture(scope="module")
 def gw(sim: SimServer) -> Iterator[GatewayProcess]:
     config = gateway_config(sim, auth={"master_key": "${POLYROUTE_MASTER_KEY}"})
+    # A second vendor (the same simulator under another provider name), for the Vendors page.
+    config["providers"]["northwind"] = sim_provider(sim)
+    config["model_groups"]["echo"]["deployments"][0]["provider"] = "northwind"
     for group in config["model_groups"].values():  # priced, so that spend shows
         for dep in group["deployments"]:
             dep["price"] = {"input_per_1m": 150.0, "output_per_1m": 600.0}
@@ -320,25 +324,44 @@ def test_auditor_reads_everything_and_is_offered_no_write(page: Any, gw: Gateway
 def test_vendors_page_shows_the_independence_measures(page: Any, gw: GatewayProcess) -> None:
     client = openai.OpenAI(base_url=gw.base_url, api_key=key_for(gw, "research", "v1"),
                            max_retries=0)
-    client.chat.completions.create(model="chat", messages=USER)
-    view = admin(gw, "GET", "/admin/independence?since=30d")
-    (whole,) = [c for c in view["report"]["concentrations"]
-                if c["scope"] == "all" and c["dimension"] == "vendor"]
+    def vendors() -> tuple[dict[str, Any], dict[str, Any]]:
+        view = admin(gw, "GET", "/admin/independence?since=30d")
+        (whole,) = [c for c in view["report"]["concentrations"]
+                    if c["scope"] == "all" and c["dimension"] == "vendor"]
+        return view, whole
+
+    before = vendors()[1]["requests"]
+    for model in ("chat", "chat", "echo"):
+        client.chat.completions.create(model=model, messages=USER)
+    deadline = time.monotonic() + 10
+    while True:  # the ledger is written a moment after the answers
+        view, whole = vendors()
+        if whole["requests"] == before + 3:
+            break
+        assert time.monotonic() < deadline, whole
+        time.sleep(0.05)
+    assert {s["name"] for s in whole["shares"]} == {"sim", "northwind"}
+    assert whole["top"] == "sim" and 0.5 < whole["top_share"] < 1
     sign_in(page, gw)
     page.get_by_role("link", name="Vendors").click()
     top = page.locator('[data-tile="top"]')
     top.wait_for()
-    # One vendor behind every group: it has all the traffic, and losing it takes each down.
-    assert whole["top_share"] == 1.0
-    assert top.inner_text().startswith("100.0 %") and whole["top"] in top.inner_text()
-    assert page.locator('[data-tile="hhi30"] .v').inner_text() == "10,000"
+    assert top.inner_text().startswith(f"{100 * whole['top_share']:.1f} %")
+    assert "(sim)" in top.inner_text()
+    assert page.locator('[data-tile="hhi30"] .v').inner_text() == \
+        f"{round(whole['hhi_requests']):,}"
+    # Each group has one vendor: losing it takes the group down.
     groups = {f["name"] for f in view["findings"] if f["scope"] == "group"}
-    assert "chat" in groups
+    assert {"chat", "echo"} <= groups
     assert page.locator('[data-tile="spof"] .v').inner_text() == str(len(groups))
     chat = page.locator("#spof").get_by_role("cell", name="chat", exact=True)
     assert chat.count() == sum(1 for f in view["findings"]
                                if f["scope"] == "group" and f["name"] == "chat")
     share = page.get_by_role("region", name="Share per vendor, 30 days")
-    assert share.get_by_role("cell", name=whole["top"]).is_visible()
-    # Latency over time: a line (or a point) per vendor with answered requests.
-    assert page.locator("#vendor-latency circle").count() >= 1
+    for vendor in ("sim", "northwind"):
+        assert share.get_by_role("cell", name=vendor, exact=True).is_visible()
+    # Latency over time: a point per vendor and hour with answered requests, both vendors.
+    latency = page.locator("#vendor-latency")
+    assert latency.locator(".legend").inner_text().split() == ["sim", "northwind"]
+    titles = latency.locator("circle title").all_text_contents()
+    assert any(" · sim: " in t for t in titles) and any(" · northwind: " in t for t in titles)

@@ -215,9 +215,10 @@ def test_spend_filters_by_team(page: Any, gw: GatewayProcess) -> None:
     assert text.startswith("Team,Requests") and "research" in text and "support" not in text
 
 
-def test_every_page_renders_at_desktop_and_phone_width(browser: Any,
-                                                       gw: GatewayProcess) -> None:
-    """Screenshots for docs/console/, and no console error on any page at either width."""
+def test_every_page_renders_at_desktop_and_phone_width(browser: Any, gw: GatewayProcess,
+                                                       roles: dict[str, str]) -> None:
+    """Screenshots for docs/console/, and no console error on any page at either width; the
+    Keys page also as a team admin and as an auditor sees it."""
     client = openai.OpenAI(base_url=gw.base_url, api_key=key_for(gw, "research", "shots"),
                            max_retries=0)
     raw = client.chat.completions.with_raw_response.create(model="failover", messages=USER)
@@ -243,6 +244,17 @@ def test_every_page_renders_at_desktop_and_phone_width(browser: Any,
             # Nothing overflows sideways at phone width except inside scrollable tables.
             overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{path} overflows by {overflow}px at {size} width"
+        for role in ("team_admin", "auditor"):
+            pg.get_by_role("button", name="Sign out").click()
+            sign_in(pg, gw, roles[role])
+            pg.goto(f"{gw.root_url}/ui#keys")
+            pg.get_by_role("heading", name="Keys, teams and organisations").wait_for()
+            pg.locator("#role-hint").wait_for()
+            pg.wait_for_load_state("networkidle")
+            pg.screenshot(path=str(SHOTS / f"keys-{role.replace('_', '-')}-{size}.png"),
+                          full_page=True)
+            overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"keys as {role} overflows by {overflow}px at {size} width"
         context.close()
         assert problems == [], f"console errors at {size} width: {problems}"
 

@@ -285,6 +285,14 @@ def test_team_admin_sees_and_changes_only_its_teams(page: Any, gw: GatewayProces
     page.get_by_role("alert").filter(has_text="team_admin role may not").wait_for()
     page.problems.clear()  # the browser logs the refused fetch (403) itself
 
+    nav.get_by_role("link", name="Spend").click()
+    page.get_by_label("Group by").select_option("team")
+    page.get_by_role("button", name="Show").click()
+    page.locator("#spend-table").get_by_role("cell", name="research").wait_for()
+    assert page.locator("#s-team option").all_inner_texts() == ["research"]
+    assert page.locator("#spend-table").get_by_role("cell", name="support").count() == 0
+    assert page.locator("#spend-per-day .legend").count() == 0  # one team: no legend
+
     nav.get_by_role("link", name="Keys & teams").click()
     page.get_by_role("heading", name="Keys, teams and organisations").wait_for()
     assert page.locator("#k-team option").all_inner_texts() == ["research"]

@@ -23,15 +23,15 @@ from polyroute.model.price import Price
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.upstream import Deployment, Endpoint
 from polyroute.model.usage import Usage
-from polyroute.observability.request_log import RequestLog, Sink
+from polyroute.observability.request_log import Outcome, RequestLog, Sink
 from polyroute.observability.tracing import Tracer
 
 
 class Nowhere:
     name = "nowhere"
 
-    async def write(self, lines: Sequence[bytes]) -> bool:
-        return True
+    async def write(self, lines: Sequence[bytes]) -> Outcome:
+        return "ok"
 
     async def aclose(self) -> None:
         pass

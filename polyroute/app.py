@@ -259,7 +259,7 @@ def _request_log(config: GatewayConfig, metrics: Metrics) -> RequestLog | None:
     request_log = RequestLog(writers, secrets=config.secrets, queue_size=settings.queue_size,
                              flush_interval_s=settings.flush_interval_s, batch=batch)
     metrics.watch_export("log_lines", lambda: request_log.written, lambda: request_log.dropped,
-                         lambda: request_log.failed)
+                         lambda: request_log.failed, lambda: request_log.requeued)
     return request_log
 
 

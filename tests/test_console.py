@@ -1,13 +1,16 @@
 """The web console at /ui, driven by Playwright in Debian's Chromium (headless): sign in,
 watch requests sent through the official OpenAI SDK appear, open one's attempt chain, create
 a key and see its secret once, use it, revoke it and see the next call refused, filter spend
-by team; no console error on any page; screenshots of every page at desktop and phone width
-into docs/console/."""
+by team; a team admin's and an auditor's console show and allow only what their role may;
+the Vendors page's independence measures; no console error on any page; screenshots of every
+page at desktop and phone width into docs/console/. One gateway and one browser per module."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import SIM_KEY, gateway_config
+from tests.conftest import SIM_KEY, gateway_config, sim_provider
 from tests.support.gateway import GatewayProcess
 from tests.support.sim import SimServer
 
@@ -33,18 +36,30 @@ if shutil.which(CHROMIUM) is None:
                 "when run as root)", allow_module_level=True)
 
 
-def admin(gw: GatewayProcess, method: str, path: str, body: Any = None) -> Any:
+def admin(gw: GatewayProcess, method: str, path: str, body: Any = None,
+          key: str = MASTER) -> Any:
     request = urllib.request.Request(
         f"{gw.root_url}{path}", method=method,
         data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"})
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def refused(gw: GatewayProcess, key: str, method: str, path: str, body: Any = None) -> str:
+    """The error code of an admin call that must be refused with 403."""
+    with pytest.raises(urllib.error.HTTPError) as info:
+        admin(gw, method, path, body, key=key)
+    assert info.value.code == 403
+    return str(json.loads(info.value.read())["error"]["code"])
 
 
 @pytest.fixture(scope="module")
 def gw(sim: SimServer) -> Iterator[GatewayProcess]:
     config = gateway_config(sim, auth={"master_key": "${POLYROUTE_MASTER_KEY}"})
+    # A second vendor (the same simulator under another provider name), for the Vendors page.
+    config["providers"]["northwind"] = sim_provider(sim)
+    config["model_groups"]["echo"]["deployments"][0]["provider"] = "northwind"
     for group in config["model_groups"].values():  # priced, so that spend shows
         for dep in group["deployments"]:
             dep["price"] = {"input_per_1m": 150.0, "output_per_1m": 600.0}
@@ -54,6 +69,15 @@ def gw(sim: SimServer) -> Iterator[GatewayProcess]:
                                           "daily_budget_usd": 5})
         admin(g, "POST", "/admin/teams", {"id": "support", "org": "acme"})
         yield g
+
+
+@pytest.fixture(scope="module")
+def roles(gw: GatewayProcess) -> dict[str, str]:
+    """Admin keys of the two limited roles: research's team admin, and an auditor."""
+    return {
+        "team_admin": admin(gw, "POST", "/admin/admin-keys",
+                            {"role": "team_admin", "teams": ["research"]})["key"],
+        "auditor": admin(gw, "POST", "/admin/admin-keys", {"role": "auditor"})["key"]}
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +102,9 @@ def page(browser: Any) -> Iterator[Any]:
     assert problems == [], f"console errors: {problems}"
 
 
-def sign_in(pg: Any, gw: GatewayProcess) -> None:
+def sign_in(pg: Any, gw: GatewayProcess, key: str = MASTER) -> None:
     pg.goto(f"{gw.root_url}/ui")
-    pg.get_by_label("Admin key").fill(MASTER)
+    pg.get_by_label("Admin key").fill(key)
     pg.get_by_role("button", name="Sign in").click()
     pg.get_by_role("heading", name="Overview").wait_for()
 
@@ -172,6 +196,12 @@ def test_spend_filters_by_team(page: Any, gw: GatewayProcess) -> None:
     table = page.locator("#spend-table")
     table.get_by_role("cell", name="support").wait_for()
     assert table.get_by_role("cell", name="research").is_visible()
+    # Per day, stacked by team: today's bar has one segment per team, titled with its cost.
+    per_day = page.locator("#spend-per-day")
+    assert per_day.locator(".legend").inner_text().split() == ["research", "support"]
+    segments = per_day.locator("rect title").all_text_contents()
+    assert any(" · research: $" in t for t in segments)
+    assert any(" · support: $" in t for t in segments)
 
     page.get_by_label("Team", exact=True).fill("research")
     page.get_by_role("button", name="Show").click()
@@ -185,9 +215,10 @@ def test_spend_filters_by_team(page: Any, gw: GatewayProcess) -> None:
     assert text.startswith("Team,Requests") and "research" in text and "support" not in text
 
 
-def test_every_page_renders_at_desktop_and_phone_width(browser: Any,
-                                                       gw: GatewayProcess) -> None:
-    """Screenshots for docs/console/, and no console error on any page at either width."""
+def test_every_page_renders_at_desktop_and_phone_width(browser: Any, gw: GatewayProcess,
+                                                       roles: dict[str, str]) -> None:
+    """Screenshots for docs/console/, and no console error on any page at either width; the
+    Keys page also as a team admin and as an auditor sees it."""
     client = openai.OpenAI(base_url=gw.base_url, api_key=key_for(gw, "research", "shots"),
                            max_retries=0)
     raw = client.chat.completions.with_raw_response.create(model="failover", messages=USER)
@@ -213,5 +244,144 @@ def test_every_page_renders_at_desktop_and_phone_width(browser: Any,
             # Nothing overflows sideways at phone width except inside scrollable tables.
             overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{path} overflows by {overflow}px at {size} width"
+        for role in ("team_admin", "auditor"):
+            pg.get_by_role("button", name="Sign out").click()
+            sign_in(pg, gw, roles[role])
+            pg.goto(f"{gw.root_url}/ui#keys")
+            pg.get_by_role("heading", name="Keys, teams and organisations").wait_for()
+            pg.locator("#role-hint").wait_for()
+            pg.wait_for_load_state("networkidle")
+            pg.screenshot(path=str(SHOTS / f"keys-{role.replace('_', '-')}-{size}.png"),
+                          full_page=True)
+            overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"keys as {role} overflows by {overflow}px at {size} width"
         context.close()
         assert problems == [], f"console errors at {size} width: {problems}"
+
+
+def test_team_admin_sees_and_changes_only_its_teams(page: Any, gw: GatewayProcess,
+                                                     roles: dict[str, str]) -> None:
+    research = openai.OpenAI(base_url=gw.base_url, api_key=key_for(gw, "research", "r3"),
+                             max_retries=0)
+    support_key = admin(gw, "POST", "/admin/keys", {"name": "s3", "team": "support"})
+    support = openai.OpenAI(base_url=gw.base_url, api_key=support_key["key"], max_retries=0)
+    mine = research.chat.completions.with_raw_response.create(
+        model="chat", messages=USER).headers["x-request-id"]
+    theirs = support.chat.completions.with_raw_response.create(
+        model="chat", messages=USER).headers["x-request-id"]
+
+    sign_in(page, gw, roles["team_admin"])
+    assert page.locator("#whoami").inner_text() == "team admin · research"
+    nav = page.get_by_role("navigation")
+    assert nav.get_by_role("link", name="Deployments").is_hidden()
+    assert nav.get_by_role("link", name="Vendors").is_hidden()
+    page.get_by_role("cell", name="research").first.wait_for()  # Overview: its team only
+    assert page.get_by_role("cell", name="support").count() == 0
+
+    nav.get_by_role("link", name="Requests").click()
+    page.get_by_role("link", name=mine).wait_for(timeout=10_000)
+    assert page.get_by_role("link", name=theirs).count() == 0
+    page.goto(f"{gw.root_url}/ui#request/{theirs}")  # another team's request: refused
+    page.get_by_role("alert").filter(has_text="team_admin role may not").wait_for()
+    page.problems.clear()  # the browser logs the refused fetch (403) itself
+
+    nav.get_by_role("link", name="Spend").click()
+    page.get_by_label("Group by").select_option("team")
+    page.get_by_role("button", name="Show").click()
+    page.locator("#spend-table").get_by_role("cell", name="research").wait_for()
+    assert page.locator("#s-team option").all_inner_texts() == ["research"]
+    assert page.locator("#spend-table").get_by_role("cell", name="support").count() == 0
+    assert page.locator("#spend-per-day .legend").count() == 0  # one team: no legend
+
+    nav.get_by_role("link", name="Keys & teams").click()
+    page.get_by_role("heading", name="Keys, teams and organisations").wait_for()
+    assert page.locator("#k-team option").all_inner_texts() == ["research"]
+    assert page.get_by_role("row").filter(has_text=support_key["id"]).count() == 0
+    assert page.get_by_role("button", name="Create team").count() == 0
+    assert page.get_by_role("heading", name="Organisations", exact=True).count() == 0
+    assert page.get_by_role("button", name="Edit limits of team research").is_visible()
+    page.get_by_label("Name").fill("made-by-the-team-admin")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.locator("#new-secret").inner_text()
+    key_id = secret.split("-")[2]
+    assert admin(gw, "GET", f"/admin/keys/{key_id}")["team"] == "research"
+
+    page.goto(f"{gw.root_url}/ui#vendors")  # not its page: the overview instead
+    page.get_by_role("heading", name="Overview").wait_for()
+    key = roles["team_admin"]
+    assert refused(gw, key, "PATCH", f"/admin/keys/{support_key['id']}", {"rpm": 1}) == \
+        "role_forbidden"
+    assert refused(gw, key, "GET", "/admin/requests?team=support") == "role_forbidden"
+    assert refused(gw, key, "GET", "/admin/deployments") == "role_forbidden"
+    assert refused(gw, key, "GET", "/admin/vendors") == "role_forbidden"
+    assert {r["team"] for r in admin(gw, "GET", "/admin/requests", key=key)["data"]} == {
+        "research"}
+
+
+def test_auditor_reads_everything_and_is_offered_no_write(page: Any, gw: GatewayProcess,
+                                                          roles: dict[str, str]) -> None:
+    victim = admin(gw, "POST", "/admin/keys", {"name": "kept", "team": "support"})
+    sign_in(page, gw, roles["auditor"])
+    assert page.locator("#whoami").inner_text() == "auditor · read-only"
+    nav = page.get_by_role("navigation")
+    for name in ("Deployments", "Vendors"):
+        nav.get_by_role("link", name=name).click()
+        page.get_by_role("heading", name=name, exact=True).wait_for()
+        page.locator("table").first.wait_for()
+
+    nav.get_by_role("link", name="Keys & teams").click()
+    page.get_by_role("row").filter(has_text=victim["id"]).wait_for()
+    assert page.get_by_role("heading", name="Organisations", exact=True).is_visible()
+    assert page.locator("#page form").count() == 0
+    assert page.locator("#page button").count() == 0  # no create, limits or revoke control
+    key = roles["auditor"]
+    assert refused(gw, key, "POST", "/admin/keys", {"name": "nope"}) == "role_forbidden"
+    assert refused(gw, key, "DELETE", f"/admin/keys/{victim['id']}") == "role_forbidden"
+    assert refused(gw, key, "PATCH", "/admin/teams/research", {"rpm": 1}) == "role_forbidden"
+    assert not admin(gw, "GET", f"/admin/keys/{victim['id']}").get("revoked")  # still active
+
+
+def test_vendors_page_shows_the_independence_measures(page: Any, gw: GatewayProcess) -> None:
+    client = openai.OpenAI(base_url=gw.base_url, api_key=key_for(gw, "research", "v1"),
+                           max_retries=0)
+    def vendors() -> tuple[dict[str, Any], dict[str, Any]]:
+        view = admin(gw, "GET", "/admin/independence?since=30d")
+        (whole,) = [c for c in view["report"]["concentrations"]
+                    if c["scope"] == "all" and c["dimension"] == "vendor"]
+        return view, whole
+
+    before = vendors()[1]["requests"]
+    for model in ("chat", "chat", "echo"):
+        client.chat.completions.create(model=model, messages=USER)
+    deadline = time.monotonic() + 10
+    while True:  # the ledger is written a moment after the answers
+        view, whole = vendors()
+        if whole["requests"] == before + 3:
+            break
+        assert time.monotonic() < deadline, whole
+        time.sleep(0.05)
+    assert {s["name"] for s in whole["shares"]} == {"sim", "northwind"}
+    assert whole["top"] == "sim" and 0.5 < whole["top_share"] < 1
+    sign_in(page, gw)
+    page.get_by_role("link", name="Vendors").click()
+    top = page.locator('[data-tile="top"]')
+    top.wait_for()
+    assert top.inner_text().startswith(f"{100 * whole['top_share']:.1f} %")
+    assert "(sim)" in top.inner_text()
+    assert page.locator('[data-tile="hhi30"] .v').inner_text() == \
+        f"{round(whole['hhi_requests']):,}"
+    # Each group has one vendor: losing it takes the group down.
+    groups = {f["name"] for f in view["findings"] if f["scope"] == "group"}
+    assert {"chat", "echo"} <= groups
+    assert page.locator('[data-tile="spof"] .v').inner_text() == str(len(groups))
+    chat = page.locator("#spof").get_by_role("cell", name="chat", exact=True)
+    assert chat.count() == sum(1 for f in view["findings"]
+                               if f["scope"] == "group" and f["name"] == "chat")
+    share = page.get_by_role("region", name="Share per vendor, 30 days")
+    for vendor in ("sim", "northwind"):
+        assert share.get_by_role("cell", name=vendor, exact=True).is_visible()
+    # Latency over time: a point per vendor and hour with answered requests, both vendors.
+    latency = page.locator("#vendor-latency")
+    assert latency.locator(".legend").inner_text().split() == ["sim", "northwind"]
+    titles = latency.locator("circle title").all_text_contents()
+    assert any(" · sim: " in t for t in titles) and any(" · northwind: " in t for t in titles)

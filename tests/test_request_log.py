@@ -17,7 +17,7 @@ import pytest
 
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.usage import Usage
-from polyroute.observability.request_log import FileSink, RequestLog
+from polyroute.observability.request_log import FileSink, RequestLog, WebhookSink
 from tests.conftest import SIM_KEY, gateway_config
 from tests.support.gateway import GatewayProcess
 from tests.support.sim import SimServer
@@ -27,19 +27,26 @@ HOOK_KEY = "hook-credential-5b1e77a09c"
 
 
 class Webhook:
-    """A loopback receiver that refuses its first ``fail_first`` batches with 503."""
+    """A loopback receiver that refuses its first ``fail_first`` batches with 503. With
+    ``hold`` set, each POST signals ``arrived`` and waits for ``hold`` before answering."""
 
     def __init__(self, fail_first: int) -> None:
         self.batches: list[list[dict[str, Any]]] = []
         self.refused = 0
+        self.fail_first = fail_first
         self.auth: list[str] = []
+        self.arrived = threading.Event()
+        self.hold: threading.Event | None = None
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.auth.append(self.headers.get("Authorization", ""))
-                if hook.refused < fail_first:
+                hook.arrived.set()
+                if hook.hold is not None:
+                    hook.hold.wait(10)
+                if hook.refused < hook.fail_first:
                     hook.refused += 1
                     self.send_response(503)
                 else:
@@ -161,6 +168,47 @@ async def test_file_rotates_and_a_full_queue_drops_and_counts(tmp_path: Path) ->
     assert ids == [f"r{i}" for i in range(50 - len(ids), 50)]  # the newest, in order
     assert all(secret not in json.dumps(x) for x in kept)
     assert all(x["team"] != secret for x in kept)
+
+
+async def test_webhook_batches_are_requeued_across_flushes_within_the_bound() -> None:
+    """A receiver that refuses (503) while more lines arrive, then recovers: the refused batch
+    goes back to the front of the queue as far as the bound allows (the oldest beyond it
+    dropped and counted), and after recovery every kept line arrives once, in order."""
+    hook = Webhook(fail_first=1_000)
+    hook.hold = threading.Event()
+    sink = WebhookSink(hook.url, {}, retries=0, timeout_s=5)
+    request_log = RequestLog([sink], queue_size=8, batch=5)
+    (queue,) = request_log.sinks
+    try:
+        for i in range(5):
+            request_log.observe(record(i))
+        flush = asyncio.create_task(request_log._flush(queue))
+        assert await asyncio.to_thread(hook.arrived.wait, 10)
+        for i in range(5, 11):  # arrive while the first batch is in flight: 6 queued
+            request_log.observe(record(i))
+        hook.hold.set()
+        assert await flush is False  # refused: requeued, the rest waits for the next flush
+        # Room for 2 of the 5: r3 and r4 go back in front of r5…r10; r0…r2 are dropped.
+        assert [r.request_id for r in queue.queue] == [f"r{i}" for i in range(3, 11)]
+        assert (queue.requeued, request_log.dropped, request_log.failed) == (2, 3, 0)
+        assert hook.batches == []
+
+        assert await request_log._flush(queue) is False  # still down: requeued again whole
+        assert queue.requeued == 7 and request_log.dropped == 3 and len(queue.queue) == 8
+
+        hook.fail_first = 0  # the receiver recovers
+        assert await request_log._flush(queue) is True
+        assert [x["request_id"] for x in hook.lines()] == [f"r{i}" for i in range(3, 11)]
+        assert (request_log.written, request_log.failed, request_log.dropped) == (8, 0, 3)
+
+        # Down again at shutdown: the last flush cannot requeue, so those lines are failed.
+        hook.fail_first = 1_000
+        request_log.observe(record(11))
+    finally:
+        await request_log.aclose()
+        hook.server.shutdown()
+        hook.server.server_close()
+    assert request_log.failed == 1 and not queue.queue
 
 
 @pytest.mark.parametrize(("text", "key"), [

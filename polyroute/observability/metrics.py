@@ -253,8 +253,14 @@ class Metrics(Collector):
                     "server.max_connections or max_connections_per_ip was reached.", refused)
 
     def watch_export(self, what: str, sent: Callable[[], float], dropped: Callable[[], float],
-                     failed: Callable[[], float]) -> None:
+                     failed: Callable[[], float],
+                     requeued: Callable[[], float] | None = None) -> None:
         """An export sink's counts (``what``: 'trace_spans' or 'log_lines'), read on scrape."""
+        if requeued is not None:
+            self._probe(f"polyroute_{what}_requeued",
+                        f"{_EXPORTS[what]} put back in the export queue since start because "
+                        f"their export failed after retries (tried again at the next flush).",
+                        requeued)
         self._probe(f"polyroute_{what}_exported", f"{_EXPORTS[what]} sent since start.", sent)
         self._probe(f"polyroute_{what}_dropped",
                     f"{_EXPORTS[what]} dropped since start because the export queue was full.",

@@ -6,7 +6,9 @@ task wakes every ``flush_interval_s``, encodes what is queued, redacts it and wr
 
 - :class:`LoggerSink`: the logger ``polyroute.requests`` (stderr, with the rest of the log);
 - :class:`FileSink`: a JSONL file, rotated by size (``path`` → ``path.1`` → … ``path.N``);
-- :class:`WebhookSink`: POSTed as a JSON array, retried with exponential backoff.
+- :class:`WebhookSink`: POSTed as a JSON array, retried with exponential backoff; a batch
+  still refused goes back to the front of its queue for the next flush (within the queue's
+  bound: what no longer fits is dropped and counted).
 
 A line holds ids, who (the key's public id, team, organisation), what (model, group,
 deployment, the attempt chain), how it ended (status, error class, latency, time to first
@@ -22,7 +24,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 import msgspec
@@ -85,11 +87,15 @@ def line(record: RequestRecord) -> LogLine:
         route=record.route)
 
 
+Outcome = Literal["ok", "retry", "lost"]
+"""A batch's fate: written; not written but worth another flush (requeued); refused for
+good (counted as failed)."""
+
+
 class Writer(Protocol):
     name: str
 
-    async def write(self, lines: Sequence[bytes]) -> bool:
-        """Write one batch; False: it is lost (counted as failed)."""
+    async def write(self, lines: Sequence[bytes]) -> Outcome: ...
 
     async def aclose(self) -> None: ...
 
@@ -105,12 +111,23 @@ class Sink:
         self.dropped = 0
         self.written = 0
         self.failed = 0
+        self.requeued = 0
 
     def offer(self, record: RequestRecord) -> None:
         if len(self.queue) >= self._max:
             self.dropped += 1
         else:
             self.queue.append(record)
+
+    def requeue(self, batch: Sequence[RequestRecord]) -> None:
+        """Put a batch that failed back at the front (it is older than what is queued), as
+        far as the bound allows: the oldest of it that do not fit are dropped and counted
+        (the newest lines are the ones a log pipeline wants first after an outage)."""
+        room = max(0, self._max - len(self.queue))
+        keep = batch[len(batch) - room:] if room < len(batch) else batch
+        self.dropped += len(batch) - len(keep)
+        self.requeued += len(keep)
+        self.queue.extendleft(reversed(keep))
 
     def take(self) -> list[RequestRecord]:
         queue = self.queue
@@ -123,10 +140,10 @@ class Sink:
 class LoggerSink:
     name = "log"
 
-    async def write(self, lines: Sequence[bytes]) -> bool:
+    async def write(self, lines: Sequence[bytes]) -> Outcome:
         for text in lines:
             log.info("%s", text.decode())
-        return True
+        return "ok"
 
     async def aclose(self) -> None:
         pass
@@ -142,14 +159,14 @@ class FileSink:
     def __init__(self, path: str, max_bytes: int, backups: int) -> None:
         self.path, self._max, self._backups = path, max_bytes, backups
 
-    async def write(self, lines: Sequence[bytes]) -> bool:
+    async def write(self, lines: Sequence[bytes]) -> Outcome:
         data = b"".join(x + b"\n" for x in lines)
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._append, data)
         except OSError as exc:
             _problems.error("request log file %s: %s", self.path, exc)
-            return False
-        return True
+            return "lost"  # the append may have been partial: a retry could duplicate lines
+        return "ok"
 
     def _append(self, data: bytes) -> None:
         try:
@@ -180,7 +197,8 @@ class FileSink:
 
 class WebhookSink:
     """POSTs each batch as a JSON array; a connection error, timeout, 429 or 5xx is retried
-    ``retries`` times after 0.5 s, 1 s, 2 s … (at most 30 s), then the batch is given up."""
+    ``retries`` times after 0.5 s, 1 s, 2 s … (at most 30 s), then the batch is requeued for
+    the next flush (a receiver down for minutes loses nothing the queue can hold)."""
 
     name = "webhook"
 
@@ -191,7 +209,7 @@ class WebhookSink:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
-    async def write(self, lines: Sequence[bytes]) -> bool:
+    async def write(self, lines: Sequence[bytes]) -> Outcome:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         body = b"[" + b",".join(lines) + b"]"
@@ -202,16 +220,16 @@ class WebhookSink:
                 async with self._session.post(self.url, data=body,
                                               headers=self._headers) as response:
                     if response.status < 300:
-                        return True
+                        return "ok"
                     if response.status != 429 and response.status < 500:
                         _problems.error("request log webhook: %s refused a batch: HTTP %d",
                                         self.url, response.status)
-                        return False  # a 4xx other than 429 will not change on retry
+                        return "lost"  # a 4xx other than 429 will not change on retry
             except (aiohttp.ClientError, TimeoutError) as exc:
                 _problems.warning("request log webhook: %s: %s", self.url, exc)
-        _problems.error("request log webhook: %d lines dropped after %d attempts",
-                        len(lines), self._retries + 1)
-        return False
+        _problems.warning("request log webhook: %d lines requeued after %d attempts",
+                          len(lines), self._retries + 1)
+        return "retry"
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -246,6 +264,10 @@ class RequestLog:
     def failed(self) -> int:
         return sum(s.failed for s in self.sinks)
 
+    @property
+    def requeued(self) -> int:
+        return sum(s.requeued for s in self.sinks)
+
     def encode(self, records: Sequence[RequestRecord]) -> list[bytes]:
         out = []
         for record in records:
@@ -254,13 +276,19 @@ class RequestLog:
             out.append(clean.encode())
         return out
 
-    async def _flush(self, sink: Sink) -> None:
+    async def _flush(self, sink: Sink) -> bool:
+        """Write what is queued; False when a batch was requeued (the writer's peer is
+        down: the rest waits for the next flush rather than failing now, in a loop)."""
         while batch := sink.take():
-            ok = await sink.writer.write(self.encode(batch))
-            if ok:
+            outcome = await sink.writer.write(self.encode(batch))
+            if outcome == "ok":
                 sink.written += len(batch)
-            else:
+            elif outcome == "lost":
                 sink.failed += len(batch)
+            else:
+                sink.requeue(batch)
+                return False
+        return True
 
     async def _run(self, sink: Sink) -> None:
         while True:
@@ -279,5 +307,7 @@ class RequestLog:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for sink in self.sinks:
-            await self._flush(sink)
+            if not await self._flush(sink):  # the last chance: what is left is lost
+                sink.failed += len(sink.queue)
+                sink.queue.clear()
             await sink.writer.aclose()

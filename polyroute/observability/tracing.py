@@ -5,8 +5,9 @@ this module. Spans follow the GenAI semantic conventions (``gen_ai.*``) plus pol
 attributes (``polyroute.*``: deployment, attempt kind and outcome, cost), and are exported
 as OTLP/HTTP protobuf (``otlp.py``: the SDK costs ~30× the budget, see there).
 
-On the request path a span is a few integers: ids from a seeded PRNG, ``time_ns()`` at its
-start and end, and a reference to the request's record (complete and never changed once the
+On the request path a span is a few integers: ids from a seeded PRNG (only an attempt's is
+written as hex, into the ``traceparent`` it sends upstream), ``time_ns()``
+at its start and end, and a reference to the request's record (complete and never changed once the
 request settled). Attributes are read from the record and encoded later, in a worker thread,
 in batches; a full queue drops requests' spans and counts them. The W3C ``traceparent`` a
 client sends makes the request's span its child, in its trace, sampled as it says.
@@ -66,14 +67,15 @@ class _Attempt:
     __slots__ = ("deployment", "end_ns", "kind", "note", "number", "span_id", "start_ns",
                  "token", "var")
 
-    def __init__(self, deployment: Deployment, kind: str, number: int, span_id: str,
-                 var: ContextVar[str | None], traceparent: str) -> None:
+    def __init__(self, deployment: Deployment, kind: str, number: int, span_id: bytes,
+                 var: ContextVar[Mapping[str, str] | None], traceparent: str) -> None:
         self.deployment, self.kind, self.number, self.span_id = deployment, kind, number, span_id
         self.start_ns = time.time_ns()
         self.end_ns = 0
         self.note: Attempt | None = None
         self.var = var
-        self.token: Any = var.set(traceparent)
+        # The transport's extra headers, built once here (it asks for them per attempt).
+        self.token: Any = var.set({"traceparent": traceparent})
 
     def end(self, attempt: Attempt) -> None:
         self.end_ns, self.note = time.time_ns(), attempt
@@ -88,7 +90,7 @@ class _Attempt:
 class _Trace:
     __slots__ = ("attempts", "parent_id", "record", "sampled", "span_id", "trace_id")
 
-    def __init__(self, record: RequestRecord, trace_id: str, span_id: str,
+    def __init__(self, record: RequestRecord, trace_id: str, span_id: int,
                  parent_id: str | None, sampled: bool) -> None:
         self.record, self.trace_id, self.span_id, self.parent_id = (
             record, trace_id, span_id, parent_id)
@@ -129,8 +131,8 @@ class Tracer:
         self._open: dict[str, _Trace] = {}
         """Request id → its trace, from ``begin`` to ``observe`` (sampled ones only)."""
         self._queue: deque[_Trace] = deque()
-        self.outgoing_var: ContextVar[str | None] = ContextVar("polyroute_traceparent",
-                                                               default=None)
+        self.outgoing_var: ContextVar[Mapping[str, str] | None] = ContextVar(
+            "polyroute_traceparent", default=None)
         self.exported = self.dropped = self.failed = 0
         """Spans, since start."""
         self._encoder = otlp.Encoder()
@@ -140,24 +142,23 @@ class Tracer:
     # -- the engine's seam (the request path) ----------------------------------------------
 
     def begin(self, record: RequestRecord) -> None:
-        ids = self._rng.randbytes
+        bits = self._rng.getrandbits
         parent = parse_traceparent(record.traceparent) if record.traceparent else None
         if parent is not None:
             trace_id, parent_id, sampled = parent
         else:  # (an all-zero random id: one chance in 2^128)
-            trace_id, parent_id = ids(16).hex(), None
+            trace_id, parent_id = bits(128).to_bytes(16, "big").hex(), None
             sampled = self._ratio >= 1.0 or self._rng.random() < self._ratio
-        self._open[record.request_id] = _Trace(record, trace_id, ids(8).hex(), parent_id,
-                                               sampled)
+        self._open[record.request_id] = _Trace(record, trace_id, bits(64), parent_id, sampled)
 
     def attempt(self, record: RequestRecord, deployment: Deployment,
                 kind: str) -> _Attempt | _NoAttempt:
         trace = self._open.get(record.request_id)
         if trace is None:
             return _NO_ATTEMPT
-        span_id = self._rng.randbytes(8).hex()
+        span_id = self._rng.getrandbits(64).to_bytes(8, "big")
         attempt = _Attempt(deployment, kind, len(record.attempts) + 1, span_id,
-                           self.outgoing_var, "00-" + trace.trace_id + "-" + span_id + (
+                           self.outgoing_var, "00-" + trace.trace_id + "-" + span_id.hex() + (
                                "-01" if trace.sampled else "-00"))
         if trace.sampled:
             trace.attempts.append(attempt)
@@ -174,8 +175,7 @@ class Tracer:
 
     def outgoing(self) -> Mapping[str, str] | None:
         """The ``traceparent`` of the attempt running in this context, for the upstream."""
-        value = self.outgoing_var.get()
-        return None if value is None else {"traceparent": value}
+        return self.outgoing_var.get()
 
     # -- export (off the request path) -----------------------------------------------------
 
@@ -190,8 +190,10 @@ class Tracer:
         """An ExportTraceServiceRequest of the batch's spans, and how many (worker thread)."""
         encoder, spans = self._encoder, []
         for trace in batch:
-            spans.append(_request_span(encoder, trace))
-            spans.extend(_attempt_span(encoder, trace, a) for a in trace.attempts)
+            trace_id, span_id = bytes.fromhex(trace.trace_id), trace.span_id.to_bytes(8, "big")
+            spans.append(_request_span(encoder, trace, trace_id, span_id))
+            spans.extend([_attempt_span(encoder, trace, trace_id, span_id, a)
+                          for a in trace.attempts])
         return encoder.export_request(self._resource, self._scope, spans), len(spans)
 
     async def send(self, body: bytes) -> bool:
@@ -236,56 +238,66 @@ class Tracer:
             await self._session.close()
 
 
-def _request_span(encoder: otlp.Encoder, trace: _Trace) -> bytes:
+def _request_span(encoder: otlp.Encoder, trace: _Trace, trace_id: bytes,
+                  span_id: bytes) -> bytes:
     r = trace.record
     operation = OPERATION.get(r.endpoint, r.endpoint)
-    # What repeats from request to request is encoded once (a cached block); the rest
-    # (ids, tokens, cost, durations) each time.
-    fixed = (operation, r.requested_model, r.stream, r.status, len(r.attempts),
-             r.model_group, r.vendor, r.deployment, r.upstream_model, r.key_id, r.team,
-             r.route, r.error_class)
-
-    def categorical() -> dict[str, otlp.AttrValue]:
-        attrs: dict[str, otlp.AttrValue] = {
-            "gen_ai.operation.name": operation, "gen_ai.request.model": r.requested_model,
-            "polyroute.stream": r.stream, "http.response.status_code": r.status,
-            "polyroute.attempts": len(r.attempts)}
-        optional: tuple[tuple[str, Any], ...] = (
-            ("polyroute.model_group", r.model_group), ("gen_ai.provider.name", r.vendor),
-            ("polyroute.deployment", r.deployment), ("gen_ai.response.model", r.upstream_model),
-            ("polyroute.key_id", r.key_id), ("polyroute.team", r.team),
-            ("polyroute.route", r.route), ("error.type", r.error_class))
-        attrs.update((k, v) for k, v in optional if v is not None)
-        return attrs
-
-    varying: dict[str, otlp.AttrValue] = {"polyroute.request_id": r.request_id}
+    # What repeats from request to request (name, kind, categorical attributes, status) is
+    # one cached tail; the rest (ids, times, tokens, cost) is encoded each time.
+    key = ("request", operation, r.requested_model, r.stream, r.status, len(r.attempts),
+           r.model_group, r.vendor, r.deployment, r.upstream_model, r.key_id, r.team,
+           r.route, r.error_class)
+    tail = encoder.cached(key)
+    if tail is None:
+        tail = encoder.keep(key, encoder.tail(f"{operation} {r.requested_model}", otlp.SERVER,
+                                              _request_attributes(r, operation),
+                                              r.error_class is not None))
+    start = int(r.started_at * _NS)
+    parts = [encoder.head(trace_id, span_id,
+                          bytes.fromhex(trace.parent_id) if trace.parent_id else None,
+                          start, start + int(r.latency_s * _NS)),
+             tail, encoder.str_attr("polyroute.request_id", r.request_id)]
     if r.cost_usd is not None:
-        varying["polyroute.cost_usd"] = r.cost_usd
+        parts.append(encoder.float_attr("polyroute.cost_usd", r.cost_usd))
     if r.ttft_s is not None:
-        varying["polyroute.ttft_s"] = r.ttft_s
+        parts.append(encoder.float_attr("polyroute.ttft_s", r.ttft_s))
     usage = r.usage
     if usage is not None:
-        varying["gen_ai.usage.input_tokens"] = usage.prompt_tokens
-        varying["gen_ai.usage.output_tokens"] = usage.completion_tokens
+        parts.append(encoder.int_attr("gen_ai.usage.input_tokens", usage.prompt_tokens))
+        parts.append(encoder.int_attr("gen_ai.usage.output_tokens", usage.completion_tokens))
         if usage.cached_tokens:
-            varying["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
+            parts.append(encoder.int_attr("gen_ai.usage.cache_read.input_tokens",
+                                          usage.cached_tokens))
         if usage.reasoning_tokens:
-            varying["polyroute.usage.reasoning_tokens"] = usage.reasoning_tokens
-    attrs = encoder.block(fixed, categorical) + encoder.attributes(9, varying, cached=False)
-    start = int(r.started_at * _NS)
-    return encoder.span(bytes.fromhex(trace.trace_id), bytes.fromhex(trace.span_id),
-                        bytes.fromhex(trace.parent_id) if trace.parent_id else None,
-                        f"{operation} {r.requested_model}", otlp.SERVER, start,
-                        start + int(r.latency_s * _NS), attrs, r.error_class is not None)
+            parts.append(encoder.int_attr("polyroute.usage.reasoning_tokens",
+                                          usage.reasoning_tokens))
+    return b"".join(parts)
 
 
-def _attempt_span(encoder: otlp.Encoder, trace: _Trace, a: _Attempt) -> bytes:
+def _request_attributes(r: RequestRecord, operation: str) -> dict[str, otlp.AttrValue]:
+    attrs: dict[str, otlp.AttrValue] = {
+        "gen_ai.operation.name": operation, "gen_ai.request.model": r.requested_model,
+        "polyroute.stream": r.stream, "http.response.status_code": r.status,
+        "polyroute.attempts": len(r.attempts)}
+    optional: tuple[tuple[str, Any], ...] = (
+        ("polyroute.model_group", r.model_group), ("gen_ai.provider.name", r.vendor),
+        ("polyroute.deployment", r.deployment), ("gen_ai.response.model", r.upstream_model),
+        ("polyroute.key_id", r.key_id), ("polyroute.team", r.team),
+        ("polyroute.route", r.route), ("error.type", r.error_class))
+    attrs.update((k, v) for k, v in optional if v is not None)
+    return attrs
+
+
+def _attempt_span(encoder: otlp.Encoder, trace: _Trace, trace_id: bytes, parent_id: bytes,
+                  a: _Attempt) -> bytes:
     dep, note = a.deployment, a.note
     operation = OPERATION.get(trace.record.endpoint, trace.record.endpoint)
     error = note.error_class if note is not None else None
     status = note.status if note is not None else None
-
-    def attributes() -> dict[str, otlp.AttrValue]:
+    key = ("attempt", operation, dep.name, dep.vendor, dep.model, a.kind, a.number, error,
+           status)
+    tail = encoder.cached(key)
+    if tail is None:
         attrs: dict[str, otlp.AttrValue] = {
             "gen_ai.operation.name": operation, "gen_ai.provider.name": dep.vendor,
             "gen_ai.request.model": dep.model, "polyroute.deployment": dep.name,
@@ -295,10 +307,7 @@ def _attempt_span(encoder: otlp.Encoder, trace: _Trace, a: _Attempt) -> bytes:
             attrs["http.response.status_code"] = status
             if error is not None:
                 attrs["error.type"] = error
-        return attrs
-
-    key = (operation, dep.name, dep.vendor, dep.model, a.kind, a.number, error, status)
-    return encoder.span(bytes.fromhex(trace.trace_id), bytes.fromhex(a.span_id),
-                        bytes.fromhex(trace.span_id), f"{operation} {dep.model}",
-                        otlp.CLIENT, a.start_ns, a.end_ns or a.start_ns,
-                        encoder.block(key, attributes), error is not None)
+        tail = encoder.keep(key, encoder.tail(f"{operation} {dep.model}", otlp.CLIENT, attrs,
+                                              error is not None))
+    return encoder.head(trace_id, a.span_id, parent_id, a.start_ns,
+                        a.end_ns or a.start_ns) + tail

@@ -1,13 +1,16 @@
 """What the web console reads beyond the admin API's objects: recent requests, live figures
 and the vendors' traffic share, all from the ledger. Nothing here runs unless someone asks:
-the request path only appends ledger records, as it always did."""
+the request path only appends ledger records, as it always did.
+
+``teams``, where a method takes it, limits what it reads to those teams (a team admin's
+console); None reads everything (an admin's or an auditor's)."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import msgspec
@@ -43,6 +46,8 @@ class VendorBucket(msgspec.Struct):
     start: float
     requests: dict[str, int]
     cost_usd: dict[str, float]
+    latency_ms: dict[str, float] = msgspec.field(default_factory=dict)
+    """Mean latency of each vendor's answered requests in the bucket (none answered: absent)."""
 
 
 class VendorShare(msgspec.Struct):
@@ -72,16 +77,28 @@ class ConsoleService:
         self._clock = clock
 
     async def requests(self, since: float, until: float, filters: dict[str, str],
-                       limit: int) -> list[dict[str, Any]]:
+                       limit: int, teams: Collection[str] | None = None,
+                       ) -> list[dict[str, Any]]:
+        limit = max(1, min(limit, MAX_REQUESTS))
         try:
-            return await recent_requests(self._db, since, until, filters,
-                                         max(1, min(limit, MAX_REQUESTS)))
+            if teams is None or "team" in filters:  # the caller checked the team filter
+                return await recent_requests(self._db, since, until, filters, limit)
+            rows = [row for team in sorted(teams) for row in await recent_requests(
+                self._db, since, until, {**filters, "team": team}, limit)]
         except ValueError as exc:
             raise InvalidRequest(str(exc), param="filter") from None
+        rows.sort(key=lambda r: float(r["ts"]), reverse=True)
+        return rows[:limit]
 
-    async def live(self, window_s: float) -> Live:
+    async def live(self, window_s: float, teams: Collection[str] | None = None) -> Live:
         now = self._clock()
-        rows = await live_sample(self._db, now - window_s, _LIVE_SAMPLE)
+        if teams is None:
+            rows = await live_sample(self._db, now - window_s, _LIVE_SAMPLE)
+        else:
+            rows = [r for team in sorted(teams)
+                    for r in await live_sample(self._db, now - window_s, _LIVE_SAMPLE, team)]
+            rows.sort(key=lambda r: float(r[0]), reverse=True)
+            del rows[_LIVE_SAMPLE:]
         span = window_s
         if len(rows) == _LIVE_SAMPLE:  # more than the sample: its own span is the window
             span = max(1e-3, now - float(rows[-1][0]))
@@ -97,12 +114,18 @@ class ConsoleService:
             error_rate=sum(errors.values()) / len(rows) if rows else 0.0,
             errors_by_class=dict(errors), top_models=models.most_common(5),
             top_teams=teams.most_common(5),
-            spend_usd=sum(float(r[8] or 0.0) for r in rows), budgets=await self.budgets())
+            spend_usd=sum(float(r[8] or 0.0) for r in rows), budgets=await self.budgets(teams))
 
-    async def budgets(self) -> list[BudgetStatus]:
+    async def budgets(self, teams: Collection[str] | None = None) -> list[BudgetStatus]:
         d = self._admin.directory
-        scoped = [*((f"o:{o.id}", o) for o in d.orgs()), *((f"t:{t.id}", t) for t in d.teams()),
-                  *((f"k:{k.id}", k) for k in d.keys() if not k.revoked)]  # noqa: SIM118
+        if teams is None:
+            scoped = [*((f"o:{o.id}", o) for o in d.orgs()),
+                      *((f"t:{t.id}", t) for t in d.teams()),
+                      *((f"k:{k.id}", k) for k in d.keys() if not k.revoked)]  # noqa: SIM118
+        else:  # its teams and their keys, not the organisations above them
+            scoped = [*((f"t:{t.id}", t) for t in d.teams() if t.id in teams),
+                      *((f"k:{k.id}", k) for k in d.keys()  # noqa: SIM118
+                        if not k.revoked and k.team in teams)]
         out = []
         for scope, s in scoped:
             if (s.daily_budget_usd is not None or s.monthly_budget_usd is not None
@@ -118,10 +141,12 @@ class ConsoleService:
         rows = await vendor_series(self._db, since, until, bucket_s)
         buckets: dict[float, VendorBucket] = {}
         totals: Counter[str] = Counter()
-        for start, vendor, n, cost in rows:
+        for start, vendor, n, cost, latency in rows:
             b = buckets.setdefault(start, VendorBucket(start, {}, {}))
             b.requests[vendor] = b.requests.get(vendor, 0) + n
             b.cost_usd[vendor] = b.cost_usd.get(vendor, 0.0) + cost
+            if latency is not None:
+                b.latency_ms[vendor] = latency
             totals[vendor] += n
         whole = sum(totals.values())
         share = {v: n / whole for v, n in totals.most_common()} if whole else {}

@@ -281,16 +281,20 @@ def recent_requests_query(filters: tuple[str, ...]) -> str:
             "ORDER BY ts DESC LIMIT ?")
 
 
-LIVE_SAMPLE = (
-    "SELECT ts, status, error_class, latency_ms, ttft_ms, model_group, team, vendor, cost_usd "
-    "FROM ledger WHERE ts >= ? ORDER BY ts DESC LIMIT ?")
+_LIVE_COLUMNS = "ts, status, error_class, latency_ms, ttft_ms, model_group, team, vendor, cost_usd"
+LIVE_SAMPLE = f"SELECT {_LIVE_COLUMNS} FROM ledger WHERE ts >= ? ORDER BY ts DESC LIMIT ?"
 """The last requests, for the console's live figures (percentiles are taken in Python: one
 query that works alike on SQLite and PostgreSQL)."""
+LIVE_SAMPLE_TEAM = (f"SELECT {_LIVE_COLUMNS} FROM ledger WHERE ts >= ? AND team = ? "
+                    "ORDER BY ts DESC LIMIT ?")
+"""The same for one team (a team admin's console)."""
 
 VENDOR_SERIES = (
-    "SELECT CAST(ts / ? AS BIGINT), vendor, COUNT(*), SUM(cost_usd) FROM ledger "
+    "SELECT CAST(ts / ? AS BIGINT), vendor, COUNT(*), SUM(cost_usd), "
+    "AVG(CASE WHEN status < 400 THEN latency_ms END) FROM ledger "
     "WHERE ts >= ? AND ts < ? AND vendor IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
-"""Requests and spend per vendor and time bucket (``ts / bucket_s``)."""
+"""Requests, spend and mean latency of the answered requests per vendor and time bucket
+(``ts / bucket_s``)."""
 
 
 # Vendor independence (issue 14): the ledger's answered traffic, summed per day, group, team,

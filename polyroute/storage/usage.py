@@ -107,17 +107,24 @@ async def recent_requests(db: Database, since: float, until: float, filters: dic
     return [dict(zip(sql.LEDGER_COLUMNS, row, strict=True)) for row in rows]
 
 
-async def live_sample(db: Database, since: float, limit: int) -> list[tuple[Any, ...]]:
+async def live_sample(db: Database, since: float, limit: int,
+                      team: str | None = None) -> list[tuple[Any, ...]]:
     """(ts, status, error_class, latency_ms, ttft_ms, model_group, team, vendor, cost_usd)
-    of the newest requests since ``since``, newest first."""
-    return [tuple(row) for row in await db.fetch(sql.LIVE_SAMPLE, since, limit)]
+    of the newest requests since ``since`` (of one team, if given), newest first."""
+    if team is None:
+        rows = await db.fetch(sql.LIVE_SAMPLE, since, limit)
+    else:
+        rows = await db.fetch(sql.LIVE_SAMPLE_TEAM, since, team, limit)
+    return [tuple(row) for row in rows]
 
 
-async def vendor_series(db: Database, since: float, until: float,
-                        bucket_s: float) -> list[tuple[float, str, int, float]]:
-    """(bucket start, vendor, requests, cost) per time bucket."""
+async def vendor_series(db: Database, since: float, until: float, bucket_s: float,
+                        ) -> list[tuple[float, str, int, float, float | None]]:
+    """(bucket start, vendor, requests, cost, mean latency in ms of the answered requests)
+    per time bucket."""
     rows = await db.fetch(sql.VENDOR_SERIES, bucket_s, since, until)
-    return [(float(b) * bucket_s, str(v), _int(n), float(c or 0.0)) for b, v, n, c in rows]
+    return [(float(b) * bucket_s, str(v), _int(n), float(c or 0.0),
+             None if lat is None else float(lat)) for b, v, n, c, lat in rows]
 
 
 class TrafficRow(msgspec.Struct, frozen=True):

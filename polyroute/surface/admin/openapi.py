@@ -152,6 +152,11 @@ def openapi() -> dict[str, Any]:
             "Dependence on each vendor, cloud and region (shares, HHI, traffic that cannot "
             "move) and what losing each would take down, from the ledger",
             _ref("IndependenceView"), params=("since", "until"))},
+        "/admin/whoami": {"get": _op(
+            "The calling key's role (admin, team_admin, auditor) and, for a team admin, its "
+            "teams", {"type": "object", "properties": {
+                "actor": {"type": "string"}, "role": {"type": "string"},
+                "teams": {"type": "array", "items": {"type": "string"}}}})},
         "/admin/status": {"get": _op(
             "Mode (open or keys), key count, ledger backlog, shared state health",
             {"type": "object"})},

@@ -76,8 +76,9 @@ class AdminRoutes:
             ("GET", "/admin/orgs/{id}/budget", s.org_budget, "read organisation budgets",
              False),
             ("GET", "/admin/usage", s.usage, "read usage", t),
-            ("GET", "/admin/ledger/{request_id}", s.ledger, "read the ledger", False),
+            ("GET", "/admin/ledger/{request_id}", s.ledger, "read the ledger", t),
             ("GET", "/admin/status", s.status, "read the status", False),
+            ("GET", "/admin/whoami", s.whoami, "read its own role", t),
             ("GET", "/admin/admin-keys", s.list_admin_keys, "list admin keys", False),
             ("POST", "/admin/admin-keys", s.create_admin_key, "create admin keys", False),
             ("DELETE", "/admin/admin-keys/{id}", s.revoke_admin_key, "revoke admin keys",
@@ -93,12 +94,15 @@ class AdminRoutes:
         app.router.add_get("/admin/openapi.json", self.openapi)
 
     def add_routes(self, app: web.Application,
-                   table: list[tuple[str, str, Handler]]) -> None:
+                   table: list[tuple[str, str, Handler, bool]]) -> None:
         """Routes of another module (the console's reads, issue 13) behind the same check:
-        reads an admin or an auditor may make, not a team admin."""
-        for method, path, handler in table:
+        (method, path, handler, team route). An admin and an auditor may read them all; a
+        team admin only the team routes, whose handlers limit what they read to its teams
+        (``actor_of``)."""
+        for method, path, handler, team_route in table:
             app.router.add_route(method, path, guarded(
-                self._authorized(handler, method, "read the console", False), encode_error))
+                self._authorized(handler, method, "read the console", team_route),
+                encode_error))
 
     async def _actor(self, request: web.Request) -> Actor:
         given = credentials(request)
@@ -281,10 +285,19 @@ class AdminRoutes:
         return _json(await self._service.independence(since, until))
 
     async def ledger(self, request: web.Request) -> web.Response:
-        return _json({"data": await self._service.ledger(request.match_info["request_id"])})
+        rows = await self._service.ledger(request.match_info["request_id"])
+        actor = _actor_of(request)
+        for row in rows:  # a team admin reads its teams' requests only
+            actor.check_team(row.get("team"), "read the requests")
+        return _json({"data": rows})
 
     async def status(self, request: web.Request) -> web.Response:
         return _json(await self._status())
+
+    async def whoami(self, request: web.Request) -> web.Response:
+        """The caller's role and teams: the console shows and offers what they allow."""
+        actor = _actor_of(request)
+        return _json({"actor": actor.id, "role": actor.role, "teams": sorted(actor.teams)})
 
     async def openapi(self, request: web.Request) -> web.Response:
         return _json(openapi())
@@ -328,8 +341,12 @@ class AdminRoutes:
         return _json(await self._log_or_refuse().verify())
 
 
-def _actor_of(request: web.Request) -> Actor:
+def actor_of(request: web.Request) -> Actor:
+    """Who makes this admin call (set by the key check before any handler runs)."""
     return request[_ACTOR]
+
+
+_actor_of = actor_of
 
 
 def _json(value: Any, status: int = 200) -> web.Response:

@@ -21,6 +21,7 @@ from polyroute.engine.circuit import Breakers
 from polyroute.errors import InvalidRequest
 from polyroute.observability.metrics import Histogram, Metrics
 from polyroute.policy.console import ConsoleService
+from polyroute.surface.admin.routes import actor_of
 from polyroute.surface.admin.timespec import parse_time
 
 STATIC = Path(__file__).parent / "static"
@@ -43,11 +44,14 @@ class ConsoleRoutes:
         self._clock = clock
         self._files = {p.name: p for p in STATIC.iterdir() if p.suffix in _TYPES}
 
-    def api(self) -> list[tuple[str, str, Handler]]:
-        """The reads, for ``AdminRoutes.add_routes`` (which checks the admin key)."""
-        return [("GET", "/admin/requests", self.requests), ("GET", "/admin/live", self.live),
-                ("GET", "/admin/deployments", self.deployments),
-                ("GET", "/admin/vendors", self.vendors)]
+    def api(self) -> list[tuple[str, str, Handler, bool]]:
+        """The reads, for ``AdminRoutes.add_routes`` (which checks the admin key and the
+        role): requests and live figures are a team admin's too, limited to its teams; the
+        deployments and the vendors are the whole gateway's (admins and auditors)."""
+        return [("GET", "/admin/requests", self.requests, True),
+                ("GET", "/admin/live", self.live, True),
+                ("GET", "/admin/deployments", self.deployments, False),
+                ("GET", "/admin/vendors", self.vendors, False)]
 
     def add_static(self, app: web.Application) -> None:
         app.router.add_get("/ui", self.index)
@@ -82,7 +86,13 @@ class ConsoleRoutes:
             limit = int(q.get("limit", "100"))
         except ValueError:
             raise InvalidRequest("limit must be a whole number", param="limit") from None
-        rows = await self._service.requests(since, until, filters, limit)
+        actor = actor_of(request)
+        teams = None
+        if actor.team_scoped:
+            if "team" in filters:
+                actor.check_team(filters["team"], "read the requests")
+            teams = actor.teams
+        rows = await self._service.requests(since, until, filters, limit, teams)
         return _json({"since": since, "until": until, "data": rows})
 
     async def live(self, request: web.Request) -> web.Response:
@@ -92,7 +102,9 @@ class ConsoleRoutes:
             raise InvalidRequest("window is seconds", param="window") from None
         if not 1 <= window <= 86_400:
             raise InvalidRequest("window is 1 to 86400 seconds", param="window")
-        return _json(await self._service.live(window))
+        actor = actor_of(request)
+        return _json(await self._service.live(window, actor.teams if actor.team_scoped
+                                              else None))
 
     async def vendors(self, request: web.Request) -> web.Response:
         since, until = _span(request.query, "1d")

@@ -3,6 +3,7 @@
 // as HTML): model names, key names and error classes come from clients.
 
 const KEY_STORE = "polyroute.admin-key";
+const ME_STORE = "polyroute.admin-me";  // {role, teams} from /admin/whoami
 const page = document.getElementById("page");
 let timer = null;      // the current page's refresh
 let generation = 0;    // bumps on every navigation: late answers of an old page are ignored
@@ -37,6 +38,12 @@ const fmt = {
   pct: (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)} %`),
   time: (t) => (t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) : "–"),
 };
+// What the signed-in key's role allows (the API enforces it; the page only shows what works).
+function me() { return JSON.parse(sessionStorage.getItem(ME_STORE) || '{"role": "admin", "teams": []}'); }
+const canWrite = () => me().role !== "auditor";
+const teamAdmin = () => me().role === "team_admin";
+const WHOLE_GATEWAY = ["deployments", "vendors"];  // pages a team admin may not read
+
 const COLORS = ["#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2", "#be123c", "#4d7c0f", "#a16207"];
 
 async function api(path, options = {}) {
@@ -101,6 +108,39 @@ function barChart(title, rows, seriesNames, valueFmt = (v) => fmt.n(v, 2)) {
   return h("figure", {class: "card"}, h("figcaption", {}, h("strong", {}, title)), svg, seriesNames.length > 1 ? legend : null);
 }
 
+// Lines over time: points = [{label, values: {series: number}}]; a missing value breaks the line.
+function lineChart(title, points, seriesNames, valueFmt = (v) => fmt.n(v, 1)) {
+  const W = 640, H = 220, pad = 40;
+  const all = points.flatMap((p) => seriesNames.map((k) => p.values[k]).filter((v) => v !== undefined && v !== null));
+  const max = Math.max(1e-9, ...all);
+  const svg = s("svg", {class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, preserveAspectRatio: "none"});
+  const step = points.length > 1 ? (W - pad - 10) / (points.length - 1) : 0;
+  const x = (i) => pad + (points.length > 1 ? i * step : (W - pad) / 2);
+  const y = (v) => H - 20 - (v / max) * (H - 40);
+  seriesNames.forEach((k, j) => {
+    const color = COLORS[j % COLORS.length];
+    const parts = [];
+    let gap = true;  // the next point starts a new segment
+    points.forEach((p, i) => {
+      const v = p.values[k];
+      if (v === undefined || v === null) { gap = true; return; }
+      parts.push(`${gap ? "M" : "L"}${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+      gap = false;
+      const dot = s("circle", {cx: x(i), cy: y(v), r: 2.5, fill: color});
+      dot.append(s("title", {}, `${p.label} · ${k}: ${valueFmt(v)}`));
+      svg.append(dot);
+    });
+    if (parts.length) svg.prepend(s("path", {d: parts.join(" "), fill: "none", stroke: color, "stroke-width": 2}));
+  });
+  points.forEach((p, i) => {
+    if (points.length <= 14 || i % Math.ceil(points.length / 14) === 0) svg.append(s("text", {x: x(i) - 10, y: H - 6}, p.label.slice(0, 12)));
+  });
+  svg.append(s("text", {x: 0, y: 12}, valueFmt(max)));
+  svg.append(s("line", {x1: pad, y1: H - 20, x2: W, y2: H - 20, stroke: "#cbd5e1"}));
+  const legend = h("div", {class: "legend"}, seriesNames.map((k, j) => h("span", {}, h("i", {style: {background: COLORS[j % COLORS.length]}}), k)));
+  return h("figure", {class: "card"}, h("figcaption", {}, h("strong", {}, title)), svg, legend);
+}
+
 function downloadCsv(name, columns, rows) {
   const esc = (v) => {
     const t = v === null || v === undefined ? "" : String(v);
@@ -133,7 +173,7 @@ function showError(e) {
 }
 
 function render(...nodes) {
-  page.replaceChildren(...nodes);
+  page.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 // -- pages -----------------------------------------------------------------------------
@@ -141,7 +181,8 @@ const pages = {};
 
 pages.overview = () => {
   const live = h("div");
-  render(h("h1", {}, "Overview"), h("p", {class: "hint"}, "The last 60 seconds, from the ledger; refreshed every 2 seconds."), live);
+  const scope = teamAdmin() ? ` of your teams (${me().teams.join(", ")})` : "";
+  render(h("h1", {}, "Overview"), h("p", {class: "hint"}, `The last 60 seconds${scope}, from the ledger; refreshed every 2 seconds.`), live);
   every(2000, async () => {
     const d = await api("/admin/live?window=60");
     const tiles = [
@@ -254,10 +295,14 @@ const SPEND_BY = [["team", "Team"], ["key", "Key"], ["org", "Organisation"], ["m
 
 pages.spend = async (params) => {
   const by = params.get("by") || "day";
+  // A team admin reads one of its teams at a time (the API refuses the others).
+  const teamInput = teamAdmin()
+    ? h("select", {name: "team"}, me().teams.map((t) => h("option", {value: t, selected: t === params.get("team")}, t)))
+    : h("input", {name: "team", value: params.get("team") || ""});
   const form = h("form", {class: "filters card", "aria-label": "Spend filters"},
     field("s-since", "Since", h("input", {name: "since", value: params.get("since") || "30d"})),
     field("s-by", "Group by", h("select", {name: "by"}, SPEND_BY.map(([v, l]) => h("option", {value: v, selected: v === by}, l)))),
-    field("s-team", "Team", h("input", {name: "team", value: params.get("team") || ""})),
+    field("s-team", "Team", teamInput),
     field("s-vendor", "Vendor", h("input", {name: "vendor", value: params.get("vendor") || ""})),
     field("s-model", "Model group", h("input", {name: "model", value: params.get("model") || ""})),
     h("div", {}, h("button", {type: "submit"}, "Show")));
@@ -267,8 +312,19 @@ pages.spend = async (params) => {
   });
   const q = new URLSearchParams({by, since: params.get("since") || "30d"});
   for (const f of ["team", "vendor", "model"]) if (params.get(f)) q.set(f, params.get(f));
+  if (teamAdmin() && !q.get("team")) q.set("team", teamInput.value);
+  const daily = new URLSearchParams(q);
+  daily.set("by", "day,team");
   render(h("h1", {}, "Spend"), form, h("p", {}, "Loading…"));
-  const [{data}, live] = await Promise.all([api(`/admin/usage?${q}`), api("/admin/live?window=60")]);
+  const [{data}, {data: perDay}, live] = await Promise.all([api(`/admin/usage?${q}`), api(`/admin/usage?${daily}`), api("/admin/live?window=60")]);
+  // Per day, each team's spend stacked (keys of no team under "(none)").
+  const days = new Map();
+  for (const r of perDay) {
+    const day = String(r.group.day), team = String(r.group.team ?? "(none)");
+    if (!days.has(day)) days.set(day, {});
+    days.get(day)[team] = (days.get(day)[team] || 0) + r.cost_usd;
+  }
+  const dayTeams = [...new Set(perDay.map((r) => String(r.group.team ?? "(none)")))].sort();
   const label = (r) => String(r.group[by] ?? "(none)");
   const columns = [
     {label: SPEND_BY.find(([v]) => v === by)[1], cell: label, raw: label},
@@ -284,17 +340,22 @@ pages.spend = async (params) => {
     h("div", {class: "tiles"}, h("div", {class: "tile"}, h("div", {class: "v", id: "spend-total"}, fmt.usd(total)), h("div", {class: "k"}, "Total in range")),
       h("div", {class: "tile"}, h("div", {class: "v"}, fmt.n(data.reduce((a, r) => a + r.requests, 0))), h("div", {class: "k"}, "Requests"))),
     barChart(`Cost (USD) by ${by}`, data.map((r) => ({label: label(r), values: {cost: r.cost_usd}})), ["cost"], fmt.usd),
+    h("div", {id: "spend-per-day"}, barChart("Cost (USD) per day, stacked by team", [...days].sort().map(([day, values]) => ({label: day.slice(5), values})), dayTeams, fmt.usd)),
     h("div", {class: "row"}, h("button", {type: "button", class: "secondary", id: "csv", onclick: () => downloadCsv(`polyroute-spend-by-${by}.csv`, columns, data)}, "Export CSV")),
     h("div", {id: "spend-table"}, table(columns, data)),
     h("h2", {}, "Budget burn-down"), live.budgets.length ? budgetTable(live.budgets) : h("p", {class: "hint"}, "No budgets set."));
 };
 
 pages.keys = async () => {
-  const [{data: keys}, {data: teams}, {data: orgs}] = await Promise.all([api("/admin/keys"), api("/admin/teams"), api("/admin/orgs")]);
+  // A team admin lists only its teams' keys and its teams (the API filters); organisations
+  // are not its to read. An auditor reads everything and is offered no write control.
+  const [{data: keys}, {data: teams}, {data: orgs}] = await Promise.all([api("/admin/keys"), api("/admin/teams"),
+    teamAdmin() ? {data: []} : api("/admin/orgs")]);
+  const writes = canWrite(), scoped = teamAdmin();
   const created = h("div", {id: "created", "aria-live": "assertive"});
   const keyForm = h("form", {class: "filters card", "aria-label": "Create a key"},
     field("k-name", "Name", h("input", {name: "name", required: true})),
-    field("k-team", "Team", h("select", {name: "team"}, h("option", {value: ""}, "(none)"), teams.map((t) => h("option", {value: t.id}, t.id)))),
+    field("k-team", "Team", h("select", {name: "team"}, scoped ? null : h("option", {value: ""}, "(none)"), teams.map((t) => h("option", {value: t.id}, t.id)))),
     field("k-daily", "Daily budget (USD)", h("input", {name: "daily_budget_usd", type: "number", min: "0", step: "any"})),
     field("k-rpm", "Requests per minute", h("input", {name: "rpm", type: "number", min: "1", step: "1"})),
     h("div", {}, h("button", {type: "submit"}, "Create key")));
@@ -363,38 +424,67 @@ pages.keys = async () => {
     form.elements.daily_budget_usd.focus();
   };
   const previous = document.getElementById("created");
-  render(h("h1", {}, "Keys, teams and organisations"), previous || created,
-    editor, h("h2", {}, "Keys"), keyForm,
+  const role = me().role;
+  render(h("h1", {}, "Keys, teams and organisations"),
+    role === "admin" ? null : h("p", {class: "hint", id: "role-hint"}, scoped
+      ? `Team admin of ${me().teams.join(", ")}: the keys and settings of these teams only.`
+      : "Auditor: read-only; nothing here can be changed."),
+    previous || created,
+    editor, h("h2", {}, "Keys"), writes ? keyForm : null,
     table([
       {label: "Id", cell: (k) => k.id}, {label: "Name", cell: (k) => k.name ?? ""}, {label: "Preview", cell: (k) => k.preview},
       {label: "Team", cell: (k) => k.team ?? "–"}, {label: "Daily budget", num: true, cell: (k) => fmt.usd(k.daily_budget_usd)},
       {label: "RPM", num: true, cell: (k) => fmt.n(k.rpm)}, {label: "Created (UTC)", cell: (k) => fmt.time(k.created_at)},
       {label: "State", cell: (k) => badge(k.revoked ? "revoked" : "active", k.revoked ? "bad" : "ok")},
-      {label: "Actions", cell: (k) => (k.revoked ? "" : h("span", {class: "row"},
+      writes && {label: "Actions", cell: (k) => (k.revoked ? "" : h("span", {class: "row"},
         h("button", {type: "button", class: "secondary", "aria-label": `Edit limits of key ${k.id}`, onclick: () => edit("key", k)}, "Limits"),
         h("button", {type: "button", class: "danger", "aria-label": `Revoke key ${k.id}`, "data-revoke": k.id, onclick: () => revoke(k)}, "Revoke")))},
-    ], keys),
-    h("h2", {}, "Teams"), teamForm,
+    ].filter(Boolean), keys),
+    h("h2", {}, "Teams"), writes && !scoped ? teamForm : null,
     table([{label: "Team", cell: (t) => t.id}, {label: "Organisation", cell: (t) => t.org ?? "–"},
       {label: "Daily budget", num: true, cell: (t) => fmt.usd(t.daily_budget_usd)}, {label: "Monthly budget", num: true, cell: (t) => fmt.usd(t.monthly_budget_usd)},
-      {label: "Actions", cell: (t) => h("button", {type: "button", class: "secondary", "aria-label": `Edit limits of team ${t.id}`, onclick: () => edit("team", t)}, "Limits")}], teams),
-    h("h2", {}, "Organisations"), orgForm,
-    table([{label: "Organisation", cell: (o) => o.id}, {label: "Monthly budget", num: true, cell: (o) => fmt.usd(o.monthly_budget_usd)},
-      {label: "Total budget", num: true, cell: (o) => fmt.usd(o.total_budget_usd)}], orgs));
+      writes && {label: "Actions", cell: (t) => h("button", {type: "button", class: "secondary", "aria-label": `Edit limits of team ${t.id}`, onclick: () => edit("team", t)}, "Limits")}].filter(Boolean), teams),
+    ...(scoped ? [] : [h("h2", {}, "Organisations"), writes ? orgForm : null,
+      table([{label: "Organisation", cell: (o) => o.id}, {label: "Monthly budget", num: true, cell: (o) => fmt.usd(o.monthly_budget_usd)},
+        {label: "Total budget", num: true, cell: (o) => fmt.usd(o.total_budget_usd)}], orgs)]));
 };
 
 pages.vendors = (params) => {
   const body = h("div");
-  render(h("h1", {}, "Vendors"), h("p", {class: "hint"}, "Requests per vendor over the last 24 hours, by hour, and how concentrated the traffic is."), body);
+  render(h("h1", {}, "Vendors"), h("p", {class: "hint"}, "Requests and latency per vendor over the last 24 hours, by hour; how dependent the traffic of the last 30 days is on each vendor and cloud, and what losing one would take down (see docs/independence.md)."), body);
   every(10000, async () => {
-    const d = await api("/admin/vendors?since=1d&bucket=3600");
+    const [d, ind] = await Promise.all([api("/admin/vendors?since=1d&bucket=3600"), api("/admin/independence?since=30d")]);
     const vendors = Object.keys(d.share);
+    const whole = (dim) => ind.report.concentrations.find((c) => c.scope === "all" && c.dimension === dim);
+    const byVendor = whole("vendor"), byCloud = whole("cloud");
+    const shares = (c, caption, id) => (c ? h("section", {"aria-labelledby": id}, h("h2", {id}, caption), table([
+      {label: "Name", cell: (x) => x.name}, {label: "Requests", num: true, cell: (x) => fmt.n(x.requests)},
+      {label: "Share of requests", num: true, cell: (x) => fmt.pct(x.request_share)},
+      {label: "Share of tokens", num: true, cell: (x) => fmt.pct(x.token_share)},
+      {label: "Share of spend", num: true, cell: (x) => fmt.pct(x.spend_share)}], c.shares)) : null);
+    const captive = ind.report.captive.reduce((a, c) => a + c.requests, 0);
+    const findings = ind.findings.filter((f) => f.scope === "group");
     body.replaceChildren(
       h("div", {class: "tiles"},
-        h("div", {class: "tile"}, h("div", {class: "v", id: "hhi"}, d.hhi.toFixed(2)), h("div", {class: "k"}, "Concentration (HHI; 1 = one vendor)")),
-        h("div", {class: "tile"}, h("div", {class: "v"}, fmt.n(vendors.length)), h("div", {class: "k"}, "Vendors with traffic"))),
+        h("div", {class: "tile"}, h("div", {class: "v", id: "hhi"}, d.hhi.toFixed(2)), h("div", {class: "k"}, "Concentration, 24 h (HHI; 1 = one vendor)")),
+        h("div", {class: "tile"}, h("div", {class: "v"}, fmt.n(vendors.length)), h("div", {class: "k"}, "Vendors with traffic")),
+        h("div", {class: "tile", "data-tile": "hhi30"}, h("div", {class: "v"}, byVendor ? fmt.n(byVendor.hhi_requests) : "–"), h("div", {class: "k"}, "Vendor HHI, 30 days (10 000 = one vendor)")),
+        h("div", {class: "tile", "data-tile": "top"}, h("div", {class: "v"}, byVendor ? fmt.pct(byVendor.top_share) : "–"), h("div", {class: "k"}, `Largest vendor share${byVendor ? ` (${byVendor.top})` : ""}`)),
+        h("div", {class: "tile", "data-tile": "captive"}, h("div", {class: "v"}, fmt.pct(ind.report.requests ? captive / ind.report.requests : 0)), h("div", {class: "k"}, `Captive traffic (${fmt.n(captive)} requests that cannot move)`)),
+        h("div", {class: "tile", "data-tile": "spof"}, h("div", {class: "v"}, fmt.n(new Set(findings.map((f) => f.name)).size)), h("div", {class: "k"}, "Model groups with a single point of failure"))),
       barChart("Requests per hour by vendor", d.series.map((b) => ({label: fmt.time(b.start).slice(11, 16), values: b.requests})), vendors, (v) => fmt.n(v)),
-      table([{label: "Vendor", cell: (r) => r[0]}, {label: "Share of requests", num: true, cell: (r) => fmt.pct(r[1])}], Object.entries(d.share)));
+      h("div", {id: "vendor-latency"}, lineChart("Mean latency of answered requests per hour by vendor (ms)", d.series.map((b) => ({label: fmt.time(b.start).slice(11, 16), values: b.latency_ms || {}})), vendors, fmt.ms)),
+      h("div", {class: "grid2"}, shares(byVendor, "Share per vendor, 30 days", "share-vendor"), shares(byCloud, "Share per cloud, 30 days", "share-cloud")),
+      h("h2", {}, "Single points of failure"),
+      findings.length ? h("div", {id: "spof"}, table([
+        {label: "If we lose", cell: (f) => `${f.domain} ${f.lost}`}, {label: "Model group", cell: (f) => f.name},
+        {label: "Requests lost", num: true, cell: (f) => fmt.n(f.requests_lost)}, {label: "Share lost", num: true, cell: (f) => fmt.pct(f.share_lost)},
+        {label: "Why", cell: (f) => f.broken.join(", ")}], findings)) : h("p", {class: "hint", id: "spof"}, "None: every group's traffic has somewhere else to go."),
+      h("h2", {}, "Captive traffic"),
+      ind.report.captive.length ? table([
+        {label: "Model group", cell: (c) => c.group}, {label: "Team", cell: (c) => c.team ?? "–"}, {label: "Vendor", cell: (c) => c.vendor},
+        {label: "Uses", cell: (c) => c.features.join(", ")}, {label: "Requests", num: true, cell: (c) => fmt.n(c.requests)},
+        {label: "Cost", num: true, cell: (c) => fmt.usd(c.cost_usd)}], ind.report.captive) : h("p", {class: "hint"}, "None: no recorded request used a capability only one vendor in its group offers."));
   });
 };
 
@@ -403,12 +493,18 @@ async function route() {
   clearTimeout(timer);
   generation += 1;
   if (!sessionStorage.getItem(KEY_STORE)) { showSignIn(); return; }
+  if (!sessionStorage.getItem(ME_STORE)) {
+    try { sessionStorage.setItem(ME_STORE, JSON.stringify(await api("/admin/whoami"))); } catch (e) { return; }
+  }
   document.getElementById("signin").hidden = true;
   document.getElementById("nav").hidden = false;
+  const {role, teams} = me();
+  document.getElementById("whoami").textContent = role === "team_admin" ? `team admin · ${teams.join(", ")}` : role === "auditor" ? "auditor · read-only" : "admin";
+  for (const a of document.querySelectorAll("#nav a")) a.hidden = teamAdmin() && WHOLE_GATEWAY.includes(a.getAttribute("href").slice(1));
   const [path, query] = (location.hash.slice(1) || "overview").split("?");
   const [name, ...rest] = path.split("/");
   const params = new URLSearchParams(query || "");
-  const show = pages[name] || pages.overview;
+  const show = (teamAdmin() && WHOLE_GATEWAY.includes(name) ? null : pages[name]) || pages.overview;
   for (const a of document.querySelectorAll("#nav a")) {
     const current = a.getAttribute("href") === `#${name === "request" ? "requests" : name}`;
     if (current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
@@ -427,6 +523,7 @@ function showSignIn(message) {
 
 function signOut(message) {
   sessionStorage.removeItem(KEY_STORE);
+  sessionStorage.removeItem(ME_STORE);
   clearTimeout(timer);
   generation += 1;
   showSignIn(message);
@@ -435,13 +532,14 @@ function signOut(message) {
 document.getElementById("signin-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const key = document.getElementById("admin-key").value.trim();
-  const response = await fetch("/admin/status", {headers: {"Authorization": `Bearer ${key}`}});
+  const response = await fetch("/admin/whoami", {headers: {"Authorization": `Bearer ${key}`}});
+  const body = await response.json().catch(() => null);
   if (!response.ok) {
-    const body = await response.json().catch(() => null);
     document.getElementById("signin-error").textContent = body?.error?.message || `HTTP ${response.status}`;
     return;
   }
   sessionStorage.setItem(KEY_STORE, key);
+  sessionStorage.setItem(ME_STORE, JSON.stringify(body));
   document.getElementById("admin-key").value = "";
   route();
 });

@@ -15,6 +15,7 @@ from aiohttp import web
 from polyroute import __version__
 from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.http_transport import AiohttpTransport
+from polyroute.adapters.openai_chat.files import FilesClient
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.cache.memory import MemoryStore
@@ -24,6 +25,7 @@ from polyroute.cache.store import CacheStore
 from polyroute.config import GatewayConfig
 from polyroute.engine.affinity import PrefixAffinity
 from polyroute.engine.auto import AutoRoutes
+from polyroute.engine.batches import Batches
 from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
@@ -47,8 +49,10 @@ from polyroute.policy.console import ConsoleService
 from polyroute.policy.deployment_limits import DeploymentLimits
 from polyroute.state.redis_busy import RedisBusy
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
+from polyroute.storage.objects import ObjectStore, ResponseStore
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
+from polyroute.surface.batches.handlers import BatchHandlers
 from polyroute.surface.bedrock.handlers import BedrockHandlers, with_error_type
 from polyroute.surface.bedrock.handlers import encode_error as bedrock_error
 from polyroute.surface.console.routes import ConsoleRoutes
@@ -83,6 +87,7 @@ class Components:
     """Set when the app shuts down: the background loops stop (see ``_cleanup``)."""
     tracer: Tracer | None = None
     request_log: RequestLog | None = None
+    batches: Batches | None = None
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -161,7 +166,11 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     openai = OpenAIHandlers(exchange, catalog)
     anthropic = AnthropicHandlers(exchange)
     gemini = GeminiHandlers(exchange, catalog)
-    responses = ResponsesHandlers(exchange)
+    responses = ResponsesHandlers(exchange, ResponseStore(stack.db),
+                                  config.storage.response_retention_s)
+    batches = parts.batches = Batches(lambda: gateway.router, policy, FilesClient(upstream),
+                                      ObjectStore(stack.db), stack.prices,
+                                      config.limits.default_max_output_tokens)
     bedrock = BedrockHandlers(exchange)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
@@ -171,6 +180,10 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
         ("GET", "/v1/models", openai.models, encode_error),
         ("GET", "/models", openai.models, encode_error),
         ("POST", "/v1/responses", responses.create, responses_error),
+        ("GET", "/v1/responses/{response_id}", responses.retrieve, responses_error),
+        ("DELETE", "/v1/responses/{response_id}", responses.delete, responses_error),
+        *((method, path, handler, encode_error)
+          for method, path, handler in BatchHandlers(exchange, batches).routes()),
         ("POST", "/v1/messages", anthropic.messages, anthropic_error),
         ("POST", "/v1/messages/count_tokens", anthropic.count_tokens, anthropic_error),
         ("POST", "/v1beta/models/{target:.+}", gemini.call, gemini_error),
@@ -284,6 +297,9 @@ async def _startup(app: web.Application) -> None:
     if parts.shared_busy is not None:
         parts.background.append(asyncio.create_task(
             _sync_busy(parts, parts.shared_busy, parts.config.state.sync_interval_s)))
+    if parts.batches is not None:
+        parts.background.append(asyncio.create_task(
+            _poll_batches(parts, parts.batches, parts.config.storage.batch_poll_s)))
 
 
 async def _sync_circuits(parts: Components, interval_s: float) -> None:
@@ -297,6 +313,16 @@ async def _sync_busy(parts: Components, busy: RedisBusy, interval_s: float) -> N
         await asyncio.sleep(interval_s)
         room = parts.gateway.router.room
         room.adopt_others(await busy.exchange(room.local_busy()))
+
+
+async def _poll_batches(parts: Components, batches: Batches, interval_s: float) -> None:
+    """Batches nobody asks about are settled too (a retrieve settles one sooner)."""
+    while not parts.closing:
+        await asyncio.sleep(interval_s)
+        try:
+            await batches.poll()
+        except Exception:  # the database is down: the next round tries again
+            log.warning("batch poller: this round failed", exc_info=True)
 
 
 _STOP_S = 2.0

@@ -1,0 +1,317 @@
+"""Files and batches (issue 16, item 3): OpenAI's Files and Batch APIs passed through to an
+OpenAI-protocol or Azure OpenAI deployment, with polyroute keeping
+
+- **ownership**: which key owns which file and batch; every read, list, download, cancel and
+  delete names the owner, so another key's id is simply not found (404);
+- **ids**: polyroute's own (``file-pr…``, ``batch_pr…``), mapped to the upstream's and to the
+  deployment that holds the object (a file uploaded to one deployment can only be batched
+  there); the output and error files a batch produces are adopted as the batch owner's files;
+- **money**: a batch reserves its worst case when it is created (every line's prompt estimate
+  and output limit, at the batch price: the catalog's ``batch`` fraction of the deployment's)
+  and is settled when it ends — on the first retrieve or list that sees it in a final state,
+  or by the poller (:meth:`Batches.poll`) — from the usage in its output file, at the batch
+  price; the rest of the reservation is released.
+
+A file is routed when it is uploaded: the model its lines name is a model group (or
+``vendor/model``), and the first of the group's deployments, in the group's order, that
+speaks a protocol with a Batch API takes it; its lines are rewritten to that deployment's
+model."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from polyroute.adapters.openai_chat.files import PROTOCOLS, FilesClient
+from polyroute.engine.batch_file import CHAT_URLS, EMBEDDING_URLS, output_usage, read_input, rewrite
+from polyroute.engine.router import Router
+from polyroute.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
+from polyroute.model.record import RequestRecord
+from polyroute.model.upstream import Deployment
+from polyroute.policy.prices import Prices
+from polyroute.policy.types import AdmissionRequest, Policy, Principal
+from polyroute.pricing.cost import scaled
+from polyroute.storage.objects import ObjectStore, Owned
+
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+_encode = msgspec.json.Encoder().encode
+FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+"""A batch in one of these states runs no more: it is settled."""
+_LIST_MAX = 10_000
+_WINDOWS = frozenset({"24h"})
+
+
+def owner_of(principal: Principal) -> str:
+    """Whose objects these are: the key (the master key is one owner; anonymous callers of a
+    gateway without keys another)."""
+    return principal.key_id or ""
+
+
+class Batches:
+    def __init__(self, router: Callable[[], Router], policy: Policy, files: FilesClient,
+                 store: ObjectStore, prices: Prices, default_output: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._router = router
+        self._policy = policy
+        self._files = files
+        self._store = store
+        self._prices = prices
+        self._default_output = default_output
+        self._clock = clock
+        self._tickets: dict[str, object] = {}
+        """Batch id → its reservation, held in this process until the batch is settled."""
+
+    # -- files ----------------------------------------------------------------------------
+    async def upload(self, principal: Principal, filename: str, purpose: str,
+                     content: bytes) -> dict[str, Any]:
+        if purpose != "batch":
+            raise InvalidRequest("polyroute keeps files for batches only: purpose must be "
+                                 "'batch'.", param="purpose")
+        summary, items = read_input(content, self._default_output)
+        group, deployment = self._route(principal, summary.model)
+        cap = self._policy.output_cap(principal)
+        endpoint = deployment.endpoint
+        body = rewrite(items, deployment.model, cap,
+                       endpoint.quirks.max_tokens_field or "max_completion_tokens",
+                       azure=endpoint.protocol == "azure")
+        upstream = _decode(await self._files.upload(endpoint, deployment.name, filename,
+                                                    purpose, body))
+        oid = f"file-pr{uuid.uuid4().hex[:24]}"
+        shown = {**upstream, "id": oid, "filename": filename}
+        detail = {"group": group, "model": summary.model, "url": summary.url,
+                  "lines": summary.lines, "input_tokens": summary.input_tokens,
+                  "output_tokens": summary.output_tokens}
+        await self._store.add(Owned(oid, "file", owner_of(principal), str(upstream["id"]),
+                                    deployment.name, self._clock(), _text(shown),
+                                    _text(detail)))
+        return shown
+
+    async def files(self, principal: Principal, limit: int,
+                    after: str | None) -> dict[str, Any]:
+        rows = await self._store.list(owner_of(principal), "file", _LIST_MAX)
+        return _page([_decode(row.object) for row in rows], limit, after)
+
+    async def file(self, principal: Principal, oid: str) -> dict[str, Any]:
+        return _decode((await self._owned(principal, oid, "file")).object)
+
+    async def content(self, principal: Principal, oid: str) -> bytes:
+        owned = await self._owned(principal, oid, "file")
+        deployment = self._deployment(owned.deployment)
+        return await self._files.call(deployment.endpoint, deployment.name, "GET",
+                                      f"/files/{owned.upstream_id}/content")
+
+    async def delete_file(self, principal: Principal, oid: str) -> dict[str, Any]:
+        owned = await self._owned(principal, oid, "file")
+        deployment = self._deployment(owned.deployment)
+        await self._files.call(deployment.endpoint, deployment.name, "DELETE",
+                               f"/files/{owned.upstream_id}")
+        await self._store.delete(oid, owned.owner)
+        return {"id": oid, "object": "file", "deleted": True}
+
+    # -- batches --------------------------------------------------------------------------
+    async def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        file_id, endpoint_path = body.get("input_file_id"), body.get("endpoint")
+        window = body.get("completion_window", "24h")
+        if not isinstance(file_id, str) or not file_id:
+            raise InvalidRequest("'input_file_id' is required.", param="input_file_id")
+        if endpoint_path not in CHAT_URLS | EMBEDDING_URLS:
+            raise InvalidRequest("'endpoint' must be /v1/chat/completions or /v1/embeddings.",
+                                 param="endpoint")
+        if window not in _WINDOWS:
+            raise InvalidRequest("'completion_window' must be 24h.", param="completion_window")
+        source = await self._owned(principal, file_id, "file", param="input_file_id")
+        detail = _decode(source.detail)
+        if "lines" not in detail:
+            raise InvalidRequest(f"The file {file_id} is not a batch input file.",
+                                 param="input_file_id")
+        if detail["url"].removeprefix("/v1") != str(endpoint_path).removeprefix("/v1"):
+            raise InvalidRequest(f"The file's lines call {detail['url']}, not {endpoint_path}.",
+                                 param="endpoint")
+        deployment = self._deployment(source.deployment)
+        price = self._prices.of(deployment.vendor, deployment.model)
+        factor = self._prices.batch_factor(deployment.vendor)
+        ticket = await self._policy.reserve(principal, AdmissionRequest(
+            model_group=detail["group"], estimated_input_tokens=detail["input_tokens"],
+            max_output_tokens=detail["output_tokens"],
+            prices=[scaled(price, factor) if price is not None else None]))
+        oid = f"batch_pr{uuid.uuid4().hex[:24]}"
+        azure = deployment.endpoint.protocol == "azure"
+        sent: dict[str, Any] = {
+            "input_file_id": source.upstream_id, "completion_window": window,
+            "endpoint": str(endpoint_path).removeprefix("/v1") if azure else endpoint_path}
+        if body.get("metadata") is not None:
+            sent["metadata"] = body["metadata"]
+        record = self._record(oid, principal, detail, deployment)
+        try:
+            upstream = _decode(await self._files.call(
+                deployment.endpoint, deployment.name, "POST", "/batches", _encode(sent)))
+        except GatewayError as exc:  # nothing runs: the reservation goes back, at $0
+            record.status, record.error_class = exc.status, exc.error_class
+            self._policy.settle_batch(ticket, record, factor)
+            raise
+        self._tickets[oid] = ticket
+        shown = await self._shown(oid, source.owner, upstream, deployment.name)
+        keep = {**detail, "key_id": principal.key_id, "team": principal.team,
+                "org": principal.org, "input_file_id": file_id}
+        await self._store.add(Owned(oid, "batch", owner_of(principal), str(upstream["id"]),
+                                    deployment.name, record.started_at, _text(shown),
+                                    _text(keep)))
+        return shown
+
+    async def batch(self, principal: Principal, oid: str) -> dict[str, Any]:
+        return await self._refresh(await self._owned(principal, oid, "batch"))
+
+    async def batches(self, principal: Principal, limit: int,
+                      after: str | None) -> dict[str, Any]:
+        rows = await self._store.list(owner_of(principal), "batch", _LIST_MAX)
+        page = _page([_decode(row.object) for row in rows], limit, after)
+        by_id = {row.id: row for row in rows}
+        page["data"] = [await self._refresh(by_id[obj["id"]]) for obj in page["data"]]
+        return page
+
+    async def cancel(self, principal: Principal, oid: str) -> dict[str, Any]:
+        owned = await self._owned(principal, oid, "batch")
+        deployment = self._deployment(owned.deployment)
+        upstream = _decode(await self._files.call(
+            deployment.endpoint, deployment.name, "POST", f"/batches/{owned.upstream_id}/cancel"))
+        return await self._adopt(owned, upstream, deployment)
+
+    async def poll(self) -> int:
+        """Look at every unsettled batch once (the background poller); the number settled."""
+        settled = 0
+        for owned in await self._store.unsettled("batch", 1000):
+            try:
+                shown = await self._refresh(owned)
+            except GatewayError:
+                continue  # the upstream is down: the next round tries again
+            settled += shown.get("status") in FINAL
+        return settled
+
+    # -- the parts ------------------------------------------------------------------------
+    async def _refresh(self, owned: Owned) -> dict[str, Any]:
+        """The batch as the upstream has it now (settled once it is final)."""
+        if owned.settled:
+            return _decode(owned.object)
+        deployment = self._deployment(owned.deployment)
+        upstream = _decode(await self._files.call(
+            deployment.endpoint, deployment.name, "GET", f"/batches/{owned.upstream_id}"))
+        return await self._adopt(owned, upstream, deployment)
+
+    async def _adopt(self, owned: Owned, upstream: dict[str, Any],
+                     deployment: Deployment) -> dict[str, Any]:
+        shown = await self._shown(owned.id, owned.owner, upstream, deployment.name)
+        shown["input_file_id"] = _decode(owned.detail).get("input_file_id",
+                                                            shown.get("input_file_id"))
+        if upstream.get("status") not in FINAL:
+            await self._store.update(owned.id, _text(shown))
+            return shown
+        usage, answered = None, 0
+        output = upstream.get("output_file_id")
+        if isinstance(output, str) and output:
+            usage, answered = output_usage(await self._files.call(
+                deployment.endpoint, deployment.name, "GET", f"/files/{output}/content"))
+        if not await self._store.settle(owned.id, _text(shown)):
+            return shown  # another replica (or request) settled it first
+        detail = _decode(owned.detail)
+        principal = Principal(key_id=detail.get("key_id"), team=detail.get("team"),
+                              org=detail.get("org"))
+        record = self._record(owned.id, principal, detail, deployment)
+        record.started_at = owned.created_at
+        record.latency_s = max(0.0, self._clock() - owned.created_at)
+        record.usage = usage
+        if upstream.get("status") != "completed" and not answered:
+            record.status, record.error_class = 502, f"batch_{upstream.get('status')}"
+        self._policy.settle_batch(self._tickets.pop(owned.id, None), record,
+                                  self._prices.batch_factor(deployment.vendor))
+        return shown
+
+    async def _shown(self, oid: str, owner: str, upstream: dict[str, Any],
+                     deployment: str) -> dict[str, Any]:
+        """The upstream's batch object with polyroute's ids in it; its output and error files
+        become the owner's files."""
+        shown = {**upstream, "id": oid}
+        for name in ("output_file_id", "error_file_id"):
+            upstream_file = upstream.get(name)
+            if isinstance(upstream_file, str) and upstream_file:
+                shown[name] = await self._file_of(owner, upstream_file, deployment, name)
+        return shown
+
+    async def _file_of(self, owner: str, upstream_id: str, deployment: str, name: str) -> str:
+        known = await self._store.by_upstream(upstream_id, deployment, "file")
+        if known is not None:
+            return known.id
+        oid = f"file-pr{uuid.uuid4().hex[:24]}"
+        now = self._clock()
+        shown = {"id": oid, "object": "file", "bytes": 0, "created_at": int(now),
+                 "filename": "batch_output.jsonl" if name == "output_file_id"
+                 else "batch_errors.jsonl", "purpose": "batch_output", "status": "processed"}
+        await self._store.add(Owned(oid, "file", owner, upstream_id, deployment, now,
+                                    _text(shown), "{}"))
+        return oid
+
+    def _record(self, oid: str, principal: Principal, detail: dict[str, Any],
+                deployment: Deployment) -> RequestRecord:
+        record = RequestRecord(oid, self._clock(), "batches", str(detail.get("model")))
+        record.model_group = detail.get("group")
+        record.vendor, record.deployment = deployment.vendor, deployment.name
+        record.upstream_model = deployment.model
+        record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org
+        return record
+
+    def _route(self, principal: Principal, model: str) -> tuple[str, Deployment]:
+        route = self._router().route(model, allowed=principal.allowed_models)
+        if not principal.may_use(route.group):
+            raise PermissionDenied(f"This key may not use the model '{route.group}'.",
+                                   param="model")
+        for deployment in route.candidates:
+            if deployment.endpoint.protocol in PROTOCOLS:
+                return route.group, deployment
+        protocols = sorted({d.endpoint.protocol for d in route.candidates})
+        raise InvalidRequest(
+            f"No deployment of model '{route.group}' can run a batch: its deployments speak "
+            f"{', '.join(protocols)}, and batches go to OpenAI or Azure OpenAI deployments "
+            "(protocol openai, azure or openai_responses).", param="model",
+            code="unsupported_endpoint")
+
+    def _deployment(self, name: str) -> Deployment:
+        router = self._router()
+        for deployment in router.deployments():
+            if deployment.name == name:
+                return deployment
+        if "/" in name:  # a '<vendor>/<model>' deployment made on the fly
+            return router.group(name).deployments[0]
+        raise ServiceUnavailable(f"The deployment '{name}' that holds this object is no "
+                                 "longer configured.")
+
+    async def _owned(self, principal: Principal, oid: str, kind: str,
+                     param: str | None = None) -> Owned:
+        owned = await self._store.get(oid, owner_of(principal), kind)
+        if owned is None:
+            what = "file" if kind == "file" else "batch"
+            raise NotFound(f"No {what} with id '{oid}'.", param=param or f"{what}_id")
+        return owned
+
+
+def _text(obj: dict[str, Any]) -> str:
+    return _encode(obj).decode()
+
+
+def _page(objects: list[dict[str, Any]], limit: int, after: str | None) -> dict[str, Any]:
+    """OpenAI's cursor page over objects newest first: ``after`` is the last id seen."""
+    if after is not None:
+        ids = [obj["id"] for obj in objects]
+        objects = objects[ids.index(after) + 1:] if after in ids else []
+    data = objects[:limit]
+    return {"object": "list", "data": data, "has_more": len(objects) > limit,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None}

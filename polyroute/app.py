@@ -13,6 +13,7 @@ import msgspec
 from aiohttp import web
 
 from polyroute import __version__
+from polyroute.adapters.anthropic_messages.batches import MessageBatchClient
 from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.http_transport import AiohttpTransport
 from polyroute.adapters.openai_chat.files import FilesClient
@@ -30,6 +31,7 @@ from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
 from polyroute.engine.guardrails import Guardrails, hooks_from
+from polyroute.engine.message_batches import MessageBatches
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.response_cache import ResponseCache
 from polyroute.engine.room import Room
@@ -52,6 +54,7 @@ from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.storage.objects import ObjectStore, ResponseStore
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
+from polyroute.surface.batches.anthropic import MessageBatchHandlers
 from polyroute.surface.batches.handlers import BatchHandlers
 from polyroute.surface.bedrock.handlers import BedrockHandlers, with_error_type
 from polyroute.surface.bedrock.handlers import encode_error as bedrock_error
@@ -88,6 +91,7 @@ class Components:
     tracer: Tracer | None = None
     request_log: RequestLog | None = None
     batches: Batches | None = None
+    message_batches: MessageBatches | None = None
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -168,9 +172,12 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     gemini = GeminiHandlers(exchange, catalog)
     responses = ResponsesHandlers(exchange, ResponseStore(stack.db),
                                   config.storage.response_retention_s)
+    objects = ObjectStore(stack.db)
     batches = parts.batches = Batches(lambda: gateway.router, policy, FilesClient(upstream),
-                                      ObjectStore(stack.db), stack.prices,
+                                      objects, stack.prices,
                                       config.limits.default_max_output_tokens)
+    message_batches = parts.message_batches = MessageBatches(
+        lambda: gateway.router, policy, MessageBatchClient(upstream), objects, stack.prices)
     bedrock = BedrockHandlers(exchange)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
@@ -184,6 +191,8 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
         ("DELETE", "/v1/responses/{response_id}", responses.delete, responses_error),
         *((method, path, handler, encode_error)
           for method, path, handler in BatchHandlers(exchange, batches).routes()),
+        *((method, path, handler, anthropic_error) for method, path, handler
+          in MessageBatchHandlers(exchange, message_batches).routes()),
         ("POST", "/v1/messages", anthropic.messages, anthropic_error),
         ("POST", "/v1/messages/count_tokens", anthropic.count_tokens, anthropic_error),
         ("POST", "/v1beta/models/{target:.+}", gemini.call, gemini_error),
@@ -297,9 +306,10 @@ async def _startup(app: web.Application) -> None:
     if parts.shared_busy is not None:
         parts.background.append(asyncio.create_task(
             _sync_busy(parts, parts.shared_busy, parts.config.state.sync_interval_s)))
-    if parts.batches is not None:
-        parts.background.append(asyncio.create_task(
-            _poll_batches(parts, parts.batches, parts.config.storage.batch_poll_s)))
+    for polled in (parts.batches, parts.message_batches):
+        if polled is not None:
+            parts.background.append(asyncio.create_task(
+                _poll_batches(parts, polled, parts.config.storage.batch_poll_s)))
 
 
 async def _sync_circuits(parts: Components, interval_s: float) -> None:
@@ -315,7 +325,8 @@ async def _sync_busy(parts: Components, busy: RedisBusy, interval_s: float) -> N
         room.adopt_others(await busy.exchange(room.local_busy()))
 
 
-async def _poll_batches(parts: Components, batches: Batches, interval_s: float) -> None:
+async def _poll_batches(parts: Components, batches: Batches | MessageBatches,
+                        interval_s: float) -> None:
     """Batches nobody asks about are settled too (a retrieve settles one sooner)."""
     while not parts.closing:
         await asyncio.sleep(interval_s)

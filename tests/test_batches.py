@@ -127,7 +127,7 @@ def test_a_key_never_sees_another_keys_files_or_batches(gw: GatewayProcess) -> N
             attempt()
     assert [f.id for f in bob.files.list()] == []
     assert [b.id for b in bob.batches.list()] == []
-    assert [f.id for f in alice.files.list()] == [uploaded.id]
+    assert uploaded.id in [f.id for f in alice.files.list()]  # and, soon, its output file
     assert [b.id for b in alice.batches.list()] == [batch.id]
     done = finished(alice, batch.id)
     assert done.status == "completed" and done.output_file_id is not None
@@ -211,3 +211,44 @@ def test_bad_batch_files_and_vendors_without_batches_are_clear_400s(gw: GatewayP
     with pytest.raises(openai.NotFoundError):
         alice.batches.create(input_file_id="file-missing", endpoint="/v1/chat/completions",
                              completion_window="24h")
+
+
+def test_anthropic_message_batches_are_owned_reserved_and_settled(gw: GatewayProcess) -> None:
+    import anthropic
+
+    key = new_key(gw, daily_budget_usd=1.0)
+    alice = anthropic.Anthropic(base_url=gw.root_url, api_key=key, max_retries=0)
+    bob = anthropic.Anthropic(base_url=gw.root_url, api_key=new_key(gw), max_retries=0)
+    params = [{"model": "claude", "max_tokens": 9,
+               "messages": [{"role": "user", "content": f"Question {i}?"}]} for i in range(3)]
+    batch = alice.messages.batches.create(requests=[  # type: ignore[misc]
+        {"custom_id": f"m{i}", "params": p} for i, p in enumerate(params)])
+    assert batch.id.startswith("msgbatch_pr") and batch.processing_status == "in_progress"
+    prompt = sum(len(json.dumps(p, separators=(",", ":"))) // 4 + 1 for p in params)
+    worst = (prompt * PRICE["input_per_1m"] + 27 * PRICE["output_per_1m"]) / 1e6 * BATCH
+    assert budget(gw, key)["reserved_usd"] == pytest.approx(worst, rel=1e-6)
+    for attempt in (lambda: bob.messages.batches.retrieve(batch.id),
+                    lambda: bob.messages.batches.cancel(batch.id),
+                    lambda: bob.messages.batches.delete(batch.id)):
+        with pytest.raises(anthropic.NotFoundError):
+            attempt()
+    assert [b.id for b in bob.messages.batches.list()] == []
+    deadline = time.monotonic() + 10
+    while batch.processing_status != "ended" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        batch = alice.messages.batches.retrieve(batch.id)
+    assert batch.processing_status == "ended"
+    assert batch.results_url == f"{gw.root_url}/v1/messages/batches/{batch.id}/results"
+    results = list(alice.messages.batches.results(batch.id))
+    assert sorted(r.custom_id for r in results) == ["m0", "m1", "m2"]
+    usage = [r.result.message.usage for r in results if r.result.type == "succeeded"]
+    real = sum(u.input_tokens * PRICE["input_per_1m"] + u.output_tokens
+               * PRICE["output_per_1m"] for u in usage) / 1e6 * BATCH
+    after = budget(gw, key)
+    assert len(usage) == 3 and after["reserved_usd"] == 0
+    assert after["spent_today_usd"] == pytest.approx(real, rel=1e-6)
+    with pytest.raises(anthropic.NotFoundError):
+        bob.messages.batches.results(batch.id)
+    assert alice.messages.batches.delete(batch.id).type == "message_batch_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        alice.messages.batches.retrieve(batch.id)

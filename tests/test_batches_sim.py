@@ -82,3 +82,34 @@ def test_a_cancelled_batch_ends_cancelled(sim: SimServer) -> None:
     assert client.batches.retrieve(created.id).status == "cancelled"
     with pytest.raises(openai.NotFoundError):
         client.batches.retrieve("batch_missing")
+
+
+def test_message_batches_as_the_anthropic_sdk_sees_them(sim: SimServer) -> None:
+    import anthropic
+    from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
+
+    client = anthropic.Anthropic(base_url=sim.root_url, api_key=SIM_KEY, max_retries=0)
+    created = client.messages.batches.create(requests=[
+        {"custom_id": f"r{i}", "params": {"model": "claude-sim", "max_tokens": 6,
+                                          "messages": [{"role": "user", "content": "Hi?"}]}}
+        for i in range(2)] + [{"custom_id": "bad", "params": {  # type: ignore[list-item]
+            "model": "claude-sim", "max_tokens": 6, "messages": []}}])
+    assert isinstance(created, MessageBatch) and created.processing_status == "in_progress"
+    assert created.request_counts.processing == 3
+    deadline = time.monotonic() + 10
+    batch = created
+    while batch.processing_status != "ended" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        batch = client.messages.batches.retrieve(created.id)
+    assert batch.processing_status == "ended" and batch.results_url
+    assert batch.request_counts.succeeded == 2 and batch.request_counts.errored == 1
+    results = list(client.messages.batches.results(created.id))
+    assert all(isinstance(r, MessageBatchIndividualResponse) for r in results)
+    kinds = {r.custom_id: r.result.type for r in results}
+    assert kinds == {"r0": "succeeded", "r1": "succeeded", "bad": "errored"}
+    ok = [r.result.message for r in results if r.result.type == "succeeded"]
+    assert all(m.usage.output_tokens == 6 and m.stop_reason == "max_tokens" for m in ok)
+    assert created.id in [b.id for b in client.messages.batches.list()]
+    assert client.messages.batches.delete(created.id).type == "message_batch_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.retrieve(created.id)

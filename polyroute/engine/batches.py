@@ -38,6 +38,7 @@ from polyroute.errors import (
 )
 from polyroute.model.record import RequestRecord
 from polyroute.model.upstream import Deployment
+from polyroute.model.usage import Usage
 from polyroute.policy.prices import Prices
 from polyroute.policy.types import AdmissionRequest, Policy, Principal
 from polyroute.pricing.cost import scaled
@@ -57,19 +58,107 @@ def owner_of(principal: Principal) -> str:
     return principal.key_id or ""
 
 
-class Batches:
-    def __init__(self, router: Callable[[], Router], policy: Policy, files: FilesClient,
-                 store: ObjectStore, prices: Prices, default_output: int,
-                 clock: Callable[[], float] = time.time) -> None:
+class OwnedObjects:
+    """What OpenAI's batches and Anthropic's Message Batches share: the owner's objects, the
+    deployment that holds each, reservations and settlement."""
+
+    def __init__(self, router: Callable[[], Router], policy: Policy, store: ObjectStore,
+                 prices: Prices, clock: Callable[[], float] = time.time) -> None:
         self._router = router
         self._policy = policy
-        self._files = files
         self._store = store
         self._prices = prices
-        self._default_output = default_output
         self._clock = clock
         self._tickets: dict[str, object] = {}
         """Batch id → its reservation, held in this process until the batch is settled."""
+
+    async def _reserve(self, principal: Principal, group: str, deployment: Deployment,
+                       input_tokens: int, output_tokens: int) -> object:
+        price = self._prices.of(deployment.vendor, deployment.model)
+        factor = self._prices.batch_factor(deployment.vendor)
+        return await self._policy.reserve(principal, AdmissionRequest(
+            model_group=group, estimated_input_tokens=input_tokens,
+            max_output_tokens=output_tokens,
+            prices=[scaled(price, factor) if price is not None else None]))
+
+    def _refund(self, ticket: object, record: RequestRecord, exc: GatewayError) -> None:
+        """The upstream refused the batch: nothing runs, the reservation goes back at $0."""
+        record.status, record.error_class = exc.status, exc.error_class
+        self._policy.settle_batch(ticket, record,
+                                  self._prices.batch_factor(record.vendor or ""))
+
+    async def _charge(self, owned: Owned, shown: dict[str, Any], deployment: Deployment,
+                      usage: Usage | None, failure: str | None) -> None:
+        """Settle a batch that ended, once (the first replica or request to mark it)."""
+        if not await self._store.settle(owned.id, _text(shown)):
+            return  # another replica (or request) settled it first
+        detail = _decode(owned.detail)
+        principal = Principal(key_id=detail.get("key_id"), team=detail.get("team"),
+                              org=detail.get("org"))
+        record = self._record(owned.id, principal, detail, deployment)
+        record.started_at = owned.created_at
+        record.latency_s = max(0.0, self._clock() - owned.created_at)
+        record.usage = usage
+        if failure is not None:
+            record.status, record.error_class = 502, failure
+        self._policy.settle_batch(self._tickets.pop(owned.id, None), record,
+                                  self._prices.batch_factor(deployment.vendor))
+
+    def _record(self, oid: str, principal: Principal, detail: dict[str, Any],
+                deployment: Deployment) -> RequestRecord:
+        record = RequestRecord(oid, self._clock(), detail.get("endpoint", "batches"),
+                               str(detail.get("model")))
+        record.model_group = detail.get("group")
+        record.vendor, record.deployment = deployment.vendor, deployment.name
+        record.upstream_model = deployment.model
+        record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org
+        return record
+
+    def _route(self, principal: Principal, model: str, protocols: frozenset[str],
+               names: str) -> tuple[str, Deployment]:
+        """The first deployment of ``model``'s group, in its order, that speaks one of
+        ``protocols`` (described as ``names`` when none does)."""
+        route = self._router().route(model, allowed=principal.allowed_models)
+        if not principal.may_use(route.group):
+            raise PermissionDenied(f"This key may not use the model '{route.group}'.",
+                                   param="model")
+        for deployment in route.candidates:
+            if deployment.endpoint.protocol in protocols:
+                return route.group, deployment
+        spoken = sorted({d.endpoint.protocol for d in route.candidates})
+        raise InvalidRequest(
+            f"No deployment of model '{route.group}' can run this batch: its deployments "
+            f"speak {', '.join(spoken)}, and these batches go to {names}.", param="model",
+            code="unsupported_endpoint")
+
+    def _deployment(self, name: str) -> Deployment:
+        router = self._router()
+        for deployment in router.deployments:
+            if deployment.name == name:
+                return deployment
+        if "/" in name:  # a '<vendor>/<model>' deployment made on the fly
+            return router.group(name).deployments[0]
+        raise ServiceUnavailable(f"The deployment '{name}' that holds this object is no "
+                                 "longer configured.")
+
+    async def _owned(self, principal: Principal, oid: str, kind: str,
+                     param: str | None = None) -> Owned:
+        owned = await self._store.get(oid, owner_of(principal), kind)
+        if owned is None:
+            what = "file" if kind == "file" else "batch"
+            raise NotFound(f"No {what} with id '{oid}'.", param=param or f"{what}_id")
+        return owned
+
+
+class Batches(OwnedObjects):
+    """OpenAI's Files and Batch APIs."""
+
+    def __init__(self, router: Callable[[], Router], policy: Policy, files: FilesClient,
+                 store: ObjectStore, prices: Prices, default_output: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(router, policy, store, prices, clock)
+        self._files = files
+        self._default_output = default_output
 
     # -- files ----------------------------------------------------------------------------
     async def upload(self, principal: Principal, filename: str, purpose: str,
@@ -78,7 +167,9 @@ class Batches:
             raise InvalidRequest("polyroute keeps files for batches only: purpose must be "
                                  "'batch'.", param="purpose")
         summary, items = read_input(content, self._default_output)
-        group, deployment = self._route(principal, summary.model)
+        group, deployment = self._route(principal, summary.model, PROTOCOLS,
+                                        "OpenAI or Azure OpenAI deployments (protocol "
+                                        "openai, azure or openai_responses)")
         cap = self._policy.output_cap(principal)
         endpoint = deployment.endpoint
         body = rewrite(items, deployment.model, cap,
@@ -98,7 +189,7 @@ class Batches:
 
     async def files(self, principal: Principal, limit: int,
                     after: str | None) -> dict[str, Any]:
-        rows = await self._store.list(owner_of(principal), "file", _LIST_MAX)
+        rows = await self._store.owned_by(owner_of(principal), "file", _LIST_MAX)
         return _page([_decode(row.object) for row in rows], limit, after)
 
     async def file(self, principal: Principal, oid: str) -> dict[str, Any]:
@@ -138,12 +229,8 @@ class Batches:
             raise InvalidRequest(f"The file's lines call {detail['url']}, not {endpoint_path}.",
                                  param="endpoint")
         deployment = self._deployment(source.deployment)
-        price = self._prices.of(deployment.vendor, deployment.model)
-        factor = self._prices.batch_factor(deployment.vendor)
-        ticket = await self._policy.reserve(principal, AdmissionRequest(
-            model_group=detail["group"], estimated_input_tokens=detail["input_tokens"],
-            max_output_tokens=detail["output_tokens"],
-            prices=[scaled(price, factor) if price is not None else None]))
+        ticket = await self._reserve(principal, detail["group"], deployment,
+                                     detail["input_tokens"], detail["output_tokens"])
         oid = f"batch_pr{uuid.uuid4().hex[:24]}"
         azure = deployment.endpoint.protocol == "azure"
         sent: dict[str, Any] = {
@@ -155,12 +242,12 @@ class Batches:
         try:
             upstream = _decode(await self._files.call(
                 deployment.endpoint, deployment.name, "POST", "/batches", _encode(sent)))
-        except GatewayError as exc:  # nothing runs: the reservation goes back, at $0
-            record.status, record.error_class = exc.status, exc.error_class
-            self._policy.settle_batch(ticket, record, factor)
+        except GatewayError as exc:
+            self._refund(ticket, record, exc)
             raise
         self._tickets[oid] = ticket
         shown = await self._shown(oid, source.owner, upstream, deployment.name)
+        shown["input_file_id"] = file_id
         keep = {**detail, "key_id": principal.key_id, "team": principal.team,
                 "org": principal.org, "input_file_id": file_id}
         await self._store.add(Owned(oid, "batch", owner_of(principal), str(upstream["id"]),
@@ -173,7 +260,7 @@ class Batches:
 
     async def batches(self, principal: Principal, limit: int,
                       after: str | None) -> dict[str, Any]:
-        rows = await self._store.list(owner_of(principal), "batch", _LIST_MAX)
+        rows = await self._store.owned_by(owner_of(principal), "batch", _LIST_MAX)
         page = _page([_decode(row.object) for row in rows], limit, after)
         by_id = {row.id: row for row in rows}
         page["data"] = [await self._refresh(by_id[obj["id"]]) for obj in page["data"]]
@@ -215,24 +302,16 @@ class Batches:
         if upstream.get("status") not in FINAL:
             await self._store.update(owned.id, _text(shown))
             return shown
-        usage, answered = None, 0
+        usage: Usage | None = None
+        answered = 0
         output = upstream.get("output_file_id")
         if isinstance(output, str) and output:
             usage, answered = output_usage(await self._files.call(
                 deployment.endpoint, deployment.name, "GET", f"/files/{output}/content"))
-        if not await self._store.settle(owned.id, _text(shown)):
-            return shown  # another replica (or request) settled it first
-        detail = _decode(owned.detail)
-        principal = Principal(key_id=detail.get("key_id"), team=detail.get("team"),
-                              org=detail.get("org"))
-        record = self._record(owned.id, principal, detail, deployment)
-        record.started_at = owned.created_at
-        record.latency_s = max(0.0, self._clock() - owned.created_at)
-        record.usage = usage
+        failure = None
         if upstream.get("status") != "completed" and not answered:
-            record.status, record.error_class = 502, f"batch_{upstream.get('status')}"
-        self._policy.settle_batch(self._tickets.pop(owned.id, None), record,
-                                  self._prices.batch_factor(deployment.vendor))
+            failure = f"batch_{upstream.get('status')}"
+        await self._charge(owned, shown, deployment, usage, failure)
         return shown
 
     async def _shown(self, oid: str, owner: str, upstream: dict[str, Any],
@@ -258,48 +337,6 @@ class Batches:
         await self._store.add(Owned(oid, "file", owner, upstream_id, deployment, now,
                                     _text(shown), "{}"))
         return oid
-
-    def _record(self, oid: str, principal: Principal, detail: dict[str, Any],
-                deployment: Deployment) -> RequestRecord:
-        record = RequestRecord(oid, self._clock(), "batches", str(detail.get("model")))
-        record.model_group = detail.get("group")
-        record.vendor, record.deployment = deployment.vendor, deployment.name
-        record.upstream_model = deployment.model
-        record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org
-        return record
-
-    def _route(self, principal: Principal, model: str) -> tuple[str, Deployment]:
-        route = self._router().route(model, allowed=principal.allowed_models)
-        if not principal.may_use(route.group):
-            raise PermissionDenied(f"This key may not use the model '{route.group}'.",
-                                   param="model")
-        for deployment in route.candidates:
-            if deployment.endpoint.protocol in PROTOCOLS:
-                return route.group, deployment
-        protocols = sorted({d.endpoint.protocol for d in route.candidates})
-        raise InvalidRequest(
-            f"No deployment of model '{route.group}' can run a batch: its deployments speak "
-            f"{', '.join(protocols)}, and batches go to OpenAI or Azure OpenAI deployments "
-            "(protocol openai, azure or openai_responses).", param="model",
-            code="unsupported_endpoint")
-
-    def _deployment(self, name: str) -> Deployment:
-        router = self._router()
-        for deployment in router.deployments():
-            if deployment.name == name:
-                return deployment
-        if "/" in name:  # a '<vendor>/<model>' deployment made on the fly
-            return router.group(name).deployments[0]
-        raise ServiceUnavailable(f"The deployment '{name}' that holds this object is no "
-                                 "longer configured.")
-
-    async def _owned(self, principal: Principal, oid: str, kind: str,
-                     param: str | None = None) -> Owned:
-        owned = await self._store.get(oid, owner_of(principal), kind)
-        if owned is None:
-            what = "file" if kind == "file" else "batch"
-            raise NotFound(f"No {what} with id '{oid}'.", param=param or f"{what}_id")
-        return owned
 
 
 def _text(obj: dict[str, Any]) -> str:

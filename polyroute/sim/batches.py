@@ -7,25 +7,27 @@
 and Azure's forms of the same (``/openai/files?api-version=…``, ``/openai/v1/files`` …).
 
 A batch is ``in_progress`` for ``settings.batch_delay_ms`` after it was created, then
-``completed``: every line answered as ``/v1/chat/completions`` (or ``/v1/embeddings``) would
-have answered it (chat completions only), in OpenAI's output-file format (one ``{"id", "custom_id", "response":
-{"status_code", "request_id", "body"}, "error"}`` line per request), with the summed usage on
-the batch. A cancelled batch is ``cancelling``, then ``cancelled`` with the lines it had not
-run. A line the chat endpoint would refuse goes to the error file with that error."""
+``completed``: every line answered as ``/v1/chat/completions`` would have answered it, in
+OpenAI's output-file format (one ``{"id", "custom_id", "response": {"status_code",
+"request_id", "body"}, "error"}`` line per request), with the summed usage on the batch. A
+cancelled batch is ``cancelling``, then ``cancelled``. A line the chat endpoint would refuse
+goes to the error file with the error it would have answered."""
 
 from __future__ import annotations
 
 import time
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from polyroute.sim import errors
+from polyroute.sim.batches_store import SimBatch, SimFile
 from polyroute.sim.chat import completion_body
 from polyroute.sim.replies import build_reply, prompt_tokens
 from polyroute.sim.request_schema import decode_chat_request
-from polyroute.sim.batches_store import SimBatch, SimFile
 from polyroute.sim.state import SimState, get_state
 
 _decode = msgspec.json.Decoder().decode
@@ -61,18 +63,32 @@ async def upload_file(request: web.Request) -> web.Response:
     state = get_state(request)
     if not request.content_type.startswith("multipart/form-data"):
         raise errors.ApiError(400, "Expected a multipart/form-data body", param="file")
-    form = await request.post()
-    upload = form.get("file")
-    purpose = form.get("purpose")
-    if not isinstance(purpose, str) or not purpose:
+    # The request recorder has read the body already: parse it from the bytes.
+    fields = _form(request.headers["Content-Type"], await request.read())
+    purpose = fields.get("purpose")
+    upload = fields.get("file")
+    if purpose is None or not purpose[1]:
         raise errors.missing_parameter("purpose")
-    if upload is None or isinstance(upload, str):
+    if upload is None or upload[0] is None:
         raise errors.missing_parameter("file")
-    content = upload.file.read()
+    filename, content = upload
     file_id = f"file-{state.ids.item_id('file')[5:29]}"
-    obj = _file_object(file_id, upload.filename or "upload", purpose, len(content))
+    obj = _file_object(file_id, filename or "upload", purpose[1].decode(), len(content))
     state.batches.files[file_id] = SimFile(obj, content)
     return _json(obj)
+
+
+def _form(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """A multipart/form-data body's fields: name → (filename, bytes)."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = (part.get_filename(), payload)
+    return fields
 
 
 def _file(state: SimState, file_id: str) -> SimFile:

@@ -17,9 +17,15 @@ class SimBatch:
     obj: dict[str, Any]
     ready_at: float
     """When an in-progress batch completes."""
+    requests: list[Any] = field(default_factory=list)
+    """Anthropic's: the batch's requests (OpenAI's are in its input file)."""
+    results: bytes = b""
+    """Anthropic's: the results file, once the batch ended."""
 
 
 @dataclass
 class BatchStore:
     files: dict[str, SimFile] = field(default_factory=dict)
     batches: dict[str, SimBatch] = field(default_factory=dict)
+    message_batches: dict[str, SimBatch] = field(default_factory=dict)
+    """Anthropic's Message Batches."""

@@ -51,7 +51,7 @@ class ObjectStore:
                                     kind)
         return _owned(rows[0]) if rows else None
 
-    async def list(self, owner: str, kind: str, limit: int) -> list[Owned]:
+    async def owned_by(self, owner: str, kind: str, limit: int) -> list[Owned]:
         """Newest first."""
         return [_owned(r) for r in await self._db.fetch(sql.LIST_OWNED, owner, kind, limit)]
 

@@ -31,7 +31,7 @@ class BatchHandlers:
         upload, purpose = form.get("file"), form.get("purpose")
         if not isinstance(purpose, str) or not purpose:
             raise InvalidRequest("'purpose' is required.", param="purpose")
-        if upload is None or isinstance(upload, str | bytes):
+        if upload is None or isinstance(upload, str | bytes | bytearray):
             raise InvalidRequest("'file' must be a file.", param="file")
         content = upload.file.read()
         return _json(await self._batches.upload(principal, upload.filename or "upload.jsonl",

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from openai.types import Batch, FileObject
@@ -214,8 +215,6 @@ def test_bad_batch_files_and_vendors_without_batches_are_clear_400s(gw: GatewayP
 
 
 def test_anthropic_message_batches_are_owned_reserved_and_settled(gw: GatewayProcess) -> None:
-    import anthropic
-
     key = new_key(gw, daily_budget_usd=1.0)
     alice = anthropic.Anthropic(base_url=gw.root_url, api_key=key, max_retries=0)
     bob = anthropic.Anthropic(base_url=gw.root_url, api_key=new_key(gw), max_retries=0)

@@ -7,8 +7,10 @@ import json
 import time
 from collections.abc import Iterator
 
+import anthropic
 import openai
 import pytest
+from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 from openai.types import Batch, FileObject
 from openai.types.chat import ChatCompletion
 
@@ -85,9 +87,6 @@ def test_a_cancelled_batch_ends_cancelled(sim: SimServer) -> None:
 
 
 def test_message_batches_as_the_anthropic_sdk_sees_them(sim: SimServer) -> None:
-    import anthropic
-    from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
-
     client = anthropic.Anthropic(base_url=sim.root_url, api_key=SIM_KEY, max_retries=0)
     created = client.messages.batches.create(requests=[
         {"custom_id": f"r{i}", "params": {"model": "claude-sim", "max_tokens": 6,

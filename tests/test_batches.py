@@ -64,6 +64,7 @@ def gw(request: pytest.FixtureRequest, sim: SimServer) -> Iterator[GatewayProces
                           "api_key": "${SIM_KEY}"},
                 "claude": {"protocol": "anthropic", "base_url": sim.root_url,
                            "api_key": "${SIM_KEY}"},
+                "dead": {"base_url": "http://127.0.0.1:9/v1", "api_key": "${SIM_KEY}"},
             },
             "model_groups": {
                 "chat": {"deployments": [{"provider": "sim", "model": "gpt-4o-mini",
@@ -72,6 +73,12 @@ def gw(request: pytest.FixtureRequest, sim: SimServer) -> Iterator[GatewayProces
                                                 "price": PRICE}]},
                 "claude": {"deployments": [{"provider": "claude", "model": "claude-sim",
                                             "price": PRICE}]},
+                "spread": {"routing": "priority", "deployments": [
+                    {"provider": "dead", "model": "gpt-4o-mini", "name": "unreachable"},
+                    {"provider": "claude", "model": "claude-sim", "name": "no-batch-api"},
+                    # Prices are per vendor and model: the same as in 'chat'.
+                    {"provider": "sim", "model": "gpt-4o-mini", "name": "takes-it",
+                     "priority": 1, "price": PRICE}]},
             },
             "auth": {"master_key": "${PR_MASTER}"},
             "storage": storage,
@@ -251,3 +258,17 @@ def test_anthropic_message_batches_are_owned_reserved_and_settled(gw: GatewayPro
     assert alice.messages.batches.delete(batch.id).type == "message_batch_deleted"
     with pytest.raises(anthropic.NotFoundError):
         alice.messages.batches.retrieve(batch.id)
+
+
+def test_an_upload_fails_over_to_the_next_deployment_with_a_batch_api(
+        gw: GatewayProcess) -> None:
+    """The group's first deployment cannot be reached, its second has no Batch API (skipped);
+    the third takes the file, and the batch runs there."""
+    alice = client(gw, new_key(gw))
+    uploaded = alice.files.create(file=("in.jsonl", jsonl(lines(2, model="spread"))),
+                                  purpose="batch")
+    batch = alice.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                 completion_window="24h")
+    done = finished(alice, batch.id)
+    assert done.status == "completed" and done.request_counts is not None
+    assert done.request_counts.completed == 2

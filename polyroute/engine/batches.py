@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -35,6 +35,7 @@ from polyroute.errors import (
     NotFound,
     PermissionDenied,
     ServiceUnavailable,
+    UpstreamError,
 )
 from polyroute.model.record import RequestRecord
 from polyroute.model.upstream import Deployment
@@ -72,14 +73,17 @@ class OwnedObjects:
         self._tickets: dict[str, object] = {}
         """Batch id → its reservation, held in this process until the batch is settled."""
 
-    async def _reserve(self, principal: Principal, group: str, deployment: Deployment,
+    async def _reserve(self, principal: Principal, group: str, deployments: list[Deployment],
                        input_tokens: int, output_tokens: int) -> object:
-        price = self._prices.of(deployment.vendor, deployment.model)
-        factor = self._prices.batch_factor(deployment.vendor)
+        """The worst case at the dearest of ``deployments``' batch prices."""
+        prices = []
+        for deployment in deployments:
+            price = self._prices.of(deployment.vendor, deployment.model)
+            factor = self._prices.batch_factor(deployment.vendor)
+            prices.append(scaled(price, factor) if price is not None else None)
         return await self._policy.reserve(principal, AdmissionRequest(
             model_group=group, estimated_input_tokens=input_tokens,
-            max_output_tokens=output_tokens,
-            prices=[scaled(price, factor) if price is not None else None]))
+            max_output_tokens=output_tokens, prices=prices))
 
     def _refund(self, ticket: object, record: RequestRecord, exc: GatewayError) -> None:
         """The upstream refused the batch: nothing runs, the reservation goes back at $0."""
@@ -115,21 +119,21 @@ class OwnedObjects:
         return record
 
     def _route(self, principal: Principal, model: str, protocols: frozenset[str],
-               names: str) -> tuple[str, Deployment]:
-        """The first deployment of ``model``'s group, in its order, that speaks one of
-        ``protocols`` (described as ``names`` when none does)."""
+               names: str) -> tuple[str, list[Deployment]]:
+        """The deployments of ``model``'s group (and its fallbacks), in the group's order,
+        that speak one of ``protocols`` (described as ``names`` when none does)."""
         route = self._router().route(model, allowed=principal.allowed_models)
         if not principal.may_use(route.group):
             raise PermissionDenied(f"This key may not use the model '{route.group}'.",
                                    param="model")
-        for deployment in route.candidates:
-            if deployment.endpoint.protocol in protocols:
-                return route.group, deployment
-        spoken = sorted({d.endpoint.protocol for d in route.candidates})
-        raise InvalidRequest(
-            f"No deployment of model '{route.group}' can run this batch: its deployments "
-            f"speak {', '.join(spoken)}, and these batches go to {names}.", param="model",
-            code="unsupported_endpoint")
+        able = [d for d in route.candidates if d.endpoint.protocol in protocols]
+        if not able:
+            spoken = sorted({d.endpoint.protocol for d in route.candidates})
+            raise InvalidRequest(
+                f"No deployment of model '{route.group}' can run this batch: its deployments "
+                f"speak {', '.join(spoken)}, and these batches go to {names}.", param="model",
+                code="unsupported_endpoint")
+        return route.group, able
 
     def _deployment(self, name: str) -> Deployment:
         router = self._router()
@@ -167,16 +171,20 @@ class Batches(OwnedObjects):
             raise InvalidRequest("polyroute keeps files for batches only: purpose must be "
                                  "'batch'.", param="purpose")
         summary, items = read_input(content, self._default_output)
-        group, deployment = self._route(principal, summary.model, PROTOCOLS,
-                                        "OpenAI or Azure OpenAI deployments (protocol "
-                                        "openai, azure or openai_responses)")
+        group, deployments = self._route(principal, summary.model, PROTOCOLS,
+                                         "OpenAI or Azure OpenAI deployments (protocol "
+                                         "openai, azure or openai_responses)")
         cap = self._policy.output_cap(principal)
-        endpoint = deployment.endpoint
-        body = rewrite(items, deployment.model, cap,
-                       endpoint.quirks.max_tokens_field or "max_completion_tokens",
-                       azure=endpoint.protocol == "azure")
-        upstream = _decode(await self._files.upload(endpoint, deployment.name, filename,
+
+        async def upload(deployment: Deployment) -> dict[str, Any]:
+            endpoint = deployment.endpoint
+            body = rewrite(items, deployment.model, cap,
+                           endpoint.quirks.max_tokens_field or "max_completion_tokens",
+                           azure=endpoint.protocol == "azure")
+            return _decode(await self._files.upload(endpoint, deployment.name, filename,
                                                     purpose, body))
+
+        deployment, upstream = await first_that_takes(deployments, upload)
         oid = f"file-pr{uuid.uuid4().hex[:24]}"
         shown = {**upstream, "id": oid, "filename": filename}
         detail = {"group": group, "model": summary.model, "url": summary.url,
@@ -229,7 +237,7 @@ class Batches(OwnedObjects):
             raise InvalidRequest(f"The file's lines call {detail['url']}, not {endpoint_path}.",
                                  param="endpoint")
         deployment = self._deployment(source.deployment)
-        ticket = await self._reserve(principal, detail["group"], deployment,
+        ticket = await self._reserve(principal, detail["group"], [deployment],
                                      detail["input_tokens"], detail["output_tokens"])
         oid = f"batch_pr{uuid.uuid4().hex[:24]}"
         azure = deployment.endpoint.protocol == "azure"
@@ -337,6 +345,22 @@ class Batches(OwnedObjects):
         await self._store.add(Owned(oid, "file", owner, upstream_id, deployment, now,
                                     _text(shown), "{}"))
         return oid
+
+
+async def first_that_takes(
+    deployments: list[Deployment],
+    send: Callable[[Deployment], Awaitable[dict[str, Any]]],
+) -> tuple[Deployment, dict[str, Any]]:
+    """Failover for a batch's creation: the next deployment when one cannot be reached, is
+    overloaded or fails (an upstream error that is not the request's fault); the last
+    deployment's error otherwise."""
+    for i, deployment in enumerate(deployments):
+        try:
+            return deployment, await send(deployment)
+        except UpstreamError as exc:
+            if i == len(deployments) - 1 or not (exc.status >= 500 or exc.status == 429):
+                raise
+    raise AssertionError("unreachable: deployments is never empty")
 
 
 def _text(obj: dict[str, Any]) -> str:

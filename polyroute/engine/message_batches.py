@@ -23,7 +23,7 @@ from polyroute.adapters.anthropic_messages.batches import (
     MessageBatchClient,
     results_usage,
 )
-from polyroute.engine.batches import OwnedObjects, owner_of
+from polyroute.engine.batches import OwnedObjects, first_that_takes, owner_of
 from polyroute.engine.router import Router
 from polyroute.errors import GatewayError, InvalidRequest
 from polyroute.model.upstream import Deployment
@@ -51,24 +51,28 @@ class MessageBatches(OwnedObjects):
             raise InvalidRequest(f"requests: between 1 and {_MAX_REQUESTS} requests.",
                                  param="requests")
         model, input_tokens, output_tokens = _summary(requests)
-        group, deployment = self._route(principal, model, frozenset({PROTOCOL}),
-                                        "Anthropic deployments (protocol anthropic)")
-        ticket = await self._reserve(principal, group, deployment, input_tokens,
+        group, deployments = self._route(principal, model, frozenset({PROTOCOL}),
+                                         "Anthropic deployments (protocol anthropic)")
+        ticket = await self._reserve(principal, group, deployments, input_tokens,
                                      output_tokens)
         oid = f"msgbatch_pr{uuid.uuid4().hex[:24]}"
         detail = {"group": group, "model": model, "endpoint": "messages_batches",
                   "input_tokens": input_tokens, "output_tokens": output_tokens,
                   "key_id": principal.key_id, "team": principal.team, "org": principal.org}
-        record = self._record(oid, principal, detail, deployment)
-        sent = {"requests": [{"custom_id": r["custom_id"],
-                              "params": {**r["params"], "model": deployment.model}}
-                             for r in requests]}
+
+        async def send(deployment: Deployment) -> dict[str, Any]:
+            sent = {"requests": [{"custom_id": r["custom_id"],
+                                  "params": {**r["params"], "model": deployment.model}}
+                                 for r in requests]}
+            return _decode(await self._client.call(deployment.endpoint, deployment.name,
+                                                   "POST", body=_encode(sent)))
+
         try:
-            upstream = _decode(await self._client.call(deployment.endpoint, deployment.name,
-                                                       "POST", body=_encode(sent)))
+            deployment, upstream = await first_that_takes(deployments, send)
         except GatewayError as exc:
-            self._refund(ticket, record, exc)
+            self._refund(ticket, self._record(oid, principal, detail, deployments[-1]), exc)
             raise
+        record = self._record(oid, principal, detail, deployment)
         self._tickets[oid] = ticket
         shown = _shown(oid, upstream)
         await self._store.add(Owned(oid, KIND, owner_of(principal), str(upstream["id"]),

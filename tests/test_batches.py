@@ -272,3 +272,27 @@ def test_an_upload_fails_over_to_the_next_deployment_with_a_batch_api(
     done = finished(alice, batch.id)
     assert done.status == "completed" and done.request_counts is not None
     assert done.request_counts.completed == 2
+
+
+def test_failed_lines_are_not_charged(gw: GatewayProcess, sim: SimServer) -> None:
+    """The upstream fails one line (a server error): it is in the error file, and only the
+    answered lines are settled."""
+    key = new_key(gw, daily_budget_usd=1.0)
+    alice = client(gw, key)
+    uploaded = alice.files.create(file=("in.jsonl", jsonl(lines(3))), purpose="batch")
+    sim.set_rules([{"fault": "server_error", "model": "gpt-4o-mini", "times": 1}])
+    try:
+        batch = alice.batches.create(input_file_id=uploaded.id,
+                                     endpoint="/v1/chat/completions", completion_window="24h")
+        done = finished(alice, batch.id)
+    finally:
+        sim.clear_rules()
+    assert done.status == "completed" and done.error_file_id and done.output_file_id
+    failed = alice.files.content(done.error_file_id).content.splitlines()
+    assert [json.loads(line)["response"]["status_code"] for line in failed] == [500]
+    usage = [json.loads(line)["response"]["body"]["usage"] for line in
+             alice.files.content(done.output_file_id).content.splitlines()]
+    real = sum(u["prompt_tokens"] * PRICE["input_per_1m"]
+               + u["completion_tokens"] * PRICE["output_per_1m"] for u in usage) / 1e6 * BATCH
+    assert len(usage) == 2
+    assert budget(gw, key)["spent_today_usd"] == pytest.approx(real, rel=1e-6)

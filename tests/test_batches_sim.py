@@ -112,3 +112,19 @@ def test_message_batches_as_the_anthropic_sdk_sees_them(sim: SimServer) -> None:
     assert client.messages.batches.delete(created.id).type == "message_batch_deleted"
     with pytest.raises(anthropic.NotFoundError):
         client.messages.batches.retrieve(created.id)
+
+
+def test_faulted_lines_go_to_the_error_file(sim: SimServer) -> None:
+    client = openai.OpenAI(base_url=sim.base_url, api_key=SIM_KEY, max_retries=0)
+    content = batch_file(1) + batch_file(1, model="gpt-4o-mini@rate_limit").replace(
+        b"req-0", b"req-limited")
+    uploaded = client.files.create(file=("in.jsonl", content), purpose="batch")
+    done = wait_for(client, client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h").id)
+    assert done.status == "completed" and done.output_file_id and done.error_file_id
+    assert done.request_counts is not None and done.request_counts.failed == 1
+    [failed] = [json.loads(line) for line in
+                client.files.content(done.error_file_id).content.splitlines()]
+    assert failed["custom_id"] == "req-limited"
+    assert failed["response"]["status_code"] == 429
+    assert failed["response"]["body"]["error"]["code"] == "rate_limit_exceeded"

@@ -11,7 +11,9 @@ A batch is ``in_progress`` for ``settings.batch_delay_ms`` after it was created,
 OpenAI's output-file format (one ``{"id", "custom_id", "response": {"status_code",
 "request_id", "body"}, "error"}`` line per request), with the summed usage on the batch. A
 cancelled batch is ``cancelling``, then ``cancelled``. A line the chat endpoint would refuse
-goes to the error file with the error it would have answered."""
+goes to the error file with the error it would have answered, and so does a line the
+simulator's faults hit (a ``@fault`` suffix on its model, or a server-side rule: rate limits,
+server errors …)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from aiohttp import web
 from polyroute.sim import errors
 from polyroute.sim.batches_store import SimBatch, SimFile
 from polyroute.sim.chat import completion_body
+from polyroute.sim.fault_responses import fault_error
+from polyroute.sim.faults import FaultSpecError, split_model_fault
 from polyroute.sim.replies import build_reply, prompt_tokens
 from polyroute.sim.request_schema import decode_chat_request
 from polyroute.sim.state import SimState, get_state
@@ -223,13 +227,25 @@ def _answer(state: SimState, line: bytes) -> tuple[dict[str, Any], tuple[int, in
                 "response": {"status_code": exc.status, "request_id": request_id,
                              "body": msgspec.json.decode(exc.body())},
                 "error": None}, (0, 0), False
+    prompt = prompt_tokens(chat)
+    try:  # the simulator's faults, per line: a '@fault' suffix or a server-side rule
+        model, fault = split_model_fault(chat.model)
+    except FaultSpecError as exc:
+        return _failed(state, custom_id, "invalid_fault", str(exc)), (0, 0), False
+    fault = fault or state.rules.pick(model)
+    error = fault_error(fault, model=model, prompt_tokens=prompt, param="messages") \
+        if fault is not None else None
+    if error is not None:
+        state.stats.record_selection(model, fault)
+        return {"id": state.ids.item_id("batch_req"), "custom_id": custom_id,
+                "response": {"status_code": error.status, "request_id": request_id,
+                             "body": msgspec.json.decode(error.body())},
+                "error": None}, (0, 0), False
     settings = state.settings
-    replies = [build_reply(chat, chat.model, default_text=settings.text,
+    replies = [build_reply(chat, model, default_text=settings.text,
                            chunk_tokens=settings.chunk_tokens, new_call_id=state.ids.tool_call_id)
                for _ in range(chat.choice_count)]
-    prompt = prompt_tokens(chat)
-    body = completion_body(state.ids.completion_id(), int(time.time()), chat.model, replies,
-                           prompt)
+    body = completion_body(state.ids.completion_id(), int(time.time()), model, replies, prompt)
     output = sum(reply.completion_tokens for reply in replies)
     return {"id": state.ids.item_id("batch_req"), "custom_id": custom_id,
             "response": {"status_code": 200, "request_id": request_id,

@@ -173,11 +173,15 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     responses = ResponsesHandlers(exchange, ResponseStore(stack.db),
                                   config.storage.response_retention_s)
     objects = ObjectStore(stack.db)
+    # A batch's settlement is counted and logged like a request (no trace: it had no span).
+    counted: list[RequestObserver] = [metrics, *([request_log] if request_log else [])]
     batches = parts.batches = Batches(lambda: gateway.router, policy, FilesClient(upstream),
                                       objects, stack.prices,
-                                      config.limits.default_max_output_tokens)
+                                      config.limits.default_max_output_tokens,
+                                      observers=counted)
     message_batches = parts.message_batches = MessageBatches(
-        lambda: gateway.router, policy, MessageBatchClient(upstream), objects, stack.prices)
+        lambda: gateway.router, policy, MessageBatchClient(upstream), objects, stack.prices,
+        observers=counted)
     bedrock = BedrockHandlers(exchange)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),

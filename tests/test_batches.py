@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,6 +183,10 @@ def test_a_batch_reserves_its_worst_case_then_settles_its_real_cost(
     again = alice.batches.retrieve(batch.id)  # settled once: retrieving again charges nothing
     assert again.status == "completed" and budget(gw, key)["spent_today_usd"] == \
         pytest.approx(real, rel=1e-6)
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    metrics = direct.open(gw.root_url + "/metrics", timeout=5).read().decode()
+    assert f'polyroute_requests_total{{endpoint="batches",model_group="{group}",' \
+        f'status="200"}}' in metrics
 
 
 def test_a_batch_beyond_the_budget_is_refused_and_a_poller_settles_the_rest(

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
 
 from polyroute.adapters.openai_chat.files import PROTOCOLS, FilesClient
 from polyroute.engine.batch_file import CHAT_URLS, EMBEDDING_URLS, output_usage, read_input, rewrite
+from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Router
 from polyroute.errors import (
     GatewayError,
@@ -64,8 +65,10 @@ class OwnedObjects:
     deployment that holds each, reservations and settlement."""
 
     def __init__(self, router: Callable[[], Router], policy: Policy, store: ObjectStore,
-                 prices: Prices, clock: Callable[[], float] = time.time) -> None:
+                 prices: Prices, clock: Callable[[], float] = time.time,
+                 observers: Sequence[RequestObserver] = ()) -> None:
         self._router = router
+        self._observers = observers
         self._policy = policy
         self._store = store
         self._prices = prices
@@ -88,8 +91,12 @@ class OwnedObjects:
     def _refund(self, ticket: object, record: RequestRecord, exc: GatewayError) -> None:
         """The upstream refused the batch: nothing runs, the reservation goes back at $0."""
         record.status, record.error_class = exc.status, exc.error_class
-        self._policy.settle_batch(ticket, record,
-                                  self._prices.batch_factor(record.vendor or ""))
+        self._settle(ticket, record, self._prices.batch_factor(record.vendor or ""))
+
+    def _settle(self, ticket: object, record: RequestRecord, factor: float) -> None:
+        self._policy.settle_batch(ticket, record, factor)
+        for observer in self._observers:  # counted under endpoint 'batches'
+            observer.observe(record)
 
     async def _charge(self, owned: Owned, shown: dict[str, Any], deployment: Deployment,
                       usage: Usage | None, failure: str | None) -> None:
@@ -105,8 +112,8 @@ class OwnedObjects:
         record.usage = usage
         if failure is not None:
             record.status, record.error_class = 502, failure
-        self._policy.settle_batch(self._tickets.pop(owned.id, None), record,
-                                  self._prices.batch_factor(deployment.vendor))
+        self._settle(self._tickets.pop(owned.id, None), record,
+                     self._prices.batch_factor(deployment.vendor))
 
     def _record(self, oid: str, principal: Principal, detail: dict[str, Any],
                 deployment: Deployment) -> RequestRecord:
@@ -159,8 +166,9 @@ class Batches(OwnedObjects):
 
     def __init__(self, router: Callable[[], Router], policy: Policy, files: FilesClient,
                  store: ObjectStore, prices: Prices, default_output: int,
-                 clock: Callable[[], float] = time.time) -> None:
-        super().__init__(router, policy, store, prices, clock)
+                 clock: Callable[[], float] = time.time,
+                 observers: Sequence[RequestObserver] = ()) -> None:
+        super().__init__(router, policy, store, prices, clock, observers)
         self._files = files
         self._default_output = default_output
 

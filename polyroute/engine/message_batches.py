@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -24,6 +24,7 @@ from polyroute.adapters.anthropic_messages.batches import (
     results_usage,
 )
 from polyroute.engine.batches import OwnedObjects, first_that_takes, owner_of
+from polyroute.engine.observer import RequestObserver
 from polyroute.engine.router import Router
 from polyroute.errors import GatewayError, InvalidRequest
 from polyroute.model.upstream import Deployment
@@ -41,8 +42,9 @@ _MAX_REQUESTS = 100_000
 class MessageBatches(OwnedObjects):
     def __init__(self, router: Callable[[], Router], policy: Policy,
                  client: MessageBatchClient, store: ObjectStore, prices: Prices,
-                 clock: Callable[[], float] = time.time) -> None:
-        super().__init__(router, policy, store, prices, clock)
+                 clock: Callable[[], float] = time.time,
+                 observers: Sequence[RequestObserver] = ()) -> None:
+        super().__init__(router, policy, store, prices, clock, observers)
         self._client = client
 
     async def create(self, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:

@@ -301,3 +301,25 @@ def test_failed_lines_are_not_charged(gw: GatewayProcess, sim: SimServer) -> Non
                + u["completion_tokens"] * PRICE["output_per_1m"] for u in usage) / 1e6 * BATCH
     assert len(usage) == 2
     assert budget(gw, key)["spent_today_usd"] == pytest.approx(real, rel=1e-6)
+
+
+def test_a_cancelled_batch_releases_its_reservation_at_no_cost(gw: GatewayProcess) -> None:
+    key = new_key(gw, daily_budget_usd=1.0)
+    alice = client(gw, key)
+    uploaded = alice.files.create(file=("in.jsonl", jsonl(lines(2))), purpose="batch")
+    batch = alice.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                 completion_window="24h", metadata={"sim_delay_ms": "60000"})
+    assert budget(gw, key)["reserved_usd"] > 0
+    assert alice.batches.cancel(batch.id).status == "cancelling"
+    assert finished(alice, batch.id).status == "cancelled"
+    after = budget(gw, key)
+    assert after["reserved_usd"] == 0 and after["spent_today_usd"] == 0
+    key_id = key.split("-")[2]
+    deadline = time.monotonic() + 10
+    while True:
+        rows = ok(admin(gw, "GET", f"/admin/usage?by=status&key={key_id}&since=1h"))["data"]
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [(r["group"]["status"], r["requests"], r["failed_requests"], r["cost_usd"])
+            for r in rows] == [(499, 1, 1, 0.0)]

@@ -110,8 +110,9 @@ class OwnedObjects:
         record.started_at = owned.created_at
         record.latency_s = max(0.0, self._clock() - owned.created_at)
         record.usage = usage
-        if failure is not None:
-            record.status, record.error_class = 502, failure
+        if failure is not None:  # cancelled by its owner: 499, as a client that hung up
+            record.status = 499 if failure.endswith("cancelled") else 502
+            record.error_class = failure
         self._settle(self._tickets.pop(owned.id, None), record,
                      self._prices.batch_factor(deployment.vendor))
 

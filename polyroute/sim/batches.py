@@ -6,7 +6,8 @@
 
 and Azure's forms of the same (``/openai/files?api-version=…``, ``/openai/v1/files`` …).
 
-A batch is ``in_progress`` for ``settings.batch_delay_ms`` after it was created, then
+A batch is ``in_progress`` for ``settings.batch_delay_ms`` after it was created (or its
+``metadata.sim_delay_ms``), then
 ``completed``: every line answered as ``/v1/chat/completions`` would have answered it, in
 OpenAI's output-file format (one ``{"id", "custom_id", "response": {"status_code",
 "request_id", "body"}, "error"}`` line per request), with the summed usage on the batch. A
@@ -156,7 +157,9 @@ async def create_batch(request: web.Request) -> web.Response:
         "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
         "metadata": body.get("metadata"), "model": None, "usage": None,
     }
-    delay = state.settings.batch_delay_ms / 1000
+    metadata = body.get("metadata") or {}
+    # A batch of its own pace: metadata {"sim_delay_ms": "…"} (tests of cancellation).
+    delay = float(metadata.get("sim_delay_ms", state.settings.batch_delay_ms)) / 1000
     state.batches.batches[batch_id] = SimBatch(obj, time.time() + delay)
     return _json(obj)
 

@@ -351,9 +351,9 @@ class Batches(OwnedObjects):
         shown = {"id": oid, "object": "file", "bytes": 0, "created_at": int(now),
                  "filename": "batch_output.jsonl" if name == "output_file_id"
                  else "batch_errors.jsonl", "purpose": "batch_output", "status": "processed"}
-        await self._store.add(Owned(oid, "file", owner, upstream_id, deployment, now,
-                                    _text(shown), "{}"))
-        return oid
+        kept = await self._store.adopt(Owned(oid, "file", owner, upstream_id, deployment, now,
+                                             _text(shown), "{}"))
+        return kept.id
 
 
 async def first_that_takes(

@@ -42,6 +42,14 @@ class ObjectStore:
                                item.upstream_id, item.deployment, item.created_at,
                                item.object, item.detail, int(item.settled), 0)
 
+    async def adopt(self, item: Owned) -> Owned:
+        """Add ``item`` unless its upstream object is known already; the one kept."""
+        await self._db.execute(sql.INSERT_OWNED_ONCE, item.id, item.kind, item.owner,
+                               item.upstream_id, item.deployment, item.created_at,
+                               item.object, item.detail, int(item.settled), 0)
+        kept = await self.by_upstream(item.upstream_id, item.deployment, item.kind)
+        return kept if kept is not None else item
+
     async def get(self, oid: str, owner: str, kind: str) -> Owned | None:
         rows = await self._db.fetch(sql.SELECT_OWNED, oid, owner, kind)
         return _owned(rows[0]) if rows else None

@@ -133,6 +133,8 @@ SCHEMA: tuple[str, ...] = (
         deleted     INTEGER NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS owned_objects_owner ON owned_objects (owner, kind, created_at)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS owned_objects_upstream "
+    "ON owned_objects (deployment, upstream_id, kind)",
     """CREATE TABLE IF NOT EXISTS stored_responses (
         id         TEXT PRIMARY KEY,
         owner      TEXT NOT NULL,
@@ -382,6 +384,8 @@ OWNED_COLUMNS = ("id", "kind", "owner", "upstream_id", "deployment", "created_at
 INSERT_OWNED = (
     f"INSERT INTO owned_objects ({', '.join(OWNED_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in OWNED_COLUMNS)})")
+# A batch's output file, adopted by whichever request or replica sees the batch end first.
+INSERT_OWNED_ONCE = INSERT_OWNED + " ON CONFLICT (deployment, upstream_id, kind) DO NOTHING"
 SELECT_OWNED = (
     f"SELECT {', '.join(OWNED_COLUMNS)} FROM owned_objects "
     "WHERE id = ? AND owner = ? AND kind = ? AND deleted = 0")

@@ -147,3 +147,27 @@ def test_retention_ends_a_conversation(tmp_path: Path) -> None:
         await db.close()
 
     asyncio.run(run())
+
+
+WEATHER = {"type": "function", "name": "get_weather", "description": "Weather at a place.",
+           "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                          "required": ["location"]}}
+
+
+def test_a_tool_call_made_on_anthropic_is_answered_on_gemini(
+        gw: GatewayProcess, sim: SimServer) -> None:
+    alice = client(gw)
+    first = alice.responses.create(
+        model="claude", input="Weather in Paris?", tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "function", "name": "get_weather"}, store=True)
+    [call] = [item for item in first.output if item.type == "function_call"]
+    alice.responses.create(
+        model="gemini", previous_response_id=first.id, tools=[WEATHER],  # type: ignore[list-item]
+        input=[{"type": "function_call_output", "call_id": call.call_id,
+                "output": "sunny, 21 C"}])
+    _, body = last_request(sim)
+    parts = [(c["role"], sorted(c["parts"][0])) for c in body["contents"]]
+    assert [role for role, _ in parts] == ["user", "model", "user"]
+    assert "functionCall" in parts[1][1] and "functionResponse" in parts[2][1]
+    assert body["contents"][1]["parts"][0]["functionCall"]["name"] == "get_weather"
+    assert body["contents"][2]["parts"][0]["functionResponse"]["response"] is not None

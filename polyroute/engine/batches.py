@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -29,21 +29,13 @@ import msgspec
 from polyroute.adapters.openai_chat.files import PROTOCOLS, FilesClient
 from polyroute.engine.batch_file import CHAT_URLS, EMBEDDING_URLS, output_usage, read_input, rewrite
 from polyroute.engine.observer import RequestObserver
+from polyroute.engine.owned import OwnedObjects, first_that_takes, owner_of, text
 from polyroute.engine.router import Router
-from polyroute.errors import (
-    GatewayError,
-    InvalidRequest,
-    NotFound,
-    PermissionDenied,
-    ServiceUnavailable,
-    UpstreamError,
-)
-from polyroute.model.record import RequestRecord
+from polyroute.errors import GatewayError, InvalidRequest
 from polyroute.model.upstream import Deployment
 from polyroute.model.usage import Usage
 from polyroute.policy.prices import Prices
-from polyroute.policy.types import AdmissionRequest, Policy, Principal
-from polyroute.pricing.cost import scaled
+from polyroute.policy.types import Policy, Principal
 from polyroute.storage.objects import ObjectStore, Owned
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -52,114 +44,6 @@ FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 """A batch in one of these states runs no more: it is settled."""
 _LIST_MAX = 10_000
 _WINDOWS = frozenset({"24h"})
-
-
-def owner_of(principal: Principal) -> str:
-    """Whose objects these are: the key (the master key is one owner; anonymous callers of a
-    gateway without keys another)."""
-    return principal.key_id or ""
-
-
-class OwnedObjects:
-    """What OpenAI's batches and Anthropic's Message Batches share: the owner's objects, the
-    deployment that holds each, reservations and settlement."""
-
-    def __init__(self, router: Callable[[], Router], policy: Policy, store: ObjectStore,
-                 prices: Prices, clock: Callable[[], float] = time.time,
-                 observers: Sequence[RequestObserver] = ()) -> None:
-        self._router = router
-        self._observers = observers
-        self._policy = policy
-        self._store = store
-        self._prices = prices
-        self._clock = clock
-        self._tickets: dict[str, object] = {}
-        """Batch id → its reservation, held in this process until the batch is settled."""
-
-    async def _reserve(self, principal: Principal, group: str, deployments: list[Deployment],
-                       input_tokens: int, output_tokens: int) -> object:
-        """The worst case at the dearest of ``deployments``' batch prices."""
-        prices = []
-        for deployment in deployments:
-            price = self._prices.of(deployment.vendor, deployment.model)
-            factor = self._prices.batch_factor(deployment.vendor)
-            prices.append(scaled(price, factor) if price is not None else None)
-        return await self._policy.reserve(principal, AdmissionRequest(
-            model_group=group, estimated_input_tokens=input_tokens,
-            max_output_tokens=output_tokens, prices=prices))
-
-    def _refund(self, ticket: object, record: RequestRecord, exc: GatewayError) -> None:
-        """The upstream refused the batch: nothing runs, the reservation goes back at $0."""
-        record.status, record.error_class = exc.status, exc.error_class
-        self._settle(ticket, record, self._prices.batch_factor(record.vendor or ""))
-
-    def _settle(self, ticket: object, record: RequestRecord, factor: float) -> None:
-        self._policy.settle_batch(ticket, record, factor)
-        for observer in self._observers:  # counted under endpoint 'batches'
-            observer.observe(record)
-
-    async def _charge(self, owned: Owned, shown: dict[str, Any], deployment: Deployment,
-                      usage: Usage | None, failure: str | None) -> None:
-        """Settle a batch that ended, once (the first replica or request to mark it)."""
-        if not await self._store.settle(owned.id, _text(shown)):
-            return  # another replica (or request) settled it first
-        detail = _decode(owned.detail)
-        principal = Principal(key_id=detail.get("key_id"), team=detail.get("team"),
-                              org=detail.get("org"))
-        record = self._record(owned.id, principal, detail, deployment)
-        record.started_at = owned.created_at
-        record.latency_s = max(0.0, self._clock() - owned.created_at)
-        record.usage = usage
-        if failure is not None:  # cancelled by its owner: 499, as a client that hung up
-            record.status = 499 if failure.endswith("cancelled") else 502
-            record.error_class = failure
-        self._settle(self._tickets.pop(owned.id, None), record,
-                     self._prices.batch_factor(deployment.vendor))
-
-    def _record(self, oid: str, principal: Principal, detail: dict[str, Any],
-                deployment: Deployment) -> RequestRecord:
-        record = RequestRecord(oid, self._clock(), detail.get("endpoint", "batches"),
-                               str(detail.get("model")))
-        record.model_group = detail.get("group")
-        record.vendor, record.deployment = deployment.vendor, deployment.name
-        record.upstream_model = deployment.model
-        record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org
-        return record
-
-    def _route(self, principal: Principal, model: str, protocols: frozenset[str],
-               names: str) -> tuple[str, list[Deployment]]:
-        """The deployments of ``model``'s group (and its fallbacks), in the group's order,
-        that speak one of ``protocols`` (described as ``names`` when none does)."""
-        route = self._router().route(model, allowed=principal.allowed_models)
-        if not principal.may_use(route.group):
-            raise PermissionDenied(f"This key may not use the model '{route.group}'.",
-                                   param="model")
-        able = [d for d in route.candidates if d.endpoint.protocol in protocols]
-        if not able:
-            spoken = sorted({d.endpoint.protocol for d in route.candidates})
-            raise InvalidRequest(
-                f"No deployment of model '{route.group}' can run this batch: its deployments "
-                f"speak {', '.join(spoken)}, and these batches go to {names}.", param="model",
-                code="unsupported_endpoint")
-        return route.group, able
-
-    def _deployment(self, name: str) -> Deployment:
-        router = self._router()
-        for deployment in router.deployments:
-            if deployment.name == name:
-                return deployment
-        if "/" in name:  # a '<vendor>/<model>' deployment made on the fly
-            return router.group(name).deployments[0]
-        raise ServiceUnavailable(f"The deployment '{name}' that holds this object is no "
-                                 "longer configured.")
-
-    async def _owned(self, principal: Principal, oid: str, kind: str,
-                     param: str | None = None) -> Owned:
-        owned = await self._store.get(oid, owner_of(principal), kind)
-        if owned is None:
-            what = "file" if kind == "file" else "batch"
-            raise NotFound(f"No {what} with id '{oid}'.", param=param or f"{what}_id")
-        return owned
 
 
 class Batches(OwnedObjects):
@@ -200,8 +84,8 @@ class Batches(OwnedObjects):
                   "lines": summary.lines, "input_tokens": summary.input_tokens,
                   "output_tokens": summary.output_tokens}
         await self._store.add(Owned(oid, "file", owner_of(principal), str(upstream["id"]),
-                                    deployment.name, self._clock(), _text(shown),
-                                    _text(detail)))
+                                    deployment.name, self._clock(), text(shown),
+                                    text(detail)))
         return shown
 
     async def files(self, principal: Principal, limit: int,
@@ -268,8 +152,8 @@ class Batches(OwnedObjects):
         keep = {**detail, "key_id": principal.key_id, "team": principal.team,
                 "org": principal.org, "input_file_id": file_id}
         await self._store.add(Owned(oid, "batch", owner_of(principal), str(upstream["id"]),
-                                    deployment.name, record.started_at, _text(shown),
-                                    _text(keep)))
+                                    deployment.name, record.started_at, text(shown),
+                                    text(keep)))
         return shown
 
     async def batch(self, principal: Principal, oid: str) -> dict[str, Any]:
@@ -317,7 +201,7 @@ class Batches(OwnedObjects):
         shown["input_file_id"] = _decode(owned.detail).get("input_file_id",
                                                             shown.get("input_file_id"))
         if upstream.get("status") not in FINAL:
-            await self._store.update(owned.id, _text(shown))
+            await self._store.update(owned.id, text(shown))
             return shown
         usage: Usage | None = None
         answered = 0
@@ -352,28 +236,8 @@ class Batches(OwnedObjects):
                  "filename": "batch_output.jsonl" if name == "output_file_id"
                  else "batch_errors.jsonl", "purpose": "batch_output", "status": "processed"}
         kept = await self._store.adopt(Owned(oid, "file", owner, upstream_id, deployment, now,
-                                             _text(shown), "{}"))
+                                             text(shown), "{}"))
         return kept.id
-
-
-async def first_that_takes(
-    deployments: list[Deployment],
-    send: Callable[[Deployment], Awaitable[dict[str, Any]]],
-) -> tuple[Deployment, dict[str, Any]]:
-    """Failover for a batch's creation: the next deployment when one cannot be reached, is
-    overloaded or fails (an upstream error that is not the request's fault); the last
-    deployment's error otherwise."""
-    for i, deployment in enumerate(deployments):
-        try:
-            return deployment, await send(deployment)
-        except UpstreamError as exc:
-            if i == len(deployments) - 1 or not (exc.status >= 500 or exc.status == 429):
-                raise
-    raise AssertionError("unreachable: deployments is never empty")
-
-
-def _text(obj: dict[str, Any]) -> str:
-    return _encode(obj).decode()
 
 
 def _page(objects: list[dict[str, Any]], limit: int, after: str | None) -> dict[str, Any]:

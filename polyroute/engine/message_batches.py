@@ -23,8 +23,8 @@ from polyroute.adapters.anthropic_messages.batches import (
     MessageBatchClient,
     results_usage,
 )
-from polyroute.engine.batches import OwnedObjects, first_that_takes, owner_of
 from polyroute.engine.observer import RequestObserver
+from polyroute.engine.owned import OwnedObjects, first_that_takes, owner_of
 from polyroute.engine.router import Router
 from polyroute.errors import GatewayError, InvalidRequest
 from polyroute.model.upstream import Deployment

@@ -10,8 +10,8 @@ import msgspec
 from aiohttp import web
 
 from polyroute.cache.answer import Assembler
-from polyroute.engine.batches import owner_of
 from polyroute.engine.conversations import STORED_PREFIX, Conversations, new_response_id
+from polyroute.engine.owned import owner_of
 from polyroute.errors import GatewayError, InvalidRequest, NotFound
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse, Message
 from polyroute.policy.types import Principal

@@ -175,12 +175,13 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     objects = ObjectStore(stack.db)
     # A batch's settlement is counted and logged like a request (no trace: it had no span).
     counted: list[RequestObserver] = [metrics, *([request_log] if request_log else [])]
+    anthropic_batches = MessageBatchClient(upstream)
     batches = parts.batches = Batches(lambda: gateway.router, policy, FilesClient(upstream),
                                       objects, stack.prices,
                                       config.limits.default_max_output_tokens,
-                                      observers=counted)
+                                      observers=counted, messages=anthropic_batches)
     message_batches = parts.message_batches = MessageBatches(
-        lambda: gateway.router, policy, MessageBatchClient(upstream), objects, stack.prices,
+        lambda: gateway.router, policy, anthropic_batches, objects, stack.prices,
         observers=counted)
     bedrock = BedrockHandlers(exchange)
     routes = [

@@ -15,6 +15,7 @@ import anthropic
 import openai
 import pytest
 from openai.types import Batch, FileObject
+from openai.types.chat import ChatCompletion
 
 from tests.conftest import SIM_KEY
 from tests.support.gateway import GatewayProcess
@@ -66,6 +67,8 @@ def gw(request: pytest.FixtureRequest, sim: SimServer) -> Iterator[GatewayProces
                 "claude": {"protocol": "anthropic", "base_url": sim.root_url,
                            "api_key": "${SIM_KEY}"},
                 "dead": {"base_url": "http://127.0.0.1:9/v1", "api_key": "${SIM_KEY}"},
+                "gemini": {"protocol": "gemini", "base_url": sim.root_url,
+                           "api_key": "${SIM_KEY}"},
             },
             "model_groups": {
                 "chat": {"deployments": [{"provider": "sim", "model": "gpt-4o-mini",
@@ -74,6 +77,7 @@ def gw(request: pytest.FixtureRequest, sim: SimServer) -> Iterator[GatewayProces
                                                 "price": PRICE}]},
                 "claude": {"deployments": [{"provider": "claude", "model": "claude-sim",
                                             "price": PRICE}]},
+                "gemini": {"deployments": [{"provider": "gemini", "model": "gemini-sim"}]},
                 "spread": {"routing": "priority", "deployments": [
                     {"provider": "dead", "model": "gpt-4o-mini", "name": "unreachable"},
                     {"provider": "claude", "model": "claude-sim", "name": "no-batch-api"},
@@ -213,7 +217,7 @@ def test_bad_batch_files_and_vendors_without_batches_are_clear_400s(gw: GatewayP
     for content, param in [
         (b"not json\n", "file"),
         (jsonl(lines(1, model="chat") + lines(1, model="azure-chat")), "file"),
-        (jsonl(lines(1, model="claude")), "model"),
+        (jsonl(lines(1, model="gemini")), "model"),
     ]:
         with pytest.raises(openai.BadRequestError) as refused:
             alice.files.create(file=("in.jsonl", content), purpose="batch")
@@ -323,3 +327,36 @@ def test_a_cancelled_batch_releases_its_reservation_at_no_cost(gw: GatewayProces
         time.sleep(0.05)
     assert [(r["group"]["status"], r["requests"], r["failed_requests"], r["cost_usd"])
             for r in rows] == [(499, 1, 1, 0.0)]
+
+
+def test_an_openai_batch_runs_on_anthropics_message_batches(gw: GatewayProcess) -> None:
+    """A group with only Anthropic deployments: the file stays in polyroute, its lines are
+    translated into a Message Batch, and the results come back as OpenAI's output file of
+    chat.completion objects; reserved and settled as any batch."""
+    key = new_key(gw, daily_budget_usd=1.0)
+    alice, bob = client(gw, key), client(gw, new_key(gw))
+    content = jsonl(lines(3, model="claude"))
+    uploaded = alice.files.create(file=("in.jsonl", content), purpose="batch")
+    assert alice.files.content(uploaded.id).content == content
+    batch = alice.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                 completion_window="24h")
+    assert isinstance(batch, Batch) and batch.status == "in_progress"
+    assert budget(gw, key)["reserved_usd"] > 0
+    with pytest.raises(openai.NotFoundError):
+        bob.batches.retrieve(batch.id)
+    done = finished(alice, batch.id)
+    assert done.status == "completed" and done.output_file_id and done.error_file_id is None
+    assert done.request_counts is not None and done.request_counts.completed == 3
+    with pytest.raises(openai.NotFoundError):
+        bob.files.content(done.output_file_id)
+    answers = [json.loads(line) for line in
+               alice.files.content(done.output_file_id).content.splitlines()]
+    assert sorted(a["custom_id"] for a in answers) == ["q0", "q1", "q2"]
+    completions = [ChatCompletion.model_validate(a["response"]["body"]) for a in answers]
+    assert all(c.choices[0].message.content for c in completions)
+    real = sum(c.usage.prompt_tokens * PRICE["input_per_1m"]
+               + c.usage.completion_tokens * PRICE["output_per_1m"]
+               for c in completions if c.usage) / 1e6 * BATCH
+    after = budget(gw, key)
+    assert after["reserved_usd"] == 0
+    assert after["spent_today_usd"] == pytest.approx(real, rel=1e-6)

@@ -26,8 +26,18 @@ from typing import Any
 
 import msgspec
 
+from polyroute.adapters.anthropic_messages.batches import PROTOCOL as ANTHROPIC
+from polyroute.adapters.anthropic_messages.batches import MessageBatchClient, results_usage
 from polyroute.adapters.openai_chat.files import PROTOCOLS, FilesClient
-from polyroute.engine.batch_file import CHAT_URLS, EMBEDDING_URLS, output_usage, read_input, rewrite
+from polyroute.engine.batch_file import (
+    CHAT_URLS,
+    EMBEDDING_URLS,
+    BatchInput,
+    output_usage,
+    read_input,
+    rewrite,
+)
+from polyroute.engine.batch_translation import openai_batch, openai_results, to_anthropic
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.owned import OwnedObjects, first_that_takes, owner_of, text
 from polyroute.engine.router import Router
@@ -44,6 +54,9 @@ FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 """A batch in one of these states runs no more: it is settled."""
 _LIST_MAX = 10_000
 _WINDOWS = frozenset({"24h"})
+_LOCAL = "local:"
+"""The upstream id of a file polyroute keeps itself (an OpenAI batch run on Anthropic's
+Message Batches: its input, output and error files)."""
 
 
 class Batches(OwnedObjects):
@@ -52,8 +65,11 @@ class Batches(OwnedObjects):
     def __init__(self, router: Callable[[], Router], policy: Policy, files: FilesClient,
                  store: ObjectStore, prices: Prices, default_output: int,
                  clock: Callable[[], float] = time.time,
-                 observers: Sequence[RequestObserver] = ()) -> None:
+                 observers: Sequence[RequestObserver] = (),
+                 messages: MessageBatchClient | None = None) -> None:
         super().__init__(router, policy, store, prices, clock, observers)
+        self._messages = messages
+        """Anthropic's Message Batches, for groups with no deployment that has a Batch API."""
         self._files = files
         self._default_output = default_output
 
@@ -64,10 +80,18 @@ class Batches(OwnedObjects):
             raise InvalidRequest("polyroute keeps files for batches only: purpose must be "
                                  "'batch'.", param="purpose")
         summary, items = read_input(content, self._default_output)
-        group, deployments = self._route(principal, summary.model, PROTOCOLS,
-                                         "OpenAI or Azure OpenAI deployments (protocol "
-                                         "openai, azure or openai_responses)")
+        group, deployments = self._route(principal, summary.model, PROTOCOLS | {ANTHROPIC},
+                                         "OpenAI, Azure OpenAI or Anthropic deployments "
+                                         "(protocol openai, azure, openai_responses or "
+                                         "anthropic)")
         cap = self._policy.output_cap(principal)
+        native = [d for d in deployments if d.endpoint.protocol in PROTOCOLS]
+        if not native:  # only Anthropic: the batch runs on its Message Batches
+            if self._messages is None:
+                raise InvalidRequest(f"No deployment of model '{group}' has a Batch API.",
+                                     param="model", code="unsupported_endpoint")
+            return await self._keep_locally(principal, filename, content, group, summary,
+                                            items, deployments[0], cap)
 
         async def upload(deployment: Deployment) -> dict[str, Any]:
             endpoint = deployment.endpoint
@@ -77,7 +101,7 @@ class Batches(OwnedObjects):
             return _decode(await self._files.upload(endpoint, deployment.name, filename,
                                                     purpose, body))
 
-        deployment, upstream = await first_that_takes(deployments, upload)
+        deployment, upstream = await first_that_takes(native, upload)
         oid = f"file-pr{uuid.uuid4().hex[:24]}"
         shown = {**upstream, "id": oid, "filename": filename}
         detail = {"group": group, "model": summary.model, "url": summary.url,
@@ -98,15 +122,18 @@ class Batches(OwnedObjects):
 
     async def content(self, principal: Principal, oid: str) -> bytes:
         owned = await self._owned(principal, oid, "file")
+        if owned.upstream_id.startswith(_LOCAL):
+            return str(_decode(owned.detail)["content"]).encode()
         deployment = self._deployment(owned.deployment)
         return await self._files.call(deployment.endpoint, deployment.name, "GET",
                                       f"/files/{owned.upstream_id}/content")
 
     async def delete_file(self, principal: Principal, oid: str) -> dict[str, Any]:
         owned = await self._owned(principal, oid, "file")
-        deployment = self._deployment(owned.deployment)
-        await self._files.call(deployment.endpoint, deployment.name, "DELETE",
-                               f"/files/{owned.upstream_id}")
+        if not owned.upstream_id.startswith(_LOCAL):
+            deployment = self._deployment(owned.deployment)
+            await self._files.call(deployment.endpoint, deployment.name, "DELETE",
+                                   f"/files/{owned.upstream_id}")
         await self._store.delete(oid, owned.owner)
         return {"id": oid, "object": "file", "deleted": True}
 
@@ -133,6 +160,9 @@ class Batches(OwnedObjects):
         ticket = await self._reserve(principal, detail["group"], [deployment],
                                      detail["input_tokens"], detail["output_tokens"])
         oid = f"batch_pr{uuid.uuid4().hex[:24]}"
+        if detail.get("via") == ANTHROPIC:
+            return await self._create_on_anthropic(principal, oid, source, detail, deployment,
+                                                   ticket, body.get("metadata"))
         azure = deployment.endpoint.protocol == "azure"
         sent: dict[str, Any] = {
             "input_file_id": source.upstream_id, "completion_window": window,
@@ -170,6 +200,10 @@ class Batches(OwnedObjects):
     async def cancel(self, principal: Principal, oid: str) -> dict[str, Any]:
         owned = await self._owned(principal, oid, "batch")
         deployment = self._deployment(owned.deployment)
+        if self._messages is not None and _decode(owned.detail).get("via") == ANTHROPIC:
+            return await self._adopt_anthropic(owned, _decode(await self._messages.call(
+                deployment.endpoint, deployment.name, "POST", f"/{owned.upstream_id}/cancel")),
+                deployment)
         upstream = _decode(await self._files.call(
             deployment.endpoint, deployment.name, "POST", f"/batches/{owned.upstream_id}/cancel"))
         return await self._adopt(owned, upstream, deployment)
@@ -191,6 +225,10 @@ class Batches(OwnedObjects):
         if owned.settled:
             return _decode(owned.object)
         deployment = self._deployment(owned.deployment)
+        if self._messages is not None and _decode(owned.detail).get("via") == ANTHROPIC:
+            return await self._adopt_anthropic(owned, _decode(await self._messages.call(
+                deployment.endpoint, deployment.name, "GET", f"/{owned.upstream_id}")),
+                deployment)
         upstream = _decode(await self._files.call(
             deployment.endpoint, deployment.name, "GET", f"/batches/{owned.upstream_id}"))
         return await self._adopt(owned, upstream, deployment)
@@ -238,6 +276,83 @@ class Batches(OwnedObjects):
         kept = await self._store.adopt(Owned(oid, "file", owner, upstream_id, deployment, now,
                                              text(shown), "{}"))
         return kept.id
+
+    # -- an OpenAI batch on Anthropic's Message Batches ----------------------------------------
+    async def _keep_locally(self, principal: Principal, filename: str, content: bytes,
+                            group: str, summary: BatchInput, items: list[dict[str, Any]],
+                            deployment: Deployment, cap: int | None) -> dict[str, Any]:
+        """Anthropic has no Files API: the file stays here, its lines already translated."""
+        requests = to_anthropic(items, deployment, cap)
+        oid = f"file-pr{uuid.uuid4().hex[:24]}"
+        now = self._clock()
+        shown = _file_object(oid, filename, "batch", content, now)
+        detail = {"group": group, "model": summary.model, "url": summary.url,
+                  "lines": summary.lines, "input_tokens": summary.input_tokens,
+                  "output_tokens": summary.output_tokens, "via": ANTHROPIC,
+                  "requests": requests, "content": content.decode("utf-8", "replace")}
+        await self._store.add(Owned(oid, "file", owner_of(principal), f"{_LOCAL}{oid}",
+                                    deployment.name, now, text(shown), text(detail)))
+        return shown
+
+    async def _create_on_anthropic(self, principal: Principal, oid: str, source: Owned,
+                                   detail: dict[str, Any], deployment: Deployment,
+                                   ticket: object, metadata: Any) -> dict[str, Any]:
+        assert self._messages is not None  # files are kept locally only with it
+        record = self._record(oid, principal, detail, deployment)
+        try:
+            upstream = _decode(await self._messages.call(
+                deployment.endpoint, deployment.name, "POST",
+                body=_encode({"requests": detail["requests"]})))
+        except GatewayError as exc:
+            self._refund(ticket, record, exc)
+            raise
+        self._tickets[oid] = ticket
+        shown = openai_batch(oid, upstream, source.id, metadata)
+        keep = {key: value for key, value in detail.items()
+                if key not in ("requests", "content")}
+        keep.update(key_id=principal.key_id, team=principal.team, org=principal.org,
+                    input_file_id=source.id, metadata=metadata)
+        await self._store.add(Owned(oid, "batch", owner_of(principal), str(upstream["id"]),
+                                    deployment.name, record.started_at, text(shown),
+                                    text(keep)))
+        return shown
+
+    async def _adopt_anthropic(self, owned: Owned, upstream: dict[str, Any],
+                               deployment: Deployment) -> dict[str, Any]:
+        assert self._messages is not None
+        detail = _decode(owned.detail)
+        shown = openai_batch(owned.id, upstream, detail["input_file_id"], detail.get("metadata"))
+        if upstream.get("processing_status") != "ended":
+            await self._store.update(owned.id, text(shown))
+            return shown
+        results = await self._messages.call(deployment.endpoint, deployment.name, "GET",
+                                            f"/{owned.upstream_id}/results")
+        outputs, errors = openai_results(results, deployment.name)
+        for name, lines, filename in (("output_file_id", outputs, "batch_output.jsonl"),
+                                      ("error_file_id", errors, "batch_errors.jsonl")):
+            if lines:
+                shown[name] = await self._local_file(owned, name, filename,
+                                                     b"\n".join(lines) + b"\n")
+        usage, succeeded = results_usage(results)
+        await self._charge(owned, shown, deployment, usage,
+                           None if succeeded else f"batch_{shown['status']}")
+        return shown
+
+    async def _local_file(self, owned: Owned, name: str, filename: str,
+                          content: bytes) -> str:
+        oid = f"file-pr{uuid.uuid4().hex[:24]}"
+        now = self._clock()
+        shown = _file_object(oid, filename, "batch_output", content, now)
+        kept = await self._store.adopt(Owned(
+            oid, "file", owned.owner, f"{_LOCAL}{owned.id}:{name}", owned.deployment, now,
+            text(shown), text({"content": content.decode("utf-8", "replace")})))
+        return kept.id
+
+
+def _file_object(oid: str, filename: str, purpose: str, content: bytes,
+                 now: float) -> dict[str, Any]:
+    return {"id": oid, "object": "file", "bytes": len(content), "created_at": int(now),
+            "filename": filename, "purpose": purpose, "status": "processed"}
 
 
 def _page(objects: list[dict[str, Any]], limit: int, after: str | None) -> dict[str, Any]:

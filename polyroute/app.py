@@ -13,8 +13,10 @@ import msgspec
 from aiohttp import web
 
 from polyroute import __version__
+from polyroute.adapters.anthropic_messages.batches import MessageBatchClient
 from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.http_transport import AiohttpTransport
+from polyroute.adapters.openai_chat.files import FilesClient
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.cache.memory import MemoryStore
@@ -24,10 +26,12 @@ from polyroute.cache.store import CacheStore
 from polyroute.config import GatewayConfig
 from polyroute.engine.affinity import PrefixAffinity
 from polyroute.engine.auto import AutoRoutes
+from polyroute.engine.batches import Batches
 from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
 from polyroute.engine.guardrails import Guardrails, hooks_from
+from polyroute.engine.message_batches import MessageBatches
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.response_cache import ResponseCache
 from polyroute.engine.room import Room
@@ -49,8 +53,11 @@ from polyroute.policy.console import ConsoleService
 from polyroute.policy.deployment_limits import DeploymentLimits
 from polyroute.state.redis_busy import RedisBusy
 from polyroute.state.redis_circuits import RedisCircuits, redis_client
+from polyroute.storage.objects import ObjectStore, ResponseStore
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
+from polyroute.surface.batches.anthropic import MessageBatchHandlers
+from polyroute.surface.batches.handlers import BatchHandlers
 from polyroute.surface.bedrock.handlers import BedrockHandlers, with_error_type
 from polyroute.surface.bedrock.handlers import encode_error as bedrock_error
 from polyroute.surface.console.routes import ConsoleRoutes
@@ -88,6 +95,8 @@ class Components:
     request_log: RequestLog | None = None
     tools: ToolHub | None = None
     """The MCP gateway's upstream servers (their sessions and stdio processes)."""
+    batches: Batches | None = None
+    message_batches: MessageBatches | None = None
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -167,7 +176,19 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     openai = OpenAIHandlers(exchange, catalog, ToolLoop(gateway, tools))
     anthropic = AnthropicHandlers(exchange)
     gemini = GeminiHandlers(exchange, catalog)
-    responses = ResponsesHandlers(exchange)
+    responses = ResponsesHandlers(exchange, ResponseStore(stack.db),
+                                  config.storage.response_retention_s)
+    objects = ObjectStore(stack.db)
+    # A batch's settlement is counted and logged like a request (no trace: it had no span).
+    counted: list[RequestObserver] = [metrics, *([request_log] if request_log else [])]
+    anthropic_batches = MessageBatchClient(upstream)
+    batches = parts.batches = Batches(lambda: gateway.router, policy, FilesClient(upstream),
+                                      objects, stack.prices,
+                                      config.limits.default_max_output_tokens,
+                                      observers=counted, messages=anthropic_batches)
+    message_batches = parts.message_batches = MessageBatches(
+        lambda: gateway.router, policy, anthropic_batches, objects, stack.prices,
+        observers=counted)
     bedrock = BedrockHandlers(exchange)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
@@ -177,6 +198,12 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
         ("GET", "/v1/models", openai.models, encode_error),
         ("GET", "/models", openai.models, encode_error),
         ("POST", "/v1/responses", responses.create, responses_error),
+        ("GET", "/v1/responses/{response_id}", responses.retrieve, responses_error),
+        ("DELETE", "/v1/responses/{response_id}", responses.delete, responses_error),
+        *((method, path, handler, encode_error)
+          for method, path, handler in BatchHandlers(exchange, batches).routes()),
+        *((method, path, handler, anthropic_error) for method, path, handler
+          in MessageBatchHandlers(exchange, message_batches).routes()),
         ("POST", "/v1/messages", anthropic.messages, anthropic_error),
         ("POST", "/v1/messages/count_tokens", anthropic.count_tokens, anthropic_error),
         ("POST", "/v1beta/models/{target:.+}", gemini.call, gemini_error),
@@ -294,6 +321,10 @@ async def _startup(app: web.Application) -> None:
     if parts.shared_busy is not None:
         parts.background.append(asyncio.create_task(
             _sync_busy(parts, parts.shared_busy, parts.config.state.sync_interval_s)))
+    for polled in (parts.batches, parts.message_batches):
+        if polled is not None:
+            parts.background.append(asyncio.create_task(
+                _poll_batches(parts, polled, parts.config.storage.batch_poll_s)))
 
 
 async def _sync_circuits(parts: Components, interval_s: float) -> None:
@@ -307,6 +338,17 @@ async def _sync_busy(parts: Components, busy: RedisBusy, interval_s: float) -> N
         await asyncio.sleep(interval_s)
         room = parts.gateway.router.room
         room.adopt_others(await busy.exchange(room.local_busy()))
+
+
+async def _poll_batches(parts: Components, batches: Batches | MessageBatches,
+                        interval_s: float) -> None:
+    """Batches nobody asks about are settled too (a retrieve settles one sooner)."""
+    while not parts.closing:
+        await asyncio.sleep(interval_s)
+        try:
+            await batches.poll()
+        except Exception:  # the database is down: the next round tries again
+            log.warning("batch poller: this round failed", exc_info=True)
 
 
 _STOP_S = 2.0

@@ -216,6 +216,8 @@ class StorageSettings:
     spool_dir: str | None = None
     """None: 'spool' beside sqlite_path."""
     ledger: bool = True
+    response_retention_s: float = 30 * 86400.0
+    batch_poll_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

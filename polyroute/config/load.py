@@ -227,6 +227,8 @@ def _compile(
             postgres_url=_postgres_url(storage.postgres_url, env, fail),
             spool_dir=_path(storage.spool_dir, "storage.spool_dir", env, fail, base_dir),
             ledger=storage.ledger,
+            response_retention_s=storage.response_retention_s,
+            batch_poll_s=storage.batch_poll_s,
         ),
         groups=MappingProxyType(groups),
         open_vendors=MappingProxyType(open_vendors),

@@ -143,6 +143,12 @@ class StorageSection(_Section, kw_only=True):
     """Deprecated and ignored (a warning is logged): the ledger is the request log."""
     flush_interval_s: Positive = 0.5
     flush_batch: Annotated[int, Meta(gt=0)] = 500
+    response_retention_s: Positive = 30 * 86400.0
+    """How long a stored Responses answer (store: true) can be continued with
+    previous_response_id or read back (GET /v1/responses/{id}): 30 days."""
+    batch_poll_s: Positive = 60.0
+    """How often unfinished batches are looked at upstream, to settle the ones that ended
+    in the ledger (a client's retrieve settles one at once)."""
 
 
 class StateSection(_Section, kw_only=True):

@@ -30,7 +30,7 @@ from polyroute.policy.directory import Directory, KeyPrincipal
 from polyroute.policy.prices import Prices
 from polyroute.policy.types import ANONYMOUS, AdmissionRequest, Principal
 from polyroute.pricing.cost import cost_usd, to_nanos, worst_case_nanos
-from polyroute.state.limits import Denial, Grant, Limiter, StateUnavailable
+from polyroute.state.limits import Denial, Grant, Limiter, Scope, StateUnavailable
 from polyroute.storage.ledger import LedgerEntry, LedgerWriter
 from polyroute.storage.usage import period_starts
 
@@ -143,7 +143,52 @@ class KeyPolicy:
             raise _refusal(result, principal, now)
         return result
 
+    async def reserve(self, principal: Principal, request: AdmissionRequest) -> object:
+        """A batch's worst case (``request.prices`` are already the batch prices), held until
+        :meth:`settle_batch`. Money only: a batch runs upstream for minutes or hours, so it
+        takes no rate-limit or concurrency slot, which would starve the key's live traffic."""
+        if not isinstance(principal, KeyPrincipal):
+            return None
+        for group in (request.model_group, *request.groups):
+            if principal.allowed_models is not None and group not in principal.allowed_models:
+                raise PermissionDenied(f"This key may not use the model '{group}'.",
+                                       param="model")
+        now = self._clock()
+        lease = self._new_id()
+        if not principal.budgeted:
+            return Grant(lease, principal.scopes, int(now), 0, 0,
+                         self._limiter.periods(int(now)), limited=False)
+        if not self.spend_ready:
+            raise ServiceUnavailable("Spend totals are still loading from the ledger; "
+                                     "budgeted keys are served once they are.")
+        cost = self._worst_case(request)
+        scopes = [Scope(s.name, budgets=s.budgets) for s in principal.scopes]
+        try:
+            result = await self._limiter.acquire(lease, scopes, 0, cost, now)
+        except StateUnavailable:
+            raise ServiceUnavailable("The shared limits store is unreachable and this key has "
+                                     "a budget; retry shortly.") from None
+        if isinstance(result, Denial):
+            raise _refusal(result, principal, now)
+        return result
+
+    def settle_batch(self, ticket: object, record: RequestRecord, factor: float) -> None:
+        """A batch ended: its real cost (``record.usage`` at the batch price: ``factor`` of
+        the deployment's) into the ledger and the spend counters, the reservation released.
+        ``ticket`` None (the gateway restarted since the batch was created): the reservation
+        died with the process, the cost is charged all the same."""
+        if ticket is None and record.key_id is not None:
+            principal = self._directory.principals.get(record.key_id)
+            if principal is not None:
+                now = int(self._clock())
+                ticket = Grant(self._new_id(), principal.scopes, now, 0, 0,
+                               self._limiter.periods(now), limited=False)
+        self._settle(ticket, record, factor)
+
     def settle(self, ticket: object, record: RequestRecord) -> None:
+        self._settle(ticket, record, 1.0)
+
+    def _settle(self, ticket: object, record: RequestRecord, factor: float) -> None:
         usage: Usage | None
         cost: float | None
         source: str | None
@@ -155,6 +200,8 @@ class KeyPolicy:
         else:
             usage, estimated = billed_usage(record)
             cost, source = self._cost(record.vendor, record.upstream_model, usage)
+            if factor != 1.0 and cost is not None:
+                cost, source = cost * factor, f"{source}:batch"
         if record.charges:  # a stream finished by several attempts: each at its own price
             parts = [self._cost(c.vendor, c.upstream_model, c.usage) for c in record.charges]
             if any(part is None for part, _ in parts):

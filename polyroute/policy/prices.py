@@ -37,6 +37,10 @@ class Prices:
             self._memo.popitem(last=False)
         return price
 
+    def batch_factor(self, vendor: str) -> float:
+        """The fraction of its price a batch pays on ``vendor`` (the catalog's ``batch``)."""
+        return self._catalog.batch_factor(vendor)
+
     def of_group(self, group: str) -> Price | None:
         """A '<vendor>/<model>' group made on the fly has one deployment, named alike."""
         vendor, sep, model = group.partition("/")

@@ -91,6 +91,17 @@ class Policy(Protocol):
         really cost, append the ledger record. Never blocks: no I/O on the caller's path."""
         ...
 
+    async def reserve(self, principal: Principal, request: AdmissionRequest) -> object:
+        """A batch's worst-case cost, reserved against the caller's budgets alone (no rate or
+        concurrency slot); returns a ticket for ``settle_batch``. Raises like ``admit``."""
+        ...
+
+    def settle_batch(self, ticket: object, record: RequestRecord, factor: float) -> None:
+        """A batch ended: charge ``record.usage`` at ``factor`` of the deployment's price,
+        release the reservation, append the ledger record. ``ticket`` may be None (lost with
+        a restart)."""
+        ...
+
     def output_cap(self, principal: Principal) -> int | None:
         """The output limit (per answer) to send upstream when the client set none, so that
         what is spent never exceeds what was reserved; None: send none."""
@@ -107,6 +118,12 @@ class OpenPolicy:
         return None
 
     def settle(self, ticket: object, record: RequestRecord) -> None:
+        return None
+
+    async def reserve(self, principal: Principal, request: AdmissionRequest) -> object:
+        return None
+
+    def settle_batch(self, ticket: object, record: RequestRecord, factor: float) -> None:
         return None
 
     def output_cap(self, principal: Principal) -> int | None:

@@ -36,11 +36,14 @@ class CatalogFile(msgspec.Struct):
     currency: str = "USD"
     unit: str = "per 1M tokens"
     notes: str = ""
+    batch: dict[str, float] = msgspec.field(default_factory=dict)
+    """Vendor → the fraction of the list price a batch pays ('*': every other vendor)."""
 
 
 class PriceCatalog:
     def __init__(self, data: CatalogFile) -> None:
         self.version = data.version
+        self._batch = data.batch
         self._by_model: dict[str, list[tuple[CatalogEntry, Price]]] = {}
         source = f"catalog:{data.version}"
         for e in data.models:
@@ -60,6 +63,11 @@ class PriceCatalog:
                 if entry.any_vendor or entry.vendor == vendor:
                     return price
         return None
+
+    def batch_factor(self, vendor: str) -> float:
+        """What a batch pays of ``vendor``'s list price (OpenAI, Azure, Anthropic, Bedrock
+        all charge half); 1.0 when the catalog says nothing."""
+        return self._batch.get(vendor, self._batch.get("*", 1.0))
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_model.values())

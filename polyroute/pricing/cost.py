@@ -46,5 +46,15 @@ def worst_case_nanos(price: Price, input_tokens: int, output_tokens: int) -> int
     return math.ceil((input_tokens * dear_in + output_tokens * dear_out) * _PER_TOKEN)
 
 
+def scaled(price: Price, factor: float) -> Price:
+    """``price`` with every rate times ``factor`` (a batch's discount)."""
+    def times(rate: float | None) -> float | None:
+        return None if rate is None else rate * factor
+
+    return Price(price.input_per_1m * factor, price.output_per_1m * factor,
+                 times(price.cached_input_per_1m), times(price.cache_write_per_1m),
+                 times(price.reasoning_per_1m), price.source)
+
+
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from polyroute.sim.anthropic import add_anthropic_routes, anthropic_dialect
 from polyroute.sim.azure import add_azure_routes, azure_dialect
+from polyroute.sim.batches import add_batch_routes
 from polyroute.sim.bedrock import add_bedrock_routes, bedrock_dialect
 from polyroute.sim.chat import chat_completions
 from polyroute.sim.control import add_control_routes
@@ -39,6 +40,7 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)
+    add_batch_routes(app, "/v1")
     add_anthropic_routes(app, app[SIM_STATE].settings.seed)
     add_gemini_routes(app, app[SIM_STATE].settings.seed)
     add_bedrock_routes(app, app[SIM_STATE].settings.seed)

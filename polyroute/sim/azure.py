@@ -4,6 +4,7 @@
     POST /openai/deployments/{deployment}/embeddings?api-version=…
     POST /openai/v1/chat/completions, /openai/v1/embeddings, /openai/v1/responses;
     GET /openai/v1/models
+    /openai/files…, /openai/batches… (?api-version=…) and /openai/v1/files…, /openai/v1/batches…
 
 The key comes in ``api-key`` or as ``Authorization: Bearer`` (an Entra token, or on /openai/v1
 the key itself); answers are the OpenAI endpoints' own, with Azure's headers.
@@ -16,6 +17,7 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from polyroute.sim.batches import add_batch_routes
 from polyroute.sim.chat import chat_completions
 from polyroute.sim.embeddings import embeddings
 from polyroute.sim.errors import ApiError
@@ -36,6 +38,8 @@ def add_azure_routes(app: web.Application) -> None:
     app.router.add_post("/openai/v1/embeddings", embeddings)
     app.router.add_post("/openai/v1/responses", create_response)
     app.router.add_get("/openai/v1/models", list_models)
+    add_batch_routes(app, "/openai")  # Files and Batch APIs: not under a deployment
+    add_batch_routes(app, "/openai/v1")
     app.on_response_prepare.append(_azure_headers)
 
 

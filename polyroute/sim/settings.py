@@ -42,3 +42,5 @@ class SimSettings(msgspec.Struct, kw_only=True):
     rules: list[FaultRule] = msgspec.field(default_factory=list)
     seed: int = 0
     embedding_dimensions: int = 1536
+    # How long a batch (/v1/batches) stays in_progress before it completes.
+    batch_delay_ms: float = 100.0

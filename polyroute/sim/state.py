@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from polyroute.sim.batches_store import BatchStore
 from polyroute.sim.fault_rules import FaultRuleBook
 from polyroute.sim.ids import IdSource
 from polyroute.sim.prompt_cache import PromptCache
@@ -25,6 +26,8 @@ class SimState:
     ids: IdSource
     prompt_cache: PromptCache
     quota: RequestQuota | None = None
+    batches: BatchStore = field(default_factory=BatchStore)
+    """Files and batches (:mod:`.batches`)."""
 
     @classmethod
     def from_settings(cls, settings: SimSettings) -> SimState:

@@ -118,6 +118,32 @@ SCHEMA: tuple[str, ...] = (
     )""",
     "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '" + "0" * 64
     + "') ON CONFLICT (id) DO NOTHING",
+    # Issue 16: files and batches a key owns (polyroute's id → the upstream's, and where), and
+    # the conversations of stateful Responses (see the end of file).
+    """CREATE TABLE IF NOT EXISTS owned_objects (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        owner       TEXT NOT NULL,
+        upstream_id TEXT NOT NULL,
+        deployment  TEXT NOT NULL,
+        created_at  DOUBLE PRECISION NOT NULL,
+        object      TEXT NOT NULL,
+        detail      TEXT NOT NULL,
+        settled     INTEGER NOT NULL,
+        deleted     INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS owned_objects_owner ON owned_objects (owner, kind, created_at)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS owned_objects_upstream "
+    "ON owned_objects (deployment, upstream_id, kind)",
+    """CREATE TABLE IF NOT EXISTS stored_responses (
+        id         TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        history    TEXT NOT NULL,
+        body       TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS stored_responses_expiry ON stored_responses (expires_at)",
 )
 
 LEDGER_COLUMNS = (
@@ -350,3 +376,44 @@ def audit_query(filters: tuple[str, ...]) -> str:
     where = ["ts >= ?", "ts < ?", *(f"{AUDIT_FILTERS[f]} = ?" for f in filters)]
     return (f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE {' AND '.join(where)} "
             "ORDER BY seq DESC LIMIT ?")
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and batches (issue 16): which key owns which, the upstream's id and the deployment that
+# holds it. ``object`` is the last object the client was shown (JSON, polyroute's ids),
+# ``detail`` what polyroute keeps beside it (JSON: a batch file's worst case, a batch's
+# reservation); ``settled`` flips once, so one replica alone settles a batch in the ledger.
+OWNED_COLUMNS = ("id", "kind", "owner", "upstream_id", "deployment", "created_at", "object",
+                 "detail", "settled", "deleted")
+INSERT_OWNED = (
+    f"INSERT INTO owned_objects ({', '.join(OWNED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in OWNED_COLUMNS)})")
+# A batch's output file, adopted by whichever request or replica sees the batch end first.
+INSERT_OWNED_ONCE = INSERT_OWNED + " ON CONFLICT (deployment, upstream_id, kind) DO NOTHING"
+SELECT_OWNED = (
+    f"SELECT {', '.join(OWNED_COLUMNS)} FROM owned_objects "
+    "WHERE id = ? AND owner = ? AND kind = ? AND deleted = 0")
+SELECT_OWNED_BY_UPSTREAM = (
+    f"SELECT {', '.join(OWNED_COLUMNS)} FROM owned_objects "
+    "WHERE upstream_id = ? AND deployment = ? AND kind = ? AND deleted = 0")
+LIST_OWNED = (
+    f"SELECT {', '.join(OWNED_COLUMNS)} FROM owned_objects "
+    "WHERE owner = ? AND kind = ? AND deleted = 0 ORDER BY created_at DESC, id DESC LIMIT ?")
+UNSETTLED_OWNED = (
+    f"SELECT {', '.join(OWNED_COLUMNS)} FROM owned_objects "
+    "WHERE kind = ? AND settled = 0 AND deleted = 0 ORDER BY created_at LIMIT ?")
+UPDATE_OWNED_OBJECT = "UPDATE owned_objects SET object = ? WHERE id = ?"
+SETTLE_OWNED = (
+    "UPDATE owned_objects SET settled = 1, object = ? WHERE id = ? AND settled = 0 RETURNING id")
+DELETE_OWNED = "UPDATE owned_objects SET deleted = 1 WHERE id = ? AND owner = ? AND deleted = 0"
+
+# Stateful Responses: a stored response's whole conversation (canonical messages, JSON) and
+# the response object GET /v1/responses/{id} answers; read only until ``expires_at``.
+INSERT_RESPONSE = (
+    "INSERT INTO stored_responses (id, owner, created_at, expires_at, history, body) "
+    "VALUES (?, ?, ?, ?, ?, ?)")
+SELECT_RESPONSE = (
+    "SELECT history, body FROM stored_responses WHERE id = ? AND owner = ? AND expires_at > ?")
+DELETE_RESPONSE = (
+    "DELETE FROM stored_responses WHERE id = ? AND owner = ? AND expires_at > ? RETURNING id")
+PURGE_RESPONSES = "DELETE FROM stored_responses WHERE expires_at <= ?"

@@ -35,3 +35,13 @@ def url(endpoint: Endpoint, deployment: str, path: str) -> str:
     if version:
         return f"{base}?{urlencode({'api-version': version})}"
     return base
+
+
+def account_url(endpoint: Endpoint, path: str) -> str:
+    """Where an operation of the resource, not of a deployment, goes (``/files``,
+    ``/batches/{id}``): ``{endpoint}/openai{path}?api-version=…``, or the v1 form."""
+    base = endpoint.base_url + path if is_v1(endpoint) else f"{endpoint.base_url}/openai{path}"
+    version = options(endpoint).api_version
+    if version:
+        return f"{base}?{urlencode({'api-version': version})}"
+    return base

@@ -1,5 +1,6 @@
-"""Responses API request → canonical chat request. Stateless: a conversation is carried in
-``input`` (messages, function calls and their outputs), never by ``previous_response_id``."""
+"""Responses API request → canonical chat request. A conversation is carried in ``input``
+(messages, function calls and their outputs), or by a ``previous_response_id`` polyroute
+stored (:func:`conversation` says which; the handler adds the stored turns)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from polyroute.engine.conversations import STORED_PREFIX
 from polyroute.errors import InvalidRequest, invalid_request
 from polyroute.model.chat import (
     ChatRequest,
@@ -44,10 +46,13 @@ def responses_request(body: bytes) -> ChatRequest:
     except msgspec.DecodeError:
         raise InvalidRequest("We could not parse the JSON body of your request.") from None
     gaps = _Gaps()
-    if wire.previous_response_id is not None:
+    if wire.previous_response_id is not None and not wire.previous_response_id.startswith(
+            STORED_PREFIX):
         gaps.note(InvalidRequest(
-            "previous_response_id is not supported: polyroute stores no responses. Send the "
-            "conversation in 'input' (with store: false).", param="previous_response_id"))
+            f"previous_response_id '{wire.previous_response_id}' is not a response polyroute "
+            f"stored (those begin '{STORED_PREFIX}': create them with store: true), so only "
+            "an upstream that stored it could continue it. Or send the conversation in "
+            "'input'.", param="previous_response_id"))
     if wire.background:
         gaps.note(InvalidRequest("background responses are not supported",
                                  param="background"))
@@ -193,3 +198,35 @@ def _response_format(fmt: Any) -> ResponseFormat | None:
         return ResponseFormat.of_schema(fmt.schema or {}, fmt.name or "output", fmt.strict)
     raise InvalidRequest(f"text.format.type '{fmt.type}' is not supported",
                          param="text.format.type")
+
+
+class Conversation(msgspec.Struct, frozen=True):
+    """What a request says about conversation state."""
+
+    previous: str | None = None
+    """A ``previous_response_id`` polyroute stored (``resp_pr…``); others are the upstream's."""
+    store: bool | None = None
+    instructions: bool = False
+    """The request has ``instructions`` (its first message): they are not carried on to
+    the next turn, as OpenAI does."""
+
+    @property
+    def stateful(self) -> bool:
+        """polyroute keeps this conversation: it continues a stored one or asks to be
+        stored."""
+        return self.previous is not None or bool(self.store)
+
+
+_Str = msgspec.json.Decoder(str | None)
+_Bool = msgspec.json.Decoder(bool | None)
+
+
+def conversation(request: ChatRequest) -> Conversation:
+    """The conversation fields of a decoded Responses request (read from its kept fields)."""
+    fields = request.native.fields if request.native is not None else {}
+    previous = _Str.decode(fields["previous_response_id"]) if \
+        "previous_response_id" in fields else None
+    store = _Bool.decode(fields["store"]) if "store" in fields else None
+    instructions = _Str.decode(fields["instructions"]) if "instructions" in fields else None
+    return Conversation(previous if previous and previous.startswith(STORED_PREFIX) else None,
+                        store, bool(instructions))

@@ -68,7 +68,8 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str,
             "arguments": arguments, "status": status}
 
 
-def response_body(response: ChatResponse) -> bytes:
+def response_body(response: ChatResponse, response_id: str | None = None) -> bytes:
+    """``response_id``: polyroute's own (a stored response's); by default a new one."""
     if response.native is not None:
         return response.native  # a Responses upstream's own answer, relayed
     output: list[dict[str, Any]] = []
@@ -90,17 +91,19 @@ def response_body(response: ChatResponse) -> bytes:
                                     function.name or "" if function else "",
                                     function.arguments or "" if function else ""))
     created = response.created or int(time.time())
-    return _encode(response_object(_id("resp"), response.model, created, output, finish,
-                                   response.usage))
+    return _encode(response_object(response_id or _id("resp"), response.model, created, output,
+                                   finish, response.usage))
 
 
 class StreamEncoder:
     """Turns canonical chunk batches into the Responses event sequence: response.created,
     output items opened, text and argument deltas, items closed, response.completed."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, response_id: str | None = None) -> None:
         self._model = model
-        self._id = _id("resp")
+        self._id = response_id or _id("resp")
+        self.final: dict[str, Any] | None = None
+        """The whole response object, once the stream ended normally."""
         self._created = int(time.time())
         self._seq = 0
         self._output: list[dict[str, Any]] = []
@@ -153,7 +156,7 @@ class StreamEncoder:
 
     def finish(self) -> bytes:
         closing = self._close_all()
-        snapshot = self._snapshot(None)
+        snapshot = self.final = self._snapshot(None)
         kind = "response.completed" if snapshot["status"] == "completed" else (
             "response.incomplete")
         return closing + self._event(kind, {"response": snapshot})

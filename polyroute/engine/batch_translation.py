@@ -1,0 +1,121 @@
+"""An OpenAI batch run on Anthropic's Message Batches: pure functions. The file's chat lines
+become Message Batch requests (the chat translation every request gets), and the batch's
+results come back as OpenAI's output and error files and batch object."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from polyroute.adapters.anthropic_messages import translate
+from polyroute.engine.batch_file import CHAT_URLS
+from polyroute.errors import GatewayError, InvalidRequest
+from polyroute.model.chat import ChatRequest, ChatResponse
+from polyroute.model.upstream import Deployment
+
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+_encode = msgspec.json.Encoder().encode
+_chat = msgspec.json.Decoder(ChatRequest)
+_STATUS = {"in_progress": "in_progress", "canceling": "cancelling"}
+
+
+def to_anthropic(items: list[dict[str, Any]], deployment: Deployment,
+                 cap: int | None) -> list[dict[str, Any]]:
+    """Each line's body as Message Batch ``params`` for ``deployment``; ``cap``: the output
+    limit reserved for lines that set none."""
+    requests = []
+    for number, item in enumerate(items, 1):
+        where = f"line {number} of the batch file"
+        if item["url"] not in CHAT_URLS:
+            raise InvalidRequest(f"{where}: only chat completions run on Anthropic's Message "
+                                 "Batches.", param="file")
+        try:
+            request = _chat.decode(_encode(item["body"]))
+            if cap is not None and request.max_tokens is None \
+                    and request.max_completion_tokens is None:
+                request.max_completion_tokens = cap
+            params = _decode(translate.chat_body(request, deployment.model,
+                                                 deployment.endpoint.quirks, deployment.name))
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise InvalidRequest(f"{where}: {exc}", param="file") from None
+        except GatewayError as exc:  # what Anthropic cannot take (n > 1, logprobs …)
+            raise InvalidRequest(f"{where}: {exc.message}", param="file") from None
+        params.pop("stream", None)
+        requests.append({"custom_id": item["custom_id"], "params": params})
+    return requests
+
+
+def openai_results(content: bytes, deployment: str) -> tuple[list[bytes], list[bytes]]:
+    """A results file as OpenAI's output lines (succeeded) and error lines (the rest)."""
+    outputs: list[bytes] = []
+    errors: list[bytes] = []
+    now = int(time.time())
+    for line in content.splitlines():
+        if not line.strip():
+            continue
+        item = _decode(line)
+        custom_id = item.get("custom_id")
+        result = item.get("result") or {}
+        kind = result.get("type")
+        head = {"id": f"batch_req_{custom_id}", "custom_id": custom_id}
+        if kind == "succeeded":
+            message = result.get("message") or {}
+            answer = translate.parse_response(_encode(message), deployment, now)
+            outputs.append(_encode({**head, "response": {
+                "status_code": 200, "request_id": message.get("id"),
+                "body": completion(answer)}, "error": None}))
+        elif kind == "errored":
+            error = (result.get("error") or {}).get("error") or {}
+            errors.append(_encode({**head, "response": {
+                "status_code": 400, "request_id": None, "body": {"error": {
+                    "message": error.get("message", ""), "type": error.get("type"),
+                    "param": None, "code": None}}}, "error": None}))
+        else:  # canceled, expired
+            errors.append(_encode({**head, "response": None, "error": {
+                "code": f"batch_{kind}", "message": f"The request was {kind}."}}))
+    return outputs, errors
+
+
+def completion(answer: ChatResponse) -> dict[str, Any]:
+    """A chat.completion object, as ``/v1/chat/completions`` answers."""
+    body: dict[str, Any] = msgspec.to_builtins(answer)
+    body.pop("raw", None)
+    body.pop("native", None)
+    return {"object": "chat.completion", **body}
+
+
+def openai_batch(oid: str, upstream: dict[str, Any], input_file_id: str,
+                 metadata: Any) -> dict[str, Any]:
+    """Anthropic's Message Batch object as OpenAI's batch object (files not yet named)."""
+    counts = upstream.get("request_counts") or {}
+    total = sum(v for v in counts.values() if isinstance(v, int))
+    failed = sum(counts.get(k, 0) for k in ("errored", "canceled", "expired"))
+    status = _STATUS.get(upstream.get("processing_status", ""), "completed")
+    if status == "completed" and total and counts.get("canceled", 0) == total:
+        status = "cancelled"
+    elif status == "completed" and total and counts.get("expired", 0) == total:
+        status = "expired"
+    ended = _unix(upstream.get("ended_at"))
+    created = _unix(upstream.get("created_at"))
+    return {
+        "id": oid, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
+        "input_file_id": input_file_id, "completion_window": "24h", "status": status,
+        "output_file_id": None, "error_file_id": None, "created_at": created,
+        "in_progress_at": created, "expires_at": _unix(upstream.get("expires_at")),
+        "finalizing_at": ended, "completed_at": ended if status == "completed" else None,
+        "failed_at": None, "expired_at": ended if status == "expired" else None,
+        "cancelling_at": _unix(upstream.get("cancel_initiated_at")),
+        "cancelled_at": ended if status == "cancelled" else None,
+        "request_counts": {"total": total, "completed": counts.get("succeeded", 0),
+                           "failed": failed},
+        "metadata": metadata,
+    }
+
+
+def _unix(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())

@@ -1,0 +1,1 @@
+"""OpenAI's Files and Batch APIs (and Anthropic's Message Batches) at the HTTP edge."""

@@ -153,7 +153,8 @@ def openapi() -> dict[str, Any]:
             "move) and what losing each would take down, from the ledger",
             _ref("IndependenceView"), params=("since", "until"))},
         "/admin/status": {"get": _op(
-            "Mode (open or keys), key count, ledger backlog, shared state health",
+            "Mode (open or keys), key count, ledger backlog, shared state health, vendor-share "
+            "caps (shares, steered, unmet per scope)",
             {"type": "object"})},
         **console_paths(_op, _QUERY, _ref),
         "/admin/admin-keys": {

@@ -173,8 +173,11 @@ def test_a_reload_keeps_the_window(tmp_path: Path) -> None:
     assert Reloader(app, str(path)).reload()
     router = parts.gateway.router
     assert router.caps is caps and router.caps.shares()[("group:chat", "openai")] == 1.0
-    route = router.route("chat")  # openai at 100 % of the kept window, above the new 0.6
-    assert route.capped is not None and "openai 100% > 60%" in route.capped[1]
+    # openai at 100 % of the kept window, above the new 0.6: never first (the weighted
+    # strategy picks it 9 times in 11, and each of those is steered)
+    routes = [router.route("chat") for _ in range(20)]
+    assert all(r.candidates[0].vendor != "openai" for r in routes)
+    assert any(r.capped is not None and "openai 100% > 60%" in r.capped[1] for r in routes)
 
 
 @pytest.mark.parametrize(("caps", "scopes", "key", "words"), [

@@ -33,7 +33,7 @@ from tests.support.sim import SimServer
 USER = [{"role": "user", "content": "hi"}]
 MASTER = "sk-master-caps-test-0123456789"
 MODELS = ["gpt-4o", "gpt-5", "claude-sonnet-4-5", "gemini-2.5-flash"]
-SYNC_S = 0.02
+SYNC_S = 0.01
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(sim: SimServer, group: str, redis_url: str, caps: str) -> dict[str, Any]:
+def _config(sim: SimServer, group: str, redis_url: str | None,
+            caps: str) -> dict[str, Any]:
     return {
         "providers": {
             "openai": {"base_url": sim.base_url, "auth": "none"},
@@ -56,7 +57,7 @@ def _config(sim: SimServer, group: str, redis_url: str, caps: str) -> dict[str, 
             "google": {"protocol": "gemini", "base_url": sim.root_url, "auth": "none"},
         },
         "auth": {"master_key": "${MASTER}"},
-        "state": {"redis_url": redis_url, "sync_interval_s": SYNC_S},
+        "state": {"sync_interval_s": SYNC_S, **({"redis_url": redis_url} if redis_url else {})},
         "caps": yaml.safe_load(caps),
         "model_groups": {
             group: {"caps": {"max_share": 0.5}, "deployments": [
@@ -86,7 +87,7 @@ Replicas = tuple[list[str], list[ShareCaps], str, str]
 
 
 @contextlib.asynccontextmanager
-async def _replicas(sim: SimServer, tmp: Path, redis_url: str,
+async def _replicas(sim: SimServer, tmp: Path, redis_url: str | None,
                     count: int) -> AsyncIterator[Replicas]:
     run = uuid.uuid4().hex[:8]  # scope names no other run's replicas publish
     group, team = f"chat-{run}", f"web-{run}"
@@ -134,7 +135,7 @@ async def test_three_replicas_hold_a_group_cap_on_the_shared_window(
     clients = [openai.AsyncOpenAI(base_url=f"{u}/v1", api_key=MASTER, max_retries=0)
                for u in urls]
     try:
-        served = [(await _ask(clients[i % 3], group))[0] for i in range(150)]
+        served = [(await _ask(clients[i % 3], group))[0] for i in range(120)]
     finally:
         for client in clients:
             await client.close()
@@ -150,19 +151,19 @@ async def test_three_replicas_hold_a_group_cap_on_the_shared_window(
     assert all(c.shared is True for c in caps)
 
 
-async def test_a_team_cap_is_kept_by_replicas_that_see_the_others_traffic(
-        three: Replicas) -> None:
-    """Replica one serves team web's 'solo' requests, which only openai can answer (that
-    cap cannot be met there); replicas two and three see those answers through Redis and
-    send team web's chat requests elsewhere, so the team's total stays near 50 %. Capping
-    each replica's own traffic could not: it would end near 67 %."""
-    urls, caps, group, team_name = three
-    key = await _key(urls[0], team_name)
+TEAM_REQUESTS = 120
+
+
+async def _team_traffic(urls: list[str], group: str, team: str) -> tuple[list[str], list[str]]:
+    """Team ``team``'s requests round-robin over the replicas: replica one's to the group
+    only openai serves, the others' to the three-vendor group. The vendors that answered,
+    and the route reasons."""
+    key = await _key(urls[0], team)
     clients = [openai.AsyncOpenAI(base_url=f"{u}/v1", api_key=key, max_retries=0)
                for u in urls]
     served, reasons = [], []
     try:
-        for i in range(150):
+        for i in range(TEAM_REQUESTS):
             model = f"{group}-solo" if i % 3 == 0 else group
             vendor, reason = await _ask(clients[i % 3], model)
             served.append(vendor)
@@ -170,19 +171,39 @@ async def test_a_team_cap_is_kept_by_replicas_that_see_the_others_traffic(
     finally:
         for client in clients:
             await client.close()
+    return served, reasons
+
+
+async def test_a_team_cap_is_kept_by_replicas_that_see_the_others_traffic(
+        three: Replicas) -> None:
+    """Replica one serves team web's 'solo' requests, which only openai can answer (that
+    cap cannot be met there); replicas two and three see those answers through Redis and
+    send team web's chat requests elsewhere, so the team's total stays near 50 %."""
+    urls, caps, group, team = three
+    served, reasons = await _team_traffic(urls, group, team)
     share = served.count("openai") / len(served)
     assert share <= 0.5 + 0.07, (share, Counter(served))  # stated tolerance, see the docs
-    assert served[::3] == ["openai"] * 50  # solo: openai or nothing
-    assert any(f"caps team:{team_name}: openai" in r and "no vendor under its cap" in r
+    assert served[::3] == ["openai"] * (TEAM_REQUESTS // 3)  # solo: openai or nothing
+    assert any(f"caps team:{team}: openai" in r and "no vendor under its cap" in r
                for r in reasons[::3])
-    unmet = sum(c.unmet.get((f"team:{team_name}", "openai"), 0) for c in caps)
-    assert unmet > 0 and sum(c.unmet.get((f"team:{team_name}", "openai"), 0)
-                             for c in caps[1:]) == 0
+    assert any(f"caps team:{team}: openai" in r and ", to " in r for r in reasons[1::3])
+    unmet = [c.unmet.get((f"team:{team}", "openai"), 0) for c in caps]
+    assert unmet[0] > 0 and unmet[1:] == [0, 0]
     async with aiohttp.ClientSession() as session, session.get(f"{urls[0]}/metrics") as r:
         text = await r.text()
-    assert (f'polyroute_vendor_cap_unmet_total{{scope="team:{team_name}",vendor="openai"}}'
-            in text)
+    assert (f'polyroute_vendor_cap_unmet_total{{scope="team:{team}",vendor="openai"}} '
+            f"{float(unmet[0])}" in text)
     assert "polyroute_vendor_caps_shared 1.0" in text
+
+
+async def test_without_a_shared_window_replicas_miss_the_team_cap(
+        sim: SimServer, tmp_path: Path) -> None:
+    """The same traffic on replicas without state.redis_url: each caps only what it sees,
+    and the team ends near 67 % (the control for the test above)."""
+    async with _replicas(sim, tmp_path, None, 3) as (urls, caps, group, team):
+        served, _ = await _team_traffic(urls, group, team)
+    assert served.count("openai") / len(served) > 0.6, Counter(served)
+    assert all(c.shared is None for c in caps)
 
 
 async def _until(done: Callable[[], bool], timeout_s: float = 5.0) -> None:

@@ -73,7 +73,8 @@ class ShareCaps:
         self._windows: dict[str, _Window] = {}
         self._others: dict[str, tuple[dict[str, int], int]] = {}
         """Scope → (vendor → answered requests, total) of the other replicas, as last synced."""
-        self._groups: Mapping[str, VendorCaps] = {}
+        self._groups: Mapping[str, list[tuple[str, VendorCaps]]] = {}
+        """Group → its one scope (label, caps), built once: most requests have only it."""
         self._teams: Mapping[str, VendorCaps] = {}
         self._orgs: Mapping[str, VendorCaps] = {}
         self.active = False
@@ -91,7 +92,7 @@ class ShareCaps:
 
     def use(self, config: GatewayConfig) -> None:
         """The caps of a (reloaded) config; the windows are kept."""
-        self._groups = {name: g.caps for name, g in config.groups.items()
+        self._groups = {name: [(f"group:{name}", g.caps)] for name, g in config.groups.items()
                         if g.caps is not None}
         self._teams, self._orgs = config.caps.teams, config.caps.orgs
         self.active = bool(self._groups or self._teams or self._orgs)
@@ -99,10 +100,10 @@ class ShareCaps:
     def scopes(self, group: str, team: str | None,
                org: str | None) -> list[tuple[str, VendorCaps]]:
         """The caps a request of ``group`` from ``team`` and ``org`` is under, by scope."""
-        found = []
-        caps = self._groups.get(group)
-        if caps is not None:
-            found.append((f"group:{group}", caps))
+        own = self._groups.get(group)
+        if not ((team is not None and self._teams) or (org is not None and self._orgs)):
+            return own or []
+        found = list(own or ())
         if team is not None and self._teams:
             caps = self._teams.get(team) or self._teams.get(ANY)
             if caps is not None:
@@ -136,12 +137,14 @@ class ShareCaps:
                     return label, counts.get(vendor, 0) / total, limit
             return None
 
-        own = [d for d in ordered if d.equivalent and origins.get(d.name, group) == group]
+        def own() -> list[Deployment]:
+            return [d for d in ordered if d.equivalent and origins.get(d.name, group) == group]
+
         blocked = over(first.vendor)
         if blocked is not None:
             label, share, limit = blocked
             why = f"caps {label}: {first.vendor} {share:.0%} > {limit:.0%}"
-            under = [d for d in own if over(d.vendor) is None]
+            under = [d for d in own() if over(d.vendor) is None]
             if not under:
                 _count(self.unmet, (label, first.vendor))
                 return list(ordered), "caps/unmet", f"{why}, no vendor under its cap"
@@ -151,7 +154,7 @@ class ShareCaps:
         if need is not None and total:
             answered = {v for v, n in counts.items() if n > 0}
             if len(answered) < need and first.vendor in answered:
-                fresh = [d for d in own if d.vendor not in answered and over(d.vendor) is None]
+                fresh = [d for d in own() if d.vendor not in answered and over(d.vendor) is None]
                 why = f"caps {label}: min_vendors {need}, {len(answered)} answered"
                 if not fresh:
                     _count(self.unmet, (label, first.vendor))

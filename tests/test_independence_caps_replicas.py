@@ -194,6 +194,11 @@ async def test_a_team_cap_is_kept_by_replicas_that_see_the_others_traffic(
     assert (f'polyroute_vendor_cap_unmet_total{{scope="team:{team}",vendor="openai"}} '
             f"{float(unmet[0])}" in text)
     assert "polyroute_vendor_caps_shared 1.0" in text
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{urls[0]}/admin/status", headers={"Authorization": f"Bearer {MASTER}"}) as r:
+        status = (await r.json())["vendor_caps"]
+    assert status["window"] == "redis"
+    assert status["scopes"][f"team:{team}"]["unmet"] == {"openai": unmet[0]}
 
 
 async def test_without_a_shared_window_replicas_miss_the_team_cap(

@@ -240,3 +240,17 @@ async def test_a_redis_outage_degrades_to_local_caps(sim: SimServer, tmp_path: P
             assert "polyroute_vendor_caps_shared 0.0" in text
     finally:
         redis.close()
+
+
+async def test_a_stream_counts_for_the_vendor_that_answered_it(sim: SimServer,
+                                                               tmp_path: Path) -> None:
+    async with (_replicas(sim, tmp_path, None, 1) as (urls, replicas, group, _),
+                openai.AsyncOpenAI(base_url=f"{urls[0]}/v1", api_key=MASTER,
+                                   max_retries=0) as client):
+        raw = await client.chat.completions.with_raw_response.create(
+            model=group, messages=USER, max_tokens=5, stream=True)  # type: ignore[arg-type]
+        vendor = raw.headers["x-polyroute-deployment"].partition("/")[0]
+        # counted when its first content arrived: before the client has read the stream
+        assert replicas[0].shares() == {(f"group:{group}", vendor): 1.0}
+        async for _ in raw.parse():
+            pass

@@ -150,7 +150,8 @@ class StateSection(_Section, kw_only=True):
     """Share circuit-breaker state between replicas through this Redis (redis://host:port/db;
     may be a ${ENV} reference). Unset: each process keeps its own."""
     sync_interval_s: Positive = 0.5
-    """How often a replica adopts the circuits other replicas opened or closed."""
+    """How often a replica adopts the circuits other replicas opened or closed, and exchanges
+    its in-flight counts and vendor-share windows with them."""
     timeout_s: Positive = 0.1
     """Redis socket timeout: an outage is noticed this fast and never stalls a request."""
 

@@ -27,6 +27,7 @@ from polyroute.config import GatewayConfig
 from polyroute.engine.affinity import PrefixAffinity
 from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.batches import Batches
+from polyroute.engine.caps import ShareCaps
 from polyroute.engine.catalog import ModelCatalog
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.gateway import Gateway
@@ -89,6 +90,8 @@ class Components:
     policy_stack: PolicyStack | None = None
     catalog: ModelCatalog | None = None
     shared_busy: RedisBusy | None = None
+    shared_caps: RedisBusy | None = None
+    """The vendor-share caps' windows, summed over replicas (issue 14)."""
     closing: bool = False
     """Set when the app shuts down: the background loops stop (see ``_cleanup``)."""
     tracer: Tracer | None = None
@@ -159,7 +162,8 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     if cache is not None:
         metrics.watch_cache(cache.stored_bytes, lambda: cache.errors)
     affinity = PrefixAffinity(lambda upstream: breakers.state(upstream) == "closed")
-    router = Router(config, auto=AutoRoutes(config), room=room, affinity=affinity)
+    caps = ShareCaps(config)  # the vendor-share windows: kept across reloads
+    router = Router(config, auto=AutoRoutes(config), room=room, affinity=affinity, caps=caps)
     gateway = Gateway(router, adapters, observers, breakers, policy,
                       quota=DeploymentLimits(stack.limiter), cache=cache, tracer=tracer,
                       guardrails=guardrails)
@@ -167,6 +171,12 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
                        policy_stack=stack, tracer=tracer, request_log=request_log)
     if config.state.redis_url is not None:  # least_busy counts other replicas' requests too
         parts.shared_busy = RedisBusy(redis_client(config.state), config.state.sync_interval_s)
+        parts.shared_caps = RedisBusy(redis_client(config.state), config.state.sync_interval_s,
+                                      prefix="polyroute:caps:")
+        caps.shared = True
+    stack.vendor_caps = caps.status
+    metrics.watch_vendor_caps(lambda: _labelled(caps.unmet), lambda: _labelled(caps.steered),
+                              caps.shares, lambda: caps.shared)
 
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app[APP_KEY] = parts
@@ -325,6 +335,9 @@ async def _startup(app: web.Application) -> None:
         if polled is not None:
             parts.background.append(asyncio.create_task(
                 _poll_batches(parts, polled, parts.config.storage.batch_poll_s)))
+    if parts.shared_caps is not None:
+        parts.background.append(asyncio.create_task(
+            _sync_caps(parts, parts.shared_caps, parts.config.state.sync_interval_s)))
 
 
 async def _sync_circuits(parts: Components, interval_s: float) -> None:
@@ -351,6 +364,21 @@ async def _poll_batches(parts: Components, batches: Batches | MessageBatches,
             log.warning("batch poller: this round failed", exc_info=True)
 
 
+async def _sync_caps(parts: Components, shared: RedisBusy, interval_s: float) -> None:
+    """Publish this replica's vendor-share windows and adopt the others' (nothing while no
+    cap is configured); a Redis outage leaves each replica its own counts."""
+    while not parts.closing:
+        await asyncio.sleep(interval_s)
+        caps = parts.gateway.router.caps
+        if caps.active:
+            caps.adopt_others(await shared.exchange(caps.local_counts()))
+            caps.shared = shared.healthy
+
+
+def _labelled(tally: Mapping[tuple[str, str], int]) -> dict[tuple[str, ...], float]:
+    return {key: float(n) for key, n in tally.items()}
+
+
 _STOP_S = 2.0
 """How long shutting down waits for the background loops once they were cancelled."""
 
@@ -368,6 +396,8 @@ async def _cleanup(app: web.Application) -> None:
         await parts.shared_circuits.aclose()
     if parts.shared_busy is not None:
         await parts.shared_busy.aclose()
+    if parts.shared_caps is not None:
+        await parts.shared_caps.aclose()
     await parts.upstream.aclose()
     if parts.tools is not None:  # stdio servers' processes stop here
         await parts.tools.aclose()

@@ -8,8 +8,9 @@ one replaces the routing — model groups, deployments, providers, strategies, t
 resilience — for requests that start from then on; requests in flight finish on the route
 they were given. What is learnt of a deployment is kept when it stays: its circuit (by
 upstream), its latency estimate, its in-flight count and quota readings (by name), the keys'
-counters and caches. Settings of the process itself — ``server``, ``storage``, ``state``,
-``auth``, ``limits`` — need a restart: a change there is named in a warning and not applied.
+counters and caches, the vendor-share caps' windows (by scope). Settings of the process
+itself — ``server``, ``storage``, ``state``, ``auth``, ``limits`` — need a restart: a change
+there is named in a warning and not applied.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class Reloader:
         room = parts.gateway.router.room
         deployments = [d for g in config.groups.values() for d in g.deployments]
         # Everything fallible is built before anything is swapped: a failure changes nothing.
-        router = Router(config, auto=AutoRoutes(config), room=room)
+        caps = parts.gateway.router.caps  # the vendor-share windows carry on
+        router = Router(config, auto=AutoRoutes(config), room=room, caps=caps)
         install_redaction(parts.config.secrets | config.secrets)  # in-flight keys stay secret
         parts.upstream.know_secrets(config.secrets)
         parts.breakers.track(d.upstream for d in deployments)
@@ -80,6 +82,7 @@ class Reloader:
             parts.policy_stack.prices.adopt(config)
         if parts.catalog is not None:
             parts.catalog.use(config)
+        caps.use(config)
         parts.gateway.use(router)
         if parts.tools is not None:
             parts.tools.use(config.mcp)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,8 @@ class PolicyStack:
         ``BUDGET_REFRESH_S`` by a background task, never on a scrape)."""
         self.metrics: Metrics | None = None
         """Set by the composition root: the dependence gauges are measured into it."""
+        self.vendor_caps: Callable[[], dict[str, Any]] | None = None
+        """Set by the composition root: the vendor-share caps' state, for /admin/status."""
 
     async def start(self) -> None:
         if self.ledger is not None:
@@ -229,6 +232,7 @@ class PolicyStack:
                 "backlog_bytes": backlog},
             "state": self.limiter.status(),
             "audit": {"pending": self.audit.pending, "failing": self.audit.failing},
+            "vendor_caps": self.vendor_caps() if self.vendor_caps is not None else None,
         }
 
     async def aclose(self) -> None:

@@ -98,8 +98,22 @@ class RoutingKnobs:
 @dataclass(frozen=True, slots=True)
 class VendorCaps:
     max_share: float | None = None
+    """Every vendor's cap, unless ``shares`` names it."""
     window_s: float = 300.0
     min_vendors: int | None = None
+    shares: Mapping[str, float] = field(default_factory=dict)
+    """Vendor → its own cap."""
+
+    def limit(self, vendor: str) -> float | None:
+        return self.shares.get(vendor, self.max_share)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeCaps:
+    """Vendor-share caps per team and organisation ('*': each one not named)."""
+
+    teams: Mapping[str, VendorCaps] = field(default_factory=dict)
+    orgs: Mapping[str, VendorCaps] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +305,8 @@ class GatewayConfig:
     composition root reads the shipped one."""
     guardrails: tuple[GuardrailSettings, ...] = ()
     """External guardrails (webhooks), in name order."""
+    caps: ScopeCaps = ScopeCaps()
+    """Vendor-share caps per team and organisation (a group's own are on the group)."""
     auto_router: AutoRouter | None = field(default=None, repr=False, compare=False)
     """The auto-router the 'auto' groups were validated against, read once by the loader and
     handed to the engine; None when no group routes auto."""

@@ -30,6 +30,7 @@ from polyroute.config.schema import (
     GroupSection,
     ProviderSection,
     ResilienceSection,
+    ShareCapSection,
 )
 from polyroute.config.yaml_file import read_yaml
 from polyroute.guardrails.detectors import CLASSES
@@ -245,6 +246,7 @@ def _compile(
         auto_router=router,
         guardrails=_guardrails(cfg, fail),
         mcp=_mcp(cfg, env, fail, base_dir),
+        caps=_scope_caps(cfg, fail),
     )
 
 
@@ -676,18 +678,48 @@ def _caps(gname: str, group: GroupSection, deployments: list[c.Deployment],
     caps = group.caps
     if caps is None:
         return None
+    path = f"model_groups.{gname}.caps"
     vendors = {d.vendor for d in deployments if d.equivalent}
     if caps.min_vendors is not None and len(vendors) < caps.min_vendors:
-        raise fail(f"model_groups.{gname}.caps.min_vendors",
+        raise fail(f"{path}.min_vendors",
                    f"the group has equivalent deployments of {len(vendors)} vendor(s) "
                    f"({', '.join(sorted(vendors)) or 'none'}), fewer than {caps.min_vendors}",
                    "add deployments of other vendors, or lower min_vendors")
-    if caps.max_share is not None and caps.max_share * max(1, len(vendors)) < 1:
-        raise fail(f"model_groups.{gname}.caps.max_share",
-                   f"{len(vendors)} vendor(s) at most {caps.max_share:g} each cannot carry "
-                   "all the traffic", f"raise max_share to at least {1 / max(1, len(vendors)):.2g}"
-                   " or add vendors")
-    return c.VendorCaps(caps.max_share, caps.window_s, caps.min_vendors)
+    compiled = _share_cap(caps, path, {d.vendor for d in deployments}, fail,
+                          caps.min_vendors)
+    # Together the vendors must be able to carry every request: Σ caps ≥ 1.
+    room = sum(compiled.limit(v) or 1.0 for v in vendors)
+    if vendors and room < 1:
+        raise fail(f"{path}.max_share",
+                   f"{len(vendors)} vendor(s) capped at {room:g} together cannot carry all "
+                   "the traffic", f"raise max_share to at least {1 / len(vendors):.2g} or add "
+                   "vendors")
+    return compiled
+
+
+def _share_cap(caps: ShareCapSection, path: str, vendors: set[str], fail: Any,
+               min_vendors: int | None = None) -> c.VendorCaps:
+    """One scope's caps; a vendor a mapping names must be one the config knows."""
+    if isinstance(caps.max_share, dict):
+        for vendor in caps.max_share:
+            if vendor not in vendors:
+                raise fail(f"{path}.max_share.{vendor}",
+                           f"'{vendor}' is not a vendor (provider) of "
+                           f"{'this group' if path.startswith('model_groups') else 'the config'}",
+                           f"name one of: {', '.join(sorted(vendors)) or 'none'}")
+        return c.VendorCaps(None, caps.window_s, min_vendors,
+                            MappingProxyType(dict(caps.max_share)))
+    return c.VendorCaps(caps.max_share, caps.window_s, min_vendors)
+
+
+def _scope_caps(cfg: ConfigFile, fail: Any) -> c.ScopeCaps:
+    vendors = set(cfg.providers) | {
+        d.provider for g in cfg.model_groups.values() for d in g.deployments}
+    return c.ScopeCaps(
+        teams=MappingProxyType({name: _share_cap(caps, f"caps.teams.{name}", vendors, fail)
+                                for name, caps in cfg.caps.teams.items()}),
+        orgs=MappingProxyType({name: _share_cap(caps, f"caps.orgs.{name}", vendors, fail)
+                               for name, caps in cfg.caps.orgs.items()}))
 
 
 _DEFAULT_CLOUD = {"bedrock": "aws", "azure": "azure"}

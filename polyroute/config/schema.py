@@ -156,7 +156,8 @@ class StateSection(_Section, kw_only=True):
     """Share circuit-breaker state between replicas through this Redis (redis://host:port/db;
     may be a ${ENV} reference). Unset: each process keeps its own."""
     sync_interval_s: Positive = 0.5
-    """How often a replica adopts the circuits other replicas opened or closed."""
+    """How often a replica adopts the circuits other replicas opened or closed, and exchanges
+    its in-flight counts and vendor-share windows with them."""
     timeout_s: Positive = 0.1
     """Redis socket timeout: an outage is noticed this fast and never stalls a request."""
 
@@ -449,19 +450,38 @@ class CacheSection(_Section, kw_only=True):
     team, else only itself); global: every caller (only for gateways of one tenant)."""
 
 
-class CapsSection(_Section, kw_only=True):
-    """Vendor-independence caps on a group (issue 14, item 4; one replica: see
-    docs/independence.md)."""
+Share = Annotated[float, Meta(gt=0, le=1)]
 
-    max_share: Annotated[float, Meta(gt=0, le=1)] | None = None
-    """No vendor gets more than this share of the group's requests over window_s: the router
-    moves a request whose first choice is at the cap to the cheapest deployment of a vendor
-    under it."""
+
+class ShareCapSection(_Section, kw_only=True):
+    """A vendor-share cap on a team's or an organisation's traffic (issue 14, item 4)."""
+
+    max_share: Share | dict[str, Share] | None = None
+    """No vendor gets more than this share of the scope's answered requests over window_s: a
+    number caps every vendor, a mapping caps the vendors (provider names) it names. The router
+    moves a request whose first choice is at a cap to the cheapest deployment of a vendor
+    under it (docs/independence.md)."""
     window_s: Positive = 300.0
     """The sliding window max_share is measured over."""
+
+
+class CapsSection(ShareCapSection, kw_only=True):
+    """Vendor-independence caps on a group (issue 14, item 4; docs/independence.md)."""
+
     min_vendors: Annotated[int, Meta(ge=1)] | None = None
     """The group must list equivalent deployments of at least this many vendors (checked
-    when the config is loaded)."""
+    when the config is loaded), and at least this many vendors answer some of its requests
+    in every window: while fewer have, the cheapest deployment of another vendor goes
+    first."""
+
+
+class ScopeCapsSection(_Section, kw_only=True):
+    """Vendor-share caps per team and per organisation ('*': each one not named)."""
+
+    teams: dict[str, ShareCapSection] = msgspec.field(default_factory=dict)
+    """Team id → its caps; '*' caps every other team, each on its own traffic."""
+    orgs: dict[str, ShareCapSection] = msgspec.field(default_factory=dict)
+    """Organisation id → its caps; '*' caps every other organisation, each on its own."""
 
 
 class GroupSection(_Section, kw_only=True):
@@ -591,6 +611,8 @@ class ConfigFile(_Section, kw_only=True):
     of the scopes whose policy names them) (docs/governance.md)."""
     mcp: McpSection = msgspec.field(default_factory=McpSection)
     """The MCP gateway: upstream MCP servers fronted at /mcp (docs/mcp.md)."""
+    caps: ScopeCapsSection = msgspec.field(default_factory=ScopeCapsSection)
+    """Vendor-share caps per team and organisation (a group's own are under the group)."""
 
 
 def json_schema() -> dict[str, Any]:

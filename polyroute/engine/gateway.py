@@ -234,9 +234,10 @@ class Gateway:
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
             loop: AttemptLoop[T] = self._loop(route, record, deadline, also, holder=holder,
                                               quota=quota)
-            result, _ = await loop.run(_blaming_the_client(
+            result, dep = await loop.run(_blaming_the_client(
                 lambda dep: attempt(dep, timeouts, deadline),
                 timeouts.total_s < own.total_s, own.response_s))
+            self._served(route, principal, dep)
             record.usage = usage(result)
             if checks is not None and isinstance(result, ChatResponse) \
                     and request is not None:
@@ -303,6 +304,7 @@ class Gateway:
             opened, dep = await attempts.run(_blaming_the_client(
                 attempt, timeouts.total_s < own.total_s or timeouts.ttft_s < own.ttft_s,
                 own.ttft_s))
+            self._served(route, principal, dep)
         except BaseException as exc:
             if isinstance(exc, GatewayError):
                 record.status, record.error_class = exc.status, exc.error_class
@@ -379,7 +381,8 @@ class Gateway:
         tags: frozenset[str] = frozenset(),
     ) -> Route:
         route = self._router.route(model, also, request, principal.allowed_models,
-                                   tags or metadata_tags(request))
+                                   tags or metadata_tags(request), principal.team,
+                                   principal.org)
         if request is not None:
             route = _speakers_first(route, request)
         if principal.governance:  # issue 11; a caller without policies pays this test only
@@ -391,9 +394,19 @@ class Gateway:
             record.route = route.decision.header_value()
         elif route.reason is not None:
             record.route, record.route_kind = route.reason, route.kind
+        if route.capped is not None:
+            record.route_kind, reason = route.capped
+            record.route = f"{record.route}; {reason}" if record.route else reason
         for group in route.refused:  # shown in x-polyroute-attempts; never tried
             record.attempts.append(Attempt(group, "", 0.0, "not_allowed", 403))
         return route
+
+    def _served(self, route: Route, principal: Principal, dep: Deployment) -> None:
+        """The vendor that answered counts toward the vendor-share caps (not the first
+        choice: failover and hedging decide who really serves)."""
+        caps = self._router.caps
+        if caps.active:
+            caps.served(route.group, principal.team, principal.org, dep.vendor)
 
     def _loop(
         self, route: Route, record: RequestRecord, deadline: float, also: Sequence[str] = (),

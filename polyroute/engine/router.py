@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
 
 from polyroute.autorouter import Decision
@@ -46,6 +46,9 @@ class Route:
     """``<strategy>/<kind>`` of that reason: a bounded metric label."""
     redactor: Redactor | None = None
     """Values a governance policy redacted from the prompt, to restore in the answer."""
+    capped: tuple[str, str] | None = None
+    """(kind, reason) when a vendor-share cap moved the first choice (``caps/steered``) or
+    could not be met (``caps/unmet``)."""
 
 
 _READS_THE_ROOM = frozenset({"least_latency", "least_busy", "quota", "cost"})
@@ -55,7 +58,7 @@ class Router:
     def __init__(
         self, config: GatewayConfig, rng: Random | None = None, auto: AutoRoutes | None = None,
         room: Room | None = None,
-        affinity: PrefixAffinity | None = None,
+        affinity: PrefixAffinity | None = None, caps: ShareCaps | None = None,
     ) -> None:
         self._affinity = affinity
         self._groups = config.groups
@@ -65,11 +68,13 @@ class Router:
         self.room = room or Room()
         self._ctx = RoutingContext(rng or Random(), self.room)
         self._open_groups: OrderedDict[str, ModelGroup] = OrderedDict()
-        self.caps = ShareCaps()
+        self.caps = caps or ShareCaps(config)
+        """Vendor-share caps and their windows: one per process, handed on by a reload."""
 
     def route(
         self, model: str, also: Sequence[str] = (), request: ChatRequest | None = None,
         allowed: frozenset[str] | None = None, tags: frozenset[str] = frozenset(),
+        team: str | None = None, org: str | None = None,
     ) -> Route:
         """The deployments to try, in order: the group's own (by its strategy), then its
         configured fallback groups', then those of the request's own extra ``models``. The
@@ -80,7 +85,23 @@ class Router:
         kept, whatever the list says: the policy refuses the whole request for it.
 
         ``tags`` (``x-polyroute-tags``) keep only the deployments carrying every one of them,
-        in each group; a request no deployment of the requested group can take is refused."""
+        in each group; a request no deployment of the requested group can take is refused.
+
+        Vendor-share caps of the group, ``team`` and ``org`` then steer the first choice
+        (``engine/caps.py``)."""
+        route = self._route(model, also, request, allowed, tags)
+        if not self.caps.active:
+            return route
+        steered = self.caps.steer(route.group, route.candidates, route.origins, team, org)
+        if steered is None:
+            return route
+        order, kind, reason = steered
+        return replace(route, candidates=order, capped=(kind, reason))
+
+    def _route(
+        self, model: str, also: Sequence[str], request: ChatRequest | None,
+        allowed: frozenset[str] | None, tags: frozenset[str],
+    ) -> Route:
         group = self.group(model, allowed)
         decision = None
         if tags:
@@ -172,8 +193,7 @@ class Router:
                     ctx.input_tokens = estimate_input_tokens(request)
                     ctx.output_tokens = (request.max_completion_tokens or request.max_tokens
                                          or 0)
-        ordered = STRATEGIES[group.routing](deployments, ctx)
-        return self.caps.steer(group, ordered) if group.caps is not None else ordered
+        return STRATEGIES[group.routing](deployments, ctx)
 
     @property
     def deployments(self) -> list[Deployment]:

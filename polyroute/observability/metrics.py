@@ -194,7 +194,7 @@ class Metrics(Collector):
             "Answered requests that used a capability no other vendor in their group offers.",
             ("model_group", "vendor"))
         self._probes: list[tuple[Gauge, Callable[[], float]]] = []
-        self._labelled: list[tuple[Gauge, Callable[[], Mapping[Labels, float]]]] = []
+        self._labelled: list[tuple[Counter, Callable[[], Mapping[Labels, float]]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -287,6 +287,30 @@ class Metrics(Collector):
             "total), for scopes with a budget; refreshed every few seconds.",
             ("scope", "period")), used))
 
+    def watch_vendor_caps(self, unmet: Callable[[], Mapping[Labels, float]],
+                          steered: Callable[[], Mapping[Labels, float]],
+                          shares: Callable[[], Mapping[Labels, float]],
+                          shared: Callable[[], bool | None]) -> None:
+        """The vendor-share caps (issue 14): (scope, vendor) tallies and shares, read on
+        scrape; ``scope`` is 'group:NAME', 'team:ID' or 'org:ID'."""
+        self._labelled.append((Counter(
+            "polyroute_vendor_cap_unmet",
+            "Requests routed above a vendor-share cap (or short of min_vendors) because no "
+            "deployment of a vendor under it could take them, by scope and vendor.",
+            ("scope", "vendor")), unmet))
+        self._labelled.append((Counter(
+            "polyroute_vendor_cap_steered",
+            "Requests moved off a vendor (to the cheapest under the cap) to keep a scope's "
+            "vendor-share caps, by scope and vendor.", ("scope", "vendor")), steered))
+        self._labelled.append((Gauge(
+            "polyroute_vendor_cap_share",
+            "A vendor's share of a capped scope's answered requests over its window, every "
+            "replica's counted as last synced.", ("scope", "vendor")), shares))
+        self._probe("polyroute_vendor_caps_shared",
+                    "1 while the caps' windows are summed over replicas through Redis; 0 while "
+                    "Redis is unreachable (each replica caps its own traffic) or not configured.",
+                    lambda: float(bool(shared())))
+
     def watch_state_store(self, healthy: Callable[[], float]) -> None:
         self._probe("polyroute_state_store_up",
                     "1 while the shared state store (Redis) answers, or when limits are kept "
@@ -360,9 +384,9 @@ class Metrics(Collector):
         for gauge, read in self._probes:
             gauge.set(float(read()))
             yield gauge.family()
-        for gauge, read_all in self._labelled:
-            gauge.values = {labels: float(v) for labels, v in read_all().items()}
-            yield gauge.family()
+        for metric, read_all in self._labelled:
+            metric.values = {labels: float(v) for labels, v in read_all().items()}
+            yield metric.family()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -375,9 +399,9 @@ class Metrics(Collector):
         for gauge, read in self._probes:
             gauge.set(float(read()))
             frozen.append(gauge.frozen())
-        for gauge, read_all in self._labelled:
-            gauge.values = {labels: float(v) for labels, v in read_all().items()}
-            frozen.append(gauge.frozen())
+        for metric, read_all in self._labelled:
+            metric.values = {labels: float(v) for labels, v in read_all().items()}
+            frozen.append(metric.frozen())
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Frozen(frozen))
         return partial(generate_latest, registry)

@@ -1,4 +1,5 @@
-"""Requests in flight per deployment, shared by replicas through Redis (for 'least_busy').
+"""Counts shared by replicas through Redis: requests in flight per deployment (for
+'least_busy'), and the vendor-share caps' windows (prefix ``polyroute:caps:``).
 
 Each replica writes its own counts as one hash, ``{prefix}r:{replica}``, which expires after
 a few sync intervals, and keeps its name in the sorted set ``{prefix}replicas`` scored by the
@@ -33,6 +34,11 @@ class RedisBusy:
         self._replica = uuid.uuid4().hex[:16]
         self._ttl_ms = max(100, int(interval_s * _LIVES_FOR * 1000))
         self._failing = False
+
+    @property
+    def healthy(self) -> bool:
+        """False since the last exchange failed (each replica counts alone meanwhile)."""
+        return not self._failing
 
     async def exchange(self, local: Mapping[str, int]) -> dict[str, int]:
         """Publish this replica's counts; the sum of every other live replica's."""

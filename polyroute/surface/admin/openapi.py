@@ -158,7 +158,8 @@ def openapi() -> dict[str, Any]:
                 "actor": {"type": "string"}, "role": {"type": "string"},
                 "teams": {"type": "array", "items": {"type": "string"}}}})},
         "/admin/status": {"get": _op(
-            "Mode (open or keys), key count, ledger backlog, shared state health",
+            "Mode (open or keys), key count, ledger backlog, shared state health, vendor-share "
+            "caps (shares, steered, unmet per scope)",
             {"type": "object"})},
         **console_paths(_op, _QUERY, _ref),
         "/admin/admin-keys": {

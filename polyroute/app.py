@@ -58,6 +58,7 @@ from polyroute.surface.gemini.handlers import encode_error as gemini_error
 from polyroute.surface.http import credentials, guarded, request_id
 from polyroute.surface.listener import ConnectionGate
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
+from polyroute.surface.openai.media import MediaHandlers, media_routes
 from polyroute.surface.responses.handlers import ResponsesHandlers
 from polyroute.surface.responses.handlers import encode_error as responses_error
 from polyroute.wiring import PolicyStack
@@ -163,11 +164,14 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     gemini = GeminiHandlers(exchange, catalog)
     responses = ResponsesHandlers(exchange)
     bedrock = BedrockHandlers(exchange)
+    media = MediaHandlers(exchange, config.server)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/v1/embeddings", openai.embeddings, encode_error),
         ("POST", "/embeddings", openai.embeddings, encode_error),
+        *((method, f"{prefix}{path}", handler, encode_error)
+          for prefix in ("/v1", "") for method, path, handler in media_routes(media)),
         ("GET", "/v1/models", openai.models, encode_error),
         ("GET", "/models", openai.models, encode_error),
         ("POST", "/v1/responses", responses.create, responses_error),

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from random import Random
 from typing import TypeVar
 
 import msgspec
 
+from polyroute.adapters.media_stream import MediaStream
 from polyroute.adapters.passthrough import refuse_untranslatable
-from polyroute.adapters.registry import AdapterRegistry
+from polyroute.adapters.registry import PROTOCOLS, AdapterRegistry
 from polyroute.cache.control import CacheControl
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
@@ -42,9 +43,10 @@ from polyroute.engine.room import Holder
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
 from polyroute.engine.tags import metadata_tags
-from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
+from polyroute.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.media import MEDIA_PATHS, MediaRequest, MediaResponse
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.usage import Usage
 from polyroute.policy.types import ANONYMOUS, AdmissionRequest, OpenPolicy, Policy, Principal
@@ -203,6 +205,81 @@ class Gateway:
         return await self._complete(request.model, (), record, overrides, attempt, usage,
                                     principal, Reservation(len(text) // 4 + 1, 0))
 
+    async def media(
+        self, request: MediaRequest, record: RequestRecord,
+        overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
+    ) -> MediaResponse:
+        """An image, audio, rerank or moderation request answered whole (``model/media.py``):
+        routed only to deployments whose protocol serves the endpoint, failed over like chat."""
+        async def attempt(dep: Deployment, timeouts: Timeouts, deadline: float) -> MediaResponse:
+            adapter = self._adapters.media(dep.endpoint.protocol)
+            return await _bounded(adapter.media(request, dep, connect_s=timeouts.connect_s),
+                                  timeouts.response_s, deadline)
+
+        def usage(response: MediaResponse) -> Usage | None:
+            # The answer's own measure; else the request's (a spoken text's characters, an
+            # upload's seconds when the transcript came as plain text).
+            record.units = response.units or request.fallback or request.estimate
+            return response.usage
+
+        return await self._complete(request.model, (), record, overrides, attempt, usage,
+                                    principal, media_reservation(request),
+                                    endpoint=request.endpoint)
+
+    async def open_media(
+        self, request: MediaRequest, record: RequestRecord,
+        overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
+    ) -> MediaRelay:
+        """An answer relayed as it arrives (speech): failed over until its first byte; the
+        caller iterates the relay, which settles the request when it ends or is closed."""
+        start = self._clock()
+        ticket: object = None
+        holder = None
+        if self._tracer is not None:
+            self._tracer.begin(record)
+        try:
+            route = self._route(request.model, (), record, principal=principal,
+                                tags=overrides.tags, endpoint=request.endpoint)
+            reserve = media_reservation(request)
+            ticket = await self._admit(principal, route, record, reserve)
+            holder, quota = self._room(route, reserve, stream=True)
+            own = route.resilience.timeouts
+            timeouts = overrides.apply(own)
+            deadline = asyncio.get_running_loop().time() + timeouts.total_s
+
+            async def attempt(dep: Deployment) -> tuple[MediaStream, bytes]:
+                adapter = self._adapters.media(dep.endpoint.protocol)
+                stream = await _bounded(adapter.open_media(request, dep,
+                                                           connect_s=timeouts.connect_s),
+                                        timeouts.ttft_s, deadline)
+                try:
+                    first = await _bounded(anext(stream.pieces, b""), timeouts.ttft_s,
+                                           deadline)
+                except BaseException:
+                    await stream.aclose()
+                    raise
+                return stream, first
+
+            async def discard(opened: tuple[MediaStream, bytes]) -> None:
+                await opened[0].aclose()
+
+            loop: AttemptLoop[tuple[MediaStream, bytes]] = self._loop(
+                route, record, deadline, discard=discard, holder=holder, quota=quota)
+            (stream, first), _ = await loop.run(_blaming_the_client(
+                attempt, timeouts.total_s < own.total_s or timeouts.ttft_s < own.ttft_s,
+                own.ttft_s))
+        except BaseException as exc:
+            if isinstance(exc, GatewayError):
+                record.status, record.error_class = exc.status, exc.error_class
+            else:
+                record.status, record.error_class = CLIENT_CLOSED, "client_closed"
+            self._settle(record, start, ticket, holder)
+            raise
+        record.ttft_s = self._clock() - start
+        record.units = request.estimate  # speech is billed by the text, whatever it yields
+        return MediaRelay(stream, first, timeouts.stall_s, deadline,
+                          lambda: self._settle(record, start, ticket, holder), record)
+
     async def _complete(
         self,
         model: str,
@@ -214,6 +291,7 @@ class Gateway:
         principal: Principal,
         reserve: Reservation,
         request: ChatRequest | None = None,
+        endpoint: str | None = None,
     ) -> T:
         start = self._clock()
         ticket: object = None
@@ -221,7 +299,8 @@ class Gateway:
         if self._tracer is not None:
             self._tracer.begin(record)
         try:
-            route = self._route(model, also, record, request, principal, overrides.tags)
+            route = self._route(model, also, record, request, principal, overrides.tags,
+                                endpoint)
             if self._guardrails is not None and request is not None:
                 await self._guardrails.request(request, route.group, record)
             ticket = await self._admit(principal, route, record, reserve, request)
@@ -343,7 +422,7 @@ class Gateway:
         admission = AdmissionRequest(
             route.group, reserve.input_tokens, reserve.max_output_tokens,
             [d.price for d in route.candidates], reserve.choices, reserve.extra_output_tokens,
-            route.groups)
+            route.groups, reserve.units)
         ticket = await self._policy.admit(principal, admission)
         limit = reserve.max_output_tokens
         if request is not None and limit is None:
@@ -357,10 +436,12 @@ class Gateway:
     def _route(
         self, model: str, also: Sequence[str], record: RequestRecord,
         request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
-        tags: frozenset[str] = frozenset(),
+        tags: frozenset[str] = frozenset(), endpoint: str | None = None,
     ) -> Route:
         route = self._router.route(model, also, request, principal.allowed_models,
                                    tags or metadata_tags(request))
+        if endpoint is not None:
+            route = _serving(route, endpoint, record)
         if request is not None:
             route = _speakers_first(route, request)
         if principal.governance:  # issue 11; a caller without policies pays this test only
@@ -437,6 +518,84 @@ def _speakers_first(route: Route, request: ChatRequest) -> Route:
     if not speakers or len(speakers) == len(route.candidates):
         return route
     return replace(route, candidates=speakers)
+
+
+def _serving(route: Route, endpoint: str, record: RequestRecord) -> Route:
+    """Only the candidates whose protocol serves a media ``endpoint``; each one left out is
+    shown in ``x-polyroute-attempts`` as ``unsupported_endpoint``, never tried. None left:
+    a 400 naming the endpoint and what the group has."""
+    serving = [d for d in route.candidates if endpoint in PROTOCOLS[d.endpoint.protocol].endpoints]
+    if len(serving) == len(route.candidates):
+        return route
+    skipped = [d for d in route.candidates if d not in serving]
+    for dep in skipped:
+        record.attempts.append(Attempt(dep.name, dep.vendor, 0.0, "unsupported_endpoint", 400))
+    if not serving:
+        record.model_group = route.group
+        have = ", ".join(f"'{d.name}' ({d.endpoint.protocol})" for d in skipped)
+        raise InvalidRequest(
+            f"No deployment of model '{route.group}' serves /v1{MEDIA_PATHS[endpoint]}: "
+            f"{have} speak protocols without it. Route '{route.group}' to a provider whose "
+            "protocol has it (docs/endpoints.md lists which do).",
+            param="model", code="unsupported_endpoint")
+    return replace(route, candidates=serving)
+
+
+def media_reservation(request: MediaRequest) -> Reservation:
+    """Its text's tokens and its most units. Images and transcripts may be billed by output
+    tokens (gpt-image-1, gpt-4o-transcribe): the policy's default output is reserved for them;
+    speech, rerank and moderation write none."""
+    writes = request.endpoint.startswith(("images.", "audio.transcriptions",
+                                          "audio.translations"))
+    return Reservation(request.input_tokens, None if writes else 0, units=request.estimate)
+
+
+class MediaRelay:
+    """A streamed media answer after its first byte: iterate it for the pieces. A stall or a
+    cut ends it with :class:`~polyroute.errors.StreamInterrupted`'s cause recorded; the
+    request settles once, when it ends or is closed."""
+
+    def __init__(self, stream: MediaStream, first: bytes, stall_s: float, deadline: float,
+                 settle: Callable[[], None], record: RequestRecord) -> None:
+        self.content_type = stream.content_type
+        self._stream = stream
+        self._first = first
+        self._stall_s = stall_s
+        self._deadline = deadline
+        self._settle = settle
+        self._record = record
+        self._settled = False
+        self._finished = False
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        try:
+            if self._first:
+                yield self._first
+            body = self._stream.pieces
+            while True:
+                try:
+                    piece = await _bounded(anext(body, b""), self._stall_s, self._deadline)
+                except UpstreamError as exc:
+                    self._record.status, self._record.error_class = exc.status, exc.error_class
+                    raise
+                if not piece:
+                    self._finished = True
+                    return
+                yield piece
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the upstream and settle; before the end, the client went away."""
+        if self._settled:
+            return
+        self._settled = True
+        if not self._finished and self._record.error_class is None:
+            self._record.status, self._record.error_class = CLIENT_CLOSED, "client_closed"
+        try:
+            await self._stream.aclose()
+        finally:
+            self._settle()
 
 
 def _blaming_the_client(

@@ -2,6 +2,7 @@
 
     POST /openai/deployments/{deployment}/chat/completions?api-version=…
     POST /openai/deployments/{deployment}/embeddings?api-version=…
+    POST /openai/deployments/{deployment}/images/…, /audio/… (the media endpoints)
     POST /openai/v1/chat/completions, /openai/v1/embeddings, /openai/v1/responses;
     GET /openai/v1/models
 
@@ -19,6 +20,7 @@ from aiohttp.typedefs import Handler
 from polyroute.sim.chat import chat_completions
 from polyroute.sim.embeddings import embeddings
 from polyroute.sim.errors import ApiError
+from polyroute.sim.media import add_media_routes
 from polyroute.sim.model_list import list_models
 from polyroute.sim.responses import create_response
 from polyroute.sim.state import get_state
@@ -36,6 +38,8 @@ def add_azure_routes(app: web.Application) -> None:
     app.router.add_post("/openai/v1/embeddings", embeddings)
     app.router.add_post("/openai/v1/responses", create_response)
     app.router.add_get("/openai/v1/models", list_models)
+    add_media_routes(app, deployment, openai_only=True)
+    add_media_routes(app, "/openai/v1", openai_only=True)
     app.on_response_prepare.append(_azure_headers)
 
 

@@ -1,0 +1,172 @@
+"""The simulator's media endpoints answer as OpenAI's do: the official ``openai`` SDK calls
+them directly, and every answer validates strictly against the SDK's own types (no field they
+do not know). Faults act on them as on chat: error statuses, and a cut or slow speech stream."""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+
+import httpx
+import httpx2  # the openai SDK's own httpx
+import openai
+import pytest
+from openai.types import ImagesResponse, ModerationCreateResponse
+from openai.types.audio import Transcription, TranscriptionVerbose, Translation
+
+from polyroute.sim.media import speech_audio
+from tests.support.sim import SimServer
+from tests.test_azure_sim import _no_unknown_fields
+
+KEY = "media-sim-key-5e1c"
+
+
+def wav(seconds: float, rate: int = 8000) -> bytes:
+    """A mono 16-bit PCM WAV file of silence."""
+    data = b"\0\0" * int(seconds * rate)
+    return (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+            + b"data" + struct.pack("<I", len(data)) + data)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with SimServer(api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(sim: SimServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=sim.base_url, api_key=KEY, max_retries=0)
+
+
+def strict(model: type, raw: bytes) -> object:
+    parsed = model.model_validate_json(raw, strict=True)  # type: ignore[attr-defined]
+    _no_unknown_fields(parsed)
+    return parsed
+
+
+def test_image_generation_per_image_and_token_models(client: openai.OpenAI) -> None:
+    raw = client.images.with_raw_response.generate(model="dall-e-3", prompt="a red fox", n=1,
+                                                   size="1024x1024", quality="hd")
+    images = strict(ImagesResponse, raw.content)
+    assert isinstance(images, ImagesResponse)
+    assert images.data and images.data[0].b64_json and images.data[0].revised_prompt
+    assert images.usage is None
+    urls = client.images.generate(model="dall-e-2", prompt="a fox", n=3, response_format="url")
+    assert [bool(i.url) for i in urls.data or []] == [True, True, True]
+    raw = client.images.with_raw_response.generate(model="gpt-image-1", prompt="a fox", n=2)
+    tokens = strict(ImagesResponse, raw.content)
+    assert isinstance(tokens, ImagesResponse) and tokens.usage is not None
+    assert tokens.usage.output_tokens == 2 * 272 and len(tokens.data or []) == 2
+
+
+def test_image_edit_takes_a_multipart_upload(client: openai.OpenAI, sim: SimServer) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(5000)
+    raw = client.images.with_raw_response.edit(
+        model="gpt-image-1", image=("fox.png", png, "image/png"), prompt="add a hat")
+    edited = strict(ImagesResponse, raw.content)
+    assert isinstance(edited, ImagesResponse) and edited.usage is not None
+    form = sim.stats()["last_request"]["form"]
+    assert form["fields"]["prompt"] == "add a hat"
+    assert [(f["name"], f["filename"], f["size"]) for f in form["files"]] == [
+        ("image", "fox.png", len(png))]
+
+
+def test_transcription_formats_and_duration(client: openai.OpenAI) -> None:
+    audio = ("hello.wav", wav(3.0), "audio/wav")
+    raw = client.audio.transcriptions.with_raw_response.create(model="whisper-1", file=audio)
+    plain = strict(Transcription, raw.content)
+    assert isinstance(plain, Transcription) and "3 seconds" in plain.text
+    assert plain.usage is not None and plain.usage.type == "duration"
+    assert plain.usage.seconds == 3
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model="whisper-1", file=audio, response_format="verbose_json")
+    verbose = strict(TranscriptionVerbose, raw.content)
+    assert isinstance(verbose, TranscriptionVerbose) and verbose.duration == 3.0
+    text = client.audio.transcriptions.create(model="whisper-1", file=audio,
+                                              response_format="text")
+    assert isinstance(text, str) and text.startswith("Simulated transcript")
+    raw = client.audio.transcriptions.with_raw_response.create(model="gpt-4o-transcribe",
+                                                               file=audio)
+    tokens = strict(Transcription, raw.content)
+    assert isinstance(tokens, Transcription) and tokens.usage is not None
+    assert tokens.usage.type == "tokens" and tokens.usage.input_tokens == 30
+    raw = client.audio.translations.with_raw_response.create(model="whisper-1", file=audio)
+    translated = strict(Translation, raw.content)
+    assert isinstance(translated, Translation) and "translation" in translated.text
+
+
+def test_speech_streams_audio_in_pieces(client: openai.OpenAI) -> None:
+    text = "The quick brown fox jumps over the lazy dog."
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=text) as response:
+        assert response.headers["content-type"] == "audio/mpeg"
+        pieces = list(response.iter_bytes(chunk_size=None))  # type: ignore[arg-type]
+    assert b"".join(pieces) == speech_audio(text)
+    assert len(pieces) > 1
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input="hi", response_format="wav") as response:
+        assert response.headers["content-type"] == "audio/wav"
+
+
+def test_speech_faults(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError):
+        client.audio.speech.create(model="tts-1@rate_limit", voice="alloy", input="hi")
+    text = "a sentence long enough to be cut " * 4
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1@stream_cut:after_chunks=1", voice="alloy", input=text) as response:
+        got = bytearray()
+        with pytest.raises(httpx2.HTTPError):
+            for piece in response.iter_bytes():
+                got += piece
+    assert 0 < len(got) < len(speech_audio(text))
+
+
+def test_moderation(client: openai.OpenAI) -> None:
+    raw = client.moderations.with_raw_response.create(
+        model="omni-moderation-latest", input=["I will kill the process", "hello"])
+    result = strict(ModerationCreateResponse, raw.content)
+    assert isinstance(result, ModerationCreateResponse)
+    assert [r.flagged for r in result.results] == [True, False]
+    assert result.results[0].categories.violence
+    with pytest.raises(openai.InternalServerError):
+        client.moderations.create(model="omni-moderation-latest@server_error", input="x")
+
+
+def test_rerank_jina_and_cohere_shapes(sim: SimServer) -> None:
+    body = {"model": "rerank-v3.5", "query": "red fox",
+            "documents": ["a blue whale", "the red fox runs", "a fox"], "top_n": 2}
+    with httpx.Client() as http:
+        jina = http.post(f"{sim.base_url}/rerank", json=body,
+                         headers={"Authorization": f"Bearer {KEY}"}).json()
+        cohere = http.post(f"{sim.root_url}/v2/rerank", json=body,
+                           headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert [r["index"] for r in jina["results"]] == [1, 2]
+    assert jina["results"][0]["document"] == {"text": "the red fox runs"}
+    assert jina["usage"]["total_tokens"] > 0
+    assert [r["index"] for r in cohere["results"]] == [1, 2]
+    assert "document" not in cohere["results"][0]
+    assert cohere["meta"]["billed_units"] == {"search_units": 1}
+
+
+def test_bad_requests_get_openai_errors(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model="whisper-1", file=io.BytesIO(b""),
+                                           extra_body={"response_format": "mp4"})
+    assert caught.value.status_code == 400
+    with pytest.raises(openai.BadRequestError):
+        client.audio.speech.create(model="tts-1", voice="alloy", input="x" * 4097)
+
+
+def test_azure_urls_serve_images_and_audio(sim: SimServer) -> None:
+    azure = openai.AzureOpenAI(azure_endpoint=sim.root_url, api_key=KEY,
+                               api_version="2024-10-21", max_retries=0)
+    images = azure.images.generate(model="my-dalle", prompt="a fox")
+    assert images.data and images.data[0].b64_json
+    text = azure.audio.transcriptions.create(model="my-whisper",
+                                             file=("a.wav", wav(1.0), "audio/wav"))
+    assert text.text.startswith("Simulated transcript")
+    assert sim.stats()["last_request"]["path"] == (
+        "/openai/deployments/my-whisper/audio/transcriptions")

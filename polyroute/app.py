@@ -172,6 +172,7 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
         ("POST", "/embeddings", openai.embeddings, encode_error),
         *((method, f"{prefix}{path}", handler, encode_error)
           for prefix in ("/v1", "") for method, path, handler in media_routes(media)),
+        ("POST", "/v2/rerank", media.rerank, encode_error),  # Cohere's SDK (ClientV2)
         ("GET", "/v1/models", openai.models, encode_error),
         ("GET", "/models", openai.models, encode_error),
         ("POST", "/v1/responses", responses.create, responses_error),

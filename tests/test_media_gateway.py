@@ -225,6 +225,14 @@ def test_moderation_and_rerank(client: openai.OpenAI, gw: GatewayProcess, key: s
     assert [r["index"] for r in answer["results"]] == [1, 2]
     row = ledger_row(gw, reranked.headers["x-request-id"])
     assert (row["endpoint"], row["cost_usd"]) == ("rerank", pytest.approx(0.002))
+    import cohere  # Cohere's own SDK, pointed at the gateway (POST /v2/rerank)
+
+    co = cohere.ClientV2(api_key=key, base_url=gw.root_url)
+    ranked = co.with_raw_response.rerank(model="rerank", query="red fox", top_n=1,
+                                         documents=["a whale", "the red fox"])
+    assert [r.index for r in ranked.data.results] == [1]
+    row = ledger_row(gw, ranked.headers["x-request-id"])
+    assert (row["endpoint"], row["upstream_model"]) == ("rerank", "rerank-v3.5")
 
 
 def test_malformed_requests_get_openai_errors(client: openai.OpenAI, gw: GatewayProcess,

@@ -151,6 +151,21 @@ def test_rerank_jina_and_cohere_shapes(sim: SimServer) -> None:
     assert cohere["meta"]["billed_units"] == {"search_units": 1}
 
 
+def test_rerank_for_coheres_sdk(sim: SimServer) -> None:
+    import cohere
+
+    co = cohere.ClientV2(api_key=KEY, base_url=sim.root_url)
+    raw = co.with_raw_response.rerank(model="rerank-v3.5", query="red fox", top_n=2,
+                                      documents=["a blue whale", "the red fox runs", "a fox"])
+    ranked = raw.data
+    _no_unknown_fields(ranked)
+    assert [r.index for r in ranked.results] == [1, 2]
+    assert ranked.results[0].relevance_score > ranked.results[1].relevance_score
+    assert ranked.meta is not None and ranked.meta.billed_units is not None
+    assert ranked.meta.billed_units.search_units == 1
+    _no_unknown_fields(ranked.meta)
+
+
 def test_bad_requests_get_openai_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.audio.transcriptions.create(model="whisper-1", file=io.BytesIO(b""),

@@ -7,6 +7,8 @@ disk so the gateway's memory does not grow with them."""
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -305,4 +307,19 @@ def test_uploads_do_not_grow_the_gateways_memory(client: openai.OpenAI, gw: Gate
     upload(32 << 20)
     grown = _peak_rss(gw.proc.pid) - before
     assert grown < 8 << 20, f"peak memory grew {grown >> 20} MiB for a 32 MiB upload"
+    assert list(gw.spool.iterdir()) == []  # type: ignore[attr-defined]
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_read(gw: GatewayProcess,
+                                                               key: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+    connection.putrequest("POST", "/v1/audio/transcriptions")
+    connection.putheader("Authorization", f"Bearer {key}")
+    connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+    connection.putheader("Content-Length", str(64 << 20))
+    connection.endheaders()  # and not a byte of the body
+    response = connection.getresponse()
+    error = json.loads(response.read())["error"]
+    connection.close()
+    assert response.status == 413 and "limit" in error["message"]
     assert list(gw.spool.iterdir()) == []  # type: ignore[attr-defined]

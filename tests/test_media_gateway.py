@@ -39,6 +39,7 @@ def media_config(sim: SimServer) -> dict[str, Any]:
             "claude": {"protocol": "anthropic", "base_url": sim.root_url,
                        "api_key": "${SIM_KEY}"},
             "azure": {"protocol": "azure", "base_url": sim.root_url, "api_key": "${SIM_KEY}"},
+            "gemini": {"protocol": "gemini", "base_url": sim.root_url, "api_key": "${SIM_KEY}"},
         },
         "model_groups": {
             "dalle": {"deployments": [dep("dall-e-3")]},
@@ -50,6 +51,10 @@ def media_config(sim: SimServer) -> dict[str, Any]:
             "gpt-image": {"deployments": [dep("gpt-image-1")]},
             "azure-dalle": {"deployments": [{"provider": "azure", "model": "my-dalle", "price": {
                 "input_per_1m": 0, "output_per_1m": 0, "per_unit": {"image": 0.05}}}]},
+            "nano": {"deployments": [{"provider": "gemini", "model": "gemini-2.5-flash-image"}]},
+            "draws-and-speaks": {"routing": "priority", "deployments": [
+                {"provider": "gemini", "model": "gemini-2.5-flash-image", "name": "nano"},
+                dep("tts-1", priority=1)]},
             "whisper": {"deployments": [dep("whisper-1")]},
             "whisper-failover": {"routing": "priority", "deployments": [
                 dep("whisper-1@server_error", name="broken"),
@@ -130,6 +135,32 @@ def test_azure_deployment_and_configured_unit_price(client: openai.OpenAI,
     assert raw.parse().data
     assert sim.stats()["last_request"]["path"] == "/openai/deployments/my-dalle/images/generations"
     assert ledger_row(gw, raw.headers["x-request-id"])["cost_usd"] == pytest.approx(0.05)
+
+
+def test_a_gemini_image_model_behind_the_images_api(client: openai.OpenAI,
+                                                   gw: GatewayProcess, sim: SimServer) -> None:
+    raw = client.images.with_raw_response.generate(model="nano", prompt="a red fox",
+                                                   size="1792x1024")
+    images = raw.parse()
+    assert [bool(i.b64_json) for i in images.data or []] == [True]
+    sent = sim.stats()["last_request"]
+    assert sent["path"] == "/v1beta/models/gemini-2.5-flash-image:generateContent"
+    assert sent["body"] == {
+        "contents": [{"role": "user", "parts": [{"text": "a red fox"}]}],
+        "generationConfig": {"responseModalities": ["IMAGE"],
+                             "imageConfig": {"aspectRatio": "16:9"}}}
+    row = ledger_row(gw, raw.headers["x-request-id"])  # billed by its output tokens
+    assert row["endpoint"] == "images.generations" and row["completion_tokens"] == 1290
+    assert row["cost_usd"] == pytest.approx((row["prompt_tokens"] * 0.3 + 1290 * 30) / 1e6)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(model="nano", prompt="a fox", n=2)
+    assert caught.value.code == "unsupported_parameter"
+    assert caught.value.body["param"] == "n"  # type: ignore[index]
+    # It does not speak: a speech request skips it for the next deployment.
+    with client.audio.speech.with_streaming_response.create(
+            model="draws-and-speaks", voice="alloy", input="hi") as response:
+        assert response.headers["x-polyroute-attempts"].startswith("nano:unsupported_endpoint,")
+        assert response.read() == speech_audio("hi")
 
 
 def test_image_edit_upload_reaches_the_upstream_whole(client: openai.OpenAI,

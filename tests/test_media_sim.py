@@ -185,3 +185,26 @@ def test_azure_urls_serve_images_and_audio(sim: SimServer) -> None:
     assert text.text.startswith("Simulated transcript")
     assert sim.stats()["last_request"]["path"] == (
         "/openai/deployments/my-whisper/audio/transcriptions")
+
+
+def test_gemini_image_output_for_google_genai(sim: SimServer) -> None:
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(
+        base_url=sim.root_url, api_version="v1beta"))
+    result = client.models.generate_content(
+        model="gemini-2.5-flash-image", contents="a red fox",
+        config=types.GenerateContentConfig(
+            response_modalities=["IMAGE"], image_config=types.ImageConfig(aspect_ratio="16:9")))
+    parts = result.candidates[0].content.parts if result.candidates and \
+        result.candidates[0].content else None
+    assert parts and parts[0].inline_data is not None
+    assert (parts[0].inline_data.data or b"").startswith(b"\x89PNG")
+    assert parts[0].inline_data.mime_type == "image/png"
+    usage = result.usage_metadata
+    assert usage is not None and usage.candidates_token_count == 1290
+    assert usage.candidates_tokens_details and \
+        usage.candidates_tokens_details[0].modality == types.MediaModality.IMAGE
+    sent = sim.stats()["last_request"]["body"]["generationConfig"]
+    assert sent == {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "16:9"}}

@@ -11,8 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from polyroute.adapters.gemini import media as gemini_media
 from polyroute.adapters.multipart import form_body
 from polyroute.adapters.openai_chat.media import json_body, measured
+from polyroute.errors import ContentFiltered
 from polyroute.model.media import Form, MediaRequest, Units, UploadedFile
 from polyroute.model.price import Price
 
@@ -86,3 +88,23 @@ def test_unit_price_falls_back_to_the_shorter_name() -> None:
     assert price.unit_price("image:1024x1024:hd") == 0.08
     assert price.unit_price("image:512x512:standard") == 0.05
     assert price.unit_price("second") is None
+
+
+@pytest.mark.parametrize(("size", "ratio"), [
+    ("1024x1024", "1:1"), ("1792x1024", "16:9"), ("1024x1792", "9:16"), ("1536x1024", "3:2"),
+    ("auto", None), (None, None), ("0x0", None)])
+def test_gemini_aspect_ratio(size: str | None, ratio: str | None) -> None:
+    assert gemini_media.aspect_ratio(size) == ratio
+
+
+def test_gemini_answer_without_an_image_is_a_content_filter_error() -> None:
+    text_only = (b'{"candidates":[{"content":{"parts":[{"text":"I cannot draw that."}]},'
+                 b'"finishReason":"STOP"}]}')
+    with pytest.raises(ContentFiltered, match="I cannot draw that"):
+        gemini_media.images_answer(text_only, "nano", 0)
+    body, count, usage = gemini_media.images_answer(
+        b'{"candidates":[{"content":{"parts":[{"inlineData":{"mimeType":"image/png",'
+        b'"data":"AAAA"}}]}}],"usageMetadata":{"promptTokenCount":4,'
+        b'"candidatesTokenCount":1290}}', "nano", 7)
+    assert msgspec.json.decode(body) == {"created": 7, "data": [{"b64_json": "AAAA"}]}
+    assert count == 1 and usage is not None and usage.completion_tokens == 1290

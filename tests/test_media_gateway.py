@@ -40,6 +40,8 @@ def media_config(sim: SimServer) -> dict[str, Any]:
                        "api_key": "${SIM_KEY}"},
             "azure": {"protocol": "azure", "base_url": sim.root_url, "api_key": "${SIM_KEY}"},
             "gemini": {"protocol": "gemini", "base_url": sim.root_url, "api_key": "${SIM_KEY}"},
+            "bedrock": {"protocol": "bedrock", "base_url": sim.root_url, "region": "us-east-1",
+                        "api_key": "${SIM_KEY}"},  # a Bedrock API key: no SigV4 needed
         },
         "model_groups": {
             "dalle": {"deployments": [dep("dall-e-3")]},
@@ -55,6 +57,8 @@ def media_config(sim: SimServer) -> dict[str, Any]:
             "draws-and-speaks": {"routing": "priority", "deployments": [
                 {"provider": "gemini", "model": "gemini-2.5-flash-image", "name": "nano"},
                 dep("tts-1", priority=1)]},
+            "canvas": {"deployments": [{"provider": "bedrock",
+                                        "model": "amazon.nova-canvas-v1:0"}]},
             "whisper": {"deployments": [dep("whisper-1")]},
             "whisper-failover": {"routing": "priority", "deployments": [
                 dep("whisper-1@server_error", name="broken"),
@@ -161,6 +165,24 @@ def test_a_gemini_image_model_behind_the_images_api(client: openai.OpenAI,
             model="draws-and-speaks", voice="alloy", input="hi") as response:
         assert response.headers["x-polyroute-attempts"].startswith("nano:unsupported_endpoint,")
         assert response.read() == speech_audio("hi")
+
+
+def test_a_bedrock_image_model_behind_the_images_api(client: openai.OpenAI,
+                                                    gw: GatewayProcess, sim: SimServer) -> None:
+    raw = client.images.with_raw_response.generate(model="canvas", prompt="a red fox", n=2,
+                                                   size="1024x1024", quality="hd")
+    assert [bool(i.b64_json) for i in raw.parse().data or []] == [True, True]
+    sent = sim.stats()["last_request"]
+    assert sent["path"] == "/model/amazon.nova-canvas-v1:0/invoke"  # the decoded path
+    assert sent["body"] == {
+        "taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a red fox"},
+        "imageGenerationConfig": {"numberOfImages": 2, "width": 1024, "height": 1024,
+                                  "quality": "premium"}}
+    row = ledger_row(gw, raw.headers["x-request-id"])
+    assert (row["endpoint"], row["cost_usd"]) == ("images.generations", pytest.approx(0.12))
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(model="canvas", prompt="a fox", response_format="url")
+    assert caught.value.body["param"] == "response_format"  # type: ignore[index]
 
 
 def test_image_edit_upload_reaches_the_upstream_whole(client: openai.OpenAI,

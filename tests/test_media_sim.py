@@ -4,6 +4,7 @@ do not know). Faults act on them as on chat: error statuses, and a cut or slow s
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 from collections.abc import Iterator
@@ -208,3 +209,25 @@ def test_gemini_image_output_for_google_genai(sim: SimServer) -> None:
         usage.candidates_tokens_details[0].modality == types.MediaModality.IMAGE
     sent = sim.stats()["last_request"]["body"]["generationConfig"]
     assert sent == {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "16:9"}}
+
+
+def test_bedrock_image_models_for_boto3(sim: SimServer) -> None:
+    import json
+
+    import boto3
+
+    bedrock = boto3.client("bedrock-runtime", endpoint_url=sim.root_url, region_name="us-east-1",
+                           aws_access_key_id="AKIDSIMULATOR", aws_secret_access_key=KEY)
+    answer = bedrock.invoke_model(modelId="amazon.nova-canvas-v1:0", body=json.dumps({
+        "taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a red fox"},
+        "imageGenerationConfig": {"numberOfImages": 2, "width": 1024, "height": 1024}}))
+    assert answer["contentType"] == "application/json"
+    images = json.loads(answer["body"].read())
+    assert images["error"] is None and len(images["images"]) == 2
+    assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images["images"])
+    filtered = bedrock.invoke_model(modelId="amazon.nova-canvas-v1:0@content_policy_violation",
+                                    body=json.dumps({"taskType": "TEXT_IMAGE",
+                                                     "textToImageParams": {"text": "x"}}))
+    assert json.loads(filtered["body"].read())["images"] == []
+    with pytest.raises(bedrock.exceptions.ValidationException):
+        bedrock.invoke_model(modelId="amazon.nova-canvas-v1:0", body=b'{"taskType": "X"}')

@@ -16,16 +16,18 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from polyroute.adapters.bedrock_converse import eventstream, native, translate
+from polyroute.adapters.bedrock_converse import eventstream, media, native, translate
 from polyroute.adapters.bedrock_converse.errors import error_from_response
 from polyroute.adapters.bedrock_converse.signing import Signer
 from polyroute.adapters.bedrock_converse.spec import options
 from polyroute.adapters.bedrock_converse.stream import StreamTranslator
 from polyroute.adapters.client import UpstreamClient
+from polyroute.adapters.media_stream import MediaStream
 from polyroute.adapters.stream_driver import drive
 from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.media import MediaRequest, MediaResponse, Units
 from polyroute.model.upstream import Deployment, Endpoint
 
 _EVENTSTREAM = "application/vnd.amazon.eventstream"
@@ -82,6 +84,29 @@ class BedrockConverseAdapter:
             "serve them. Route embedding models to another provider.",
             status=400, code="unsupported_endpoint", deployment=deployment.name)
 
+    async def media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaResponse:
+        """Image generation by Amazon's image models (``InvokeModel``, :mod:`.media`): the
+        one media endpoint the spec lists."""
+        endpoint, name = deployment.endpoint, deployment.name
+        if request.endpoint != "images.generations":
+            raise _not_served(request, name)
+        body = media.image_body(request, name, endpoint.quirks.drop_params)
+        url = _url(endpoint, deployment.model, "invoke", name)
+        headers = await self._headers(endpoint, url, body, "application/json", name)
+        raw = await self._transport.fetch(
+            "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
+            deployment=name, errors=error_from_response)
+        answer, count = media.images_answer(raw, name, int(time.time()))
+        unit = request.estimate.unit if request.estimate is not None else "image"
+        return MediaResponse(answer, "application/json", None, Units(unit, count))
+
+    async def open_media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaStream:
+        raise _not_served(request, deployment.name)
+
     async def list_models(self, endpoint: Endpoint) -> list[str]:
         # Bedrock lists models on its control-plane host, not the runtime endpoint this
         # provider names; '<vendor>/<model id>' still works for any model id.
@@ -109,3 +134,9 @@ def _url(endpoint: Endpoint, model: str, action: str, deployment: str) -> str:
 def _request_id(headers: Mapping[str, str]) -> str:
     """Converse answers carry no id; AWS's request id names the answer as well as anything."""
     return headers.get("x-amzn-RequestId") or f"bedrock-{secrets.token_hex(12)}"
+
+
+def _not_served(request: MediaRequest, name: str) -> UpstreamRejected:
+    # Routing sends only the endpoints the spec lists: reaching this is a bug, said plainly.
+    return UpstreamRejected(f"the Bedrock adapter does not serve {request.endpoint}",
+                            deployment=name, code="unsupported_endpoint")

@@ -74,4 +74,6 @@ SPEC = ProtocolSpec(
     finish=_finish,
     continuation="assistant_prefill",
     support=SUPPORT,
+    # Amazon's image models through InvokeModel (adapters/bedrock_converse/media.py)
+    endpoints=frozenset({"images.generations"}),
 )

@@ -16,14 +16,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from polyroute.sim.bedrock.errors import BedrockError, denied
-from polyroute.sim.bedrock.handlers import converse
+from polyroute.sim.bedrock.handlers import converse, invoke_image
 from polyroute.sim.bedrock.sigv4 import verify
 from polyroute.sim.bedrock.state import BEDROCK_STATE, BedrockState, get_bedrock_state
 from polyroute.sim.state import get_state
 
 __all__ = ["add_bedrock_routes", "bedrock_dialect"]
 
-_PATH = re.compile(r"^/model/([^/?]+)/(converse|converse-stream)$")
+_PATH = re.compile(r"^/model/([^/?]+)/(converse|converse-stream|invoke)$")
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -69,6 +69,8 @@ async def bedrock_dialect(request: web.Request, handler: Handler) -> web.StreamR
                 "signed_headers": list(signature.signed_headers),
                 "session_token": signature.session_token}
         model_id, action = unquote(match.group(1)), match.group(2)
+        if action == "invoke":
+            return await invoke_image(request, model_id, request_id=request_id)
         return await converse(request, model_id, stream=action == "converse-stream",
                               request_id=request_id)
     except BedrockError as exc:

@@ -48,6 +48,7 @@ def media_config(sim: SimServer) -> dict[str, Any]:
             "dalle-failover": {"routing": "priority", "deployments": [
                 dep("dall-e-3@unavailable", name="primary"),
                 dep("dall-e-3", name="backup", priority=1)]},
+            "dalle-refuses": {"deployments": [dep("dall-e-3@content_policy_violation")]},
             "mixed": {"routing": "priority", "deployments": [claude, dep("dall-e-3", priority=1)]},
             "claude-only": {"deployments": [claude]},
             "gpt-image": {"deployments": [dep("gpt-image-1")]},
@@ -72,7 +73,7 @@ def media_config(sim: SimServer) -> dict[str, Any]:
         },
         "auth": {"master_key": "${PR_MASTER}"},
         "storage": {"flush_interval_s": 0.05},
-        "server": {"max_upload_bytes": 48 * 1024 * 1024},
+        "server": {"max_upload_bytes": 48 * 1024 * 1024, "body_timeout_s": 1.0},
     }
 
 
@@ -375,4 +376,38 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read(gw: GatewayProces
     error = json.loads(response.read())["error"]
     connection.close()
     assert response.status == 413 and "limit" in error["message"]
+    assert list(gw.spool.iterdir()) == []  # type: ignore[attr-defined]
+
+
+def test_a_keys_rate_limit_counts_media_requests(gw: GatewayProcess) -> None:
+    limited = openai.OpenAI(base_url=gw.base_url, api_key=new_key(gw, rpm=1), max_retries=0)
+    limited.moderations.create(input="hello")
+    with pytest.raises(openai.RateLimitError) as caught:
+        limited.audio.speech.create(model="tts", voice="alloy", input="hi")
+    assert caught.value.code == "rpm_limit_exceeded"
+
+
+def test_an_upstream_refusal_reaches_the_client_in_openais_shape(client: openai.OpenAI,
+                                                                 sim: SimServer) -> None:
+    before = sim.stats()["requests_by_path"].get("/v1/images/generations", 0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(model="dalle-refuses", prompt="a fox")
+    assert caught.value.code == "content_policy_violation"
+    assert "safety system" in caught.value.message
+    # A refusal of the request itself is not retried elsewhere.
+    assert sim.stats()["requests_by_path"]["/v1/images/generations"] == before + 1
+
+
+def test_a_stalled_upload_gets_408(gw: GatewayProcess, key: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    connection.putrequest("POST", "/v1/audio/transcriptions")
+    connection.putheader("Authorization", f"Bearer {key}")
+    connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+    connection.putheader("Content-Length", "100000")
+    connection.endheaders(b'--x\r\nContent-Disposition: form-data; name="file"; '
+                          b'filename="a.wav"\r\n\r\nRIFF')  # then nothing more
+    response = connection.getresponse()  # after server.body_timeout_s of silence
+    error = json.loads(response.read())["error"]
+    connection.close()
+    assert response.status == 408 and error["code"] == "request_timeout"
     assert list(gw.spool.iterdir()) == []  # type: ignore[attr-defined]

@@ -58,6 +58,8 @@ def media_config(sim: SimServer) -> dict[str, Any]:
             "draws-and-speaks": {"routing": "priority", "deployments": [
                 {"provider": "gemini", "model": "gemini-2.5-flash-image", "name": "nano"},
                 dep("tts-1", priority=1)]},
+            "bedrock-rerank": {"deployments": [{"provider": "bedrock",
+                                                "model": "amazon.rerank-v1:0"}]},
             "canvas": {"deployments": [{"provider": "bedrock",
                                         "model": "amazon.nova-canvas-v1:0"}]},
             "whisper": {"deployments": [dep("whisper-1")]},
@@ -184,6 +186,27 @@ def test_a_bedrock_image_model_behind_the_images_api(client: openai.OpenAI,
     with pytest.raises(openai.BadRequestError) as caught:
         client.images.generate(model="canvas", prompt="a fox", response_format="url")
     assert caught.value.body["param"] == "response_format"  # type: ignore[index]
+
+
+def test_bedrock_rerank_answers_in_coheres_shape(client: openai.OpenAI, gw: GatewayProcess,
+                                                sim: SimServer) -> None:
+    answer = client.post("/rerank", cast_to=httpx2.Response, body={
+        "model": "bedrock-rerank", "query": "red fox", "top_n": 2, "return_documents": True,
+        "documents": ["a whale", "the red fox", "a fox"]})
+    ranked = answer.json()
+    assert [(r["index"], r["document"]["text"]) for r in ranked["results"]] == [
+        (1, "the red fox"), (2, "a fox")]
+    assert ranked["meta"] == {"billed_units": {"search_units": 1}}
+    sent = sim.stats()["last_request"]
+    assert sent["path"] == "/rerank"
+    assert sent["body"]["rerankingConfiguration"]["bedrockRerankingConfiguration"] == {
+        "modelConfiguration": {
+            "modelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.rerank-v1:0"},
+        "numberOfResults": 2}
+    assert sent["body"]["sources"][1] == {"type": "INLINE", "inlineDocumentSource": {
+        "type": "TEXT", "textDocument": {"text": "the red fox"}}}
+    row = ledger_row(gw, answer.headers["x-request-id"])
+    assert (row["endpoint"], row["cost_usd"]) == ("rerank", pytest.approx(0.001))
 
 
 def test_image_edit_upload_reaches_the_upstream_whole(client: openai.OpenAI,

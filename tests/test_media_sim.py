@@ -231,3 +231,30 @@ def test_bedrock_image_models_for_boto3(sim: SimServer) -> None:
     assert json.loads(filtered["body"].read())["images"] == []
     with pytest.raises(bedrock.exceptions.ValidationException):
         bedrock.invoke_model(modelId="amazon.nova-canvas-v1:0", body=b'{"taskType": "X"}')
+
+
+def test_bedrock_rerank_for_boto3(sim: SimServer) -> None:
+    import boto3
+
+    agent = boto3.client("bedrock-agent-runtime", endpoint_url=sim.root_url,
+                         region_name="us-east-1", aws_access_key_id="AKIDSIMULATOR",
+                         aws_secret_access_key=KEY)
+    documents = ["a blue whale", "the red fox runs", "a fox"]
+    ranked = agent.rerank(
+        queries=[{"type": "TEXT", "textQuery": {"text": "red fox"}}],
+        sources=[{"type": "INLINE", "inlineDocumentSource": {
+            "type": "TEXT", "textDocument": {"text": text}}} for text in documents],
+        rerankingConfiguration={"type": "BEDROCK_RERANKING_MODEL",
+                                "bedrockRerankingConfiguration": {
+                                    "numberOfResults": 2, "modelConfiguration": {
+                                        "modelArn": "arn:aws:bedrock:us-east-1::"
+                                                    "foundation-model/amazon.rerank-v1:0"}}})
+    assert [r["index"] for r in ranked["results"]] == [1, 2]
+    assert ranked["results"][0]["relevanceScore"] > ranked["results"][1]["relevanceScore"]
+    with pytest.raises(agent.exceptions.ValidationException):
+        agent.rerank(queries=[{"type": "TEXT", "textQuery": {"text": "q"}}],
+                     sources=[{"type": "INLINE", "inlineDocumentSource": {
+                         "type": "TEXT", "textDocument": {"text": "d"}}}],
+                     rerankingConfiguration={"type": "BEDROCK_RERANKING_MODEL",
+                                             "bedrockRerankingConfiguration": {
+                                                 "modelConfiguration": {"modelArn": "x"}}})

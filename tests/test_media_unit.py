@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from polyroute.adapters.bedrock_converse import media as bedrock_media
 from polyroute.adapters.gemini import media as gemini_media
 from polyroute.adapters.multipart import form_body
 from polyroute.adapters.openai_chat.media import json_body, measured
@@ -108,3 +109,13 @@ def test_gemini_answer_without_an_image_is_a_content_filter_error() -> None:
         b'"candidatesTokenCount":1290}}', "nano", 7)
     assert msgspec.json.decode(body) == {"created": 7, "data": [{"b64_json": "AAAA"}]}
     assert count == 1 and usage is not None and usage.completion_tokens == 1290
+
+
+def test_bedrock_rerank_url_and_model_arn() -> None:
+    assert bedrock_media.rerank_url("https://bedrock-runtime.eu-west-1.amazonaws.com") == (
+        "https://bedrock-agent-runtime.eu-west-1.amazonaws.com/rerank")
+    assert bedrock_media.rerank_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000/rerank"
+    assert bedrock_media.model_arn("cohere.rerank-v3-5:0", "us-west-2") == (
+        "arn:aws:bedrock:us-west-2::foundation-model/cohere.rerank-v3-5:0")
+    arn = "arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0"
+    assert bedrock_media.model_arn(arn, "eu-west-1") == arn

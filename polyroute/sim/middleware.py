@@ -19,7 +19,7 @@ from polyroute.sim.state import get_state
 API_PREFIX = "/v1/"
 # Every protocol's API paths: OpenAI and Anthropic (/v1/), Gemini (/v1beta/), Bedrock
 # (/model/) and Azure OpenAI (/openai/). Only these are recorded.
-API_PREFIXES = (API_PREFIX, "/v1beta/", "/v1alpha/", "/model/", "/openai/")
+API_PREFIXES = (API_PREFIX, "/v1beta/", "/v1alpha/", "/model/", "/openai/", "/rerank")
 _DECODER = msgspec.json.Decoder()
 _MAX_RECORDED_TEXT = 4096
 

@@ -1,4 +1,5 @@
-"""Moves Converse bytes; all meaning lives in :mod:`.translate` and :mod:`.stream`.
+"""Moves Converse bytes; all meaning lives in :mod:`.translate` and :mod:`.stream` (and, for
+image generation and rerank, :mod:`.media`).
 
 The provider's ``base_url`` is the runtime endpoint (``https://bedrock-runtime.<region>.
 amazonaws.com``, as in ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``); ``/model/{modelId}/converse``
@@ -90,6 +91,8 @@ class BedrockConverseAdapter:
         """Image generation by Amazon's image models (``InvokeModel``, :mod:`.media`): the
         one media endpoint the spec lists."""
         endpoint, name = deployment.endpoint, deployment.name
+        if request.endpoint == "rerank":
+            return await self._rerank(request, deployment, connect_s)
         if request.endpoint != "images.generations":
             raise _not_served(request, name)
         body = media.image_body(request, name, endpoint.quirks.drop_params)
@@ -106,6 +109,22 @@ class BedrockConverseAdapter:
         self, request: MediaRequest, deployment: Deployment, *, connect_s: float
     ) -> MediaStream:
         raise _not_served(request, deployment.name)
+
+    async def _rerank(self, request: MediaRequest, deployment: Deployment,
+                      connect_s: float) -> MediaResponse:
+        """bedrock-agent-runtime's ``Rerank`` (``POST /rerank`` on its own host, signed for
+        the same ``bedrock`` service), answered in Cohere's shape."""
+        endpoint, name = deployment.endpoint, deployment.name
+        region = options(endpoint).region or ""
+        body, searches = media.rerank_body(request, media.model_arn(deployment.model, region),
+                                           name, endpoint.quirks.drop_params)
+        url = media.rerank_url(endpoint.base_url)
+        headers = await self._headers(endpoint, url, body, "application/json", name)
+        raw = await self._transport.fetch(
+            "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
+            deployment=name, errors=error_from_response)
+        answer = media.rerank_answer(raw, request, searches, name)
+        return MediaResponse(answer, "application/json", None, Units("search", searches))
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:
         # Bedrock lists models on its control-plane host, not the runtime endpoint this

@@ -332,6 +332,9 @@ def test_malformed_requests_get_openai_errors(client: openai.OpenAI, gw: Gateway
     r = httpx.post(f"{gw.base_url}/audio/transcriptions", headers=headers,
                    files={"file": ("a.wav", wav(0.1), "audio/wav")})
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+    r = httpx.post(f"{gw.base_url}/images/edits", content=b"not a form at all",
+                   headers={**headers, "Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 400 and "malformed" in r.json()["error"]["message"]
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=gw.base_url, api_key="sk-wrong", max_retries=0) \
             .images.generate(model="dalle", prompt="a fox")

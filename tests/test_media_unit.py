@@ -68,6 +68,11 @@ def test_json_body_replaces_only_the_model() -> None:
     ("audio.transcriptions", b'{"text":"hi","usage":{"type":"tokens","input_tokens":30,'
      b'"output_tokens":5,"total_tokens":35}}', "application/json", (30, 5), None),
     ("audio.transcriptions", b"hi\n", "text/plain", None, None),
+    ("audio.transcriptions", b"1\n00:00:00,000 --> 00:00:04,500\nhi\n\n2\n"
+     b"00:00:04,500 --> 01:02:03,250\nthere\n", "application/x-subrip", None,
+     Units("second", 3723.25)),
+    ("audio.translations", b"WEBVTT\n\n00:00:00.000 --> 00:00:07.125\nhi\n", "text/vtt",
+     None, Units("second", 7.125)),
     ("rerank", b'{"results":[],"meta":{"billed_units":{"search_units":2}}}',
      "application/json", None, Units("search", 2)),
     ("rerank", b'{"results":[],"usage":{"total_tokens":40}}', "application/json", (40, 0),

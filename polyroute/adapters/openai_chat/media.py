@@ -3,6 +3,7 @@ model replaced, and what an answer is billed by read from it. Pure functions."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -26,7 +27,10 @@ def measured(request: MediaRequest, body: bytes,
     seconds it says it lasted, rerank by its billed searches; None where it says nothing
     (the caller falls back to the request's own measure)."""
     if "json" not in content_type:
-        return None, None  # a transcript as text, srt or vtt: nothing to read
+        # A transcript as subtitles says how long the audio ran: its last cue's end. As plain
+        # text it says nothing (the caller measures the upload).
+        seconds = _last_cue_end(body) if request.endpoint.startswith("audio.") else None
+        return None, None if seconds is None else Units("second", seconds)
     try:
         answer = _any_decoder.decode(body)
     except (msgspec.DecodeError, RecursionError):
@@ -75,6 +79,18 @@ def _seconds(answer: dict[str, Any]) -> float | None:
         if seconds is not None:
             return seconds
     return _number(answer.get("duration"))
+
+
+_CUE_END = re.compile(rb"--> *(\d+):(\d{2}):(\d{2})[,.](\d{3})")
+
+
+def _last_cue_end(body: bytes) -> float | None:
+    """The end time of an srt or vtt transcript's last cue, in seconds."""
+    ends = _CUE_END.findall(body)
+    if not ends:
+        return None
+    hours, minutes, seconds, millis = (int(x) for x in ends[-1])
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
 def _dig(value: Any, *keys: str) -> Any:

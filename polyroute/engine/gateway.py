@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from random import Random
 from typing import TypeVar
@@ -19,7 +19,7 @@ import msgspec
 
 from polyroute.adapters.media_stream import MediaStream
 from polyroute.adapters.passthrough import refuse_untranslatable
-from polyroute.adapters.registry import PROTOCOLS, AdapterRegistry
+from polyroute.adapters.registry import AdapterRegistry
 from polyroute.cache.control import CacheControl
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
@@ -34,6 +34,7 @@ from polyroute.engine.estimate import (
 )
 from polyroute.engine.governance import govern, restore_response, stream_restorer
 from polyroute.engine.guardrails import Guardrails
+from polyroute.engine.media import MediaRelay, media_reservation, serving
 from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
@@ -43,10 +44,10 @@ from polyroute.engine.room import Holder
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
 from polyroute.engine.tags import metadata_tags
-from polyroute.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
+from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
-from polyroute.model.media import MEDIA_PATHS, MediaRequest, MediaResponse
+from polyroute.model.media import MediaRequest, MediaResponse
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.usage import Usage
 from polyroute.policy.types import ANONYMOUS, AdmissionRequest, OpenPolicy, Policy, Principal
@@ -441,7 +442,7 @@ class Gateway:
         route = self._router.route(model, also, request, principal.allowed_models,
                                    tags or metadata_tags(request))
         if endpoint is not None:
-            route = _serving(route, endpoint, record)
+            route = serving(route, endpoint, record)
         if request is not None:
             route = _speakers_first(route, request)
         if principal.governance:  # issue 11; a caller without policies pays this test only
@@ -518,84 +519,6 @@ def _speakers_first(route: Route, request: ChatRequest) -> Route:
     if not speakers or len(speakers) == len(route.candidates):
         return route
     return replace(route, candidates=speakers)
-
-
-def _serving(route: Route, endpoint: str, record: RequestRecord) -> Route:
-    """Only the candidates whose protocol serves a media ``endpoint``; each one left out is
-    shown in ``x-polyroute-attempts`` as ``unsupported_endpoint``, never tried. None left:
-    a 400 naming the endpoint and what the group has."""
-    serving = [d for d in route.candidates if endpoint in PROTOCOLS[d.endpoint.protocol].endpoints]
-    if len(serving) == len(route.candidates):
-        return route
-    skipped = [d for d in route.candidates if d not in serving]
-    for dep in skipped:
-        record.attempts.append(Attempt(dep.name, dep.vendor, 0.0, "unsupported_endpoint", 400))
-    if not serving:
-        record.model_group = route.group
-        have = ", ".join(f"'{d.name}' ({d.endpoint.protocol})" for d in skipped)
-        raise InvalidRequest(
-            f"No deployment of model '{route.group}' serves /v1{MEDIA_PATHS[endpoint]}: "
-            f"{have} speak protocols without it. Route '{route.group}' to a provider whose "
-            "protocol has it (docs/endpoints.md lists which do).",
-            param="model", code="unsupported_endpoint")
-    return replace(route, candidates=serving)
-
-
-def media_reservation(request: MediaRequest) -> Reservation:
-    """Its text's tokens and its most units. Images and transcripts may be billed by output
-    tokens (gpt-image-1, gpt-4o-transcribe): the policy's default output is reserved for them;
-    speech, rerank and moderation write none."""
-    writes = request.endpoint.startswith(("images.", "audio.transcriptions",
-                                          "audio.translations"))
-    return Reservation(request.input_tokens, None if writes else 0, units=request.estimate)
-
-
-class MediaRelay:
-    """A streamed media answer after its first byte: iterate it for the pieces. A stall or a
-    cut ends it with :class:`~polyroute.errors.StreamInterrupted`'s cause recorded; the
-    request settles once, when it ends or is closed."""
-
-    def __init__(self, stream: MediaStream, first: bytes, stall_s: float, deadline: float,
-                 settle: Callable[[], None], record: RequestRecord) -> None:
-        self.content_type = stream.content_type
-        self._stream = stream
-        self._first = first
-        self._stall_s = stall_s
-        self._deadline = deadline
-        self._settle = settle
-        self._record = record
-        self._settled = False
-        self._finished = False
-
-    async def pieces(self) -> AsyncIterator[bytes]:
-        try:
-            if self._first:
-                yield self._first
-            body = self._stream.pieces
-            while True:
-                try:
-                    piece = await _bounded(anext(body, b""), self._stall_s, self._deadline)
-                except UpstreamError as exc:
-                    self._record.status, self._record.error_class = exc.status, exc.error_class
-                    raise
-                if not piece:
-                    self._finished = True
-                    return
-                yield piece
-        finally:
-            await self.aclose()
-
-    async def aclose(self) -> None:
-        """Release the upstream and settle; before the end, the client went away."""
-        if self._settled:
-            return
-        self._settled = True
-        if not self._finished and self._record.error_class is None:
-            self._record.status, self._record.error_class = CLIENT_CLOSED, "client_closed"
-        try:
-            await self._stream.aclose()
-        finally:
-            self._settle()
 
 
 def _blaming_the_client(

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from polyroute.config.compiled import ServerSettings
-from polyroute.engine.gateway import MediaRelay
+from polyroute.engine.media import MediaRelay
 from polyroute.errors import GatewayError, InvalidRequest
 from polyroute.model.media import Form, MediaRequest, Units
 from polyroute.policy.types import Principal

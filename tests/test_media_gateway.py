@@ -353,10 +353,12 @@ def test_budget_reserves_the_units(gw: GatewayProcess, sim: SimServer) -> None:
 
 def test_metrics_count_each_endpoint(gw: GatewayProcess, client: openai.OpenAI) -> None:
     client.moderations.create(input="hello")
+    client.images.generate(model="dalle", prompt="a fox")
     status, body = gw.get("/metrics")
     assert status == 200
     text = body.decode()
     assert 'endpoint="moderations"' in text and 'endpoint="images.generations"' in text
+    assert 'polyroute_media_units_total{model_group="dalle",unit="image",vendor="sim"}' in text
 
 
 def _peak_rss(pid: int) -> int:

@@ -49,10 +49,8 @@ def measured(request: MediaRequest, body: bytes,
             units = Units("second", seconds)
     elif endpoint == "rerank":
         searches = _number(_dig(answer, "meta", "billed_units", "search_units"))  # Cohere
-        if searches is not None:
+        if searches is not None:  # else the request's count: a search per 100 documents
             units = Units("search", searches)
-        elif usage is None:
-            units = Units("search", 1)
     return usage, units
 
 

@@ -19,6 +19,7 @@ DEFAULT_IMAGE_MODEL = "dall-e-2"
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 """What OpenAI uses when a request names no model (the route takes this group name too)."""
 SPEECH_MAX_CHARS = 4096
+DOCUMENTS_PER_SEARCH = 100
 
 
 class _ImageGeneration(msgspec.Struct):
@@ -77,7 +78,9 @@ def speech(body: bytes) -> MediaRequest:
 def rerank(body: bytes) -> MediaRequest:
     fields, typed = _decode(body, _rerank_decoder)
     text = typed.query + "".join(d if isinstance(d, str) else str(d) for d in typed.documents)
-    return MediaRequest("rerank", typed.model, fields, estimate=Units("search", 1),
+    # Cohere and Bedrock bill a search per 100 documents (a query "with up to 100").
+    searches = -(-len(typed.documents) // DOCUMENTS_PER_SEARCH)
+    return MediaRequest("rerank", typed.model, fields, estimate=Units("search", searches),
                         input_tokens=_tokens(text))
 
 

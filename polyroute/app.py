@@ -69,6 +69,7 @@ from polyroute.surface.http import credentials, guarded, request_id
 from polyroute.surface.listener import ConnectionGate
 from polyroute.surface.mcp.handlers import McpHandlers
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
+from polyroute.surface.openai.media import MediaHandlers, media_routes
 from polyroute.surface.responses.handlers import ResponsesHandlers
 from polyroute.surface.responses.handlers import encode_error as responses_error
 from polyroute.wiring import PolicyStack
@@ -200,11 +201,15 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
         lambda: gateway.router, policy, anthropic_batches, objects, stack.prices,
         observers=counted)
     bedrock = BedrockHandlers(exchange)
+    media = MediaHandlers(exchange, config.server)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/v1/embeddings", openai.embeddings, encode_error),
         ("POST", "/embeddings", openai.embeddings, encode_error),
+        *((method, f"{prefix}{path}", handler, encode_error)
+          for prefix in ("/v1", "") for method, path, handler in media_routes(media)),
+        ("POST", "/v2/rerank", media.rerank, encode_error),  # Cohere's SDK (ClientV2)
         ("GET", "/v1/models", openai.models, encode_error),
         ("GET", "/models", openai.models, encode_error),
         ("POST", "/v1/responses", responses.create, responses_error),

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from polyroute.adapters.media_stream import MediaStream
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.media import MediaRequest, MediaResponse
 from polyroute.model.upstream import Deployment, Endpoint
 
 
@@ -37,4 +39,19 @@ class Adapter(Protocol):
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:
         """The model ids the upstream says it serves."""
+        ...
+
+
+class MediaAdapter(Adapter, Protocol):
+    """A protocol whose spec lists media endpoints (``ProtocolSpec.endpoints``) serves them;
+    routing never hands it one it does not list."""
+
+    async def media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaResponse: ...
+
+    async def open_media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaStream:
+        """The answer opened (status and headers read); the caller iterates and closes it."""
         ...

@@ -9,7 +9,7 @@ has the configured secrets, and the credentials this very request carried, redac
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from types import TracebackType
 
 from yarl import URL
@@ -62,7 +62,7 @@ class UpstreamClient:
         method: str,
         url: str | URL,
         *,
-        body: bytes | None,
+        body: bytes | AsyncIterable[bytes] | None,
         headers: Mapping[str, str],
         connect_s: float,
         deployment: str,

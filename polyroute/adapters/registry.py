@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from polyroute.adapters.spec import ProtocolSpec
 
 if TYPE_CHECKING:
-    from polyroute.adapters.base import Adapter
+    from polyroute.adapters.base import Adapter, MediaAdapter
     from polyroute.adapters.client import UpstreamClient
 
 _SPECS = (
@@ -48,3 +48,10 @@ class AdapterRegistry:
             cls: Any = getattr(importlib.import_module(module_name), class_name)
             adapter = self._adapters[protocol] = cls(self._client)
         return adapter
+
+    def media(self, protocol: str) -> MediaAdapter:
+        """The adapter of a protocol whose spec lists media endpoints."""
+        if not PROTOCOLS[protocol].endpoints:
+            raise LookupError(f"the {protocol} protocol serves no media endpoint")
+        adapter: Any = self.get(protocol)
+        return adapter  # type: ignore[no-any-return]

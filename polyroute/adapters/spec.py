@@ -49,6 +49,9 @@ class ProtocolSpec:
     continuation: str = "none"
     """How its API continues a final assistant message by itself ('assistant_prefill'), when
     a provider's quirks name no other way."""
+    endpoints: frozenset[str] = frozenset()
+    """The media endpoints its servers answer (``model/media.py``'s names: images, audio,
+    rerank, moderations); routing skips its deployments for any other."""
     support: Support | None = None
     """What of a chat request it can carry (checked by :func:`.support.check_supported`
     before a body is built); None: it carries everything a client sends (OpenAI's)."""

@@ -13,7 +13,7 @@ need no sockets).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,7 +31,9 @@ class UpstreamRequest:
     url: str | URL
     """A ``URL`` built with ``encoded=True`` is sent byte for byte (a signed path must not be
     re-quoted)."""
-    body: bytes | None
+    body: bytes | AsyncIterable[bytes] | None
+    """An iterable is sent as it yields (a multipart upload read from disk): one request's,
+    never reused, with its ``Content-Length`` in ``headers``."""
     headers: Mapping[str, str]
     connect_s: float
     """The only timeout a transport enforces by itself: the engine bounds everything else

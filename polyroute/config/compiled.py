@@ -145,6 +145,7 @@ class ServerSettings:
     max_connections_per_ip: int = 512
     workers: int = 1
     shutdown_grace_s: float = 20.0
+    max_upload_bytes: int = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,7 +220,7 @@ def _compile(
                                 cfg.server.body_timeout_s, cfg.server.stream_keepalive_s,
                                 cfg.server.header_timeout_s, cfg.server.max_connections,
                                 cfg.server.max_connections_per_ip, cfg.server.workers,
-                                cfg.server.shutdown_grace_s),
+                                cfg.server.shutdown_grace_s, cfg.server.max_upload_bytes),
         storage=c.StorageSettings(
             sqlite_path=sqlite_path,
             flush_interval_s=storage.flush_interval_s,
@@ -644,7 +644,8 @@ def _deployment(
     if dep.price is not None:
         p = dep.price
         price = Price(p.input_per_1m, p.output_per_1m, p.cached_input_per_1m,
-                        p.cache_write_per_1m, p.reasoning_per_1m)
+                        p.cache_write_per_1m, p.reasoning_per_1m,
+                        tuple(sorted((p.per_unit or {}).items())))
     return c.Deployment(
         name=dep.name or f"{dep.provider}/{dep.model}",
         vendor=dep.provider,

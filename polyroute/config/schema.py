@@ -55,6 +55,9 @@ class ServerSection(_Section, kw_only=True):
     shutdown_grace_s: Annotated[float, Meta(ge=0)] = 20.0
     """On SIGTERM or SIGINT, requests in flight get this long to finish before they are
     cancelled; then the ledger is flushed."""
+    max_upload_bytes: Annotated[int, Meta(gt=0)] = 50 * MiB
+    """Multipart uploads (/v1/audio/transcriptions, /v1/images/edits …) larger than this get
+    413. They are spooled to a temporary file, not held in memory (``TMPDIR``)."""
 
 
 class MetricsSection(_Section, kw_only=True):
@@ -248,6 +251,10 @@ class PriceSection(_Section, kw_only=True):
     """Prompt tokens written to the vendor's cache; unset: the input price."""
     reasoning_per_1m: NonNegative | None = None
     """Reasoning tokens, where priced apart from output; unset: the output price."""
+    per_unit: dict[str, NonNegative] | None = None
+    """Media endpoints' units in USD each: ``image:1024x1024:hd`` (or ``image:1024x1024``,
+    ``image``), ``second`` of audio transcribed, ``character`` spoken, ``search`` (rerank).
+    A media request whose unit is listed is billed by it, otherwise by its tokens."""
 
 
 class CapabilitiesSection(_Section, kw_only=True):

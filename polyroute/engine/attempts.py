@@ -325,7 +325,8 @@ class AttemptLoop(Generic[T]):
             return "resume"
         if hedge:
             return "hedge"
-        earlier = [a.deployment for a in self._record.attempts if a.error_class != "not_allowed"]
+        earlier = [a.deployment for a in self._record.attempts
+                   if a.error_class not in ("not_allowed", "unsupported_endpoint")]
         if not earlier:
             return "first"
         return "retry" if dep.name in earlier else "failover"

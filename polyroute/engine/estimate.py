@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import msgspec
 
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse, ContentPart, Message
+from polyroute.model.media import Units
 
 IMAGE_TOKENS = 2_700
 """One image, whatever its size in the body: about the most any vendor charges for one (
@@ -47,6 +48,8 @@ class Reservation:
     """Per answer; None: the client set none."""
     choices: int = 1
     extra_output_tokens: int = 0
+    units: Units | None = None
+    """A media request's most units (images, seconds, characters): reserved at their price."""
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:

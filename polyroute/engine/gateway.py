@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import msgspec
 
+from polyroute.adapters.media_stream import MediaStream
 from polyroute.adapters.passthrough import refuse_untranslatable
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.cache.control import CacheControl
@@ -33,6 +34,7 @@ from polyroute.engine.estimate import (
 )
 from polyroute.engine.governance import govern, restore_response, stream_restorer
 from polyroute.engine.guardrails import Checks, Guardrails
+from polyroute.engine.media import MediaRelay, media_reservation, serving
 from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
@@ -45,6 +47,7 @@ from polyroute.engine.tags import metadata_tags
 from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.media import MediaRequest, MediaResponse
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.usage import Usage
 from polyroute.policy.types import ANONYMOUS, AdmissionRequest, OpenPolicy, Policy, Principal
@@ -204,6 +207,81 @@ class Gateway:
         return await self._complete(request.model, (), record, overrides, attempt, usage,
                                     principal, Reservation(len(text) // 4 + 1, 0))
 
+    async def media(
+        self, request: MediaRequest, record: RequestRecord,
+        overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
+    ) -> MediaResponse:
+        """An image, audio, rerank or moderation request answered whole (``model/media.py``):
+        routed only to deployments whose protocol serves the endpoint, failed over like chat."""
+        async def attempt(dep: Deployment, timeouts: Timeouts, deadline: float) -> MediaResponse:
+            adapter = self._adapters.media(dep.endpoint.protocol)
+            return await _bounded(adapter.media(request, dep, connect_s=timeouts.connect_s),
+                                  timeouts.response_s, deadline)
+
+        def usage(response: MediaResponse) -> Usage | None:
+            # The answer's own measure; else the request's (a spoken text's characters, an
+            # upload's seconds when the transcript came as plain text).
+            record.units = response.units or request.fallback or request.estimate
+            return response.usage
+
+        return await self._complete(request.model, (), record, overrides, attempt, usage,
+                                    principal, media_reservation(request),
+                                    endpoint=request.endpoint)
+
+    async def open_media(
+        self, request: MediaRequest, record: RequestRecord,
+        overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
+    ) -> MediaRelay:
+        """An answer relayed as it arrives (speech): failed over until its first byte; the
+        caller iterates the relay, which settles the request when it ends or is closed."""
+        start = self._clock()
+        ticket: object = None
+        holder = None
+        if self._tracer is not None:
+            self._tracer.begin(record)
+        try:
+            route = self._route(request.model, (), record, principal=principal,
+                                tags=overrides.tags, endpoint=request.endpoint)
+            reserve = media_reservation(request)
+            ticket = await self._admit(principal, route, record, reserve)
+            holder, quota = self._room(route, reserve, stream=True)
+            own = route.resilience.timeouts
+            timeouts = overrides.apply(own)
+            deadline = asyncio.get_running_loop().time() + timeouts.total_s
+
+            async def attempt(dep: Deployment) -> tuple[MediaStream, bytes]:
+                adapter = self._adapters.media(dep.endpoint.protocol)
+                stream = await _bounded(adapter.open_media(request, dep,
+                                                           connect_s=timeouts.connect_s),
+                                        timeouts.ttft_s, deadline)
+                try:
+                    first = await _bounded(anext(stream.pieces, b""), timeouts.ttft_s,
+                                           deadline)
+                except BaseException:
+                    await stream.aclose()
+                    raise
+                return stream, first
+
+            async def discard(opened: tuple[MediaStream, bytes]) -> None:
+                await opened[0].aclose()
+
+            loop: AttemptLoop[tuple[MediaStream, bytes]] = self._loop(
+                route, record, deadline, discard=discard, holder=holder, quota=quota)
+            (stream, first), _ = await loop.run(_blaming_the_client(
+                attempt, timeouts.total_s < own.total_s or timeouts.ttft_s < own.ttft_s,
+                own.ttft_s))
+        except BaseException as exc:
+            if isinstance(exc, GatewayError):
+                record.status, record.error_class = exc.status, exc.error_class
+            else:
+                record.status, record.error_class = CLIENT_CLOSED, "client_closed"
+            self._settle(record, start, ticket, holder)
+            raise
+        record.ttft_s = self._clock() - start
+        record.units = request.estimate  # speech is billed by the text, whatever it yields
+        return MediaRelay(stream, first, timeouts.stall_s, deadline,
+                          lambda: self._settle(record, start, ticket, holder), record)
+
     async def _complete(
         self,
         model: str,
@@ -215,6 +293,7 @@ class Gateway:
         principal: Principal,
         reserve: Reservation,
         request: ChatRequest | None = None,
+        endpoint: str | None = None,
     ) -> T:
         start = self._clock()
         ticket: object = None
@@ -222,7 +301,8 @@ class Gateway:
         if self._tracer is not None:
             self._tracer.begin(record)
         try:
-            route = self._route(model, also, record, request, principal, overrides.tags)
+            route = self._route(model, also, record, request, principal, overrides.tags,
+                                endpoint)
             checks = self._checks(principal) if request is not None else None
             if checks is not None and request is not None:
                 await checks.request(request, route.group, record)
@@ -364,7 +444,7 @@ class Gateway:
         admission = AdmissionRequest(
             route.group, reserve.input_tokens, reserve.max_output_tokens,
             [d.price for d in route.candidates], reserve.choices, reserve.extra_output_tokens,
-            route.groups)
+            route.groups, reserve.units)
         ticket = await self._policy.admit(principal, admission)
         limit = reserve.max_output_tokens
         if request is not None and limit is None:
@@ -378,11 +458,13 @@ class Gateway:
     def _route(
         self, model: str, also: Sequence[str], record: RequestRecord,
         request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
-        tags: frozenset[str] = frozenset(),
+        tags: frozenset[str] = frozenset(), endpoint: str | None = None,
     ) -> Route:
         route = self._router.route(model, also, request, principal.allowed_models,
                                    tags or metadata_tags(request), principal.team,
                                    principal.org)
+        if endpoint is not None:
+            route = serving(route, endpoint, record)
         if request is not None:
             route = _speakers_first(route, request)
         if principal.governance:  # issue 11; a caller without policies pays this test only

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
+from polyroute.model.media import Units
 from polyroute.model.usage import Usage
 
 
@@ -32,7 +33,8 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     started_at: float
     """Unix time."""
     endpoint: str
-    """'chat' or 'embeddings'."""
+    """'chat', 'embeddings', or a media endpoint (``model/media.py``: 'images.generations',
+    'audio.speech', 'rerank' …)."""
     requested_model: str
     stream: bool = False
     model_group: str | None = None
@@ -89,3 +91,6 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     cost_usd: float | None = None
     """What the request cost, set by the policy when it settles (None: open mode, or not
     priced); observers, which run after it, read it (traces, request logs)."""
+    units: Units | None = None
+    """A media request: what it is billed by besides tokens (images, seconds, characters,
+    searches), as measured from the answer; priced by the deployment's ``per_unit``."""

@@ -149,6 +149,10 @@ class Metrics(Collector):
         self.tokens = Counter(
             "polyroute_tokens", "Tokens reported by upstreams, by kind.",
             ("model_group", "vendor", "kind"))
+        self.media_units = Counter(
+            "polyroute_media_units", "Units media requests were billed by (images, seconds of "
+            "audio, characters spoken, rerank searches), by kind.",
+            ("model_group", "vendor", "unit"))
         self.route_decisions = Counter(
             "polyroute_route_decisions",
             "Requests routed by a strategy that reads the room (or by tags), by model group "
@@ -357,6 +361,12 @@ class Metrics(Collector):
             self.attempt_duration.observe(attempt.latency_s, attempt.vendor, deployment)
         if record.cost_usd:
             self.spend.inc(group, record.vendor or "", amount=record.cost_usd)
+        units = record.units
+        if units is not None and units.quantity and record.error_class is None:
+            # The kind only ('image', not 'image:1024x1024:hd'): sizes are the client's to
+            # choose, and a label must stay bounded.
+            self.media_units.inc(group, record.vendor or "", units.unit.partition(":")[0],
+                                 amount=units.quantity)
         usage = record.usage
         if usage is not None:
             vendor = record.vendor or ""

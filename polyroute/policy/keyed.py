@@ -22,6 +22,7 @@ from polyroute.errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from polyroute.model.media import MEDIA_PATHS, Units
 from polyroute.model.price import Price
 from polyroute.model.record import RequestRecord
 from polyroute.model.usage import Usage
@@ -199,7 +200,7 @@ class KeyPolicy:
                                               record.saved_usage)[0]
         else:
             usage, estimated = billed_usage(record)
-            cost, source = self._cost(record.vendor, record.upstream_model, usage)
+            cost, source = self._cost(record.vendor, record.upstream_model, usage, record.units)
             if factor != 1.0 and cost is not None:
                 cost, source = cost * factor, f"{source}:batch"
         if record.charges:  # a stream finished by several attempts: each at its own price
@@ -219,12 +220,19 @@ class KeyPolicy:
             tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
             self._limiter.release(ticket, to_nanos(cost) if cost else 0, tokens)
 
-    def _cost(self, vendor: str | None, model: str | None,
-              usage: Usage | None) -> tuple[float | None, str | None]:
+    def _cost(self, vendor: str | None, model: str | None, usage: Usage | None,
+              units: Units | None = None) -> tuple[float | None, str | None]:
         """(cost in USD, price source) of ``usage`` on one deployment; cost None: tokens were
-        used at an unknown price (never a made-up 0)."""
+        used at an unknown price (never a made-up 0). A media request's ``units`` are billed
+        instead of its tokens when the price lists them (``per_unit``)."""
         price = self._prices.of(vendor, model)
+        if units is not None and units.quantity and price is not None:
+            each = price.unit_price(units.unit)
+            if each is not None:
+                return each * units.quantity, price.source
         if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
+            if units is not None and units.quantity:
+                return None, "unpriced"  # units spent, and no price for them
             return 0.0, price.source if price is not None else None
         if price is None:
             return None, "unpriced"
@@ -251,6 +259,11 @@ class KeyPolicy:
                     f"The model '{request.model_group}' may be served by a deployment whose "
                     "price is unknown, so a key with a budget cannot use it (set its price "
                     "in the config, or limits.allow_unpriced).", param="model")
+            units = request.units
+            each = price.unit_price(units.unit) if units is not None else None
+            if units is not None and each is not None:  # billed by its units, not tokens
+                worst = max(worst, to_nanos(each * units.quantity))
+                continue
             worst = max(worst, worst_case_nanos(price, request.estimated_input_tokens, output))
         return worst
 
@@ -289,6 +302,8 @@ def billed_usage(record: RequestRecord) -> tuple[Usage | None, bool]:
     admission's prompt estimate and what was relayed, never nothing: otherwise a client could
     make any request free. A request that never answered is charged nothing."""
     usage = record.usage
+    if record.endpoint in MEDIA_PATHS:
+        return usage, False  # billed by its units, or the tokens its upstream counted
     if record.stream:
         if record.ttft_s is None or (usage is not None and record.error_class is None):
             return usage, False  # it never answered, or it ended whole with the vendor's count

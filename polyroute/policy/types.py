@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from polyroute.model.governance import DataPolicy
+from polyroute.model.media import Units
 from polyroute.model.price import Price
 from polyroute.model.record import RequestRecord
 
@@ -67,6 +68,9 @@ class AdmissionRequest:
     """Output billed beyond the answers' own limit (a ``prediction``'s rejected tokens)."""
     groups: tuple[str, ...] = ()
     """Every group whose deployments the route may try (besides ``model_group``)."""
+    units: Units | None = None
+    """A media request's most units (images, seconds of audio, characters), each candidate's
+    ``per_unit`` price reserved for them (``model/media.py``)."""
 
     def output_tokens(self, default: int) -> int:
         """The most output the request may be billed for."""

@@ -27,6 +27,9 @@ class CatalogEntry(msgspec.Struct, forbid_unknown_fields=True):
     cached_input: float | None = None
     cache_write: float | None = None
     reasoning: float | None = None
+    per_unit: dict[str, float] | None = None
+    """Media units in USD each (``image:1024x1024:hd``, ``second``, ``character``,
+    ``search``): see ``model/media.py``."""
     any_vendor: bool = True
 
 
@@ -47,7 +50,8 @@ class PriceCatalog:
         self._by_model: dict[str, list[tuple[CatalogEntry, Price]]] = {}
         source = f"catalog:{data.version}"
         for e in data.models:
-            price = Price(e.input, e.output, e.cached_input, e.cache_write, e.reasoning, source)
+            price = Price(e.input, e.output, e.cached_input, e.cache_write, e.reasoning,
+                          tuple(sorted((e.per_unit or {}).items())), source=source)
             self._by_model.setdefault(e.model, []).append((e, price))
 
     @classmethod

@@ -53,7 +53,9 @@ def scaled(price: Price, factor: float) -> Price:
 
     return Price(price.input_per_1m * factor, price.output_per_1m * factor,
                  times(price.cached_input_per_1m), times(price.cache_write_per_1m),
-                 times(price.reasoning_per_1m), price.source)
+                 times(price.reasoning_per_1m),
+                 per_unit=tuple((unit, usd * factor) for unit, usd in price.per_unit),
+                 source=price.source)
 
 
 def _or(value: float | None, default: float) -> float:

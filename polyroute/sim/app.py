@@ -12,6 +12,7 @@ from polyroute.sim.chat import chat_completions
 from polyroute.sim.control import add_control_routes
 from polyroute.sim.embeddings import embeddings
 from polyroute.sim.gemini import add_gemini_routes, gemini_dialect
+from polyroute.sim.media import add_media_routes, rerank
 from polyroute.sim.middleware import check_api_key, openai_errors, record_requests
 from polyroute.sim.model_list import list_models, retrieve_model
 from polyroute.sim.quota import add_quota_headers, enforce_quota
@@ -38,6 +39,8 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/responses", create_response)
     app.router.add_post("/v1/embeddings", embeddings)
+    add_media_routes(app, "/v1")
+    app.router.add_post("/v2/rerank", rerank)  # Cohere's shape
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)
     add_batch_routes(app, "/v1")

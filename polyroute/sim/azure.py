@@ -2,6 +2,7 @@
 
     POST /openai/deployments/{deployment}/chat/completions?api-version=…
     POST /openai/deployments/{deployment}/embeddings?api-version=…
+    POST /openai/deployments/{deployment}/images/…, /audio/… (the media endpoints)
     POST /openai/v1/chat/completions, /openai/v1/embeddings, /openai/v1/responses;
     GET /openai/v1/models
     /openai/files…, /openai/batches… (?api-version=…) and /openai/v1/files…, /openai/v1/batches…
@@ -21,6 +22,7 @@ from polyroute.sim.batches import add_batch_routes
 from polyroute.sim.chat import chat_completions
 from polyroute.sim.embeddings import embeddings
 from polyroute.sim.errors import ApiError
+from polyroute.sim.media import add_media_routes
 from polyroute.sim.model_list import list_models
 from polyroute.sim.responses import create_response
 from polyroute.sim.state import get_state
@@ -40,6 +42,8 @@ def add_azure_routes(app: web.Application) -> None:
     app.router.add_get("/openai/v1/models", list_models)
     add_batch_routes(app, "/openai")  # Files and Batch APIs: not under a deployment
     add_batch_routes(app, "/openai/v1")
+    add_media_routes(app, deployment, openai_only=True)
+    add_media_routes(app, "/openai/v1", openai_only=True)
     app.on_response_prepare.append(_azure_headers)
 
 

@@ -19,7 +19,7 @@ from polyroute.sim.state import get_state
 API_PREFIX = "/v1/"
 # Every protocol's API paths: OpenAI and Anthropic (/v1/), Gemini (/v1beta/), Bedrock
 # (/model/) and Azure OpenAI (/openai/). Only these are recorded.
-API_PREFIXES = (API_PREFIX, "/v1beta/", "/v1alpha/", "/model/", "/openai/")
+API_PREFIXES = (API_PREFIX, "/v1beta/", "/v1alpha/", "/model/", "/openai/", "/rerank")
 _DECODER = msgspec.json.Decoder()
 _MAX_RECORDED_TEXT = 4096
 
@@ -50,7 +50,9 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     state = get_state(request)
     stats = state.stats
-    body = await request.read() if request.body_exists else b""
+    # An upload is read by its handler a piece at a time (sim/media.py), never held whole.
+    upload = request.content_type.startswith("multipart/")
+    body = await request.read() if request.body_exists and not upload else b""
     stats.requests_total += 1
     stats.requests_by_path[request.path] += 1
     decoded = _body_as_json(body)

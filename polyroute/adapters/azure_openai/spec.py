@@ -40,4 +40,7 @@ SPEC = ProtocolSpec(
     auth="api-key",
     options=AzureOptions,
     finish=_finish,
+    # Azure OpenAI has no moderation endpoint (content filtering is built in) and no rerank.
+    endpoints=frozenset({"images.generations", "images.edits", "audio.transcriptions",
+                         "audio.translations", "audio.speech"}),
 )

@@ -1,4 +1,5 @@
-"""Moves Converse bytes; all meaning lives in :mod:`.translate` and :mod:`.stream`.
+"""Moves Converse bytes; all meaning lives in :mod:`.translate` and :mod:`.stream` (and, for
+image generation and rerank, :mod:`.media`).
 
 The provider's ``base_url`` is the runtime endpoint (``https://bedrock-runtime.<region>.
 amazonaws.com``, as in ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``); ``/model/{modelId}/converse``
@@ -16,16 +17,18 @@ from urllib.parse import quote
 
 from yarl import URL
 
-from polyroute.adapters.bedrock_converse import eventstream, native, translate
+from polyroute.adapters.bedrock_converse import eventstream, media, native, translate
 from polyroute.adapters.bedrock_converse.errors import error_from_response
 from polyroute.adapters.bedrock_converse.signing import Signer
 from polyroute.adapters.bedrock_converse.spec import options
 from polyroute.adapters.bedrock_converse.stream import StreamTranslator
 from polyroute.adapters.client import UpstreamClient
+from polyroute.adapters.media_stream import MediaStream
 from polyroute.adapters.stream_driver import drive
 from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.media import MediaRequest, MediaResponse, Units
 from polyroute.model.upstream import Deployment, Endpoint
 
 _EVENTSTREAM = "application/vnd.amazon.eventstream"
@@ -82,6 +85,47 @@ class BedrockConverseAdapter:
             "serve them. Route embedding models to another provider.",
             status=400, code="unsupported_endpoint", deployment=deployment.name)
 
+    async def media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaResponse:
+        """Image generation by Amazon's image models (``InvokeModel``, :mod:`.media`): the
+        one media endpoint the spec lists."""
+        endpoint, name = deployment.endpoint, deployment.name
+        if request.endpoint == "rerank":
+            return await self._rerank(request, deployment, connect_s)
+        if request.endpoint != "images.generations":
+            raise _not_served(request, name)
+        body = media.image_body(request, name, endpoint.quirks.drop_params)
+        url = _url(endpoint, deployment.model, "invoke", name)
+        headers = await self._headers(endpoint, url, body, "application/json", name)
+        raw = await self._transport.fetch(
+            "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
+            deployment=name, errors=error_from_response)
+        answer, count = media.images_answer(raw, name, int(time.time()))
+        unit = request.estimate.unit if request.estimate is not None else "image"
+        return MediaResponse(answer, "application/json", None, Units(unit, count))
+
+    async def open_media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaStream:
+        raise _not_served(request, deployment.name)
+
+    async def _rerank(self, request: MediaRequest, deployment: Deployment,
+                      connect_s: float) -> MediaResponse:
+        """bedrock-agent-runtime's ``Rerank`` (``POST /rerank`` on its own host, signed for
+        the same ``bedrock`` service), answered in Cohere's shape."""
+        endpoint, name = deployment.endpoint, deployment.name
+        region = options(endpoint).region or ""
+        body, searches = media.rerank_body(request, media.model_arn(deployment.model, region),
+                                           name, endpoint.quirks.drop_params)
+        url = media.rerank_url(endpoint.base_url)
+        headers = await self._headers(endpoint, url, body, "application/json", name)
+        raw = await self._transport.fetch(
+            "POST", URL(url, encoded=True), body=body, headers=headers, connect_s=connect_s,
+            deployment=name, errors=error_from_response)
+        answer = media.rerank_answer(raw, request, searches, name)
+        return MediaResponse(answer, "application/json", None, Units("search", searches))
+
     async def list_models(self, endpoint: Endpoint) -> list[str]:
         # Bedrock lists models on its control-plane host, not the runtime endpoint this
         # provider names; '<vendor>/<model id>' still works for any model id.
@@ -109,3 +153,9 @@ def _url(endpoint: Endpoint, model: str, action: str, deployment: str) -> str:
 def _request_id(headers: Mapping[str, str]) -> str:
     """Converse answers carry no id; AWS's request id names the answer as well as anything."""
     return headers.get("x-amzn-RequestId") or f"bedrock-{secrets.token_hex(12)}"
+
+
+def _not_served(request: MediaRequest, name: str) -> UpstreamRejected:
+    # Routing sends only the endpoints the spec lists: reaching this is a bug, said plainly.
+    return UpstreamRejected(f"the Bedrock adapter does not serve {request.endpoint}",
+                            deployment=name, code="unsupported_endpoint")

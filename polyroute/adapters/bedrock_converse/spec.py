@@ -74,4 +74,7 @@ SPEC = ProtocolSpec(
     finish=_finish,
     continuation="assistant_prefill",
     support=SUPPORT,
+    # Amazon's image models through InvokeModel, and the Rerank API of bedrock-agent-runtime
+    # (adapters/bedrock_converse/media.py)
+    endpoints=frozenset({"images.generations", "rerank"}),
 )

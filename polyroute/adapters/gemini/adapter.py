@@ -15,15 +15,18 @@ from urllib.parse import quote
 from yarl import URL
 
 from polyroute.adapters.client import UpstreamClient
-from polyroute.adapters.gemini import passthrough, translate
+from polyroute.adapters.gemini import media, passthrough, translate
 from polyroute.adapters.gemini.errors import error_from_response
 from polyroute.adapters.gemini.spec import SPEC
 from polyroute.adapters.gemini.stream import StreamTranslator
+from polyroute.adapters.media_stream import MediaStream
 from polyroute.adapters.passthrough import native_for
 from polyroute.adapters.sse import sse_data
 from polyroute.adapters.stream_driver import drive
+from polyroute.errors import UpstreamRejected
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.media import MediaRequest, MediaResponse, Units
 from polyroute.model.upstream import Deployment, Endpoint
 
 _LIST_MODELS_TIMEOUT_S = 10.0
@@ -92,6 +95,26 @@ class GeminiAdapter:
         raw = await self._send(endpoint, "POST", url, body, name, connect_s)
         return translate.parse_embeddings(raw, request, deployment.model, name)
 
+    async def media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaResponse:
+        """Image generation by a Gemini image model (:mod:`.media`): the one media endpoint
+        the spec lists."""
+        endpoint, name = deployment.endpoint, deployment.name
+        if request.endpoint != "images.generations":
+            raise _not_served(request, name)
+        body = media.image_body(request, name, endpoint.quirks.drop_params)
+        url = translate.model_path(endpoint.base_url, deployment.model, name) + ":generateContent"
+        raw = await self._send(endpoint, "POST", url, body, name, connect_s)
+        answer, count, usage = media.images_answer(raw, name, int(time.time()))
+        unit = request.estimate.unit if request.estimate is not None else "image"
+        return MediaResponse(answer, "application/json", usage, Units(unit, count))
+
+    async def open_media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaStream:
+        raise _not_served(request, deployment.name)
+
     async def list_models(self, endpoint: Endpoint) -> list[str]:
         ids: list[str] = []
         url = f"{translate.versioned(endpoint.base_url)}/models?pageSize=1000"
@@ -113,3 +136,9 @@ class GeminiAdapter:
         return await self._transport.fetch(
             method, URL(url, encoded=True), body=body, headers=endpoint.request_headers,
             connect_s=connect_s, deployment=name, errors=error_from_response, total_s=total_s)
+
+
+def _not_served(request: MediaRequest, name: str) -> UpstreamRejected:
+    # Routing sends only the endpoints the spec lists: reaching this is a bug, said plainly.
+    return UpstreamRejected(f"the Gemini adapter does not serve {request.endpoint}",
+                            deployment=name, code="unsupported_endpoint")

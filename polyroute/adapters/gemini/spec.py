@@ -27,4 +27,6 @@ SUPPORT = Support(
 
 
 SPEC = ProtocolSpec(name="gemini", adapter="polyroute.adapters.gemini.adapter:GeminiAdapter",
-                    auth="x-goog-api-key", support=SUPPORT)
+                    auth="x-goog-api-key", support=SUPPORT,
+                    # a Gemini image model's output (adapters/gemini/media.py)
+                    endpoints=frozenset({"images.generations"}))

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
+from polyroute.adapters import multipart
 from polyroute.adapters.client import UpstreamClient
-from polyroute.adapters.openai_chat import translate
+from polyroute.adapters.media_stream import MediaStream
+from polyroute.adapters.openai_chat import media, translate
 from polyroute.adapters.openai_chat.stream import StreamTranslator
 from polyroute.adapters.sse import sse_data
 from polyroute.adapters.stream_driver import drive
+from polyroute.adapters.transport import UpstreamResponse
 from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
+from polyroute.model.media import MEDIA_PATHS, MediaRequest, MediaResponse
 from polyroute.model.upstream import Deployment, Endpoint
 
 _LIST_MODELS_TIMEOUT_S = 10.0
@@ -44,6 +49,39 @@ class OpenAIChatAdapter:
         raw = await self._fetch(endpoint, self.url(endpoint, deployment.model, "/embeddings"),
                                 body, deployment.name, connect_s)
         return translate.parse_embeddings(raw, deployment.name)
+
+    async def media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaResponse:
+        async with self._media_exchange(request, deployment, connect_s) as response:
+            body = await response.read()
+            content_type = response.headers.get("Content-Type", "application/json")
+        usage, units = media.measured(request, body, content_type)
+        return MediaResponse(body, content_type, usage, units)
+
+    async def open_media(
+        self, request: MediaRequest, deployment: Deployment, *, connect_s: float
+    ) -> MediaStream:
+        stream = MediaStream(self._media_exchange(request, deployment, connect_s))
+        await stream.open()
+        return stream
+
+    def _media_exchange(self, request: MediaRequest, deployment: Deployment,
+                        connect_s: float) -> AbstractAsyncContextManager[UpstreamResponse]:
+        endpoint = deployment.endpoint
+        url = self.url(endpoint, deployment.model, MEDIA_PATHS[request.endpoint])
+        headers = endpoint.request_headers
+        body: bytes | AsyncIterator[bytes]
+        if request.form is not None:  # a multipart upload, read from disk as it is sent
+            form = multipart.form_body(request.form, deployment.model)
+            body = form.pieces()
+            headers = {**headers, "Content-Type": form.content_type,
+                       "Content-Length": str(form.length)}
+        else:
+            body = media.json_body(request, deployment.model)
+        return self._transport.request(
+            "POST", url, body=body, headers=headers, connect_s=connect_s,
+            deployment=deployment.name, errors=translate.error_from_response)
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:
         raw = await self._transport.fetch(

@@ -16,14 +16,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from polyroute.sim.bedrock.errors import BedrockError, denied
-from polyroute.sim.bedrock.handlers import converse
+from polyroute.sim.bedrock.handlers import RERANK_PATH, converse, invoke_image, rerank
 from polyroute.sim.bedrock.sigv4 import verify
 from polyroute.sim.bedrock.state import BEDROCK_STATE, BedrockState, get_bedrock_state
 from polyroute.sim.state import get_state
 
 __all__ = ["add_bedrock_routes", "bedrock_dialect"]
 
-_PATH = re.compile(r"^/model/([^/?]+)/(converse|converse-stream)$")
+_PATH = re.compile(r"^/model/([^/?]+)/(converse|converse-stream|invoke)$")
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -43,14 +43,14 @@ async def last_auth(request: web.Request) -> web.Response:
 async def bedrock_dialect(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bedrock requests are answered entirely here: SigV4 (or a Bedrock API key), routing and
     AWS's error shape; the OpenAI middlewares after this one are skipped."""
-    if not request.path.startswith("/model/"):
+    if not request.path.startswith("/model/") and request.path != RERANK_PATH:
         return await handler(request)
     bedrock = get_bedrock_state(request)
     request_id = bedrock.request_id()
     try:
         raw_path = request.raw_path.partition("?")[0]
         match = _PATH.match(raw_path)
-        if match is None or request.method != "POST":
+        if (match is None and raw_path != RERANK_PATH) or request.method != "POST":
             raise BedrockError(404, "UnknownOperationException",
                                f"Unknown operation {request.method} {raw_path}")
         body = await request.read()
@@ -68,7 +68,11 @@ async def bedrock_dialect(request: web.Request, handler: Handler) -> web.StreamR
                 "region": signature.region, "service": signature.service,
                 "signed_headers": list(signature.signed_headers),
                 "session_token": signature.session_token}
+        if match is None:  # bedrock-agent-runtime's Rerank, on its own host in AWS
+            return await rerank(request, request_id=request_id)
         model_id, action = unquote(match.group(1)), match.group(2)
+        if action == "invoke":
+            return await invoke_image(request, model_id, request_id=request_id)
         return await converse(request, model_id, stream=action == "converse-stream",
                               request_id=request_id)
     except BedrockError as exc:

@@ -1,7 +1,11 @@
-"""``POST /model/{modelId}/converse`` and ``/converse-stream``."""
+"""``POST /model/{modelId}/converse`` and ``/converse-stream``; ``/invoke`` for Amazon's image
+models (Nova Canvas, Titan Image Generator v2)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 from aiohttp import web
 
 from polyroute.sim import errors as openai_errors
@@ -16,6 +20,7 @@ from polyroute.sim.body_writer import send_json_body
 from polyroute.sim.fault_responses import fault_response
 from polyroute.sim.fault_selection import select_fault
 from polyroute.sim.faults import FaultName
+from polyroute.sim.media import TINY_PNG, relevance
 from polyroute.sim.state import get_state
 
 _CONNECTION_FAULTS = frozenset({FaultName.RESET_BEFORE_HEADERS, FaultName.NO_RESPONSE})
@@ -58,3 +63,100 @@ async def converse(request: web.Request, model_id: str, *, stream: bool,
     payload = converse_body(answer, prompt, latency_ms=1)
     state.stats.last_response = payload
     return await send_json_body(request, payload, fault, state.stats, headers)
+
+
+async def invoke_image(request: web.Request, model_id: str, *,
+                       request_id: str) -> web.StreamResponse:
+    """``InvokeModel`` with a TEXT_IMAGE task: ``{"images": [base64 PNG, ...], "error": null}``;
+    the content-policy fault answers as the models do, with no image and an ``error``."""
+    state = get_state(request)
+    try:
+        body = msgspec.json.decode(await request.read())
+    except msgspec.DecodeError:
+        raise validation("Malformed input request, please reformat your input and try "
+                         "again.") from None
+    if not isinstance(body, dict) or body.get("taskType") != "TEXT_IMAGE":
+        raise validation("Malformed input request: #: required key [taskType] not found or "
+                         "not TEXT_IMAGE")
+    text = (body.get("textToImageParams") or {}).get("text")
+    if not isinstance(text, str) or not text:
+        raise validation("Malformed input request: #/textToImageParams: required key [text] "
+                         "not found")
+    config = body.get("imageGenerationConfig") or {}
+    count = config.get("numberOfImages", 1)
+    if not isinstance(count, int) or not 1 <= count <= 5:
+        raise validation("Malformed input request: #/imageGenerationConfig/numberOfImages: "
+                         f"{count} is not in 1..5")
+    try:
+        model, fault = select_fault(request, state, model_id)
+    except openai_errors.ApiError as exc:
+        raise validation(exc.message) from None
+    state.stats.record_selection(model, fault)
+    answer: dict[str, object] = {"images": [TINY_PNG] * count, "error": None}
+    if fault is not None:
+        if fault.name in _CONNECTION_FAULTS:
+            early = await fault_response(request, fault, model=model, prompt_tokens=0,
+                                         param="textToImageParams")
+            if early is not None:
+                return early
+        error = fault_error(fault)
+        if error is not None:
+            raise error
+        if fault.name is FaultName.CONTENT_POLICY_VIOLATION:
+            answer = {"images": [], "error": "This request has been blocked by our content "
+                      "filters."}
+    return await send_json_body(request, msgspec.json.encode(answer), fault, state.stats,
+                                {"x-amzn-RequestId": request_id})
+
+
+RERANK_PATH = "/rerank"
+"""bedrock-agent-runtime's ``Rerank`` (another host in AWS; the same simulator here)."""
+
+
+async def rerank(request: web.Request, *, request_id: str) -> web.StreamResponse:
+    """``{"queries": [{"type": "TEXT", "textQuery": {"text"}}], "sources": [{"type": "INLINE",
+    "inlineDocumentSource": {"type": "TEXT", "textDocument": {"text"}}}], "rerankingConfiguration":
+    {"type": "BEDROCK_RERANKING_MODEL", "bedrockRerankingConfiguration": {"numberOfResults",
+    "modelConfiguration": {"modelArn"}}}}`` → ``{"results": [{"index", "relevanceScore"}]}``,
+    best first, scored as the OpenAI-style rerank is (:func:`~polyroute.sim.media.relevance`)."""
+    state = get_state(request)
+    try:
+        body = msgspec.json.decode(await request.read())
+        query = body["queries"][0]["textQuery"]["text"]
+        texts = [_source_text(s) for s in body["sources"]]
+        config = body["rerankingConfiguration"]["bedrockRerankingConfiguration"]
+        arn = config["modelConfiguration"]["modelArn"]
+    except (msgspec.DecodeError, KeyError, IndexError, TypeError):
+        raise validation("1 validation error detected: the request does not match the Rerank "
+                         "API's shape") from None
+    if not isinstance(arn, str) or ":foundation-model/" not in arn:
+        raise validation(f"The provided model identifier is invalid: {arn}")
+    try:
+        model, fault = select_fault(request, state, arn.rpartition("/")[2])
+    except openai_errors.ApiError as exc:
+        raise validation(exc.message) from None
+    state.stats.record_selection(model, fault)
+    if fault is not None:
+        if fault.name in _CONNECTION_FAULTS:
+            early = await fault_response(request, fault, model=model, prompt_tokens=0,
+                                         param="queries")
+            if early is not None:
+                return early
+        error = fault_error(fault)
+        if error is not None:
+            raise error
+    ranked = sorted(((relevance(str(query), text), i) for i, text in enumerate(texts)),
+                    key=lambda pair: (-pair[0], pair[1]))
+    count = config.get("numberOfResults")
+    if isinstance(count, int) and count > 0:
+        ranked = ranked[:count]
+    answer = {"results": [{"index": i, "relevanceScore": score} for score, i in ranked]}
+    return await send_json_body(request, msgspec.json.encode(answer), fault, state.stats,
+                                {"x-amzn-RequestId": request_id})
+
+
+def _source_text(source: dict[str, Any]) -> str:
+    document = source["inlineDocumentSource"]
+    if document.get("type") == "JSON":
+        return msgspec.json.encode(document["jsonDocument"]).decode()
+    return str(document["textDocument"]["text"])

@@ -13,7 +13,7 @@ from polyroute.sim.fault_selection import select_fault
 from polyroute.sim.faults import Fault, FaultName
 from polyroute.sim.gemini.errors import GeminiError, invalid, not_found
 from polyroute.sim.gemini.faults import fault_error
-from polyroute.sim.gemini.reply import build_answer, prompt_usage
+from polyroute.sim.gemini.reply import PromptUsage, build_answer, prompt_usage
 from polyroute.sim.gemini.request import decode_batch_embed, decode_generate
 from polyroute.sim.gemini.response import (
     ENCODER,
@@ -26,6 +26,7 @@ from polyroute.sim.gemini.response import (
 )
 from polyroute.sim.gemini.state import get_gemini_state
 from polyroute.sim.gemini.stream import stream_response
+from polyroute.sim.media import TINY_PNG
 from polyroute.sim.state import get_state
 
 DEFAULT_EMBEDDING_DIMENSIONS = 3072  # gemini-embedding-001
@@ -93,6 +94,10 @@ async def _generate(request: web.Request, requested: str, *, stream: bool) -> we
     response_id = gemini.response_id()
     blocked = fault is not None and fault.name is FaultName.CONTENT_POLICY_VIOLATION
     candidates = body.config.candidate_count or 1
+    if not stream and not blocked and "IMAGE" in (body.config.response_modalities or ()) \
+            and "image" in model:
+        return await send_json_body(request, image_body(prompt, model, response_id), fault,
+                                    state.stats, _HEADERS)
     if stream:
         tps = settings.tokens_per_second
         return await stream_response(
@@ -128,6 +133,21 @@ async def _embed(request: web.Request, requested: str) -> web.StreamResponse:
     if early is not None:
         return early
     return await send_json_body(request, embeddings_body(vectors), fault, state.stats, _HEADERS)
+
+
+IMAGE_TOKENS = 1290
+"""What Gemini's image models bill one 1024×1024 image as (output tokens)."""
+
+
+def image_body(prompt: PromptUsage, model: str, response_id: str) -> bytes:
+    """An image model's answer to ``responseModalities: ["IMAGE"]``: one ``inlineData`` part,
+    a 1×1 PNG, billed as ``IMAGE_TOKENS`` output tokens of the IMAGE modality."""
+    usage = {"promptTokenCount": prompt.tokens, "candidatesTokenCount": IMAGE_TOKENS,
+             "totalTokenCount": prompt.tokens + IMAGE_TOKENS,
+             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt.tokens}],
+             "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": IMAGE_TOKENS}]}
+    part = {"inlineData": {"mimeType": "image/png", "data": TINY_PNG}}
+    return response_body([candidate(0, [part], "STOP")], usage, model, response_id)
 
 
 def _model_card(model: str) -> dict[str, object]:

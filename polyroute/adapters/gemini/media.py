@@ -1,0 +1,135 @@
+"""OpenAI's image generation ⇄ a Gemini image model (``:generateContent`` with
+``responseModalities: ["IMAGE"]``). Pure functions.
+
+    prompt             → contents[0].parts[0].text
+    size (WxH)         → generationConfig.imageConfig.aspectRatio, the nearest Gemini offers
+    n                  1 only: an image model answers one image a request
+    response_format    b64_json only (the image comes back as bytes)
+    candidates[].content.parts[].inlineData.data → data[].b64_json
+    usageMetadata      → usage (Gemini bills images as output tokens)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from polyroute.adapters.rejections import unsupported
+from polyroute.errors import ContentFiltered, UpstreamProtocolError
+from polyroute.model.media import MediaRequest
+from polyroute.model.usage import Usage
+
+VENDOR = "Gemini"
+_RATIOS = {"1:1": 1.0, "2:3": 2 / 3, "3:2": 3 / 2, "3:4": 3 / 4, "4:3": 4 / 3, "4:5": 4 / 5,
+           "5:4": 5 / 4, "9:16": 9 / 16, "16:9": 16 / 9, "21:9": 21 / 9}
+_NEUTRAL: Mapping[str, frozenset[bytes]] = {
+    "n": frozenset({b"1", b"null"}),
+    "quality": frozenset({b'"standard"', b'"auto"', b"null"}),
+    "response_format": frozenset({b'"b64_json"', b"null"}),
+    "style": frozenset({b"null"}),
+}
+_WHY = {
+    "n": "an image model answers one image a request",
+    "quality": "it has no quality setting (choose the model instead)",
+    "response_format": "the image comes back as bytes: ask for b64_json",
+}
+_MAPPED = frozenset({"model", "prompt", "size", "user"})
+"""``user`` (an end-user id for OpenAI's abuse monitoring) has no Gemini field: not sent."""
+
+
+class _Blob(msgspec.Struct):
+    data: str = ""
+    mimeType: str = ""
+
+
+class _Part(msgspec.Struct):
+    inlineData: _Blob | None = None
+    text: str | None = None
+
+
+class _Content(msgspec.Struct):
+    parts: list[_Part] = msgspec.field(default_factory=list)
+
+
+class _Candidate(msgspec.Struct):
+    content: _Content | None = None
+    finishReason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    promptTokenCount: int = 0
+    candidatesTokenCount: int = 0
+    thoughtsTokenCount: int = 0
+
+
+class _Answer(msgspec.Struct):
+    candidates: list[_Candidate] = msgspec.field(default_factory=list)
+    usageMetadata: _Usage | None = None
+
+
+class _Image(msgspec.Struct):
+    b64_json: str
+
+
+class _Images(msgspec.Struct):
+    created: int
+    data: list[_Image]
+
+
+_answer = msgspec.json.Decoder(_Answer)
+_str = msgspec.json.Decoder(str | None)
+
+
+def image_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> bytes:
+    fields = request.fields or {}
+    for name, raw in fields.items():
+        if name in _MAPPED or name in drop or bytes(raw).strip() in _NEUTRAL.get(name, ()):
+            continue
+        raise unsupported(VENDOR, name, deployment, _WHY.get(name, ""))
+    prompt = _str.decode(fields["prompt"]) if "prompt" in fields else None
+    config: dict[str, object] = {"responseModalities": ["IMAGE"]}
+    ratio = aspect_ratio(_str.decode(fields["size"]) if "size" in fields else None)
+    if ratio is not None:
+        config["imageConfig"] = {"aspectRatio": ratio}
+    return msgspec.json.encode({"contents": [{"role": "user", "parts": [{"text": prompt}]}],
+                                "generationConfig": config})
+
+
+def aspect_ratio(size: str | None) -> str | None:
+    """Gemini's aspect ratio nearest ``WxH``; None for ``auto`` or no size."""
+    width, sep, height = (size or "").partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or not int(height):
+        return None
+    wanted = int(width) / int(height)
+    return min(_RATIOS, key=lambda name: abs(_RATIOS[name] - wanted))
+
+
+def images_answer(body: bytes, deployment: str,
+                  created: int) -> tuple[bytes, int, Usage | None]:
+    """OpenAI's ``ImagesResponse`` for Gemini's answer, how many images it holds, and its
+    usage. An answer without an image (the model only wrote text, or a safety block) is a
+    content-filter error naming why."""
+    try:
+        answer = _answer.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(f"unreadable Gemini answer: {exc}",
+                                    deployment=deployment) from exc
+    images, said, finish = [], [], None
+    for candidate in answer.candidates:
+        finish = finish or candidate.finishReason
+        for part in candidate.content.parts if candidate.content else ():
+            if part.inlineData is not None and part.inlineData.data:
+                images.append(_Image(part.inlineData.data))
+            elif part.text:
+                said.append(part.text)
+    if not images:
+        why = " ".join(said)[:300] or f"finish reason {finish or 'none'}"
+        raise ContentFiltered(f"The model returned no image: {why}", deployment=deployment)
+    meta = answer.usageMetadata
+    usage = None
+    if meta is not None:
+        output = meta.candidatesTokenCount + meta.thoughtsTokenCount
+        usage = Usage(prompt_tokens=meta.promptTokenCount, completion_tokens=output,
+                      total_tokens=meta.promptTokenCount + output)
+    return msgspec.json.encode(_Images(created, images)), len(images), usage

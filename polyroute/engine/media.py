@@ -1,0 +1,108 @@
+"""What the engine does for media endpoints besides the attempt loop it shares with chat:
+which deployments serve an endpoint, what a request reserves, and an answer relayed as it
+arrives (speech)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+from polyroute.adapters.media_stream import MediaStream
+from polyroute.adapters.registry import PROTOCOLS
+from polyroute.engine.estimate import Reservation
+from polyroute.engine.router import Route
+from polyroute.engine.streaming import CLIENT_CLOSED
+from polyroute.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from polyroute.model.media import MEDIA_PATHS, MediaRequest
+from polyroute.model.record import Attempt, RequestRecord
+
+
+def serving(route: Route, endpoint: str, record: RequestRecord) -> Route:
+    """Only the candidates whose protocol serves a media ``endpoint``; each one left out is
+    shown in ``x-polyroute-attempts`` as ``unsupported_endpoint``, never tried. None left:
+    a 400 naming the endpoint and what the group has."""
+    serving = [d for d in route.candidates if endpoint in PROTOCOLS[d.endpoint.protocol].endpoints]
+    if len(serving) == len(route.candidates):
+        return route
+    skipped = [d for d in route.candidates if d not in serving]
+    for dep in skipped:
+        record.attempts.append(Attempt(dep.name, dep.vendor, 0.0, "unsupported_endpoint", 400))
+    if not serving:
+        record.model_group = route.group
+        have = ", ".join(f"'{d.name}' ({d.endpoint.protocol})" for d in skipped)
+        raise InvalidRequest(
+            f"No deployment of model '{route.group}' serves /v1{MEDIA_PATHS[endpoint]}: "
+            f"{have} speak protocols without it. Route '{route.group}' to a provider whose "
+            "protocol has it (docs/endpoints.md lists which do).",
+            param="model", code="unsupported_endpoint")
+    return replace(route, candidates=serving)
+
+
+def media_reservation(request: MediaRequest) -> Reservation:
+    """Its text's tokens and its most units. Images and transcripts may be billed by output
+    tokens (gpt-image-1, gpt-4o-transcribe): the policy's default output is reserved for them;
+    speech, rerank and moderation write none."""
+    writes = request.endpoint.startswith(("images.", "audio.transcriptions",
+                                          "audio.translations"))
+    return Reservation(request.input_tokens, None if writes else 0, units=request.estimate)
+
+
+class MediaRelay:
+    """A streamed media answer after its first byte: iterate it for the pieces. A stall or a
+    cut ends it with :class:`~polyroute.errors.StreamInterrupted`'s cause recorded; the
+    request settles once, when it ends or is closed."""
+
+    def __init__(self, stream: MediaStream, first: bytes, stall_s: float, deadline: float,
+                 settle: Callable[[], None], record: RequestRecord) -> None:
+        self.content_type = stream.content_type
+        self._stream = stream
+        self._first = first
+        self._stall_s = stall_s
+        self._deadline = deadline
+        self._settle = settle
+        self._record = record
+        self._settled = False
+        self._finished = False
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        try:
+            if self._first:
+                yield self._first
+            body = self._stream.pieces
+            while True:
+                try:
+                    piece = await self._next(body)
+                except UpstreamError as exc:
+                    self._record.status, self._record.error_class = exc.status, exc.error_class
+                    raise
+                if not piece:
+                    self._finished = True
+                    return
+                yield piece
+        finally:
+            await self.aclose()
+
+    async def _next(self, body: AsyncIterator[bytes]) -> bytes:
+        """The next piece within the stall deadline and the request's; b"" at the end."""
+        loop = asyncio.get_running_loop()
+        limit = min(loop.time() + self._stall_s, self._deadline)
+        try:
+            async with asyncio.timeout_at(limit):
+                return await anext(body, b"")
+        except TimeoutError:
+            raise UpstreamTimeout(f"the audio stalled for {self._stall_s:g} s"
+                                  if limit < self._deadline
+                                  else "the request's deadline passed") from None
+
+    async def aclose(self) -> None:
+        """Release the upstream and settle; before the end, the client went away."""
+        if self._settled:
+            return
+        self._settled = True
+        if not self._finished and self._record.error_class is None:
+            self._record.status, self._record.error_class = CLIENT_CLOSED, "client_closed"
+        try:
+            await self._stream.aclose()
+        finally:
+            self._settle()

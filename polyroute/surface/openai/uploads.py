@@ -1,0 +1,133 @@
+"""Multipart uploads (audio to transcribe, images to edit): each file part spooled to a
+temporary file as it arrives, a piece at a time, so an upload costs one piece of memory
+whatever its size. Disk rather than a pipe straight to the upstream because the upstream is
+chosen, and may be replaced by another deployment (failover), after the upload is read:
+every attempt sends the spooled copy (``adapters/multipart.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import wave
+from collections.abc import Iterable
+
+from aiohttp import BodyPartReader, web
+
+from polyroute.errors import InvalidRequest, PayloadTooLarge
+from polyroute.model.media import Form, UploadedFile
+
+PIECE = 256 * 1024
+_MAX_FIELD_BYTES = 64 * 1024
+"""A text field (prompt, language, response_format …): OpenAI's longest is a 32k prompt."""
+
+
+async def read_form(http: web.Request, limit: int, idle_s: float) -> tuple[str | None, Form]:
+    """The form's ``model`` and its other parts. ``limit`` bounds the whole body (413);
+    ``idle_s`` how long the client may send nothing (408), so a large upload on a slow link
+    is not cut while a stalled one is."""
+    if not http.content_type.startswith("multipart/form-data"):
+        raise InvalidRequest("This endpoint takes a multipart/form-data body (the file and "
+                             "the other parameters as form fields).")
+    length = http.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"The upload is {length} bytes; the limit is {limit}.")
+    model: str | None = None
+    fields: list[tuple[str, str]] = []
+    files: list[UploadedFile] = []
+    total = 0
+    try:
+        reader = await http.multipart()
+        while True:
+            async with asyncio.timeout(idle_s):
+                part = await reader.next()
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader) or not part.name:
+                raise InvalidRequest("Each form part must be a field with a name.")
+            if part.filename is None:
+                value = await _text(part, idle_s)
+                total += len(value)
+                if part.name == "model":
+                    model = value
+                else:
+                    fields.append((part.name, value))
+            else:
+                file = await _spool(part, idle_s, limit - total)
+                files.append(file)
+                total += file.size
+            if total > limit:
+                raise PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes.")
+    except TimeoutError:
+        discard(files)
+        raise InvalidRequest(f"The upload stalled: nothing arrived for {idle_s:g} s.",
+                             status=408, code="request_timeout") from None
+    except ValueError as exc:  # aiohttp's reading of a malformed multipart body
+        discard(files)
+        raise InvalidRequest(f"The multipart body is malformed: {exc}") from None
+    except BaseException:
+        discard(files)
+        raise
+    return model, Form(tuple(fields), tuple(files))
+
+
+async def _text(part: BodyPartReader, idle_s: float) -> str:
+    value = bytearray()
+    while True:
+        async with asyncio.timeout(idle_s):
+            piece = await part.read_chunk(PIECE)
+        if not piece:
+            break
+        value += piece
+        if len(value) > _MAX_FIELD_BYTES:
+            raise InvalidRequest(f"The form field '{part.name}' is longer than "
+                                 f"{_MAX_FIELD_BYTES} bytes.", param=part.name)
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"The form field '{part.name}' is not UTF-8 text.",
+                             param=part.name) from None
+
+
+async def _spool(part: BodyPartReader, idle_s: float, room: int) -> UploadedFile:
+    fd, path = tempfile.mkstemp(prefix="polyroute-upload-")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                async with asyncio.timeout(idle_s):
+                    piece = await part.read_chunk(PIECE)
+                if not piece:
+                    break
+                size += len(piece)
+                if size > room:
+                    raise PayloadTooLarge(f"The file '{part.filename}' makes the upload "
+                                          "exceed its size limit.")
+                await asyncio.to_thread(out.write, piece)
+    except BaseException:
+        _remove(path)
+        raise
+    content_type = part.headers.get("Content-Type", "application/octet-stream")
+    assert part.name is not None and part.filename is not None
+    return UploadedFile(part.name, part.filename, content_type, path, size)
+
+
+def wav_seconds(file: UploadedFile) -> float | None:
+    """A PCM WAV file's duration from its header; None for any other audio."""
+    try:
+        with wave.open(file.path, "rb") as audio:
+            rate = audio.getframerate()
+            return audio.getnframes() / rate if rate else None
+    except (wave.Error, EOFError, OSError):
+        return None
+
+
+def discard(files: Iterable[UploadedFile]) -> None:
+    for file in files:
+        _remove(file.path)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -1,0 +1,126 @@
+"""The pure parts of the media endpoints: the multipart body sent upstream, what an answer is
+billed by, and unit prices."""
+
+from __future__ import annotations
+
+import asyncio
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from polyroute.adapters.bedrock_converse import media as bedrock_media
+from polyroute.adapters.gemini import media as gemini_media
+from polyroute.adapters.multipart import form_body
+from polyroute.adapters.openai_chat.media import json_body, measured
+from polyroute.errors import ContentFiltered
+from polyroute.model.media import Form, MediaRequest, Units, UploadedFile
+from polyroute.model.price import Price
+
+
+def _collect(parts: object) -> bytes:
+    async def run() -> bytes:
+        return b"".join([piece async for piece in parts])  # type: ignore[attr-defined]
+    return asyncio.run(run())
+
+
+def test_multipart_body_is_well_formed_and_its_length_exact(tmp_path: Path) -> None:
+    audio = tmp_path / "a.bin"
+    audio.write_bytes(bytes(range(256)) * 3000)  # several pieces of 256 KiB
+    file = UploadedFile("file", 'we"ird\r\nname.mp3', "audio/mpeg", str(audio),
+                        audio.stat().st_size)
+    form = Form((("language", "fr"), ("prompt", "élan")), (file,))
+    body = form_body(form, "whisper-1")
+    sent = _collect(body.pieces())
+    assert len(sent) == body.length
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {body.content_type}\r\n\r\n".encode() + sent)
+    parts = list(message.iter_parts())
+    assert [p.get_param("name", header="content-disposition") for p in parts] == [
+        "model", "language", "prompt", "file"]
+    assert parts[0].get_payload(decode=True) == b"whisper-1"
+    assert parts[2].get_payload(decode=True) == "élan".encode()
+    assert parts[3].get_payload(decode=True) == audio.read_bytes()
+    # A quote or a line break in a client's file name cannot end the header or add one.
+    assert parts[3]["content-disposition"].count("\n") == 0
+    assert parts[3].get_filename() == "we%22ird%0D%0Aname.mp3"
+
+
+def test_json_body_replaces_only_the_model() -> None:
+    fields = msgspec.json.decode(b'{"model":"dalle","prompt":"a fox","n":2,"x":{"k":1}}',
+                                 type=dict[str, msgspec.Raw])
+    request = MediaRequest("images.generations", "dalle", fields)
+    assert msgspec.json.decode(json_body(request, "dall-e-3")) == {
+        "model": "dall-e-3", "prompt": "a fox", "n": 2, "x": {"k": 1}}
+
+
+@pytest.mark.parametrize(("endpoint", "body", "content_type", "usage", "units"), [
+    ("images.generations", b'{"data":[{},{}]}', "application/json", None,
+     Units("image:1024x1024:hd", 2)),
+    ("images.generations", b'{"data":[{}],"usage":{"input_tokens":9,"output_tokens":272,'
+     b'"total_tokens":281}}', "application/json", (9, 272), Units("image:1024x1024:hd", 1)),
+    ("audio.transcriptions", b'{"text":"hi","usage":{"type":"duration","seconds":7}}',
+     "application/json", None, Units("second", 7)),
+    ("audio.transcriptions", b'{"text":"hi","duration":3.5}', "application/json", None,
+     Units("second", 3.5)),
+    ("audio.transcriptions", b'{"text":"hi","usage":{"type":"tokens","input_tokens":30,'
+     b'"output_tokens":5,"total_tokens":35}}', "application/json", (30, 5), None),
+    ("audio.transcriptions", b"hi\n", "text/plain", None, None),
+    ("audio.transcriptions", b"1\n00:00:00,000 --> 00:00:04,500\nhi\n\n2\n"
+     b"00:00:04,500 --> 01:02:03,250\nthere\n", "application/x-subrip", None,
+     Units("second", 3723.25)),
+    ("audio.translations", b"WEBVTT\n\n00:00:00.000 --> 00:00:07.125\nhi\n", "text/vtt",
+     None, Units("second", 7.125)),
+    ("rerank", b'{"results":[],"meta":{"billed_units":{"search_units":2}}}',
+     "application/json", None, Units("search", 2)),
+    ("rerank", b'{"results":[],"usage":{"total_tokens":40}}', "application/json", (40, 0),
+     None),
+    ("moderations", b'{"results":[]}', "application/json", None, None),
+])
+def test_what_an_answer_is_billed_by(endpoint: str, body: bytes, content_type: str,
+                                     usage: tuple[int, int] | None,
+                                     units: Units | None) -> None:
+    request = MediaRequest(endpoint, "m", estimate=Units("image:1024x1024:hd", 2))
+    got_usage, got_units = measured(request, body, content_type)
+    assert (None if got_usage is None else (got_usage.prompt_tokens,
+                                            got_usage.completion_tokens)) == usage
+    assert got_units == units
+
+
+def test_unit_price_falls_back_to_the_shorter_name() -> None:
+    price = Price(0, 0, per_unit=(("image", 0.05), ("image:1024x1024:hd", 0.08)))
+    assert price.unit_price("image:1024x1024:hd") == 0.08
+    assert price.unit_price("image:512x512:standard") == 0.05
+    assert price.unit_price("second") is None
+
+
+@pytest.mark.parametrize(("size", "ratio"), [
+    ("1024x1024", "1:1"), ("1792x1024", "16:9"), ("1024x1792", "9:16"), ("1536x1024", "3:2"),
+    ("auto", None), (None, None), ("0x0", None)])
+def test_gemini_aspect_ratio(size: str | None, ratio: str | None) -> None:
+    assert gemini_media.aspect_ratio(size) == ratio
+
+
+def test_gemini_answer_without_an_image_is_a_content_filter_error() -> None:
+    text_only = (b'{"candidates":[{"content":{"parts":[{"text":"I cannot draw that."}]},'
+                 b'"finishReason":"STOP"}]}')
+    with pytest.raises(ContentFiltered, match="I cannot draw that"):
+        gemini_media.images_answer(text_only, "nano", 0)
+    body, count, usage = gemini_media.images_answer(
+        b'{"candidates":[{"content":{"parts":[{"inlineData":{"mimeType":"image/png",'
+        b'"data":"AAAA"}}]}}],"usageMetadata":{"promptTokenCount":4,'
+        b'"candidatesTokenCount":1290}}', "nano", 7)
+    assert msgspec.json.decode(body) == {"created": 7, "data": [{"b64_json": "AAAA"}]}
+    assert count == 1 and usage is not None and usage.completion_tokens == 1290
+
+
+def test_bedrock_rerank_url_and_model_arn() -> None:
+    assert bedrock_media.rerank_url("https://bedrock-runtime.eu-west-1.amazonaws.com") == (
+        "https://bedrock-agent-runtime.eu-west-1.amazonaws.com/rerank")
+    assert bedrock_media.rerank_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000/rerank"
+    assert bedrock_media.model_arn("cohere.rerank-v3-5:0", "us-west-2") == (
+        "arn:aws:bedrock:us-west-2::foundation-model/cohere.rerank-v3-5:0")
+    arn = "arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0"
+    assert bedrock_media.model_arn(arn, "eu-west-1") == arn

@@ -42,6 +42,7 @@ SCENARIOS = (
     Scenario(stream=False, connections=64),
     Scenario(stream=True, connections=16),
 )
+BASELINE_SUFFIX = "@base"
 WRK_TIMEOUT_S = 10
 SETTLE_S = 1.0
 
@@ -78,6 +79,13 @@ def parse_args() -> argparse.Namespace:
         help="mock upstream implementation (auto: nginx when installed)",
     )
     p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another polyroute source tree (a git worktree of an older commit): every "
+             "polyroute target also runs from it, as '<target>@base', in the same rounds",
+    )
+    p.add_argument(
         "--pin",
         action="store_true",
         help="taskset: target on CPU 1, wrk and upstream on CPU 0 (off by default: see README)",
@@ -89,6 +97,13 @@ def parse_args() -> argparse.Namespace:
         p.error(f"unknown targets: {', '.join(sorted(unknown))}")
     if args.rounds < 1 or args.duration < 1:
         p.error("--rounds and --duration must be at least 1")
+    if args.baseline is not None:
+        if not (args.baseline / "polyroute" / "__init__.py").is_file():
+            p.error(f"--baseline {args.baseline}: no polyroute package there")
+        args.baseline = args.baseline.resolve()
+        args.targets = [name for target in args.targets for name in (
+            (target, f"{target}{BASELINE_SUFFIX}") if target.startswith("polyroute")
+            else (target,))]
     return args
 
 
@@ -370,7 +385,11 @@ def run_one(
 ) -> list[Result]:
     if name == "upstream":
         return bench_target(upstream, upstream, args, raw)
-    target = STARTERS[name](args.work, upstream.port, "1" if args.pin else None)
+    base = name.endswith(BASELINE_SUFFIX)
+    starter = STARTERS[name.removesuffix(BASELINE_SUFFIX)]
+    with targets.polyroute_source(args.baseline if base else None):
+        target = starter(args.work, upstream.port, "1" if args.pin else None)
+    target.name = name
     try:
         return bench_target(target, upstream, args, raw)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:

@@ -5,9 +5,12 @@ Every generated file lives under the work directory (bench/.work by default).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +173,24 @@ model_groups:
       - provider: mock-stream
         model: {payloads.UPSTREAM_MODEL}
 {extra}"""
+
+
+@contextlib.contextmanager
+def polyroute_source(tree: Path | None) -> Iterator[None]:
+    """Start polyroute from another source tree (``run.py --baseline``): its package goes
+    first on the started process's PYTHONPATH, ahead of the installed (editable) one."""
+    if tree is None:
+        yield
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tree) if before is None else f"{tree}{os.pathsep}{before}"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def polyroute_executable() -> str | None:

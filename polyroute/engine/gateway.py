@@ -509,15 +509,21 @@ class Gateway:
                                     tracer=self._tracer)
 
     def _room(self, route: Route, reserve: Reservation,
-              stream: bool) -> tuple[Holder, QuotaCheck | None]:
-        """The request's hold on the room (in flight, latency learnt), and its check against
-        the deployments' own quotas when any candidate has one."""
+              stream: bool) -> tuple[Holder | None, QuotaCheck | None]:
+        """The request's hold on the room (in flight, latency learnt) when a strategy reads
+        it, and its check against the deployments' own quotas when any candidate has one."""
+        router = self._router
+        quota_bound = self._quota is not None and any(d.rpm or d.tpm for d in route.candidates)
+        if not router.learns and not quota_bound:
+            return None, None
         tokens = reserve.input_tokens + (reserve.max_output_tokens or 0) * reserve.choices
-        group = self._router.known(route.group)
+        group = router.known(route.group)
         knobs = group.knobs if group is not None else None
-        holder = self._router.room.holder(stream, knobs.alpha if knobs else None, tokens)
+        holder = None
+        if router.learns:
+            holder = router.room.holder(stream, knobs.alpha if knobs else None, tokens)
         quota = None
-        if self._quota is not None and any(d.rpm or d.tpm for d in route.candidates):
+        if self._quota is not None and quota_bound:
             quota = QuotaCheck(self._quota, tokens, knobs.queue_s if knobs else 0.0)
         return holder, quota
 

@@ -49,6 +49,9 @@ class Room:
         self._others: Mapping[str, int] = {}
         """In flight on other replicas, as the shared store last said."""
         self._quota: dict[str, VendorQuota] = {}
+        self.watch_headers = True
+        """Read vendors' rate-limit headers; the router turns it off when no group routes by
+        quota (nothing else reads them)."""
         self._sent: dict[str, _Sent] = {}
 
     # -- latency ------------------------------------------------------------------------
@@ -96,6 +99,8 @@ class Room:
     # -- quota --------------------------------------------------------------------------
     def observe_headers(self, deployment: str, headers: Mapping[str, str]) -> None:
         """An upstream's answer (any status): keep what its rate-limit headers say."""
+        if not self.watch_headers:
+            return
         quota = read_quota(headers, self._wall())
         if quota is not None:
             self._quota[deployment] = quota

@@ -52,6 +52,10 @@ class Route:
 
 
 _READS_THE_ROOM = frozenset({"least_latency", "least_busy", "quota", "cost"})
+_LEARNS_FROM_THE_ROOM = frozenset({"least_latency", "least_busy", "quota"})
+"""Strategies whose order depends on what the room learns from each attempt (latencies,
+requests in flight, vendors' rate-limit headers). Without one, the room learns nothing: that
+bookkeeping is most of what a request costs the engine beyond the attempt itself."""
 
 
 class Router:
@@ -66,6 +70,11 @@ class Router:
         self._resilience = config.resilience
         self._auto = auto
         self.room = room or Room()
+        strategies = {g.routing for g in config.groups.values()}
+        self.learns = bool(strategies & _LEARNS_FROM_THE_ROOM)
+        """Whether requests are held in the room (in flight, latency): a strategy reads it.
+        After a reload that first names such a strategy, it learns from then on."""
+        self.room.watch_headers = "quota" in strategies
         self._ctx = RoutingContext(rng or Random(), self.room)
         self._open_groups: OrderedDict[str, ModelGroup] = OrderedDict()
         self.caps = caps or ShareCaps(config)

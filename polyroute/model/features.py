@@ -17,10 +17,15 @@ def request_features(request: ChatRequest) -> str | None:
             used.append("parallel_tool_calls")
     if request.response_format is not None and request.response_format.type == "json_schema":
         used.append("json_schema")
-    kinds = {part.type for message in request.messages if isinstance(message.content, list)
+    kinds = {part.type for message in request.messages if type(message.content) is list
              for part in message.content}
-    if kinds & {"image_url", "image", "input_image"}:
-        used.append("vision")
-    if kinds & {"input_audio", "audio"}:
-        used.append("audio")
+    if kinds:  # most prompts are plain text: no parts at all
+        if not kinds.isdisjoint(_VISION):
+            used.append("vision")
+        if not kinds.isdisjoint(_AUDIO):
+            used.append("audio")
     return ",".join(used) or None
+
+
+_VISION = frozenset({"image_url", "image", "input_image"})
+_AUDIO = frozenset({"input_audio", "audio"})

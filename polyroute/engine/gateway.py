@@ -13,16 +13,19 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from random import Random
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import msgspec
 
 from polyroute.adapters.passthrough import refuse_untranslatable
 from polyroute.adapters.registry import AdapterRegistry
+from polyroute.autorouter.features import visible_text
+from polyroute.autorouter.text import prompt_text
 from polyroute.cache.control import CacheControl
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
+from polyroute.engine.cascade import Cascade, total_usage, worst_case_calls
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.deadlines import Pace, asks_for_reasoning, prompt_units
 from polyroute.engine.estimate import (
@@ -52,6 +55,8 @@ from polyroute.policy.types import ANONYMOUS, AdmissionRequest, OpenPolicy, Poli
 T = TypeVar("T")
 
 _TTFT_SAMPLES = 256
+_VERIFIER_PROMPT_TOKENS = 64
+"""The verifier question's own words, around the prompt and the answer."""
 _HEDGE_MIN_SAMPLES = 20
 _HEDGE_DEFAULT_DELAY_S = 1.0
 
@@ -231,10 +236,14 @@ class Gateway:
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
             loop: AttemptLoop[T] = self._loop(route, record, deadline, also, holder=holder,
                                               quota=quota)
-            result, _ = await loop.run(_blaming_the_client(
-                lambda dep: attempt(dep, timeouts, deadline),
-                timeouts.total_s < own.total_s, own.response_s))
-            record.usage = usage(result)
+            if route.cascade is not None and request is not None:
+                result = cast(T, await self._cascade(route, record, request, timeouts,
+                                                     deadline, holder, quota))
+            else:
+                result, _ = await loop.run(_blaming_the_client(
+                    lambda dep: attempt(dep, timeouts, deadline),
+                    timeouts.total_s < own.total_s, own.response_s))
+                record.usage = usage(result)
             if self._guardrails is not None and isinstance(result, ChatResponse) \
                     and request is not None:
                 await self._guardrails.response(result, request, route.group, record)
@@ -334,15 +343,69 @@ class Gateway:
             live.rewrite = stream_restorer(route.redactor)
         return live
 
+    def cascades(self, model: str) -> bool:
+        """Whether ``model`` is a cascade group (its streams are answered whole, at the end)."""
+        group = self._router.known(model)
+        return group is not None and group.cascade is not None
+
+    async def _cascade(self, route: Route, record: RequestRecord, request: ChatRequest,
+                       timeouts: Timeouts, deadline: float, holder: Holder,
+                       quota: QuotaCheck | None) -> ChatResponse:
+        """Run a cascade group's steps; every call they made is charged (``record.charges``)
+        and the route header tells each step's verdict."""
+        assert route.cascade is not None
+        start = self._clock()
+
+        async def call(candidates: Sequence[Deployment],
+                       ask: ChatRequest) -> tuple[ChatResponse, Deployment]:
+            async def attempt(dep: Deployment) -> ChatResponse:
+                refuse_untranslatable(ask, dep)
+                adapter = self._adapters.get(dep.endpoint.protocol)
+                return await _bounded(adapter.chat(ask, dep, connect_s=timeouts.connect_s),
+                                      timeouts.response_s, deadline)
+
+            loop: AttemptLoop[ChatResponse] = self._loop(
+                replace(route, candidates=list(candidates), origins={}), record, deadline,
+                holder=holder, quota=quota)
+            return await loop.run(attempt)
+
+        def verifiers(group: str) -> list[Deployment]:
+            return self._router.route(group).candidates
+
+        result = await Cascade(route.cascade, route.candidates, call, verifiers).run(request)
+        record.vendor, record.deployment = result.deployment.vendor, result.deployment.name
+        record.upstream_model = result.deployment.model
+        record.route = "cascade " + " ".join(result.trail)
+        record.route_kind = "cascade/escalated" if result.escalations else "cascade/first"
+        record.charges = result.charges
+        record.usage = total_usage(result.charges)
+        if record.stream:  # its first (and only) content goes out now
+            record.ttft_s = self._clock() - start
+        return result.response
+
     async def _admit(
         self, principal: Principal, route: Route, record: RequestRecord, reserve: Reservation,
         request: ChatRequest | None = None,
     ) -> object:
         record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org
         record.estimated_input_tokens = reserve.input_tokens
+        prices = [d.price for d in route.candidates]
+        input_tokens, choices, extra = (reserve.input_tokens, reserve.choices,
+                                        reserve.extra_output_tokens)
+        if route.cascade is not None:
+            # The worst case pays every call of every step, each at the dearest price; a
+            # verifier reads the answer as its input: reserved as output, the dearer rate.
+            calls = worst_case_calls(route.cascade, len(route.candidates))
+            verifier_calls = sum(j.kind == "verifier" for j in route.cascade.judges) * (
+                len(route.candidates) - 1)
+            for judge in route.cascade.judges:
+                if judge.verifier is not None:
+                    prices += [d.price for d in self._router.route(judge.verifier).candidates]
+            input_tokens = reserve.input_tokens * calls + _VERIFIER_PROMPT_TOKENS * verifier_calls
+            choices = reserve.choices * calls
+            extra += verifier_calls * (reserve.max_output_tokens or 0)
         admission = AdmissionRequest(
-            route.group, reserve.input_tokens, reserve.max_output_tokens,
-            [d.price for d in route.candidates], reserve.choices, reserve.extra_output_tokens,
+            route.group, input_tokens, reserve.max_output_tokens, prices, choices, extra,
             route.groups)
         ticket = await self._policy.admit(principal, admission)
         limit = reserve.max_output_tokens
@@ -367,6 +430,10 @@ class Gateway:
             record.key_id, record.team, record.org = principal.key_id, principal.team, \
                 principal.org  # a refusal's record names the caller
             route = govern(route, request, principal.governance, record)
+            if request is not None and any(p.retain_bodies for _, p in principal.governance):
+                # Consent to store bodies: keep what the router reads, for training on
+                # feedback (after the policy's redaction: a redacted value stays out).
+                record.prompt = visible_text(prompt_text(request.messages))
         record.model_group = route.group
         if route.decision is not None:
             record.route = route.decision.header_value()

@@ -9,7 +9,7 @@ from random import Random
 
 from polyroute.autorouter import Decision
 from polyroute.config import Deployment, GatewayConfig, ModelGroup
-from polyroute.config.compiled import Resilience
+from polyroute.config.compiled import CascadePolicy, Resilience
 from polyroute.engine.affinity import PrefixAffinity
 from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.caps import ShareCaps
@@ -46,6 +46,8 @@ class Route:
     """``<strategy>/<kind>`` of that reason: a bounded metric label."""
     redactor: Redactor | None = None
     """Values a governance policy redacted from the prompt, to restore in the answer."""
+    cascade: CascadePolicy | None = None
+    """A cascade group's judges: ``candidates`` are its steps, cheapest first."""
 
 
 _READS_THE_ROOM = frozenset({"least_latency", "least_busy", "quota", "cost"})
@@ -83,6 +85,13 @@ class Router:
         in each group; a request no deployment of the requested group can take is refused."""
         group = self.group(model, allowed)
         decision = None
+        if group.cascade is not None:  # its steps in the order listed; no fallbacks (config)
+            steps = carrying(group.deployments, tags) if tags else list(group.deployments)
+            if not steps:
+                raise InvalidRequest(
+                    f"No deployment of model '{group.name}' carries the tags "
+                    f"{', '.join(sorted(tags))} (x-polyroute-tags).", param="x-polyroute-tags")
+            return Route(group.name, steps, group.resilience, cascade=group.cascade)
         if tags:
             return self._tagged(group, also, request, allowed, tags)
         if group.routing == "auto" and self._auto is not None:
@@ -156,6 +165,8 @@ class Router:
             deployments = carrying(deployments, tags)
             if not deployments:
                 return []
+        if group.routing == "cascade":  # a cascade named as another group's fallback
+            return list(deployments)
         if group.routing == "auto" and self._auto is not None:
             if tags:  # the auto-router ranks the whole group: keep its order, tagged only
                 names = {d.name for d in deployments}

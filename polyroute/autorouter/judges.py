@@ -56,7 +56,8 @@ def answer_text(response: ChatResponse) -> str:
     else:
         text = "".join(p.text or "" for p in content if p.type == "text")
     if not text and message.tool_calls:
-        text = "\n".join(c.function.arguments for c in message.tool_calls)
+        text = "\n".join(c.function.arguments or "" for c in message.tool_calls
+                          if c.function is not None)
     return text
 
 

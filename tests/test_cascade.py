@@ -233,3 +233,29 @@ def test_config_errors(tmp_path: Path) -> None:
                                                           "patterns": {"p": "("}}]}})
     assert "routing is not cascade" in check({"deployments": two,
                                               "cascade": {"judges": [{"kind": "json"}]}})
+
+
+def test_a_budget_reserves_for_every_step(sim: SimServer) -> None:
+    """A key whose budget covers one call to the strong model, but not the cascade's worst
+    case (both steps at the dearest price), may use the strong model alone, not the
+    cascade."""
+    from tests.support.policy import MASTER_KEY, new_key
+
+    config = {
+        "providers": {"sim": sim_provider(sim)},
+        "model_groups": {"lp": cascade({"kind": "logprobs"}),
+                         "strong": {"deployments": [STRONG]}},
+        "auth": {"master_key": "${PR_MASTER}"},
+        "storage": {"flush_interval_s": 0.05},
+    }
+    with GatewayProcess(config, env={"SIM_KEY": SIM_KEY, "PR_MASTER": MASTER_KEY}) as gw:
+        one_call = usd(STRONG_PRICE, 10, 1000)
+        key = new_key(gw, total_budget_usd=round(1.5 * one_call, 6))
+        keyed = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+        message = [{"role": "user", "content": SURE}]
+        keyed.chat.completions.create(model="strong", messages=message,  # type: ignore[arg-type]
+                                      max_tokens=1000)
+        with pytest.raises(openai.RateLimitError) as info:
+            keyed.chat.completions.create(model="lp", messages=message,  # type: ignore[arg-type]
+                                          max_tokens=1000)
+        assert "budget" in str(info.value).lower()

@@ -70,15 +70,19 @@ def register_commands(subparsers: Any, ledger_export: LedgerExport | None = None
 def _training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-iterations", type=int, default=None)
+    parser.add_argument("--word-vectors", metavar="NPZ", default=None,
+                        help="also feature each prompt's mean static word vector from this "
+                             "table (python -m polyroute.autorouter.distill)")
     parser.add_argument("-q", "--quiet", action="store_true")
 
 
 def _config(ns: argparse.Namespace) -> Any:
     from polyroute.autorouter.training import TrainingConfig
 
-    config = TrainingConfig(seed=ns.seed)
+    config = TrainingConfig(seed=ns.seed, word_vectors=ns.word_vectors)
     if ns.max_iterations is not None:
-        config = TrainingConfig(seed=ns.seed, max_iterations=ns.max_iterations)
+        config = TrainingConfig(seed=ns.seed, max_iterations=ns.max_iterations,
+                                word_vectors=ns.word_vectors)
     return config
 
 

@@ -45,7 +45,7 @@ from polyroute.engine.room import Holder
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
 from polyroute.engine.tags import metadata_tags
-from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
+from polyroute.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.record import Attempt, RequestRecord
@@ -274,6 +274,9 @@ class Gateway:
         try:
             route = self._route(request.model, request.models or (), record, request, principal,
                                 overrides.tags)
+            if route.cascade is not None:  # the surfaces send these to chat(): see cascades()
+                raise InvalidRequest(f"Model '{route.group}' is a cascade: it answers a stream "
+                                     "whole, through chat().", param="stream")
             if self._guardrails is not None:
                 await self._guardrails.request(request, route.group, record)
             reserve = reservation(request)

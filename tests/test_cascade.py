@@ -259,3 +259,43 @@ def test_a_budget_reserves_for_every_step(sim: SimServer) -> None:
             keyed.chat.completions.create(model="lp", messages=message,  # type: ignore[arg-type]
                                           max_tokens=1000)
         assert "budget" in str(info.value).lower()
+
+
+def test_an_anthropic_client_streams_from_an_anthropic_cascade() -> None:
+    """The client's own body says "stream": each step is still asked for a whole answer
+    (passed through natively, without the field), and the client gets the final answer as
+    Anthropic's stream events."""
+    import anthropic
+
+    with SimServer(api_key=SIM_KEY) as ant:
+        provider = {"protocol": "anthropic", "base_url": ant.root_url, "api_key": "${SIM_KEY}",
+                    "any_model": True}
+        config = {
+            "providers": {"ant": provider},
+            "model_groups": {"c": {
+                "routing": "cascade", "cascade": {"judges": [{"kind": "json"}]},
+                "deployments": [{"provider": "ant", "model": "claude-echo", "name": "small"},
+                                {"provider": "ant", "model": "claude-big", "name": "big"}]}},
+            "storage": {"flush_interval_s": 0.05},
+        }
+        with GatewayProcess(config, env={"SIM_KEY": SIM_KEY}) as gw:
+            client = anthropic.Anthropic(base_url=gw.root_url, api_key="unused",
+                                         max_retries=0)
+            with client.messages.stream(model="c", max_tokens=64, messages=[
+                    {"role": "user", "content": "not json"}]) as stream:
+                text = "".join(stream.text_stream)
+                final = stream.get_final_message()
+            assert text and final.content[0].type == "text"  # type: ignore[union-attr]
+            assert [a.split(":")[0] for a in gw_attempts(gw)] == ["small", "big"]
+
+
+def gw_attempts(gw: GatewayProcess) -> list[str]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with sqlite3.connect(gw.db_path) as conn:
+            row = conn.execute("SELECT attempts, route FROM ledger").fetchone()
+        if row is not None:
+            assert "small:escalate(json=invalid)" in row[1]
+            return [f"{a[0]}:{a[2]}" for a in json.loads(row[0])]
+        time.sleep(0.05)
+    raise AssertionError("no ledger row")

@@ -189,8 +189,20 @@ def _one_shot(request: ChatRequest, logprobs: bool) -> ChatRequest:
         passthrough = {k: v for k, v in passthrough.items() if k not in _STREAM_FIELDS}
         if logprobs:
             passthrough["logprobs"] = _TRUE
+    native = request.native
+    if native is not None and native.untranslatable is None:
+        # A natively relayed answer is kept as the upstream's bytes, undecoded: the judges
+        # need its text, so the steps are asked through the canonical model instead.
+        native = None
+    elif native is not None and any(k in native.fields for k in _STREAM_FIELDS):
+        # Anthropic's and Responses' clients say "stream" in the body: forwarded as it came,
+        # a whole answer's call would get events back. Without the field (and without the
+        # exact bytes, which hold it) the adapter rebuilds the body from the other fields.
+        native = msgspec.structs.replace(
+            native, body=b"",
+            fields={k: v for k, v in native.fields.items() if k not in _STREAM_FIELDS})
     return msgspec.structs.replace(
-        request, stream=False, stream_options=None, passthrough=passthrough,
+        request, stream=False, stream_options=None, passthrough=passthrough, native=native,
         logprobs=True if logprobs else request.logprobs)
 
 

@@ -56,6 +56,14 @@ def gw(sim: SimServer) -> Iterator[GatewayProcess]:
                                                 "price": VERIFIER_PRICE}]},
                 "yes-judge": {"deployments": [{"provider": "yes", "model": "judge", "name": "judge",
                                                "price": VERIFIER_PRICE}]},
+                "down-first": {"routing": "cascade",
+                               "cascade": {"judges": [{"kind": "logprobs"}]},
+                               "deployments": [{**CHEAP, "model": "echo-cheap@unavailable",
+                                                "name": "cheap-down"}, STRONG]},
+                "down-last": {"routing": "cascade",
+                              "cascade": {"judges": [{"kind": "logprobs"}]},
+                              "deployments": [CHEAP, {**STRONG, "model": "strong@unavailable",
+                                                      "name": "strong-down"}]},
             },
             "storage": {"flush_interval_s": 0.05},
         }
@@ -184,6 +192,20 @@ def test_a_verifier_decides(gw: GatewayProcess) -> None:
     _, _, _, _, cost, _ = ledger_row(gw, "verify-yes")
     tokens = count_tokens(SURE)
     assert cost > usd(CHEAP_PRICE, tokens, tokens)  # the verifier's question is billed too
+
+
+def test_a_failing_step_escalates_and_a_failing_last_step_still_bills_the_first(
+        gw: GatewayProcess) -> None:
+    reply = ask(gw, "down-first", SURE, "down-first")
+    assert reply.headers["x-polyroute-deployment"] == "strong"
+    assert reply.headers["x-polyroute-route"] == "cascade cheap-down:failed strong:final"
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(gw, "down-last", UNSURE, "down-last")
+    assert info.value.status_code >= 500
+    _, _, prompt, output, cost, _ = ledger_row(gw, "down-last")
+    tokens = count_tokens(UNSURE)
+    assert (prompt, output) == (tokens, tokens)  # the cheap step answered and is billed
+    assert cost == pytest.approx(usd(CHEAP_PRICE, tokens, tokens))
 
 
 def test_simulated_logprobs_are_openai_shaped(sim: SimServer) -> None:

@@ -19,7 +19,14 @@ from polyroute.autorouter import judges
 from polyroute.config import Deployment
 from polyroute.config.compiled import CascadeJudge, CascadePolicy
 from polyroute.engine.estimate import answer_units, estimate_input_tokens
-from polyroute.errors import GatewayError, InvalidRequest, UpstreamError
+from polyroute.errors import (
+    AllDeploymentsFailed,
+    GatewayError,
+    InvalidRequest,
+    NoDeploymentAvailable,
+    RateLimited,
+    UpstreamError,
+)
 from polyroute.model.chat import ChatRequest, ChatResponse, Message
 from polyroute.model.record import Charge
 from polyroute.model.usage import Usage
@@ -28,6 +35,9 @@ Call = Callable[[Sequence[Deployment], ChatRequest], Awaitable[tuple[ChatRespons
 """One upstream call through an attempt loop over ``candidates``: the answer and who gave it."""
 
 _TRUE = msgspec.Raw(b"true")
+STEP_FAILED = (UpstreamError, AllDeploymentsFailed, NoDeploymentAvailable, RateLimited)
+"""A call that found no answer (its deployment down, its circuit open, its own quota used
+up): a step escalates, a judge's extra call counts as a rejection."""
 _STREAM_FIELDS = ("stream", "stream_options")
 _VERIFIER_MAX_TOKENS = 4
 MAX_CHECK_NAME = 64
@@ -76,6 +86,9 @@ class Cascade:
         self._call = call
         self._verifiers = verifiers
         """The deployments of a verifier group, in its own routing order."""
+        self.charges: list[Charge] = []
+        """Every call's usage so far: read by the caller even when the cascade fails (the
+        steps it paid for before the last one failed are billed too)."""
 
     async def run(self, request: ChatRequest) -> CascadeResult:
         check = check_name(request)
@@ -89,13 +102,13 @@ class Cascade:
         upstream = _one_shot(request, logprobs=any(
             j.kind == "logprobs" for j in self._policy.judges))
         trail: list[str] = []
-        charges: list[Charge] = []
+        charges = self.charges
         last_error: GatewayError | None = None
         for i, step in enumerate(self._steps):
             final = i == len(self._steps) - 1
             try:
                 response, dep = await self._call([step], upstream)
-            except UpstreamError as exc:
+            except STEP_FAILED as exc:
                 if final:
                     raise
                 trail.append(f"{step.name}:failed")
@@ -154,7 +167,7 @@ class Cascade:
         if kind == "agreement":
             try:
                 second, dep = await self._call([step], request)
-            except UpstreamError:
+            except STEP_FAILED:
                 return False, "agreement=failed"
             charges.append(_charge(dep, second, request))
             similarity = judges.agreement(text, judges.answer_text(second))
@@ -170,7 +183,7 @@ class Cascade:
                           temperature=0.0)
         try:
             reply, dep = await self._call(self._verifiers(judge.verifier), ask)
-        except UpstreamError:
+        except STEP_FAILED:
             return False, "verifier=failed"
         charges.append(_charge(dep, reply, ask))
         yes = judges.verifier_says_yes(judges.answer_text(reply))

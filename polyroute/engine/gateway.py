@@ -375,13 +375,17 @@ class Gateway:
         def verifiers(group: str) -> list[Deployment]:
             return self._router.route(group).candidates
 
-        result = await Cascade(route.cascade, route.candidates, call, verifiers).run(request)
+        cascade = Cascade(route.cascade, route.candidates, call, verifiers)
+        try:
+            result = await cascade.run(request)
+        finally:
+            if cascade.charges:  # also when a later step failed: what was paid is billed
+                record.charges = cascade.charges
+                record.usage = total_usage(cascade.charges)
         record.vendor, record.deployment = result.deployment.vendor, result.deployment.name
         record.upstream_model = result.deployment.model
         record.route = "cascade " + " ".join(result.trail)
         record.route_kind = "cascade/escalated" if result.escalations else "cascade/first"
-        record.charges = result.charges
-        record.usage = total_usage(result.charges)
         if record.stream:  # its first (and only) content goes out now
             record.ttft_s = self._clock() - start
         return result.response

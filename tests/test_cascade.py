@@ -321,3 +321,33 @@ def gw_attempts(gw: GatewayProcess) -> list[str]:
             return [f"{a[0]}:{a[2]}" for a in json.loads(row[0])]
         time.sleep(0.05)
     raise AssertionError("no ledger row")
+
+
+def test_a_governed_callers_prompt_never_reaches_the_verifier(sim: SimServer) -> None:
+    """Its policy vetted the steps, not the verifier group's deployments: the verifier judge
+    escalates instead of asking."""
+    from tests.support.policy import MASTER_KEY, new_key
+
+    config = {
+        "providers": {"sim": sim_provider(sim)},
+        "model_groups": {
+            "v": cascade({"kind": "verifier", "verifier": "judge"}),
+            "judge": {"deployments": [{"provider": "sim", "model": "echo-judge",
+                                       "name": "echo-judge", "price": VERIFIER_PRICE}]}},
+        "auth": {"master_key": "${PR_MASTER}"},
+        "storage": {"flush_interval_s": 0.05},
+    }
+    with GatewayProcess(config, env={"SIM_KEY": SIM_KEY, "PR_MASTER": MASTER_KEY}) as gw:
+        routes = {}
+        for name, settings in (("plain", {}), ("governed", {"governance": {
+                "deny_terms": ["project-x"]}})):
+            key = new_key(gw, **settings)
+            reply = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0) \
+                .chat.completions.with_raw_response.create(
+                    model="v", messages=[{"role": "user", "content": SURE}])
+            routes[name] = (reply.headers["x-polyroute-route"],
+                            reply.headers["x-polyroute-attempts"])
+        assert routes["plain"] == ("cascade cheap:escalate(verifier=no) strong:final",
+                                   "cheap:ok,echo-judge:ok,strong:ok")
+        assert routes["governed"] == ("cascade cheap:escalate(verifier=governed) strong:final",
+                                      "cheap:ok,strong:ok")

@@ -85,7 +85,8 @@ class Cascade:
         self._steps = list(steps)
         self._call = call
         self._verifiers = verifiers
-        """The deployments of a verifier group, in its own routing order."""
+        """The deployments of a verifier group, in its own routing order; none when the
+        caller may not send its prompt there."""
         self.charges: list[Charge] = []
         """Every call's usage so far: read by the caller even when the cascade fails (the
         steps it paid for before the last one failed are billed too)."""
@@ -181,8 +182,11 @@ class Cascade:
         ask = ChatRequest(messages=[Message(role="user", content=question)],
                           model=judge.verifier, max_tokens=_VERIFIER_MAX_TOKENS,
                           temperature=0.0)
+        candidates = self._verifiers(judge.verifier)
+        if not candidates:  # the caller's governance policy keeps its prompt from there
+            return False, "verifier=governed"
         try:
-            reply, dep = await self._call(self._verifiers(judge.verifier), ask)
+            reply, dep = await self._call(candidates, ask)
         except STEP_FAILED:
             return False, "verifier=failed"
         charges.append(_charge(dep, reply, ask))

@@ -238,7 +238,8 @@ class Gateway:
                                               quota=quota)
             if route.cascade is not None and request is not None:
                 result = cast(T, await self._cascade(route, record, request, timeouts,
-                                                     deadline, holder, quota))
+                                                     deadline, holder, quota,
+                                                     bool(principal.governance)))
             else:
                 result, _ = await loop.run(_blaming_the_client(
                     lambda dep: attempt(dep, timeouts, deadline),
@@ -353,7 +354,7 @@ class Gateway:
 
     async def _cascade(self, route: Route, record: RequestRecord, request: ChatRequest,
                        timeouts: Timeouts, deadline: float, holder: Holder,
-                       quota: QuotaCheck | None) -> ChatResponse:
+                       quota: QuotaCheck | None, governed: bool) -> ChatResponse:
         """Run a cascade group's steps; every call they made is charged (``record.charges``)
         and the route header tells each step's verdict."""
         assert route.cascade is not None
@@ -373,7 +374,9 @@ class Gateway:
             return await loop.run(attempt)
 
         def verifiers(group: str) -> list[Deployment]:
-            return self._router.route(group).candidates
+            # A governed caller's policy vetted the steps, not the verifier's deployments:
+            # its prompt is not sent there, and the judge escalates instead.
+            return [] if governed else self._router.route(group).candidates
 
         cascade = Cascade(route.cascade, route.candidates, call, verifiers)
         try:

@@ -63,6 +63,7 @@ from polyroute.surface.bedrock.handlers import BedrockHandlers, with_error_type
 from polyroute.surface.bedrock.handlers import encode_error as bedrock_error
 from polyroute.surface.console.routes import ConsoleRoutes
 from polyroute.surface.exchange import ChatExchange
+from polyroute.surface.feedback import FeedbackHandler
 from polyroute.surface.gemini.handlers import GeminiHandlers
 from polyroute.surface.gemini.handlers import encode_error as gemini_error
 from polyroute.surface.http import credentials, guarded, request_id
@@ -202,6 +203,10 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
         observers=counted)
     bedrock = BedrockHandlers(exchange)
     media = MediaHandlers(exchange, config.server)
+    ledger_writer = stack.ledger
+    feedback = FeedbackHandler(exchange.principal, exchange.body,
+                               stack.db if ledger_writer is not None else None,
+                               ledger_writer.flush if ledger_writer is not None else None)
     routes = [
         ("POST", "/v1/chat/completions", openai.chat_completions, encode_error),
         ("POST", "/chat/completions", openai.chat_completions, encode_error),
@@ -212,6 +217,7 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
         ("POST", "/v2/rerank", media.rerank, encode_error),  # Cohere's SDK (ClientV2)
         ("GET", "/v1/models", openai.models, encode_error),
         ("GET", "/models", openai.models, encode_error),
+        ("POST", "/v1/feedback", feedback.post, encode_error),
         ("POST", "/v1/responses", responses.create, responses_error),
         ("GET", "/v1/responses/{response_id}", responses.retrieve, responses_error),
         ("DELETE", "/v1/responses/{response_id}", responses.delete, responses_error),

@@ -8,6 +8,7 @@ import errno
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from polyroute import __version__
 
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     from polyroute.drill.cli import add_parser as add_drill
 
     add_drill(sub)
-    add_router(sub)
+    add_router(sub, _ledger_export)
 
     from polyroute.admin.cli import add_parser as add_admin
 
@@ -84,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _WATCH_S = 1.0
+
+
+def _ledger_export(config: str | None, out: Path) -> int:
+    from polyroute.admin.feedback_export import export_labelled
+
+    return export_labelled(config, out)
 
 
 def _worker_count(text: str) -> int:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from polyroute.autorouter.features import WordVectors
+
 FORMAT_VERSION = 1
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -65,6 +67,9 @@ class RouterArtifact:
     heads: tuple[HeadInfo, ...]
     seen_prompts: npt.NDArray[np.uint64]  # sorted hashes of every training prompt
     training: dict[str, Any] = field(default_factory=dict)
+    word_vectors: WordVectors | None = None
+    """The static word-vector table whose prompt means are the last dense features (None:
+    lexical features only)."""
 
     def head_index(self) -> dict[str, int]:
         return {h.name: i for i, h in enumerate(self.heads)}
@@ -85,6 +90,9 @@ class RouterArtifact:
             "bias": self.bias.astype(np.float32),
             "seen_prompts": self.seen_prompts.astype(np.uint64),
         }
+        if self.word_vectors is not None:
+            arrays["word_vectors_words"] = np.array(self.word_vectors.words)
+            arrays["word_vectors"] = self.word_vectors.vectors.astype(np.float16)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -106,7 +114,12 @@ class RouterArtifact:
                 **h, "sources": tuple(h["sources"]),
                 "cost_fits": tuple(CostFit(**f) for f in h["cost_fits"])})
                 for h in meta["heads"])
+            table = None
+            if "word_vectors" in data.files:
+                table = WordVectors(tuple(str(w) for w in data["word_vectors_words"]),
+                                    data["word_vectors"].astype(np.float32))
             return cls(
+                word_vectors=table,
                 vocabulary=tuple(meta["vocabulary"]),
                 dense_mean=data["dense_mean"], dense_scale=data["dense_scale"],
                 sparse_weights=data["sparse_weights"].astype(np.float32),

@@ -7,7 +7,9 @@ import json
 import logging
 import math
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -16,23 +18,34 @@ import numpy as np
 
 from polyroute.autorouter.router import DEFAULT_ARTIFACT
 
+LedgerExport = Callable[[str | None, Path], int]
+"""Writes the ledger's labelled rows as traffic JSONL to a path; returns how many (given by
+the command line's composition root: reading the ledger is above this package's layer)."""
 
-def add_cli(subparsers: Any) -> None:
+
+def add_cli(subparsers: Any, ledger_export: LedgerExport | None = None) -> None:
     """Register ``router`` (with ``train`` and ``eval``) on an ``add_subparsers()`` object."""
     router = subparsers.add_parser("router", help="train and evaluate the auto-router")
-    register_commands(router.add_subparsers(dest="router_command", required=True))
+    register_commands(router.add_subparsers(dest="router_command", required=True),
+                      ledger_export)
 
 
-def register_commands(subparsers: Any) -> None:
+def register_commands(subparsers: Any, ledger_export: LedgerExport | None = None) -> None:
     train = subparsers.add_parser(
         "train", help="train the router on routing data (deterministic)",
-        description="Train per-model quality heads on every routing file under --data.")
-    train.add_argument("--data", action="append", required=True, metavar="DIR",
+        description="Train per-model quality heads on every routing file under --data, and "
+                    "with --from-ledger on the requests labelled through POST /v1/feedback.")
+    train.add_argument("--data", action="append", default=[], metavar="DIR",
                        help="directory or file of routing data (repeatable): RouterBench CSV, "
                             "LLMRouter JSON/JSONL, RouteLLM CSV, or logged traffic JSONL")
+    train.add_argument("--from-ledger", action="store_true",
+                       help="also train on the ledger's labelled requests (those whose key "
+                            "consented to keeping prompts: retain_bodies)")
+    train.add_argument("--config", help="the gateway's config file, for --from-ledger's "
+                                        "database (default: $POLYROUTE_CONFIG)")
     train.add_argument("--out", default=str(DEFAULT_ARTIFACT), help="artifact to write")
     _training_flags(train)
-    train.set_defaults(run=run_train)
+    train.set_defaults(run=run_train, ledger_export=ledger_export)
 
     evaluate = subparsers.add_parser(
         "eval", help="cost-quality curve, AIQ, APGR/CPT and baselines on held-out prompts",
@@ -57,15 +70,19 @@ def register_commands(subparsers: Any) -> None:
 def _training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-iterations", type=int, default=None)
+    parser.add_argument("--word-vectors", metavar="NPZ", default=None,
+                        help="also feature each prompt's mean static word vector from this "
+                             "table (python -m polyroute.autorouter.distill)")
     parser.add_argument("-q", "--quiet", action="store_true")
 
 
 def _config(ns: argparse.Namespace) -> Any:
     from polyroute.autorouter.training import TrainingConfig
 
-    config = TrainingConfig(seed=ns.seed)
+    config = TrainingConfig(seed=ns.seed, word_vectors=ns.word_vectors)
     if ns.max_iterations is not None:
-        config = TrainingConfig(seed=ns.seed, max_iterations=ns.max_iterations)
+        config = TrainingConfig(seed=ns.seed, max_iterations=ns.max_iterations,
+                                word_vectors=ns.word_vectors)
     return config
 
 
@@ -97,13 +114,34 @@ def _absent(command: str, paths: list[str]) -> bool:
 def run_train(ns: argparse.Namespace) -> int:
     if _router_extra_missing("train") or _absent("train", ns.data):
         return 2
+    if not ns.data and not ns.from_ledger:
+        print("router train: give --data DIR (repeatable) and/or --from-ledger",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="polyroute-ledger-") as scratch:
+        data = list(ns.data)
+        if ns.from_ledger:
+            export: LedgerExport | None = getattr(ns, "ledger_export", None)
+            if export is None:
+                print("router train --from-ledger: run it as 'polyroute router train', which "
+                      "can read the gateway's database", file=sys.stderr)
+                return 2
+            path = Path(scratch) / "ledger-feedback.jsonl"
+            rows = export(ns.config, path)
+            print(f"  ledger: {rows} labelled requests with their prompts", file=sys.stderr)
+            if rows:
+                data.append(str(path))
+        return _train(ns, data)
+
+
+def _train(ns: argparse.Namespace, data: list[str]) -> int:
     from polyroute.autorouter.readers import load_routing_data
     from polyroute.autorouter.training import train_router
 
     _logging(ns)
-    tables = load_routing_data(*ns.data)
+    tables = load_routing_data(*data) if data else []
     if not tables:
-        print(f"router train: no routing data found under {', '.join(ns.data)}",
+        print(f"router train: no routing data found under {', '.join(data) or 'the ledger'}",
               file=sys.stderr)
         return 2
     for table in tables:

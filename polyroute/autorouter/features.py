@@ -84,14 +84,49 @@ def dense_raw(prompt: str, text: str, tokens: list[str]) -> npt.NDArray[np.float
     ])
 
 
+@dataclass(frozen=True, slots=True)
+class WordVectors:
+    """A static word-vector table (``distill.py``): a prompt's vector is the mean of its
+    distinct words' rows; words outside the table add nothing."""
+
+    words: tuple[str, ...]
+    vectors: npt.NDArray[np.float32]  # (words, dimensions), unit rows
+
+    def index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.words)}
+
+    @property
+    def dimensions(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+class _Embedder:
+    def __init__(self, table: WordVectors) -> None:
+        self._index = table.index()
+        self._vectors = table.vectors.astype(np.float64)
+        self._zero = np.zeros(table.dimensions)
+
+    def mean(self, tokens: list[str]) -> npt.NDArray[np.float64]:
+        index = self._index
+        rows = {index[t] for t in tokens if t in index}
+        if not rows:
+            return self._zero
+        picked: npt.NDArray[np.float64] = self._vectors[
+            np.fromiter(rows, dtype=np.intp, count=len(rows))].mean(axis=0)
+        return picked
+
+
 class Featurizer:
     """Holds the training-time vocabulary and dense-feature scaling; immutable after build."""
 
     def __init__(self, vocabulary: Mapping[str, int], dense_mean: npt.NDArray[np.float64],
-                 dense_scale: npt.NDArray[np.float64]) -> None:
+                 dense_scale: npt.NDArray[np.float64],
+                 word_vectors: WordVectors | None = None) -> None:
         self._vocabulary = dict(vocabulary)
         self._dense_mean = dense_mean
         self._dense_scale = dense_scale
+        self.word_vectors = word_vectors
+        self._embedder = _Embedder(word_vectors) if word_vectors is not None else None
 
     @property
     def vocabulary_size(self) -> int:
@@ -122,25 +157,35 @@ class Featurizer:
         found = {vocabulary[g] for g in ngrams(text, tokens) if g in vocabulary}
         columns = np.fromiter(found, dtype=np.intp, count=len(found))
         weight = 1.0 / math.sqrt(len(found)) if found else 0.0
-        dense = (dense_raw(prompt, text, tokens) - self._dense_mean) / self._dense_scale
+        dense = (self.dense_raw(prompt, text, tokens) - self._dense_mean) / self._dense_scale
         return PromptFeatures(columns, weight, dense)
+
+    def dense_raw(self, prompt: str, text: str,
+                  tokens: list[str]) -> npt.NDArray[np.float64]:
+        raw = dense_raw(prompt, text, tokens)
+        if self._embedder is None:
+            return raw
+        return np.concatenate([raw, self._embedder.mean(tokens)])
 
 
 def build_featurizer(prompts: list[str], min_prompts: int = 3,
-                     max_terms: int = 60_000) -> Featurizer:
+                     max_terms: int = 60_000,
+                     word_vectors: WordVectors | None = None) -> Featurizer:
     """Vocabulary: n-grams seen in at least ``min_prompts`` prompts, the most common first
     (ties broken alphabetically so the same data always gives the same columns)."""
     counts: dict[str, int] = {}
-    dense = np.empty((len(prompts), len(DENSE_NAMES)))
+    width = len(DENSE_NAMES) + (word_vectors.dimensions if word_vectors is not None else 0)
+    unscaled = Featurizer({}, np.zeros(width), np.ones(width), word_vectors)
+    dense = np.empty((len(prompts), width))
     for i, prompt in enumerate(prompts):
         text = visible_text(prompt)
         tokens = words(text)
         for gram in set(ngrams(text, tokens)):
             counts[gram] = counts.get(gram, 0) + 1
-        dense[i] = dense_raw(prompt, text, tokens)
+        dense[i] = unscaled.dense_raw(prompt, text, tokens)
     kept = sorted((g for g, c in counts.items() if c >= min_prompts),
                   key=lambda g: (-counts[g], g))[:max_terms]
-    mean = dense.mean(axis=0) if len(prompts) else np.zeros(len(DENSE_NAMES))
-    scale = dense.std(axis=0) if len(prompts) else np.ones(len(DENSE_NAMES))
+    mean = dense.mean(axis=0) if len(prompts) else np.zeros(width)
+    scale = dense.std(axis=0) if len(prompts) else np.ones(width)
     scale = np.where(scale > 1e-9, scale, 1.0)
-    return Featurizer({g: i for i, g in enumerate(kept)}, mean, scale)
+    return Featurizer({g: i for i, g in enumerate(kept)}, mean, scale, word_vectors)

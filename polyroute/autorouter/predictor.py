@@ -17,7 +17,7 @@ class QualityPredictor:
         self.heads = tuple(h.name for h in artifact.heads)
         self._featurizer = Featurizer(
             {term: i for i, term in enumerate(artifact.vocabulary)},
-            artifact.dense_mean, artifact.dense_scale)
+            artifact.dense_mean, artifact.dense_scale, artifact.word_vectors)
         self._sparse = np.ascontiguousarray(artifact.sparse_weights, dtype=np.float64)
         self._dense = np.ascontiguousarray(artifact.dense_weights, dtype=np.float64)
         self._bias = artifact.bias.astype(np.float64)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,8 @@ import scipy.sparse as sp  # type: ignore[import-untyped, unused-ignore]
 from polyroute.autorouter.artifact import CostFit, HeadInfo, RouterArtifact, prompt_hashes
 from polyroute.autorouter.costs import canonical_model, estimate_tokens
 from polyroute.autorouter.design import design_matrix
-from polyroute.autorouter.features import build_featurizer
+from polyroute.autorouter.distill import load_table
+from polyroute.autorouter.features import WordVectors, build_featurizer
 from polyroute.autorouter.records import RoutingTable
 
 log = logging.getLogger("polyroute.autorouter")
@@ -37,6 +39,9 @@ class TrainingConfig:
     min_prompts_per_term: int = 3
     max_terms: int = 40_000
     seed: int = 0  # recorded; fitting is deterministic, the seed drives evaluation's folds
+    word_vectors: str | None = None
+    """A static word-vector table (``distill.py``) whose prompt means become dense features;
+    None: lexical features only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,12 @@ def train_router(tables: Sequence[RoutingTable],
     config = config or TrainingConfig()
     started = time.perf_counter()
     data = _stack(tables)
-    featurizer = build_featurizer(data.prompts, config.min_prompts_per_term, config.max_terms)
+    table = None
+    if config.word_vectors is not None:
+        words, vectors = load_table(Path(config.word_vectors))
+        table = WordVectors(tuple(words), vectors)
+    featurizer = build_featurizer(data.prompts, config.min_prompts_per_term, config.max_terms,
+                                  table)
     design = design_matrix(featurizer, data.prompts)
     weights = _fit_heads(design, data.labels, data.blocks, featurizer.vocabulary_size, config)
     vocab = featurizer.vocabulary_size
@@ -63,7 +73,8 @@ def train_router(tables: Sequence[RoutingTable],
     elapsed = time.perf_counter() - started
     log.info("trained %d heads on %d prompts in %.1f s", len(heads), len(data.prompts), elapsed)
     training: dict[str, Any] = {
-        "config": asdict(config),
+        "config": {**asdict(config), "word_vectors": Path(config.word_vectors).name
+                   if config.word_vectors else None},  # the name: bytes stay path-free
         "tables": [{"source": t.source, "prompts": len(t), "models": list(t.models),
                     "files": [f.rsplit("/", 1)[-1] for f in t.files]} for t in tables],
         "rows": len(data.prompts),
@@ -74,7 +85,7 @@ def train_router(tables: Sequence[RoutingTable],
         sparse_weights=weights[:vocab].astype(np.float32),
         dense_weights=weights[vocab:-1].astype(np.float32),
         bias=weights[-1].astype(np.float32), heads=heads,
-        seen_prompts=prompt_hashes(data.prompts), training=training)
+        seen_prompts=prompt_hashes(data.prompts), training=training, word_vectors=table)
 
 
 def _stack(tables: Sequence[RoutingTable]) -> _Stacked:

@@ -83,6 +83,26 @@ class AutoPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CascadeJudge:
+    """schema.CascadeJudgeSection, with its default threshold filled in."""
+
+    kind: str
+    threshold: float = 0.8
+    verifier: str | None = None
+    patterns: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CascadePolicy:
+    judges: tuple[CascadeJudge, ...]
+
+    @property
+    def calls_per_step(self) -> int:
+        """The most upstream calls one judged step makes (for the budget's worst case)."""
+        return 1 + sum(j.kind in ("agreement", "verifier") for j in self.judges)
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingKnobs:
     """The routing strategies' settings (schema.RoutingOptions documents each)."""
 
@@ -130,6 +150,7 @@ class ModelGroup:
     prompt_affinity: bool = True
     semantic: bool = False
     caps: VendorCaps | None = None
+    cascade: CascadePolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,6 +184,7 @@ def _compile(
         elif group.auto is not None:
             raise fail(f"model_groups.{gname}.auto", "'auto' is set but routing is not auto",
                        "set routing: auto, or remove the auto section")
+        cascade = _cascade(gname, group, cfg, fail)
         o = group.routing_options
         routing = c.RoutingKnobs(o.alpha, o.explore, o.quota_reserve,
                                  o.expected_output_tokens, o.queue_s)
@@ -193,7 +194,8 @@ def _compile(
                                      _mode(group.cache, f"model_groups.{gname}.cache", fail),
                                      group.prompt_affinity,
                                      _semantic(gname, group, cfg, fail),
-                                     caps=_caps(gname, group, deployments, fail))
+                                     caps=_caps(gname, group, deployments, fail),
+                                     cascade=cascade)
     for gname, group in cfg.model_groups.items():
         for i, fallback in enumerate(group.fallbacks):
             if fallback not in groups or fallback == gname:
@@ -592,6 +594,47 @@ def _options(p: ProviderSection, spec: ProtocolSpec, base_url: str, path: str,
     except OptionError as exc:
         raise fail(where.get(exc.key, f"{path}.options.{exc.key}"), exc.problem,
                    exc.fix) from None
+
+
+def _cascade(gname: str, group: GroupSection, cfg: ConfigFile,
+             fail: Any) -> c.CascadePolicy | None:
+    where = f"model_groups.{gname}"
+    if group.routing != "cascade":
+        if group.cascade is not None:
+            raise fail(f"{where}.cascade", "'cascade' is set but routing is not cascade",
+                       "set routing: cascade, or remove the cascade section")
+        return None
+    if group.cascade is None:
+        raise fail(f"{where}.cascade", "routing: cascade needs judges",
+                   "add cascade: {judges: [{kind: logprobs}]} (docs/routing.md#cascade)")
+    if len(group.deployments) < 2:
+        raise fail(f"{where}.deployments", "a cascade needs at least two steps",
+                   "list the cheapest deployment first and the strongest last")
+    if group.fallbacks:
+        raise fail(f"{where}.fallbacks", "a cascade's last step is its fallback",
+                   "remove fallbacks, or add the fallback's deployment as the last step")
+    judges = []
+    for i, judge in enumerate(group.cascade.judges):
+        path = f"{where}.cascade.judges[{i}]"
+        if judge.kind == "verifier" and (judge.verifier is None
+                                         or judge.verifier not in cfg.model_groups
+                                         or judge.verifier == gname):
+            raise fail(f"{path}.verifier", f"'{judge.verifier}' is not another model group",
+                       "name the model group that answers the yes/no question")
+        if judge.kind == "regex":
+            if not judge.patterns:
+                raise fail(f"{path}.patterns", "a regex judge needs patterns",
+                           "add patterns: {name: 'regex'}")
+            for name, pattern in judge.patterns.items():
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise fail(f"{path}.patterns.{name}", f"not a regular expression: {exc}",
+                               "fix the pattern (Python re syntax)") from None
+        judges.append(c.CascadeJudge(
+            judge.kind, 0.8 if judge.threshold is None else judge.threshold, judge.verifier,
+            tuple(sorted(judge.patterns.items()))))
+    return c.CascadePolicy(tuple(judges))
 
 
 def _auto_router() -> AutoRouter:

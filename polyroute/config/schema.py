@@ -411,6 +411,31 @@ class AutoSection(_Section, kw_only=True):
     """USD per request; dearer deployments go last."""
 
 
+class CascadeJudgeSection(_Section, kw_only=True):
+    """One check a cascade step's answer must pass to be kept (docs/routing.md#cascade)."""
+
+    kind: Literal["logprobs", "agreement", "verifier", "json", "regex"]
+    """logprobs: the answer's mean token probability (geometric) is at least ``threshold``;
+    agreement: a second sample of the same step says the same (similarity ≥ ``threshold``);
+    verifier: the model group ``verifier`` answers yes to "is this answer correct?"; json:
+    the answer parses as JSON; regex: the answer matches the pattern of ``patterns`` that the
+    request names in ``metadata.polyroute_check`` (``default`` when it names none)."""
+    threshold: Annotated[float, Meta(ge=0, le=1)] | None = None
+    """logprobs: 0.8; agreement: 0.8 (docs/router.md has them measured)."""
+    verifier: str | None = None
+    """verifier: the model group asked the yes/no question (not this one)."""
+    patterns: dict[str, str] = msgspec.field(default_factory=dict)
+    """regex: named patterns (Python ``re``, searched in the answer). Clients choose one by
+    name, never send their own: a client's pattern could backtrack for minutes."""
+
+
+class CascadeSection(_Section, kw_only=True):
+    """``routing: cascade``: the deployments are tried cheapest-first in the order listed;
+    each answer but the last is judged and kept only when every judge passes it."""
+
+    judges: Annotated[list[CascadeJudgeSection], Meta(min_length=1)]
+
+
 class RoutingOptions(_Section, kw_only=True):
     """Settings of the routing strategies that read the room (docs/routing.md)."""
 
@@ -493,13 +518,16 @@ class ScopeCapsSection(_Section, kw_only=True):
 
 class GroupSection(_Section, kw_only=True):
     routing: Literal["weighted", "priority", "auto", "least_latency", "least_busy", "quota",
-                     "cost"] = "weighted"
+                     "cost", "cascade"] = "weighted"
     """auto: the auto-router picks per request by predicted quality and price.
     least_latency, least_busy, quota, cost: by what the deployments are doing now (fastest,
-    fewest in flight, most quota left, cheapest that fits); see docs/routing.md."""
+    fewest in flight, most quota left, cheapest that fits); see docs/routing.md.
+    cascade: ask the deployments in order, judging each answer (the ``cascade`` section)."""
     routing_options: RoutingOptions = msgspec.field(default_factory=RoutingOptions)
     deployments: Annotated[list[DeploymentSection], Meta(min_length=1)]
     auto: AutoSection | None = None
+    cascade: CascadeSection | None = None
+    """routing: cascade: how each step's answer is judged."""
     fallbacks: list[str] = msgspec.field(default_factory=list)
     """Other model groups to try, in order, once this group's deployments have failed."""
     caps: CapsSection | None = None

@@ -13,17 +13,20 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from random import Random
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import msgspec
 
 from polyroute.adapters.media_stream import MediaStream
 from polyroute.adapters.passthrough import refuse_untranslatable
 from polyroute.adapters.registry import AdapterRegistry
+from polyroute.autorouter.features import visible_text
+from polyroute.autorouter.text import prompt_text
 from polyroute.cache.control import CacheControl
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.attempts import AttemptLoop
+from polyroute.engine.cascade import Cascade, total_usage, worst_case_calls
 from polyroute.engine.circuit import Breakers
 from polyroute.engine.deadlines import Pace, asks_for_reasoning, prompt_units
 from polyroute.engine.estimate import (
@@ -44,7 +47,7 @@ from polyroute.engine.room import Holder
 from polyroute.engine.router import Route, Router
 from polyroute.engine.streaming import CLIENT_CLOSED, LiveStream, OpenedStream, open_stream
 from polyroute.engine.tags import metadata_tags
-from polyroute.errors import GatewayError, UpstreamError, UpstreamTimeout
+from polyroute.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from polyroute.model.media import MediaRequest, MediaResponse
@@ -55,6 +58,8 @@ from polyroute.policy.types import ANONYMOUS, AdmissionRequest, OpenPolicy, Poli
 T = TypeVar("T")
 
 _TTFT_SAMPLES = 256
+_VERIFIER_PROMPT_TOKENS = 64
+"""The verifier question's own words, around the prompt and the answer."""
 _HEDGE_MIN_SAMPLES = 20
 _HEDGE_DEFAULT_DELAY_S = 1.0
 
@@ -314,11 +319,16 @@ class Gateway:
             deadline = asyncio.get_running_loop().time() + timeouts.total_s
             loop: AttemptLoop[T] = self._loop(route, record, deadline, also, holder=holder,
                                               quota=quota)
-            result, dep = await loop.run(_blaming_the_client(
-                lambda dep: attempt(dep, timeouts, deadline),
-                timeouts.total_s < own.total_s, own.response_s))
-            self._served(route, principal, dep)
-            record.usage = usage(result)
+            if route.cascade is not None and request is not None:
+                result = cast(T, await self._cascade(route, record, request, timeouts,
+                                                     deadline, holder, quota,
+                                                     bool(principal.governance)))
+            else:
+                result, dep = await loop.run(_blaming_the_client(
+                    lambda dep: attempt(dep, timeouts, deadline),
+                    timeouts.total_s < own.total_s, own.response_s))
+                self._served(route, principal, dep)
+                record.usage = usage(result)
             if checks is not None and isinstance(result, ChatResponse) \
                     and request is not None:
                 # after the upstream answered: a refusal is billed at its cost (status 403)
@@ -350,6 +360,9 @@ class Gateway:
         try:
             route = self._route(request.model, request.models or (), record, request, principal,
                                 overrides.tags)
+            if route.cascade is not None:  # the surfaces send these to chat(): see cascades()
+                raise InvalidRequest(f"Model '{route.group}' is a cascade: it answers a stream "
+                                     "whole, through chat().", param="stream")
             checks = self._checks(principal)
             if checks is not None:
                 await checks.request(request, route.group, record)
@@ -435,15 +448,75 @@ class Gateway:
             return None
         return self._guardrails.select(principal.governance)
 
+    def cascades(self, model: str) -> bool:
+        """Whether ``model`` is a cascade group (its streams are answered whole, at the end)."""
+        group = self._router.known(model)
+        return group is not None and group.cascade is not None
+
+    async def _cascade(self, route: Route, record: RequestRecord, request: ChatRequest,
+                       timeouts: Timeouts, deadline: float, holder: Holder | None,
+                       quota: QuotaCheck | None, governed: bool) -> ChatResponse:
+        """Run a cascade group's steps; every call they made is charged (``record.charges``)
+        and the route header tells each step's verdict."""
+        assert route.cascade is not None
+        start = self._clock()
+
+        async def call(candidates: Sequence[Deployment],
+                       ask: ChatRequest) -> tuple[ChatResponse, Deployment]:
+            async def attempt(dep: Deployment) -> ChatResponse:
+                refuse_untranslatable(ask, dep)
+                adapter = self._adapters.get(dep.endpoint.protocol)
+                return await _bounded(adapter.chat(ask, dep, connect_s=timeouts.connect_s),
+                                      timeouts.response_s, deadline)
+
+            loop: AttemptLoop[ChatResponse] = self._loop(
+                replace(route, candidates=list(candidates), origins={}), record, deadline,
+                holder=holder, quota=quota)
+            return await loop.run(attempt)
+
+        def verifiers(group: str) -> list[Deployment]:
+            # A governed caller's policy vetted the steps, not the verifier's deployments:
+            # its prompt is not sent there, and the judge escalates instead.
+            return [] if governed else self._router.route(group).candidates
+
+        cascade = Cascade(route.cascade, route.candidates, call, verifiers)
+        try:
+            result = await cascade.run(request)
+        finally:
+            if cascade.charges:  # also when a later step failed: what was paid is billed
+                record.charges = cascade.charges
+                record.usage = total_usage(cascade.charges)
+        record.vendor, record.deployment = result.deployment.vendor, result.deployment.name
+        record.upstream_model = result.deployment.model
+        record.route = "cascade " + " ".join(result.trail)
+        record.route_kind = "cascade/escalated" if result.escalations else "cascade/first"
+        if record.stream:  # its first (and only) content goes out now
+            record.ttft_s = self._clock() - start
+        return result.response
+
     async def _admit(
         self, principal: Principal, route: Route, record: RequestRecord, reserve: Reservation,
         request: ChatRequest | None = None,
     ) -> object:
         record.key_id, record.team, record.org = principal.key_id, principal.team, principal.org
         record.estimated_input_tokens = reserve.input_tokens
+        prices = [d.price for d in route.candidates]
+        input_tokens, choices, extra = (reserve.input_tokens, reserve.choices,
+                                        reserve.extra_output_tokens)
+        if route.cascade is not None:
+            # The worst case pays every call of every step, each at the dearest price; a
+            # verifier reads the answer as its input: reserved as output, the dearer rate.
+            calls = worst_case_calls(route.cascade, len(route.candidates))
+            verifier_calls = sum(j.kind == "verifier" for j in route.cascade.judges) * (
+                len(route.candidates) - 1)
+            for judge in route.cascade.judges:
+                if judge.verifier is not None:
+                    prices += [d.price for d in self._router.route(judge.verifier).candidates]
+            input_tokens = reserve.input_tokens * calls + _VERIFIER_PROMPT_TOKENS * verifier_calls
+            choices = reserve.choices * calls
+            extra += verifier_calls * (reserve.max_output_tokens or 0)
         admission = AdmissionRequest(
-            route.group, reserve.input_tokens, reserve.max_output_tokens,
-            [d.price for d in route.candidates], reserve.choices, reserve.extra_output_tokens,
+            route.group, input_tokens, reserve.max_output_tokens, prices, choices, extra,
             route.groups, reserve.units)
         ticket = await self._policy.admit(principal, admission)
         limit = reserve.max_output_tokens
@@ -471,6 +544,10 @@ class Gateway:
             record.key_id, record.team, record.org = principal.key_id, principal.team, \
                 principal.org  # a refusal's record names the caller
             route = govern(route, request, principal.governance, record)
+            if request is not None and any(p.retain_bodies for _, p in principal.governance):
+                # Consent to store bodies: keep what the router reads, for training on
+                # feedback (after the policy's redaction: a redacted value stays out).
+                record.prompt = visible_text(prompt_text(request.messages))
         record.model_group = route.group
         if route.decision is not None:
             record.route = route.decision.header_value()

@@ -9,7 +9,7 @@ from random import Random
 
 from polyroute.autorouter import Decision
 from polyroute.config import Deployment, GatewayConfig, ModelGroup
-from polyroute.config.compiled import Resilience
+from polyroute.config.compiled import CascadePolicy, Resilience
 from polyroute.engine.affinity import PrefixAffinity
 from polyroute.engine.auto import AutoRoutes
 from polyroute.engine.caps import ShareCaps
@@ -49,6 +49,8 @@ class Route:
     capped: tuple[str, str] | None = None
     """(kind, reason) when a vendor-share cap moved the first choice (``caps/steered``) or
     could not be met (``caps/unmet``)."""
+    cascade: CascadePolicy | None = None
+    """A cascade group's judges: ``candidates`` are its steps, cheapest first."""
 
 
 _READS_THE_ROOM = frozenset({"least_latency", "least_busy", "quota", "cost"})
@@ -113,6 +115,13 @@ class Router:
     ) -> Route:
         group = self.group(model, allowed)
         decision = None
+        if group.cascade is not None:  # its steps in the order listed; no fallbacks (config)
+            steps = carrying(group.deployments, tags) if tags else list(group.deployments)
+            if not steps:
+                raise InvalidRequest(
+                    f"No deployment of model '{group.name}' carries the tags "
+                    f"{', '.join(sorted(tags))} (x-polyroute-tags).", param="x-polyroute-tags")
+            return Route(group.name, steps, group.resilience, cascade=group.cascade)
         if tags:
             return self._tagged(group, also, request, allowed, tags)
         if group.routing == "auto" and self._auto is not None:
@@ -186,6 +195,8 @@ class Router:
             deployments = carrying(deployments, tags)
             if not deployments:
                 return []
+        if group.routing == "cascade":  # a cascade named as another group's fallback
+            return list(deployments)
         if group.routing == "auto" and self._auto is not None:
             if tags:  # the auto-router ranks the whole group: keep its order, tagged only
                 names = {d.name for d in deployments}

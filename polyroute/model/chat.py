@@ -149,6 +149,9 @@ class ChatRequest(msgspec.Struct, omit_defaults=True):
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None
+    logprobs: bool | None = None
+    """Token log-probabilities in the answer (OpenAI-compatible upstreams); a cascade's
+    logprobs judge asks for them itself."""
     # Beyond OpenAI's own schema, for vendors that have them (Anthropic, and OpenAI-compatible
     # servers such as vLLM that accept top_k):
     top_k: TopK | None = None

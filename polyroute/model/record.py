@@ -88,6 +88,9 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     """A hit: what the answer would have cost, set by the policy when it settles."""
     traceparent: str | None = None
     """The client's W3C ``traceparent`` header, as sent: the request's span joins its trace."""
+    prompt: str | None = None
+    """What the auto-router reads of the prompt, kept for training only when the caller's
+    governance policy sets retain_bodies (ledger column ``prompt``)."""
     cost_usd: float | None = None
     """What the request cost, set by the policy when it settles (None: open mode, or not
     priced); observers, which run after it, read it (traces, request logs)."""

@@ -292,7 +292,7 @@ class KeyPolicy:
             stream=int(r.stream),
             ttft_ms=round(r.ttft_s * 1000, 3) if r.ttft_s is not None else None,
             route=r.route, cache=r.cache, saved_usd=r.saved_usd, features=r.features,
-            governance=r.governance)
+            governance=r.governance, prompt=r.prompt)
 
 
 def billed_usage(record: RequestRecord) -> tuple[Usage | None, bool]:

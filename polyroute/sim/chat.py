@@ -12,6 +12,7 @@ from polyroute.sim.common_headers import openai_headers
 from polyroute.sim.fault_responses import fault_response
 from polyroute.sim.fault_selection import select_fault
 from polyroute.sim.ids import SYSTEM_FINGERPRINT
+from polyroute.sim.logprobs import reply_logprobs
 from polyroute.sim.replies import Reply, build_reply, prompt_pieces, prompt_tokens
 from polyroute.sim.request_schema import decode_chat_request
 from polyroute.sim.response_schema import (
@@ -38,14 +39,16 @@ def _message(reply: Reply) -> AssistantMessage:
 
 def completion_body(
     completion_id: str, created: int, model: str, replies: list[Reply], prompt: int,
-    cached: int = 0,
+    cached: int = 0, logprobs: int | None = None,
 ) -> bytes:
+    """``logprobs``: None, or how many top alternatives each token lists (0..20)."""
     completion = ChatCompletion(
         id=completion_id,
         created=created,
         model=model,
         choices=[
-            Choice(index=index, message=_message(reply), finish_reason=reply.finish_reason)
+            Choice(index=index, message=_message(reply), finish_reason=reply.finish_reason,
+                   logprobs=None if logprobs is None else reply_logprobs(reply, logprobs))
             for index, reply in enumerate(replies)
         ],
         usage=make_usage(prompt, sum(reply.completion_tokens for reply in replies), cached),
@@ -95,5 +98,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             stats=state.stats,
             headers=headers,
         )
-    body = completion_body(completion_id, created, model, replies, prompt, cached)
+    body = completion_body(completion_id, created, model, replies, prompt, cached,
+                           (chat.top_logprobs or 0) if chat.logprobs else None)
     return await send_json_body(request, body, fault, state.stats, headers)

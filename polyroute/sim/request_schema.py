@@ -63,6 +63,8 @@ class ChatRequest(msgspec.Struct):
     tools: list[ToolDefinition] | None = None
     tool_choice: str | NamedToolChoice | None = None
     n: int | None = 1
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
 

@@ -85,6 +85,10 @@ class LedgerEntry(msgspec.Struct, array_like=True):
     """The capabilities the request used (tools, json_schema, vision…; issue 14)."""
     governance: str | None = None
     """The data-governance policies applied (issue 11): which, and what they did."""
+    prompt: str | None = None
+    """What the auto-router reads of the prompt (head and tail of the user turns, after any
+    redaction), kept only when the caller's governance policy sets retain_bodies: the text
+    ``router train --from-ledger`` learns from (issue 17; docs/router.md)."""
 
 
 _encode = msgspec.json.Encoder().encode

@@ -154,6 +154,7 @@ LEDGER_COLUMNS = (
     "usage_estimated", "client_request_id", "stream", "ttft_ms", "route", "cache", "saved_usd",
     "features",
     "governance",
+    "prompt",
 )
 
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -169,6 +170,12 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # Vendor independence (issue 14): which capabilities a request used.
     ("ledger", "features", "TEXT"),
     ("ledger", "governance", "TEXT"),  # issue 11
+    # Learning from traffic (issue 17): what the router read of the prompt, stored only with
+    # the caller's consent (retain_bodies), and the quality label POST /v1/feedback gave it.
+    ("ledger", "prompt", "TEXT"),
+    ("ledger", "feedback_score", "DOUBLE PRECISION"),
+    ("ledger", "feedback_kind", "TEXT"),
+    ("ledger", "feedback_ts", "DOUBLE PRECISION"),
 )
 """(table, column, type) added after a table was first created: each backend adds the ones a
 database made by an older version lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""
@@ -284,6 +291,20 @@ def usage_query(by: tuple[str, ...], filters: tuple[str, ...]) -> str:
         f"FROM ledger WHERE {' AND '.join(where)} GROUP BY {group} ORDER BY {group}"
     )
 
+
+# Feedback (issue 17): a key labels only its own requests; the newest label wins. The key
+# test is in the statement, so no other key's row can be touched or even confirmed to exist.
+LABEL_REQUEST = (
+    "UPDATE ledger SET feedback_score = ?, feedback_kind = ?, feedback_ts = ? "
+    "WHERE request_id = ? AND key_id = ? RETURNING entry_id")
+LABEL_ANONYMOUS_REQUEST = (
+    "UPDATE ledger SET feedback_score = ?, feedback_kind = ?, feedback_ts = ? "
+    "WHERE request_id = ? AND key_id IS NULL RETURNING entry_id")
+LABELLED_ROWS = (
+    "SELECT prompt, model_group, deployment, feedback_score, cost_usd, request_id FROM ledger "
+    "WHERE feedback_score IS NOT NULL AND prompt IS NOT NULL AND deployment IS NOT NULL "
+    "AND status < 400 AND ts >= ? AND ts < ? ORDER BY ts")
+"""Labelled answers with the prompt the router read: ``router train --from-ledger``."""
 
 LEDGER_BY_REQUEST = (
     f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE request_id = ? "

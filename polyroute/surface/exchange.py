@@ -77,6 +77,14 @@ class ChatExchange:
             return await replay(http, lookup.hit.response, request.stream, headers(record),
                                 encode_response, encoder())
         cache = self.gateway.cache if lookup.stores else None
+        if request.stream and self.gateway.cascades(request.model):
+            # A cascade judges whole answers: the client's stream is the final one, sent at
+            # once when it is chosen (docs/routing.md#cascade).
+            response = await self.gateway.chat(request, record, overrides, principal)
+            if cache is not None:
+                cache.keep(lookup, response, record)
+            return await replay(http, response, True, headers(record), encode_response,
+                                encoder())
         if not request.stream:
             response = await self.gateway.chat(request, record, overrides, principal)
             if cache is not None:

@@ -352,6 +352,7 @@ class StreamGuard:
     async def end(self) -> list[list[ChatChunk]]:
         """At the upstream's end: the rest, once checked."""
         await self._check_window()
+        redacted = False
         for hook in self._hold:
             for part, pieces in sorted(self._whole.items()):
                 verdict = await _run(hook, "response", self._group, "".join(pieces),
@@ -360,6 +361,14 @@ class StreamGuard:
                     self._whole[part] = [verdict.text]
                     self._replace(part, verdict.text)
                     _note(self._record, f"guardrail:{hook.name}:redacted {verdict.note}")
+                    redacted = True
+        if redacted:
+            # The whole held stream is encoded in the client's dialect, none of it relayed:
+            # an upstream's closing events repeat the whole text (Responses'
+            # output_text.done, response.completed), which a relay would send unredacted.
+            for batch in self._pending:
+                for chunk in batch:
+                    chunk.raw = chunk.native = None
         released, self._pending = self._pending, []
         return released
 

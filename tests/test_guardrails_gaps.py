@@ -196,13 +196,19 @@ def test_the_responses_relay_with_a_redacted_answer(gw: GatewayProcess, keys: di
 
 # -- a reload rebuilds the guardrails -------------------------------------------------------
 
-def _reload_config(sim: SimServer, term: str) -> dict[str, Any]:
+def _reload_config(sim: SimServer, term: str, named: bool) -> dict[str, Any]:
+    guardrails: dict[str, Any] = {f"deny-{term}": {
+        "type": "deny_terms", "terms": [term], "stages": ["request", "response"],
+        "window_chars": 16}}
+    if named:  # runs only where a policy names it
+        guardrails["named"] = {"type": "max_chars", "max_chars": 10, "stages": ["request"],
+                               "scoped": True}
     return {
         "providers": {"sim": {"base_url": sim.base_url, "api_key": "${SIM_KEY}"}},
         "model_groups": {"chat": {"deployments": [{"provider": "sim", "model": "echo"}]}},
-        "guardrails": {f"deny-{term}": {"type": "deny_terms", "terms": [term],
-                                        "stages": ["request", "response"],
-                                        "window_chars": 16}},
+        "guardrails": guardrails,
+        "auth": {"master_key": "${PR_MASTER}", "refresh_s": 0.2},
+        "storage": {"flush_interval_s": 0.05},
     }
 
 
@@ -216,17 +222,24 @@ def _wait_for_log(gw: GatewayProcess, text: str, timeout: float = 10.0) -> None:
 def test_a_reload_changes_the_guardrails_and_streams_in_flight_keep_theirs(
         tmp_path: Path) -> None:
     with SimServer(api_key=SECRET, tokens_per_second=20) as sim, \
-            GatewayProcess(_reload_config(sim, "alpha"), env={"SIM_KEY": SECRET},
+            GatewayProcess(_reload_config(sim, "alpha", named=True),
+                           env={"SIM_KEY": SECRET, "PR_MASTER": MASTER_KEY},
                            tmp=tmp_path) as gw:
-        client = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+        plain = ok(admin(gw, "POST", "/admin/keys", {}))["key"]
+        naming = ok(admin(gw, "POST", "/admin/keys",
+                          {"governance": {"guardrails": ["named"]}}))["key"]
+        client = openai.OpenAI(base_url=gw.base_url, api_key=plain, max_retries=0)
 
-        def ask(text: str) -> str:
-            answer = client.chat.completions.create(
+        def ask(text: str, by: openai.OpenAI = client) -> str:
+            answer = by.chat.completions.create(
                 model="chat", messages=[{"role": "user", "content": text}])
             return str(answer.choices[0].message.content)
 
+        named = openai.OpenAI(base_url=gw.base_url, api_key=naming, max_retries=0)
         with pytest.raises(openai.PermissionDeniedError, match="deny-alpha"):
             ask("say alpha")
+        with pytest.raises(openai.PermissionDeniedError, match="'named'"):
+            ask("a prompt longer than ten characters", named)
         assert ask("say beta") == "say beta"
         # A stream whose answer holds 'beta' starts under the old guardrails…
         words = [f"word{i}" for i in range(30)] + ["beta"]  # ~1.5 s at 20 tokens a second
@@ -235,7 +248,7 @@ def test_a_reload_changes_the_guardrails_and_streams_in_flight_keep_theirs(
             stream=True)
         received = [next(iter(stream)).choices[0].delta.content or ""]
         # …the reload lands while it streams…
-        gw.config_path.write_text(yaml.safe_dump(_reload_config(sim, "beta")))
+        gw.config_path.write_text(yaml.safe_dump(_reload_config(sim, "beta", named=False)))
         os.kill(gw.proc.pid, signal.SIGHUP)
         _wait_for_log(gw, "config reloaded")
         # …and it finishes on the guardrails it started with.
@@ -244,3 +257,9 @@ def test_a_reload_changes_the_guardrails_and_streams_in_flight_keep_theirs(
         with pytest.raises(openai.PermissionDeniedError, match="deny-beta"):
             ask("say beta")
         assert ask("say alpha") == "say alpha"
+        # The policy's guardrail is gone: its scope fails closed, and no policy may name it.
+        with pytest.raises(openai.InternalServerError, match="'named'") as closed:
+            ask("hi", named)
+        assert closed.value.status_code == 503
+        code, answer = admin(gw, "POST", "/admin/keys", {"governance": {"guardrails": ["named"]}})
+        assert code == 400 and "'named'" in answer["error"]["message"], answer

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import boto3
 import openai
 import pytest
@@ -58,6 +59,8 @@ def gw(sims: tuple[SimServer, SimServer],
                         "options": {"region": REGION}, "any_model": True},
             "responses": {"protocol": "openai_responses", "base_url": leaky.base_url,
                           "api_key": "${SIM_KEY}", "any_model": True},
+            "anthropic": {"protocol": "anthropic", "base_url": leaky.root_url,
+                          "api_key": "${SIM_KEY}", "any_model": True},
         },
         "model_groups": {
             "leaky": {"deployments": [{"provider": "sim", "model": "gpt-4o-mini"}]},
@@ -66,6 +69,8 @@ def gw(sims: tuple[SimServer, SimServer],
                                                "model": "anthropic.claude-sim-v1:0"}]},
             "leaky-responses": {"deployments": [{"provider": "responses",
                                                  "model": "gpt-4o-mini"}]},
+            "leaky-ant": {"deployments": [{"provider": "anthropic",
+                                           "model": "claude-sim"}]},
         },
         "guardrails": {
             "no-secrets-inc": {"type": "detectors", "classes": ["secrets"],
@@ -127,6 +132,32 @@ def test_a_secret_in_tool_call_arguments_is_caught(gw: GatewayProcess, keys: dic
     assert arguments == {"location": "Paris", "access_key": "[API_KEY_1]"}
 
 
+def _messages_tool_use(gw: GatewayProcess, key: str, stream: bool) -> Any:
+    """The forced tool use's input, as the anthropic SDK received it (same-dialect relay)."""
+    client = anthropic.Anthropic(base_url=gw.root_url, api_key=key, max_retries=0)
+    request: Any = {"model": "leaky-ant", "max_tokens": 300, "messages": [
+        {"role": "user", "content": "Store my credentials."}],
+        "tools": [{"name": "store_credentials",
+                   "input_schema": TOOL["function"]["parameters"]}],  # type: ignore[index]
+        "tool_choice": {"type": "tool", "name": "store_credentials"}}
+    if not stream:
+        reply = client.messages.create(**request)
+    else:
+        with client.messages.stream(**request) as events:
+            reply = events.get_final_message()
+    return next(b.input for b in reply.content if b.type == "tool_use")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_anthropic_tool_use_with_a_secret_is_caught(
+        gw: GatewayProcess, keys: dict[str, str], stream: bool) -> None:
+    assert _messages_tool_use(gw, keys["pii-refuse"], stream)["access_key"] == AWS_KEY
+    with pytest.raises(anthropic.APIError, match="api_key"):
+        _messages_tool_use(gw, keys["secrets-refuse"], stream)
+    assert _messages_tool_use(gw, keys["secrets-redact"], stream) == {
+        "location": "Paris", "access_key": "[API_KEY_1]"}
+
+
 def _runtime(gw: GatewayProcess, key: str) -> Any:
     return boto3.client(
         "bedrock-runtime", endpoint_url=gw.root_url, region_name=REGION,
@@ -166,15 +197,16 @@ def test_a_converse_client_sees_refusal_and_redaction(
 
 
 @pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["leaky", "leaky-bedrock"])  # translated, relayed
 def test_a_converse_tool_use_with_a_secret_is_caught(gw: GatewayProcess, keys: dict[str, str],
-                                                     stream: bool) -> None:
+                                                     model: str, stream: bool) -> None:
     tools = {"tools": [{"toolSpec": {"name": "store_credentials",
                                      "inputSchema": {"json": TOOL["function"]["parameters"]}}}],
              "toolChoice": {"any": {}}}
     with pytest.raises((ClientError, EventStreamError)) as refused:
-        _converse(gw, keys["secrets-refuse"], "leaky", stream, toolConfig=tools)
+        _converse(gw, keys["secrets-refuse"], model, stream, toolConfig=tools)
     assert "api_key" in refused.value.response["Error"]["Message"]
-    got = _converse(gw, keys["secrets-redact"], "leaky", stream, toolConfig=tools)
+    got = _converse(gw, keys["secrets-redact"], model, stream, toolConfig=tools)
     assert {"location": "Paris", "access_key": "[API_KEY_1]"} in got
 
 

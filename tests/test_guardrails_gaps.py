@@ -1,7 +1,8 @@
 """Guardrails, third part (issue 11): tool-call arguments checked by answer hooks, streamed
-(by window or held) and whole; a Bedrock Converse client (boto3) seeing policy refusal and
-redaction, translated and relayed, streamed and not; the Responses relay with a redacted
-stream; and a config reload that changes the guardrails while a stream is in flight."""
+(by window or held) and whole (openai, anthropic and boto3 clients); a Bedrock Converse
+client (boto3) seeing policy refusal and redaction, translated and relayed, streamed and
+not; the Responses relay with a redacted stream; and a config reload that changes the
+guardrails while a stream is in flight."""
 
 from __future__ import annotations
 
@@ -96,7 +97,8 @@ def keys(gw: GatewayProcess) -> dict[str, str]:
             "pii-redact": key(answer_data_classes={"pii": "redact"}),
             "secrets-refuse": key(answer_data_classes={"secrets": "refuse"}),
             "secrets-redact": key(answer_data_classes={"secrets": "redact"}),
-            "secrets-inc": key(guardrails=["no-secrets-inc"])}
+            "secrets-inc": key(guardrails=["no-secrets-inc"]),
+            "deny-prompt": key(deny_terms=["WHERE do i write"])}
 
 
 def _chat_tool_call(gw: GatewayProcess, key: str, stream: bool) -> str:
@@ -194,6 +196,9 @@ def test_a_converse_client_sees_refusal_and_redaction(
     assert error["Code"] in ("AccessDeniedException", "ValidationException"), error
     redacted = _converse(gw, keys["pii-redact"], model, stream)
     assert redacted == [LEAK.replace(EMAIL, "[EMAIL_1]")]
+    with pytest.raises((ClientError, EventStreamError)) as denied:  # the prompt, before routing
+        _converse(gw, keys["deny-prompt"], model, stream)
+    assert "denied term" in denied.value.response["Error"]["Message"]
 
 
 @pytest.mark.parametrize("stream", [False, True])

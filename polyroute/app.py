@@ -102,6 +102,8 @@ class Components:
     """The MCP gateway's upstream servers (their sessions and stdio processes)."""
     batches: Batches | None = None
     message_batches: MessageBatches | None = None
+    guardrails_of: Callable[[GatewayConfig], Guardrails] | None = None
+    """Builds the guardrail hooks of a config (a reload rebuilds them)."""
 
 
 APP_KEY = web.AppKey("polyroute", Components)
@@ -156,8 +158,11 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
             connect_s=timeout_s, deployment="guardrail", errors=_guardrail_error,
             total_s=timeout_s)
 
-    # always built: a governance policy's answer_data_classes need it with none configured
-    guardrails = Guardrails(hooks_from(config.guardrails, post))
+    def guardrails_of(config: GatewayConfig) -> Guardrails:
+        # always built: a governance policy's answer_data_classes need it with none configured
+        return Guardrails(hooks_from(config.guardrails, post))
+
+    guardrails = guardrails_of(config)
     room = Room()  # what the deployments are doing now: kept across reloads
     upstream.on_headers = room.observe_headers  # vendors' x-ratelimit-* headers
     cache = _response_cache(config)
@@ -170,7 +175,8 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
                       quota=DeploymentLimits(stack.limiter), cache=cache, tracer=tracer,
                       guardrails=guardrails)
     parts = Components(config, gateway, metrics, upstream, breakers, shared,
-                       policy_stack=stack, tracer=tracer, request_log=request_log)
+                       policy_stack=stack, tracer=tracer, request_log=request_log,
+                       guardrails_of=guardrails_of)
     if config.state.redis_url is not None:  # least_busy counts other replicas' requests too
         parts.shared_busy = RedisBusy(redis_client(config.state), config.state.sync_interval_s)
         parts.shared_caps = RedisBusy(redis_client(config.state), config.state.sync_interval_s,

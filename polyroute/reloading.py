@@ -5,12 +5,13 @@
 The file is loaded and validated in full first, exactly as at start-up: a bad file changes
 nothing and is reported in one line (``polyroute: reload refused: config error: …``). A good
 one replaces the routing — model groups, deployments, providers, strategies, their knobs,
-resilience — for requests that start from then on; requests in flight finish on the route
-they were given. What is learnt of a deployment is kept when it stays: its circuit (by
-upstream), its latency estimate, its in-flight count and quota readings (by name), the keys'
-counters and caches, the vendor-share caps' windows (by scope). Settings of the process
-itself — ``server``, ``storage``, ``state``, ``auth``, ``limits`` — need a restart: a change
-there is named in a warning and not applied.
+resilience — and the guardrails (``guardrails:``) for requests that start from then on;
+requests in flight finish on the route and the guardrails they were given. What is learnt
+of a deployment is kept when it stays: its circuit (by upstream), its latency estimate, its
+in-flight count and quota readings (by name), the keys' counters and caches, the
+vendor-share caps' windows (by scope). Settings of the process itself — ``server``,
+``storage``, ``state``, ``auth``, ``limits`` — need a restart: a change there is named in a
+warning and not applied.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Reloader:
         # Everything fallible is built before anything is swapped: a failure changes nothing.
         caps = parts.gateway.router.caps  # the vendor-share windows carry on
         router = Router(config, auto=AutoRoutes(config), room=room, caps=caps)
+        guardrails = parts.guardrails_of(config) if parts.guardrails_of is not None else None
         install_redaction(parts.config.secrets | config.secrets)  # in-flight keys stay secret
         parts.upstream.know_secrets(config.secrets)
         parts.breakers.track(d.upstream for d in deployments)
@@ -86,6 +88,10 @@ class Reloader:
         parts.gateway.use(router)
         if parts.tools is not None:
             parts.tools.use(config.mcp)
+        if guardrails is not None:
+            parts.gateway.use_guardrails(guardrails)
+        if parts.policy_stack is not None:  # policies are checked against the new names
+            parts.policy_stack.service.guardrails = frozenset(g.name for g in config.guardrails)
         room.forget(d.name for d in deployments)
         parts.config = config
 

@@ -94,6 +94,7 @@ class PolicyStack:
         self.service = service = AdminService(self.directory, self.store, self.db,
                                               counters=self.limiter.counters,
                                               topology=self.topology)
+        service.guardrails = frozenset(g.name for g in config.guardrails)
         self.admin = AdminRoutes(service, config.auth.master_key, self.status,
                                  AdminKeys(AdminKeyStore(self.db)), self.audit)
         self._tasks: list[asyncio.Task[None]] = []

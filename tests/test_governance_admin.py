@@ -230,11 +230,26 @@ def test_cli_errors_are_one_line_and_audit_verify_exits_1(tmp_path: Path) -> Non
         (("teams", "create", "t", "--daily-budget", "five"),
          "--daily-budget: expected a number of USD, got 'five'"),
         (("keys", "create", "--expires-in", "soon"), "--expires-in:"),
+        (("orgs", "create", "o", "--governance", "{guardrails: [x]}"), "--governance: not JSON"),
+        (("orgs", "create", "o", "--governance", "[]"),
+         "--governance: expected a JSON object (or null)"),
     ):
         result = _cli(*args, "--config", config)
         assert result.returncode == 2, result
         assert result.stderr.startswith(f"polyroute: {expected}"), result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    # a policy naming a guardrail the config lacks: refused when written, in one line
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"guardrails": ["no-such-guardrail"], "deny_terms": ["x"]}')
+    for args in (("teams", "create", "t", "--governance", f"@{policy}"),
+                 ("keys", "create", "--governance", '{"guardrails": ["no-such-guardrail"]}')):
+        result = _cli(*args, "--config", config)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("polyroute: 400: The governance policy names the "
+                                        "guardrail 'no-such-guardrail'"), result.stderr
+    made = _cli("teams", "create", "t", "--governance", '{"deny_terms": ["x"]}',
+                "--config", config)
+    assert made.returncode == 0 and '"deny_terms"' in made.stdout, made.stderr
     result = _cli("keys", "list", "--url", "http://127.0.0.1:9")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("polyroute: cannot reach the gateway at http://127.0.0.1:9")

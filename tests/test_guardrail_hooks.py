@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from polyroute.engine.guardrails import (
+    OFFLOAD_CHARS,
     Check,
     Guardrails,
     Hook,
     StreamGuard,
+    _run,
     detectors,
     max_chars,
 )
@@ -26,7 +30,15 @@ from polyroute.engine.streaming import LiveStream, open_stream
 from polyroute.errors import PolicyViolation, ServiceUnavailable
 from polyroute.guardrails import detectors as detector_module
 from polyroute.guardrails.detectors import CLASSES, detect
-from polyroute.model.chat import ChatChunk, ChatRequest, ChunkChoice, Delta, Message
+from polyroute.model.chat import (
+    ChatChunk,
+    ChatRequest,
+    ChunkChoice,
+    Delta,
+    FunctionCall,
+    Message,
+    ToolCall,
+)
 from polyroute.model.governance import DataPolicy
 from polyroute.model.record import RequestRecord
 from polyroute.model.usage import Usage
@@ -136,6 +148,71 @@ async def test_guardrails_per_scope() -> None:
     with pytest.raises(ServiceUnavailable, match="team 'red' names the guardrail 'nope'"):
         rails.select((("t:red", DataPolicy(guardrails=["nope"])),))
     assert Guardrails([]).select(()) is None and not Guardrails([]).everyone
+
+
+def call(arguments: str, index: int = 0, name: str | None = None) -> ChatChunk:
+    tool = ToolCall(index=index, function=FunctionCall(name=name, arguments=arguments))
+    return ChatChunk(id="c", model="m", native=b"upstream event",
+                     choices=[ChunkChoice(0, Delta(tool_calls=[tool]))])
+
+
+def arguments_of(batches: list[list[ChatChunk]], index: int) -> str:
+    return "".join(t.function.arguments or "" for b in batches for c in b for ch in c.choices
+                   for t in ch.delta.tool_calls or () if t.index == index and t.function)
+
+
+async def test_tool_call_arguments_are_checked_apart_as_they_stream() -> None:
+    check = Recorder()
+    guard = StreamGuard([hook(check)], REQUEST, "g", record())
+    released = await guard.feed([chunk("fine text "), call('{"a": "one two three', 0, "f"),
+                                 call('{"b": "four', 1, "g")])
+    assert arguments_of(released, 0) == '{"a": "one two three'
+    assert sorted(check.asked) == sorted(['{"a": "one two three', "fine text ",
+                                          '{"b": "four'])  # each part its own window
+    with pytest.raises(PolicyViolation, match="it is bad"):
+        await guard.feed([call(' ba', 1)])  # under the window: held
+        await guard.feed([call('d"}', 1), chunk(finish="tool_calls")])
+
+
+async def test_held_tool_call_arguments_are_redacted_in_their_first_fragment() -> None:
+    rec = record()
+    guard = StreamGuard([hook(detectors(CLASSES["secrets"], "redact"), stream="hold")],
+                        REQUEST, "g", rec)
+    for piece in ('{"key": "', "AKIAQ7XK2M", "4N5P6R8T3W", '"}'):
+        assert await guard.feed([chunk("text "), call(piece, 2)]) == []
+    released = await guard.end()
+    assert arguments_of(released, 2) == '{"key": "[API_KEY_1]"}'
+    assert text_of(released) == "text " * 4
+    # a redacted held stream is encoded whole, none of it relayed
+    assert all(c.native is None and c.raw is None for b in released for c in b)
+    assert "redacted api_key=1" in (rec.governance or "")
+
+
+async def test_long_texts_are_scanned_in_a_thread_under_the_budget() -> None:
+    threads: list[int] = []
+    release = threading.Event()
+
+    def find(text: str, kinds: frozenset[str] | None) -> list[Any]:
+        threads.append(threading.get_ident())
+        if len(text) >= OFFLOAD_CHARS:
+            release.wait(10)  # past any budget, until the test lets it go
+        return []
+
+    check = detectors(CLASSES["pii"], "refuse", find)
+    assert await check("response", "g", "short", REQUEST) is None
+    assert threads == [threading.get_ident()]  # inline: a thread costs more than the scan
+    late = Hook("scan", check, frozenset({"response"}), 0.05, False)
+    try:
+        with pytest.raises(ServiceUnavailable, match="'scan' could not check the response "
+                                                     r"\(no answer within 0.05 s\)"):
+            await _run(late, "response", "g", "x" * OFFLOAD_CHARS, REQUEST, record())
+        rec = record()
+        opened = Hook("scan", check, frozenset({"response"}), 0.05, True)
+        assert await _run(opened, "response", "g", "x" * OFFLOAD_CHARS, REQUEST, rec) is None
+        assert rec.governance == "guardrail:scan:failed-open"
+    finally:
+        release.set()
+    assert len(threads) == 3 and threading.get_ident() not in threads[1:]
 
 
 async def _upstream(*batches: list[ChatChunk]) -> AsyncIterator[list[ChatChunk]]:

@@ -98,8 +98,7 @@ def keys(gw: GatewayProcess) -> dict[str, str]:
             "redact": key(team="redacting-team"),
             "refuse": key(team="strict-team"),
             "plain": key(),
-            "builtin": key(governance={"guardrails": ["no-secrets-in", "no-falcon-out"]}),
-            "unknown": key(governance={"guardrails": ["no-such-guardrail"]})}
+            "builtin": key(governance={"guardrails": ["no-secrets-in", "no-falcon-out"]})}
 
 
 @functools.cache
@@ -230,13 +229,24 @@ def test_a_refused_answer_is_billed_at_its_cost(gw: GatewayProcess, keys: dict[s
     assert leaky.stats()["requests_total"] == before + 2
 
 
-def test_a_policy_naming_an_unknown_guardrail_fails_closed(
-        gw: GatewayProcess, keys: dict[str, str], sims: tuple[SimServer, SimServer]) -> None:
-    echo, _ = sims
-    before = echo.stats()["requests_total"]
-    _, exc = run(gw, "chat", keys["unknown"], "echo", "hello", False)
-    assert status(exc) == 503 and "no-such-guardrail" in str(exc)
-    assert echo.stats()["requests_total"] == before
+def test_a_policy_naming_an_unknown_guardrail_is_refused_when_written(
+        gw: GatewayProcess, keys: dict[str, str]) -> None:
+    """Refused by the admin API with a 400 naming it (a reload that drops a guardrail a
+    policy names makes that scope's requests fail closed: tests/test_guardrails_gaps.py)."""
+    made = ok(admin(gw, "POST", "/admin/teams", {"id": "named-team"}))
+    for method, path, body in (
+            ("POST", "/admin/keys", {"governance": {"guardrails": ["no-such-guardrail"]}}),
+            ("PATCH", f"/admin/teams/{made['id']}",
+             {"governance": {"guardrails": ["no-falcon-out", "no-such-guardrail"]}}),
+            ("POST", "/admin/orgs", {"id": "o-unknown",
+                                     "governance": {"guardrails": ["no-such-guardrail"]}})):
+        code, answer = admin(gw, method, path, body)
+        assert code == 400, answer
+        error = answer["error"]
+        assert "'no-such-guardrail'" in error["message"] and "no-falcon-out" in error["message"]
+        assert error["param"] == "governance.guardrails"
+    assert "governance" not in ok(admin(gw, "GET", f"/admin/teams/{made['id']}"))
+    assert admin(gw, "GET", "/admin/orgs/o-unknown")[0] == 404
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -126,6 +127,9 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
 def _object_flags(p: argparse.ArgumentParser, kind: str) -> None:
     for flag, dest, text in _LIMIT_FLAGS:
         p.add_argument(flag, dest=dest, help=text)
+    p.add_argument("--governance", metavar="JSON|@FILE",
+                   help="the data-governance policy (docs/governance.md) as a JSON object, or "
+                        "@FILE holding one; 'null' removes it")
     if kind == "keys":
         p.add_argument("--team")
         p.add_argument("--name")
@@ -167,6 +171,8 @@ def _spec(ns: argparse.Namespace) -> dict[str, Any]:
     for name in ("team", "name", "org", "on_state_outage"):
         if getattr(ns, name, None) is not None:
             spec[name] = getattr(ns, name)
+    if getattr(ns, "governance", None) is not None:
+        spec["governance"] = _governance(ns.governance)
     if getattr(ns, "expires_in", None):
         spec["expires_in_s"] = time.time() - _time("--expires-in", ns.expires_in)
     if getattr(ns, "tag", None):
@@ -175,6 +181,22 @@ def _spec(ns: argparse.Namespace) -> dict[str, Any]:
             raise CommandError(f"--tag: expected KEY=VALUE, got {bad[0]!r}")
         spec["tags"] = dict(t.split("=", 1) for t in ns.tag)
     return spec
+
+
+def _governance(value: str) -> Any:
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except OSError as exc:
+            raise CommandError(f"--governance: cannot read {value[1:]}: {exc.strerror}") from None
+    try:
+        policy = json.loads(text)
+    except ValueError as exc:
+        raise CommandError(f"--governance: not JSON ({exc})") from None
+    if policy is not None and not isinstance(policy, dict):
+        raise CommandError("--governance: expected a JSON object (or null)")
+    return policy
 
 
 def _time(flag: str, value: str) -> float:

@@ -128,6 +128,11 @@ class Gateway:
         on the route they were given."""
         self._router = router
 
+    def use_guardrails(self, guardrails: Guardrails) -> None:
+        """Check new requests with ``guardrails`` (a reloaded config); a request in flight
+        keeps the hooks it selected when it started."""
+        self._guardrails = guardrails
+
     async def chat(
         self, request: ChatRequest, record: RequestRecord,
         overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,

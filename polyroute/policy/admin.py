@@ -70,10 +70,14 @@ class AdminService:
         self._db = db
         self._counters = counters
         self._clock = clock
+        self.guardrails: frozenset[str] | None = None
+        """The names of the config's guardrails a governance policy may name (kept current
+        by a reload); None: not checked (a service without a gateway's config)."""
 
     # -- keys -----------------------------------------------------------------------------
     async def create_key(self, spec: KeyIn) -> KeyCreated:
         self._check_team(spec.team)
+        self._check_guardrails(spec)
         expires = spec.expires_at
         if spec.expires_in_s is not None:
             expires = self._clock() + spec.expires_in_s
@@ -91,6 +95,7 @@ class AdminService:
             merged.pop(name, None)
         spec = _convert(merged, KeyIn)
         self._check_team(spec.team)
+        self._check_guardrails(spec)
         expires = spec.expires_at
         if spec.expires_in_s is not None:
             expires = self._clock() + spec.expires_in_s
@@ -119,6 +124,7 @@ class AdminService:
         if spec.org is not None and self.directory.org_view(spec.org) is None:
             raise InvalidRequest(f"No organisation '{spec.org}': create it first.",
                                  param="org")
+        self._check_guardrails(spec)
         await self._store.put_team(spec.id, spec.org, _settings_json(spec), self._clock())
         await self.directory.refresh()
         return self.team(spec.id)
@@ -143,6 +149,7 @@ class AdminService:
         return view
 
     async def put_org(self, spec: OrgIn) -> OrgView:
+        self._check_guardrails(spec)
         await self._store.put_org(spec.id, _settings_json(spec), self._clock())
         await self.directory.refresh()
         return self.org(spec.id)
@@ -169,6 +176,21 @@ class AdminService:
     def _check_team(self, team: str | None) -> None:
         if team is not None and self.directory.team_view(team) is None:
             raise InvalidRequest(f"No team '{team}': create it first.", param="team")
+
+    def _check_guardrails(self, spec: Settings) -> None:
+        """A policy naming a guardrail the config lacks would refuse every request of its
+        scope (fail closed): refused when written instead."""
+        policy = spec.governance
+        if policy is None or self.guardrails is None:
+            return
+        unknown = [name for name in policy.guardrails if name not in self.guardrails]
+        if unknown:
+            known = ", ".join(sorted(self.guardrails)) or "none"
+            raise InvalidRequest(
+                f"The governance policy names the guardrail '{unknown[0]}', which this "
+                f"gateway's config does not define (its guardrails: {known}); define it under "
+                "guardrails: first, or remove it from the policy.",
+                param="governance.guardrails")
 
     # -- budgets and usage ----------------------------------------------------------------
     async def budget(self, scope: str) -> BudgetStatus:

@@ -12,6 +12,7 @@ from polyroute.model.embeddings import EmbeddingRequest
 from polyroute.nesting import check_json_depth
 
 T = TypeVar("T", ChatRequest, EmbeddingRequest)
+D = TypeVar("D")
 
 _chat_decoder = msgspec.json.Decoder(ChatRequest)
 _embedding_decoder = msgspec.json.Decoder(EmbeddingRequest)
@@ -34,6 +35,19 @@ def embedding_request(body: bytes) -> EmbeddingRequest:
 
 
 def _decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    fields, request = decode_fields(body, decoder)
+    request.passthrough = fields
+    if isinstance(request, ChatRequest):
+        # Another dialect's body, for its own protocol's upstream: never the client's to set
+        # (a Bedrock body would go out signed with the gateway's identity, unchecked).
+        request.native = None
+    return request
+
+
+def decode_fields(body: bytes, decoder: msgspec.json.Decoder[D]) -> tuple[
+        dict[str, msgspec.Raw], D]:
+    """The body's top-level fields as the client sent them, and the body decoded; OpenAI's
+    errors for an empty, unparseable, too deeply nested or invalid body."""
     if not body:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     check_json_depth(body)
@@ -45,12 +59,6 @@ def _decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
             "(HINT: check the quotes and commas, and send Content-Type: application/json)."
         ) from None
     try:
-        request = decoder.decode(body)
+        return fields, decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise invalid_request(str(exc)) from None
-    request.passthrough = fields
-    if isinstance(request, ChatRequest):
-        # Another dialect's body, for its own protocol's upstream: never the client's to set
-        # (a Bedrock body would go out signed with the gateway's identity, unchecked).
-        request.native = None
-    return request

@@ -9,11 +9,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from polyroute.errors import InvalidRequest, invalid_request
 from polyroute.model.media import MediaRequest, Units
-from polyroute.nesting import check_json_depth
-
-_fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+from polyroute.surface.openai.decode import decode_fields
 
 DEFAULT_IMAGE_MODEL = "dall-e-2"
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
@@ -61,7 +58,7 @@ def image_unit(size: str | None, quality: str | None) -> str:
 
 
 def image_generation(body: bytes) -> MediaRequest:
-    fields, typed = _decode(body, _image_decoder)
+    fields, typed = decode_fields(body, _image_decoder)
     n = typed.n or 1
     return MediaRequest("images.generations", typed.model or DEFAULT_IMAGE_MODEL, fields,
                         estimate=Units(image_unit(typed.size, typed.quality), n),
@@ -69,14 +66,14 @@ def image_generation(body: bytes) -> MediaRequest:
 
 
 def speech(body: bytes) -> MediaRequest:
-    fields, typed = _decode(body, _speech_decoder)
+    fields, typed = decode_fields(body, _speech_decoder)
     return MediaRequest("audio.speech", typed.model, fields,
                         estimate=Units("character", len(typed.input)),
                         input_tokens=_tokens(typed.input))
 
 
 def rerank(body: bytes) -> MediaRequest:
-    fields, typed = _decode(body, _rerank_decoder)
+    fields, typed = decode_fields(body, _rerank_decoder)
     text = typed.query + "".join(d if isinstance(d, str) else str(d) for d in typed.documents)
     # Cohere and Bedrock bill a search per 100 documents (a query "with up to 100").
     searches = -(-len(typed.documents) // DOCUMENTS_PER_SEARCH)
@@ -85,7 +82,7 @@ def rerank(body: bytes) -> MediaRequest:
 
 
 def moderation(body: bytes) -> MediaRequest:
-    fields, typed = _decode(body, _moderation_decoder)
+    fields, typed = decode_fields(body, _moderation_decoder)
     text = typed.input if isinstance(typed.input, str) else str(typed.input)
     return MediaRequest("moderations", typed.model or DEFAULT_MODERATION_MODEL, fields,
                         input_tokens=_tokens(text))
@@ -93,21 +90,3 @@ def moderation(body: bytes) -> MediaRequest:
 
 def _tokens(text: str) -> int:
     return len(text) // 4 + 1
-
-
-def _decode(body: bytes, decoder: msgspec.json.Decoder[Any]) -> tuple[dict[str, msgspec.Raw],
-                                                                        Any]:
-    if not body:
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    check_json_depth(body)
-    try:
-        fields = _fields_decoder.decode(body)
-    except msgspec.DecodeError:
-        raise InvalidRequest(
-            "We could not parse the JSON body of your request. The body must be a JSON object "
-            "(HINT: check the quotes and commas, and send Content-Type: application/json)."
-        ) from None
-    try:
-        return fields, decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise invalid_request(str(exc)) from None

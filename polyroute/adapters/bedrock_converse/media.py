@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import msgspec
 
+from polyroute.adapters.images import ImageFields, images_response
 from polyroute.adapters.rejections import unsupported
 from polyroute.errors import ContentFiltered, UpstreamProtocolError
 from polyroute.model.media import MediaRequest
@@ -29,20 +30,12 @@ _NEUTRAL: Mapping[str, frozenset[bytes]] = {
 _WHY = {"response_format": "the images come back as bytes: ask for b64_json"}
 _MAPPED = frozenset({"model", "prompt", "n", "size", "quality", "user"})
 """``user`` (an end-user id for OpenAI's abuse monitoring) has no Bedrock field: not sent."""
+_FIELDS = ImageFields(VENDOR, _MAPPED, _NEUTRAL, _WHY)
 
 
 class _Invoked(msgspec.Struct):
     images: list[str] = msgspec.field(default_factory=list)
     error: str | None = None
-
-
-class _Image(msgspec.Struct):
-    b64_json: str
-
-
-class _Images(msgspec.Struct):
-    created: int
-    data: list[_Image]
 
 
 _invoked = msgspec.json.Decoder(_Invoked)
@@ -51,11 +44,7 @@ _int = msgspec.json.Decoder(int | None)
 
 
 def image_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> bytes:
-    fields = request.fields or {}
-    for name, raw in fields.items():
-        if name in _MAPPED or name in drop or bytes(raw).strip() in _NEUTRAL.get(name, ()):
-            continue
-        raise unsupported(VENDOR, name, deployment, _WHY.get(name, ""))
+    fields = _FIELDS.check(request, deployment, drop)
     prompt = _str.decode(fields["prompt"]) if "prompt" in fields else None
     config: dict[str, object] = {
         "numberOfImages": (_int.decode(fields["n"]) if "n" in fields else None) or 1}
@@ -79,8 +68,7 @@ def images_answer(body: bytes, deployment: str, created: int) -> tuple[bytes, in
     if answer.error or not answer.images:
         raise ContentFiltered(f"The model returned no image: {answer.error or 'none came back'}",
                               deployment=deployment)
-    images = [_Image(data) for data in answer.images]
-    return msgspec.json.encode(_Images(created, images)), len(images)
+    return images_response(created, answer.images), len(answer.images)
 
 
 # -- rerank: bedrock-agent-runtime's Rerank API ---------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from polyroute.adapters.rejections import unsupported
+from polyroute.adapters.images import ImageFields, images_response
 from polyroute.errors import ContentFiltered, UpstreamProtocolError
 from polyroute.model.media import MediaRequest
 from polyroute.model.usage import Usage
@@ -36,6 +36,7 @@ _WHY = {
 }
 _MAPPED = frozenset({"model", "prompt", "size", "user"})
 """``user`` (an end-user id for OpenAI's abuse monitoring) has no Gemini field: not sent."""
+_FIELDS = ImageFields(VENDOR, _MAPPED, _NEUTRAL, _WHY)
 
 
 class _Blob(msgspec.Struct):
@@ -68,25 +69,12 @@ class _Answer(msgspec.Struct):
     usageMetadata: _Usage | None = None
 
 
-class _Image(msgspec.Struct):
-    b64_json: str
-
-
-class _Images(msgspec.Struct):
-    created: int
-    data: list[_Image]
-
-
 _answer = msgspec.json.Decoder(_Answer)
 _str = msgspec.json.Decoder(str | None)
 
 
 def image_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> bytes:
-    fields = request.fields or {}
-    for name, raw in fields.items():
-        if name in _MAPPED or name in drop or bytes(raw).strip() in _NEUTRAL.get(name, ()):
-            continue
-        raise unsupported(VENDOR, name, deployment, _WHY.get(name, ""))
+    fields = _FIELDS.check(request, deployment, drop)
     prompt = _str.decode(fields["prompt"]) if "prompt" in fields else None
     config: dict[str, object] = {"responseModalities": ["IMAGE"]}
     ratio = aspect_ratio(_str.decode(fields["size"]) if "size" in fields else None)
@@ -120,7 +108,7 @@ def images_answer(body: bytes, deployment: str,
         finish = finish or candidate.finishReason
         for part in candidate.content.parts if candidate.content else ():
             if part.inlineData is not None and part.inlineData.data:
-                images.append(_Image(part.inlineData.data))
+                images.append(part.inlineData.data)
             elif part.text:
                 said.append(part.text)
     if not images:
@@ -132,4 +120,4 @@ def images_answer(body: bytes, deployment: str,
         output = meta.candidatesTokenCount + meta.thoughtsTokenCount
         usage = Usage(prompt_tokens=meta.promptTokenCount, completion_tokens=output,
                       total_tokens=meta.promptTokenCount + output)
-    return msgspec.json.encode(_Images(created, images)), len(images), usage
+    return images_response(created, images), len(images), usage

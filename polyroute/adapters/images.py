@@ -1,0 +1,48 @@
+"""What the adapters that translate OpenAI's image generation share: the check of the
+request's fields against what a vendor maps, and OpenAI's ``ImagesResponse`` they answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from polyroute.adapters.rejections import unsupported
+from polyroute.model.media import MediaRequest
+
+
+class ImageFields(msgspec.Struct, frozen=True):
+    """One vendor's reading of OpenAI's image fields."""
+
+    vendor: str
+    mapped: frozenset[str]
+    """Fields the vendor's body carries."""
+    neutral: Mapping[str, frozenset[bytes]]
+    """Values of the other fields that ask for nothing (the bytes as sent, e.g. ``null``)."""
+    why: Mapping[str, str]
+    """Why a field is refused, where there is more to say than its name."""
+
+    def check(self, request: MediaRequest, deployment: str,
+              drop: frozenset[str]) -> Mapping[str, msgspec.Raw]:
+        """The request's fields; a 400 naming the first one the vendor cannot carry."""
+        fields = request.fields or {}
+        for name, raw in fields.items():
+            if name in self.mapped or name in drop \
+                    or bytes(raw).strip() in self.neutral.get(name, ()):
+                continue
+            raise unsupported(self.vendor, name, deployment, self.why.get(name, ""))
+        return fields
+
+
+class _Image(msgspec.Struct):
+    b64_json: str
+
+
+class _Images(msgspec.Struct):
+    created: int
+    data: list[_Image]
+
+
+def images_response(created: int, images: Iterable[str]) -> bytes:
+    """OpenAI's ``ImagesResponse`` of base64 images."""
+    return msgspec.json.encode(_Images(created, [_Image(data) for data in images]))

@@ -200,9 +200,12 @@ def test_create_edit_and_delete_an_organisation(page: Any, gw: GatewayProcess) -
     made = admin(gw, "POST", "/admin/keys", {"name": "g1", "team": "globex-ops"})
     page.reload()
 
-    page.get_by_role("button", name="Edit limits of organisation globex").click()
+    # By keyboard: Enter on the focused button opens the form with the focus in its first field.
+    page.get_by_role("button", name="Edit limits of organisation globex").focus()
+    page.keyboard.press("Enter")
     limits = page.get_by_role("form", name="Limits of organisation globex")
     assert limits.get_by_label("Monthly budget (USD)").input_value() == "40"
+    assert page.evaluate("document.activeElement.id") == "e-daily_budget_usd"
     limits.get_by_label("Monthly budget (USD)").fill("12.5")
     limits.get_by_label("Requests per minute").fill("600")
     limits.get_by_label("Allowed model groups").fill("chat, echo")
@@ -229,7 +232,8 @@ def test_create_edit_and_delete_an_organisation(page: Any, gw: GatewayProcess) -
     assert "models" not in stored and "monthly_budget_usd" not in stored
     assert stored.get("tags", {}) == {} and stored["rpm"] == 600
 
-    page.get_by_role("button", name="Delete organisation globex").click()
+    page.get_by_role("button", name="Delete organisation globex").focus()
+    page.keyboard.press("Enter")
     page.get_by_role("button", name="Delete organisation globex").wait_for(state="detached")
     page.get_by_role("row").filter(has_text="globex-ops").filter(has_text="revoked").wait_for()
     assert "globex-ops" in page.dialogs[-1] and "revoked" in page.dialogs[-1]

@@ -1,6 +1,7 @@
 """The web console at /ui, driven by Playwright in Debian's Chromium (headless): sign in,
 watch requests sent through the official OpenAI SDK appear, open one's attempt chain, create
-a key and see its secret once, use it, revoke it and see the next call refused, filter spend
+a key and see its secret once, use it, revoke it and see the next call refused, create,
+edit and delete an organisation (its teams' keys revoked with it), filter spend
 by team; a team admin's and an auditor's console show and allow only what their role may;
 the Vendors page's independence measures; no console error on any page; screenshots of every
 page at desktop and phone width into docs/console/. One gateway and one browser per module."""
@@ -95,8 +96,10 @@ def page(browser: Any) -> Iterator[Any]:
     problems: list[str] = []
     pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: problems.append(str(e)))
-    pg.on("dialog", lambda d: d.accept())
+    dialogs: list[str] = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
     pg.problems = problems
+    pg.dialogs = dialogs  # what each confirm() asked, in order
     yield pg
     context.close()
     assert problems == [], f"console errors: {problems}"
@@ -178,6 +181,68 @@ def test_create_use_and_revoke_a_key(page: Any, gw: GatewayProcess) -> None:
 
     page.get_by_role("button", name=f"Revoke key {key_id}").click()
     page.get_by_role("row").filter(has_text=key_id).filter(has_text="revoked").wait_for()
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="chat", messages=USER)
+
+
+def test_create_edit_and_delete_an_organisation(page: Any, gw: GatewayProcess) -> None:
+    sign_in(page, gw)
+    page.get_by_role("link", name="Keys & teams").click()
+    create = page.get_by_role("form", name="Create an organisation")
+    create.get_by_label("Organisation id").fill("globex")
+    create.get_by_label("Monthly budget (USD)").fill("40")
+    create.get_by_role("button", name="Create organisation").click()
+    page.get_by_role("row").filter(has_text="globex").filter(has_text="$40.00").wait_for()
+    assert admin(gw, "GET", "/admin/orgs/globex")["monthly_budget_usd"] == 40
+    # A team of it with a key: deleting the organisation must revoke that key. (The key is
+    # not used first: its spend would show in the other tests' per-team figures.)
+    admin(gw, "POST", "/admin/teams", {"id": "globex-ops", "org": "globex"})
+    made = admin(gw, "POST", "/admin/keys", {"name": "g1", "team": "globex-ops"})
+    page.reload()
+
+    # By keyboard: Enter on the focused button opens the form with the focus in its first field.
+    page.get_by_role("button", name="Edit limits of organisation globex").focus()
+    page.keyboard.press("Enter")
+    limits = page.get_by_role("form", name="Limits of organisation globex")
+    assert limits.get_by_label("Monthly budget (USD)").input_value() == "40"
+    assert page.evaluate("document.activeElement.id") == "e-daily_budget_usd"
+    limits.get_by_label("Monthly budget (USD)").fill("12.5")
+    limits.get_by_label("Requests per minute").fill("600")
+    limits.get_by_label("Allowed model groups").fill("chat, echo")
+    limits.get_by_label("Tags").fill("cost-centre=cc-7, region=eu")
+    limits.get_by_role("button", name="Save limits").click()
+    row = page.get_by_role("row").filter(has_text="globex-ops").filter(has_text="$12.50")
+    row.filter(has_text="region=eu").wait_for()
+    stored = admin(gw, "GET", "/admin/orgs/globex")
+    assert stored["monthly_budget_usd"] == 12.5 and stored["rpm"] == 600
+    assert stored["models"] == ["chat", "echo"]
+    assert stored["tags"] == {"cost-centre": "cc-7", "region": "eu"}
+    # Emptied again: the allow-list is lifted and the budget cleared.
+    page.get_by_role("button", name="Edit limits of organisation globex").click()
+    limits.get_by_label("Allowed model groups").fill("")
+    limits.get_by_label("Monthly budget (USD)").fill("")
+    limits.get_by_label("Tags").fill("no-equals-sign")
+    limits.get_by_role("button", name="Save limits").click()
+    page.get_by_role("alert").filter(has_text='Tag "no-equals-sign" is not key=value.').wait_for()
+    assert admin(gw, "GET", "/admin/orgs/globex")["monthly_budget_usd"] == 12.5  # not sent
+    limits.get_by_label("Tags").fill("")
+    limits.get_by_role("button", name="Save limits").click()
+    page.get_by_role("row").filter(has_text="globex-ops").filter(has_text="all").wait_for()
+    stored = admin(gw, "GET", "/admin/orgs/globex")
+    assert "models" not in stored and "monthly_budget_usd" not in stored
+    assert stored.get("tags", {}) == {} and stored["rpm"] == 600
+
+    page.get_by_role("button", name="Delete organisation globex").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Delete organisation globex").wait_for(state="detached")
+    page.get_by_role("row").filter(has_text="globex-ops").filter(has_text="revoked").wait_for()
+    assert "globex-ops" in page.dialogs[-1] and "revoked" in page.dialogs[-1]
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        admin(gw, "GET", "/admin/orgs/globex")
+    assert gone.value.code == 404
+    assert page.locator("#t-org option").all_inner_texts() == ["(none)", "acme"]
+    assert admin(gw, "GET", f"/admin/keys/{made['id']}")["revoked"]
+    client = openai.OpenAI(base_url=gw.base_url, api_key=made["key"], max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="chat", messages=USER)
 
@@ -299,6 +364,7 @@ def test_team_admin_sees_and_changes_only_its_teams(page: Any, gw: GatewayProces
     assert page.get_by_role("row").filter(has_text=support_key["id"]).count() == 0
     assert page.get_by_role("button", name="Create team").count() == 0
     assert page.get_by_role("heading", name="Organisations", exact=True).count() == 0
+    assert page.get_by_role("button", name="Edit limits of organisation acme").count() == 0
     assert page.get_by_role("button", name="Edit limits of team research").is_visible()
     page.get_by_label("Name").fill("made-by-the-team-admin")
     page.get_by_role("button", name="Create key").click()
@@ -314,6 +380,8 @@ def test_team_admin_sees_and_changes_only_its_teams(page: Any, gw: GatewayProces
     assert refused(gw, key, "GET", "/admin/requests?team=support") == "role_forbidden"
     assert refused(gw, key, "GET", "/admin/deployments") == "role_forbidden"
     assert refused(gw, key, "GET", "/admin/vendors") == "role_forbidden"
+    assert refused(gw, key, "GET", "/admin/orgs") == "role_forbidden"
+    assert refused(gw, key, "PATCH", "/admin/orgs/acme", {"rpm": 1}) == "role_forbidden"
     assert {r["team"] for r in admin(gw, "GET", "/admin/requests", key=key)["data"]} == {
         "research"}
 
@@ -334,10 +402,14 @@ def test_auditor_reads_everything_and_is_offered_no_write(page: Any, gw: Gateway
     assert page.get_by_role("heading", name="Organisations", exact=True).is_visible()
     assert page.locator("#page form").count() == 0
     assert page.locator("#page button").count() == 0  # no create, limits or revoke control
+    page.get_by_role("row").filter(has_text="acme").filter(has_text="research, support").wait_for()
     key = roles["auditor"]
     assert refused(gw, key, "POST", "/admin/keys", {"name": "nope"}) == "role_forbidden"
     assert refused(gw, key, "DELETE", f"/admin/keys/{victim['id']}") == "role_forbidden"
     assert refused(gw, key, "PATCH", "/admin/teams/research", {"rpm": 1}) == "role_forbidden"
+    assert refused(gw, key, "PATCH", "/admin/orgs/acme", {"rpm": 1}) == "role_forbidden"
+    assert refused(gw, key, "DELETE", "/admin/orgs/acme") == "role_forbidden"
+    assert admin(gw, "GET", "/admin/orgs/acme")["monthly_budget_usd"] == 100  # unchanged
     assert not admin(gw, "GET", f"/admin/keys/{victim['id']}").get("revoked")  # still active
 
 

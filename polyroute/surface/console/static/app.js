@@ -402,13 +402,27 @@ pages.keys = async () => {
     if (!confirm(`Revoke key ${k.id}${k.name ? ` (${k.name})` : ""}? Requests with it are refused from now on.`)) return;
     try { await api(`/admin/keys/${encodeURIComponent(k.id)}`, {method: "DELETE"}); await pages.keys(); } catch (err) { showError(err); }
   };
+  const deleteOrg = async (o) => {
+    // The API deletes the organisation's teams with it and revokes their keys: say so first.
+    const its = teams.filter((t) => t.org === o.id).map((t) => t.id);
+    const what = its.length
+      ? `Its teams (${its.join(", ")}) are deleted with it and every key of theirs is revoked: requests with those keys are refused from now on.`
+      : "It has no teams; keys of teams added to it later would be revoked with it.";
+    if (!confirm(`Delete organisation ${o.id}? ${what}`)) return;
+    try { await api(`/admin/orgs/${encodeURIComponent(o.id)}`, {method: "DELETE"}); editor.replaceChildren(); await pages.keys(); } catch (err) { showError(err); }
+  };
   const editor = h("div", {id: "editor"});
   const edit = (kind, obj) => {
     const limits = [["daily_budget_usd", "Daily budget (USD)"], ["monthly_budget_usd", "Monthly budget (USD)"],
       ["total_budget_usd", "Total budget (USD)"], ["rpm", "Requests per minute"], ["tpm", "Tokens per minute"]];
+    // Organisations also get their model allow-list and tags here (keys' and teams' stay
+    // with the API and CLI): comma-separated text, parsed on save.
+    const org = kind === "organisation";
     const form = h("form", {class: "filters card", "aria-label": `Limits of ${kind} ${obj.id}`},
-      h("p", {class: "hint"}, `Limits and budgets of ${kind} ${obj.id}; empty: no limit.`),
+      h("p", {class: "hint"}, `Limits and budgets of ${kind} ${obj.id}; empty: no limit${org ? "; models empty: every model group" : ""}.`),
       limits.map(([name, label]) => field(`e-${name}`, label, h("input", {name, type: "number", min: "0", step: name.includes("usd") ? "any" : "1", value: obj[name] ?? ""}))),
+      org ? field("e-models", "Allowed model groups (comma-separated)", h("input", {name: "models", value: (obj.models || []).join(", ")})) : null,
+      org ? field("e-tags", "Tags (key=value, comma-separated)", h("input", {name: "tags", value: Object.entries(obj.tags || {}).map(([k, v]) => `${k}=${v}`).join(", ")})) : null,
       h("div", {}, h("button", {type: "submit"}, "Save limits")),
       h("div", {}, h("button", {type: "button", class: "secondary", onclick: () => editor.replaceChildren()}, "Cancel")));
     form.addEventListener("submit", async (e) => {
@@ -417,8 +431,21 @@ pages.keys = async () => {
         const v = form.elements[name].value;
         return [name, v === "" ? null : Number(v)];
       }));
-      const path = kind === "key" ? "keys" : "teams";
-      try { await api(`/admin/${path}/${encodeURIComponent(obj.id)}`, {method: "PATCH", body: JSON.stringify(patch)}); await pages.keys(); } catch (err) { showError(err); }
+      const path = {key: "keys", team: "teams", organisation: "orgs"}[kind];
+      try {
+        if (org) {
+          const list = (name) => form.elements[name].value.split(",").map((x) => x.trim()).filter(Boolean);
+          const models = list("models");
+          patch.models = models.length ? models : null;
+          patch.tags = Object.fromEntries(list("tags").map((pair) => {
+            const at = pair.indexOf("=");
+            if (at < 1) throw new Error(`Tag "${pair}" is not key=value.`);
+            return [pair.slice(0, at).trim(), pair.slice(at + 1).trim()];
+          }));
+        }
+        await api(`/admin/${path}/${encodeURIComponent(obj.id)}`, {method: "PATCH", body: JSON.stringify(patch)});
+        await pages.keys();
+      } catch (err) { showError(err); }
     });
     editor.replaceChildren(form);
     form.elements.daily_budget_usd.focus();
@@ -445,8 +472,16 @@ pages.keys = async () => {
       {label: "Daily budget", num: true, cell: (t) => fmt.usd(t.daily_budget_usd)}, {label: "Monthly budget", num: true, cell: (t) => fmt.usd(t.monthly_budget_usd)},
       writes && {label: "Actions", cell: (t) => h("button", {type: "button", class: "secondary", "aria-label": `Edit limits of team ${t.id}`, onclick: () => edit("team", t)}, "Limits")}].filter(Boolean), teams),
     ...(scoped ? [] : [h("h2", {}, "Organisations"), writes ? orgForm : null,
-      table([{label: "Organisation", cell: (o) => o.id}, {label: "Monthly budget", num: true, cell: (o) => fmt.usd(o.monthly_budget_usd)},
-        {label: "Total budget", num: true, cell: (o) => fmt.usd(o.total_budget_usd)}], orgs)]));
+      table([{label: "Organisation", cell: (o) => o.id}, {label: "Teams", cell: (o) => teams.filter((t) => t.org === o.id).map((t) => t.id).join(", ") || "–"},
+        {label: "Daily budget", num: true, cell: (o) => fmt.usd(o.daily_budget_usd)}, {label: "Monthly budget", num: true, cell: (o) => fmt.usd(o.monthly_budget_usd)},
+        {label: "Total budget", num: true, cell: (o) => fmt.usd(o.total_budget_usd)},
+        {label: "RPM", num: true, cell: (o) => fmt.n(o.rpm)}, {label: "TPM", num: true, cell: (o) => fmt.n(o.tpm)},
+        {label: "Models", cell: (o) => (o.models ? o.models.join(", ") : "all")},
+        {label: "Tags", cell: (o) => Object.entries(o.tags || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "–"},
+        writes && {label: "Actions", cell: (o) => h("span", {class: "row"},
+          h("button", {type: "button", class: "secondary", "aria-label": `Edit limits of organisation ${o.id}`, onclick: () => edit("organisation", o)}, "Limits"),
+          h("button", {type: "button", class: "danger", "aria-label": `Delete organisation ${o.id}`, onclick: () => deleteOrg(o)}, "Delete"))},
+      ].filter(Boolean), orgs)]));
 };
 
 pages.vendors = (params) => {

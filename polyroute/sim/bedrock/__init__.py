@@ -1,4 +1,5 @@
-"""Amazon Bedrock's Converse API, simulated: ``POST /model/{modelId}/converse`` and
+"""Amazon Bedrock's Converse API (and its batch inference jobs with a minimal S3, in
+:mod:`.jobs`), simulated: ``POST /model/{modelId}/converse`` and
 ``/converse-stream`` (real ``application/vnd.amazon.eventstream`` frames), SigV4-checked, with
 the simulator's faults shown the way Bedrock shows them (429 ``ThrottlingException``, a
 ``throttlingException`` frame mid-stream, a frame with a bad CRC, 400 ``ValidationException``
@@ -17,7 +18,8 @@ from aiohttp.typedefs import Handler
 
 from polyroute.sim.bedrock.errors import BedrockError, denied
 from polyroute.sim.bedrock.handlers import RERANK_PATH, converse, invoke_image, rerank
-from polyroute.sim.bedrock.sigv4 import verify
+from polyroute.sim.bedrock.jobs import JOBS_PATH, jobs, s3_object
+from polyroute.sim.bedrock.sigv4 import SERVICE, verify
 from polyroute.sim.bedrock.state import BEDROCK_STATE, BedrockState, get_bedrock_state
 from polyroute.sim.state import get_state
 
@@ -43,13 +45,22 @@ async def last_auth(request: web.Request) -> web.Response:
 async def bedrock_dialect(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bedrock requests are answered entirely here: SigV4 (or a Bedrock API key), routing and
     AWS's error shape; the OpenAI middlewares after this one are skipped."""
-    if not request.path.startswith("/model/") and request.path != RERANK_PATH:
+    s3 = "/s3/aws4_request" in request.headers.get("Authorization", "")
+    jobs_path = request.path.startswith(JOBS_PATH)
+    if not (request.path.startswith("/model/") or request.path == RERANK_PATH or s3
+            or jobs_path):
         return await handler(request)
     bedrock = get_bedrock_state(request)
     request_id = bedrock.request_id()
     try:
         raw_path = request.raw_path.partition("?")[0]
         match = _PATH.match(raw_path)
+        if s3 or jobs_path:  # the control plane's batch jobs, and S3 for their files
+            body = await request.read()
+            verify(request, body, get_state(request).settings.api_key, "s3" if s3 else SERVICE)
+            if s3:
+                return s3_object(request, bedrock, body, request_id)
+            return jobs(request, bedrock, body, request_id)
         if (match is None and raw_path != RERANK_PATH) or request.method != "POST":
             raise BedrockError(404, "UnknownOperationException",
                                f"Unknown operation {request.method} {raw_path}")

@@ -420,12 +420,12 @@ class Batches(OwnedObjects):
         if shown["status"] not in FINAL:
             await self._store.update(owned.id, text(shown))
             return shown
-        results = b""
-        if shown["status"] == "completed":  # Bedrock writes {output}{job id}/input.jsonl.out
-            job_id = owned.upstream_id.rpartition("/")[2]
-            results = bedrock_results(await self._bedrock.get_object(
-                deployment, f"{detail['output']}{job_id}/input.jsonl.out"),
-                list(detail.get("custom_ids") or []))
+        # Bedrock writes {output}{job id}/input.jsonl.out, also for the records a stopped or
+        # failed job ran (they are billed): none at all is S3's 404.
+        job_id = owned.upstream_id.rpartition("/")[2]
+        out = await self._bedrock.get_object(deployment,
+                                             f"{detail['output']}{job_id}/input.jsonl.out")
+        results = bedrock_results(out or b"", list(detail.get("custom_ids") or []))
         outputs, errors = openai_results(results, deployment.name)
         for name, lines, filename in (("output_file_id", outputs, "batch_output.jsonl"),
                                       ("error_file_id", errors, "batch_errors.jsonl")):

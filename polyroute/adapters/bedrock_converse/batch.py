@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 from yarl import URL
@@ -14,12 +16,23 @@ from polyroute.adapters.bedrock_converse.errors import error_from_response
 from polyroute.adapters.bedrock_converse.signing import Signer
 from polyroute.adapters.bedrock_converse.spec import BedrockOptions, options
 from polyroute.adapters.client import UpstreamClient
-from polyroute.errors import UpstreamRejected
+from polyroute.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from polyroute.model.upstream import Deployment
 
 PROTOCOL = "bedrock"
 _CONNECT_S = 10.0
 _TOTAL_S = 300.0
+_NO_SUCH_KEY = "NoSuchKey"
+_S3_AUTH = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                      "ExpiredToken", "InvalidToken"})
+_XML_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]{0,500})</Message>")
 
 
 def batch_options(deployment: Deployment) -> BedrockOptions | None:
@@ -39,8 +52,15 @@ class BedrockBatchClient:
     async def put_object(self, deployment: Deployment, uri: str, body: bytes) -> None:
         await self._send(deployment, "PUT", self._s3_url(deployment, uri), body, "s3")
 
-    async def get_object(self, deployment: Deployment, uri: str) -> bytes:
-        return await self._send(deployment, "GET", self._s3_url(deployment, uri), None, "s3")
+    async def get_object(self, deployment: Deployment, uri: str) -> bytes | None:
+        """The object, or None when there is none (S3's ``NoSuchKey``)."""
+        try:
+            return await self._send(deployment, "GET", self._s3_url(deployment, uri), None,
+                                    "s3")
+        except UpstreamRejected as exc:
+            if exc.code == _NO_SUCH_KEY:
+                return None
+            raise
 
     async def job(self, deployment: Deployment, method: str, path: str = "",
                   body: bytes | None = None) -> bytes:
@@ -71,7 +91,25 @@ class BedrockBatchClient:
                                          options(endpoint).region or "", name, service)
         return await self._client.fetch(
             method, URL(url, encoded=True), body=body, headers=signed, connect_s=_CONNECT_S,
-            deployment=name, errors=error_from_response, total_s=_TOTAL_S)
+            deployment=name, errors=error_from_response if service == "bedrock" else s3_error,
+            total_s=_TOTAL_S)
+
+
+def s3_error(status: int, body: bytes, headers: Mapping[str, str],
+             deployment: str) -> UpstreamError:
+    """S3's XML error (``<Error><Code>NoSuchKey</Code><Message>…``) → the gateway's."""
+    text = body.decode("utf-8", "replace")
+    found = _XML_CODE.search(text)
+    code = found.group(1) if found else f"HTTP {status}"
+    said = _XML_MESSAGE.search(text)
+    message = f"S3 answered {code}: {said.group(1) if said else text[:200]}"
+    if code in _S3_AUTH or status == 403:
+        return UpstreamAuthError(message, deployment=deployment)
+    if code == "SlowDown" or status == 429:
+        return UpstreamRateLimited(message, deployment=deployment)
+    if status >= 500:
+        return UpstreamUnavailable(message, deployment=deployment)
+    return UpstreamRejected(message, deployment=deployment, status=status, code=code)
 
 
 def _control_plane(base_url: str) -> str:

@@ -50,6 +50,7 @@ def test_a_job_reads_its_input_from_s3_and_writes_its_output_there(sim: SimServe
         inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://batches/in/job1.jsonl"}},
         outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://batches/out/"}})["jobArn"]
     assert arn.startswith("arn:aws:bedrock:") and ":model-invocation-job/" in arn
+    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "InProgress"
     job = bedrock.get_model_invocation_job(jobIdentifier=arn)
     assert job["status"] == "Completed" and job["successRecordCount"] == 2
     assert job["submitTime"].year >= 2024  # botocore parsed the ISO 8601 timestamp

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
+import httpx
 import openai
 import pytest
+from botocore.validate import ParamValidator
 from openai.types import Batch
 from openai.types.chat import ChatCompletion
 
@@ -32,6 +35,8 @@ REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/polyroute-batch"
 PRICE = {"input_per_1m": 100.0, "output_per_1m": 300.0}
 BATCH = 0.5  # the catalog's batch fraction (Bedrock's batch inference is half price)
+CREATE_JOB = botocore.session.get_session().get_service_model("bedrock").operation_model(
+    "CreateModelInvocationJob").input_shape
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +79,11 @@ def lines(n: int, model: str = "claude") -> bytes:
     return b"".join(json.dumps(item).encode() + b"\n" for item in items)
 
 
+def job_arn(sim: SimServer, name: str) -> str:
+    """The ARN of the job named ``name`` (the simulator tells; Bedrock would list jobs)."""
+    return str(httpx.get(f"{sim.root_url}/_sim/bedrock/jobs").json()[name])
+
+
 def budget(gw: GatewayProcess, key: str) -> dict[str, Any]:
     result: dict[str, Any] = ok(admin(gw, "GET", f"/admin/keys/{key.split('-')[2]}/budget"))
     return result
@@ -114,6 +124,22 @@ def test_an_openai_batch_runs_as_a_bedrock_batch_inference_job(gw: GatewayProces
     assert first["system"] == "Be brief." and first["max_tokens"] == 9
     assert len(first["messages"]) == 1 and first["messages"][0]["role"] == "user"
     assert "Question 0?" in json.dumps(first["messages"])
+
+    # The job polyroute created, as boto3's own bedrock client reads it; the request's parts
+    # valid against the service model.
+    bedrock = boto3.client("bedrock", endpoint_url=sim.root_url, region_name=REGION,
+                           aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET)
+    job = bedrock.get_model_invocation_job(
+        jobIdentifier=job_arn(sim, batch.id.replace("_", "-")))
+    assert job["roleArn"] == ROLE  # its status depends on the gateway's poller
+    assert job["modelId"] == "anthropic.claude-sim-v1:0"
+    assert job["jobName"] == batch.id.replace("_", "-")
+    sent = {key: job[key] for key in ("jobName", "roleArn", "modelId", "inputDataConfig",
+                                      "outputDataConfig")}
+    report = ParamValidator().validate(sent, CREATE_JOB)
+    assert not report.has_errors(), report.generate_report()
+    assert sent["inputDataConfig"]["s3InputDataConfig"]["s3Uri"] == \
+        f"s3://polyroute-batches/jobs/{batch.id}/input.jsonl"
 
     done = finished(client, batch.id)
     assert done.status == "completed" and done.output_file_id and done.error_file_id is None

@@ -4,7 +4,7 @@
 the simulator's faults shown the way Bedrock shows them (429 ``ThrottlingException``, a
 ``throttlingException`` frame mid-stream, a frame with a bad CRC, 400 ``ValidationException``
 "Input is too long" …). ``GET /_sim/bedrock`` tells tests what the last request was signed
-with."""
+with, ``GET /_sim/bedrock/jobs`` the batch jobs' ARNs by name."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ def add_bedrock_routes(app: web.Application, seed: int) -> None:
     may hold an encoded ``/`` (``%2F``), which routing on the decoded path would split."""
     app[BEDROCK_STATE] = BedrockState(seed)
     app.router.add_get("/_sim/bedrock", last_auth)
+    app.router.add_get("/_sim/bedrock/jobs", job_arns)
+
+
+async def job_arns(request: web.Request) -> web.Response:
+    """Each batch inference job's name → its ARN, for tests (the gateway lists none)."""
+    jobs = get_bedrock_state(request).jobs.values()
+    return web.Response(body=_ENCODER.encode({j["jobName"]: j["jobArn"] for j in jobs}),
+                        content_type="application/json")
 
 
 async def last_auth(request: web.Request) -> web.Response:

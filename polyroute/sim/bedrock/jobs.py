@@ -1,9 +1,10 @@
 """Bedrock batch inference, simulated: the control plane's ``CreateModelInvocationJob`` (``POST
 /model-invocation-job``), ``GetModelInvocationJob`` (``GET /model-invocation-job/{id}``) and
 ``StopModelInvocationJob`` (``POST …/{id}/stop``), and the little of S3 a job needs (path-style
-``PUT``/``GET /{bucket}/{key}``, told apart by its SigV4 scope ``s3``). A job reads its input
-JSONL (``{"recordId", "modelInput"}``, Anthropic's InvokeModel body) from the simulated S3 when
-it is first looked at, answers each record as the Messages simulator would, and writes
+``PUT``/``GET /{bucket}/{key}``, told apart by its SigV4 scope ``s3``). A job shows
+``InProgress`` the first time it is looked at; the second, it reads its input JSONL
+(``{"recordId", "modelInput"}``, Anthropic's InvokeModel body) from the simulated S3, answers
+each record as the Messages simulator would, and writes
 ``{output s3Uri}{job id}/{input name}.out`` of ``{"recordId", "modelInput", "modelOutput"}``
 (or ``"error": {"errorCode", "errorMessage"}``) and ``manifest.json.out``, as Bedrock does."""
 
@@ -77,8 +78,10 @@ def jobs(request: web.Request, bedrock: BedrockState, body: bytes,
         job.update(status="Stopped", lastModifiedTime=_now(), endTime=_now())
         return _json({}, request_id)
     if request.method == "GET" and not stop:
-        if job["status"] == "Submitted":
+        if job["status"] == "InProgress":  # a look while it runs, then it is done
             _run(request, bedrock, job)
+        elif job["status"] == "Submitted":
+            job.update(status="InProgress", lastModifiedTime=_now())
         return _json(job, request_id)
     raise BedrockError(404, "UnknownOperationException",
                        f"Unknown operation {request.method} {raw_path}")
@@ -121,7 +124,7 @@ def _job(bedrock: BedrockState, identifier: str) -> dict[str, Any]:
 
 
 def _run(request: web.Request, bedrock: BedrockState, job: dict[str, Any]) -> None:
-    """The whole job at once, the first time it is looked at."""
+    """The whole job at once."""
     source = str(job["inputDataConfig"]["s3InputDataConfig"]["s3Uri"])
     content = bedrock.objects.get(source.removeprefix("s3://"))
     if content is None:

@@ -74,7 +74,8 @@ def lines(n: int, model: str = "claude") -> bytes:
     items = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
               "body": {"model": model, "max_tokens": 9,
                        "messages": [{"role": "system", "content": "Be brief."},
-                                    {"role": "user", "content": f"Question {i}?"}]}}
+                                    {"role": "user", "content": f"Question {i}?"}],
+                       "user": "end-user-7"}}
              for i in range(n)]
     return b"".join(json.dumps(item).encode() + b"\n" for item in items)
 
@@ -120,7 +121,8 @@ def test_an_openai_batch_runs_as_a_bedrock_batch_inference_job(gw: GatewayProces
     records = [json.loads(line) for line in written.splitlines()]
     assert [r["recordId"] for r in records] == ["R0000000001", "R0000000002", "R0000000003"]
     first = records[0]["modelInput"]
-    assert first["anthropic_version"] == "bedrock-2023-05-31" and "model" not in first
+    assert first["anthropic_version"] == "bedrock-2023-05-31"
+    assert "model" not in first and "metadata" not in first  # Bedrock's body has neither
     assert first["system"] == "Be brief." and first["max_tokens"] == 9
     assert len(first["messages"]) == 1 and first["messages"][0]["role"] == "user"
     assert "Question 0?" in json.dumps(first["messages"])

@@ -123,6 +123,9 @@ def _unix(value: Any) -> int | None:
 
 # -- an OpenAI batch on Bedrock batch inference -----------------------------------------------
 BEDROCK_VERSION = "bedrock-2023-05-31"
+_NOT_ON_BEDROCK = frozenset({"model", "metadata"})
+"""The job names the model; Bedrock's Anthropic body has no ``metadata`` (the end user's id
+from ``user``: "extraneous key [metadata] is not permitted")."""
 _JOB_STATUS = {"Submitted": "in_progress", "Validating": "validating", "Scheduled": "in_progress",
                "InProgress": "in_progress", "Stopping": "cancelling", "Completed": "completed",
                "PartiallyCompleted": "completed", "Failed": "failed", "Stopped": "cancelled",
@@ -136,7 +139,8 @@ def to_bedrock(items: list[dict[str, Any]], deployment: Deployment,
     11 characters); the custom ids are kept by polyroute in the same order."""
     records = []
     for number, request in enumerate(to_anthropic(items, deployment, cap), 1):
-        params = {key: value for key, value in request["params"].items() if key != "model"}
+        params = {key: value for key, value in request["params"].items()
+                  if key not in _NOT_ON_BEDROCK}
         params["anthropic_version"] = BEDROCK_VERSION
         records.append({"recordId": record_id(number), "modelInput": params})
     return records

@@ -1,5 +1,6 @@
 """Files and batches (issue 16, item 3): OpenAI's Files and Batch APIs passed through to an
-OpenAI-protocol or Azure OpenAI deployment, with polyroute keeping
+OpenAI-protocol or Azure OpenAI deployment (or run on Anthropic's Message Batches, or as a
+Bedrock batch inference job, :mod:`.batch_translation`), with polyroute keeping
 
 - **ownership**: which key owns which file and batch; every read, list, download, cancel and
   delete names the owner, so another key's id is simply not found (404);

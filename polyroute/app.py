@@ -14,6 +14,7 @@ from aiohttp import web
 
 from polyroute import __version__
 from polyroute.adapters.anthropic_messages.batches import MessageBatchClient
+from polyroute.adapters.bedrock_converse.batch import BedrockBatchClient
 from polyroute.adapters.client import UpstreamClient
 from polyroute.adapters.http_transport import AiohttpTransport
 from polyroute.adapters.openai_chat.files import FilesClient
@@ -203,7 +204,8 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     batches = parts.batches = Batches(lambda: gateway.router, policy, FilesClient(upstream),
                                       objects, stack.prices,
                                       config.limits.default_max_output_tokens,
-                                      observers=counted, messages=anthropic_batches)
+                                      observers=counted, messages=anthropic_batches,
+                                      bedrock=BedrockBatchClient(upstream))
     message_batches = parts.message_batches = MessageBatches(
         lambda: gateway.router, policy, anthropic_batches, objects, stack.prices,
         observers=counted)

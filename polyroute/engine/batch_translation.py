@@ -119,3 +119,80 @@ def _unix(value: Any) -> int | None:
     if not isinstance(value, str):
         return None
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+
+
+# -- an OpenAI batch on Bedrock batch inference -----------------------------------------------
+BEDROCK_VERSION = "bedrock-2023-05-31"
+_NOT_ON_BEDROCK = frozenset({"model", "metadata"})
+"""The job names the model; Bedrock's Anthropic body has no ``metadata`` (the end user's id
+from ``user``: "extraneous key [metadata] is not permitted")."""
+_JOB_STATUS = {"Submitted": "in_progress", "Validating": "validating", "Scheduled": "in_progress",
+               "InProgress": "in_progress", "Stopping": "cancelling", "Completed": "completed",
+               "PartiallyCompleted": "completed", "Failed": "failed", "Stopped": "cancelled",
+               "Expired": "expired"}
+
+
+def to_bedrock(items: list[dict[str, Any]], deployment: Deployment,
+               cap: int | None) -> list[dict[str, Any]]:
+    """Each line as a batch inference record: Anthropic's InvokeModel body for Bedrock (the
+    model is the job's, not the body's). Record ids are the lines' numbers (Bedrock wants
+    11 characters); the custom ids are kept by polyroute in the same order."""
+    records = []
+    for number, request in enumerate(to_anthropic(items, deployment, cap), 1):
+        params = {key: value for key, value in request["params"].items()
+                  if key not in _NOT_ON_BEDROCK}
+        params["anthropic_version"] = BEDROCK_VERSION
+        records.append({"recordId": record_id(number), "modelInput": params})
+    return records
+
+
+def record_id(number: int) -> str:
+    return f"R{number:010d}"
+
+
+def bedrock_results(content: bytes, custom_ids: list[str]) -> bytes:
+    """A job's ``.out`` file (``{"recordId", "modelOutput"}`` or ``"error"``) as an Anthropic
+    results file, so that :func:`openai_results` and its usage reader take it as they are."""
+    by_record = {record_id(n): custom_id for n, custom_id in enumerate(custom_ids, 1)}
+    lines = []
+    for line in content.splitlines():
+        if not line.strip():
+            continue
+        item = _decode(line)
+        custom_id = by_record.get(str(item.get("recordId")), item.get("recordId"))
+        output = item.get("modelOutput")
+        if isinstance(output, dict) and output.get("type") == "message":
+            result: dict[str, Any] = {"type": "succeeded", "message": output}
+        else:
+            error = item.get("error") or {}
+            message = error.get("errorMessage") if isinstance(error, dict) else str(error)
+            result = {"type": "errored", "error": {"type": "error", "error": {
+                "type": "invalid_request_error", "message": message or "The record failed."}}}
+        lines.append(_encode({"custom_id": custom_id, "result": result}))
+    return b"\n".join(lines) + b"\n" if lines else b""
+
+
+def bedrock_batch(oid: str, job: dict[str, Any], input_file_id: str, metadata: Any,
+                  lines: int) -> dict[str, Any]:
+    """A batch inference job as OpenAI's batch object (files not yet named)."""
+    status = _JOB_STATUS.get(str(job.get("status")), "in_progress")
+    created = _unix(job.get("submitTime")) or int(time.time())
+    ended = _unix(job.get("endTime"))
+    failed = job.get("errorRecordCount") or 0
+    completed = job.get("successRecordCount") or 0
+    return {
+        "id": oid, "object": "batch", "endpoint": "/v1/chat/completions",
+        "errors": None if status != "failed" else {"object": "list", "data": [{
+            "code": "batch_failed", "message": job.get("message") or "The job failed.",
+            "param": None, "line": None}]},
+        "input_file_id": input_file_id, "completion_window": "24h", "status": status,
+        "output_file_id": None, "error_file_id": None, "created_at": created,
+        "in_progress_at": created, "expires_at": _unix(job.get("jobExpirationTime")),
+        "finalizing_at": ended, "completed_at": ended if status == "completed" else None,
+        "failed_at": ended if status == "failed" else None,
+        "expired_at": ended if status == "expired" else None,
+        "cancelling_at": None, "cancelled_at": ended if status == "cancelled" else None,
+        "request_counts": {"total": job.get("totalRecordCount") or lines,
+                           "completed": completed, "failed": failed},
+        "metadata": metadata,
+    }

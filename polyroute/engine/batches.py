@@ -1,5 +1,6 @@
 """Files and batches (issue 16, item 3): OpenAI's Files and Batch APIs passed through to an
-OpenAI-protocol or Azure OpenAI deployment, with polyroute keeping
+OpenAI-protocol or Azure OpenAI deployment (or run on Anthropic's Message Batches, or as a
+Bedrock batch inference job, :mod:`.batch_translation`), with polyroute keeping
 
 - **ownership**: which key owns which file and batch; every read, list, download, cancel and
   delete names the owner, so another key's id is simply not found (404);
@@ -28,6 +29,8 @@ import msgspec
 
 from polyroute.adapters.anthropic_messages.batches import PROTOCOL as ANTHROPIC
 from polyroute.adapters.anthropic_messages.batches import MessageBatchClient, results_usage
+from polyroute.adapters.bedrock_converse.batch import PROTOCOL as BEDROCK
+from polyroute.adapters.bedrock_converse.batch import BedrockBatchClient, batch_options
 from polyroute.adapters.openai_chat.files import PROTOCOLS, FilesClient
 from polyroute.engine.batch_file import (
     CHAT_URLS,
@@ -37,7 +40,14 @@ from polyroute.engine.batch_file import (
     read_input,
     rewrite,
 )
-from polyroute.engine.batch_translation import openai_batch, openai_results, to_anthropic
+from polyroute.engine.batch_translation import (
+    bedrock_batch,
+    bedrock_results,
+    openai_batch,
+    openai_results,
+    to_anthropic,
+    to_bedrock,
+)
 from polyroute.engine.observer import RequestObserver
 from polyroute.engine.owned import OwnedObjects, first_that_takes, owner_of, text
 from polyroute.engine.router import Router
@@ -66,10 +76,14 @@ class Batches(OwnedObjects):
                  store: ObjectStore, prices: Prices, default_output: int,
                  clock: Callable[[], float] = time.time,
                  observers: Sequence[RequestObserver] = (),
-                 messages: MessageBatchClient | None = None) -> None:
+                 messages: MessageBatchClient | None = None,
+                 bedrock: BedrockBatchClient | None = None) -> None:
         super().__init__(router, policy, store, prices, clock, observers)
         self._messages = messages
         """Anthropic's Message Batches, for groups with no deployment that has a Batch API."""
+        self._bedrock = bedrock
+        """Bedrock batch inference, for groups whose batch-capable deployments are Bedrock
+        providers with batch_s3_uri and batch_role_arn."""
         self._files = files
         self._default_output = default_output
 
@@ -80,18 +94,26 @@ class Batches(OwnedObjects):
             raise InvalidRequest("polyroute keeps files for batches only: purpose must be "
                                  "'batch'.", param="purpose")
         summary, items = read_input(content, self._default_output)
-        group, deployments = self._route(principal, summary.model, PROTOCOLS | {ANTHROPIC},
-                                         "OpenAI, Azure OpenAI or Anthropic deployments "
-                                         "(protocol openai, azure, openai_responses or "
-                                         "anthropic)")
+        group, deployments = self._route(principal, summary.model,
+                                         PROTOCOLS | {ANTHROPIC, BEDROCK},
+                                         "OpenAI, Azure OpenAI, Anthropic or Bedrock "
+                                         "deployments (protocol openai, azure, "
+                                         "openai_responses, anthropic or bedrock)")
         cap = self._policy.output_cap(principal)
         native = [d for d in deployments if d.endpoint.protocol in PROTOCOLS]
-        if not native:  # only Anthropic: the batch runs on its Message Batches
-            if self._messages is None:
-                raise InvalidRequest(f"No deployment of model '{group}' has a Batch API.",
-                                     param="model", code="unsupported_endpoint")
-            return await self._keep_locally(principal, filename, content, group, summary,
-                                            items, deployments[0], cap)
+        if not native:  # the batch runs on Anthropic's Message Batches or Bedrock's jobs
+            for deployment in deployments:
+                if deployment.endpoint.protocol == ANTHROPIC and self._messages is not None:
+                    return await self._keep_locally(principal, filename, content, group,
+                                                    summary, items, deployment, cap)
+                if self._bedrock is not None and batch_options(deployment) is not None:
+                    return await self._keep_locally(principal, filename, content, group,
+                                                    summary, items, deployment, cap,
+                                                    via=BEDROCK)
+            raise InvalidRequest(f"No deployment of model '{group}' has a Batch API (a "
+                                 "Bedrock provider runs batches with options.batch_s3_uri "
+                                 "and options.batch_role_arn).", param="model",
+                                 code="unsupported_endpoint")
 
         async def upload(deployment: Deployment) -> dict[str, Any]:
             endpoint = deployment.endpoint
@@ -160,6 +182,9 @@ class Batches(OwnedObjects):
         ticket = await self._reserve(principal, detail["group"], [deployment],
                                      detail["input_tokens"], detail["output_tokens"])
         oid = f"batch_pr{uuid.uuid4().hex[:24]}"
+        if detail.get("via") == BEDROCK:
+            return await self._create_on_bedrock(principal, oid, source, detail, deployment,
+                                                 ticket, body.get("metadata"))
         if detail.get("via") == ANTHROPIC:
             return await self._create_on_anthropic(principal, oid, source, detail, deployment,
                                                    ticket, body.get("metadata"))
@@ -200,6 +225,10 @@ class Batches(OwnedObjects):
     async def cancel(self, principal: Principal, oid: str) -> dict[str, Any]:
         owned = await self._owned(principal, oid, "batch")
         deployment = self._deployment(owned.deployment)
+        if self._bedrock is not None and _decode(owned.detail).get("via") == BEDROCK:
+            await self._bedrock.job(deployment, "POST",
+                                    self._bedrock.job_path(owned.upstream_id) + "/stop")
+            return await self._refresh(owned)
         if self._messages is not None and _decode(owned.detail).get("via") == ANTHROPIC:
             return await self._adopt_anthropic(owned, _decode(await self._messages.call(
                 deployment.endpoint, deployment.name, "POST", f"/{owned.upstream_id}/cancel")),
@@ -225,6 +254,9 @@ class Batches(OwnedObjects):
         if owned.settled:
             return _decode(owned.object)
         deployment = self._deployment(owned.deployment)
+        if self._bedrock is not None and _decode(owned.detail).get("via") == BEDROCK:
+            return await self._adopt_bedrock(owned, _decode(await self._bedrock.job(
+                deployment, "GET", self._bedrock.job_path(owned.upstream_id))), deployment)
         if self._messages is not None and _decode(owned.detail).get("via") == ANTHROPIC:
             return await self._adopt_anthropic(owned, _decode(await self._messages.call(
                 deployment.endpoint, deployment.name, "GET", f"/{owned.upstream_id}")),
@@ -280,16 +312,20 @@ class Batches(OwnedObjects):
     # -- an OpenAI batch on Anthropic's Message Batches ----------------------------------------
     async def _keep_locally(self, principal: Principal, filename: str, content: bytes,
                             group: str, summary: BatchInput, items: list[dict[str, Any]],
-                            deployment: Deployment, cap: int | None) -> dict[str, Any]:
-        """Anthropic has no Files API: the file stays here, its lines already translated."""
-        requests = to_anthropic(items, deployment, cap)
+                            deployment: Deployment, cap: int | None,
+                            via: str = ANTHROPIC) -> dict[str, Any]:
+        """Anthropic has no Files API (and Bedrock's input is an S3 object written when the
+        batch is created): the file stays here, its lines already translated."""
+        requests = (to_bedrock if via == BEDROCK else to_anthropic)(items, deployment, cap)
         oid = f"file-pr{uuid.uuid4().hex[:24]}"
         now = self._clock()
         shown = _file_object(oid, filename, "batch", content, now)
         detail = {"group": group, "model": summary.model, "url": summary.url,
                   "lines": summary.lines, "input_tokens": summary.input_tokens,
-                  "output_tokens": summary.output_tokens, "via": ANTHROPIC,
+                  "output_tokens": summary.output_tokens, "via": via,
                   "requests": requests, "content": content.decode("utf-8", "replace")}
+        if via == BEDROCK:
+            detail["custom_ids"] = [item["custom_id"] for item in items]
         await self._store.add(Owned(oid, "file", owner_of(principal), f"{_LOCAL}{oid}",
                                     deployment.name, now, text(shown), text(detail)))
         return shown
@@ -335,6 +371,70 @@ class Batches(OwnedObjects):
                                                      b"\n".join(lines) + b"\n")
         usage, succeeded = results_usage(results)
         await self._charge(owned, shown, deployment, usage,
+                           None if succeeded else f"batch_{shown['status']}")
+        return shown
+
+    # -- an OpenAI batch on Bedrock batch inference ---------------------------------------------
+    async def _create_on_bedrock(self, principal: Principal, oid: str, source: Owned,
+                                 detail: dict[str, Any], deployment: Deployment,
+                                 ticket: object, metadata: Any) -> dict[str, Any]:
+        """The records go to ``{batch_s3_uri}{batch id}/input.jsonl``, the job writes under
+        ``{batch_s3_uri}{batch id}/output/``."""
+        assert self._bedrock is not None  # files are kept for Bedrock only with it
+        found = batch_options(deployment)
+        if found is None:
+            raise InvalidRequest(f"The deployment '{deployment.name}' that holds this file no "
+                                 "longer runs batches.", param="input_file_id")
+        folder = f"{str(found.batch_s3_uri).rstrip('/')}/{oid}/"
+        record = self._record(oid, principal, detail, deployment)
+        job = {"jobName": oid.replace("_", "-"), "roleArn": found.batch_role_arn,
+               "modelId": deployment.model,
+               "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"{folder}input.jsonl",
+                                                         "s3InputFormat": "JSONL"}},
+               "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"{folder}output/"}}}
+        try:
+            await self._bedrock.put_object(
+                deployment, f"{folder}input.jsonl",
+                b"\n".join(_encode(r) for r in detail["requests"]) + b"\n")
+            upstream = _decode(await self._bedrock.job(deployment, "POST", body=_encode(job)))
+        except GatewayError as exc:
+            self._refund(ticket, record, exc)
+            raise
+        self._tickets[oid] = ticket
+        shown = bedrock_batch(oid, {"status": "Submitted"}, source.id, metadata,
+                              detail["lines"])
+        keep = {key: value for key, value in detail.items()
+                if key not in ("requests", "content")}
+        keep.update(key_id=principal.key_id, team=principal.team, org=principal.org,
+                    input_file_id=source.id, metadata=metadata, output=f"{folder}output/")
+        await self._store.add(Owned(oid, "batch", owner_of(principal), str(upstream["jobArn"]),
+                                    deployment.name, record.started_at, text(shown),
+                                    text(keep)))
+        return shown
+
+    async def _adopt_bedrock(self, owned: Owned, job: dict[str, Any],
+                             deployment: Deployment) -> dict[str, Any]:
+        assert self._bedrock is not None
+        detail = _decode(owned.detail)
+        shown = bedrock_batch(owned.id, job, detail["input_file_id"], detail.get("metadata"),
+                              detail["lines"])
+        if shown["status"] not in FINAL:
+            await self._store.update(owned.id, text(shown))
+            return shown
+        # Bedrock writes {output}{job id}/input.jsonl.out, also for the records a stopped or
+        # failed job ran (they are billed): none at all is S3's 404.
+        job_id = owned.upstream_id.rpartition("/")[2]
+        out = await self._bedrock.get_object(deployment,
+                                             f"{detail['output']}{job_id}/input.jsonl.out")
+        results = bedrock_results(out or b"", list(detail.get("custom_ids") or []))
+        outputs, errors = openai_results(results, deployment.name)
+        for name, lines, filename in (("output_file_id", outputs, "batch_output.jsonl"),
+                                      ("error_file_id", errors, "batch_errors.jsonl")):
+            if lines:
+                shown[name] = await self._local_file(owned, name, filename,
+                                                     b"\n".join(lines) + b"\n")
+        usage, succeeded = results_usage(results)
+        await self._charge(owned, shown, deployment, usage if succeeded else None,
                            None if succeeded else f"batch_{shown['status']}")
         return shown
 

@@ -10,6 +10,7 @@ credentials refresh themselves the same way when they near expiry.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Mapping
 
@@ -38,13 +39,15 @@ class Signer:
 
     async def sign(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str],
-        region: str, deployment: str,
+        region: str, deployment: str, service: str = SERVICE,
     ) -> dict[str, str]:
         """``headers`` plus ``Authorization``, ``X-Amz-Date`` (and ``X-Amz-Security-Token``)
         for a request sent exactly as given: same URL bytes, same headers, same body."""
         credentials = await self._frozen(deployment)
         request = AWSRequest(method=method, url=url, data=body or b"", headers=dict(headers))
-        SigV4Auth(credentials, SERVICE, region).add_auth(request)
+        if service == "s3":  # S3 signs the payload's hash as a header of its own
+            request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(body or b"").hexdigest()
+        SigV4Auth(credentials, service, region).add_auth(request)
         return dict(request.headers.items())
 
     async def _frozen(self, deployment: str) -> ReadOnlyCredentials:

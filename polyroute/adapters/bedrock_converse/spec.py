@@ -19,9 +19,35 @@ class BedrockOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     region: str | None = None
     """The AWS region requests are signed for. Unset: taken from base_url's host
     (bedrock-runtime.<region>.amazonaws.com)."""
+    batch_s3_uri: str | None = None
+    """Where OpenAI batches run as Bedrock batch inference jobs keep their input and output
+    (``s3://bucket/prefix/``). Unset: this provider runs no batches."""
+    batch_role_arn: str | None = None
+    """The IAM service role a batch inference job reads and writes batch_s3_uri with."""
+    batch_s3_endpoint: str | None = None
+    """S3's endpoint for batch files. Unset: https://s3.<region>.amazonaws.com."""
+
+
+_S3_URI = re.compile(r"^s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](/[-!_*'().a-zA-Z0-9/]*)?$")
+_ROLE_ARN = re.compile(r"^arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+$")
+
+
+def _check_batch(options: BedrockOptions) -> None:
+    uri, role = options.batch_s3_uri, options.batch_role_arn
+    if uri is None and role is None:
+        return
+    if uri is None or not _S3_URI.match(uri):
+        raise OptionError("batch_s3_uri", f"'{uri}' is not an s3://bucket/prefix/ location",
+                          "set options.batch_s3_uri to s3://<bucket>/<prefix>/ (with "
+                          "batch_role_arn) or remove batch_role_arn")
+    if role is None or not _ROLE_ARN.match(role):
+        raise OptionError("batch_role_arn", f"'{role}' is not an IAM role ARN",
+                          "set options.batch_role_arn to arn:aws:iam::<account>:role/<name>, "
+                          "the role Bedrock's batch jobs use to read and write batch_s3_uri")
 
 
 def _finish(options: BedrockOptions, base_url: str) -> BedrockOptions:
+    _check_batch(options)
     if options.region:
         return options
     match = _HOST.match(urlsplit(base_url).hostname or "")
@@ -29,7 +55,7 @@ def _finish(options: BedrockOptions, base_url: str) -> BedrockOptions:
         raise OptionError("region", "the AWS region cannot be read from base_url",
                           "add options: {region: us-east-1} (or ${AWS_REGION}): requests are "
                           "signed for it")
-    return BedrockOptions(region=match.group(1))
+    return msgspec.structs.replace(options, region=match.group(1))
 
 
 def options(endpoint: Endpoint) -> BedrockOptions:

@@ -84,7 +84,7 @@ def _advance(state: SimState, anthropic: AnthropicState, batch: SimBatch, origin
     counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
     lines = []
     for item in batch.requests:
-        result = {"type": "canceled"} if cancelling else _result(state, anthropic, item)
+        result = {"type": "canceled"} if cancelling else batch_result(state, anthropic, item)
         counts[result["type"]] += 1
         lines.append(_encode({"custom_id": item.get("custom_id"), "result": result}))
     batch.results = b"\n".join(lines) + b"\n"
@@ -92,7 +92,7 @@ def _advance(state: SimState, anthropic: AnthropicState, batch: SimBatch, origin
                results_url=f"{origin}{BASE}/{obj['id']}/results")
 
 
-def _result(state: SimState, anthropic: AnthropicState, item: Any) -> dict[str, Any]:
+def batch_result(state: SimState, anthropic: AnthropicState, item: Any) -> dict[str, Any]:
     settings = state.settings
     try:
         message = decode_messages_request(_encode(item.get("params")))

@@ -1,9 +1,10 @@
-"""Amazon Bedrock's Converse API, simulated: ``POST /model/{modelId}/converse`` and
+"""Amazon Bedrock's Converse API (and its batch inference jobs with a minimal S3, in
+:mod:`.jobs`), simulated: ``POST /model/{modelId}/converse`` and
 ``/converse-stream`` (real ``application/vnd.amazon.eventstream`` frames), SigV4-checked, with
 the simulator's faults shown the way Bedrock shows them (429 ``ThrottlingException``, a
 ``throttlingException`` frame mid-stream, a frame with a bad CRC, 400 ``ValidationException``
 "Input is too long" …). ``GET /_sim/bedrock`` tells tests what the last request was signed
-with."""
+with, ``GET /_sim/bedrock/jobs`` the batch jobs' ARNs by name."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from aiohttp.typedefs import Handler
 
 from polyroute.sim.bedrock.errors import BedrockError, denied
 from polyroute.sim.bedrock.handlers import RERANK_PATH, converse, invoke_image, rerank
-from polyroute.sim.bedrock.sigv4 import verify
+from polyroute.sim.bedrock.jobs import JOBS_PATH, jobs, s3_object
+from polyroute.sim.bedrock.sigv4 import SERVICE, verify
 from polyroute.sim.bedrock.state import BEDROCK_STATE, BedrockState, get_bedrock_state
 from polyroute.sim.state import get_state
 
@@ -32,6 +34,14 @@ def add_bedrock_routes(app: web.Application, seed: int) -> None:
     may hold an encoded ``/`` (``%2F``), which routing on the decoded path would split."""
     app[BEDROCK_STATE] = BedrockState(seed)
     app.router.add_get("/_sim/bedrock", last_auth)
+    app.router.add_get("/_sim/bedrock/jobs", job_arns)
+
+
+async def job_arns(request: web.Request) -> web.Response:
+    """Each batch inference job's name → its ARN, for tests (the gateway lists none)."""
+    jobs = get_bedrock_state(request).jobs.values()
+    return web.Response(body=_ENCODER.encode({j["jobName"]: j["jobArn"] for j in jobs}),
+                        content_type="application/json")
 
 
 async def last_auth(request: web.Request) -> web.Response:
@@ -43,13 +53,22 @@ async def last_auth(request: web.Request) -> web.Response:
 async def bedrock_dialect(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bedrock requests are answered entirely here: SigV4 (or a Bedrock API key), routing and
     AWS's error shape; the OpenAI middlewares after this one are skipped."""
-    if not request.path.startswith("/model/") and request.path != RERANK_PATH:
+    s3 = "/s3/aws4_request" in request.headers.get("Authorization", "")
+    jobs_path = request.path.startswith(JOBS_PATH)
+    if not (request.path.startswith("/model/") or request.path == RERANK_PATH or s3
+            or jobs_path):
         return await handler(request)
     bedrock = get_bedrock_state(request)
     request_id = bedrock.request_id()
     try:
         raw_path = request.raw_path.partition("?")[0]
         match = _PATH.match(raw_path)
+        if s3 or jobs_path:  # the control plane's batch jobs, and S3 for their files
+            body = await request.read()
+            verify(request, body, get_state(request).settings.api_key, "s3" if s3 else SERVICE)
+            if s3:
+                return s3_object(request, bedrock, body, request_id)
+            return jobs(request, bedrock, body, request_id)
         if (match is None and raw_path != RERANK_PATH) or request.method != "POST":
             raise BedrockError(404, "UnknownOperationException",
                                f"Unknown operation {request.method} {raw_path}")

@@ -36,7 +36,8 @@ class Signature:
     session_token: str | None
 
 
-def verify(request: web.Request, body: bytes, secret: str | None) -> Signature:
+def verify(request: web.Request, body: bytes, secret: str | None,
+           service: str = SERVICE) -> Signature:
     header = request.headers.get("Authorization", "")
     if not header:
         raise denied("MissingAuthenticationTokenException", "Missing Authentication Token")
@@ -50,10 +51,10 @@ def verify(request: web.Request, body: bytes, secret: str | None) -> Signature:
     if len(scope) != 5 or scope[4] != "aws4_request":
         raise denied("IncompleteSignatureException", f"Credential should be scoped to a valid "
                      f"region, service and aws4_request: {credential}", status=400)
-    access_key, date, region, service, _ = scope
-    if service != SERVICE:
+    access_key, date, region, _, _ = scope
+    if scope[3] != service:
         raise denied("InvalidSignatureException", f"Credential should be scoped to correct "
-                     f"service: '{SERVICE}'.")
+                     f"service: '{service}'.")
     names = tuple(signed.split(";"))
     if "host" not in names or "x-amz-date" not in names:
         raise denied("InvalidSignatureException", "'Host' and 'X-Amz-Date' must be signed.")
@@ -71,7 +72,8 @@ def verify(request: web.Request, body: bytes, secret: str | None) -> Signature:
         raise denied("InvalidSignatureException", "Signature expired: the request time is "
                      "more than 15 minutes from the server's time.")
     if secret is not None:
-        expected = _signature(request, body, names, amz_date, date, region, secret)
+        expected = _signature(request, body, names, amz_date, date, region, secret,
+                              service)
         if not hmac.compare_digest(expected, signature):
             raise denied("InvalidSignatureException", "The request signature we calculated "
                          "does not match the signature you provided. Check your AWS Secret "
@@ -82,7 +84,7 @@ def verify(request: web.Request, body: bytes, secret: str | None) -> Signature:
 
 
 def _signature(request: web.Request, body: bytes, names: tuple[str, ...], amz_date: str,
-               date: str, region: str, secret: str) -> str:
+               date: str, region: str, secret: str, service: str) -> str:
     raw_path, _, raw_query = request.raw_path.partition("?")
     pairs = sorted(tuple(pair.partition("=")[::2]) for pair in raw_query.split("&") if pair)
     headers = []
@@ -97,11 +99,11 @@ def _signature(request: web.Request, body: bytes, names: tuple[str, ...], amz_da
         request.method, quote(_remove_dot_segments(raw_path), safe="/~"),
         "&".join(f"{k}={v}" for k, v in pairs), "\n".join(headers) + "\n", ";".join(names),
         payload])
-    scope = f"{date}/{region}/{SERVICE}/aws4_request"
+    scope = f"{date}/{region}/{service}/aws4_request"
     to_sign = "\n".join([ALGORITHM, amz_date, scope,
                          hashlib.sha256(canonical.encode()).hexdigest()])
     key = f"AWS4{secret}".encode()
-    for part in (date, region, SERVICE, "aws4_request"):
+    for part in (date, region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
 

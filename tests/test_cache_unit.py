@@ -55,7 +55,9 @@ def test_key_covers_what_changes_the_answer_and_nothing_else() -> None:
         msgspec.structs.replace(BASE, tool_choice="required"),
         msgspec.structs.replace(BASE, response_format=ResponseFormat("json_object")),
         msgspec.structs.replace(BASE, reasoning_effort="high"),
-        msgspec.structs.replace(BASE, passthrough={"logprobs": msgspec.Raw(b"true")}),
+        msgspec.structs.replace(BASE, logprobs=True),  # modelled since the cascades' judge
+        # A field polyroute relays without modelling it counts too.
+        msgspec.structs.replace(BASE, passthrough={"top_logprobs": msgspec.Raw(b"3")}),
     ]
     keys = {_key(r) for r in different}
     assert len(keys) == len(different) and _key(BASE) not in keys

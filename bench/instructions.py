@@ -39,6 +39,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--stream", action="store_true")
     p.add_argument("--floor", action="store_true",
                    help="measure the floor proxy too, first, and print each ratio to it")
+    p.add_argument("--extra", type=Path, default=None,
+                   help="YAML appended to polyroute's config ({upstream} stands for the mock "
+                        "upstream's base URL), e.g. a tracing section to measure its cost")
     p.add_argument("--src", type=Path, action="append", default=[],
                    help="source tree to measure (repeatable); default: the installed one")
     return p.parse_args()
@@ -112,8 +115,10 @@ def measure_polyroute(src: Path | None, args: argparse.Namespace, upstream_port:
     home = work / f"polyroute-{len(list(work.iterdir()))}"
     home.mkdir(parents=True)
     config = home / "polyroute.yaml"
-    config.write_text(targets.polyroute_config(
-        upstream_port, home, targets._KEYS_CONFIG if args.keys else ""))
+    extra = targets._KEYS_CONFIG if args.keys else ""
+    if args.extra is not None:
+        extra += args.extra.read_text().replace("{upstream}", f"http://127.0.0.1:{upstream_port}")
+    config.write_text(targets.polyroute_config(upstream_port, home, extra))
     dumps = home / "callgrind"
     dumps.mkdir()
     port = procs.free_port()

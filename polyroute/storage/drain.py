@@ -9,6 +9,7 @@ inserts are idempotent). Closing cancels the task, flushes for at most 5 s and s
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -21,7 +22,7 @@ _MAX_BACKOFF_S = 5.0
 _CLOSE_FLUSH_S = 5.0
 
 
-class SpoolDrain:
+class SpoolDrain(abc.ABC):
     """The background half of a spooled writer. Subclasses say what ``flush`` does."""
 
     def __init__(self, name: str, waiting: str, interval_s: float) -> None:
@@ -35,8 +36,9 @@ class SpoolDrain:
         self._flushing = asyncio.Lock()  # two readers of one spool would commit a span twice
         self.failing = False
 
+    @abc.abstractmethod
     async def flush(self) -> None:
-        raise NotImplementedError
+        """Write what the spool holds to the database (each subclass its own rows)."""
 
     def _start(self) -> None:
         if self._task is None:
@@ -46,7 +48,7 @@ class SpoolDrain:
     def healthy(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def _flushed(self) -> None:
+    async def _flushed(self) -> None:  # noqa: B027 (an optional hook: by default nothing)
         """After each flush that succeeded (the ledger syncs its spool here)."""
 
     async def _run(self) -> None:

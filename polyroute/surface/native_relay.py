@@ -5,6 +5,7 @@ the encoder (``_take_over``), which ends it in polyroute's own words."""
 
 from __future__ import annotations
 
+import abc
 from typing import Generic, Protocol, TypeVar
 
 from polyroute.errors import GatewayError
@@ -24,7 +25,7 @@ class Encoder(Protocol):
 E = TypeVar("E", bound=Encoder)
 
 
-class NativeRelay(Generic[E]):
+class NativeRelay(abc.ABC, Generic[E]):
     def __init__(self, encoder: E) -> None:
         self._encoder = encoder
         self._relaying: bool | None = None  # undecided until the first batch
@@ -58,10 +59,10 @@ class NativeRelay(Generic[E]):
         self._take_over()
         return self._encoder.fail(exc)
 
+    @abc.abstractmethod
     def _relay(self, batch: list[ChatChunk]) -> bytes:
         """A batch of a relayed stream: native bytes as they are, the rest encoded."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _take_over(self) -> None:
         """Hand the stream to the encoder, numbered after what was relayed."""
-        raise NotImplementedError

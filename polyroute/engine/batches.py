@@ -52,6 +52,7 @@ from polyroute.engine.observer import RequestObserver
 from polyroute.engine.owned import OwnedObjects, first_that_takes, owner_of, text
 from polyroute.engine.router import Router
 from polyroute.errors import GatewayError, InvalidRequest
+from polyroute.model.record import RequestRecord
 from polyroute.model.upstream import Deployment
 from polyroute.model.usage import Usage
 from polyroute.policy.prices import Prices
@@ -344,13 +345,8 @@ class Batches(OwnedObjects):
             raise
         self._tickets[oid] = ticket
         shown = openai_batch(oid, upstream, source.id, metadata)
-        keep = {key: value for key, value in detail.items()
-                if key not in ("requests", "content")}
-        keep.update(key_id=principal.key_id, team=principal.team, org=principal.org,
-                    input_file_id=source.id, metadata=metadata)
-        await self._store.add(Owned(oid, "batch", owner_of(principal), str(upstream["id"]),
-                                    deployment.name, record.started_at, text(shown),
-                                    text(keep)))
+        await self._own(oid, principal, source, detail, deployment, record, str(upstream["id"]),
+                        shown, metadata)
         return shown
 
     async def _adopt_anthropic(self, owned: Owned, upstream: dict[str, Any],
@@ -364,15 +360,34 @@ class Batches(OwnedObjects):
         results = await self._messages.call(deployment.endpoint, deployment.name, "GET",
                                             f"/{owned.upstream_id}/results")
         outputs, errors = openai_results(results, deployment.name)
+        await self._keep_results(owned, shown, outputs, errors)
+        usage, succeeded = results_usage(results)
+        await self._charge(owned, shown, deployment, usage,
+                           None if succeeded else f"batch_{shown['status']}")
+        return shown
+
+    async def _own(self, oid: str, principal: Principal, source: Owned,
+                   detail: dict[str, Any], deployment: Deployment, record: RequestRecord,
+                   upstream_id: str, shown: dict[str, Any], metadata: Any,
+                   **extra: Any) -> None:
+        """Keep a batch the gateway translated for another vendor: who owns it, what the
+        vendor calls it, and what its settlement will need (not the lines themselves)."""
+        keep = {key: value for key, value in detail.items()
+                if key not in ("requests", "content")}
+        keep.update(key_id=principal.key_id, team=principal.team, org=principal.org,
+                    input_file_id=source.id, metadata=metadata, **extra)
+        await self._store.add(Owned(oid, "batch", owner_of(principal), upstream_id,
+                                    deployment.name, record.started_at, text(shown),
+                                    text(keep)))
+
+    async def _keep_results(self, owned: Owned, shown: dict[str, Any], outputs: list[bytes],
+                            errors: list[bytes]) -> None:
+        """A translated batch's answers as OpenAI's output and error files, kept here."""
         for name, lines, filename in (("output_file_id", outputs, "batch_output.jsonl"),
                                       ("error_file_id", errors, "batch_errors.jsonl")):
             if lines:
                 shown[name] = await self._local_file(owned, name, filename,
                                                      b"\n".join(lines) + b"\n")
-        usage, succeeded = results_usage(results)
-        await self._charge(owned, shown, deployment, usage,
-                           None if succeeded else f"batch_{shown['status']}")
-        return shown
 
     # -- an OpenAI batch on Bedrock batch inference ---------------------------------------------
     async def _create_on_bedrock(self, principal: Principal, oid: str, source: Owned,
@@ -403,13 +418,8 @@ class Batches(OwnedObjects):
         self._tickets[oid] = ticket
         shown = bedrock_batch(oid, {"status": "Submitted"}, source.id, metadata,
                               detail["lines"])
-        keep = {key: value for key, value in detail.items()
-                if key not in ("requests", "content")}
-        keep.update(key_id=principal.key_id, team=principal.team, org=principal.org,
-                    input_file_id=source.id, metadata=metadata, output=f"{folder}output/")
-        await self._store.add(Owned(oid, "batch", owner_of(principal), str(upstream["jobArn"]),
-                                    deployment.name, record.started_at, text(shown),
-                                    text(keep)))
+        await self._own(oid, principal, source, detail, deployment, record,
+                        str(upstream["jobArn"]), shown, metadata, output=f"{folder}output/")
         return shown
 
     async def _adopt_bedrock(self, owned: Owned, job: dict[str, Any],
@@ -428,11 +438,7 @@ class Batches(OwnedObjects):
                                              f"{detail['output']}{job_id}/input.jsonl.out")
         results = bedrock_results(out or b"", list(detail.get("custom_ids") or []))
         outputs, errors = openai_results(results, deployment.name)
-        for name, lines, filename in (("output_file_id", outputs, "batch_output.jsonl"),
-                                      ("error_file_id", errors, "batch_errors.jsonl")):
-            if lines:
-                shown[name] = await self._local_file(owned, name, filename,
-                                                     b"\n".join(lines) + b"\n")
+        await self._keep_results(owned, shown, outputs, errors)
         usage, succeeded = results_usage(results)
         await self._charge(owned, shown, deployment, usage if succeeded else None,
                            None if succeeded else f"batch_{shown['status']}")

@@ -281,11 +281,7 @@ class Gateway:
                 attempt, timeouts.total_s < own.total_s or timeouts.ttft_s < own.ttft_s,
                 own.ttft_s))
         except BaseException as exc:
-            if isinstance(exc, GatewayError):
-                record.status, record.error_class = exc.status, exc.error_class
-            else:
-                record.status, record.error_class = CLIENT_CLOSED, "client_closed"
-            self._settle(record, start, ticket, holder)
+            self._unopened(exc, record, start, ticket, holder)
             raise
         record.ttft_s = self._clock() - start
         record.units = request.estimate  # speech is billed by the text, whatever it yields
@@ -404,11 +400,7 @@ class Gateway:
                 own.ttft_s))
             self._served(route, principal, dep)
         except BaseException as exc:
-            if isinstance(exc, GatewayError):
-                record.status, record.error_class = exc.status, exc.error_class
-            else:
-                record.status, record.error_class = CLIENT_CLOSED, "client_closed"
-            self._settle(record, start, ticket, holder)
+            self._unopened(exc, record, start, ticket, holder)
             raise
         record.ttft_s = self._clock() - start
         self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
@@ -617,6 +609,16 @@ class Gateway:
             return max(floor, _HEDGE_DEFAULT_DELAY_S)
         ordered = sorted(samples)
         return max(floor, ordered[int(0.95 * (len(ordered) - 1))])
+
+    def _unopened(self, exc: BaseException, record: RequestRecord, start: float,
+                  ticket: object, holder: Holder | None) -> None:
+        """A stream (chat or speech) that failed before its first byte: recorded and
+        settled here, as the client gets a plain HTTP error."""
+        if isinstance(exc, GatewayError):
+            record.status, record.error_class = exc.status, exc.error_class
+        else:
+            record.status, record.error_class = CLIENT_CLOSED, "client_closed"
+        self._settle(record, start, ticket, holder)
 
     def _settle(self, record: RequestRecord, start: float, ticket: object = None,
                 holder: Holder | None = None) -> None:

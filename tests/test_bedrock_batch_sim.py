@@ -39,12 +39,30 @@ def record(n: int, text: str) -> dict[str, Any]:
         "messages": [{"role": "user", "content": text}]}}
 
 
+def jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return b"\n".join(json.dumps(x).encode() for x in lines)
+
+
+def run_job(sim: SimServer, name: str, model: str, lines: list[dict[str, Any]]
+            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The job as GetModelInvocationJob has it when it ended, and its output records."""
+    s3, bedrock = aws(sim, "s3"), aws(sim, "bedrock")
+    s3.put_object(Bucket="batches", Key=f"in/{name}.jsonl", Body=jsonl(lines))
+    arn = bedrock.create_model_invocation_job(
+        jobName=name, roleArn=ROLE, modelId=model,
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://batches/in/{name}.jsonl"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://batches/out/"}})["jobArn"]
+    bedrock.get_model_invocation_job(jobIdentifier=arn)  # InProgress
+    job = bedrock.get_model_invocation_job(jobIdentifier=arn)
+    out = s3.get_object(Bucket="batches", Key=f"out/{arn.rpartition('/')[2]}/{name}.jsonl.out")
+    return job, [json.loads(line) for line in out["Body"].read().splitlines()]
+
+
 def test_a_job_reads_its_input_from_s3_and_writes_its_output_there(sim: SimServer) -> None:
     s3, bedrock = aws(sim, "s3"), aws(sim, "bedrock")
-    lines = [record(1, "hello"), record(2, "again")]
-    s3.put_object(Bucket="batches", Key="in/job1.jsonl",
-                  Body=b"\n".join(json.dumps(x).encode() for x in lines))
-    assert s3.get_object(Bucket="batches", Key="in/job1.jsonl")["Body"].read().count(b"\n") == 1
+    lines = [record(1, "hello"), record(2, "again")] + [record(n, "more") for n in range(3, 101)]
+    s3.put_object(Bucket="batches", Key="in/job1.jsonl", Body=jsonl(lines))
+    assert s3.get_object(Bucket="batches", Key="in/job1.jsonl")["Body"].read().count(b"\n") == 99
     arn = bedrock.create_model_invocation_job(
         jobName="job-1", roleArn=ROLE, modelId=MODEL,
         inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://batches/in/job1.jsonl"}},
@@ -52,12 +70,12 @@ def test_a_job_reads_its_input_from_s3_and_writes_its_output_there(sim: SimServe
     assert arn.startswith("arn:aws:bedrock:") and ":model-invocation-job/" in arn
     assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "InProgress"
     job = bedrock.get_model_invocation_job(jobIdentifier=arn)
-    assert job["status"] == "Completed" and job["successRecordCount"] == 2
+    assert job["status"] == "Completed" and job["successRecordCount"] == 100
     assert job["submitTime"].year >= 2024  # botocore parsed the ISO 8601 timestamp
     job_id = arn.rpartition("/")[2]
     out = s3.get_object(Bucket="batches", Key=f"out/{job_id}/job1.jsonl.out")["Body"].read()
     results = [json.loads(line) for line in out.splitlines()]
-    assert [r["recordId"] for r in results] == ["R0000000001", "R0000000002"]
+    assert [r["recordId"] for r in results][:2] == ["R0000000001", "R0000000002"]
     assert all(r["modelOutput"]["type"] == "message" and r["modelOutput"]["usage"]["output_tokens"]
                for r in results)
     with pytest.raises(ClientError) as stopped:  # a finished job cannot be stopped
@@ -82,3 +100,67 @@ def test_stop_unknown_jobs_missing_keys_and_bad_signatures(sim: SimServer) -> No
     with pytest.raises(ClientError) as forged:
         aws(sim, "s3", secret="wrong").put_object(Bucket="batches", Key="x", Body=b"x")
     assert forged.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_a_job_of_fewer_than_100_records_is_refused_at_creation(sim: SimServer) -> None:
+    s3, bedrock = aws(sim, "s3"), aws(sim, "bedrock")
+    s3.put_object(Bucket="batches", Key="in/small.jsonl",
+                  Body=jsonl([record(n, "hi") for n in range(1, 100)]))
+    with pytest.raises(ClientError) as refused:
+        bedrock.create_model_invocation_job(
+            jobName="small", roleArn=ROLE, modelId=MODEL,
+            inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://batches/in/small.jsonl"}},
+            outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://batches/out/"}})
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert "99 records" in error["Message"] and "at least 100" in error["Message"]
+
+
+def test_a_model_that_runs_no_batches_is_refused_at_creation(sim: SimServer) -> None:
+    with pytest.raises(ClientError) as refused:
+        aws(sim, "bedrock").create_model_invocation_job(
+            jobName="titan", roleArn=ROLE, modelId="amazon.titan-text-express-v1",
+            inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://batches/in/x.jsonl"}},
+            outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://batches/out/"}})
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
+def nova(n: int, **extra: Any) -> dict[str, Any]:
+    return {"recordId": f"R{n:010d}", "modelInput": {
+        "schemaVersion": "messages-v1", "system": [{"text": "Be brief."}],
+        "messages": [{"role": "user", "content": [{"text": f"Question {n}?"}]}],
+        "inferenceConfig": {"maxTokens": 20, "topK": 5}, **extra}}
+
+
+def test_a_nova_job_answers_in_novas_invoke_shape(sim: SimServer) -> None:
+    lines = [nova(n) for n in range(1, 100)] + [nova(100, additionalModelRequestFields={})]
+    job, results = run_job(sim, "nova1", "us.amazon.nova-lite-v1:0", lines)
+    assert job["status"] == "PartiallyCompleted"
+    assert (job["successRecordCount"], job["errorRecordCount"]) == (99, 1)
+    output = results[0]["modelOutput"]
+    assert set(output) == {"output", "stopReason", "usage"}
+    assert output["output"]["message"]["role"] == "assistant"
+    assert output["output"]["message"]["content"][0]["text"]
+    assert output["stopReason"] in ("end_turn", "max_tokens")
+    assert output["usage"]["inputTokens"] > 0 and output["usage"]["outputTokens"] > 0
+    assert results[-1]["error"]["errorCode"] == 400
+    assert "additionalModelRequestFields" in results[-1]["error"]["errorMessage"]
+
+
+def llama(n: int, **extra: Any) -> dict[str, Any]:
+    return {"recordId": f"R{n:010d}", "modelInput": {
+        "prompt": "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+                  f"Question {n}?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+        "max_gen_len": 3, "temperature": 0.5, "top_p": 0.9, **extra}}
+
+
+def test_a_llama_job_answers_in_llamas_invoke_shape(sim: SimServer) -> None:
+    lines = [llama(n) for n in range(1, 100)] + [llama(100, max_gen_len=4096)]
+    job, results = run_job(sim, "llama1", "meta.llama3-1-8b-instruct-v1:0", lines)
+    assert (job["successRecordCount"], job["errorRecordCount"]) == (99, 1)
+    output = results[0]["modelOutput"]
+    assert set(output) == {"generation", "prompt_token_count", "generation_token_count",
+                           "stop_reason"}
+    assert output["generation"] and output["stop_reason"] == "length"  # 3 tokens
+    assert output["generation_token_count"] == 3 and output["prompt_token_count"] > 0
+    assert "max_gen_len" in results[-1]["error"]["errorMessage"]

@@ -54,9 +54,20 @@ def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
         "providers": {"bedrock": {"protocol": "bedrock", "base_url": sim.root_url,
                                   "options": options},
                       "plain": {"protocol": "bedrock", "base_url": sim.root_url,
-                                "region": REGION}},
+                                "region": REGION},
+                      "capped": {"protocol": "bedrock", "base_url": sim.root_url,
+                                 "options": {**options, "batch_max_records": 120,
+                                             "batch_max_file_bytes": 10_000}}},
         "model_groups": {
             "claude": {"deployments": [{"provider": "bedrock", "model":
+                                        "anthropic.claude-sim-v1:0", "price": PRICE}]},
+            "nova": {"deployments": [{"provider": "bedrock", "model":
+                                      "us.amazon.nova-lite-v1:0", "price": PRICE}]},
+            "llama": {"deployments": [{"provider": "bedrock", "model":
+                                       "meta.llama3-1-8b-instruct-v1:0", "price": PRICE}]},
+            "titan": {"deployments": [{"provider": "bedrock", "model":
+                                       "amazon.titan-text-express-v1", "price": PRICE}]},
+            "capped": {"deployments": [{"provider": "capped", "model":
                                         "anthropic.claude-sim-v1:0", "price": PRICE}]},
             "unbatched": {"deployments": [{"provider": "plain", "model": "claude-sim"}]},
         },
@@ -104,13 +115,13 @@ def test_an_openai_batch_runs_as_a_bedrock_batch_inference_job(gw: GatewayProces
                                                                 sim: SimServer) -> None:
     key = new_key(gw, daily_budget_usd=1.0)
     client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
-    content = lines(3)
+    content = lines(100)
     uploaded = client.files.create(file=("in.jsonl", content), purpose="batch")
     assert client.files.content(uploaded.id).content == content
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
                                   completion_window="24h")
     assert batch.status == "in_progress" and batch.request_counts is not None
-    assert batch.request_counts.total == 3
+    assert batch.request_counts.total == 100
     assert budget(gw, key)["reserved_usd"] > 0
 
     # What polyroute wrote to S3: Anthropic's InvokeModel bodies for Bedrock, no model in them.
@@ -119,7 +130,8 @@ def test_an_openai_batch_runs_as_a_bedrock_batch_inference_job(gw: GatewayProces
     written = s3.get_object(Bucket="polyroute-batches",
                             Key=f"jobs/{batch.id}/input.jsonl")["Body"].read()
     records = [json.loads(line) for line in written.splitlines()]
-    assert [r["recordId"] for r in records] == ["R0000000001", "R0000000002", "R0000000003"]
+    assert [r["recordId"] for r in records][:3] == ["R0000000001", "R0000000002", "R0000000003"]
+    assert len(records) == 100
     first = records[0]["modelInput"]
     assert first["anthropic_version"] == "bedrock-2023-05-31"
     assert "model" not in first and "metadata" not in first  # Bedrock's body has neither
@@ -145,10 +157,10 @@ def test_an_openai_batch_runs_as_a_bedrock_batch_inference_job(gw: GatewayProces
 
     done = finished(client, batch.id)
     assert done.status == "completed" and done.output_file_id and done.error_file_id is None
-    assert done.request_counts is not None and done.request_counts.completed == 3
+    assert done.request_counts is not None and done.request_counts.completed == 100
     answers = [json.loads(line) for line in
                client.files.content(done.output_file_id).content.splitlines()]
-    assert sorted(a["custom_id"] for a in answers) == ["q0", "q1", "q2"]
+    assert sorted(a["custom_id"] for a in answers) == sorted(f"q{i}" for i in range(100))
     completions = [ChatCompletion.model_validate(a["response"]["body"]) for a in answers]
     assert all(c.choices[0].message.content for c in completions)
     real = sum(c.usage.prompt_tokens * PRICE["input_per_1m"]
@@ -162,7 +174,7 @@ def test_an_openai_batch_runs_as_a_bedrock_batch_inference_job(gw: GatewayProces
 def test_a_stopped_job_is_cancelled_at_no_cost(gw: GatewayProcess) -> None:
     key = new_key(gw, daily_budget_usd=1.0)
     client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
-    uploaded = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+    uploaded = client.files.create(file=("in.jsonl", lines(100)), purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
                                   completion_window="24h")
     assert client.batches.cancel(batch.id).status == "cancelled"
@@ -170,6 +182,84 @@ def test_a_stopped_job_is_cancelled_at_no_cost(gw: GatewayProcess) -> None:
     assert after["reserved_usd"] == 0 and after["spent_today_usd"] == 0
 
 
+def s3_records(sim: SimServer, batch_id: str) -> list[dict[str, Any]]:
+    """The records polyroute wrote for a batch, as boto3's own s3 client reads them."""
+    s3 = boto3.client("s3", endpoint_url=sim.root_url, region_name=REGION,
+                      aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET)
+    written = s3.get_object(Bucket="polyroute-batches",
+                            Key=f"jobs/{batch_id}/input.jsonl")["Body"].read()
+    return [json.loads(line) for line in written.splitlines()]
+
+
+@pytest.mark.parametrize("group", ["nova", "llama"])
+def test_nova_and_llama_batches_run_in_their_familys_shape(gw: GatewayProcess, sim: SimServer,
+                                                           group: str) -> None:
+    key = new_key(gw, daily_budget_usd=1.0)
+    client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+    uploaded = client.files.create(file=("in.jsonl", lines(100, model=group)), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    first = s3_records(sim, batch.id)[0]["modelInput"]
+    if group == "nova":
+        assert first["schemaVersion"] == "messages-v1"
+        assert first["system"] == [{"text": "Be brief."}]
+        assert first["messages"] == [{"role": "user", "content": [{"text": "Question 0?"}]}]
+        assert first["inferenceConfig"] == {"maxTokens": 9}
+    else:
+        assert first == {"prompt": "<|begin_of_text|><|start_header_id|>system<|end_header_id|>"
+                                   "\n\nBe brief.<|eot_id|><|start_header_id|>user"
+                                   "<|end_header_id|>\n\nQuestion 0?<|eot_id|>"
+                                   "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                         "max_gen_len": 9}
+    done = finished(client, batch.id)
+    assert done.status == "completed" and done.output_file_id and done.error_file_id is None
+    answers = [json.loads(line) for line in
+               client.files.content(done.output_file_id).content.splitlines()]
+    assert len(answers) == 100
+    completions = [ChatCompletion.model_validate(a["response"]["body"]) for a in answers]
+    assert all(c.choices[0].message.content for c in completions)
+    real = sum(c.usage.prompt_tokens * PRICE["input_per_1m"]
+               + c.usage.completion_tokens * PRICE["output_per_1m"]
+               for c in completions if c.usage) / 1e6 * BATCH
+    after = budget(gw, key)
+    assert after["reserved_usd"] == 0
+    assert after["spent_today_usd"] == pytest.approx(real, rel=1e-6) and real > 0
+
+
+def test_a_model_of_no_batch_family_is_refused_before_anything_is_uploaded(
+        gw: GatewayProcess) -> None:
+    client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.files.create(file=("in.jsonl", lines(100, model="titan")), purpose="batch")
+    error = info.value.body
+    assert isinstance(error, dict) and error["code"] == "unsupported_endpoint"
+    assert "amazon.titan-text-express-v1" in error["message"]
+    assert "Amazon Nova" in error["message"] and "Meta Llama 3" in error["message"]
+
+
+@pytest.mark.parametrize(("group", "count", "named"), [
+    ("claude", 99, "at least 100 records"),
+    ("capped", 121, "at most 120 records"),
+    ("capped", 110, "at most 10000 bytes"),
+])
+def test_a_batch_outside_bedrocks_limits_is_refused_and_its_reservation_released(
+        gw: GatewayProcess, sim: SimServer, group: str, count: int, named: str) -> None:
+    key = new_key(gw, daily_budget_usd=1.0)
+    client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+    uploaded = client.files.create(file=("in.jsonl", lines(count, model=group)),
+                                   purpose="batch")
+    jobs_before = len(httpx.get(f"{sim.root_url}/_sim/bedrock/jobs").json())
+    with pytest.raises(openai.BadRequestError) as info:
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    error = info.value.body
+    assert isinstance(error, dict) and named in error["message"]
+    assert error["param"] == "input_file_id"
+    assert error["code"] in ("batch_too_small", "batch_too_large")
+    after = budget(gw, key)
+    assert after["reserved_usd"] == 0 and after["spent_today_usd"] == 0
+    assert client.batches.list().data == []  # nothing was created
+    assert len(httpx.get(f"{sim.root_url}/_sim/bedrock/jobs").json()) == jobs_before
 def test_a_bedrock_provider_without_batch_options_runs_no_batches(gw: GatewayProcess) -> None:
     client = openai.OpenAI(base_url=gw.base_url, api_key=MASTER_KEY, max_retries=0)
     with pytest.raises(openai.BadRequestError) as info:

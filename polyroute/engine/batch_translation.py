@@ -1,5 +1,6 @@
-"""An OpenAI batch run on Anthropic's Message Batches: pure functions. The file's chat lines
-become Message Batch requests (the chat translation every request gets), and the batch's
+"""An OpenAI batch run on Anthropic's Message Batches or as a Bedrock batch inference job:
+pure functions. The file's chat lines become Message Batch requests (the chat translation
+every request gets) or the records of the model's family (Anthropic, Nova, Llama), and the
 results come back as OpenAI's output and error files and batch object."""
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from typing import Any
 import msgspec
 
 from polyroute.adapters.anthropic_messages import translate
+from polyroute.adapters.bedrock_converse.families import BatchFamily
 from polyroute.engine.batch_file import CHAT_URLS
 from polyroute.errors import GatewayError, InvalidRequest
 from polyroute.model.chat import ChatRequest, ChatResponse
 from polyroute.model.upstream import Deployment
+from polyroute.model.usage import CompletionTokensDetails, PromptTokensDetails, Usage
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
@@ -27,24 +30,37 @@ def to_anthropic(items: list[dict[str, Any]], deployment: Deployment,
     """Each line's body as Message Batch ``params`` for ``deployment``; ``cap``: the output
     limit reserved for lines that set none."""
     requests = []
+    for number, (item, request) in enumerate(
+            zip(items, _chat_requests(items, cap, "Anthropic's Message Batches"),
+                strict=True), 1):
+        try:
+            params = _decode(translate.chat_body(request, deployment.model,
+                                                 deployment.endpoint.quirks, deployment.name))
+        except GatewayError as exc:  # what Anthropic cannot take (n > 1, logprobs …)
+            raise InvalidRequest(f"line {number} of the batch file: {exc.message}",
+                                 param="file") from None
+        params.pop("stream", None)
+        requests.append({"custom_id": item["custom_id"], "params": params})
+    return requests
+
+
+def _chat_requests(items: list[dict[str, Any]], cap: int | None,
+                   runner: str) -> list[ChatRequest]:
+    """The lines' bodies as chat requests, ``cap`` on those that set no output limit."""
+    requests = []
     for number, item in enumerate(items, 1):
         where = f"line {number} of the batch file"
         if item["url"] not in CHAT_URLS:
-            raise InvalidRequest(f"{where}: only chat completions run on Anthropic's Message "
-                                 "Batches.", param="file")
+            raise InvalidRequest(f"{where}: only chat completions run on {runner}.",
+                                 param="file")
         try:
             request = _chat.decode(_encode(item["body"]))
-            if cap is not None and request.max_tokens is None \
-                    and request.max_completion_tokens is None:
-                request.max_completion_tokens = cap
-            params = _decode(translate.chat_body(request, deployment.model,
-                                                 deployment.endpoint.quirks, deployment.name))
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise InvalidRequest(f"{where}: {exc}", param="file") from None
-        except GatewayError as exc:  # what Anthropic cannot take (n > 1, logprobs …)
-            raise InvalidRequest(f"{where}: {exc.message}", param="file") from None
-        params.pop("stream", None)
-        requests.append({"custom_id": item["custom_id"], "params": params})
+        if cap is not None and request.max_tokens is None \
+                and request.max_completion_tokens is None:
+            request.max_completion_tokens = cap
+        requests.append(request)
     return requests
 
 
@@ -122,27 +138,26 @@ def _unix(value: Any) -> int | None:
 
 
 # -- an OpenAI batch on Bedrock batch inference -----------------------------------------------
-BEDROCK_VERSION = "bedrock-2023-05-31"
-_NOT_ON_BEDROCK = frozenset({"model", "metadata"})
-"""The job names the model; Bedrock's Anthropic body has no ``metadata`` (the end user's id
-from ``user``: "extraneous key [metadata] is not permitted")."""
 _JOB_STATUS = {"Submitted": "in_progress", "Validating": "validating", "Scheduled": "in_progress",
                "InProgress": "in_progress", "Stopping": "cancelling", "Completed": "completed",
                "PartiallyCompleted": "completed", "Failed": "failed", "Stopped": "cancelled",
                "Expired": "expired"}
 
 
-def to_bedrock(items: list[dict[str, Any]], deployment: Deployment,
+def to_bedrock(items: list[dict[str, Any]], deployment: Deployment, family: BatchFamily,
                cap: int | None) -> list[dict[str, Any]]:
-    """Each line as a batch inference record: Anthropic's InvokeModel body for Bedrock (the
-    model is the job's, not the body's). Record ids are the lines' numbers (Bedrock wants
-    11 characters); the custom ids are kept by polyroute in the same order."""
+    """Each line as a batch inference record: ``family``'s InvokeModel body (the model is the
+    job's, not the body's). Record ids are the lines' numbers (Bedrock wants 11 characters);
+    the custom ids are kept by polyroute in the same order."""
     records = []
-    for number, request in enumerate(to_anthropic(items, deployment, cap), 1):
-        params = {key: value for key, value in request["params"].items()
-                  if key not in _NOT_ON_BEDROCK}
-        params["anthropic_version"] = BEDROCK_VERSION
-        records.append({"recordId": record_id(number), "modelInput": params})
+    for number, request in enumerate(_chat_requests(items, cap, "Bedrock batch inference"),
+                                     1):
+        try:
+            body = family.record(request, deployment)
+        except GatewayError as exc:  # what the family's body cannot carry
+            raise InvalidRequest(f"line {number} of the batch file: {exc.message}",
+                                 param="file") from None
+        records.append({"recordId": record_id(number), "modelInput": body})
     return records
 
 
@@ -150,26 +165,60 @@ def record_id(number: int) -> str:
     return f"R{number:010d}"
 
 
-def bedrock_results(content: bytes, custom_ids: list[str]) -> bytes:
-    """A job's ``.out`` file (``{"recordId", "modelOutput"}`` or ``"error"``) as an Anthropic
-    results file, so that :func:`openai_results` and its usage reader take it as they are."""
+def bedrock_results(content: bytes, custom_ids: list[str], deployment: Deployment,
+                    family: BatchFamily) -> tuple[list[bytes], list[bytes], Usage, int]:
+    """A job's ``.out`` file (``{"recordId", "modelOutput"}`` or ``"error"``) as OpenAI's
+    output and error lines, the summed usage of the answered records and how many there were.
+    A record whose output is not its family's shape is an error line, not a lost line."""
     by_record = {record_id(n): custom_id for n, custom_id in enumerate(custom_ids, 1)}
-    lines = []
+    outputs: list[bytes] = []
+    errors: list[bytes] = []
+    usages: list[Usage] = []
+    now = int(time.time())
     for line in content.splitlines():
         if not line.strip():
             continue
         item = _decode(line)
-        custom_id = by_record.get(str(item.get("recordId")), item.get("recordId"))
+        record = str(item.get("recordId"))
+        custom_id = by_record.get(record, item.get("recordId"))
+        head = {"id": f"batch_req_{custom_id}", "custom_id": custom_id}
         output = item.get("modelOutput")
-        if isinstance(output, dict) and output.get("type") == "message":
-            result: dict[str, Any] = {"type": "succeeded", "message": output}
-        else:
+        message = None
+        if isinstance(output, dict):
+            try:
+                answer = family.answer(output, record, deployment.name, now)
+            except GatewayError as exc:
+                message = exc.message
+            else:
+                answer.model = answer.model or deployment.model
+                usages.append(answer.usage or Usage())
+                outputs.append(_encode({**head, "response": {
+                    "status_code": 200, "request_id": answer.id, "body": completion(answer)},
+                    "error": None}))
+                continue
+        if message is None:
             error = item.get("error") or {}
             message = error.get("errorMessage") if isinstance(error, dict) else str(error)
-            result = {"type": "errored", "error": {"type": "error", "error": {
-                "type": "invalid_request_error", "message": message or "The record failed."}}}
-        lines.append(_encode({"custom_id": custom_id, "result": result}))
-    return b"\n".join(lines) + b"\n" if lines else b""
+        errors.append(_encode({**head, "response": {
+            "status_code": 400, "request_id": None, "body": {"error": {
+                "message": message or "The record failed.", "type": "invalid_request_error",
+                "param": None, "code": None}}}, "error": None}))
+    return outputs, errors, summed(usages), len(usages)
+
+
+def summed(usages: list[Usage]) -> Usage:
+    prompt = sum(u.prompt_tokens for u in usages)
+    completion_ = sum(u.completion_tokens for u in usages)
+    cached = sum(u.cached_tokens for u in usages)
+    written = sum(u.cache_creation_tokens for u in usages)
+    reasoning = sum(u.reasoning_tokens for u in usages)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion_,
+                 total_tokens=prompt + completion_,
+                 prompt_tokens_details=PromptTokensDetails(
+                     cached_tokens=cached, cache_creation_tokens=written or None)
+                 if cached or written else None,
+                 completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning)
+                 if reasoning else None)
 
 
 def bedrock_batch(oid: str, job: dict[str, Any], input_file_id: str, metadata: Any,

@@ -30,7 +30,17 @@ import msgspec
 from polyroute.adapters.anthropic_messages.batches import PROTOCOL as ANTHROPIC
 from polyroute.adapters.anthropic_messages.batches import MessageBatchClient, results_usage
 from polyroute.adapters.bedrock_converse.batch import PROTOCOL as BEDROCK
-from polyroute.adapters.bedrock_converse.batch import BedrockBatchClient, batch_options
+from polyroute.adapters.bedrock_converse.batch import (
+    BedrockBatchClient,
+    batch_options,
+    outside_quotas,
+)
+from polyroute.adapters.bedrock_converse.families import ANTHROPIC as CLAUDE
+from polyroute.adapters.bedrock_converse.families import (
+    family_named,
+    family_of,
+    known_families,
+)
 from polyroute.adapters.openai_chat.files import PROTOCOLS, FilesClient
 from polyroute.engine.batch_file import (
     CHAT_URLS,
@@ -103,14 +113,24 @@ class Batches(OwnedObjects):
         cap = self._policy.output_cap(principal)
         native = [d for d in deployments if d.endpoint.protocol in PROTOCOLS]
         if not native:  # the batch runs on Anthropic's Message Batches or Bedrock's jobs
+            skipped = []
             for deployment in deployments:
                 if deployment.endpoint.protocol == ANTHROPIC and self._messages is not None:
                     return await self._keep_locally(principal, filename, content, group,
                                                     summary, items, deployment, cap)
                 if self._bedrock is not None and batch_options(deployment) is not None:
+                    if family_of(deployment.model) is None:
+                        skipped.append(f"'{deployment.name}' runs {deployment.model}, of no "
+                                       "model family Bedrock batches are written for")
+                        continue
                     return await self._keep_locally(principal, filename, content, group,
                                                     summary, items, deployment, cap,
                                                     via=BEDROCK)
+            if skipped:
+                raise InvalidRequest(
+                    f"No deployment of model '{group}' can run this batch: "
+                    f"{'; '.join(skipped)} (Bedrock batches run {known_families()}).",
+                    param="model", code="unsupported_endpoint")
             raise InvalidRequest(f"No deployment of model '{group}' has a Batch API (a "
                                  "Bedrock provider runs batches with options.batch_s3_uri "
                                  "and options.batch_role_arn).", param="model",
@@ -317,7 +337,12 @@ class Batches(OwnedObjects):
                             via: str = ANTHROPIC) -> dict[str, Any]:
         """Anthropic has no Files API (and Bedrock's input is an S3 object written when the
         batch is created): the file stays here, its lines already translated."""
-        requests = (to_bedrock if via == BEDROCK else to_anthropic)(items, deployment, cap)
+        family = family_of(deployment.model) if via == BEDROCK else None
+        if via == BEDROCK:
+            assert family is not None  # the upload's routing skipped models of no family
+            requests = to_bedrock(items, deployment, family, cap)
+        else:
+            requests = to_anthropic(items, deployment, cap)
         oid = f"file-pr{uuid.uuid4().hex[:24]}"
         now = self._clock()
         shown = _file_object(oid, filename, "batch", content, now)
@@ -325,8 +350,9 @@ class Batches(OwnedObjects):
                   "lines": summary.lines, "input_tokens": summary.input_tokens,
                   "output_tokens": summary.output_tokens, "via": via,
                   "requests": requests, "content": content.decode("utf-8", "replace")}
-        if via == BEDROCK:
+        if family is not None:
             detail["custom_ids"] = [item["custom_id"] for item in items]
+            detail["family"] = family.name
         await self._store.add(Owned(oid, "file", owner_of(principal), f"{_LOCAL}{oid}",
                                     deployment.name, now, text(shown), text(detail)))
         return shown
@@ -402,15 +428,18 @@ class Batches(OwnedObjects):
                                  "longer runs batches.", param="input_file_id")
         folder = f"{str(found.batch_s3_uri).rstrip('/')}/{oid}/"
         record = self._record(oid, principal, detail, deployment)
+        records = b"\n".join(_encode(r) for r in detail["requests"]) + b"\n"
+        outside = outside_quotas(len(detail["requests"]), len(records), found)
+        if outside is not None:  # Bedrock would refuse the job: nothing is uploaded
+            self._refund(ticket, record, outside)
+            raise outside
         job = {"jobName": oid.replace("_", "-"), "roleArn": found.batch_role_arn,
                "modelId": deployment.model,
                "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"{folder}input.jsonl",
                                                          "s3InputFormat": "JSONL"}},
                "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"{folder}output/"}}}
         try:
-            await self._bedrock.put_object(
-                deployment, f"{folder}input.jsonl",
-                b"\n".join(_encode(r) for r in detail["requests"]) + b"\n")
+            await self._bedrock.put_object(deployment, f"{folder}input.jsonl", records)
             upstream = _decode(await self._bedrock.job(deployment, "POST", body=_encode(job)))
         except GatewayError as exc:
             self._refund(ticket, record, exc)
@@ -436,10 +465,10 @@ class Batches(OwnedObjects):
         job_id = owned.upstream_id.rpartition("/")[2]
         out = await self._bedrock.get_object(deployment,
                                              f"{detail['output']}{job_id}/input.jsonl.out")
-        results = bedrock_results(out or b"", list(detail.get("custom_ids") or []))
-        outputs, errors = openai_results(results, deployment.name)
+        family = family_named(detail.get("family")) or CLAUDE  # older rows: Anthropic only
+        outputs, errors, usage, succeeded = bedrock_results(
+            out or b"", list(detail.get("custom_ids") or []), deployment, family)
         await self._keep_results(owned, shown, outputs, errors)
-        usage, succeeded = results_usage(results)
         await self._charge(owned, shown, deployment, usage if succeeded else None,
                            None if succeeded else f"batch_{shown['status']}")
         return shown

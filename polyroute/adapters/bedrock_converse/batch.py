@@ -17,6 +17,7 @@ from polyroute.adapters.bedrock_converse.signing import Signer
 from polyroute.adapters.bedrock_converse.spec import BedrockOptions, options
 from polyroute.adapters.client import UpstreamClient
 from polyroute.errors import (
+    InvalidRequest,
     UpstreamAuthError,
     UpstreamError,
     UpstreamRateLimited,
@@ -110,6 +111,28 @@ def s3_error(status: int, body: bytes, headers: Mapping[str, str],
     if status >= 500:
         return UpstreamUnavailable(message, deployment=deployment)
     return UpstreamRejected(message, deployment=deployment, status=status, code=code)
+
+
+def outside_quotas(records: int, size: int, found: BedrockOptions) -> InvalidRequest | None:
+    """The refusal of a job of ``records`` records in a file of ``size`` bytes that the
+    provider's Bedrock quotas would make Bedrock refuse (naming the quota); None: it fits."""
+    if records < found.batch_min_records:
+        return InvalidRequest(
+            f"A Bedrock batch inference job needs at least {found.batch_min_records} records "
+            f"(the provider's batch_min_records, Bedrock's 'Minimum number of records per "
+            f"batch inference job'); this batch has {records}.", param="input_file_id",
+            code="batch_too_small")
+    if records > found.batch_max_records:
+        return InvalidRequest(
+            f"A Bedrock batch inference job takes at most {found.batch_max_records} records "
+            f"(the provider's batch_max_records); this batch has {records}.",
+            param="input_file_id", code="batch_too_large")
+    if size > found.batch_max_file_bytes:
+        return InvalidRequest(
+            f"A Bedrock batch inference input file takes at most {found.batch_max_file_bytes} "
+            f"bytes (the provider's batch_max_file_bytes); this batch's records are {size}.",
+            param="input_file_id", code="batch_too_large")
+    return None
 
 
 def _control_plane(base_url: str) -> str:

@@ -26,6 +26,13 @@ class BedrockOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, f
     """The IAM service role a batch inference job reads and writes batch_s3_uri with."""
     batch_s3_endpoint: str | None = None
     """S3's endpoint for batch files. Unset: https://s3.<region>.amazonaws.com."""
+    batch_min_records: int = 100
+    """Bedrock's quota "Minimum number of records per batch inference job" (100 by default;
+    set per model): a smaller batch is refused before anything is uploaded."""
+    batch_max_records: int = 50_000
+    """Its quota "Records per batch inference job" (and per input file: polyroute writes one)."""
+    batch_max_file_bytes: int = 1_000_000_000
+    """Its quota "Batch inference input file size" (1 GB by default): the records' file."""
 
 
 _S3_URI = re.compile(r"^s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](/[-!_*'().a-zA-Z0-9/]*)?$")
@@ -34,6 +41,16 @@ _ROLE_ARN = re.compile(r"^arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+$")
 
 def _check_batch(options: BedrockOptions) -> None:
     uri, role = options.batch_s3_uri, options.batch_role_arn
+    least, most = options.batch_min_records, options.batch_max_records
+    if not 1 <= least <= most:
+        raise OptionError("batch_min_records", f"{least} records is not between 1 and "
+                          f"batch_max_records ({most})",
+                          "set the account's Bedrock quotas: batch_min_records (default 100) "
+                          "at most batch_max_records (default 50000)")
+    if options.batch_max_file_bytes < 1:
+        raise OptionError("batch_max_file_bytes", "it must be a positive number of bytes",
+                          "set it to the account's 'Batch inference input file size' quota "
+                          "in bytes (default 1000000000)")
     if uri is None and role is None:
         return
     if uri is None or not _S3_URI.match(uri):

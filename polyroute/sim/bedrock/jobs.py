@@ -3,10 +3,13 @@
 ``StopModelInvocationJob`` (``POST …/{id}/stop``), and the little of S3 a job needs (path-style
 ``PUT``/``GET /{bucket}/{key}``, told apart by its SigV4 scope ``s3``). A job shows
 ``InProgress`` the first time it is looked at; the second, it reads its input JSONL
-(``{"recordId", "modelInput"}``, Anthropic's InvokeModel body) from the simulated S3, answers
-each record as the Messages simulator would, and writes
+(``{"recordId", "modelInput"}``, the model family's InvokeModel body) from the simulated S3,
+answers each record as that family does (:mod:`.families`: Anthropic, Nova, Llama 3), and
+writes
 ``{output s3Uri}{job id}/{input name}.out`` of ``{"recordId", "modelInput", "modelOutput"}``
-(or ``"error": {"errorCode", "errorMessage"}``) and ``manifest.json.out``, as Bedrock does."""
+(or ``"error": {"errorCode", "errorMessage"}``) and ``manifest.json.out``, as Bedrock does.
+A job of a model no family runs, or whose input has fewer records than Bedrock's minimum
+(100, ``BedrockState.min_batch_records``), is refused at creation (``ValidationException``)."""
 
 from __future__ import annotations
 
@@ -17,11 +20,9 @@ from urllib.parse import unquote
 import msgspec
 from aiohttp import web
 
-from polyroute.sim.anthropic.batches import batch_result
-from polyroute.sim.anthropic.state import get_anthropic_state
 from polyroute.sim.bedrock.errors import BedrockError, validation
+from polyroute.sim.bedrock.families import family
 from polyroute.sim.bedrock.state import BedrockState
-from polyroute.sim.state import get_state
 
 JOBS_PATH = "/model-invocation-job"
 _ACCOUNT = "123456789012"
@@ -102,6 +103,15 @@ def _create(request: web.Request, bedrock: BedrockState, body: bytes) -> dict[st
     if not isinstance(role, str) or ":role/" not in role:
         raise validation(f"1 validation error detected: Value '{role}' at 'roleArn' failed to "
                          "satisfy constraint")
+    if family(str(model)) is None:
+        raise validation(f"The model {model} does not support batch inference.")
+    content = bedrock.objects.get(source.removeprefix("s3://"))
+    if content is not None:  # an input that is not there fails the job when it runs
+        records = sum(1 for line in content.splitlines() if line.strip())
+        if records < bedrock.min_batch_records:
+            raise validation(f"The input has {records} records; a batch inference job needs "
+                             f"at least {bedrock.min_batch_records} (quota 'Minimum number of "
+                             "records per batch inference job').")
     job_id = bedrock.request_id().replace("-", "")[:12]
     region = "us-east-1"
     arn = f"arn:aws:bedrock:{region}:{_ACCOUNT}:model-invocation-job/{job_id}"
@@ -131,24 +141,22 @@ def _run(request: web.Request, bedrock: BedrockState, job: dict[str, Any]) -> No
         job.update(status="Failed", message=f"The input {source} could not be read.",
                    lastModifiedTime=_now(), endTime=_now())
         return
-    state, anthropic = get_state(request), get_anthropic_state(request)
+    run = family(str(job["modelId"]))
+    assert run is not None  # checked when the job was created
     lines, succeeded, failed = [], 0, 0
     for line in content.splitlines():
         if not line.strip():
             continue
         record = _decode(line)
-        params = dict(record.get("modelInput") or {})
-        params.pop("anthropic_version", None)
-        params["model"] = job["modelId"]
-        result = batch_result(state, anthropic, {"params": params})
-        out: dict[str, Any] = {"recordId": record.get("recordId"),
-                               "modelInput": record.get("modelInput")}
-        if result["type"] == "succeeded":
-            out["modelOutput"] = result["message"]
+        body = record.get("modelInput")
+        output, error = run(request, str(job["modelId"]), body) if isinstance(body, dict) \
+            else (None, "Malformed input request: modelInput must be an object")
+        out: dict[str, Any] = {"recordId": record.get("recordId"), "modelInput": body}
+        if output is not None:
+            out["modelOutput"] = output
             succeeded += 1
         else:
-            out["error"] = {"errorCode": 400,
-                            "errorMessage": result["error"]["error"]["message"]}
+            out["error"] = {"errorCode": 400, "errorMessage": error}
             failed += 1
         lines.append(_encode(out))
     job_id = str(job["jobArn"]).rpartition("/")[2]

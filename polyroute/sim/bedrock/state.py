@@ -26,6 +26,8 @@ class BedrockState:
         """The simulated S3: ``bucket/key`` → bytes (a batch job's input and output)."""
         self.jobs: dict[str, dict[str, Any]] = {}
         """Batch inference jobs by id, as ``GetModelInvocationJob`` answers them."""
+        self.min_batch_records = 100
+        """Bedrock's default quota "Minimum number of records per batch inference job"."""
 
     def _digest(self, kind: str) -> bytes:
         return hashlib.blake2b(f"{self._seed}:{kind}:{next(self._counter)}".encode()).digest()

@@ -273,6 +273,9 @@ def test_a_bedrock_provider_without_batch_options_runs_no_batches(gw: GatewayPro
     ("{region: us-east-1, batch_s3_uri: 's3://bucket/x/', batch_role_arn: role}",
      "batch_role_arn"),
     ("{region: us-east-1, batch_role_arn: " + ROLE + "}", "batch_s3_uri"),
+    ("{region: us-east-1, batch_min_records: 200, batch_max_records: 150}",
+     "batch_min_records"),
+    ("{region: us-east-1, batch_max_file_bytes: 0}", "batch_max_file_bytes"),
 ])
 def test_batch_options_are_checked_with_one_line_errors(tmp_path: Path, options: str,
                                                         key: str) -> None:

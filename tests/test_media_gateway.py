@@ -22,6 +22,7 @@ import pytest
 
 from polyroute.sim.media import speech_audio
 from tests.conftest import SIM_KEY
+from tests.support.audio import MP3_FRAME_S, mp3, ogg_opus
 from tests.support.gateway import GatewayProcess
 from tests.support.policy import MASTER_KEY, new_key
 from tests.support.sim import SimServer
@@ -257,6 +258,37 @@ def test_transcription_billed_per_second(client: openai.OpenAI, gw: GatewayProce
     row = ledger_row(gw, text.headers["x-request-id"])  # the WAV header's duration
     assert row["endpoint"] == "audio.translations"
     assert row["cost_usd"] == pytest.approx(6 * 0.0001)
+
+
+@pytest.mark.parametrize(("filename", "audio", "mime", "seconds"), [
+    ("talk.mp3", mp3(250), "audio/mpeg", 250 * MP3_FRAME_S),  # 6 s in 24,000 bytes
+    ("talk.ogg", ogg_opus(7.5), "audio/ogg", 7.5),
+])
+def test_a_plain_text_transcript_of_compressed_audio_is_billed_by_its_headers(
+        client: openai.OpenAI, gw: GatewayProcess, filename: str, audio: bytes, mime: str,
+        seconds: float) -> None:
+    """The answer says nothing of the length; the upload's own headers do (at 128 kbit/s
+    the MP3 would have been billed 1.5 s, the Opus file 0.07 s)."""
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model="whisper", file=(filename, audio, mime), response_format="text")
+    assert raw.parse().startswith("Simulated transcript")  # type: ignore[union-attr]
+    row = ledger_row(gw, raw.headers["x-request-id"])
+    assert row["cost_usd"] == pytest.approx(seconds * 0.0001)
+    assert row["usage_estimated"] == 0
+
+
+def test_audio_of_an_unknown_format_is_billed_at_128_kbits_and_marked_estimated(
+        client: openai.OpenAI, gw: GatewayProcess) -> None:
+    noise = bytes(range(1, 251)) * 128  # 32,000 bytes no reader knows: 2 s at 128 kbit/s
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model="whisper", file=("talk.xyz", noise, "application/octet-stream"),
+        response_format="text")
+    row = ledger_row(gw, raw.headers["x-request-id"])
+    assert row["cost_usd"] == pytest.approx(2 * 0.0001)
+    assert row["usage_estimated"] == 1
+    measured = client.audio.transcriptions.with_raw_response.create(
+        model="whisper", file=("talk.wav", wav(3.0), "audio/wav"), response_format="text")
+    assert ledger_row(gw, measured.headers["x-request-id"])["usage_estimated"] == 0
 
 
 def test_speech_streams_and_is_billed_per_character(client: openai.OpenAI,

@@ -18,6 +18,9 @@ from polyroute.adapters.openai_chat.media import json_body, measured
 from polyroute.errors import ContentFiltered
 from polyroute.model.media import Form, MediaRequest, Units, UploadedFile
 from polyroute.model.price import Price
+from polyroute.surface.openai.uploads import audio_seconds
+from tests.support.audio import MP3_FRAME_S, mp3, ogg_opus
+from tests.test_media_sim import wav
 
 
 def _collect(parts: object) -> bytes:
@@ -124,3 +127,19 @@ def test_bedrock_rerank_url_and_model_arn() -> None:
         "arn:aws:bedrock:us-west-2::foundation-model/cohere.rerank-v3-5:0")
     arn = "arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0"
     assert bedrock_media.model_arn(arn, "eu-west-1") == arn
+
+
+@pytest.mark.parametrize(("audio", "seconds"), [
+    (mp3(500), 500 * MP3_FRAME_S),
+    (ogg_opus(3.2), 3.2),
+    (wav(1.25), 1.25),
+    (b"\x00" * 4000, None),  # no format
+    (mp3(1)[:3], None),  # a header cut short
+    (b"OggS" + b"\x00" * 40, None),  # an Ogg page with nothing in it
+])
+def test_an_uploads_duration_is_read_from_its_headers(tmp_path: Path, audio: bytes,
+                                                      seconds: float | None) -> None:
+    path = tmp_path / "upload"  # spooled uploads have no extension: the bytes tell
+    path.write_bytes(audio)
+    found = audio_seconds(UploadedFile("file", "a", "audio/mpeg", str(path), len(audio)))
+    assert found == (pytest.approx(seconds, abs=1e-6) if seconds is not None else None)

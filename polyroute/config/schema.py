@@ -231,7 +231,8 @@ class ProviderSection(_Section, kw_only=True):
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     """The protocol's own settings, checked against its spec (unknown keys are errors):
     bedrock: region (unset: read from base_url's host bedrock-runtime.<region>.amazonaws.com),
-    batch_s3_uri and batch_role_arn (OpenAI batches as batch inference jobs), batch_s3_endpoint;
+    batch_s3_uri and batch_role_arn (OpenAI batches as batch inference jobs), batch_s3_endpoint,
+    batch_min_records, batch_max_records, batch_max_file_bytes (Bedrock's batch quotas);
     azure: api_version (unset: 2024-10-21 for deployment URLs, none for the /openai/v1 form;
     empty: never sent). The other protocols take none."""
     region: str | None = None

@@ -232,6 +232,8 @@ class Gateway:
             # The answer's own measure; else the request's (a spoken text's characters, an
             # upload's seconds when the transcript came as plain text).
             record.units = response.units or request.fallback or request.estimate
+            record.units_estimated = response.units is None \
+                and request.fallback is not None and request.fallback_estimated
             return response.usage
 
         return await self._complete(request.model, (), record, overrides, attempt, usage,

@@ -77,6 +77,8 @@ class MediaRequest:
     fallback: Units | None = None
     """What it is billed for when the answer says nothing (a transcript as plain text): the
     upload's measure; None: ``estimate``."""
+    fallback_estimated: bool = False
+    """``fallback`` is a guess (the upload's duration could not be read from its headers)."""
     input_tokens: int = 0
     """About how many tokens the request's text is (rate limits count them)."""
 

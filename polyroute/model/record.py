@@ -97,3 +97,6 @@ class RequestRecord(msgspec.Struct, omit_defaults=True):
     units: Units | None = None
     """A media request: what it is billed by besides tokens (images, seconds, characters,
     searches), as measured from the answer; priced by the deployment's ``per_unit``."""
+    units_estimated: bool = False
+    """``units`` were estimated, not measured (a compressed upload of an unknown format,
+    transcribed as plain text: its seconds from its size); the ledger's usage_estimated."""

@@ -303,7 +303,9 @@ def billed_usage(record: RequestRecord) -> tuple[Usage | None, bool]:
     make any request free. A request that never answered is charged nothing."""
     usage = record.usage
     if record.endpoint in MEDIA_PATHS:
-        return usage, False  # billed by its units, or the tokens its upstream counted
+        # billed by its units (estimated when an upload's duration could not be read), or
+        # the tokens its upstream counted
+        return usage, record.units_estimated
     if record.stream:
         if record.ttft_s is None or (usage is not None and record.error_class is None):
             return usage, False  # it never answered, or it ended whole with the vendor's count

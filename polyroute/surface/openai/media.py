@@ -3,6 +3,7 @@ Decode, call the engine, relay the upstream's answer (its bytes and content type
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -22,8 +23,9 @@ AUDIO_RESERVE_BYTES_PER_S = 2_000
 """An upload's most seconds, reserved before it is transcribed: 16 kbit/s, below any codec
 vendors accept for speech, so the reservation covers the answer's duration."""
 AUDIO_BILL_BYTES_PER_S = 16_000
-"""Its seconds when the answer says nothing (a plain-text transcript of a compressed file):
-128 kbit/s, a common MP3 rate. A PCM WAV file is measured from its header instead."""
+"""Its seconds when the answer says nothing (a plain-text transcript) and the upload's own
+headers do not tell its duration (a format tinytag does not read): 128 kbit/s, a common MP3
+rate, and the ledger marks the request's usage estimated."""
 
 
 class MediaHandlers:
@@ -67,7 +69,8 @@ class MediaHandlers:
         principal = await self._x.principal(http)  # before the upload is read: no key, no disk
         model, form = await uploads.read_form(http, self._upload_limit, self._idle_s)
         try:
-            request = _form_request(endpoint, model, form)
+            # off the event loop: an audio upload's headers are read from disk
+            request = await asyncio.to_thread(_form_request, endpoint, model, form)
             return await self._whole(http, principal, request)
         finally:
             uploads.discard(form.files)
@@ -110,11 +113,12 @@ def _form_request(endpoint: str, model: str | None, form: Form) -> MediaRequest:
         raise InvalidRequest("Missing required parameter: 'file'.", param="file")
     if not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
-    exact = uploads.wav_seconds(audio)
+    exact = uploads.audio_seconds(audio)
     most = exact if exact is not None else audio.size / AUDIO_RESERVE_BYTES_PER_S
     likely = exact if exact is not None else audio.size / AUDIO_BILL_BYTES_PER_S
     return MediaRequest(endpoint, model, form=form, estimate=Units("second", most),
-                        fallback=Units("second", likely), input_tokens=tokens)
+                        fallback=Units("second", likely), fallback_estimated=exact is None,
+                        input_tokens=tokens)
 
 
 def _count(value: str | None, name: str) -> int:

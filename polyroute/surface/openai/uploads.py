@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import struct
 import tempfile
-import wave
 from collections.abc import Iterable
 
 from aiohttp import BodyPartReader, web
+from tinytag import TinyTag, TinyTagException
 
 from polyroute.errors import InvalidRequest, PayloadTooLarge
 from polyroute.model.media import Form, UploadedFile
@@ -113,14 +114,16 @@ async def _spool(part: BodyPartReader, idle_s: float, room: int) -> UploadedFile
     return UploadedFile(part.name, part.filename, content_type, path, size)
 
 
-def wav_seconds(file: UploadedFile) -> float | None:
-    """A PCM WAV file's duration from its header; None for any other audio."""
+def audio_seconds(file: UploadedFile) -> float | None:
+    """An audio file's duration from its headers (MP3, Ogg Vorbis/Opus/FLAC, FLAC, M4A/MP4,
+    WAV, AIFF, WMA: tinytag's formats, told by their first bytes); None when it is none of
+    them or they do not say."""
     try:
-        with wave.open(file.path, "rb") as audio:
-            rate = audio.getframerate()
-            return audio.getnframes() / rate if rate else None
-    except (wave.Error, EOFError, OSError):
-        return None
+        with open(file.path, "rb") as audio:
+            seconds = TinyTag.get(file_obj=audio, duration=True, tags=False).duration
+    except (TinyTagException, OSError, ValueError, IndexError, struct.error):
+        return None  # a broken header is no duration, never a failed request
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 def discard(files: Iterable[UploadedFile]) -> None:

@@ -7,6 +7,8 @@ its real cost; and the config's batch options are checked with one-line errors."
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import botocore.session
 import httpx
 import openai
 import pytest
+import yaml
 from botocore.validate import ParamValidator
 from openai.types import Batch
 from openai.types.chat import ChatCompletion
@@ -67,6 +70,8 @@ def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
                                        "meta.llama3-1-8b-instruct-v1:0", "price": PRICE}]},
             "titan": {"deployments": [{"provider": "bedrock", "model":
                                        "amazon.titan-text-express-v1", "price": PRICE}]},
+            "moving": {"deployments": [{"provider": "bedrock", "name": "moving", "price": PRICE,
+                                        "model": "us.amazon.nova-lite-v1:0"}]},
             "capped": {"deployments": [{"provider": "capped", "model":
                                         "anthropic.claude-sim-v1:0", "price": PRICE}]},
             "unbatched": {"deployments": [{"provider": "plain", "model": "claude-sim"}]},
@@ -307,3 +312,39 @@ def test_s3_errors_and_job_states_are_mapped() -> None:
         "in_progress", "cancelling", "completed", "cancelled", "failed", "expired"]
     assert shown["Stopped"]["cancelled_at"] == 1767323045
     assert shown["Failed"]["errors"]["data"][0]["code"] == "batch_failed"
+
+
+def reload(gw: GatewayProcess, config: dict[str, Any]) -> None:
+    before = gw.log().count("config reloaded")
+    gw.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    os.kill(gw.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while gw.log().count("config reloaded") == before:
+        assert time.monotonic() < deadline, gw.log()[-2000:]
+        time.sleep(0.02)
+
+
+def test_a_file_written_for_one_family_is_not_run_on_another_after_a_reload(
+        gw: GatewayProcess) -> None:
+    """The deployment's model changed family after the upload (Nova → Llama): the records
+    are Nova's, so the batch is refused and its reservation released, not uploaded to fail."""
+    key = new_key(gw, daily_budget_usd=1.0)
+    client = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+    uploaded = client.files.create(file=("in.jsonl", lines(100, model="moving")),
+                                   purpose="batch")
+    original = yaml.safe_load(gw.config_path.read_text(encoding="utf-8"))
+    changed = json.loads(json.dumps(original))
+    changed["model_groups"]["moving"]["deployments"][0]["model"] = \
+        "meta.llama3-1-8b-instruct-v1:0"
+    reload(gw, changed)
+    try:
+        with pytest.raises(openai.BadRequestError) as info:
+            client.batches.create(input_file_id=uploaded.id,
+                                  endpoint="/v1/chat/completions", completion_window="24h")
+        message = str(info.value)
+        assert "meta.llama3-1-8b-instruct-v1:0" in message and "Amazon Nova" in message
+        after = budget(gw, key)
+        assert after["reserved_usd"] == 0 and after["spent_today_usd"] == 0
+    finally:
+        reload(gw, original)
+

@@ -429,10 +429,16 @@ class Batches(OwnedObjects):
         folder = f"{str(found.batch_s3_uri).rstrip('/')}/{oid}/"
         record = self._record(oid, principal, detail, deployment)
         records = b"\n".join(_encode(r) for r in detail["requests"]) + b"\n"
-        outside = outside_quotas(len(detail["requests"]), len(records), found)
-        if outside is not None:  # Bedrock would refuse the job: nothing is uploaded
-            self._refund(ticket, record, outside)
-            raise outside
+        written_for = family_named(detail.get("family")) or CLAUDE  # older rows: Anthropic
+        refusal = outside_quotas(len(detail["requests"]), len(records), found)
+        if family_of(deployment.model) is not written_for:  # the config changed since
+            refusal = InvalidRequest(
+                f"The deployment '{deployment.name}' now runs {deployment.model}, not a "
+                f"{written_for.name} model this file's records were written for: upload the "
+                "file again.", param="input_file_id")
+        if refusal is not None:  # Bedrock would refuse the job or its records: no upload
+            self._refund(ticket, record, refusal)
+            raise refusal
         job = {"jobName": oid.replace("_", "-"), "roleArn": found.batch_role_arn,
                "modelId": deployment.model,
                "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"{folder}input.jsonl",

@@ -112,7 +112,11 @@ def _llama(request: web.Request, model: str, body: dict[str, Any]) -> Outcome:
 
 FAMILIES: tuple[tuple[str, Callable[[web.Request, str, dict[str, Any]], Outcome]], ...] = (
     ("anthropic.", _anthropic),
-    ("amazon.nova-", _nova),
+    ("amazon.nova-micro", _nova),  # the text models; canvas, reel and sonic run no batches
+    ("amazon.nova-lite", _nova),
+    ("amazon.nova-pro", _nova),
+    ("amazon.nova-premier", _nova),
+    ("amazon.nova-2-lite", _nova),
     ("meta.llama3", _llama),
 )
 

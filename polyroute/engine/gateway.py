@@ -38,6 +38,7 @@ from polyroute.engine.estimate import (
 from polyroute.engine.governance import govern, restore_response, stream_restorer
 from polyroute.engine.guardrails import Checks, Guardrails
 from polyroute.engine.media import MediaRelay, media_reservation, serving
+from polyroute.engine.media_governance import checked_answer, prompt_of, put_back, refuse_unread
 from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
@@ -235,8 +236,7 @@ class Gateway:
             return response.usage
 
         return await self._complete(request.model, (), record, overrides, attempt, usage,
-                                    principal, media_reservation(request),
-                                    endpoint=request.endpoint)
+                                    principal, media_reservation(request), media=request)
 
     async def open_media(
         self, request: MediaRequest, record: RequestRecord,
@@ -251,7 +251,8 @@ class Gateway:
             self._tracer.begin(record)
         try:
             route = self._route(request.model, (), record, principal=principal,
-                                tags=overrides.tags, endpoint=request.endpoint)
+                                tags=overrides.tags, media=request)
+            await self._check_media(request, route, principal, record)
             reserve = media_reservation(request)
             ticket = await self._admit(principal, route, record, reserve)
             holder, quota = self._room(route, reserve, stream=True)
@@ -299,7 +300,7 @@ class Gateway:
         principal: Principal,
         reserve: Reservation,
         request: ChatRequest | None = None,
-        endpoint: str | None = None,
+        media: MediaRequest | None = None,
     ) -> T:
         start = self._clock()
         ticket: object = None
@@ -308,8 +309,10 @@ class Gateway:
             self._tracer.begin(record)
         try:
             route = self._route(model, also, record, request, principal, overrides.tags,
-                                endpoint)
+                                media=media)
             checks = self._checks(principal) if request is not None else None
+            if media is not None:
+                checks = await self._check_media(media, route, principal, record)
             if checks is not None and request is not None:
                 await checks.request(request, route.group, record)
                 checks.readable(request, record)
@@ -336,6 +339,10 @@ class Gateway:
                 await checks.response(result, request, route.group, record)
             if route.redactor is not None and isinstance(result, ChatResponse):
                 restore_response(result, route.redactor)
+            if checks is not None and media is not None and isinstance(result, MediaResponse):
+                # a transcript: a refusal is billed at its cost, as a chat answer's is
+                result = cast(T, await checked_answer(result, media, checks, route.group,
+                                                      record))
             return result
         except GatewayError as exc:
             record.status, record.error_class = exc.status, exc.error_class
@@ -445,6 +452,16 @@ class Gateway:
             return None
         return self._guardrails.select(principal.governance)
 
+    async def _check_media(self, media: MediaRequest, route: Route, principal: Principal,
+                           record: RequestRecord) -> Checks | None:
+        """The prompt guardrails over a media request's texts (its policies' own rules ran in
+        ``_route``), and the rule for what it carries unread; the checks of its answer."""
+        checks = self._checks(principal)
+        refuse_unread(media, principal.governance, checks, record)
+        if checks is not None and media.texts:
+            await checks.request(prompt_of(media), route.group, record)
+        return checks
+
     def cascades(self, model: str) -> bool:
         """Whether ``model`` is a cascade group (its streams are answered whole, at the end)."""
         group = self._router.known(model)
@@ -528,19 +545,24 @@ class Gateway:
     def _route(
         self, model: str, also: Sequence[str], record: RequestRecord,
         request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
-        tags: frozenset[str] = frozenset(), endpoint: str | None = None,
+        tags: frozenset[str] = frozenset(), media: MediaRequest | None = None,
     ) -> Route:
         route = self._router.route(model, also, request, principal.allowed_models,
                                    tags or metadata_tags(request), principal.team,
                                    principal.org)
-        if endpoint is not None:
-            route = serving(route, endpoint, record)
+        if media is not None:
+            route = serving(route, media.endpoint, record)
         if request is not None:
             route = _speakers_first(route, request)
         if principal.governance:  # issue 11; a caller without policies pays this test only
             record.key_id, record.team, record.org = principal.key_id, principal.team, \
                 principal.org  # a refusal's record names the caller
-            route = govern(route, request, principal.governance, record)
+            if media is None:
+                route = govern(route, request, principal.governance, record)
+            else:  # its texts meet the prompt-side policy as a chat prompt's would
+                prompt = prompt_of(media)
+                route = govern(route, prompt, principal.governance, record)
+                put_back(media, prompt)
             if request is not None and any(p.retain_bodies for _, p in principal.governance):
                 # Consent to store bodies: keep what the router reads, for training on
                 # feedback (after the policy's redaction: a redacted value stays out).

@@ -328,7 +328,7 @@ def test_presidio_backend_is_refused_by_config_without_the_package(tmp_path: Pat
     ("{type: deny_terms, terms: [x], stages: [response], uninspectable: allow}",
      "guardrails.g.uninspectable", "applies to prompt checks only"),
     ("{type: deny_terms, terms: [x], uninspectable: maybe}", "guardrails.g.uninspectable",
-     "'refuse', 'allow'"),
+     "use one of: refuse, allow"),
 ])
 def test_a_bad_guardrail_is_one_line_naming_the_key(tmp_path: Path, guardrail: str,
                                                     where: str, problem: str) -> None:

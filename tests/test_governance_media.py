@@ -48,6 +48,7 @@ def gw(sim: SimServer) -> Iterator[GatewayProcess]:
                 dep("dall-e-3", name="plain", priority=0),
                 dep("dall-e-3", name="cleared", priority=1, tags={"pii-ok": "true"})]},
             "gpt-image": {"deployments": [dep("gpt-image-1")]},
+            "embed": {"deployments": [dep("text-embedding-3-small")]},
             "whisper": {"deployments": [dep("whisper-1")]},
             "tts": {"deployments": [dep("tts-1")]},
             "omni-moderation-latest": {"deployments": [dep("omni-moderation-latest")]},
@@ -239,3 +240,25 @@ def test_a_transcript_meets_the_answer_checks(gw: GatewayProcess) -> None:
     assert row["cost_usd"] > 0  # the vendor did the work: billed at its cost
     assert refusing.audio.transcriptions.create(
         model="whisper", file=("quiet.wav", wav(1.0), "audio/wav")).text
+
+
+def test_embeddings_input_meets_the_policy(gw: GatewayProcess, sim: SimServer) -> None:
+    redacting = client(gw, {"data_classes": {"pii": {"otherwise": "redact"}},
+                            "deny_terms": ["Project Falcon"]})
+    raw = redacting.embeddings.with_raw_response.create(
+        model="embed", input=[f"mail {EMAIL}", "a plain line"], dimensions=8)
+    assert len(raw.parse().data) == 2
+    body = sent(sim)["body"]
+    assert body["input"] == ["mail [EMAIL_1]", "a plain line"] and body["dimensions"] == 8
+    assert "redacted email=1" in ledger_row(gw, raw.headers["x-request-id"])["governance"]
+    before = sim.stats()["requests_total"]
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        redacting.embeddings.create(model="embed", input="notes on Project Falcon")
+    assert "rule deny_terms" in refusal(caught)
+    with pytest.raises(openai.PermissionDeniedError) as caught:  # token ids cannot be read
+        redacting.embeddings.create(model="embed", input=[[1, 2, 3]])
+    assert "token ids (input[0])" in refusal(caught)
+    assert sim.stats()["requests_total"] == before
+    lenient = client(gw, {"deny_terms": ["Project Falcon"], "uninspectable": "allow"})
+    assert lenient.embeddings.create(model="embed", input=[[1, 2, 3]]).data
+    assert sent(sim)["body"]["input"] == [[1, 2, 3]]

@@ -38,7 +38,15 @@ from polyroute.engine.estimate import (
 from polyroute.engine.governance import govern, restore_response, stream_restorer
 from polyroute.engine.guardrails import Checks, Guardrails
 from polyroute.engine.media import MediaRelay, media_reservation, serving
-from polyroute.engine.media_governance import checked_answer, prompt_of, put_back, refuse_unread
+from polyroute.engine.media_governance import (
+    EMBEDDINGS,
+    checked_answer,
+    embedding_of,
+    embedding_view,
+    prompt_of,
+    put_back,
+    refuse_unread,
+)
 from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
@@ -202,11 +210,18 @@ class Gateway:
         self, request: EmbeddingRequest, record: RequestRecord,
         overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
     ) -> EmbeddingResponse:
+        # What the input meets: the caller's policies and the prompt guardrails, as a chat
+        # prompt does; a caller with neither pays one test.
+        view = embedding_view(request) if principal.governance or (
+            self._guardrails is not None and self._guardrails.everyone) else None
+        sent = view.fields if view is not None else None
+
         async def attempt(
             dep: Deployment, timeouts: Timeouts, deadline: float
         ) -> EmbeddingResponse:
             adapter = self._adapters.get(dep.endpoint.protocol)
-            return await _bounded(adapter.embed(request, dep, connect_s=timeouts.connect_s),
+            ask = request if view is None else embedding_of(request, view, sent)
+            return await _bounded(adapter.embed(ask, dep, connect_s=timeouts.connect_s),
                                   timeouts.response_s, deadline)
 
         def usage(response: EmbeddingResponse) -> Usage | None:
@@ -216,7 +231,7 @@ class Gateway:
         text = request.input if isinstance(request.input, str) else " ".join(
             str(i) for i in request.input)
         return await self._complete(request.model, (), record, overrides, attempt, usage,
-                                    principal, Reservation(len(text) // 4 + 1, 0))
+                                    principal, Reservation(len(text) // 4 + 1, 0), media=view)
 
     async def media(
         self, request: MediaRequest, record: RequestRecord,
@@ -550,7 +565,7 @@ class Gateway:
         route = self._router.route(model, also, request, principal.allowed_models,
                                    tags or metadata_tags(request), principal.team,
                                    principal.org)
-        if media is not None:
+        if media is not None and media.endpoint != EMBEDDINGS:  # chat protocols serve it
             route = serving(route, media.endpoint, record)
         if request is not None:
             route = _speakers_first(route, request)

@@ -1,7 +1,8 @@
-"""Governance over the media endpoints: the texts a media request carries to the vendor (an
-image prompt, speech input, a rerank query and documents, moderation input, a transcription
-prompt, an upload's file name) meet the same prompt-side policy as a chat prompt, and a
-transcript or translation the same answer checks as a chat answer.
+"""Governance over the media and embeddings endpoints: the texts a media request carries to
+the vendor (an image prompt, speech input, a rerank query and documents, moderation input, a
+transcription prompt, an upload's file name) and an embeddings request's input meet the same
+prompt-side policy as a chat prompt, and a transcript or translation the same answer checks
+as a chat answer.
 
 The policy code reads chat requests, so a media request is shown to it as one: a user message
 per text (``prompt_of``); what a policy redacted is put back in its place (``put_back``). What
@@ -22,10 +23,13 @@ from polyroute.engine.governance import scope_name
 from polyroute.engine.guardrails import Checks
 from polyroute.errors import PolicyViolation
 from polyroute.model.chat import ChatRequest, ChatResponse, Choice, Message
+from polyroute.model.embeddings import EmbeddingRequest
 from polyroute.model.governance import DataPolicy
-from polyroute.model.media import MediaRequest, MediaResponse, Place
+from polyroute.model.media import MediaRequest, MediaResponse, MediaText, Place
 from polyroute.model.record import RequestRecord
 
+EMBEDDINGS = "embeddings"
+"""The endpoint name of an embeddings request's view (``embedding_view``)."""
 TRANSCRIPTS = frozenset({"audio.transcriptions", "audio.translations"})
 """The media endpoints whose answer is text a model wrote."""
 _TEXT_TYPES = ("text/plain", "application/x-subrip", "text/vtt")
@@ -70,6 +74,33 @@ def put_back(request: MediaRequest, prompt: ChatRequest) -> None:
                     value = _set(value, t.place[1:], t.text)
             fields_out[name] = msgspec.Raw(_encode(value))
         request.fields = fields_out
+
+
+def embedding_view(request: EmbeddingRequest) -> MediaRequest:
+    """An embeddings request as governance reads a media one: each input string a text, its
+    token arrays unread (polyroute has no tokenizer to read them back)."""
+    raw = request.input
+    items = [raw] if isinstance(raw, str) else raw
+    texts = tuple(MediaText(("input",) if isinstance(raw, str) else ("input", i), item)
+                  for i, item in enumerate(items) if isinstance(item, str))
+    tokens = next((i for i, item in enumerate(items) if not isinstance(item, str)), None)
+    return MediaRequest(EMBEDDINGS, request.model,
+                        fields={"input": msgspec.Raw(_encode(raw))}, texts=texts,
+                        unread=None if tokens is None else f"token ids (input[{tokens}])")
+
+
+def embedding_of(request: EmbeddingRequest, view: MediaRequest,
+                 sent: object) -> EmbeddingRequest:
+    """``request`` with the input ``view`` holds now: itself, unless a policy redacted it
+    (``put_back`` gave the view new ``fields``, other than ``sent``)."""
+    if view.fields is sent or view.fields is None:
+        return request
+    raw = view.fields["input"]
+    passthrough = request.passthrough
+    if passthrough is not None:  # the client's fields are what goes out: the input too
+        passthrough = {**passthrough, "input": raw}
+    return msgspec.structs.replace(request, input=msgspec.json.decode(raw),
+                                   passthrough=passthrough)
 
 
 def _set(value: Any, path: Place, text: str) -> Any:

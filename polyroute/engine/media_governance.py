@@ -149,13 +149,18 @@ async def checked_answer(response: MediaResponse, request: MediaRequest, checks:
     if request.endpoint not in TRANSCRIPTS or not checks.answers:
         return response
     kind = response.content_type.split(";")[0].strip().lower()
+    doc: Any = None
     if kind == "application/json":
-        doc = msgspec.json.decode(response.body)
+        try:
+            doc = msgspec.json.decode(response.body)
+        except msgspec.DecodeError:
+            kind = "JSON that does not parse"
+    if doc is not None:
         places = _transcript_places(doc)
         texts = [_get(doc, place) for place in places]
     elif kind in _TEXT_TYPES:
-        doc, places, texts = None, [()], [response.body.decode("utf-8", "replace")]
-    else:
+        places, texts = [()], [response.body.decode("utf-8", "replace")]
+    else:  # fail closed: an answer the checks cannot read does not reach the client
         raise _refused(record, f"Refused by the guardrail '{checks.answers[0].name}' "
                        f"(response): the answer came as {kind}, which the answer guardrails "
                        "do not read.")

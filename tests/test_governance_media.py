@@ -182,8 +182,17 @@ def test_an_upload_is_refused_where_it_must_be_read_unless_the_policy_opts_in(
     assert "deny_terms" in message and '"uninspectable": "allow"' in message
     assert message.startswith("Refused by the governance policy of key '")
     assert sim.stats()["requests_total"] == before
-    row = ledger_row(gw, caught.value.response.headers["x-request-id"])
+    request_id = caught.value.response.headers["x-request-id"]
+    row = ledger_row(gw, request_id)
     assert (row["endpoint"], row["status"]) == ("audio.transcriptions", 403)
+    deadline = time.monotonic() + 30
+    while True:  # refusals reach the audit log in batches
+        entries = [e for e in ok(admin(gw, "GET", "/admin/audit?outcome=refused"))["data"]
+                   if e["detail"].get("request_id") == request_id]
+        if entries or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert entries and "cannot read" in entries[0]["detail"]["rule"]
     # a policy with only routing rules reads nothing: the upload goes
     assert client(gw, {"deny_vendors": ["xai"]}).audio.transcriptions.create(
         model="whisper", file=audio).text.startswith("Simulated transcript")

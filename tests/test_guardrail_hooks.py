@@ -325,6 +325,10 @@ def test_presidio_backend_is_refused_by_config_without_the_package(tmp_path: Pat
      "stream: incremental}", "guardrails.g.stream", "must hold a streamed answer"),
     ("{type: deny_terms}", "guardrails.g.terms", "names no term"),
     ("{type: max_chars, stages: [response]}", "guardrails.g.max_chars", "is missing"),
+    ("{type: deny_terms, terms: [x], stages: [response], uninspectable: allow}",
+     "guardrails.g.uninspectable", "applies to prompt checks only"),
+    ("{type: deny_terms, terms: [x], uninspectable: maybe}", "guardrails.g.uninspectable",
+     "use one of: refuse, allow"),
 ])
 def test_a_bad_guardrail_is_one_line_naming_the_key(tmp_path: Path, guardrail: str,
                                                     where: str, problem: str) -> None:

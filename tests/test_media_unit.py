@@ -143,3 +143,33 @@ def test_an_uploads_duration_is_read_from_its_headers(tmp_path: Path, audio: byt
     path.write_bytes(audio)
     found = audio_seconds(UploadedFile("file", "a", "audio/mpeg", str(path), len(audio)))
     assert found == (pytest.approx(seconds, abs=1e-6) if seconds is not None else None)
+
+
+def test_governance_reads_every_text_and_puts_redacted_ones_back_in_place() -> None:
+    from polyroute.engine.media_governance import prompt_of, put_back
+    from polyroute.surface.openai import media_decode
+
+    body = msgspec.json.encode({
+        "model": "rerank", "query": "find a@b.io", "top_n": 1,
+        "documents": ["plain", {"text": "mail a@b.io", "title": "x", "type": "doc"}]})
+    request = media_decode.rerank(body)
+    assert [(t.place, t.text) for t in request.texts] == [
+        (("query",), "find a@b.io"), (("documents", 0), "plain"),
+        (("documents", 1, "text"), "mail a@b.io"), (("documents", 1, "title"), "x")]
+    untouched = request.fields
+    put_back(request, prompt_of(request))  # nothing redacted: the client's bytes stay
+    assert request.fields is untouched
+    prompt = prompt_of(request)
+    prompt.messages[0].content = "find [EMAIL_1]"
+    prompt.messages[2].content = "mail [EMAIL_1]"
+    put_back(request, prompt)
+    assert request.fields is not None
+    sent = {k: msgspec.json.decode(v) for k, v in request.fields.items()}
+    assert sent == {"model": "rerank", "query": "find [EMAIL_1]", "top_n": 1, "documents": [
+        "plain", {"text": "mail [EMAIL_1]", "title": "x", "type": "doc"}]}
+    moderation = media_decode.moderation(msgspec.json.encode({"input": [
+        {"type": "text", "text": "hi"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}))
+    assert [(t.place, t.text) for t in moderation.texts] == [(("input", 0, "text"), "hi")]
+    assert moderation.unread == "an image to moderate (input[1])"
+    assert media_decode.moderation(b'{"input": "hi"}').unread is None

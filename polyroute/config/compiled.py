@@ -241,6 +241,9 @@ class GuardrailSettings:
     """``detectors``: 'builtin' or 'presidio'."""
     terms: tuple[str, ...] = ()
     max_chars: int = 0
+    uninspectable: str = "refuse"
+    """A request carrying what the guardrail cannot read (an uploaded file): 'refuse' it, or
+    'allow' it through unchecked."""
 
 
 @dataclass(frozen=True, slots=True)

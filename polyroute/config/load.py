@@ -292,6 +292,10 @@ def _guardrails(cfg: ConfigFile, fail: Any) -> tuple[c.GuardrailSettings, ...]:
         stream = g.stream or ("hold" if g.type in ("json_schema", "max_chars") or (
             g.type == "detectors" and g.action == "redact") else "incremental")
         kinds: frozenset[str] = frozenset()
+        if g.uninspectable == "allow" and ("request" not in stages or g.type == "json_schema"):
+            raise fail(f"{at}.uninspectable", "applies to prompt checks only",
+                       "add request to stages, or leave uninspectable out (an answer "
+                       "guardrail reads the answer, not the upload)")
         if g.type == "json_schema":
             if importlib.util.find_spec("jsonschema") is None:
                 raise fail(f"{at}.type", "json_schema needs the jsonschema package",
@@ -328,7 +332,8 @@ def _guardrails(cfg: ConfigFile, fail: Any) -> tuple[c.GuardrailSettings, ...]:
         out.append(c.GuardrailSettings(
             name, g.type, g.url or "", stages, g.timeout_s, g.on_error == "open",
             stream=stream, window_chars=g.window_chars, scoped=g.scoped, kinds=kinds,
-            action=g.action, backend=g.backend, terms=tuple(g.terms), max_chars=g.max_chars or 0))
+            action=g.action, backend=g.backend, terms=tuple(g.terms), max_chars=g.max_chars or 0,
+            uninspectable=g.uninspectable))
     return tuple(out)
 
 

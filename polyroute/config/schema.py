@@ -591,6 +591,10 @@ class GuardrailSection(_Section, kw_only=True):
     """``deny_terms``: the terms (case-insensitive substrings)."""
     max_chars: Annotated[int, Meta(gt=0)] | None = None
     """``max_chars``: the longest text allowed."""
+    uninspectable: Literal["refuse", "allow"] = "refuse"
+    """A prompt guardrail (stage request) meeting a request carrying what polyroute cannot read
+    (an uploaded image or audio file, an image to moderate): ``refuse`` it (403, fail closed)
+    or ``allow`` it through with only its text checked."""
 
 
 class McpServerSection(_Section, kw_only=True):

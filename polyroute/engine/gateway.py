@@ -38,6 +38,15 @@ from polyroute.engine.estimate import (
 from polyroute.engine.governance import govern, restore_response, stream_restorer
 from polyroute.engine.guardrails import Checks, Guardrails
 from polyroute.engine.media import MediaRelay, media_reservation, serving
+from polyroute.engine.media_governance import (
+    EMBEDDINGS,
+    checked_answer,
+    embedding_of,
+    embedding_view,
+    prompt_of,
+    put_back,
+    refuse_unread,
+)
 from polyroute.engine.observer import RequestObserver, Tracer
 from polyroute.engine.quota_gate import QuotaCheck, QuotaGate
 from polyroute.engine.recovery import Recovery
@@ -201,11 +210,18 @@ class Gateway:
         self, request: EmbeddingRequest, record: RequestRecord,
         overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
     ) -> EmbeddingResponse:
+        # What the input meets: the caller's policies and the prompt guardrails, as a chat
+        # prompt does; a caller with neither pays one test.
+        view = embedding_view(request) if principal.governance or (
+            self._guardrails is not None and self._guardrails.everyone) else None
+        sent = view.fields if view is not None else None
+
         async def attempt(
             dep: Deployment, timeouts: Timeouts, deadline: float
         ) -> EmbeddingResponse:
             adapter = self._adapters.get(dep.endpoint.protocol)
-            return await _bounded(adapter.embed(request, dep, connect_s=timeouts.connect_s),
+            ask = request if view is None else embedding_of(request, view, sent)
+            return await _bounded(adapter.embed(ask, dep, connect_s=timeouts.connect_s),
                                   timeouts.response_s, deadline)
 
         def usage(response: EmbeddingResponse) -> Usage | None:
@@ -215,7 +231,7 @@ class Gateway:
         text = request.input if isinstance(request.input, str) else " ".join(
             str(i) for i in request.input)
         return await self._complete(request.model, (), record, overrides, attempt, usage,
-                                    principal, Reservation(len(text) // 4 + 1, 0))
+                                    principal, Reservation(len(text) // 4 + 1, 0), media=view)
 
     async def media(
         self, request: MediaRequest, record: RequestRecord,
@@ -237,8 +253,7 @@ class Gateway:
             return response.usage
 
         return await self._complete(request.model, (), record, overrides, attempt, usage,
-                                    principal, media_reservation(request),
-                                    endpoint=request.endpoint)
+                                    principal, media_reservation(request), media=request)
 
     async def open_media(
         self, request: MediaRequest, record: RequestRecord,
@@ -253,7 +268,8 @@ class Gateway:
             self._tracer.begin(record)
         try:
             route = self._route(request.model, (), record, principal=principal,
-                                tags=overrides.tags, endpoint=request.endpoint)
+                                tags=overrides.tags, media=request)
+            await self._check_media(request, route, principal, record)
             reserve = media_reservation(request)
             ticket = await self._admit(principal, route, record, reserve)
             holder, quota = self._room(route, reserve, stream=True)
@@ -301,7 +317,7 @@ class Gateway:
         principal: Principal,
         reserve: Reservation,
         request: ChatRequest | None = None,
-        endpoint: str | None = None,
+        media: MediaRequest | None = None,
     ) -> T:
         start = self._clock()
         ticket: object = None
@@ -310,8 +326,10 @@ class Gateway:
             self._tracer.begin(record)
         try:
             route = self._route(model, also, record, request, principal, overrides.tags,
-                                endpoint)
+                                media=media)
             checks = self._checks(principal) if request is not None else None
+            if media is not None:
+                checks = await self._check_media(media, route, principal, record)
             if checks is not None and request is not None:
                 await checks.request(request, route.group, record)
                 checks.readable(request, record)
@@ -338,6 +356,10 @@ class Gateway:
                 await checks.response(result, request, route.group, record)
             if route.redactor is not None and isinstance(result, ChatResponse):
                 restore_response(result, route.redactor)
+            if checks is not None and media is not None and isinstance(result, MediaResponse):
+                # a transcript: a refusal is billed at its cost, as a chat answer's is
+                result = cast(T, await checked_answer(result, media, checks, route.group,
+                                                      record))
             return result
         except GatewayError as exc:
             record.status, record.error_class = exc.status, exc.error_class
@@ -447,6 +469,16 @@ class Gateway:
             return None
         return self._guardrails.select(principal.governance)
 
+    async def _check_media(self, media: MediaRequest, route: Route, principal: Principal,
+                           record: RequestRecord) -> Checks | None:
+        """The prompt guardrails over a media request's texts (its policies' own rules ran in
+        ``_route``), and the rule for what it carries unread; the checks of its answer."""
+        checks = self._checks(principal)
+        refuse_unread(media, principal.governance, checks, record)
+        if checks is not None and media.texts:
+            await checks.request(prompt_of(media), route.group, record)
+        return checks
+
     def cascades(self, model: str) -> bool:
         """Whether ``model`` is a cascade group (its streams are answered whole, at the end)."""
         group = self._router.known(model)
@@ -530,19 +562,24 @@ class Gateway:
     def _route(
         self, model: str, also: Sequence[str], record: RequestRecord,
         request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
-        tags: frozenset[str] = frozenset(), endpoint: str | None = None,
+        tags: frozenset[str] = frozenset(), media: MediaRequest | None = None,
     ) -> Route:
         route = self._router.route(model, also, request, principal.allowed_models,
                                    tags or metadata_tags(request), principal.team,
                                    principal.org)
-        if endpoint is not None:
-            route = serving(route, endpoint, record)
+        if media is not None and media.endpoint != EMBEDDINGS:  # chat protocols serve it
+            route = serving(route, media.endpoint, record)
         if request is not None:
             route = _speakers_first(route, request)
         if principal.governance:  # issue 11; a caller without policies pays this test only
             record.key_id, record.team, record.org = principal.key_id, principal.team, \
                 principal.org  # a refusal's record names the caller
-            route = govern(route, request, principal.governance, record)
+            if media is None:
+                route = govern(route, request, principal.governance, record)
+            else:  # its texts meet the prompt-side policy as a chat prompt's would
+                prompt = prompt_of(media)
+                route = govern(route, prompt, principal.governance, record)
+                put_back(media, prompt)
             if request is not None and any(p.retain_bodies for _, p in principal.governance):
                 # Consent to store bodies: keep what the router reads, for training on
                 # feedback (after the policy's redaction: a redacted value stays out).

@@ -66,6 +66,9 @@ class Hook:
     window_chars: int = 256
     scoped: bool = False
     """Runs only where a governance policy names it."""
+    allow_uninspectable: bool = False
+    """A request carrying what it cannot read (an uploaded file) goes on without its check;
+    by default such a request is refused (``media_governance.refuse_unread``)."""
 
 
 class _Verdict(msgspec.Struct):
@@ -187,7 +190,8 @@ def _check_of(g: GuardrailSettings, post: Post) -> Check:
 
 def hooks_from(settings: Sequence[GuardrailSettings], post: Post) -> tuple[Hook, ...]:
     return tuple(Hook(g.name, _check_of(g, post), g.stages, g.timeout_s, g.fail_open,
-                      g.stream, g.window_chars, g.scoped) for g in settings)
+                      g.stream, g.window_chars, g.scoped, g.uninspectable == "allow")
+                 for g in settings)
 
 
 ANSWER_TIMEOUT_S = 1.0
@@ -240,11 +244,11 @@ class Checks:
     """The hooks of one request, by stage."""
 
     def __init__(self, hooks: Sequence[Hook]) -> None:
-        self._request = tuple(h for h in hooks if "request" in h.stages)
+        self.prompts = tuple(h for h in hooks if "request" in h.stages)
         self.answers = tuple(h for h in hooks if "response" in h.stages)
 
     async def request(self, request: ChatRequest, group: str, record: RequestRecord) -> None:
-        for hook in self._request:
+        for hook in self.prompts:
             verdict = await _run(hook, "request", group, _prompt(request), request, record)
             if isinstance(verdict, Redacted):  # config allows redaction on answers only
                 raise ServiceUnavailable(f"The guardrail '{hook.name}' redacted a prompt, "

@@ -65,6 +65,11 @@ class DataPolicy(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknow
                                    Meta(max_length=16)] = msgspec.field(default_factory=dict)
     """Guardrail on answers: per data class found in the model's answer (streamed answers are
     held until checked), refuse the answer or replace each value with a placeholder."""
+    uninspectable: Literal["refuse", "allow"] = "refuse"
+    """A request carrying what polyroute cannot read (an uploaded image or audio file, an
+    image to moderate), when this policy has content rules (``data_classes``, ``deny_terms``,
+    ``max_prompt_chars``): ``refuse`` it (403, fail closed), or ``allow`` it with only its
+    text checked."""
     retain_bodies: bool = False
     """Whether prompt and response bodies may be stored. polyroute stores none (the ledger
     holds counts and names, never text); this records the scope's consent for tools that

@@ -63,6 +63,22 @@ class Form:
         return next((value for key, value in self.fields if key == name), None)
 
 
+Place = tuple[str | int, ...]
+"""Where a text sits in a media request: in a JSON body, its top-level field and the path
+inside it (``("documents", 2)``, ``("input", 0, "text")``); in a form, ``("field", i)`` (the
+i-th of ``Form.fields``) or ``("filename", i)`` (the i-th file's name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaText:
+    """A text the request carries to the vendor (an image prompt, speech input, a rerank query
+    or document, moderation input, a transcription prompt, a file's name), and where it sits:
+    governance reads it, and puts a redacted one back in its place."""
+
+    place: Place
+    text: str
+
+
 @dataclass(slots=True)
 class MediaRequest:
     endpoint: str
@@ -81,6 +97,11 @@ class MediaRequest:
     """``fallback`` is a guess (the upload's duration could not be read from its headers)."""
     input_tokens: int = 0
     """About how many tokens the request's text is (rate limits count them)."""
+    texts: tuple[MediaText, ...] = ()
+    """Every text it carries to the vendor, for governance (set by the surface's decoder)."""
+    unread: str | None = None
+    """What it carries that polyroute cannot read, named for a refusal (``the uploaded file
+    'talk.wav'``, ``an image to moderate (input[1])``); None: nothing."""
 
 
 @dataclass(frozen=True, slots=True)

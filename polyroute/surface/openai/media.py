@@ -11,7 +11,7 @@ from aiohttp import web
 from polyroute.config.compiled import ServerSettings
 from polyroute.engine.media import MediaRelay
 from polyroute.errors import GatewayError, InvalidRequest
-from polyroute.model.media import Form, MediaRequest, Units
+from polyroute.model.media import Form, MediaRequest, MediaText, Units
 from polyroute.policy.types import Principal
 from polyroute.surface.exchange import ChatExchange
 from polyroute.surface.http import Handler, timeout_overrides, trace_headers
@@ -99,6 +99,21 @@ def media_routes(media: MediaHandlers) -> list[tuple[str, str, Handler]]:
 
 
 def _form_request(endpoint: str, model: str | None, form: Form) -> MediaRequest:
+    request = _form_units(endpoint, model, form)
+    # What governance reads: the prompt, and each file's name (both reach the vendor); the
+    # files' content it cannot.
+    request.texts = tuple(
+        [MediaText(("field", i), value) for i, (name, value) in enumerate(form.fields)
+         if name == "prompt" and value]
+        + [MediaText(("filename", i), f.filename) for i, f in enumerate(form.files)
+           if f.filename])
+    if form.files:
+        names = ", ".join(repr(f.filename or f.name) for f in form.files)
+        request.unread = f"the uploaded file{'s' if len(form.files) > 1 else ''} {names}"
+    return request
+
+
+def _form_units(endpoint: str, model: str | None, form: Form) -> MediaRequest:
     text = " ".join(value for name, value in form.fields if name == "prompt")
     tokens = len(text) // 4 + 1
     if endpoint == "images.edits":

@@ -4,12 +4,13 @@ body's top-level fields kept as sent."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
-from polyroute.model.media import MediaRequest, Units
+from polyroute.model.media import MediaRequest, MediaText, Place, Units
 from polyroute.surface.openai.decode import decode_fields
 
 DEFAULT_IMAGE_MODEL = "dall-e-2"
@@ -31,6 +32,7 @@ class _Speech(msgspec.Struct):
     model: Annotated[str, Meta(min_length=1)]
     input: Annotated[str, Meta(min_length=1, max_length=SPEECH_MAX_CHARS)]
     voice: str | dict[str, Any]
+    instructions: str | None = None
 
 
 class _Rerank(msgspec.Struct):
@@ -62,14 +64,18 @@ def image_generation(body: bytes) -> MediaRequest:
     n = typed.n or 1
     return MediaRequest("images.generations", typed.model or DEFAULT_IMAGE_MODEL, fields,
                         estimate=Units(image_unit(typed.size, typed.quality), n),
-                        input_tokens=_tokens(typed.prompt))
+                        input_tokens=_tokens(typed.prompt),
+                        texts=(MediaText(("prompt",), typed.prompt),))
 
 
 def speech(body: bytes) -> MediaRequest:
     fields, typed = decode_fields(body, _speech_decoder)
+    texts = [MediaText(("input",), typed.input)]
+    if typed.instructions:  # how to speak it (gpt-4o-mini-tts): sent to the vendor too
+        texts.append(MediaText(("instructions",), typed.instructions))
     return MediaRequest("audio.speech", typed.model, fields,
                         estimate=Units("character", len(typed.input)),
-                        input_tokens=_tokens(typed.input))
+                        input_tokens=_tokens(typed.input), texts=tuple(texts))
 
 
 def rerank(body: bytes) -> MediaRequest:
@@ -77,15 +83,36 @@ def rerank(body: bytes) -> MediaRequest:
     text = typed.query + "".join(d if isinstance(d, str) else str(d) for d in typed.documents)
     # Cohere and Bedrock bill a search per 100 documents (a query "with up to 100").
     searches = -(-len(typed.documents) // DOCUMENTS_PER_SEARCH)
+    texts = [MediaText(("query",), typed.query)]
+    texts += _strings(typed.documents, ("documents",))
     return MediaRequest("rerank", typed.model, fields, estimate=Units("search", searches),
-                        input_tokens=_tokens(text))
+                        input_tokens=_tokens(text), texts=tuple(texts))
 
 
 def moderation(body: bytes) -> MediaRequest:
     fields, typed = decode_fields(body, _moderation_decoder)
     text = typed.input if isinstance(typed.input, str) else str(typed.input)
+    images = [i for i, item in enumerate(typed.input)
+              if isinstance(item, dict) and item.get("type") == "image_url"] \
+        if isinstance(typed.input, list) else []
     return MediaRequest("moderations", typed.model or DEFAULT_MODERATION_MODEL, fields,
-                        input_tokens=_tokens(text))
+                        input_tokens=_tokens(text),
+                        texts=tuple(_strings(typed.input, ("input",))),
+                        unread=f"an image to moderate (input[{images[0]}])" if images else None)
+
+
+def _strings(value: object, place: Place) -> Iterator[MediaText]:
+    """Every string in a JSON value, with its place (an object's ``type`` tags excepted: a
+    part's kind is not text sent to be read)."""
+    if isinstance(value, str):
+        yield MediaText(place, value)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*place, i))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key != "type" and not (key == "image_url" and isinstance(item, (str, dict))):
+                yield from _strings(item, (*place, key))
 
 
 def _tokens(text: str) -> int:

@@ -1,6 +1,6 @@
 """What the engine does for media endpoints besides the attempt loop it shares with chat:
 which deployments serve an endpoint, what a request reserves, and an answer relayed as it
-arrives (speech)."""
+arrives (speech, a streamed transcript)."""
 
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ def media_reservation(request: MediaRequest) -> Reservation:
 
 class MediaRelay:
     """A streamed media answer after its first byte: iterate it for the pieces. A stall or a
-    cut ends it with :class:`~polyroute.errors.StreamInterrupted`'s cause recorded; the
-    request settles once, when it ends or is closed."""
+    cut ends it with the upstream's error raised and recorded; the request settles once, when
+    it ends or is closed, billed by what the answer measured (``MediaStream.usage``/``units``)
+    or else by the request's own measure."""
 
     def __init__(self, stream: MediaStream, first: bytes, stall_s: float, deadline: float,
                  settle: Callable[[], None], record: RequestRecord) -> None:
@@ -78,10 +79,19 @@ class MediaRelay:
                     raise
                 if not piece:
                     self._finished = True
+                    self._measure()
                     return
                 yield piece
         finally:
             await self.aclose()
+
+    def _measure(self) -> None:
+        """The answer's own measure, where it gave one (a streamed transcript's last event,
+        a vendor's token count); else the request's stays (speech's characters)."""
+        if self._stream.usage is not None:
+            self._record.usage = self._stream.usage
+        if self._stream.units is not None:
+            self._record.units = self._stream.units
 
     async def _next(self, body: AsyncIterator[bytes]) -> bytes:
         """The next piece within the stall deadline and the request's; b"" at the end."""

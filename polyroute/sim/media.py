@@ -155,6 +155,9 @@ async def _transcribe(request: web.Request, task: str) -> web.StreamResponse:
             f"{audio['filename']}: {audio['size']} bytes, {seconds:g} seconds.")
     form = fields.get("response_format") or "json"
     headers = openai_headers(state, model)
+    if fields.get("stream") == "true" and task == "transcribe" \
+            and model.startswith(TOKEN_AUDIO_MODELS):  # whisper-1 ignores stream
+        return await _transcript_events(request, text, seconds, fault, headers)
     if form in ("text", "srt", "vtt"):
         stamp = f"00:00:00,000 --> {_clock(seconds, ',')}"
         body = {"text": text + "\n",
@@ -169,12 +172,7 @@ async def _transcribe(request: web.Request, task: str) -> web.StreamResponse:
     if task == "translate":
         pass  # a translation says only its text (and, verbose, its duration)
     elif model.startswith(TOKEN_AUDIO_MODELS):
-        audio_tokens = max(1, round(seconds * 10))
-        output = count_tokens(text)
-        answer["usage"] = {"type": "tokens", "input_tokens": audio_tokens,
-                           "input_token_details": {"audio_tokens": audio_tokens,
-                                                   "text_tokens": 0},
-                           "output_tokens": output, "total_tokens": audio_tokens + output}
+        answer["usage"] = _token_usage(text, seconds)
     else:
         answer["usage"] = {"type": "duration", "seconds": max(1, round(seconds))}
     if form == "verbose_json":
@@ -188,6 +186,49 @@ async def _transcribe(request: web.Request, task: str) -> web.StreamResponse:
             verbose["usage"] = answer["usage"]
         answer = verbose
     return await send_json_body(request, _encode(answer), fault, state.stats, headers)
+
+
+async def _transcript_events(request: web.Request, text: str, seconds: float,
+                             fault: Fault | None, headers: dict[str, str]) -> web.StreamResponse:
+    """gpt-4o-transcribe's ``stream: true``: a ``transcript.text.delta`` event a word, paced
+    like a chat stream (``tokens_per_second``), then ``transcript.text.done`` with the usage.
+    ``stream_cut``, ``stream_stall`` and ``slow_first_token`` act on it as on a chat stream."""
+    state = get_state(request)
+    settings = state.settings
+    pause = max(1, settings.chunk_tokens) / settings.tokens_per_second \
+        if settings.tokens_per_second > 0 else 0.0
+    response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+    if fault is not None and fault.name is FaultName.SLOW_FIRST_TOKEN:
+        await asyncio.sleep(fault.param("delay_ms") / 1000)
+    await response.prepare(request)
+    state.stats.streams_started += 1
+    cut = _cut_after(fault)
+    words = re.findall(r"\S+\s*", text)
+    for index, word in enumerate(words):
+        if cut is not None and index == cut:
+            if fault is not None and fault.name is FaultName.STREAM_STALL:
+                await asyncio.sleep(fault.param("hold_s"))
+            state.stats.responses_cut_by_sim += 1
+            close_connection(request)
+            return response
+        if index and pause:
+            await asyncio.sleep(pause)
+        await response.write(b"data: " + _encode({"type": "transcript.text.delta",
+                                                  "delta": word}) + b"\n\n")
+    done = {"type": "transcript.text.done", "text": text, "usage": _token_usage(text, seconds)}
+    await response.write(b"data: " + _encode(done) + b"\n\n")
+    await response.write_eof()
+    state.stats.streams_completed += 1
+    return response
+
+
+def _token_usage(text: str, seconds: float) -> dict[str, Any]:
+    """gpt-4o-transcribe's usage: the audio's tokens in, the transcript's out."""
+    audio_tokens = max(1, round(seconds * 10))
+    output = count_tokens(text)
+    return {"type": "tokens", "input_tokens": audio_tokens,
+            "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0},
+            "output_tokens": output, "total_tokens": audio_tokens + output}
 
 
 def _clock(seconds: float, comma: str) -> str:

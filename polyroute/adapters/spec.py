@@ -33,6 +33,15 @@ def _as_written(options: Any, base_url: str) -> Any:
     return options
 
 
+ModelCheck = Callable[[str, str], str | None]
+"""(a media endpoint the protocol lists, a deployment's model id) → why that model cannot
+serve it (routing skips the deployment, saying so), or None."""
+
+
+def _every_model(endpoint: str, model: str) -> str | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ProtocolSpec:
     name: str
@@ -52,6 +61,9 @@ class ProtocolSpec:
     endpoints: frozenset[str] = frozenset()
     """The media endpoints its servers answer (``model/media.py``'s names: images, audio,
     rerank, moderations); routing skips its deployments for any other."""
+    serves: ModelCheck = _every_model
+    """Which of its models serve each of those endpoints, where its API tells them apart
+    (Gemini: only a TTS model speaks); by default, every model."""
     support: Support | None = None
     """What of a chat request it can carry (checked by :func:`.support.check_supported`
     before a body is built); None: it carries everything a client sends (OpenAI's)."""

@@ -16,13 +16,16 @@ from polyroute.engine.streaming import CLIENT_CLOSED
 from polyroute.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from polyroute.model.media import MEDIA_PATHS, MediaRequest
 from polyroute.model.record import Attempt, RequestRecord
+from polyroute.model.upstream import Deployment
 
 
 def serving(route: Route, endpoint: str, record: RequestRecord) -> Route:
-    """Only the candidates whose protocol serves a media ``endpoint``; each one left out is
-    shown in ``x-polyroute-attempts`` as ``unsupported_endpoint``, never tried. None left:
-    a 400 naming the endpoint and what the group has."""
-    serving = [d for d in route.candidates if endpoint in PROTOCOLS[d.endpoint.protocol].endpoints]
+    """Only the candidates that serve a media ``endpoint`` (their protocol lists it, and
+    its check of the model passes); each one left out is shown in ``x-polyroute-attempts``
+    as ``unsupported_endpoint``, never tried. None left: a 400 naming the endpoint and why
+    each deployment of the group cannot serve it."""
+    why = {d.name: _why_not(d, endpoint) for d in route.candidates}
+    serving = [d for d in route.candidates if why[d.name] is None]
     if len(serving) == len(route.candidates):
         return route
     skipped = [d for d in route.candidates if d not in serving]
@@ -30,13 +33,21 @@ def serving(route: Route, endpoint: str, record: RequestRecord) -> Route:
         record.attempts.append(Attempt(dep.name, dep.vendor, 0.0, "unsupported_endpoint", 400))
     if not serving:
         record.model_group = route.group
-        have = ", ".join(f"'{d.name}' ({d.endpoint.protocol})" for d in skipped)
+        have = "; ".join(f"'{d.name}': {why[d.name]}" for d in skipped)
         raise InvalidRequest(
-            f"No deployment of model '{route.group}' serves /v1{MEDIA_PATHS[endpoint]}: "
-            f"{have} speak protocols without it. Route '{route.group}' to a provider whose "
-            "protocol has it (docs/endpoints.md lists which do).",
+            f"No deployment of model '{route.group}' serves /v1{MEDIA_PATHS[endpoint]} "
+            f"({have}). Route '{route.group}' to a deployment that has it "
+            "(docs/endpoints.md lists which do).",
             param="model", code="unsupported_endpoint")
     return replace(route, candidates=serving)
+
+
+def _why_not(dep: Deployment, endpoint: str) -> str | None:
+    protocol = dep.endpoint.protocol
+    spec = PROTOCOLS[protocol]
+    if endpoint not in spec.endpoints:
+        return f"protocol {protocol} has no such endpoint"
+    return spec.serves(endpoint, dep.model)
 
 
 def media_reservation(request: MediaRequest) -> Reservation:

@@ -1,7 +1,8 @@
-"""OpenAI's image generation ⇄ a Gemini image model (``:generateContent`` with
+"""OpenAI's image generation and edits ⇄ a Gemini image model (``:generateContent`` with
 ``responseModalities: ["IMAGE"]``). Pure functions.
 
-    prompt             → contents[0].parts[0].text
+    image, image[]     → inlineData parts, in the form's order (edits; read from the spool)
+    prompt             → a text part after them
     size (WxH)         → generationConfig.imageConfig.aspectRatio, the nearest Gemini offers
     n                  1 only: an image model answers one image a request
     response_format    b64_json only (the image comes back as bytes)
@@ -11,13 +12,16 @@
 
 from __future__ import annotations
 
+import base64
+import mimetypes
 from collections.abc import Mapping
 
 import msgspec
 
 from polyroute.adapters.images import ImageFields, images_response
-from polyroute.errors import ContentFiltered, UpstreamProtocolError
-from polyroute.model.media import MediaRequest
+from polyroute.adapters.rejections import unsupported
+from polyroute.errors import ContentFiltered, UpstreamProtocolError, UpstreamRejected
+from polyroute.model.media import MediaRequest, UploadedFile
 from polyroute.model.usage import Usage
 
 VENDOR = "Gemini"
@@ -82,6 +86,52 @@ def image_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> 
         config["imageConfig"] = {"aspectRatio": ratio}
     return msgspec.json.encode({"contents": [{"role": "user", "parts": [{"text": prompt}]}],
                                 "generationConfig": config})
+
+
+_EDIT_NEUTRAL: Mapping[str, frozenset[str]] = {
+    "n": frozenset({"1"}), "quality": frozenset({"standard", "auto"}),
+    "response_format": frozenset({"b64_json"}),
+}
+_EDIT_WHY = {**_WHY, "mask": "it edits from the prompt alone, without a mask"}
+MAX_INLINE_BYTES = 20 * 1024 * 1024
+"""Gemini's limit on a request's inline data."""
+
+
+def edit_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> bytes:
+    """``:generateContent`` for an image edit: the uploaded images as inlineData parts, then
+    the prompt. A mask, or a field Gemini has no setting for, is a 400 naming it."""
+    form = request.form
+    assert form is not None  # an upload endpoint always has its form
+    for name, value in form.fields:
+        if name in ("prompt", "size", "user") or name in drop \
+                or value in _EDIT_NEUTRAL.get(name, ()):
+            continue
+        raise unsupported(VENDOR, name, deployment, _EDIT_WHY.get(name, ""))
+    images = []
+    for file in form.files:
+        if file.name not in ("image", "image[]"):
+            raise unsupported(VENDOR, file.name, deployment, _EDIT_WHY.get(file.name, ""))
+        images.append(file)
+    if sum(f.size for f in images) > MAX_INLINE_BYTES:
+        raise UpstreamRejected(f"The images are more than Gemini takes inline "
+                               f"({MAX_INLINE_BYTES} bytes; deployment '{deployment}').",
+                               param="image", code="file_too_large", deployment=deployment)
+    parts: list[dict[str, object]] = [{"inlineData": _inline(f)} for f in images]
+    parts.append({"text": form.field("prompt") or ""})
+    config: dict[str, object] = {"responseModalities": ["IMAGE"]}
+    ratio = aspect_ratio(form.field("size"))
+    if ratio is not None:
+        config["imageConfig"] = {"aspectRatio": ratio}
+    return msgspec.json.encode({"contents": [{"role": "user", "parts": parts}],
+                                "generationConfig": config})
+
+
+def _inline(file: UploadedFile) -> dict[str, str]:
+    given = file.content_type.partition(";")[0].strip().lower()
+    mime = given if given.startswith("image/") \
+        else mimetypes.guess_type(file.filename)[0] or "image/png"
+    with open(file.path, "rb") as image:
+        return {"mimeType": mime, "data": base64.b64encode(image.read()).decode()}
 
 
 def aspect_ratio(size: str | None) -> str | None:

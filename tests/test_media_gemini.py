@@ -8,6 +8,7 @@ and what Gemini cannot carry refused in OpenAI's error shape."""
 from __future__ import annotations
 
 import base64
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +136,12 @@ def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
         "storage": {"flush_interval_s": 0.05},
     }
     spool = tmp_path_factory.mktemp("spool")
+    # What a crashed gateway left: swept at start-up. A young file may be another worker's
+    # upload in flight: kept.
+    (spool / "polyroute-upload-crashed").write_bytes(b"x" * 1000)
+    old = time.time() - 2 * 3600
+    os.utime(spool / "polyroute-upload-crashed", (old, old))
+    (spool / "polyroute-upload-young").write_bytes(b"x")
     with GatewayProcess(config, env={"SIM_KEY": KEY, "PR_MASTER": MASTER_KEY,
                                      "TMPDIR": str(spool)}) as gateway:
         gateway.spool = spool  # type: ignore[attr-defined]
@@ -263,9 +270,9 @@ def test_image_edit(client: openai.OpenAI, gw: GatewayProcess, sim: SimServer) -
     assert caught.value.body["param"] == "mask"  # type: ignore[index]
 
 
-def test_no_upload_is_left_behind(gw: GatewayProcess) -> None:
+def test_uploads_are_removed_and_a_crashs_leftovers_swept(gw: GatewayProcess) -> None:
     spool: Path = gw.spool  # type: ignore[attr-defined]
     deadline = time.monotonic() + 2
-    while list(spool.glob("polyroute-upload-*")) and time.monotonic() < deadline:
+    while len(list(spool.glob("polyroute-upload-*"))) > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not list(spool.glob("polyroute-upload-*"))
+    assert [p.name for p in spool.glob("polyroute-upload-*")] == ["polyroute-upload-young"]

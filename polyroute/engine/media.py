@@ -50,13 +50,22 @@ def _why_not(dep: Deployment, endpoint: str) -> str | None:
     return spec.serves(endpoint, dep.model)
 
 
+SPEECH_TOKENS_PER_CHARACTER = 3
+"""The most audio tokens a character of speech may be billed as where speech is priced by
+tokens (Gemini's TTS: 32 tokens a second, some 15 characters a second, so about 2)."""
+
+
 def media_reservation(request: MediaRequest) -> Reservation:
     """Its text's tokens and its most units. Images and transcripts may be billed by output
-    tokens (gpt-image-1, gpt-4o-transcribe): the policy's default output is reserved for them;
-    speech, rerank and moderation write none."""
+    tokens (gpt-image-1, gpt-4o-transcribe, Gemini): the policy's default output is reserved
+    for them; speech by audio tokens (Gemini's TTS) at most a few a character of its text;
+    rerank and moderation write none."""
     writes = request.endpoint.startswith(("images.", "audio.transcriptions",
                                           "audio.translations"))
-    return Reservation(request.input_tokens, None if writes else 0, units=request.estimate)
+    output: int | None = None if writes else 0
+    if request.endpoint == "audio.speech" and request.estimate is not None:
+        output = int(request.estimate.quantity) * SPEECH_TOKENS_PER_CHARACTER
+    return Reservation(request.input_tokens, output, units=request.estimate)
 
 
 class MediaRelay:

@@ -7,7 +7,9 @@
 
 Uploads are read a piece at a time and never held whole: the simulator answers from their
 size, a digest and (for PCM WAV) the duration in their header. Speech is streamed in pieces,
-so ``stream_cut``, ``stream_stall`` and ``slow_first_token`` act on it as on a chat stream.
+and a gpt-4o-transcribe transcript with ``stream=true`` as SSE events paced like a chat
+stream, so ``stream_cut``, ``stream_stall`` and ``slow_first_token`` act on both as on a chat
+stream.
 """
 
 from __future__ import annotations

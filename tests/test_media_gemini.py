@@ -19,6 +19,7 @@ import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent
 
 from polyroute.adapters.gemini.audio import wav as wav_of
 from polyroute.sim.gemini.media import RATE, SPEECH_MIME, pcm
@@ -128,6 +129,7 @@ def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
             "gemini-tts": {"deployments": [gemini(TTS)]},
             "gemini-hears": {"deployments": [gemini("gemini-2.5-flash")]},
             "nano": {"deployments": [gemini("gemini-2.5-flash-image")]},
+            "hears-cut": {"deployments": [gemini("gemini-2.5-flash@stream_cut:after_chunks=2")]},
             "speaks-or-hears": {"routing": "priority", "deployments": [
                 gemini("gemini-2.5-flash", name="hears"),
                 gemini(TTS, name="speaks", priority=1)]},
@@ -243,10 +245,32 @@ def test_transcription_and_translation(client: openai.OpenAI, gw: GatewayProcess
         client.audio.transcriptions.create(model="gemini-hears", response_format="srt",
                                            file=("talk.wav", audio, "audio/wav"))
     assert caught.value.body["param"] == "response_format"  # type: ignore[index]
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.audio.transcriptions.create(model="gemini-hears", stream=True,
-                                           file=("talk.wav", audio, "audio/wav"))
-    assert caught.value.body["param"] == "stream"  # type: ignore[index]
+
+
+def test_streamed_transcription_from_gemini_events(client: openai.OpenAI, gw: GatewayProcess,
+                                                   sim: SimServer) -> None:
+    audio = wav(1.0)
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model="gemini-hears", file=("talk.wav", audio, "audio/wav"), stream=True)
+    *deltas, done = list(raw.parse())
+    assert len(deltas) > 3 and all(isinstance(e, TranscriptionTextDeltaEvent) for e in deltas)
+    assert isinstance(done, TranscriptionTextDoneEvent)
+    assert done.text == "".join(e.delta for e in deltas) == (  # type: ignore[union-attr]
+        f"Simulated transcript of {len(audio)} bytes of audio/wav, 1 seconds.")
+    assert sim.stats()["last_request"]["path"] == (
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent")
+    assert done.usage is not None
+    row = ledger_row(gw, raw.headers["x-request-id"])
+    assert (row["stream"], row["prompt_tokens"], row["completion_tokens"]) == (
+        1, done.usage.input_tokens, done.usage.output_tokens)
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model="hears-cut", file=("talk.wav", audio, "audio/wav"), stream=True)
+    got = []
+    with pytest.raises(openai.APIError):  # cut: an error event, never a 'done'
+        for event in raw.parse():
+            got.append(event)
+    assert len(got) == 2 and all(isinstance(e, TranscriptionTextDeltaEvent) for e in got)
+    assert ledger_row(gw, raw.headers["x-request-id"])["error_class"] is not None
 
 
 def test_image_edit(client: openai.OpenAI, gw: GatewayProcess, sim: SimServer) -> None:

@@ -123,10 +123,20 @@ class GeminiAdapter:
         self, request: MediaRequest, deployment: Deployment, *, connect_s: float
     ) -> MediaStream:
         """Speech by a TTS model, answered whole by Gemini and relayed as one piece; a
-        streamed transcription is refused by :func:`.audio.transcript_body` (``stream``)."""
-        name, drop = deployment.name, deployment.endpoint.quirks.drop_params
+        streamed transcription from ``streamGenerateContent``, its events translated as they
+        arrive (:class:`.audio.TranscriptEvents`)."""
+        endpoint, name = deployment.endpoint, deployment.name
+        drop = endpoint.quirks.drop_params
         if request.endpoint == "audio.transcriptions":
-            await asyncio.to_thread(audio.transcript_body, request, name, drop)
+            body, _ = await asyncio.to_thread(audio.transcript_body, request, name, drop)
+            url = (translate.model_path(endpoint.base_url, deployment.model, name)
+                   + ":streamGenerateContent?alt=sse")
+            stream = MediaStream(self._transport.request(
+                "POST", URL(url, encoded=True), body=body, headers=endpoint.request_headers,
+                connect_s=connect_s, deployment=name, errors=error_from_response),
+                audio.TranscriptEvents(name))
+            await stream.open()
+            return stream
         if request.endpoint != "audio.speech":
             raise _not_served(request, name)
         body, wanted = audio.speech_body(request, name, drop)

@@ -15,6 +15,8 @@ Transcription and translation (any model that hears audio, ``gemini-2.5-flash``)
     language, prompt   → said in the instruction
     temperature        → generationConfig.temperature
     response_format    json ({"text": …}) or text; the answer's text parts are the transcript
+    stream             ``:streamGenerateContent?alt=sse``, each event's text relayed as a
+                       ``transcript.text.delta`` event, then ``transcript.text.done``
 """
 
 from __future__ import annotations
@@ -24,19 +26,21 @@ import mimetypes
 import os
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import msgspec
 
+from polyroute.adapters.gemini.errors import error_from_stream
 from polyroute.adapters.images import ImageFields
 from polyroute.adapters.rejections import unsupported
+from polyroute.adapters.sse import sse_data
 from polyroute.errors import (
     ContentFiltered,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamRejected,
 )
-from polyroute.model.media import MediaRequest, UploadedFile
+from polyroute.model.media import MediaRequest, Units, UploadedFile
 from polyroute.model.usage import Usage
 
 VENDOR = "Gemini"
@@ -77,8 +81,7 @@ TRANSCRIBE = "Transcribe this audio word for word. Answer with the transcript on
 TRANSLATE = ("Translate the speech in this audio into English. Answer with the English text "
              "only.")
 _TRANSCRIPT_FIELDS = frozenset({"language", "prompt", "temperature", "response_format"})
-_WHY_NOT = {"stream": "its transcript comes back whole, not as events",
-            "timestamp_granularities[]": "it gives no timings",
+_WHY_NOT = {"timestamp_granularities[]": "it gives no timings",
             "include[]": "it gives no log-probabilities"}
 _TRANSCRIPT_FORMATS = {"json": "application/json", "text": "text/plain; charset=utf-8"}
 _AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mp3", ".mpga": "audio/mp3",
@@ -201,7 +204,9 @@ def transcript_body(request: MediaRequest, deployment: str,
     read from its spooled file), and the response format asked for."""
     form = request.form
     assert form is not None  # an upload endpoint always has its form
-    for name, _ in form.fields:
+    for name, value in form.fields:
+        if name == "stream" and value in ("true", "false"):
+            continue  # a stream is translated from streamGenerateContent (TranscriptEvents)
         if name not in _TRANSCRIPT_FIELDS and name not in drop:
             raise unsupported(VENDOR, name, deployment, _WHY_NOT.get(name, ""))
     wanted = form.field("response_format") or "json"
@@ -252,6 +257,73 @@ def transcript_answer(body: bytes, wanted: str,
     text = "".join(texts).strip()
     out = _text.encode(_Transcript(text)) if wanted == "json" else (text + "\n").encode()
     return out, _TRANSCRIPT_FORMATS[wanted], _usage(answer)
+
+
+class _TokenUsage(msgspec.Struct):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    type: str = "tokens"
+
+
+class _Transcribed(msgspec.Struct):
+    type: str
+    text: str
+    usage: _TokenUsage | None = None
+
+
+class _Delta(msgspec.Struct):
+    delta: str
+    type: str = "transcript.text.delta"
+
+
+class TranscriptEvents:
+    """Gemini's ``streamGenerateContent`` events, relayed as OpenAI's streamed transcript
+    (a :class:`~polyroute.adapters.media_stream.Meter`): each event's text as a
+    ``transcript.text.delta``, then ``transcript.text.done`` with the whole text and the last
+    ``usageMetadata``. A stream that ends before a finish reason, or an error event, is
+    raised, never finished."""
+
+    def __init__(self, deployment: str) -> None:
+        self._deployment = deployment
+        self.usage: Usage | None = None
+        self.units: Units | None = None  # billed by Gemini's tokens
+
+    def relay(self, content_type: str, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return self._events(body)
+
+    async def _events(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        text: list[str] = []
+        finished = False
+        async for batch in sse_data(body):
+            out: list[bytes] = []
+            for data in batch:
+                error = error_from_stream(data, self._deployment)
+                if error is not None:
+                    if out:
+                        yield b"".join(out)
+                    raise error
+                answer = _decode(data, self._deployment)
+                self.usage = _usage(answer) or self.usage
+                for candidate in answer.candidates[:1]:
+                    finished = finished or candidate.finishReason is not None
+                    for part in candidate.content.parts if candidate.content else ():
+                        if part.text and not part.thought:
+                            text.append(part.text)
+                            out.append(_event(_Delta(part.text)))
+            if out:
+                yield b"".join(out)
+        if not finished:
+            raise UpstreamProtocolError("the transcript stream ended before its finish reason",
+                                        deployment=self._deployment)
+        usage = self.usage
+        counted = None if usage is None else _TokenUsage(
+            usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+        yield _event(_Transcribed("transcript.text.done", "".join(text), counted))
+
+
+def _event(event: msgspec.Struct) -> bytes:
+    return b"data: " + _text.encode(event) + b"\n\n"
 
 
 def audio_type(file: UploadedFile) -> str:

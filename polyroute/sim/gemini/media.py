@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from typing import Any
 
 from polyroute.sim.gemini.errors import invalid
@@ -91,7 +92,7 @@ def transcript(request: GenerateContentRequest, clips: list[Blob]) -> Answer:
     described = ", ".join(f"{c.size} bytes of {c.mime_type}, {c.seconds():g} seconds"
                           for c in clips)
     text = f"Simulated {kind} of {described}."
-    return Answer([text], None, "STOP", count_tokens(text))
+    return Answer(re.findall(r"\S+\s*", text), None, "STOP", count_tokens(text))
 
 
 def media_usage_details(request: GenerateContentRequest, prompt: PromptUsage) -> list[Any]:

@@ -129,6 +129,9 @@ def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
             "gemini-tts": {"deployments": [gemini(TTS)]},
             "gemini-hears": {"deployments": [gemini("gemini-2.5-flash")]},
             "nano": {"deployments": [gemini("gemini-2.5-flash-image")]},
+            "tts-failover": {"routing": "priority", "deployments": [
+                gemini(f"{TTS}@unavailable", name="mute"),
+                gemini(TTS, name="voice", priority=1)]},
             "hears-cut": {"deployments": [gemini("gemini-2.5-flash@stream_cut:after_chunks=2")]},
             "speaks-or-hears": {"routing": "priority", "deployments": [
                 gemini("gemini-2.5-flash", name="hears"),
@@ -191,6 +194,11 @@ def test_speech_as_wav_and_pcm(client: openai.OpenAI, gw: GatewayProcess,
     raw = client.audio.speech.create(model="gemini-tts", voice="Puck", input="hi",
                                      response_format="pcm")
     assert raw.read() == pcm("hi", "Puck")
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-failover", voice="Kore", input="hi", response_format="pcm") as response:
+        assert response.headers["x-polyroute-deployment"] == "voice"
+        assert response.headers["x-polyroute-attempts"].startswith("mute:")
+        assert response.read() == pcm("hi", "Kore")
 
 
 def test_speech_formats_and_voices_gemini_lacks_are_refused(client: openai.OpenAI) -> None:

@@ -1,5 +1,6 @@
 """What the adapters that translate OpenAI's image generation share: the check of the
-request's fields against what a vendor maps, and OpenAI's ``ImagesResponse`` they answer."""
+request's fields against what a vendor maps (Gemini's speech uses it too), and OpenAI's
+``ImagesResponse`` they answer."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from polyroute.model.media import MediaRequest
 
 
 class ImageFields(msgspec.Struct, frozen=True):
-    """One vendor's reading of OpenAI's image fields."""
+    """One vendor's reading of the fields of an OpenAI media body (a JSON one: images,
+    speech)."""
 
     vendor: str
     mapped: frozenset[str]

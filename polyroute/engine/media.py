@@ -24,16 +24,16 @@ def serving(route: Route, endpoint: str, record: RequestRecord) -> Route:
     its check of the model passes); each one left out is shown in ``x-polyroute-attempts``
     as ``unsupported_endpoint``, never tried. None left: a 400 naming the endpoint and why
     each deployment of the group cannot serve it."""
-    why = {d.name: _why_not(d, endpoint) for d in route.candidates}
-    serving = [d for d in route.candidates if why[d.name] is None]
+    verdicts = [(d, _why_not(d, endpoint)) for d in route.candidates]
+    serving = [d for d, why in verdicts if why is None]
     if len(serving) == len(route.candidates):
         return route
-    skipped = [d for d in route.candidates if d not in serving]
-    for dep in skipped:
+    skipped = [(d, why) for d, why in verdicts if why is not None]
+    for dep, _ in skipped:
         record.attempts.append(Attempt(dep.name, dep.vendor, 0.0, "unsupported_endpoint", 400))
     if not serving:
         record.model_group = route.group
-        have = "; ".join(f"'{d.name}': {why[d.name]}" for d in skipped)
+        have = "; ".join(f"'{d.name}': {why}" for d, why in skipped)
         raise InvalidRequest(
             f"No deployment of model '{route.group}' serves /v1{MEDIA_PATHS[endpoint]} "
             f"({have}). Route '{route.group}' to a deployment that has it "

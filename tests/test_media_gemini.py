@@ -21,7 +21,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent
 
-from polyroute.adapters.gemini.audio import wav as wav_of
+from polyroute.adapters.gemini.speech import wav as wav_of
 from polyroute.sim.gemini.media import RATE, SPEECH_MIME, pcm
 from tests.support.gateway import GatewayProcess
 from tests.support.policy import MASTER_KEY, new_key

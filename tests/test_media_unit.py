@@ -17,8 +17,8 @@ import msgspec
 import pytest
 
 from polyroute.adapters.bedrock_converse import media as bedrock_media
-from polyroute.adapters.gemini import audio as gemini_audio
 from polyroute.adapters.gemini import media as gemini_media
+from polyroute.adapters.gemini import speech as gemini_speech
 from polyroute.adapters.multipart import form_body
 from polyroute.adapters.openai_chat.media import TranscriptMeter, json_body, measured
 from polyroute.errors import ContentFiltered, UpstreamError, UpstreamProtocolError
@@ -190,7 +190,7 @@ def test_transcript_meter_bills_the_done_event_and_refuses_a_cut() -> None:
 
 def test_gemini_speech_becomes_a_wav_file() -> None:
     pcm = bytes(range(200))
-    data = gemini_audio.wav(pcm, 24_000)
+    data = gemini_speech.wav(pcm, 24_000)
     with wave.open(io.BytesIO(data)) as audio:
         assert (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) == (
             24_000, 1, 2)
@@ -198,7 +198,7 @@ def test_gemini_speech_becomes_a_wav_file() -> None:
     answer = msgspec.json.encode({"candidates": [{"content": {"parts": [{"inlineData": {
         "mimeType": "audio/L16;codec=pcm;rate=16000",
         "data": base64.b64encode(pcm).decode()}}]}}]})
-    body, kind, _ = gemini_audio.speech_answer(answer, "wav", "dep")
-    assert kind == "audio/wav" and body == gemini_audio.wav(pcm, 16_000)
+    body, kind, _ = gemini_speech.speech_answer(answer, "wav", "dep")
+    assert kind == "audio/wav" and body == gemini_speech.wav(pcm, 16_000)
     with pytest.raises(ContentFiltered):
-        gemini_audio.speech_answer(b'{"promptFeedback":{"blockReason":"SAFETY"}}', "wav", "d")
+        gemini_speech.speech_answer(b'{"promptFeedback":{"blockReason":"SAFETY"}}', "wav", "d")

@@ -195,33 +195,16 @@ async def _transcript_events(request: web.Request, text: str, seconds: float,
     """gpt-4o-transcribe's ``stream: true``: a ``transcript.text.delta`` event a word, paced
     like a chat stream (``tokens_per_second``), then ``transcript.text.done`` with the usage.
     ``stream_cut``, ``stream_stall`` and ``slow_first_token`` act on it as on a chat stream."""
-    state = get_state(request)
-    settings = state.settings
+    settings = get_state(request).settings
     pause = max(1, settings.chunk_tokens) / settings.tokens_per_second \
         if settings.tokens_per_second > 0 else 0.0
     response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
-    if fault is not None and fault.name is FaultName.SLOW_FIRST_TOKEN:
-        await asyncio.sleep(fault.param("delay_ms") / 1000)
-    await response.prepare(request)
-    state.stats.streams_started += 1
-    cut = _cut_after(fault)
-    words = re.findall(r"\S+\s*", text)
-    for index, word in enumerate(words):
-        if cut is not None and index == cut:
-            if fault is not None and fault.name is FaultName.STREAM_STALL:
-                await asyncio.sleep(fault.param("hold_s"))
-            state.stats.responses_cut_by_sim += 1
-            close_connection(request)
-            return response
-        if index and pause:
-            await asyncio.sleep(pause)
-        await response.write(b"data: " + _encode({"type": "transcript.text.delta",
-                                                  "delta": word}) + b"\n\n")
-    done = {"type": "transcript.text.done", "text": text, "usage": _token_usage(text, seconds)}
-    await response.write(b"data: " + _encode(done) + b"\n\n")
-    await response.write_eof()
-    state.stats.streams_completed += 1
-    return response
+    events = [{"type": "transcript.text.delta", "delta": word}
+              for word in re.findall(r"\S+\s*", text)]
+    events.append({"type": "transcript.text.done", "text": text,
+                   "usage": _token_usage(text, seconds)})
+    return await _stream(request, response, fault,
+                         [b"data: " + _encode(event) + b"\n\n" for event in events], pause)
 
 
 def _token_usage(text: str, seconds: float) -> dict[str, Any]:
@@ -265,22 +248,35 @@ async def speech(request: web.Request) -> web.StreamResponse:
     audio = speech_audio(text)
     response = web.StreamResponse(headers=openai_headers(state, model))
     response.content_type = SPEECH_TYPES[form]
+    return await _stream(request, response, fault, [audio[start:start + SPEECH_PIECE]
+                                                    for start in range(0, len(audio),
+                                                                       SPEECH_PIECE)])
+
+
+async def _stream(request: web.Request, response: web.StreamResponse, fault: Fault | None,
+                  pieces: list[bytes], pause_s: float = 0.0) -> web.StreamResponse:
+    """``pieces`` written one at a time, ``pause_s`` apart, with the mid-stream faults:
+    ``slow_first_token`` before the headers, ``stream_cut`` (and ``stream_stall``, which
+    holds first) closing the connection after ``after_chunks`` pieces."""
+    stats = get_state(request).stats
     if fault is not None and fault.name is FaultName.SLOW_FIRST_TOKEN:
         await asyncio.sleep(fault.param("delay_ms") / 1000)
     await response.prepare(request)
-    state.stats.streams_started += 1
+    stats.streams_started += 1
     cut = _cut_after(fault)
-    for index, start in enumerate(range(0, len(audio), SPEECH_PIECE)):
+    for index, piece in enumerate(pieces):
         if cut is not None and index == cut:
             if fault is not None and fault.name is FaultName.STREAM_STALL:
                 await asyncio.sleep(fault.param("hold_s"))
-            state.stats.responses_cut_by_sim += 1
+            stats.responses_cut_by_sim += 1
             close_connection(request)
             return response
-        await response.write(audio[start:start + SPEECH_PIECE])
+        if index and pause_s:
+            await asyncio.sleep(pause_s)
+        await response.write(piece)
         await asyncio.sleep(0)  # a piece at a time, as a synthesiser yields them
     await response.write_eof()
-    state.stats.streams_completed += 1
+    stats.streams_completed += 1
     return response
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from yarl import URL
 
 from polyroute.adapters.client import UpstreamClient
-from polyroute.adapters.gemini import audio, media, passthrough, translate
+from polyroute.adapters.gemini import media, passthrough, speech, transcripts, translate
 from polyroute.adapters.gemini.errors import error_from_response
 from polyroute.adapters.gemini.spec import SPEC
 from polyroute.adapters.gemini.stream import StreamTranslator
@@ -100,7 +100,7 @@ class GeminiAdapter:
         self, request: MediaRequest, deployment: Deployment, *, connect_s: float
     ) -> MediaResponse:
         """Image generation and edits by a Gemini image model (:mod:`.media`), transcription
-        and translation by a model that hears audio (:mod:`.audio`)."""
+        and translation by a model that hears audio (:mod:`.transcripts`)."""
         endpoint, name = deployment.endpoint, deployment.name
         drop = endpoint.quirks.drop_params
         if request.endpoint in ("images.generations", "images.edits"):
@@ -113,9 +113,9 @@ class GeminiAdapter:
             return MediaResponse(answer, "application/json", usage, Units(unit, count))
         if request.endpoint in ("audio.transcriptions", "audio.translations"):
             # the upload is read from disk and encoded off the event loop
-            body, wanted = await asyncio.to_thread(audio.transcript_body, request, name, drop)
+            body, wanted = await asyncio.to_thread(transcripts.transcript_body, request, name, drop)
             raw = await self._generate(deployment, body, connect_s)
-            text, content_type, usage = audio.transcript_answer(raw, wanted, name)
+            text, content_type, usage = transcripts.transcript_answer(raw, wanted, name)
             return MediaResponse(text, content_type, usage)
         raise _not_served(request, name)
 
@@ -124,24 +124,24 @@ class GeminiAdapter:
     ) -> MediaStream:
         """Speech by a TTS model, answered whole by Gemini and relayed as one piece; a
         streamed transcription from ``streamGenerateContent``, its events translated as they
-        arrive (:class:`.audio.TranscriptEvents`)."""
+        arrive (:class:`.transcripts.TranscriptEvents`)."""
         endpoint, name = deployment.endpoint, deployment.name
         drop = endpoint.quirks.drop_params
         if request.endpoint == "audio.transcriptions":
-            body, _ = await asyncio.to_thread(audio.transcript_body, request, name, drop)
+            body, _ = await asyncio.to_thread(transcripts.transcript_body, request, name, drop)
             url = (translate.model_path(endpoint.base_url, deployment.model, name)
                    + ":streamGenerateContent?alt=sse")
             stream = MediaStream(self._transport.request(
                 "POST", URL(url, encoded=True), body=body, headers=endpoint.request_headers,
                 connect_s=connect_s, deployment=name, errors=error_from_response),
-                audio.TranscriptEvents(name))
+                transcripts.TranscriptEvents(name))
             await stream.open()
             return stream
         if request.endpoint != "audio.speech":
             raise _not_served(request, name)
-        body, wanted = audio.speech_body(request, name, drop)
+        body, wanted = speech.speech_body(request, name, drop)
         raw = await self._generate(deployment, body, connect_s)
-        sound, content_type, usage = audio.speech_answer(raw, wanted, name)
+        sound, content_type, usage = speech.speech_answer(raw, wanted, name)
         return MediaStream.whole(sound, content_type, usage)
 
     async def _generate(self, deployment: Deployment, body: bytes, connect_s: float) -> bytes:

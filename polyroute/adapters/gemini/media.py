@@ -18,9 +18,10 @@ from collections.abc import Mapping
 
 import msgspec
 
+from polyroute.adapters.gemini.answer import decode_answer
 from polyroute.adapters.images import ImageFields, images_response
 from polyroute.adapters.rejections import unsupported
-from polyroute.errors import ContentFiltered, UpstreamProtocolError, UpstreamRejected
+from polyroute.errors import ContentFiltered, UpstreamRejected
 from polyroute.model.media import MediaRequest, UploadedFile
 from polyroute.model.usage import Usage
 
@@ -43,37 +44,6 @@ _MAPPED = frozenset({"model", "prompt", "size", "user"})
 _FIELDS = ImageFields(VENDOR, _MAPPED, _NEUTRAL, _WHY)
 
 
-class _Blob(msgspec.Struct):
-    data: str = ""
-    mimeType: str = ""
-
-
-class _Part(msgspec.Struct):
-    inlineData: _Blob | None = None
-    text: str | None = None
-
-
-class _Content(msgspec.Struct):
-    parts: list[_Part] = msgspec.field(default_factory=list)
-
-
-class _Candidate(msgspec.Struct):
-    content: _Content | None = None
-    finishReason: str | None = None
-
-
-class _Usage(msgspec.Struct):
-    promptTokenCount: int = 0
-    candidatesTokenCount: int = 0
-    thoughtsTokenCount: int = 0
-
-
-class _Answer(msgspec.Struct):
-    candidates: list[_Candidate] = msgspec.field(default_factory=list)
-    usageMetadata: _Usage | None = None
-
-
-_answer = msgspec.json.Decoder(_Answer)
 _str = msgspec.json.Decoder(str | None)
 
 
@@ -148,15 +118,11 @@ def images_answer(body: bytes, deployment: str,
     """OpenAI's ``ImagesResponse`` for Gemini's answer, how many images it holds, and its
     usage. An answer without an image (the model only wrote text, or a safety block) is a
     content-filter error naming why."""
-    try:
-        answer = _answer.decode(body)
-    except msgspec.DecodeError as exc:
-        raise UpstreamProtocolError(f"unreadable Gemini answer: {exc}",
-                                    deployment=deployment) from exc
+    answer = decode_answer(body, deployment)
     images, said, finish = [], [], None
     for candidate in answer.candidates:
         finish = finish or candidate.finishReason
-        for part in candidate.content.parts if candidate.content else ():
+        for part in candidate.parts:
             if part.inlineData is not None and part.inlineData.data:
                 images.append(part.inlineData.data)
             elif part.text:
@@ -164,10 +130,5 @@ def images_answer(body: bytes, deployment: str,
     if not images:
         why = " ".join(said)[:300] or f"finish reason {finish or 'none'}"
         raise ContentFiltered(f"The model returned no image: {why}", deployment=deployment)
-    meta = answer.usageMetadata
-    usage = None
-    if meta is not None:
-        output = meta.candidatesTokenCount + meta.thoughtsTokenCount
-        usage = Usage(prompt_tokens=meta.promptTokenCount, completion_tokens=output,
-                      total_tokens=meta.promptTokenCount + output)
+    usage = answer.usage()
     return images_response(created, images), len(images), usage

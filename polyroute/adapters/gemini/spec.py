@@ -43,7 +43,7 @@ def serves(endpoint: str, model: str) -> str | None:
 SPEC = ProtocolSpec(name="gemini", adapter="polyroute.adapters.gemini.adapter:GeminiAdapter",
                     auth="x-goog-api-key", support=SUPPORT,
                     # image models (adapters/gemini/media.py), TTS and models that hear
-                    # audio (adapters/gemini/audio.py), all through generateContent
+                    # audio (speech.py, transcripts.py), all through generateContent
                     endpoints=frozenset({"images.generations", "images.edits",
                                          "audio.transcriptions", "audio.translations",
                                          "audio.speech"}), serves=serves)

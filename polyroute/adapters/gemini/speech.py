@@ -130,8 +130,9 @@ def _string(fields: Mapping[str, msgspec.Raw], name: str, deployment: str) -> st
 
 
 def _b64(data: str, deployment: str) -> bytes:
+    # Protobuf's JSON writes bytes in the standard alphabet but reads either; so do we.
     try:
-        return base64.b64decode(data, validate=True)
+        return base64.b64decode(data.replace("-", "+").replace("_", "/"), validate=True)
     except ValueError as exc:
         raise UpstreamProtocolError(f"Gemini's audio is not base64: {exc}",
                                     deployment=deployment) from exc

@@ -3,7 +3,8 @@ image-edit answers are proven with google-genai's own types; then the ``openai``
 gateway whose deployments are that simulator: speech converted from Gemini's PCM to WAV or
 raw PCM (other formats refused naming those), transcription and translation from an
 ``inlineData`` part, image edits from the uploaded images, each billed by Gemini's tokens,
-and what Gemini cannot carry refused in OpenAI's error shape."""
+and what Gemini cannot carry (MP3, a mask, timings …) passed to the group's next deployment,
+or, when none is left, refused in OpenAI's error shape."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDon
 
 from polyroute.adapters.gemini.speech import wav as wav_of
 from polyroute.sim.gemini.media import RATE, SPEECH_MIME, pcm
+from polyroute.sim.media import speech_audio
 from tests.support.gateway import GatewayProcess
 from tests.support.policy import MASTER_KEY, new_key
 from tests.support.sim import SimServer
@@ -122,9 +124,12 @@ def test_an_image_model_edits_inline_images(genai_client: genai.Client,
 def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     def gemini(model: str, **extra: Any) -> dict[str, Any]:
         return {"provider": "gemini", "model": model, **extra}
+    def openai_sim(model: str, **extra: Any) -> dict[str, Any]:
+        return {"provider": "sim", "model": model, **extra}
     config = {
         "providers": {"gemini": {"protocol": "gemini", "base_url": sim.root_url,
-                                 "api_key": "${SIM_KEY}"}},
+                                 "api_key": "${SIM_KEY}"},
+                      "sim": {"base_url": sim.base_url, "api_key": "${SIM_KEY}"}},
         "model_groups": {
             "gemini-tts": {"deployments": [gemini(TTS)]},
             "gemini-hears": {"deployments": [gemini("gemini-2.5-flash")]},
@@ -136,6 +141,16 @@ def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
             "speaks-or-hears": {"routing": "priority", "deployments": [
                 gemini("gemini-2.5-flash", name="hears"),
                 gemini(TTS, name="speaks", priority=1)]},
+            # Gemini first, then a deployment of OpenAI's protocol for what Gemini cannot carry
+            "voices": {"routing": "priority", "deployments": [
+                gemini(TTS, name="gemini-voice"),
+                openai_sim("gpt-4o-mini-tts", name="openai-voice", priority=1)]},
+            "editors": {"routing": "priority", "deployments": [
+                gemini("gemini-2.5-flash-image", name="gemini-edit"),
+                openai_sim("gpt-image-1", name="openai-edit", priority=1)]},
+            "hearers": {"routing": "priority", "deployments": [
+                gemini("gemini-2.5-flash", name="gemini-ear"),
+                openai_sim("whisper-1", name="openai-ear", priority=1)]},
         },
         "auth": {"master_key": "${PR_MASTER}"},
         "storage": {"flush_interval_s": 0.05},
@@ -201,21 +216,36 @@ def test_speech_as_wav_and_pcm(client: openai.OpenAI, gw: GatewayProcess,
         assert response.read() == pcm("hi", "Kore")
 
 
-def test_speech_formats_and_voices_gemini_lacks_are_refused(client: openai.OpenAI) -> None:
+def test_speech_formats_and_voices_gemini_lacks_are_refused(client: openai.OpenAI,
+                                                            sim: SimServer) -> None:
+    """A group of only Gemini: nothing left to serve the request, a 400 naming the option and
+    the deployment's reason; nothing is sent."""
+    sent = sim.stats()["requests_total"]
     with pytest.raises(openai.BadRequestError) as caught:
         client.audio.speech.create(model="gemini-tts", voice="alloy", input="hi",
                                    response_format="mp3")
     error = caught.value.body
-    assert isinstance(error, dict) and error["param"] == "response_format"
-    assert "wav or pcm" in error["message"]
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("response_format", "unsupported_value")
+    assert error["message"].startswith(
+        "No deployment of model 'gemini-tts' can serve this /v1/audio/speech request "
+        f"('gemini/{TTS}': Gemini's speech comes back as PCM, which polyroute serves as wav "
+        "or pcm, not 'mp3').")
+    assert caught.value.response.headers["x-polyroute-attempts"] == (
+        f"gemini/{TTS}:unsupported_value")
     with pytest.raises(openai.BadRequestError) as caught:
         client.audio.speech.create(model="gemini-tts", voice="nobody", input="hi",
                                    response_format="wav")
     assert caught.value.body["param"] == "voice"  # type: ignore[index]
+    assert "'nobody' is none of Gemini's voices" in caught.value.message
     with pytest.raises(openai.BadRequestError) as caught:
         client.audio.speech.create(model="gemini-tts", voice="alloy", input="hi",
                                    response_format="wav", speed=1.5)
-    assert caught.value.body["param"] == "speed"  # type: ignore[index]
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("speed", "unsupported_parameter")
+    assert "Gemini's voices have no speed setting" in error["message"]
+    assert sim.stats()["requests_total"] == sent
     # Only a TTS model speaks: routing skips any other Gemini model, saying why.
     with pytest.raises(openai.BadRequestError) as caught:
         client.audio.speech.create(model="gemini-hears", voice="alloy", input="hi")
@@ -227,6 +257,51 @@ def test_speech_formats_and_voices_gemini_lacks_are_refused(client: openai.OpenA
         assert response.headers["x-polyroute-attempts"].startswith(
             "hears:unsupported_endpoint,")
         assert response.headers["content-type"] == "audio/wav"  # no format asked: WAV
+
+
+def test_what_gemini_cannot_carry_goes_to_the_groups_next_deployment(
+        client: openai.OpenAI, gw: GatewayProcess, sim: SimServer) -> None:
+    with client.audio.speech.with_streaming_response.create(
+            model="voices", voice="alloy", input="hi", response_format="mp3") as response:
+        assert response.headers["x-polyroute-attempts"] == (
+            "gemini-voice:unsupported_value,openai-voice:ok")
+        assert response.headers["x-polyroute-deployment"] == "openai-voice"
+        assert response.headers["content-type"] == "audio/mpeg"
+        assert response.read() == speech_audio("hi")
+        request_id = response.headers["x-request-id"]
+    assert sim.stats()["last_request"]["path"] == "/v1/audio/speech"
+    row = ledger_row(gw, request_id)
+    assert (row["deployment"], row["status"]) == ("openai-voice", 200)
+    for asks, outcome in (({"speed": 1.5}, "unsupported_parameter"),
+                          ({"instructions": "Speak cheerfully."}, "unsupported_parameter"),
+                          ({"voice": "nobody"}, "unsupported_value")):
+        with client.audio.speech.with_streaming_response.create(
+                **{"model": "voices", "voice": "alloy", "input": "hi",
+                   "response_format": "wav", **asks}) as response:
+            assert response.headers["x-polyroute-attempts"] == (
+                f"gemini-voice:{outcome},openai-voice:ok"), asks
+            response.read()
+    # What Gemini carries stays with Gemini, the group's first.
+    with client.audio.speech.with_streaming_response.create(
+            model="voices", voice="alloy", input="hi", response_format="pcm") as response:
+        assert response.headers["x-polyroute-attempts"] == "gemini-voice:ok"
+        assert response.read() == pcm("hi", "Zephyr")
+    # A mask: Gemini edits without one, the group's OpenAI deployment with it.
+    raw = client.images.with_raw_response.edit(
+        model="editors", image=("fox.png", PNG, "image/png"),
+        mask=("mask.png", PNG, "image/png"), prompt="add a hat")
+    assert raw.headers["x-polyroute-attempts"] == (
+        "gemini-edit:unsupported_parameter,openai-edit:ok")
+    assert [bool(i.b64_json) for i in raw.parse().data or []] == [True]
+    assert sim.stats()["last_request"]["path"] == "/v1/images/edits"
+    raw = client.images.with_raw_response.edit(
+        model="editors", image=("fox.png", PNG, "image/png"), prompt="add a hat")
+    assert raw.headers["x-polyroute-attempts"] == "gemini-edit:ok"
+    # Timings: Gemini gives none, whisper-1 does.
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model="hearers", file=("talk.wav", wav(1.0), "audio/wav"), response_format="srt")
+    assert raw.headers["x-polyroute-attempts"] == "gemini-ear:unsupported_value,openai-ear:ok"
+    assert "-->" in raw.text
 
 
 def test_transcription_and_translation(client: openai.OpenAI, gw: GatewayProcess,
@@ -252,7 +327,10 @@ def test_transcription_and_translation(client: openai.OpenAI, gw: GatewayProcess
     with pytest.raises(openai.BadRequestError) as caught:
         client.audio.transcriptions.create(model="gemini-hears", response_format="srt",
                                            file=("talk.wav", audio, "audio/wav"))
-    assert caught.value.body["param"] == "response_format"  # type: ignore[index]
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("response_format", "unsupported_value")
+    assert "not 'srt' (no timings)" in error["message"]
 
 
 def test_streamed_transcription_from_gemini_events(client: openai.OpenAI, gw: GatewayProcess,
@@ -299,7 +377,13 @@ def test_image_edit(client: openai.OpenAI, gw: GatewayProcess, sim: SimServer) -
     with pytest.raises(openai.BadRequestError) as caught:
         client.images.edit(model="nano", image=("fox.png", PNG, "image/png"),
                            mask=("mask.png", PNG, "image/png"), prompt="add a hat")
-    assert caught.value.body["param"] == "mask"  # type: ignore[index]
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("mask", "unsupported_parameter")
+    assert error["message"].startswith(
+        "No deployment of model 'nano' can serve this /v1/images/edits request "
+        "('gemini/gemini-2.5-flash-image': the parameter 'mask' is not supported by Gemini: "
+        "it edits from the prompt alone, without a mask")
 
 
 def test_uploads_are_removed_and_a_crashs_leftovers_swept(gw: GatewayProcess) -> None:

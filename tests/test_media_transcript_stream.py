@@ -2,8 +2,8 @@
 simulator paces its ``transcript.text.delta`` events as OpenAI does and the ``openai`` SDK
 reads them with its own types; through the gateway, the first event reaches the client
 before the upstream has sent the last, the ledger bills the ``transcript.text.done`` event's
-usage, a stream cut midway ends with an error event the SDK raises on, and a deployment that
-fails before its first event is replaced."""
+usage, a stream cut midway or stalled past the stall deadline ends with an error event the SDK
+raises on, and a deployment that fails before its first event is replaced."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ from tests.test_media_sim import strict, wav
 KEY = "transcript-stream-key-7d21"
 PAUSE_S = 0.1
 """Between two events of the simulator (10 events a second)."""
+STALL_S = 0.6
+"""The gateway's longest wait between two events of the group whose upstream stalls…"""
+STALL_HOLD_S = 5.0
+"""…for this long after its second event, then hangs up."""
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +47,10 @@ def gw(sim: SimServer) -> Iterator[GatewayProcess]:
             "transcribe": {"deployments": [dep("gpt-4o-transcribe")]},
             "transcribe-cut": {"deployments": [
                 dep("gpt-4o-transcribe@stream_cut:after_chunks=2")]},
+            "transcribe-stall": {
+                "deployments": [dep(f"gpt-4o-transcribe@stream_stall:after_chunks=2,"
+                                    f"hold_s={STALL_HOLD_S}")],
+                "resilience": {"timeouts": {"stall_s": STALL_S}}},
             "transcribe-failover": {"routing": "priority", "deployments": [
                 dep("gpt-4o-transcribe@unavailable", name="down"),
                 dep("gpt-4o-transcribe", name="up", priority=1)]},
@@ -121,6 +129,23 @@ def test_a_cut_stream_ends_with_an_error_the_sdk_raises(client: openai.OpenAI,
     assert "upstream" in caught.value.message
     row = ledger_row(gw, raw.headers["x-request-id"])
     assert row["error_class"] is not None and row["status"] != 200
+
+
+def test_a_stall_mid_stream_ends_with_an_error_the_sdk_raises(client: openai.OpenAI,
+                                                              gw: GatewayProcess) -> None:
+    started = time.monotonic()
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model="transcribe-stall", file=("talk.wav", wav(2.0), "audio/wav"), stream=True)
+    got = []
+    with pytest.raises(openai.APIError) as caught:
+        for event in raw.parse():
+            got.append(event)
+    # The gateway gave up after its stall deadline, not when the upstream hung up.
+    assert time.monotonic() - started < STALL_HOLD_S - 1
+    assert len(got) == 2 and all(isinstance(e, TranscriptionTextDeltaEvent) for e in got)
+    assert f"stalled for {STALL_S:g} s" in caught.value.message
+    row = ledger_row(gw, raw.headers["x-request-id"])
+    assert (row["error_class"], row["status"]) == ("upstream_timeout", 504)
 
 
 def test_failover_before_the_first_event(client: openai.OpenAI, gw: GatewayProcess) -> None:

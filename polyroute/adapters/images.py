@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from polyroute.adapters.rejections import unsupported
+from polyroute.adapters.spec import Unserved
 from polyroute.model.media import MediaRequest
 
 
@@ -24,16 +25,29 @@ class ImageFields(msgspec.Struct, frozen=True):
     why: Mapping[str, str]
     """Why a field is refused, where there is more to say than its name."""
 
+    def refusal(self, request: MediaRequest, drop: frozenset[str]) -> Unserved | None:
+        """The first field the vendor cannot carry, as routing's reason to skip a deployment
+        (``ProtocolSpec.serves``); None: it carries them all."""
+        name = self._first_refused(request, drop)
+        return None if name is None else Unserved.parameter(self.vendor, name,
+                                                            self.why.get(name, ""))
+
     def check(self, request: MediaRequest, deployment: str,
               drop: frozenset[str]) -> Mapping[str, msgspec.Raw]:
-        """The request's fields; a 400 naming the first one the vendor cannot carry."""
-        fields = request.fields or {}
-        for name, raw in fields.items():
+        """The request's fields; a 400 naming the first one the vendor cannot carry (for a
+        protocol whose routing does not check them first)."""
+        name = self._first_refused(request, drop)
+        if name is not None:
+            raise unsupported(self.vendor, name, deployment, self.why.get(name, ""))
+        return request.fields or {}
+
+    def _first_refused(self, request: MediaRequest, drop: frozenset[str]) -> str | None:
+        for name, raw in (request.fields or {}).items():
             if name in self.mapped or name in drop \
                     or bytes(raw).strip() in self.neutral.get(name, ()):
                 continue
-            raise unsupported(self.vendor, name, deployment, self.why.get(name, ""))
-        return fields
+            return name
+        return None
 
 
 class _Image(msgspec.Struct):

@@ -236,7 +236,7 @@ class Gateway:
 
         return await self._complete(request.model, (), record, overrides, attempt, usage,
                                     principal, media_reservation(request),
-                                    endpoint=request.endpoint)
+                                    media=request)
 
     async def open_media(
         self, request: MediaRequest, record: RequestRecord,
@@ -252,7 +252,7 @@ class Gateway:
             self._tracer.begin(record)
         try:
             route = self._route(request.model, (), record, principal=principal,
-                                tags=overrides.tags, endpoint=request.endpoint)
+                                tags=overrides.tags, media=request)
             reserve = media_reservation(request)
             ticket = await self._admit(principal, route, record, reserve)
             holder, quota = self._room(route, reserve, stream=True)
@@ -302,7 +302,7 @@ class Gateway:
         principal: Principal,
         reserve: Reservation,
         request: ChatRequest | None = None,
-        endpoint: str | None = None,
+        media: MediaRequest | None = None,
     ) -> T:
         start = self._clock()
         ticket: object = None
@@ -311,7 +311,7 @@ class Gateway:
             self._tracer.begin(record)
         try:
             route = self._route(model, also, record, request, principal, overrides.tags,
-                                endpoint)
+                                media)
             checks = self._checks(principal) if request is not None else None
             if checks is not None and request is not None:
                 await checks.request(request, route.group, record)
@@ -531,13 +531,13 @@ class Gateway:
     def _route(
         self, model: str, also: Sequence[str], record: RequestRecord,
         request: ChatRequest | None = None, principal: Principal = ANONYMOUS,
-        tags: frozenset[str] = frozenset(), endpoint: str | None = None,
+        tags: frozenset[str] = frozenset(), media: MediaRequest | None = None,
     ) -> Route:
         route = self._router.route(model, also, request, principal.allowed_models,
                                    tags or metadata_tags(request), principal.team,
                                    principal.org)
-        if endpoint is not None:
-            route = serving(route, endpoint, record)
+        if media is not None:
+            route = serving(route, media, record)
         if request is not None:
             route = _speakers_first(route, request)
         if principal.governance:  # issue 11; a caller without policies pays this test only

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from polyroute.adapters.media_stream import MediaStream
 from polyroute.adapters.registry import PROTOCOLS
+from polyroute.adapters.spec import Unserved
 from polyroute.engine.estimate import Reservation
 from polyroute.engine.router import Route
 from polyroute.engine.streaming import CLIENT_CLOSED
@@ -19,35 +20,49 @@ from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.upstream import Deployment
 
 
-def serving(route: Route, endpoint: str, record: RequestRecord) -> Route:
-    """Only the candidates that serve a media ``endpoint`` (their protocol lists it, and
-    its check of the model passes); each one left out is shown in ``x-polyroute-attempts``
-    as ``unsupported_endpoint``, never tried. None left: a 400 naming the endpoint and why
-    each deployment of the group cannot serve it."""
-    verdicts = [(d, _why_not(d, endpoint)) for d in route.candidates]
+def serving(route: Route, request: MediaRequest, record: RequestRecord) -> Route:
+    """Only the candidates that can serve a media request: their protocol lists its
+    endpoint, and its check of the deployment (the model's kind, the options the request
+    asks) passes. Each one left out is shown in ``x-polyroute-attempts`` with why
+    (``unsupported_endpoint``, ``unsupported_parameter``, ``unsupported_value``,
+    ``file_too_large``), never tried, so the request goes to the group's next deployment.
+    None left: a 400 naming why each deployment of the group cannot serve it."""
+    verdicts = [(d, _why_not(d, request)) for d in route.candidates]
     serving = [d for d, why in verdicts if why is None]
     if len(serving) == len(route.candidates):
         return route
     skipped = [(d, why) for d, why in verdicts if why is not None]
-    for dep, _ in skipped:
-        record.attempts.append(Attempt(dep.name, dep.vendor, 0.0, "unsupported_endpoint", 400))
+    for dep, why in skipped:
+        record.attempts.append(Attempt(dep.name, dep.vendor, 0.0, why.code, 400))
     if not serving:
         record.model_group = route.group
-        have = "; ".join(f"'{d.name}': {why}" for d, why in skipped)
-        raise InvalidRequest(
-            f"No deployment of model '{route.group}' serves /v1{MEDIA_PATHS[endpoint]} "
-            f"({have}). Route '{route.group}' to a deployment that has it "
-            "(docs/endpoints.md lists which do).",
-            param="model", code="unsupported_endpoint")
+        raise _none_left(route.group, request.endpoint, [why for _, why in skipped],
+                         "; ".join(f"'{d.name}': {why.why}" for d, why in skipped))
     return replace(route, candidates=serving)
 
 
-def _why_not(dep: Deployment, endpoint: str) -> str | None:
+def _why_not(dep: Deployment, request: MediaRequest) -> Unserved | None:
     protocol = dep.endpoint.protocol
     spec = PROTOCOLS[protocol]
-    if endpoint not in spec.endpoints:
-        return f"protocol {protocol} has no such endpoint"
-    return spec.serves(endpoint, dep.model)
+    if request.endpoint not in spec.endpoints:
+        return Unserved(f"protocol {protocol} has no such endpoint")
+    return spec.serves(request, dep)
+
+
+def _none_left(group: str, endpoint: str, reasons: list[Unserved], have: str) -> InvalidRequest:
+    """The group's 400. Where a deployment refused an option (not the endpoint), the error
+    names that option, which the client can change; else the model, which it routes by."""
+    path = f"/v1{MEDIA_PATHS[endpoint]}"
+    option = next((why for why in reasons if why.code != "unsupported_endpoint"), None)
+    if option is None:
+        return InvalidRequest(
+            f"No deployment of model '{group}' serves {path} ({have}). Route '{group}' to a "
+            "deployment that has it (docs/endpoints.md lists which do).",
+            param="model", code="unsupported_endpoint")
+    return InvalidRequest(
+        f"No deployment of model '{group}' can serve this {path} request ({have}). Change "
+        f"the request, or route '{group}' to a deployment that can (docs/endpoints.md says "
+        "what each protocol carries).", param=option.param, code=option.code)
 
 
 SPEECH_TOKENS_PER_CHARACTER = 3

@@ -101,19 +101,17 @@ class GeminiAdapter:
     ) -> MediaResponse:
         """Image generation and edits by a Gemini image model (:mod:`.media`), transcription
         and translation by a model that hears audio (:mod:`.transcripts`)."""
-        endpoint, name = deployment.endpoint, deployment.name
-        drop = endpoint.quirks.drop_params
+        name = deployment.name
         if request.endpoint in ("images.generations", "images.edits"):
-            body = media.image_body(request, name, drop) \
-                if request.endpoint == "images.generations" \
-                else await asyncio.to_thread(media.edit_body, request, name, drop)
+            body = media.image_body(request) if request.endpoint == "images.generations" \
+                else await asyncio.to_thread(media.edit_body, request)
             raw = await self._generate(deployment, body, connect_s)
             answer, count, usage = media.images_answer(raw, name, int(time.time()))
             unit = request.estimate.unit if request.estimate is not None else "image"
             return MediaResponse(answer, "application/json", usage, Units(unit, count))
         if request.endpoint in ("audio.transcriptions", "audio.translations"):
             # the upload is read from disk and encoded off the event loop
-            body, wanted = await asyncio.to_thread(transcripts.transcript_body, request, name, drop)
+            body, wanted = await asyncio.to_thread(transcripts.transcript_body, request, name)
             raw = await self._generate(deployment, body, connect_s)
             text, content_type, usage = transcripts.transcript_answer(raw, wanted, name)
             return MediaResponse(text, content_type, usage)
@@ -126,9 +124,8 @@ class GeminiAdapter:
         streamed transcription from ``streamGenerateContent``, its events translated as they
         arrive (:class:`.transcripts.TranscriptEvents`)."""
         endpoint, name = deployment.endpoint, deployment.name
-        drop = endpoint.quirks.drop_params
         if request.endpoint == "audio.transcriptions":
-            body, _ = await asyncio.to_thread(transcripts.transcript_body, request, name, drop)
+            body, _ = await asyncio.to_thread(transcripts.transcript_body, request, name)
             url = (translate.model_path(endpoint.base_url, deployment.model, name)
                    + ":streamGenerateContent?alt=sse")
             stream = MediaStream(self._transport.request(
@@ -139,7 +136,7 @@ class GeminiAdapter:
             return stream
         if request.endpoint != "audio.speech":
             raise _not_served(request, name)
-        body, wanted = speech.speech_body(request, name, drop)
+        body, wanted = speech.speech_body(request, name)
         raw = await self._generate(deployment, body, connect_s)
         sound, content_type, usage = speech.speech_answer(raw, wanted, name)
         return MediaStream.whole(sound, content_type, usage)

@@ -14,41 +14,26 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from collections.abc import Mapping
 
 import msgspec
 
 from polyroute.adapters.gemini.answer import decode_answer
-from polyroute.adapters.images import ImageFields, images_response
-from polyroute.adapters.rejections import unsupported
-from polyroute.errors import ContentFiltered, UpstreamRejected
+from polyroute.adapters.gemini.serves import EDIT_IMAGES
+from polyroute.adapters.images import images_response
+from polyroute.errors import ContentFiltered
 from polyroute.model.media import MediaRequest, UploadedFile
 from polyroute.model.usage import Usage
 
-VENDOR = "Gemini"
 _RATIOS = {"1:1": 1.0, "2:3": 2 / 3, "3:2": 3 / 2, "3:4": 3 / 4, "4:3": 4 / 3, "4:5": 4 / 5,
            "5:4": 5 / 4, "9:16": 9 / 16, "16:9": 16 / 9, "21:9": 21 / 9}
-_NEUTRAL: Mapping[str, frozenset[bytes]] = {
-    "n": frozenset({b"1", b"null"}),
-    "quality": frozenset({b'"standard"', b'"auto"', b"null"}),
-    "response_format": frozenset({b'"b64_json"', b"null"}),
-    "style": frozenset({b"null"}),
-}
-_WHY = {
-    "n": "an image model answers one image a request",
-    "quality": "it has no quality setting (choose the model instead)",
-    "response_format": "the image comes back as bytes: ask for b64_json",
-}
-_MAPPED = frozenset({"model", "prompt", "size", "user"})
-"""``user`` (an end-user id for OpenAI's abuse monitoring) has no Gemini field: not sent."""
-_FIELDS = ImageFields(VENDOR, _MAPPED, _NEUTRAL, _WHY)
-
 
 _str = msgspec.json.Decoder(str | None)
 
 
-def image_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> bytes:
-    fields = _FIELDS.check(request, deployment, drop)
+def image_body(request: MediaRequest) -> bytes:
+    """``:generateContent`` for an image generation; routing has checked its fields
+    (``serves.IMAGE_FIELDS``)."""
+    fields = request.fields or {}
     prompt = _str.decode(fields["prompt"]) if "prompt" in fields else None
     config: dict[str, object] = {"responseModalities": ["IMAGE"]}
     ratio = aspect_ratio(_str.decode(fields["size"]) if "size" in fields else None)
@@ -58,34 +43,13 @@ def image_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> 
                                 "generationConfig": config})
 
 
-_EDIT_NEUTRAL: Mapping[str, frozenset[str]] = {
-    "n": frozenset({"1"}), "quality": frozenset({"standard", "auto"}),
-    "response_format": frozenset({"b64_json"}),
-}
-_EDIT_WHY = {**_WHY, "mask": "it edits from the prompt alone, without a mask"}
-MAX_INLINE_BYTES = 20 * 1024 * 1024
-"""Gemini's limit on a request's inline data."""
-
-
-def edit_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> bytes:
+def edit_body(request: MediaRequest) -> bytes:
     """``:generateContent`` for an image edit: the uploaded images as inlineData parts, then
-    the prompt. A mask, or a field Gemini has no setting for, is a 400 naming it."""
+    the prompt. Routing has checked the form (``serves``: no mask, no field Gemini has no
+    setting for, at most its inline limit); a file the provider drops is not sent."""
     form = request.form
     assert form is not None  # an upload endpoint always has its form
-    for name, value in form.fields:
-        if name in ("prompt", "size", "user") or name in drop \
-                or value in _EDIT_NEUTRAL.get(name, ()):
-            continue
-        raise unsupported(VENDOR, name, deployment, _EDIT_WHY.get(name, ""))
-    images = []
-    for file in form.files:
-        if file.name not in ("image", "image[]"):
-            raise unsupported(VENDOR, file.name, deployment, _EDIT_WHY.get(file.name, ""))
-        images.append(file)
-    if sum(f.size for f in images) > MAX_INLINE_BYTES:
-        raise UpstreamRejected(f"The images are more than Gemini takes inline "
-                               f"({MAX_INLINE_BYTES} bytes; deployment '{deployment}').",
-                               param="image", code="file_too_large", deployment=deployment)
+    images = [file for file in form.files if file.name in EDIT_IMAGES]
     parts: list[dict[str, object]] = [{"inlineData": _inline(f)} for f in images]
     parts.append({"text": form.field("prompt") or ""})
     config: dict[str, object] = {"responseModalities": ["IMAGE"]}

@@ -1,5 +1,6 @@
 """Google's Gemini API: the key in ``x-goog-api-key``, no options."""
 
+from polyroute.adapters.gemini.serves import serves
 from polyroute.adapters.spec import ProtocolSpec
 from polyroute.adapters.support import Support
 
@@ -26,24 +27,11 @@ SUPPORT = Support(
 400 naming it, unless the provider's ``quirks.drop_params`` lists it."""
 
 
-def serves(endpoint: str, model: str) -> str | None:
-    """Gemini's API answers every media endpoint through ``generateContent``, but each model
-    gives one kind of output: an image model (``…-image``) images, a TTS model (``…-tts``)
-    speech only, the others text (a transcript). Its model ids say which."""
-    name = model.lower()
-    if endpoint.startswith("images."):
-        return None if "image" in name else f"'{model}' is not a Gemini image model"
-    if endpoint == "audio.speech":
-        return None if "tts" in name else f"'{model}' is not a Gemini TTS model"
-    if "tts" in name or "image" in name:
-        return f"'{model}' does not write text"
-    return None
-
-
 SPEC = ProtocolSpec(name="gemini", adapter="polyroute.adapters.gemini.adapter:GeminiAdapter",
                     auth="x-goog-api-key", support=SUPPORT,
                     # image models (adapters/gemini/media.py), TTS and models that hear
-                    # audio (speech.py, transcripts.py), all through generateContent
+                    # audio (speech.py, transcripts.py), all through generateContent;
+                    # which model and which options, serves.py
                     endpoints=frozenset({"images.generations", "images.edits",
                                          "audio.transcriptions", "audio.translations",
                                          "audio.speech"}), serves=serves)

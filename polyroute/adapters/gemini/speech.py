@@ -3,7 +3,8 @@
 
     input              → contents[0].parts[0].text
     voice              → generationConfig.speechConfig.voiceConfig.prebuiltVoiceConfig.voiceName
-                         (a Gemini voice by name, or OpenAI's voices mapped, :data:`VOICES`)
+                         (a Gemini voice by name, or OpenAI's voices mapped,
+                         :data:`.serves.VOICES`)
     response_format    wav (the default here: Gemini has no MP3 encoder to lend) or pcm
     candidates[0].content.parts[].inlineData (audio/L16, 24 kHz mono, base64) → the bytes,
                          a WAV header in front for wav
@@ -19,71 +20,31 @@ from collections.abc import Mapping
 import msgspec
 
 from polyroute.adapters.gemini.answer import decode_answer, nothing
-from polyroute.adapters.images import ImageFields
+from polyroute.adapters.gemini.serves import SPEECH_FORMATS, VOICES
 from polyroute.errors import UpstreamProtocolError, UpstreamRejected
 from polyroute.model.media import MediaRequest
 from polyroute.model.usage import Usage
 
 VENDOR = "Gemini"
-
-GEMINI_VOICES = (
-    "Zephyr", "Puck", "Charon", "Kore", "Fenrir", "Leda", "Orus", "Aoede", "Callirrhoe",
-    "Autonoe", "Enceladus", "Iapetus", "Umbriel", "Algieba", "Despina", "Erinome", "Algenib",
-    "Rasalgethi", "Laomedeia", "Achernar", "Alnilam", "Schedar", "Gacrux", "Pulcherrima",
-    "Achird", "Zubenelgenubi", "Vindemiatrix", "Sadachbia", "Sadaltager", "Sulafat")
-"""Gemini's prebuilt TTS voices (ai.google.dev, speech generation)."""
-VOICES: Mapping[str, str] = {
-    **{name.lower(): name for name in GEMINI_VOICES},
-    # OpenAI's voices, so that a client written for OpenAI works unchanged: a fixed choice,
-    # not a likeness (docs/endpoints.md lists it).
-    "alloy": "Zephyr", "ash": "Puck", "ballad": "Charon", "coral": "Kore", "echo": "Fenrir",
-    "fable": "Leda", "onyx": "Orus", "nova": "Aoede", "sage": "Callirrhoe",
-    "shimmer": "Autonoe", "verse": "Enceladus", "marin": "Iapetus", "cedar": "Umbriel",
-}
-SPEECH_FORMATS: Mapping[str, str] = {"wav": "audio/wav", "pcm": "audio/pcm"}
-"""What Gemini's PCM can become without an encoder: ``pcm`` is OpenAI's own raw format
-(24 kHz, 16-bit signed little-endian, mono), exactly what Gemini returns."""
 _DEFAULT_RATE = 24_000
-
-_SPEECH = ImageFields(VENDOR, frozenset({"model", "input", "voice", "response_format"}), {
-    "speed": frozenset({b"1", b"1.0", b"null"}),
-    "stream_format": frozenset({b'"audio"', b"null"}),
-    "instructions": frozenset({b'""', b"null"}),
-}, {
-    "speed": "Gemini's voices have no speed setting",
-    "stream_format": "the audio comes back whole, as bytes (stream_format 'audio')",
-    "instructions": "Gemini reads the style from the text itself: put it in 'input' "
-                    "(e.g. 'Say cheerfully: …')",
-})
 
 _str = msgspec.json.Decoder(str | None)
 
 
-def speech_body(request: MediaRequest, deployment: str,
-                drop: frozenset[str]) -> tuple[bytes, str]:
+def speech_body(request: MediaRequest, deployment: str) -> tuple[bytes, str]:
     """The ``generateContent`` body for OpenAI's speech request, and the format the answer
-    is to be relayed in."""
-    fields = _SPEECH.check(request, deployment, drop)
+    is to be relayed in. Routing has checked its options (``serves.serves``): the format is
+    one of :data:`SPEECH_FORMATS`, the voice one of :data:`VOICES`."""
+    fields = request.fields or {}
     text = _string(fields, "input", deployment)
     voice = _string(fields, "voice", deployment) if "voice" in fields else None
     wanted = _string(fields, "response_format", deployment) if "response_format" in fields \
         else None
     wanted = wanted or "wav"
-    if wanted not in SPEECH_FORMATS:
-        raise UpstreamRejected(
-            f"Invalid 'response_format' for deployment '{deployment}': Gemini's speech comes "
-            f"back as PCM, which polyroute serves as {' or '.join(SPEECH_FORMATS)}, not "
-            f"'{wanted}'.", param="response_format", code="unsupported_value",
-            deployment=deployment)
     config: dict[str, object] = {"responseModalities": ["AUDIO"]}
     if voice:
-        name = VOICES.get(voice.lower())
-        if name is None:
-            raise UpstreamRejected(
-                f"Invalid 'voice' for deployment '{deployment}': '{voice}' is none of "
-                f"Gemini's voices ({', '.join(GEMINI_VOICES)}) nor of OpenAI's that polyroute "
-                "maps to them.", param="voice", code="unsupported_value", deployment=deployment)
-        config["speechConfig"] = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": name}}}
+        config["speechConfig"] = {"voiceConfig": {"prebuiltVoiceConfig": {
+            "voiceName": VOICES[voice.lower()]}}}
     body = {"contents": [{"role": "user", "parts": [{"text": text}]}],
             "generationConfig": config}
     return msgspec.json.encode(body), wanted

@@ -21,22 +21,15 @@ import msgspec
 
 from polyroute.adapters.gemini.answer import decode_answer, nothing
 from polyroute.adapters.gemini.errors import error_from_stream
-from polyroute.adapters.rejections import unsupported
+from polyroute.adapters.gemini.serves import TRANSCRIPT_FORMATS
 from polyroute.adapters.sse import sse_data
 from polyroute.errors import UpstreamProtocolError, UpstreamRejected
 from polyroute.model.media import MediaRequest, Units, UploadedFile
 from polyroute.model.usage import Usage
 
-VENDOR = "Gemini"
-MAX_INLINE_BYTES = 20 * 1024 * 1024
-"""Gemini's limit on a request's inline data (its Files API takes more; not used here)."""
 TRANSCRIBE = "Transcribe this audio word for word. Answer with the transcript only."
 TRANSLATE = ("Translate the speech in this audio into English. Answer with the English text "
              "only.")
-_TRANSCRIPT_FIELDS = frozenset({"language", "prompt", "temperature", "response_format"})
-_WHY_NOT = {"timestamp_granularities[]": "it gives no timings",
-            "include[]": "it gives no log-probabilities"}
-_TRANSCRIPT_FORMATS = {"json": "application/json", "text": "text/plain; charset=utf-8"}
 _AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mp3", ".mpga": "audio/mp3",
                 ".mpeg": "audio/mp3", ".aiff": "audio/aiff", ".aac": "audio/aac",
                 ".ogg": "audio/ogg", ".flac": "audio/flac", ".m4a": "audio/mp4",
@@ -49,30 +42,15 @@ class _Transcript(msgspec.Struct):
     text: str
 
 
-def transcript_body(request: MediaRequest, deployment: str,
-                    drop: frozenset[str]) -> tuple[bytes, str]:
+def transcript_body(request: MediaRequest, deployment: str) -> tuple[bytes, str]:
     """The ``generateContent`` body for a transcription or translation upload (the audio
-    read from its spooled file), and the response format asked for."""
+    read from its spooled file), and the response format asked for. Routing has checked the
+    form (``serves``: only fields Gemini carries, a format of :data:`TRANSCRIPT_FORMATS`, at
+    most its inline limit)."""
     form = request.form
     assert form is not None  # an upload endpoint always has its form
-    for name, value in form.fields:
-        if name == "stream" and value in ("true", "false"):
-            continue  # a stream is translated from streamGenerateContent (TranscriptEvents)
-        if name not in _TRANSCRIPT_FIELDS and name not in drop:
-            raise unsupported(VENDOR, name, deployment, _WHY_NOT.get(name, ""))
     wanted = form.field("response_format") or "json"
-    if wanted not in _TRANSCRIPT_FORMATS:
-        raise UpstreamRejected(
-            f"Invalid 'response_format' for deployment '{deployment}': Gemini answers a "
-            f"transcript as text, which polyroute serves as {' or '.join(_TRANSCRIPT_FORMATS)}"
-            f", not '{wanted}' (no timings).", param="response_format",
-            code="unsupported_value", deployment=deployment)
     audio = next(f for f in form.files if f.name == "file")
-    if audio.size > MAX_INLINE_BYTES:
-        raise UpstreamRejected(
-            f"The file is {audio.size} bytes; Gemini takes at most {MAX_INLINE_BYTES} bytes "
-            f"of audio inline (deployment '{deployment}').", param="file",
-            code="file_too_large", deployment=deployment)
     instruction = TRANSLATE if request.endpoint == "audio.translations" else TRANSCRIBE
     language = form.field("language")
     if language:
@@ -107,7 +85,7 @@ def transcript_answer(body: bytes, wanted: str,
         raise nothing(answer, "transcript", deployment)
     text = "".join(texts).strip()
     out = _text.encode(_Transcript(text)) if wanted == "json" else (text + "\n").encode()
-    return out, _TRANSCRIPT_FORMATS[wanted], answer.usage()
+    return out, TRANSCRIPT_FORMATS[wanted], answer.usage()
 
 
 class _TokenUsage(msgspec.Struct):

@@ -1,6 +1,6 @@
 """What the adapters that translate OpenAI's image generation share: the check of the
-request's fields against what a vendor maps (Gemini's speech uses it too), and OpenAI's
-``ImagesResponse`` they answer."""
+request's fields against what a vendor maps, which routing runs (``ProtocolSpec.serves``;
+Gemini's speech uses it too), and OpenAI's ``ImagesResponse`` they answer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from polyroute.adapters.rejections import unsupported
 from polyroute.adapters.spec import Unserved
 from polyroute.model.media import MediaRequest
 
@@ -28,25 +27,10 @@ class ImageFields(msgspec.Struct, frozen=True):
     def refusal(self, request: MediaRequest, drop: frozenset[str]) -> Unserved | None:
         """The first field the vendor cannot carry, as routing's reason to skip a deployment
         (``ProtocolSpec.serves``); None: it carries them all."""
-        name = self._first_refused(request, drop)
-        return None if name is None else Unserved.parameter(self.vendor, name,
-                                                            self.why.get(name, ""))
-
-    def check(self, request: MediaRequest, deployment: str,
-              drop: frozenset[str]) -> Mapping[str, msgspec.Raw]:
-        """The request's fields; a 400 naming the first one the vendor cannot carry (for a
-        protocol whose routing does not check them first)."""
-        name = self._first_refused(request, drop)
-        if name is not None:
-            raise unsupported(self.vendor, name, deployment, self.why.get(name, ""))
-        return request.fields or {}
-
-    def _first_refused(self, request: MediaRequest, drop: frozenset[str]) -> str | None:
         for name, raw in (request.fields or {}).items():
-            if name in self.mapped or name in drop \
-                    or bytes(raw).strip() in self.neutral.get(name, ()):
-                continue
-            return name
+            if name not in self.mapped and name not in drop \
+                    and bytes(raw).strip() not in self.neutral.get(name, ()):
+                return Unserved.parameter(self.vendor, name, self.why.get(name, ""))
         return None
 
 

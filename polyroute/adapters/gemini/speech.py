@@ -25,7 +25,6 @@ from polyroute.errors import UpstreamProtocolError, UpstreamRejected
 from polyroute.model.media import MediaRequest
 from polyroute.model.usage import Usage
 
-VENDOR = "Gemini"
 _DEFAULT_RATE = 24_000
 
 _str = msgspec.json.Decoder(str | None)

@@ -129,7 +129,10 @@ def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
     config = {
         "providers": {"gemini": {"protocol": "gemini", "base_url": sim.root_url,
                                  "api_key": "${SIM_KEY}"},
-                      "sim": {"base_url": sim.base_url, "api_key": "${SIM_KEY}"}},
+                      "sim": {"base_url": sim.base_url, "api_key": "${SIM_KEY}"},
+                      "gemini-lenient": {"protocol": "gemini", "base_url": sim.root_url,
+                                         "api_key": "${SIM_KEY}",
+                                         "quirks": {"drop_params": ["speed", "mask"]}}},
         "model_groups": {
             "gemini-tts": {"deployments": [gemini(TTS)]},
             "gemini-hears": {"deployments": [gemini("gemini-2.5-flash")]},
@@ -148,6 +151,10 @@ def gw(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
             "editors": {"routing": "priority", "deployments": [
                 gemini("gemini-2.5-flash-image", name="gemini-edit"),
                 openai_sim("gpt-image-1", name="openai-edit", priority=1)]},
+            "lenient": {"deployments": [
+                {"provider": "gemini-lenient", "model": TTS, "name": "lenient-voice"},
+                {"provider": "gemini-lenient", "model": "gemini-2.5-flash-image",
+                 "name": "lenient-edit"}]},
             "hearers": {"routing": "priority", "deployments": [
                 gemini("gemini-2.5-flash", name="gemini-ear"),
                 openai_sim("whisper-1", name="openai-ear", priority=1)]},
@@ -302,6 +309,24 @@ def test_what_gemini_cannot_carry_goes_to_the_groups_next_deployment(
         model="hearers", file=("talk.wav", wav(1.0), "audio/wav"), response_format="srt")
     assert raw.headers["x-polyroute-attempts"] == "gemini-ear:unsupported_value,openai-ear:ok"
     assert "-->" in raw.text
+
+
+def test_what_the_provider_drops_is_no_reason_to_skip(client: openai.OpenAI,
+                                                      sim: SimServer) -> None:
+    with client.audio.speech.with_streaming_response.create(
+            model="lenient", voice="Kore", input="hi", response_format="pcm",
+            speed=1.5) as response:
+        assert response.headers["x-polyroute-attempts"] == (
+            "lenient-edit:unsupported_endpoint,lenient-voice:ok")
+        assert response.read() == pcm("hi", "Kore")
+    assert "speed" not in _sent(sim)["body"]["generationConfig"]
+    raw = client.images.with_raw_response.edit(
+        model="lenient", image=("fox.png", PNG, "image/png"),
+        mask=("mask.png", b"\x89PNG mask", "image/png"), prompt="add a hat")
+    assert raw.headers["x-polyroute-attempts"] == (
+        "lenient-voice:unsupported_endpoint,lenient-edit:ok")
+    parts = _sent(sim)["body"]["contents"][0]["parts"]  # the mask is not sent
+    assert len(parts) == 2 and base64.b64decode(parts[0]["inlineData"]["data"]) == PNG
 
 
 def test_transcription_and_translation(client: openai.OpenAI, gw: GatewayProcess,

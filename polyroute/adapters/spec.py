@@ -38,7 +38,8 @@ def _as_written(options: Any, base_url: str) -> Any:
 Unservable = Literal["unsupported_endpoint", "unsupported_parameter", "unsupported_value",
                      "file_too_large"]
 """Why a deployment was skipped for a media request: its outcome in ``x-polyroute-attempts``
-and, when no deployment is left, the 400's code (``model/record.py`` ``NEVER_TRIED``)."""
+and, when no deployment is left, the 400's code (``engine/attempts.py`` ``_NEVER_TRIED``
+counts them as never tried)."""
 
 
 @dataclass(frozen=True, slots=True)

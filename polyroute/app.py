@@ -70,6 +70,7 @@ from polyroute.surface.gemini.handlers import encode_error as gemini_error
 from polyroute.surface.http import credentials, guarded, request_id
 from polyroute.surface.listener import ConnectionGate
 from polyroute.surface.mcp.handlers import McpHandlers
+from polyroute.surface.openai import uploads
 from polyroute.surface.openai.handlers import OpenAIHandlers, encode_error
 from polyroute.surface.openai.media import MediaHandlers, media_routes
 from polyroute.surface.responses.handlers import ResponsesHandlers
@@ -338,6 +339,7 @@ def _log_transition(upstream: str, before: str, after: str, at: float) -> None:
 
 async def _startup(app: web.Application) -> None:
     parts = app[APP_KEY]
+    await asyncio.to_thread(uploads.sweep)  # what a crashed run left in TMPDIR
     if parts.policy_stack is not None:
         await parts.policy_stack.start()
     if parts.tracer is not None:

@@ -63,6 +63,9 @@ def media_config(sim: SimServer) -> dict[str, Any]:
                                                 "model": "amazon.rerank-v1:0"}]},
             "canvas": {"deployments": [{"provider": "bedrock",
                                         "model": "amazon.nova-canvas-v1:0"}]},
+            "canvas-or-dalle": {"routing": "priority", "deployments": [
+                {"provider": "bedrock", "model": "amazon.nova-canvas-v1:0", "name": "canvas"},
+                dep("dall-e-3", name="dalle", priority=1)]},
             "whisper": {"deployments": [dep("whisper-1")]},
             "whisper-failover": {"routing": "priority", "deployments": [
                 dep("whisper-1@server_error", name="broken"),
@@ -186,7 +189,15 @@ def test_a_bedrock_image_model_behind_the_images_api(client: openai.OpenAI,
     assert (row["endpoint"], row["cost_usd"]) == ("images.generations", pytest.approx(0.12))
     with pytest.raises(openai.BadRequestError) as caught:
         client.images.generate(model="canvas", prompt="a fox", response_format="url")
-    assert caught.value.body["param"] == "response_format"  # type: ignore[index]
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("response_format", "unsupported_parameter")
+    assert "the images come back as bytes: ask for b64_json" in error["message"]
+    # A URL, which Bedrock cannot give: the group's next deployment, which can.
+    raw = client.images.with_raw_response.generate(model="canvas-or-dalle", prompt="a fox",
+                                                   response_format="url")
+    assert raw.headers["x-polyroute-attempts"] == "canvas:unsupported_parameter,dalle:ok"
+    assert [bool(i.url) for i in raw.parse().data or []] == [True]
 
 
 def test_bedrock_rerank_answers_in_coheres_shape(client: openai.OpenAI, gw: GatewayProcess,

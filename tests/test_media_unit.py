@@ -4,6 +4,11 @@ billed by, and unit prices."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import os
+import wave
+from collections.abc import AsyncIterator
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
@@ -13,11 +18,13 @@ import pytest
 
 from polyroute.adapters.bedrock_converse import media as bedrock_media
 from polyroute.adapters.gemini import media as gemini_media
+from polyroute.adapters.gemini import speech as gemini_speech
 from polyroute.adapters.multipart import form_body
-from polyroute.adapters.openai_chat.media import json_body, measured
-from polyroute.errors import ContentFiltered
+from polyroute.adapters.openai_chat.media import TranscriptMeter, json_body, measured
+from polyroute.errors import ContentFiltered, UpstreamError, UpstreamProtocolError
 from polyroute.model.media import Form, MediaRequest, Units, UploadedFile
 from polyroute.model.price import Price
+from polyroute.surface.openai import uploads
 from polyroute.surface.openai.uploads import audio_seconds
 from tests.support.audio import MP3_FRAME_S, mp3, ogg_opus
 from tests.test_media_sim import wav
@@ -173,3 +180,74 @@ def test_governance_reads_every_text_and_puts_redacted_ones_back_in_place() -> N
     assert [(t.place, t.text) for t in moderation.texts] == [(("input", 0, "text"), "hi")]
     assert moderation.unread == "an image to moderate (input[1])"
     assert media_decode.moderation(b'{"input": "hi"}').unread is None
+
+
+def test_sweep_removes_only_stale_uploads(tmp_path: Path) -> None:
+    now = 1_800_000_000.0
+    stale = tmp_path / "polyroute-upload-crashed"
+    fresh = tmp_path / "polyroute-upload-in-flight"
+    other = tmp_path / "someone-elses-file"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"x")
+    os.utime(stale, (now - uploads.STALE_AFTER_S - 1, now - uploads.STALE_AFTER_S - 1))
+    os.utime(fresh, (now - 5, now - 5))
+    os.utime(other, (now - 10 * uploads.STALE_AFTER_S,) * 2)
+    (tmp_path / "polyroute-upload-dir").mkdir()  # not a file: left alone
+    assert uploads.sweep(str(tmp_path), now=now) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "polyroute-upload-dir", "polyroute-upload-in-flight", "someone-elses-file"]
+    assert uploads.sweep(str(tmp_path / "missing"), now=now) == 0  # logged, not raised
+
+
+def _meter_run(body: list[bytes], content_type: str = "text/event-stream"
+               ) -> tuple[TranscriptMeter, list[bytes], BaseException | None]:
+    form = Form((("stream", "true"),), ())
+    meter = TranscriptMeter(MediaRequest("audio.transcriptions", "m", form=form), "dep")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for piece in body:
+            yield piece
+
+    async def run() -> tuple[list[bytes], BaseException | None]:
+        got: list[bytes] = []
+        try:
+            async for piece in meter.relay(content_type, chunks()):
+                got.append(piece)
+        except UpstreamError as exc:
+            return got, exc
+        return got, None
+    got, error = asyncio.run(run())
+    return meter, got, error
+
+
+def test_transcript_meter_bills_the_done_event_and_refuses_a_cut() -> None:
+    delta = b'data: {"type":"transcript.text.delta","delta":"Hel"}\n\n'
+    done = (b'data: {"type":"transcript.text.done","text":"Hello","usage":{"type":"tokens",'
+            b'"input_tokens":20,"output_tokens":2,"total_tokens":22}}\n\n')
+    meter, got, error = _meter_run([delta[:10], delta[10:] + done[:5], done[5:]])
+    assert error is None and b"".join(got) == delta + done and got[0] == delta  # whole events
+    assert meter.usage is not None and (meter.usage.prompt_tokens,
+                                        meter.usage.completion_tokens) == (20, 2)
+    meter, got, error = _meter_run([delta, delta])  # the upstream stopped before 'done'
+    assert isinstance(error, UpstreamProtocolError) and b"".join(got) == delta + delta
+    meter, got, error = _meter_run([delta + b'data: {"error":{"message":"boom"}}\n\n'])
+    assert isinstance(error, UpstreamError) and "boom" in error.message and got == [delta]
+    meter, got, error = _meter_run([b'{"text":"hi","usage":{"type":"duration","seconds":3}}'],
+                                   "application/json")  # whisper-1 ignores stream
+    assert error is None and meter.units == Units("second", 3.0)
+
+
+def test_gemini_speech_becomes_a_wav_file() -> None:
+    pcm = bytes(range(200))
+    data = gemini_speech.wav(pcm, 24_000)
+    with wave.open(io.BytesIO(data)) as audio:
+        assert (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) == (
+            24_000, 1, 2)
+        assert audio.readframes(audio.getnframes()) == pcm
+    answer = msgspec.json.encode({"candidates": [{"content": {"parts": [{"inlineData": {
+        "mimeType": "audio/L16;codec=pcm;rate=16000",
+        "data": base64.b64encode(pcm).decode()}}]}}]})
+    body, kind, _ = gemini_speech.speech_answer(answer, "wav", "dep")
+    assert kind == "audio/wav" and body == gemini_speech.wav(pcm, 16_000)
+    with pytest.raises(ContentFiltered):
+        gemini_speech.speech_answer(b'{"promptFeedback":{"blockReason":"SAFETY"}}', "wav", "d")

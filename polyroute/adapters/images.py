@@ -1,5 +1,6 @@
 """What the adapters that translate OpenAI's image generation share: the check of the
-request's fields against what a vendor maps, and OpenAI's ``ImagesResponse`` they answer."""
+request's fields against what a vendor maps, which routing runs (``ProtocolSpec.serves``;
+Gemini's speech uses it too), and OpenAI's ``ImagesResponse`` they answer."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from polyroute.adapters.rejections import unsupported
+from polyroute.adapters.spec import Unserved
 from polyroute.model.media import MediaRequest
 
 
 class ImageFields(msgspec.Struct, frozen=True):
-    """One vendor's reading of OpenAI's image fields."""
+    """One vendor's reading of the fields of an OpenAI media body (a JSON one: images,
+    speech)."""
 
     vendor: str
     mapped: frozenset[str]
@@ -22,16 +24,14 @@ class ImageFields(msgspec.Struct, frozen=True):
     why: Mapping[str, str]
     """Why a field is refused, where there is more to say than its name."""
 
-    def check(self, request: MediaRequest, deployment: str,
-              drop: frozenset[str]) -> Mapping[str, msgspec.Raw]:
-        """The request's fields; a 400 naming the first one the vendor cannot carry."""
-        fields = request.fields or {}
-        for name, raw in fields.items():
-            if name in self.mapped or name in drop \
-                    or bytes(raw).strip() in self.neutral.get(name, ()):
-                continue
-            raise unsupported(self.vendor, name, deployment, self.why.get(name, ""))
-        return fields
+    def refusal(self, request: MediaRequest, drop: frozenset[str]) -> Unserved | None:
+        """The first field the vendor cannot carry, as routing's reason to skip a deployment
+        (``ProtocolSpec.serves``); None: it carries them all."""
+        for name, raw in (request.fields or {}).items():
+            if name not in self.mapped and name not in drop \
+                    and bytes(raw).strip() not in self.neutral.get(name, ()):
+                return Unserved.parameter(self.vendor, name, self.why.get(name, ""))
+        return None
 
 
 class _Image(msgspec.Struct):

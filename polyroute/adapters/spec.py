@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from polyroute.adapters.support import Support
+from polyroute.model.media import MediaRequest
+from polyroute.model.upstream import Deployment
 
 
 class OptionError(Exception):
@@ -33,6 +35,42 @@ def _as_written(options: Any, base_url: str) -> Any:
     return options
 
 
+Unservable = Literal["unsupported_endpoint", "unsupported_parameter", "unsupported_value",
+                     "file_too_large"]
+"""Why a deployment was skipped for a media request: its outcome in ``x-polyroute-attempts``
+and, when no deployment is left, the 400's code (``engine/attempts.py`` ``_NEVER_TRIED``
+counts them as never tried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unserved:
+    """Why one deployment cannot serve a media request, known before anything is sent: its
+    model gives another kind of output (``unsupported_endpoint``), or the request asks for
+    an option its protocol cannot carry (a field, a value, a file too large for it)."""
+
+    why: str
+    """One sentence, without the deployment's name (the 400 puts it in front)."""
+    param: str = "model"
+    code: Unservable = "unsupported_endpoint"
+
+    @classmethod
+    def parameter(cls, vendor: str, param: str, why: str = "") -> Unserved:
+        """A field the vendor's API has no place for."""
+        detail = f": {why}" if why else ""
+        return cls(f"the parameter '{param}' is not supported by {vendor}{detail} (the "
+                   "provider's quirks.drop_params may drop it)", param, "unsupported_parameter")
+
+
+MediaCheck = Callable[[MediaRequest, Deployment], Unserved | None]
+"""(a request for a media endpoint the protocol lists, a deployment of the protocol) → why
+that deployment cannot serve it (routing skips it, saying so), or None. It sees the
+provider's ``quirks.drop_params``: a field dropped there is no reason to skip."""
+
+
+def _serves_all(request: MediaRequest, deployment: Deployment) -> Unserved | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ProtocolSpec:
     name: str
@@ -52,6 +90,10 @@ class ProtocolSpec:
     endpoints: frozenset[str] = frozenset()
     """The media endpoints its servers answer (``model/media.py``'s names: images, audio,
     rerank, moderations); routing skips its deployments for any other."""
+    serves: MediaCheck = _serves_all
+    """Which of its deployments can serve a request for one of those endpoints, where its
+    API tells its models apart (Gemini: only a TTS model speaks) or cannot carry every
+    option OpenAI's request asks (Gemini: no MP3, no mask); by default, every one."""
     support: Support | None = None
     """What of a chat request it can carry (checked by :func:`.support.check_supported`
     before a body is built); None: it carries everything a client sends (OpenAI's)."""

@@ -29,8 +29,9 @@ import math
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from random import Random
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, get_args
 
+from polyroute.adapters.spec import Unservable
 from polyroute.config import Deployment
 from polyroute.config.compiled import Resilience
 from polyroute.engine.circuit import Breakers
@@ -45,6 +46,10 @@ from polyroute.errors import (
     UpstreamError,
 )
 from polyroute.model.record import Attempt, RequestRecord
+
+_NEVER_TRIED = frozenset({"not_allowed", *get_args(Unservable)})
+"""Outcomes of deployments routing left out (a group the key may not use, a deployment
+that cannot serve a media request): listed in the record, never attempted."""
 
 T = TypeVar("T")
 
@@ -326,7 +331,7 @@ class AttemptLoop(Generic[T]):
         if hedge:
             return "hedge"
         earlier = [a.deployment for a in self._record.attempts
-                   if a.error_class not in ("not_allowed", "unsupported_endpoint")]
+                   if a.error_class not in _NEVER_TRIED]
         if not earlier:
             return "first"
         return "retry" if dep.name in earlier else "failover"

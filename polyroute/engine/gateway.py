@@ -259,8 +259,9 @@ class Gateway:
         self, request: MediaRequest, record: RequestRecord,
         overrides: TimeoutOverrides = NO_OVERRIDES, principal: Principal = ANONYMOUS,
     ) -> MediaRelay:
-        """An answer relayed as it arrives (speech): failed over until its first byte; the
-        caller iterates the relay, which settles the request when it ends or is closed."""
+        """An answer relayed as it arrives (speech, a streamed transcript): failed over until
+        its first byte; the caller iterates the relay, which settles the request when it ends
+        or is closed."""
         start = self._clock()
         ticket: object = None
         holder = None
@@ -302,7 +303,9 @@ class Gateway:
             self._unopened(exc, record, start, ticket, holder)
             raise
         record.ttft_s = self._clock() - start
-        record.units = request.estimate  # speech is billed by the text, whatever it yields
+        # Speech is billed by its text, whatever it yields; a streamed transcript by the usage
+        # of its last event, else by the upload (MediaRelay measures it at the end).
+        record.units = request.fallback or request.estimate
         return MediaRelay(stream, first, timeouts.stall_s, deadline,
                           lambda: self._settle(record, start, ticket, holder), record)
 
@@ -568,7 +571,7 @@ class Gateway:
                                    tags or metadata_tags(request), principal.team,
                                    principal.org)
         if media is not None and media.endpoint != EMBEDDINGS:  # chat protocols serve it
-            route = serving(route, media.endpoint, record)
+            route = serving(route, media, record)
         if request is not None:
             route = _speakers_first(route, request)
         if principal.governance:  # issue 11; a caller without policies pays this test only

@@ -7,7 +7,9 @@
 
 Uploads are read a piece at a time and never held whole: the simulator answers from their
 size, a digest and (for PCM WAV) the duration in their header. Speech is streamed in pieces,
-so ``stream_cut``, ``stream_stall`` and ``slow_first_token`` act on it as on a chat stream.
+and a gpt-4o-transcribe transcript with ``stream=true`` as SSE events paced like a chat
+stream, so ``stream_cut``, ``stream_stall`` and ``slow_first_token`` act on both as on a chat
+stream.
 """
 
 from __future__ import annotations
@@ -155,6 +157,9 @@ async def _transcribe(request: web.Request, task: str) -> web.StreamResponse:
             f"{audio['filename']}: {audio['size']} bytes, {seconds:g} seconds.")
     form = fields.get("response_format") or "json"
     headers = openai_headers(state, model)
+    if fields.get("stream") == "true" and task == "transcribe" \
+            and model.startswith(TOKEN_AUDIO_MODELS):  # whisper-1 ignores stream
+        return await _transcript_events(request, text, seconds, fault, headers)
     if form in ("text", "srt", "vtt"):
         stamp = f"00:00:00,000 --> {_clock(seconds, ',')}"
         body = {"text": text + "\n",
@@ -169,12 +174,7 @@ async def _transcribe(request: web.Request, task: str) -> web.StreamResponse:
     if task == "translate":
         pass  # a translation says only its text (and, verbose, its duration)
     elif model.startswith(TOKEN_AUDIO_MODELS):
-        audio_tokens = max(1, round(seconds * 10))
-        output = count_tokens(text)
-        answer["usage"] = {"type": "tokens", "input_tokens": audio_tokens,
-                           "input_token_details": {"audio_tokens": audio_tokens,
-                                                   "text_tokens": 0},
-                           "output_tokens": output, "total_tokens": audio_tokens + output}
+        answer["usage"] = _token_usage(text, seconds)
     else:
         answer["usage"] = {"type": "duration", "seconds": max(1, round(seconds))}
     if form == "verbose_json":
@@ -188,6 +188,32 @@ async def _transcribe(request: web.Request, task: str) -> web.StreamResponse:
             verbose["usage"] = answer["usage"]
         answer = verbose
     return await send_json_body(request, _encode(answer), fault, state.stats, headers)
+
+
+async def _transcript_events(request: web.Request, text: str, seconds: float,
+                             fault: Fault | None, headers: dict[str, str]) -> web.StreamResponse:
+    """gpt-4o-transcribe's ``stream: true``: a ``transcript.text.delta`` event a word, paced
+    like a chat stream (``tokens_per_second``), then ``transcript.text.done`` with the usage.
+    ``stream_cut``, ``stream_stall`` and ``slow_first_token`` act on it as on a chat stream."""
+    settings = get_state(request).settings
+    pause = max(1, settings.chunk_tokens) / settings.tokens_per_second \
+        if settings.tokens_per_second > 0 else 0.0
+    response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+    events = [{"type": "transcript.text.delta", "delta": word}
+              for word in re.findall(r"\S+\s*", text)]
+    events.append({"type": "transcript.text.done", "text": text,
+                   "usage": _token_usage(text, seconds)})
+    return await _stream(request, response, fault,
+                         [b"data: " + _encode(event) + b"\n\n" for event in events], pause)
+
+
+def _token_usage(text: str, seconds: float) -> dict[str, Any]:
+    """gpt-4o-transcribe's usage: the audio's tokens in, the transcript's out."""
+    audio_tokens = max(1, round(seconds * 10))
+    output = count_tokens(text)
+    return {"type": "tokens", "input_tokens": audio_tokens,
+            "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0},
+            "output_tokens": output, "total_tokens": audio_tokens + output}
 
 
 def _clock(seconds: float, comma: str) -> str:
@@ -222,22 +248,35 @@ async def speech(request: web.Request) -> web.StreamResponse:
     audio = speech_audio(text)
     response = web.StreamResponse(headers=openai_headers(state, model))
     response.content_type = SPEECH_TYPES[form]
+    return await _stream(request, response, fault, [audio[start:start + SPEECH_PIECE]
+                                                    for start in range(0, len(audio),
+                                                                       SPEECH_PIECE)])
+
+
+async def _stream(request: web.Request, response: web.StreamResponse, fault: Fault | None,
+                  pieces: list[bytes], pause_s: float = 0.0) -> web.StreamResponse:
+    """``pieces`` written one at a time, ``pause_s`` apart, with the mid-stream faults:
+    ``slow_first_token`` before the headers, ``stream_cut`` (and ``stream_stall``, which
+    holds first) closing the connection after ``after_chunks`` pieces."""
+    stats = get_state(request).stats
     if fault is not None and fault.name is FaultName.SLOW_FIRST_TOKEN:
         await asyncio.sleep(fault.param("delay_ms") / 1000)
     await response.prepare(request)
-    state.stats.streams_started += 1
+    stats.streams_started += 1
     cut = _cut_after(fault)
-    for index, start in enumerate(range(0, len(audio), SPEECH_PIECE)):
+    for index, piece in enumerate(pieces):
         if cut is not None and index == cut:
             if fault is not None and fault.name is FaultName.STREAM_STALL:
                 await asyncio.sleep(fault.param("hold_s"))
-            state.stats.responses_cut_by_sim += 1
+            stats.responses_cut_by_sim += 1
             close_connection(request)
             return response
-        await response.write(audio[start:start + SPEECH_PIECE])
+        if index and pause_s:
+            await asyncio.sleep(pause_s)
+        await response.write(piece)
         await asyncio.sleep(0)  # a piece at a time, as a synthesiser yields them
     await response.write_eof()
-    state.stats.streams_completed += 1
+    stats.streams_completed += 1
     return response
 
 

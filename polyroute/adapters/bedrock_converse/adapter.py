@@ -95,7 +95,7 @@ class BedrockConverseAdapter:
             return await self._rerank(request, deployment, connect_s)
         if request.endpoint != "images.generations":
             raise _not_served(request, name)
-        body = media.image_body(request, name, endpoint.quirks.drop_params)
+        body = media.image_body(request)
         url = _url(endpoint, deployment.model, "invoke", name)
         headers = await self._headers(endpoint, url, body, "application/json", name)
         raw = await self._transport.fetch(
@@ -116,8 +116,7 @@ class BedrockConverseAdapter:
         the same ``bedrock`` service), answered in Cohere's shape."""
         endpoint, name = deployment.endpoint, deployment.name
         region = options(endpoint).region or ""
-        body, searches = media.rerank_body(request, media.model_arn(deployment.model, region),
-                                           name, endpoint.quirks.drop_params)
+        body, searches = media.rerank_body(request, media.model_arn(deployment.model, region))
         url = media.rerank_url(endpoint.base_url)
         headers = await self._headers(endpoint, url, body, "application/json", name)
         raw = await self._transport.fetch(

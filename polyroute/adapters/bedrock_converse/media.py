@@ -12,25 +12,13 @@ Generator v2: ``InvokeModel``, ``POST /model/{modelId}/invoke``), and Jina/Coher
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import msgspec
 
-from polyroute.adapters.images import ImageFields, images_response
-from polyroute.adapters.rejections import unsupported
+from polyroute.adapters.images import images_response
 from polyroute.errors import ContentFiltered, UpstreamProtocolError
 from polyroute.model.media import MediaRequest
 
-VENDOR = "Bedrock (Amazon image models)"
 _PREMIUM = frozenset({"hd", "high", "premium"})
-_NEUTRAL: Mapping[str, frozenset[bytes]] = {
-    "response_format": frozenset({b'"b64_json"', b"null"}),
-    "style": frozenset({b"null"}),
-}
-_WHY = {"response_format": "the images come back as bytes: ask for b64_json"}
-_MAPPED = frozenset({"model", "prompt", "n", "size", "quality", "user"})
-"""``user`` (an end-user id for OpenAI's abuse monitoring) has no Bedrock field: not sent."""
-_FIELDS = ImageFields(VENDOR, _MAPPED, _NEUTRAL, _WHY)
 
 
 class _Invoked(msgspec.Struct):
@@ -43,8 +31,9 @@ _str = msgspec.json.Decoder(str | None)
 _int = msgspec.json.Decoder(int | None)
 
 
-def image_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> bytes:
-    fields = _FIELDS.check(request, deployment, drop)
+def image_body(request: MediaRequest) -> bytes:
+    """``InvokeModel``'s body; routing has checked the fields (``serves.IMAGE_FIELDS``)."""
+    fields = request.fields or {}
     prompt = _str.decode(fields["prompt"]) if "prompt" in fields else None
     config: dict[str, object] = {
         "numberOfImages": (_int.decode(fields["n"]) if "n" in fields else None) or 1}
@@ -75,7 +64,6 @@ def images_answer(body: bytes, deployment: str, created: int) -> tuple[bytes, in
 
 DOCUMENTS_PER_QUERY = 100
 """Bedrock bills a rerank by queries, one for every 100 documents."""
-_RERANK_MAPPED = frozenset({"model", "query", "documents", "top_n", "return_documents"})
 
 
 class _Reranked(msgspec.Struct):
@@ -125,14 +113,10 @@ def model_arn(model: str, region: str) -> str:
     return f"arn:aws:bedrock:{region}::foundation-model/{model}"
 
 
-def rerank_body(request: MediaRequest, arn: str, deployment: str,
-                drop: frozenset[str]) -> tuple[bytes, int]:
-    """The Rerank API's body for a Jina/Cohere-style request, and the searches it bills."""
+def rerank_body(request: MediaRequest, arn: str) -> tuple[bytes, int]:
+    """The Rerank API's body for a Jina/Cohere-style request, and the searches it bills;
+    routing has checked the fields (``serves``)."""
     fields = request.fields or {}
-    for name, raw in fields.items():
-        if name in _RERANK_MAPPED or name in drop or bytes(raw).strip() == b"null":
-            continue
-        raise unsupported("Bedrock's Rerank API", name, deployment)
     documents = _documents.decode(fields["documents"])
     sources = [{"type": "INLINE", "inlineDocumentSource": (
         {"type": "TEXT", "textDocument": {"text": d}} if isinstance(d, str)

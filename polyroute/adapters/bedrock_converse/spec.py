@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from polyroute.adapters.bedrock_converse.serves import serves
 from polyroute.adapters.spec import OptionError, ProtocolSpec
 from polyroute.adapters.support import Support
 from polyroute.model.upstream import Endpoint
@@ -118,6 +119,6 @@ SPEC = ProtocolSpec(
     continuation="assistant_prefill",
     support=SUPPORT,
     # Amazon's image models through InvokeModel, and the Rerank API of bedrock-agent-runtime
-    # (adapters/bedrock_converse/media.py)
-    endpoints=frozenset({"images.generations", "rerank"}),
+    # (adapters/bedrock_converse/media.py); the fields each carries, serves.py
+    endpoints=frozenset({"images.generations", "rerank"}), serves=serves,
 )

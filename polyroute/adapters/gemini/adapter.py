@@ -6,6 +6,7 @@ in Google's SDKs and ``GOOGLE_GEMINI_BASE_URL``); ``/v1beta/models/{model}:…``
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from urllib.parse import quote
 from yarl import URL
 
 from polyroute.adapters.client import UpstreamClient
-from polyroute.adapters.gemini import media, passthrough, translate
+from polyroute.adapters.gemini import media, passthrough, speech, transcripts, translate
 from polyroute.adapters.gemini.errors import error_from_response
 from polyroute.adapters.gemini.spec import SPEC
 from polyroute.adapters.gemini.stream import StreamTranslator
@@ -98,22 +99,52 @@ class GeminiAdapter:
     async def media(
         self, request: MediaRequest, deployment: Deployment, *, connect_s: float
     ) -> MediaResponse:
-        """Image generation by a Gemini image model (:mod:`.media`): the one media endpoint
-        the spec lists."""
-        endpoint, name = deployment.endpoint, deployment.name
-        if request.endpoint != "images.generations":
-            raise _not_served(request, name)
-        body = media.image_body(request, name, endpoint.quirks.drop_params)
-        url = translate.model_path(endpoint.base_url, deployment.model, name) + ":generateContent"
-        raw = await self._send(endpoint, "POST", url, body, name, connect_s)
-        answer, count, usage = media.images_answer(raw, name, int(time.time()))
-        unit = request.estimate.unit if request.estimate is not None else "image"
-        return MediaResponse(answer, "application/json", usage, Units(unit, count))
+        """Image generation and edits by a Gemini image model (:mod:`.media`), transcription
+        and translation by a model that hears audio (:mod:`.transcripts`)."""
+        name = deployment.name
+        if request.endpoint in ("images.generations", "images.edits"):
+            body = media.image_body(request) if request.endpoint == "images.generations" \
+                else await asyncio.to_thread(media.edit_body, request)
+            raw = await self._generate(deployment, body, connect_s)
+            answer, count, usage = media.images_answer(raw, name, int(time.time()))
+            unit = request.estimate.unit if request.estimate is not None else "image"
+            return MediaResponse(answer, "application/json", usage, Units(unit, count))
+        if request.endpoint in ("audio.transcriptions", "audio.translations"):
+            # the upload is read from disk and encoded off the event loop
+            body, wanted = await asyncio.to_thread(transcripts.transcript_body, request, name)
+            raw = await self._generate(deployment, body, connect_s)
+            text, content_type, usage = transcripts.transcript_answer(raw, wanted, name)
+            return MediaResponse(text, content_type, usage)
+        raise _not_served(request, name)
 
     async def open_media(
         self, request: MediaRequest, deployment: Deployment, *, connect_s: float
     ) -> MediaStream:
-        raise _not_served(request, deployment.name)
+        """Speech by a TTS model, answered whole by Gemini and relayed as one piece; a
+        streamed transcription from ``streamGenerateContent``, its events translated as they
+        arrive (:class:`.transcripts.TranscriptEvents`)."""
+        endpoint, name = deployment.endpoint, deployment.name
+        if request.endpoint == "audio.transcriptions":
+            body, _ = await asyncio.to_thread(transcripts.transcript_body, request, name)
+            url = (translate.model_path(endpoint.base_url, deployment.model, name)
+                   + ":streamGenerateContent?alt=sse")
+            stream = MediaStream(self._transport.request(
+                "POST", URL(url, encoded=True), body=body, headers=endpoint.request_headers,
+                connect_s=connect_s, deployment=name, errors=error_from_response),
+                transcripts.TranscriptEvents(name))
+            await stream.open()
+            return stream
+        if request.endpoint != "audio.speech":
+            raise _not_served(request, name)
+        body, wanted = speech.speech_body(request, name)
+        raw = await self._generate(deployment, body, connect_s)
+        sound, content_type, usage = speech.speech_answer(raw, wanted, name)
+        return MediaStream.whole(sound, content_type, usage)
+
+    async def _generate(self, deployment: Deployment, body: bytes, connect_s: float) -> bytes:
+        endpoint, name = deployment.endpoint, deployment.name
+        url = translate.model_path(endpoint.base_url, deployment.model, name) + ":generateContent"
+        return await self._send(endpoint, "POST", url, body, name, connect_s)
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:
         ids: list[str] = []

@@ -1,7 +1,8 @@
-"""OpenAI's image generation ⇄ a Gemini image model (``:generateContent`` with
+"""OpenAI's image generation and edits ⇄ a Gemini image model (``:generateContent`` with
 ``responseModalities: ["IMAGE"]``). Pure functions.
 
-    prompt             → contents[0].parts[0].text
+    image, image[]     → inlineData parts, in the form's order (edits; read from the spool)
+    prompt             → a text part after them
     size (WxH)         → generationConfig.imageConfig.aspectRatio, the nearest Gemini offers
     n                  1 only: an image model answers one image a request
     response_format    b64_json only (the image comes back as bytes)
@@ -11,70 +12,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import mimetypes
 
 import msgspec
 
-from polyroute.adapters.images import ImageFields, images_response
-from polyroute.errors import ContentFiltered, UpstreamProtocolError
-from polyroute.model.media import MediaRequest
+from polyroute.adapters.gemini.answer import decode_answer
+from polyroute.adapters.gemini.serves import EDIT_IMAGES
+from polyroute.adapters.images import images_response
+from polyroute.errors import ContentFiltered
+from polyroute.model.media import MediaRequest, UploadedFile
 from polyroute.model.usage import Usage
 
-VENDOR = "Gemini"
 _RATIOS = {"1:1": 1.0, "2:3": 2 / 3, "3:2": 3 / 2, "3:4": 3 / 4, "4:3": 4 / 3, "4:5": 4 / 5,
            "5:4": 5 / 4, "9:16": 9 / 16, "16:9": 16 / 9, "21:9": 21 / 9}
-_NEUTRAL: Mapping[str, frozenset[bytes]] = {
-    "n": frozenset({b"1", b"null"}),
-    "quality": frozenset({b'"standard"', b'"auto"', b"null"}),
-    "response_format": frozenset({b'"b64_json"', b"null"}),
-    "style": frozenset({b"null"}),
-}
-_WHY = {
-    "n": "an image model answers one image a request",
-    "quality": "it has no quality setting (choose the model instead)",
-    "response_format": "the image comes back as bytes: ask for b64_json",
-}
-_MAPPED = frozenset({"model", "prompt", "size", "user"})
-"""``user`` (an end-user id for OpenAI's abuse monitoring) has no Gemini field: not sent."""
-_FIELDS = ImageFields(VENDOR, _MAPPED, _NEUTRAL, _WHY)
 
-
-class _Blob(msgspec.Struct):
-    data: str = ""
-    mimeType: str = ""
-
-
-class _Part(msgspec.Struct):
-    inlineData: _Blob | None = None
-    text: str | None = None
-
-
-class _Content(msgspec.Struct):
-    parts: list[_Part] = msgspec.field(default_factory=list)
-
-
-class _Candidate(msgspec.Struct):
-    content: _Content | None = None
-    finishReason: str | None = None
-
-
-class _Usage(msgspec.Struct):
-    promptTokenCount: int = 0
-    candidatesTokenCount: int = 0
-    thoughtsTokenCount: int = 0
-
-
-class _Answer(msgspec.Struct):
-    candidates: list[_Candidate] = msgspec.field(default_factory=list)
-    usageMetadata: _Usage | None = None
-
-
-_answer = msgspec.json.Decoder(_Answer)
 _str = msgspec.json.Decoder(str | None)
 
 
-def image_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> bytes:
-    fields = _FIELDS.check(request, deployment, drop)
+def image_body(request: MediaRequest) -> bytes:
+    """``:generateContent`` for an image generation; routing has checked its fields
+    (``serves.IMAGE_FIELDS``)."""
+    fields = request.fields or {}
     prompt = _str.decode(fields["prompt"]) if "prompt" in fields else None
     config: dict[str, object] = {"responseModalities": ["IMAGE"]}
     ratio = aspect_ratio(_str.decode(fields["size"]) if "size" in fields else None)
@@ -82,6 +41,31 @@ def image_body(request: MediaRequest, deployment: str, drop: frozenset[str]) -> 
         config["imageConfig"] = {"aspectRatio": ratio}
     return msgspec.json.encode({"contents": [{"role": "user", "parts": [{"text": prompt}]}],
                                 "generationConfig": config})
+
+
+def edit_body(request: MediaRequest) -> bytes:
+    """``:generateContent`` for an image edit: the uploaded images as inlineData parts, then
+    the prompt. Routing has checked the form (``serves``: no mask, no field Gemini has no
+    setting for, at most its inline limit); a file the provider drops is not sent."""
+    form = request.form
+    assert form is not None  # an upload endpoint always has its form
+    images = [file for file in form.files if file.name in EDIT_IMAGES]
+    parts: list[dict[str, object]] = [{"inlineData": _inline(f)} for f in images]
+    parts.append({"text": form.field("prompt") or ""})
+    config: dict[str, object] = {"responseModalities": ["IMAGE"]}
+    ratio = aspect_ratio(form.field("size"))
+    if ratio is not None:
+        config["imageConfig"] = {"aspectRatio": ratio}
+    return msgspec.json.encode({"contents": [{"role": "user", "parts": parts}],
+                                "generationConfig": config})
+
+
+def _inline(file: UploadedFile) -> dict[str, str]:
+    given = file.content_type.partition(";")[0].strip().lower()
+    mime = given if given.startswith("image/") \
+        else mimetypes.guess_type(file.filename)[0] or "image/png"
+    with open(file.path, "rb") as image:
+        return {"mimeType": mime, "data": base64.b64encode(image.read()).decode()}
 
 
 def aspect_ratio(size: str | None) -> str | None:
@@ -98,15 +82,11 @@ def images_answer(body: bytes, deployment: str,
     """OpenAI's ``ImagesResponse`` for Gemini's answer, how many images it holds, and its
     usage. An answer without an image (the model only wrote text, or a safety block) is a
     content-filter error naming why."""
-    try:
-        answer = _answer.decode(body)
-    except msgspec.DecodeError as exc:
-        raise UpstreamProtocolError(f"unreadable Gemini answer: {exc}",
-                                    deployment=deployment) from exc
+    answer = decode_answer(body, deployment)
     images, said, finish = [], [], None
     for candidate in answer.candidates:
         finish = finish or candidate.finishReason
-        for part in candidate.content.parts if candidate.content else ():
+        for part in candidate.parts:
             if part.inlineData is not None and part.inlineData.data:
                 images.append(part.inlineData.data)
             elif part.text:
@@ -114,10 +94,5 @@ def images_answer(body: bytes, deployment: str,
     if not images:
         why = " ".join(said)[:300] or f"finish reason {finish or 'none'}"
         raise ContentFiltered(f"The model returned no image: {why}", deployment=deployment)
-    meta = answer.usageMetadata
-    usage = None
-    if meta is not None:
-        output = meta.candidatesTokenCount + meta.thoughtsTokenCount
-        usage = Usage(prompt_tokens=meta.promptTokenCount, completion_tokens=output,
-                      total_tokens=meta.promptTokenCount + output)
+    usage = answer.usage()
     return images_response(created, images), len(images), usage

@@ -1,5 +1,6 @@
 """Google's Gemini API: the key in ``x-goog-api-key``, no options."""
 
+from polyroute.adapters.gemini.serves import serves
 from polyroute.adapters.spec import ProtocolSpec
 from polyroute.adapters.support import Support
 
@@ -28,5 +29,9 @@ SUPPORT = Support(
 
 SPEC = ProtocolSpec(name="gemini", adapter="polyroute.adapters.gemini.adapter:GeminiAdapter",
                     auth="x-goog-api-key", support=SUPPORT,
-                    # a Gemini image model's output (adapters/gemini/media.py)
-                    endpoints=frozenset({"images.generations"}))
+                    # image models (adapters/gemini/media.py), TTS and models that hear
+                    # audio (speech.py, transcripts.py), all through generateContent;
+                    # which model and which options, serves.py
+                    endpoints=frozenset({"images.generations", "images.edits",
+                                         "audio.transcriptions", "audio.translations",
+                                         "audio.speech"}), serves=serves)

@@ -62,7 +62,9 @@ class OpenAIChatAdapter:
     async def open_media(
         self, request: MediaRequest, deployment: Deployment, *, connect_s: float
     ) -> MediaStream:
-        stream = MediaStream(self._media_exchange(request, deployment, connect_s))
+        meter = media.TranscriptMeter(request, deployment.name) \
+            if media.streams_transcript(request) else None
+        stream = MediaStream(self._media_exchange(request, deployment, connect_s), meter)
         await stream.open()
         return stream
 

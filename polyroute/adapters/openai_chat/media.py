@@ -4,10 +4,13 @@ model replaced, and what an answer is billed by read from it. Pure functions."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 
+from polyroute.adapters.sse import sse_events
+from polyroute.errors import UpstreamError, UpstreamProtocolError
 from polyroute.model.media import MediaRequest, Units
 from polyroute.model.usage import Usage
 
@@ -52,6 +55,80 @@ def measured(request: MediaRequest, body: bytes,
         if searches is not None:  # else the request's count: a search per 100 documents
             units = Units("search", searches)
     return usage, units
+
+
+def streams_transcript(request: MediaRequest) -> bool:
+    """A transcription asked for as SSE events (``stream: true``, gpt-4o-transcribe)."""
+    return request.endpoint == "audio.transcriptions" and request.form is not None \
+        and request.form.field("stream") == "true"
+
+
+class TranscriptMeter:
+    """A streamed transcript read as it is relayed (``adapters/media_stream.py``'s
+    :class:`~polyroute.adapters.media_stream.Meter`): its events pass whole, as they arrive,
+    and ``transcript.text.done`` says the usage. A stream that ends before that event, or an
+    error event, is raised: the client must never take a cut transcript for a whole one. A
+    model that does not stream (whisper-1 ignores ``stream``) answers one JSON body, read
+    whole and measured like any other."""
+
+    def __init__(self, request: MediaRequest, deployment: str) -> None:
+        self._request = request
+        self._deployment = deployment
+        self.usage: Usage | None = None
+        self.units: Units | None = None
+
+    def relay(self, content_type: str, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        if content_type.startswith("text/event-stream"):
+            return self._events(body)
+        return self._whole(content_type, body)
+
+    async def _whole(self, content_type: str, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        whole = bytearray()
+        async for piece in body:
+            whole += piece
+        self.usage, self.units = measured(self._request, bytes(whole), content_type)
+        yield bytes(whole)
+
+    async def _events(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        done = False
+        async for batch in sse_events(body):
+            passed: list[bytes] = []
+            for raw, data in batch:
+                event = _event(data)
+                if event.get("error") is not None or event.get("type") == "error":
+                    if passed:
+                        yield b"".join(passed)
+                    raise _error_event(event, self._deployment)
+                passed.append(raw)
+                if event.get("type") == "transcript.text.done":
+                    done = True
+                    self.usage = _tokens(event.get("usage"))
+                    seconds = _seconds(event)
+                    self.units = None if seconds is None else Units("second", seconds)
+            yield b"".join(passed)
+            if done:
+                return  # nothing after the last event is read
+        raise UpstreamProtocolError("the transcript stream ended before transcript.text.done",
+                                    deployment=self._deployment)
+
+
+def _event(data: bytes) -> dict[str, Any]:
+    try:
+        event = _any_decoder.decode(data) if data.strip() else {}
+    except (msgspec.DecodeError, RecursionError):
+        event = None
+    return event if isinstance(event, dict) else {}
+
+
+def _error_event(event: dict[str, Any], deployment: str) -> UpstreamError:
+    error = event.get("error")
+    detail = error if isinstance(error, dict) else event
+    message = detail.get("message") if isinstance(detail.get("message"), str) else None
+    code = detail.get("code") if isinstance(detail.get("code"), str) else None
+    # The vendor's own failure, not the request's: before the first event, the next
+    # deployment is tried.
+    return UpstreamError(f"the transcript stream reported an error: {message or 'unknown'}",
+                         code=code, deployment=deployment)
 
 
 def _tokens(usage: Any) -> Usage | None:

@@ -1,5 +1,7 @@
 """``POST /v1beta/models/{model}:{method}`` (generateContent, streamGenerateContent,
-batchEmbedContents, countTokens) and ``GET /v1beta/models[/{model}]``."""
+batchEmbedContents, countTokens) and ``GET /v1beta/models[/{model}]``. ``generateContent``
+also answers image models (IMAGE output, from a prompt or input images), TTS models (AUDIO
+output) and audio heard in ``inlineData`` (:mod:`.media`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,13 @@ from polyroute.sim.fault_selection import select_fault
 from polyroute.sim.faults import Fault, FaultName
 from polyroute.sim.gemini.errors import GeminiError, invalid, not_found
 from polyroute.sim.gemini.faults import fault_error
+from polyroute.sim.gemini.media import (
+    heard,
+    media_usage_details,
+    speaks,
+    speech_body,
+    transcript,
+)
 from polyroute.sim.gemini.reply import PromptUsage, build_answer, prompt_usage
 from polyroute.sim.gemini.request import decode_batch_embed, decode_generate
 from polyroute.sim.gemini.response import (
@@ -84,8 +93,10 @@ async def _generate(request: web.Request, requested: str, *, stream: bool) -> we
     # The answer is built before a fault is picked, so an invalid request does not use up a
     # server-side rule's `times`.
     model = requested.partition("@")[0]
-    answer = build_answer(body, model, gemini, default_text=settings.text,
-                          chunk_tokens=settings.chunk_tokens)
+    tts = speaks(body, model)
+    clips = heard(body)
+    answer = transcript(body, clips) if clips and not tts else build_answer(
+        body, model, gemini, default_text=settings.text, chunk_tokens=settings.chunk_tokens)
     model, fault = await _select(request, requested)
     prompt = prompt_usage(body, model, gemini)
     early = await _early(request, fault, prompt.tokens)
@@ -98,6 +109,9 @@ async def _generate(request: web.Request, requested: str, *, stream: bool) -> we
             and "image" in model:
         return await send_json_body(request, image_body(prompt, model, response_id), fault,
                                     state.stats, _HEADERS)
+    if not stream and not blocked and tts:
+        return await send_json_body(request, speech_body(body, prompt, model, response_id),
+                                    fault, state.stats, _HEADERS)
     if stream:
         tps = settings.tokens_per_second
         return await stream_response(
@@ -110,9 +124,12 @@ async def _generate(request: web.Request, requested: str, *, stream: bool) -> we
         payload = blocked_body(prompt, model, response_id)
     else:
         parts = answer_parts(answer)
+        usage = usage_metadata(prompt, answer)
+        if clips:
+            usage["promptTokensDetails"] = media_usage_details(body, prompt)
         payload = response_body(
             [candidate(i, parts, answer.finish_reason) for i in range(candidates)],
-            usage_metadata(prompt, answer), model, response_id)
+            usage, model, response_id)
     return await send_json_body(request, payload, fault, state.stats, _HEADERS)
 
 

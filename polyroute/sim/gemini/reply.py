@@ -164,6 +164,8 @@ def _content_text(content: Content) -> str:
                          f"{_ENCODER.encode(part.function_call.args or {}).decode()}")
         elif part.function_response is not None:
             texts.append(_ENCODER.encode(part.function_response.response).decode())
-        elif part.inline_data is not None or part.file_data is not None:
+        elif part.inline_data is not None:
+            texts.append(" media" * part.inline_data.tokens())
+        elif part.file_data is not None:
             texts.append(" media" * 258)  # Gemini counts 258 tokens for an image
     return " ".join(texts)

@@ -6,6 +6,7 @@ that translates carelessly is caught here."""
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 from typing import Any
@@ -21,10 +22,41 @@ class _Strict(msgspec.Struct, rename="camel", forbid_unknown_fields=True, omit_d
     pass
 
 
+AUDIO_TOKENS_PER_SECOND = 32
+"""What Gemini counts a second of audio as, heard or spoken."""
+_BYTES_PER_SECOND_UNKNOWN = 16_000
+"""An audio part that is not a WAV: its length at 128 kbit/s."""
+
+
+def decode_base64(data: str) -> bytes:
+    """Protobuf's JSON reads bytes in either base64 alphabet (google-genai sends the URL-safe
+    one); raises ``binascii.Error`` for anything else."""
+    return base64.b64decode(data.replace("-", "+").replace("_", "/"), validate=True)
+
+
 class Blob(_Strict):
     mime_type: str
     data: str
     display_name: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data) * 3 // 4 - self.data[-2:].count("=")
+
+    def seconds(self) -> float:
+        """An audio part's duration: a WAV's from its header; other audio's at 128 kbit/s."""
+        head = decode_base64(self.data[:88])  # the first 66 bytes
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE" and head[12:16] == b"fmt ":
+            byte_rate = int.from_bytes(head[28:32], "little")
+            if byte_rate:
+                return max(0.0, (self.size - 44) / byte_rate)
+        return self.size / _BYTES_PER_SECOND_UNKNOWN
+
+    def tokens(self) -> int:
+        """What Gemini counts the part as: 258 for an image, 32 a second of audio."""
+        if self.mime_type.startswith("audio/"):
+            return max(1, round(self.seconds() * AUDIO_TOKENS_PER_SECOND))
+        return 258
 
 
 class FileData(_Strict):
@@ -114,6 +146,21 @@ class ThinkingConfig(_Strict):
     thinking_level: str | None = None
 
 
+class PrebuiltVoiceConfig(_Strict):
+    voice_name: str | None = None
+
+
+class VoiceConfig(_Strict):
+    prebuilt_voice_config: PrebuiltVoiceConfig | None = None
+    replicated_voice_config: dict[str, Any] | None = None
+
+
+class SpeechConfig(_Strict):
+    voice_config: VoiceConfig | None = None
+    multi_speaker_voice_config: dict[str, Any] | None = None
+    language_code: str | None = None
+
+
 class GenerationConfig(_Strict):
     stop_sequences: list[str] | None = None
     response_mime_type: str | None = None
@@ -131,7 +178,7 @@ class GenerationConfig(_Strict):
     response_logprobs: bool | None = None
     logprobs: int | None = None
     enable_enhanced_civic_answers: bool | None = None
-    speech_config: dict[str, Any] | None = None
+    speech_config: SpeechConfig | None = None
     thinking_config: ThinkingConfig | None = None
     media_resolution: str | None = None
     image_config: dict[str, Any] | None = None
@@ -282,7 +329,7 @@ def _check_part(part: Part, where: str) -> None:
                       "field\n")
     if part.inline_data is not None:
         try:
-            binascii.a2b_base64(part.inline_data.data.encode())
+            decode_base64(part.inline_data.data)
         except binascii.Error:
             raise invalid(f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 "
                           "decoding failed") from None

@@ -16,6 +16,7 @@ from polyroute.policy.types import Principal
 from polyroute.surface.exchange import ChatExchange
 from polyroute.surface.http import Handler, timeout_overrides, trace_headers
 from polyroute.surface.openai import media_decode, uploads
+from polyroute.surface.openai.encode import error_body
 
 log = logging.getLogger("polyroute.http")
 
@@ -59,7 +60,11 @@ class MediaHandlers:
 
     async def speech(self, http: web.Request) -> web.StreamResponse:
         principal = await self._x.principal(http)
-        request = media_decode.speech(await self._x.body(http))
+        return await self._relayed(http, principal,
+                                   media_decode.speech(await self._x.body(http)))
+
+    async def _relayed(self, http: web.Request, principal: Principal,
+                       request: MediaRequest) -> web.StreamResponse:
         record = self._x.record(http, request.endpoint, request.model, stream=True)
         relay = await self._x.gateway.open_media(request, record, timeout_overrides(http),
                                                  principal)
@@ -71,6 +76,8 @@ class MediaHandlers:
         try:
             # off the event loop: an audio upload's headers are read from disk
             request = await asyncio.to_thread(_form_request, endpoint, model, form)
+            if endpoint == "audio.transcriptions" and form.field("stream") == "true":
+                return await self._relayed(http, principal, request)
             return await self._whole(http, principal, request)
         finally:
             uploads.discard(form.files)
@@ -147,7 +154,9 @@ def _count(value: str | None, name: str) -> int:
 async def _relay(http: web.Request, relay: MediaRelay,
                  headers: dict[str, str]) -> web.StreamResponse:
     """The answer's bytes as they arrive. Binary audio has no way to say it broke off: a cut
-    upstream ends the response without its last chunk, which the client reads as an error."""
+    upstream ends the response without its last chunk, which the client reads as an error.
+    SSE (a streamed transcript) can: it ends with an error event, on which OpenAI's SDKs
+    raise."""
     headers["Content-Type"] = relay.content_type
     out = web.StreamResponse(headers=headers)
     try:
@@ -155,8 +164,11 @@ async def _relay(http: web.Request, relay: MediaRelay,
         async for piece in relay.pieces():
             await out.write(piece)
     except GatewayError as exc:
-        log.warning("audio stream %s broke off: %s", headers.get("x-request-id"), exc.message)
-        if http.transport is not None:
+        log.warning("media stream %s broke off: %s", headers.get("x-request-id"), exc.message)
+        if relay.content_type.startswith("text/event-stream"):
+            await out.write(b"data: " + error_body(exc) + b"\n\n")
+            await out.write_eof()
+        elif http.transport is not None:
             http.transport.close()
         return out
     finally:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import struct
 import tempfile
+import time
 from collections.abc import Iterable
 
 from aiohttp import BodyPartReader, web
@@ -19,6 +21,13 @@ from tinytag import TinyTag, TinyTagException
 from polyroute.errors import InvalidRequest, PayloadTooLarge
 from polyroute.model.media import Form, UploadedFile
 
+log = logging.getLogger("polyroute.uploads")
+
+PREFIX = "polyroute-upload-"
+STALE_AFTER_S = 3600.0
+"""A spooled upload untouched this long is a crashed process's: a live request writes its
+file as the upload arrives and ends long before (its total deadline), and the workers of
+``serve --workers N`` share ``TMPDIR``, so a younger file may be another worker's."""
 PIECE = 256 * 1024
 _MAX_FIELD_BYTES = 64 * 1024
 """A text field (prompt, language, response_format …): OpenAI's longest is a 32k prompt."""
@@ -92,7 +101,7 @@ async def _text(part: BodyPartReader, idle_s: float) -> str:
 
 
 async def _spool(part: BodyPartReader, idle_s: float, room: int) -> UploadedFile:
-    fd, path = tempfile.mkstemp(prefix="polyroute-upload-")
+    fd, path = tempfile.mkstemp(prefix=PREFIX)
     size = 0
     try:
         with os.fdopen(fd, "wb") as out:
@@ -134,3 +143,35 @@ def discard(files: Iterable[UploadedFile]) -> None:
 def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def sweep(directory: str | None = None, older_than_s: float = STALE_AFTER_S,
+          now: float | None = None) -> int:
+    """Remove the spooled uploads a crash left behind (``polyroute-upload-*`` in ``TMPDIR``,
+    last written more than ``older_than_s`` ago); how many were removed. Run at start-up:
+    a request removes its own files when it ends, but a killed process cannot."""
+    folder = directory or tempfile.gettempdir()
+    cutoff = (time.time() if now is None else now) - older_than_s
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        log.warning("cannot sweep stale uploads from %s: %s", folder, exc)
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(PREFIX):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) \
+                    or entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+            os.unlink(entry.path)
+            removed += 1
+        except FileNotFoundError:
+            continue  # another worker swept it first
+        except OSError as exc:
+            log.warning("cannot remove stale upload %s: %s", entry.path, exc)
+    if removed:
+        log.warning("removed %d stale upload file(s) from %s (left by a crash)", removed,
+                    folder)
+    return removed

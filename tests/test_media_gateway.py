@@ -6,6 +6,7 @@ disk so the gateway's memory does not grow with them."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -20,7 +21,7 @@ import httpx2  # the openai SDK's own httpx
 import openai
 import pytest
 
-from polyroute.sim.media import speech_audio
+from polyroute.sim.media import TINY_PNG, speech_audio
 from tests.conftest import SIM_KEY
 from tests.support.audio import MP3_FRAME_S, mp3, ogg_opus
 from tests.support.gateway import GatewayProcess
@@ -66,6 +67,9 @@ def media_config(sim: SimServer) -> dict[str, Any]:
             "canvas-or-dalle": {"routing": "priority", "deployments": [
                 {"provider": "bedrock", "model": "amazon.nova-canvas-v1:0", "name": "canvas"},
                 dep("dall-e-3", name="dalle", priority=1)]},
+            "canvas-or-gpt-image": {"routing": "priority", "deployments": [
+                {"provider": "bedrock", "model": "amazon.nova-canvas-v1:0", "name": "canvas"},
+                dep("gpt-image-1", name="gpt-image", priority=1)]},
             "whisper": {"deployments": [dep("whisper-1")]},
             "whisper-failover": {"routing": "priority", "deployments": [
                 dep("whisper-1@server_error", name="broken"),
@@ -198,6 +202,56 @@ def test_a_bedrock_image_model_behind_the_images_api(client: openai.OpenAI,
                                                    response_format="url")
     assert raw.headers["x-polyroute-attempts"] == "canvas:unsupported_parameter,dalle:ok"
     assert [bool(i.url) for i in raw.parse().data or []] == [True]
+
+
+PNG = base64.b64decode(TINY_PNG)
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
+
+
+def test_a_bedrock_image_edit_is_a_nova_canvas_variation(client: openai.OpenAI,
+                                                         gw: GatewayProcess,
+                                                         sim: SimServer) -> None:
+    raw = client.images.with_raw_response.edit(
+        model="canvas", image=[("fox.png", PNG, "image/png"), ("hat.jpg", JPEG, "image/jpeg")],
+        prompt="the fox wearing the hat", n=2, size="1024x1024")
+    assert [bool(i.b64_json) for i in raw.parse().data or []] == [True, True]
+    sent = sim.stats()["last_request"]
+    assert sent["path"] == "/model/amazon.nova-canvas-v1:0/invoke"
+    assert sent["body"] == {
+        "taskType": "IMAGE_VARIATION",
+        "imageVariationParams": {"images": [base64.b64encode(PNG).decode(),
+                                            base64.b64encode(JPEG).decode()],
+                                 "text": "the fox wearing the hat"},
+        "imageGenerationConfig": {"numberOfImages": 2, "width": 1024, "height": 1024,
+                                  "quality": "standard"}}
+    row = ledger_row(gw, raw.headers["x-request-id"])  # Nova Canvas's price, per image
+    assert (row["endpoint"], row["status"]) == ("images.edits", 200)
+    assert (row["upstream_model"], row["cost_usd"]) == ("amazon.nova-canvas-v1:0",
+                                                         pytest.approx(2 * 0.04))
+
+
+def test_a_mask_skips_bedrock_for_the_groups_next_deployment(client: openai.OpenAI,
+                                                            gw: GatewayProcess) -> None:
+    image, mask = ("fox.png", PNG, "image/png"), ("mask.png", PNG, "image/png")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.edit(model="canvas", image=image, mask=mask, prompt="add a hat")
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("mask", "unsupported_parameter")
+    assert "black-and-white image (black: the area to change)" in error["message"]
+    assert ledger_row(gw, caught.value.response.headers["x-request-id"])["status"] == 400
+    raw = client.images.with_raw_response.edit(model="canvas-or-gpt-image", image=image,
+                                               mask=mask, prompt="add a hat")
+    assert raw.headers["x-polyroute-attempts"] == "canvas:unsupported_parameter,gpt-image:ok"
+    assert raw.parse().data
+    # What else Nova Canvas cannot take: more than five images or answers, a WebP image.
+    for images, n, param in (([image] * 6, 1, "image"), ([image], 6, "n"),
+                             ([("fox.webp", b"RIFF....WEBP", "image/webp")], 1, "image")):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.images.edit(model="canvas", image=images, n=n, prompt="a fox")
+        error = caught.value.body
+        assert isinstance(error, dict)
+        assert (error["param"], error["code"]) == (param, "unsupported_value"), error
 
 
 def test_bedrock_rerank_answers_in_coheres_shape(client: openai.OpenAI, gw: GatewayProcess,

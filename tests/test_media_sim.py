@@ -16,7 +16,7 @@ import pytest
 from openai.types import ImagesResponse, ModerationCreateResponse
 from openai.types.audio import Transcription, TranscriptionVerbose, Translation
 
-from polyroute.sim.media import speech_audio
+from polyroute.sim.media import TINY_PNG, speech_audio
 from tests.support.sim import SimServer
 from tests.test_azure_sim import _no_unknown_fields
 
@@ -231,6 +231,58 @@ def test_bedrock_image_models_for_boto3(sim: SimServer) -> None:
     assert json.loads(filtered["body"].read())["images"] == []
     with pytest.raises(bedrock.exceptions.ValidationException):
         bedrock.invoke_model(modelId="amazon.nova-canvas-v1:0", body=b'{"taskType": "X"}')
+
+
+def test_bedrock_image_edits_for_boto3(sim: SimServer) -> None:
+    """Nova Canvas's edit tasks answer in the generation's envelope; a body its schema refuses
+    is a ValidationException that boto3 raises as such."""
+    import json
+
+    import boto3
+
+    bedrock = boto3.client("bedrock-runtime", endpoint_url=sim.root_url, region_name="us-east-1",
+                           aws_access_key_id="AKIDSIMULATOR", aws_secret_access_key=KEY)
+    png = TINY_PNG
+    answer = bedrock.invoke_model(modelId="amazon.nova-canvas-v1:0", body=json.dumps({
+        "taskType": "IMAGE_VARIATION",
+        "imageVariationParams": {"images": [png, png], "text": "a fox", "similarityStrength": 0.9},
+        "imageGenerationConfig": {"numberOfImages": 3, "width": 1024, "height": 1024}}))
+    assert answer["contentType"] == "application/json"
+    images = json.loads(answer["body"].read())
+    assert images["error"] is None and len(images["images"]) == 3
+    for task, params in (("INPAINTING", {"image": png, "maskPrompt": "the sky"}),
+                         ("OUTPAINTING", {"image": png, "maskImage": png, "text": "a beach",
+                                          "outPaintingMode": "PRECISE"})):
+        key = "inPaintingParams" if task == "INPAINTING" else "outPaintingParams"
+        answer = bedrock.invoke_model(modelId="amazon.nova-canvas-v1:0",
+                                      body=json.dumps({"taskType": task, key: params}))
+        assert len(json.loads(answer["body"].read())["images"]) == 1
+    refused = {
+        "#/imageVariationParams/images: expected between 1 and 5 items, found: 6": {
+            "taskType": "IMAGE_VARIATION", "imageVariationParams": {"images": [png] * 6}},
+        "#/imageVariationParams/similarityStrength: 0.1 is not in 0.2..1.0": {
+            "taskType": "IMAGE_VARIATION",
+            "imageVariationParams": {"images": [png], "similarityStrength": 0.1}},
+        "#/imageVariationParams: extraneous key [mask] is not permitted": {
+            "taskType": "IMAGE_VARIATION", "imageVariationParams": {"images": [png],
+                                                                    "mask": png}},
+        "#/imageVariationParams/text: expected length between 1 and 1024, found 1025": {
+            "taskType": "IMAGE_VARIATION",
+            "imageVariationParams": {"images": [png], "text": "x" * 1025}},
+        "neither PNG nor JPEG": {
+            "taskType": "IMAGE_VARIATION",
+            "imageVariationParams": {"images": [base64.b64encode(b"GIF89a").decode()]}},
+        "takes exactly one of maskImage and maskPrompt, not 2": {
+            "taskType": "INPAINTING", "inPaintingParams": {"image": png, "maskImage": png,
+                                                           "maskPrompt": "the sky"}},
+        "#/imageGenerationConfig/numberOfImages: 6 is not in 1..5": {
+            "taskType": "IMAGE_VARIATION", "imageVariationParams": {"images": [png]},
+            "imageGenerationConfig": {"numberOfImages": 6}},
+    }
+    for message, body in refused.items():
+        with pytest.raises(bedrock.exceptions.ValidationException) as caught:
+            bedrock.invoke_model(modelId="amazon.nova-canvas-v1:0", body=json.dumps(body))
+        assert message in caught.value.response["Error"]["Message"]
 
 
 def test_bedrock_rerank_for_boto3(sim: SimServer) -> None:

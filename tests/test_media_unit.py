@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from polyroute.adapters.bedrock_converse import media as bedrock_media
+from polyroute.adapters.bedrock_converse.serves import serves as bedrock_serves
 from polyroute.adapters.gemini import media as gemini_media
 from polyroute.adapters.gemini import speech as gemini_speech
 from polyroute.adapters.multipart import form_body
@@ -24,6 +25,7 @@ from polyroute.adapters.openai_chat.media import TranscriptMeter, json_body, mea
 from polyroute.errors import ContentFiltered, UpstreamError, UpstreamProtocolError
 from polyroute.model.media import Form, MediaRequest, Units, UploadedFile
 from polyroute.model.price import Price
+from polyroute.model.upstream import Deployment, Endpoint, Quirks
 from polyroute.surface.openai import uploads
 from polyroute.surface.openai.uploads import audio_seconds
 from tests.support.audio import MP3_FRAME_S, mp3, ogg_opus
@@ -124,6 +126,39 @@ def test_gemini_answer_without_an_image_is_a_content_filter_error() -> None:
         b'"candidatesTokenCount":1290}}', "nano", 7)
     assert msgspec.json.decode(body) == {"created": 7, "data": [{"b64_json": "AAAA"}]}
     assert count == 1 and usage is not None and usage.completion_tokens == 1290
+
+
+def test_a_bedrock_edit_without_what_nova_cannot_carry(tmp_path: Path) -> None:
+    """A provider that drops the mask (and OpenAI's background) serves the edit as a variation
+    of the images alone; a prompt over Nova's 1024 characters skips the deployment; an image
+    named as no image type at all is left for Nova to judge."""
+    png, mask = tmp_path / "fox.png", tmp_path / "mask.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n fox")
+    mask.write_bytes(b"\x89PNG\r\n\x1a\n mask")
+    files = (UploadedFile("image", "fox.png", "image/png", str(png), 13),
+             UploadedFile("image", "fox", "application/octet-stream", str(png), 13),
+             UploadedFile("mask", "mask.png", "image/png", str(mask), 14))
+    form = Form((("prompt", "a hat"), ("background", "opaque"), ("quality", "high")), files)
+    request = MediaRequest("images.edits", "canvas", form=form)
+    strict = Deployment("canvas", "bedrock", "amazon.nova-canvas-v1:0",
+                        Endpoint("bedrock", "bedrock", "http://127.0.0.1:1", {}))
+    lenient = Deployment("canvas", "bedrock", "amazon.nova-canvas-v1:0", Endpoint(
+        "bedrock", "bedrock", "http://127.0.0.1:1", {},
+        Quirks(drop_params=frozenset({"mask", "background"}))))
+    refused = bedrock_serves(request, strict)
+    assert refused is not None and (refused.param, refused.code) == (
+        "background", "unsupported_parameter")
+    assert bedrock_serves(request, lenient) is None
+    assert msgspec.json.decode(bedrock_media.edit_body(request)) == {
+        "taskType": "IMAGE_VARIATION",
+        "imageVariationParams": {"images": [base64.b64encode(png.read_bytes()).decode()] * 2,
+                                 "text": "a hat"},
+        "imageGenerationConfig": {"numberOfImages": 1, "quality": "premium"}}
+    long = MediaRequest("images.edits", "canvas",
+                        form=Form((("prompt", "x" * 1025),), files[:1]))
+    refused = bedrock_serves(long, strict)
+    assert refused is not None and (refused.param, refused.code) == ("prompt",
+                                                                    "unsupported_value")
 
 
 def test_bedrock_rerank_url_and_model_arn() -> None:

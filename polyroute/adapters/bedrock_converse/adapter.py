@@ -1,5 +1,5 @@
 """Moves Converse bytes; all meaning lives in :mod:`.translate` and :mod:`.stream` (and, for
-image generation and rerank, :mod:`.media`).
+image generation, image edits and rerank, :mod:`.media`).
 
 The provider's ``base_url`` is the runtime endpoint (``https://bedrock-runtime.<region>.
 amazonaws.com``, as in ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``); ``/model/{modelId}/converse``
@@ -10,6 +10,7 @@ signed exactly as it is sent. A provider with an ``api_key`` sends it as a Bedro
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -88,14 +89,17 @@ class BedrockConverseAdapter:
     async def media(
         self, request: MediaRequest, deployment: Deployment, *, connect_s: float
     ) -> MediaResponse:
-        """Image generation by Amazon's image models (``InvokeModel``, :mod:`.media`): the
-        one media endpoint the spec lists."""
+        """Image generation and edits by Amazon's image models (``InvokeModel``,
+        :mod:`.media`), and rerank."""
         endpoint, name = deployment.endpoint, deployment.name
         if request.endpoint == "rerank":
             return await self._rerank(request, deployment, connect_s)
-        if request.endpoint != "images.generations":
+        if request.endpoint == "images.generations":
+            body = media.image_body(request)
+        elif request.endpoint == "images.edits":  # the uploads read and encoded off the loop
+            body = await asyncio.to_thread(media.edit_body, request)
+        else:
             raise _not_served(request, name)
-        body = media.image_body(request)
         url = _url(endpoint, deployment.model, "invoke", name)
         headers = await self._headers(endpoint, url, body, "application/json", name)
         raw = await self._transport.fetch(

@@ -1,8 +1,10 @@
-"""OpenAI's image generation ⇄ Amazon's image models on Bedrock (Nova Canvas, Titan Image
-Generator v2: ``InvokeModel``, ``POST /model/{modelId}/invoke``), and Jina/Cohere-style rerank
-⇄ bedrock-agent-runtime's ``Rerank``. Pure functions.
+"""OpenAI's image generation and edits ⇄ Amazon's image models on Bedrock (Nova Canvas,
+Titan Image Generator v2: ``InvokeModel``, ``POST /model/{modelId}/invoke``), and
+Jina/Cohere-style rerank ⇄ bedrock-agent-runtime's ``Rerank``. Pure functions.
 
     prompt              → textToImageParams.text          (taskType TEXT_IMAGE)
+                        → imageVariationParams.text       (edits: taskType IMAGE_VARIATION)
+    image, image[]      → imageVariationParams.images, base64, in the form's order (edits)
     n                   → imageGenerationConfig.numberOfImages
     size (WxH)          → imageGenerationConfig.width, .height   (auto: the model's default)
     quality hd / high   → imageGenerationConfig.quality: premium (standard, auto: standard)
@@ -12,8 +14,11 @@ Generator v2: ``InvokeModel``, ``POST /model/{modelId}/invoke``), and Jina/Coher
 
 from __future__ import annotations
 
+import base64
+
 import msgspec
 
+from polyroute.adapters.bedrock_converse.serves import EDIT_IMAGES
 from polyroute.adapters.images import images_response
 from polyroute.errors import ContentFiltered, UpstreamProtocolError
 from polyroute.model.media import MediaRequest
@@ -35,16 +40,46 @@ def image_body(request: MediaRequest) -> bytes:
     """``InvokeModel``'s body; routing has checked the fields (``serves.IMAGE_FIELDS``)."""
     fields = request.fields or {}
     prompt = _str.decode(fields["prompt"]) if "prompt" in fields else None
-    config: dict[str, object] = {
-        "numberOfImages": (_int.decode(fields["n"]) if "n" in fields else None) or 1}
-    size = _str.decode(fields["size"]) if "size" in fields else None
+    config = _config(_int.decode(fields["n"]) if "n" in fields else None,
+                     _str.decode(fields["size"]) if "size" in fields else None,
+                     _str.decode(fields["quality"]) if "quality" in fields else None)
+    return msgspec.json.encode({"taskType": "TEXT_IMAGE", "textToImageParams": {"text": prompt},
+                                "imageGenerationConfig": config})
+
+
+def edit_body(request: MediaRequest) -> bytes:
+    """``InvokeModel``'s body for an image edit: Nova Canvas's ``IMAGE_VARIATION`` of the
+    uploaded images, guided by the prompt. Routing has checked the form (``serves``: no mask,
+    1 to 5 PNG or JPEG images, no field Nova has no setting for); the images are read from
+    the spool, so call it off the event loop. ``similarityStrength`` is not sent (OpenAI has
+    no such field): Nova's default, 0.7."""
+    form = request.form
+    assert form is not None  # an upload endpoint always has its form
+    images = [_base64(file.path) for file in form.files if file.name in EDIT_IMAGES]
+    params: dict[str, object] = {"images": images}
+    prompt = form.field("prompt")
+    if prompt:  # Nova's text is optional but, when sent, 1 to 1024 characters
+        params["text"] = prompt
+    n = form.field("n")
+    config = _config(int(n) if n and n.isdigit() else None, form.field("size"),
+                     form.field("quality"))
+    return msgspec.json.encode({"taskType": "IMAGE_VARIATION", "imageVariationParams": params,
+                                "imageGenerationConfig": config})
+
+
+def _config(n: int | None, size: str | None, quality: str | None) -> dict[str, object]:
+    """``imageGenerationConfig``, which every Nova Canvas task shares."""
+    config: dict[str, object] = {"numberOfImages": n or 1}
     width, sep, height = (size or "").partition("x")
     if sep and width.isdigit() and height.isdigit():
         config["width"], config["height"] = int(width), int(height)
-    quality = _str.decode(fields["quality"]) if "quality" in fields else None
     config["quality"] = "premium" if quality in _PREMIUM else "standard"
-    return msgspec.json.encode({"taskType": "TEXT_IMAGE", "textToImageParams": {"text": prompt},
-                                "imageGenerationConfig": config})
+    return config
+
+
+def _base64(path: str) -> str:
+    with open(path, "rb") as image:
+        return base64.b64encode(image.read()).decode()
 
 
 def images_answer(body: bytes, deployment: str, created: int) -> tuple[bytes, int]:

@@ -6,18 +6,43 @@ requests that passed. Which model is an image or a rerank model is not checked h
 
 from __future__ import annotations
 
+import mimetypes
+from collections.abc import Mapping
+
 from polyroute.adapters.images import ImageFields
 from polyroute.adapters.spec import Unserved
-from polyroute.model.media import MediaRequest
+from polyroute.model.media import MediaRequest, UploadedFile
 from polyroute.model.upstream import Deployment
 
+VENDOR = "Bedrock (Amazon image models)"
+_URL_WHY = "the images come back as bytes: ask for b64_json"
 IMAGE_FIELDS = ImageFields(
-    "Bedrock (Amazon image models)",
+    VENDOR,
     frozenset({"model", "prompt", "n", "size", "quality", "user"}),
     {"response_format": frozenset({b'"b64_json"', b"null"}), "style": frozenset({b"null"})},
-    {"response_format": "the images come back as bytes: ask for b64_json"})
+    {"response_format": _URL_WHY})
 """``user`` (an end-user id for OpenAI's abuse monitoring) has no Bedrock field: not sent."""
 RERANK_MAPPED = frozenset({"model", "query", "documents", "top_n", "return_documents"})
+
+# -- image edits: Nova Canvas's IMAGE_VARIATION ----------------------------------------------
+
+EDIT_IMAGES = frozenset({"image", "image[]"})
+"""The form's files an edit sends (``imageVariationParams.images``, in the form's order)."""
+MOST_IMAGES = 5
+"""Nova Canvas's image variation takes 1 to 5 reference images, and answers 1 to 5 images
+(``numberOfImages``)."""
+MOST_PROMPT_CHARS = 1024
+"""Its ``text`` is 1 to 1024 characters."""
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
+"""The images it reads (each base64 in the JSON body)."""
+_EDIT_MAPPED = frozenset({"prompt", "n", "size", "quality", "user"})
+_EDIT_NEUTRAL: Mapping[str, frozenset[str]] = {"response_format": frozenset({"b64_json"})}
+_EDIT_WHY = {
+    "response_format": _URL_WHY,
+    "mask": "Nova Canvas's inpainting mask is a black-and-white image (black: the area to "
+            "change), OpenAI's marks the area by transparency, and polyroute does not "
+            "redraw images; without a mask the edit is an image variation",
+}
 
 
 def serves(request: MediaRequest, deployment: Deployment) -> Unserved | None:
@@ -25,7 +50,49 @@ def serves(request: MediaRequest, deployment: Deployment) -> Unserved | None:
     drop = deployment.endpoint.quirks.drop_params
     if request.endpoint == "images.generations":
         return IMAGE_FIELDS.refusal(request, drop)
+    if request.endpoint == "images.edits":
+        return _edit(request, drop)
     for name, raw in (request.fields or {}).items():  # rerank
         if name not in RERANK_MAPPED and name not in drop and bytes(raw).strip() != b"null":
             return Unserved.parameter("Bedrock's Rerank API", name)
     return None
+
+
+def _edit(request: MediaRequest, drop: frozenset[str]) -> Unserved | None:
+    form = request.form
+    if form is None:
+        return None  # the surface always spools an upload's form
+    for name, value in form.fields:
+        if name not in _EDIT_MAPPED and name not in drop \
+                and value not in _EDIT_NEUTRAL.get(name, ()):
+            return Unserved.parameter(VENDOR, name, _EDIT_WHY.get(name, ""))
+    for file in form.files:
+        if file.name not in EDIT_IMAGES and file.name not in drop:
+            return Unserved.parameter(VENDOR, file.name, _EDIT_WHY.get(file.name, ""))
+    images = [file for file in form.files if file.name in EDIT_IMAGES]
+    if len(images) > MOST_IMAGES:
+        return Unserved(f"Nova Canvas varies 1 to {MOST_IMAGES} images, not {len(images)}",
+                        "image", "unsupported_value")
+    kind = next((k for k in map(_image_type, images)
+                 if k.startswith("image/") and k not in IMAGE_TYPES), None)
+    if kind is not None:
+        return Unserved(f"Nova Canvas reads PNG and JPEG images, not {kind}", "image",
+                        "unsupported_value")
+    n = form.field("n") or "1"
+    if n.isdigit() and int(n) > MOST_IMAGES:
+        return Unserved(f"Nova Canvas answers 1 to {MOST_IMAGES} images a request, not {n}",
+                        "n", "unsupported_value")
+    prompt = form.field("prompt") or ""
+    if len(prompt) > MOST_PROMPT_CHARS:
+        return Unserved(f"Nova Canvas takes a prompt of at most {MOST_PROMPT_CHARS} "
+                        f"characters, not {len(prompt)}", "prompt", "unsupported_value")
+    return None
+
+
+def _image_type(file: UploadedFile) -> str:
+    """The image's media type as the client declared it, else guessed from its file name;
+    one that is no image type at all is left for Nova Canvas to judge (it reads the bytes)."""
+    given = file.content_type.partition(";")[0].strip().lower()
+    if given.startswith("image/"):
+        return "image/jpeg" if given == "image/jpg" else given
+    return mimetypes.guess_type(file.filename)[0] or ""

@@ -118,7 +118,8 @@ SPEC = ProtocolSpec(
     finish=_finish,
     continuation="assistant_prefill",
     support=SUPPORT,
-    # Amazon's image models through InvokeModel, and the Rerank API of bedrock-agent-runtime
-    # (adapters/bedrock_converse/media.py); the fields each carries, serves.py
-    endpoints=frozenset({"images.generations", "rerank"}), serves=serves,
+    # Amazon's image models through InvokeModel (an edit is Nova Canvas's IMAGE_VARIATION),
+    # and the Rerank API of bedrock-agent-runtime (adapters/bedrock_converse/media.py); the
+    # fields each carries, serves.py
+    endpoints=frozenset({"images.generations", "images.edits", "rerank"}), serves=serves,
 )

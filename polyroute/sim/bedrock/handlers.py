@@ -1,5 +1,5 @@
 """``POST /model/{modelId}/converse`` and ``/converse-stream``; ``/invoke`` for Amazon's image
-models (Nova Canvas, Titan Image Generator v2)."""
+models (Nova Canvas, Titan Image Generator v2: generation and edits)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from polyroute.sim import errors as openai_errors
+from polyroute.sim.bedrock.canvas import images_asked
 from polyroute.sim.bedrock.errors import validation
 from polyroute.sim.bedrock.faults import fault_error
 from polyroute.sim.bedrock.reply import build_answer, prompt_usage
@@ -67,7 +68,8 @@ async def converse(request: web.Request, model_id: str, *, stream: bool,
 
 async def invoke_image(request: web.Request, model_id: str, *,
                        request_id: str) -> web.StreamResponse:
-    """``InvokeModel`` with a TEXT_IMAGE task: ``{"images": [base64 PNG, ...], "error": null}``;
+    """``InvokeModel`` for an image model's task (TEXT_IMAGE, IMAGE_VARIATION, INPAINTING,
+    OUTPAINTING, checked by :mod:`.canvas`): ``{"images": [base64 PNG, ...], "error": null}``;
     the content-policy fault answers as the models do, with no image and an ``error``."""
     state = get_state(request)
     try:
@@ -75,18 +77,7 @@ async def invoke_image(request: web.Request, model_id: str, *,
     except msgspec.DecodeError:
         raise validation("Malformed input request, please reformat your input and try "
                          "again.") from None
-    if not isinstance(body, dict) or body.get("taskType") != "TEXT_IMAGE":
-        raise validation("Malformed input request: #: required key [taskType] not found or "
-                         "not TEXT_IMAGE")
-    text = (body.get("textToImageParams") or {}).get("text")
-    if not isinstance(text, str) or not text:
-        raise validation("Malformed input request: #/textToImageParams: required key [text] "
-                         "not found")
-    config = body.get("imageGenerationConfig") or {}
-    count = config.get("numberOfImages", 1)
-    if not isinstance(count, int) or not 1 <= count <= 5:
-        raise validation("Malformed input request: #/imageGenerationConfig/numberOfImages: "
-                         f"{count} is not in 1..5")
+    count = images_asked(body)
     try:
         model, fault = select_fault(request, state, model_id)
     except openai_errors.ApiError as exc:

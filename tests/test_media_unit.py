@@ -159,6 +159,17 @@ def test_a_bedrock_edit_without_what_nova_cannot_carry(tmp_path: Path) -> None:
     refused = bedrock_serves(long, strict)
     assert refused is not None and (refused.param, refused.code) == ("prompt",
                                                                     "unsupported_value")
+    # Generation's limits are Nova's too: at most 5 images, a prompt of 1024 characters.
+    for fields, param in (({"prompt": b'"a fox"', "n": b"6"}, "n"),
+                          ({"prompt": msgspec.json.encode("x" * 1025)}, "prompt")):
+        generation = MediaRequest("images.generations", "canvas",
+                                  {k: msgspec.Raw(v) for k, v in fields.items()})
+        refused = bedrock_serves(generation, strict)
+        assert refused is not None and (refused.param, refused.code) == (param,
+                                                                        "unsupported_value")
+    generation = MediaRequest("images.generations", "canvas",
+                              {"prompt": msgspec.Raw(b'"a fox"'), "n": msgspec.Raw(b"5")})
+    assert bedrock_serves(generation, strict) is None
 
 
 def test_bedrock_rerank_url_and_model_arn() -> None:

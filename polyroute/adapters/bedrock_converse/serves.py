@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Mapping
+from typing import TypeVar
+
+import msgspec
 
 from polyroute.adapters.images import ImageFields
 from polyroute.adapters.spec import Unserved
@@ -22,6 +25,9 @@ IMAGE_FIELDS = ImageFields(
     {"response_format": frozenset({b'"b64_json"', b"null"}), "style": frozenset({b"null"})},
     {"response_format": _URL_WHY})
 """``user`` (an end-user id for OpenAI's abuse monitoring) has no Bedrock field: not sent."""
+T = TypeVar("T")
+_int = msgspec.json.Decoder(int)
+_str = msgspec.json.Decoder(str)
 RERANK_MAPPED = frozenset({"model", "query", "documents", "top_n", "return_documents"})
 
 # -- image edits: Nova Canvas's IMAGE_VARIATION ----------------------------------------------
@@ -29,10 +35,10 @@ RERANK_MAPPED = frozenset({"model", "query", "documents", "top_n", "return_docum
 EDIT_IMAGES = frozenset({"image", "image[]"})
 """The form's files an edit sends (``imageVariationParams.images``, in the form's order)."""
 MOST_IMAGES = 5
-"""Nova Canvas's image variation takes 1 to 5 reference images, and answers 1 to 5 images
-(``numberOfImages``)."""
+"""Nova Canvas's image variation takes 1 to 5 reference images, and every task answers 1 to
+5 images (``numberOfImages``)."""
 MOST_PROMPT_CHARS = 1024
-"""Its ``text`` is 1 to 1024 characters."""
+"""Its ``text`` (generation's and a variation's) is 1 to 1024 characters."""
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
 """The images it reads (each base64 in the JSON body)."""
 _EDIT_MAPPED = frozenset({"prompt", "n", "size", "quality", "user"})
@@ -49,7 +55,9 @@ def serves(request: MediaRequest, deployment: Deployment) -> Unserved | None:
     """Why this Bedrock deployment cannot serve the request, or None."""
     drop = deployment.endpoint.quirks.drop_params
     if request.endpoint == "images.generations":
-        return IMAGE_FIELDS.refusal(request, drop)
+        fields = request.fields or {}
+        return IMAGE_FIELDS.refusal(request, drop) or _limits(
+            _decoded(_int, fields.get("n")), _decoded(_str, fields.get("prompt")) or "")
     if request.endpoint == "images.edits":
         return _edit(request, drop)
     for name, raw in (request.fields or {}).items():  # rerank
@@ -78,15 +86,29 @@ def _edit(request: MediaRequest, drop: frozenset[str]) -> Unserved | None:
     if kind is not None:
         return Unserved(f"Nova Canvas reads PNG and JPEG images, not {kind}", "image",
                         "unsupported_value")
-    n = form.field("n") or "1"
-    if n.isdigit() and int(n) > MOST_IMAGES:
+    n = form.field("n")
+    return _limits(int(n) if n and n.isdigit() else None, form.field("prompt") or "")
+
+
+def _limits(n: int | None, prompt: str) -> Unserved | None:
+    if n is not None and n > MOST_IMAGES:
         return Unserved(f"Nova Canvas answers 1 to {MOST_IMAGES} images a request, not {n}",
                         "n", "unsupported_value")
-    prompt = form.field("prompt") or ""
     if len(prompt) > MOST_PROMPT_CHARS:
         return Unserved(f"Nova Canvas takes a prompt of at most {MOST_PROMPT_CHARS} "
                         f"characters, not {len(prompt)}", "prompt", "unsupported_value")
     return None
+
+
+def _decoded(decoder: msgspec.json.Decoder[T], raw: msgspec.Raw | None) -> T | None:
+    """A JSON field's value; None when absent or of another type (the translation or the
+    vendor names a value of the wrong type)."""
+    if raw is None:
+        return None
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
 
 
 def _image_type(file: UploadedFile) -> str:

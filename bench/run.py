@@ -86,6 +86,12 @@ def parse_args() -> argparse.Namespace:
              "polyroute target also runs from it, as '<target>@base', in the same rounds",
     )
     p.add_argument(
+        "--scenarios",
+        default="chat,stream",
+        help="which kinds of scenario to run: chat (1, 16 and 64 connections), stream "
+             "(16), or both; '--scenarios stream' compares the streaming path alone",
+    )
+    p.add_argument(
         "--pin",
         action="store_true",
         help="taskset: target on CPU 1, wrk and upstream on CPU 0 (off by default: see README)",
@@ -95,6 +101,10 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.targets) - set(ALL_TARGETS)
     if unknown:
         p.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    kinds = {k.strip() for k in args.scenarios.split(",") if k.strip()}
+    if not kinds or not kinds <= {"chat", "stream"}:
+        p.error("--scenarios: a comma-separated list of chat and stream")
+    args.scenarios = [s for s in SCENARIOS if ("stream" if s.stream else "chat") in kinds]
     if args.rounds < 1 or args.duration < 1:
         p.error("--rounds and --duration must be at least 1")
     if args.baseline is not None:
@@ -299,7 +309,7 @@ def bench_target(
     wait_ready(target)
     warm_up(target, args)
     results = []
-    for scenario in SCENARIOS:
+    for scenario in args.scenarios:
         time.sleep(SETTLE_S)
         result = measure(target, upstream, scenario, args, raw)
         print(

@@ -2,6 +2,12 @@
 
 Working on bytes, and decoding only whole events, is what keeps a UTF-8 character that the
 upstream split across two TCP writes intact: nothing is decoded until its event is complete.
+
+Both readers are iterator classes, not async generators: a stream is read once per request,
+and an async generator costs an interpreter hook at its first step and, when it is left
+unfinished (a stream stops at its end event, before the body's end), a task to finalize it.
+They look for bytes with ``find``, not ``in``: CPython 3.11's ``bytes.__contains__`` first
+tries its operand as an integer and formats the ``TypeError`` it then discards.
 """
 
 from __future__ import annotations
@@ -15,36 +21,75 @@ Event = tuple[bytes, bytes]
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
-async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
-    """Yield the ``data`` payloads of the events completed by each network read, as one list:
+class _Reader:
+    """What both readers share: the body's pieces, the bytes of an unfinished event, and
+    whether the body has ended (after which every read is the end)."""
+
+    __slots__ = ("_buffer", "_ended", "_pieces")
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._pieces = chunks.__aiter__()
+        self._buffer = b""
+        self._ended = False
+
+    async def _piece(self) -> bytes | None:
+        """The body's next piece; None at its end (once: the caller then flushes)."""
+        try:
+            return await self._pieces.__anext__()
+        except StopAsyncIteration:
+            self._ended = True
+            return None
+        except BaseException:
+            self._ended = True  # a broken body is read no further, as a generator's would be
+            raise
+
+
+class _Data(_Reader):
+    __slots__ = ()
+
+    def __aiter__(self) -> _Data:
+        return self
+
+    async def __anext__(self) -> list[bytes]:
+        while not self._ended:
+            piece = await self._piece()
+            if piece is None:
+                break
+            buffer = self._buffer + piece
+            if buffer.find(b"\r") >= 0:
+                buffer = buffer.replace(b"\r\n", b"\n")
+                if buffer.endswith(b"\r"):
+                    self._buffer = buffer
+                    continue  # a CRLF may be split: wait for the LF
+            end = buffer.rfind(b"\n\n")
+            if end < 0:
+                self._buffer = buffer
+                continue
+            *events, self._buffer = buffer.split(b"\n\n")
+            # The common case, without a call per event: every event one "data: " line (the
+            # newlines before ``end`` are then exactly the separators').
+            batch = [event[6:] for event in events if event[:6] == b"data: "]
+            if len(batch) != len(events) or buffer.count(b"\n", 0, end) != 2 * len(events) - 2:
+                batch = [data for event in events if (data := _event_data(event)) is not None]
+            if batch:
+                return batch
+        buffer, self._buffer = self._buffer, b""
+        if buffer.strip():
+            data = _event_data(buffer)
+            if data is not None:
+                return [data]
+        raise StopAsyncIteration
+
+
+def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+    """The ``data`` payloads of the events completed by each network read, as one list:
     relaying a burst with one write instead of one per event saves a syscall per chunk.
     Comments and other fields are skipped."""
-    buffer = b""
-    async for piece in chunks:
-        buffer += piece
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-            if buffer.endswith(b"\r"):
-                continue  # a CRLF may be split: wait for the LF
-        if b"\n\n" not in buffer:
-            continue
-        *events, buffer = buffer.split(b"\n\n")
-        batch = []
-        for event in events:
-            if event.startswith(b"data: ") and b"\n" not in event:
-                batch.append(event[6:])  # the common single-line event, without a call
-            elif (data := _event_data(event)) is not None:
-                batch.append(data)
-        if batch:
-            yield batch
-    if buffer.strip():
-        data = _event_data(buffer)
-        if data is not None:
-            yield [data]
+    return _Data(chunks)
 
 
 def _event_data(event: bytes) -> bytes | None:
-    if event.startswith(b"data:") and b"\n" not in event:  # the common single-line event
+    if event.startswith(b"data:") and event.find(b"\n") < 0:  # the common single-line event
         return event[6:] if event[5:6] == b" " else event[5:]
     lines = []
     for line in event.split(b"\n"):
@@ -53,27 +98,42 @@ def _event_data(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
-async def sse_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[Event]]:
+class _Events(_Reader):
+    __slots__ = ()
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> list[Event]:
+        while not self._ended:
+            piece = await self._piece()
+            if piece is None:
+                break
+            buffer = self._buffer + piece
+            batch = _split(buffer)
+            if batch:
+                self._buffer = buffer[sum(len(event) for event, _ in batch):]
+                return batch
+            self._buffer = buffer
+        buffer, self._buffer = self._buffer, b""
+        if buffer.strip():
+            return [(buffer, _data(buffer))]
+        raise StopAsyncIteration
+
+
+def sse_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[Event]]:
     """Like :func:`sse_data`, but each event comes with its exact bytes (terminator
     included), so that a relayed stream reaches the client as the upstream wrote it:
     ``(event, data)`` for every event a network read completed. Events without data
     (comments) come with ``b""`` as data: they are relayed too."""
-    buffer = b""
-    async for piece in chunks:
-        buffer += piece
-        batch = _split(buffer)
-        if batch:
-            buffer = buffer[sum(len(event) for event, _ in batch):]
-            yield batch
-    if buffer.strip():
-        yield [(buffer, _data(buffer))]
+    return _Events(chunks)
 
 
 def _split(buffer: bytes) -> list[Event]:
     """The whole events at the start of ``buffer``. One separator throughout (LF, as
     Anthropic sends, or CRLF, as Google does) is split without a regular expression."""
     sep = None
-    if b"\r" not in buffer:
+    if buffer.find(b"\r") < 0:
         sep = b"\n\n"
     elif buffer.count(b"\r") == buffer.count(b"\n") == buffer.count(b"\r\n"):
         sep = b"\r\n\r\n"
@@ -91,7 +151,7 @@ def _split(buffer: bytes) -> list[Event]:
 
 def _data(event: bytes) -> bytes:
     """The data of one event (without its terminator); ``b""`` for a comment."""
-    if b"\r" in event:
+    if event.find(b"\r") >= 0:
         event = event.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if event.startswith(b"data:"):
         start = 0

@@ -11,7 +11,7 @@ does the rest the same way for every protocol:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Generic, Protocol, TypeVar
 
 from polyroute.errors import UpstreamError, UpstreamProtocolError
@@ -71,28 +71,71 @@ def ended_early(deployment: str) -> UpstreamProtocolError:
                                  deployment=deployment)
 
 
-async def drive(
-    reads: AsyncIterator[Iterable[Event]], translator: ChunkTranslator[Event], deployment: str
-) -> AsyncGenerator[list[ChatChunk], None]:
+class Driven(Generic[Event]):
     """Canonical chunk batches from ``reads``: the events each network read completed, as the
-    protocol's framing cuts them (lazily: a corrupt frame raises where it stands)."""
-    async for events in reads:
-        batch: list[ChatChunk] = []
-        try:
-            for event in events:
-                batch += translator.feed(event)
-                if translator.stopped:
-                    break
-        except UpstreamError:
-            if batch:
-                yield batch  # what arrived before the error still counts
-            raise
-        if batch:  # a read of only pings says nothing to relay
-            yield batch
-        if translator.stopped:
-            return
-    if not translator.finished:
-        raise ended_early(deployment)
-    tail = translator.close()
-    if tail:
-        yield tail
+    protocol's framing cuts them (lazily: a corrupt frame raises where it stands).
+
+    An iterator class, not an async generator: one runs per stream, and an async generator
+    costs an interpreter hook at its first step and a task to finalize it when it is left
+    unfinished. Closing it only stops it: the reads belong to whoever opened the body."""
+
+    __slots__ = ("_deployment", "_done", "_error", "_reads", "_translator")
+
+    def __init__(self, reads: AsyncIterator[Iterable[Event]], translator: ChunkTranslator[Event],
+                 deployment: str) -> None:
+        self._reads = reads
+        self._translator = translator
+        self._deployment = deployment
+        self._done = False
+        self._error: UpstreamError | None = None
+        """Raised by the next read: the batch before it was delivered first."""
+
+    def __aiter__(self) -> Driven[Event]:
+        return self
+
+    async def __anext__(self) -> list[ChatChunk]:
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._done = True
+            raise error
+        translator = self._translator
+        while not self._done:
+            try:
+                events = await self._reads.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                if not translator.finished:
+                    raise ended_early(self._deployment) from None
+                tail = translator.close()
+                if tail:
+                    return tail
+                break
+            except BaseException:
+                self._done = True
+                raise
+            batch: list[ChatChunk] = []
+            try:
+                for event in events:
+                    batch += translator.feed(event)
+                    if translator.stopped:
+                        self._done = True
+                        break
+            except UpstreamError as exc:
+                if not batch:
+                    self._done = True
+                    raise
+                self._error = exc  # what arrived before the error still counts
+                return batch
+            if batch:  # a read of only pings says nothing to relay
+                return batch
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self._done = True
+        self._error = None
+
+
+def drive(reads: AsyncIterator[Iterable[Event]], translator: ChunkTranslator[Event],
+          deployment: str) -> Driven[Event]:
+    """A protocol's stream, read with its framing (``reads``) and its ``translator``."""
+    return Driven(reads, translator, deployment)

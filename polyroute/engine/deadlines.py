@@ -65,10 +65,10 @@ class Pace:
 
     def gap(self, upstream: str, seconds: float) -> None:
         """The wait for one batch of an answer that had started (not after its finish)."""
-        self._gaps.setdefault(upstream, _Series()).add(seconds, _MIN_GAPS)
+        _series(self._gaps, upstream).add(seconds, _MIN_GAPS)
 
     def first_token(self, upstream: str, seconds: float, units: float) -> None:
-        self._first.setdefault(upstream, _Series()).add(seconds / units, _MIN_FIRST_TOKENS)
+        _series(self._first, upstream).add(seconds / units, _MIN_FIRST_TOKENS)
 
     def stall_s(self, upstream: str, timeouts: Timeouts) -> float:
         series = self._gaps.get(upstream)
@@ -83,6 +83,14 @@ class Pace:
             return timeouts.ttft_s
         return _clamp(timeouts.adaptive_factor * series.p99 * units, timeouts.ttft_floor_s,
                       timeouts.ttft_s)
+
+
+def _series(table: dict[str, _Series], upstream: str) -> _Series:
+    """Not ``setdefault``: that would build a series (and its deque) on every sample."""
+    series = table.get(upstream)
+    if series is None:
+        series = table[upstream] = _Series()
+    return series
 
 
 def _clamp(value: float, floor: float, ceiling: float) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from polyroute.model.chat import ChatChunk, ChatRequest, ChatResponse, ContentPart, Message
+from polyroute.model.chat import ChatRequest, ChatResponse, ContentPart, Message
 from polyroute.model.media import Units
 
 IMAGE_TOKENS = 2_700
@@ -101,27 +101,6 @@ def text_units(text: str) -> int:
     if text.isascii():
         return n
     return n + 2 * (len(text.encode("utf-8", "surrogatepass")) - n)
-
-
-def output_units(batch: list[ChatChunk]) -> int:
-    """Quarter tokens of what a batch of stream chunks wrote: the fallback count for a stream
-    that ends without usage."""
-    units = 0
-    for chunk in batch:
-        for choice in chunk.choices:
-            delta = choice.delta
-            if delta.content:
-                units += text_units(delta.content)
-            if delta.reasoning_content:
-                units += text_units(delta.reasoning_content)
-            if delta.refusal:
-                units += text_units(delta.refusal)
-            if delta.tool_calls:
-                for call in delta.tool_calls:
-                    function = call.function
-                    if function is not None:
-                        units += len(function.arguments or "") + len(function.name or "")
-    return units
 
 
 def answer_units(response: ChatResponse) -> int:

@@ -430,7 +430,10 @@ class Gateway:
             self._unopened(exc, record, start, ticket, holder)
             raise
         record.ttft_s = self._clock() - start
-        self._ttft.setdefault(route.group, deque(maxlen=_TTFT_SAMPLES)).append(record.ttft_s)
+        samples = self._ttft.get(route.group)
+        if samples is None:  # not setdefault: that would build a deque per stream
+            samples = self._ttft[route.group] = deque(maxlen=_TTFT_SAMPLES)
+        samples.append(record.ttft_s)
 
         def failed(broken: Deployment, exc: UpstreamError) -> None:
             if isinstance(exc, UpstreamTimeout) and (

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from polyroute.engine.estimate import text_units
 from polyroute.errors import (
     AnswerDiverged,
     UpstreamError,
@@ -31,8 +32,8 @@ class Transcript:
     """What the client has been sent of the answer (choice 0), and whether a resumption can
     take over from there."""
 
-    __slots__ = ("blocker", "calls", "content", "created", "finished", "id", "model",
-                 "reasoning")
+    __slots__ = ("blocker", "call_chars", "calls", "content", "created", "finished", "id",
+                 "model", "others", "reasoning")
 
     def __init__(self) -> None:
         self.content: list[str] = []
@@ -45,6 +46,11 @@ class Transcript:
         self.finished = False
         self.blocker: str | None = None
         """Why no other attempt can finish this answer, once that is so."""
+        self.others: list[str] = []
+        """Text sent that choice 0's content and reasoning leave out (refusals, the other
+        choices'): kept only to be counted, by :meth:`units`."""
+        self.call_chars = 0
+        """Characters of the other choices' tool calls (choice 0's are in ``calls``)."""
 
     def observe(self, batch: list[ChatChunk]) -> None:
         for chunk in batch:
@@ -53,10 +59,11 @@ class Transcript:
             for choice in chunk.choices:
                 if choice.finish_reason:
                     self.finished = True
+                delta = choice.delta
                 if choice.index != 0:
                     self.blocker = "the answer has several choices"
+                    self._other(delta)
                     continue
-                delta = choice.delta
                 if delta.content:
                     self.content.append(delta.content)
                 if delta.reasoning_content:
@@ -68,6 +75,25 @@ class Transcript:
                         sent.arguments += call.function.arguments or ""
                 if delta.refusal:
                     self.blocker = "the answer is a refusal"
+                    self.others.append(delta.refusal)
+
+    def _other(self, delta: Delta) -> None:
+        """A delta of another choice than 0: only counted."""
+        others = self.others
+        for text in (delta.content, delta.reasoning_content, delta.refusal):
+            if text:
+                others.append(text)
+        for call in delta.tool_calls or ():
+            function = call.function
+            if function is not None:
+                self.call_chars += len(function.arguments or "") + len(function.name or "")
+
+    def units(self) -> int:
+        """Quarter tokens of everything sent, every choice's (what a stream that ends without
+        usage is charged): counted once at the end, not per batch, as text_units adds up."""
+        text = "".join(self.content) + "".join(self.reasoning) + "".join(self.others)
+        calls = sum(len(c.name) + len(c.arguments) for c in self.calls.values())
+        return text_units(text) + calls + self.call_chars
 
     @property
     def text(self) -> str:

@@ -17,7 +17,6 @@ from typing import Protocol
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts
 from polyroute.engine.deadlines import Pace
-from polyroute.engine.estimate import output_units
 from polyroute.engine.recovery import Recovery
 from polyroute.engine.resume import Resume, Transcript
 from polyroute.errors import (
@@ -131,7 +130,9 @@ class LiveStream:
         self._finished = False
         self._recovery = recovery
         self._deployment = deployment
-        self._sent = Transcript() if recovery is not None else None
+        self._sent = Transcript()
+        """What the client was sent: for a recovery, and counted once at the end for the
+        record (:meth:`Transcript.units`), rather than batch by batch."""
         self._resume: Resume | None = None
         """The filter of the attempt that took over, once one has."""
         self._usage: Usage | None = None
@@ -215,7 +216,6 @@ class LiveStream:
                     continue
             if batch:
                 break
-        self._record.output_units += output_units(batch)  # charged if no usage comes
         for chunk in batch:
             if chunk.usage is not None:
                 self._usage = chunk.usage
@@ -224,11 +224,9 @@ class LiveStream:
                     # the client's one usage block: every attempt's sum
                     chunk.raw = chunk.native = None
                 self._record.usage = chunk.usage
-            for choice in chunk.choices:
-                if choice.finish_reason:
-                    self._finished = True
-        if self._sent is not None:
-            self._sent.observe(batch)
+        sent = self._sent
+        sent.observe(batch)
+        self._finished = sent.finished  # a finish reason in any choice
         return batch
 
     async def _read(self) -> list[ChatChunk]:
@@ -269,12 +267,12 @@ class LiveStream:
         self._on_failure(exc)
         recovery, sent, broken = self._recovery, self._sent, self._deployment
         why_not = None
-        if recovery is None or sent is None or broken is None:
+        if recovery is None or broken is None:
             why_not = "recovery is off"
         else:
             why_not = recovery.why_not(exc, sent)
         if why_not is None:
-            assert recovery is not None and sent is not None and broken is not None
+            assert recovery is not None and broken is not None
             await self._upstream.aclose()  # type: ignore[attr-defined]
             self._bill(broken)
             try:
@@ -303,7 +301,7 @@ class LiveStream:
         self._billed = True
         resume, sent = self._resume, self._sent
         prompt = resume.prompt_tokens if resume is not None else recovery.prompt_tokens
-        chars = resume.chars if resume is not None else (sent.chars if sent is not None else 0)
+        chars = resume.chars if resume is not None else sent.chars
         recovery.billing.add(dep.vendor, dep.model, self._usage, prompt_tokens=prompt,
                              chars=chars)
 
@@ -312,6 +310,7 @@ class LiveStream:
             return
         self._closed = True
         record = self._record
+        record.output_units += self._sent.units()  # charged if no usage came
         if not self._complete and record.error_class is None:
             record.status, record.error_class = CLIENT_CLOSED, "client_closed"
         try:

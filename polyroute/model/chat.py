@@ -200,7 +200,11 @@ class ChatResponse(msgspec.Struct, omit_defaults=True):
     OpenAI's, set by every OpenAI upstream. Only that dialect's surface ever reads it."""
 
 
-class Delta(msgspec.Struct, omit_defaults=True):
+# A stream's chunk types are not tracked by the garbage collector (``gc=False``): a stream
+# builds three per event, and none can be part of a reference cycle (they hold strings,
+# numbers and lists of one another, downwards only). Tracking cost a tenth of their decoding
+# and made the young generation fill up faster.
+class Delta(msgspec.Struct, omit_defaults=True, gc=False):
     role: Role | None = None
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -209,13 +213,13 @@ class Delta(msgspec.Struct, omit_defaults=True):
     thinking_blocks: list[ThinkingBlock] | None = None
 
 
-class ChunkChoice(msgspec.Struct, omit_defaults=True):
+class ChunkChoice(msgspec.Struct, omit_defaults=True, gc=False):
     index: int
     delta: Delta
     finish_reason: FinishReason | None = None
 
 
-class ChatChunk(msgspec.Struct, omit_defaults=True):
+class ChatChunk(msgspec.Struct, omit_defaults=True, gc=False):
     id: str = ""
     model: str = ""
     choices: list[ChunkChoice] = msgspec.field(default_factory=list)

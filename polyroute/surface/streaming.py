@@ -96,26 +96,28 @@ class _KeepAlive:
     def __init__(self, http: web.Request, headers: Callable[[], dict[str, str]],
                  every_s: float) -> None:
         self._http, self._headers, self._every_s = http, headers, every_s
-        self._stopped = asyncio.Event()
+        self._stopped: asyncio.Event | None = None
+        """Made when the timer fires: most streams open in time and never need it."""
         self._task: asyncio.Task[web.StreamResponse] | None = None
         self._timer = asyncio.get_running_loop().call_later(every_s, self._start)
 
     def _start(self) -> None:
-        self._task = asyncio.ensure_future(self._beat())
+        self._stopped = asyncio.Event()
+        self._task = asyncio.ensure_future(self._beat(self._stopped))
 
-    async def _beat(self) -> web.StreamResponse:
+    async def _beat(self, stopped: asyncio.Event) -> web.StreamResponse:
         out = web.StreamResponse(headers={**SSE_HEADERS, **self._headers()})
         with contextlib.suppress(ConnectionResetError):  # the client left: the handler ends
             await out.prepare(self._http)
-            while not self._stopped.is_set():
+            while not stopped.is_set():
                 await out.write(KEEP_ALIVE)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), self._every_s)
+                    await asyncio.wait_for(stopped.wait(), self._every_s)
         return out
 
     async def stop(self) -> web.StreamResponse | None:
         self._timer.cancel()
-        if self._task is None:
+        if self._task is None or self._stopped is None:
             return None
         self._stopped.set()
         return await self._task  # a write in progress finishes first: the stream stays whole

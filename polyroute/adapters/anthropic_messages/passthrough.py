@@ -3,7 +3,7 @@ the upstream's body or events relayed as they came (:mod:`polyroute.adapters.pas
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import msgspec
 
@@ -11,11 +11,10 @@ from polyroute.adapters.anthropic_messages.stream import StreamTranslator
 from polyroute.adapters.anthropic_messages.translate import canonical_usage, finish_reason
 from polyroute.adapters.anthropic_messages.wire import Usage
 from polyroute.adapters.passthrough import NativeRelay, append_to_array, body_with
-from polyroute.adapters.sse import sse_events
-from polyroute.adapters.stream_driver import drive
+from polyroute.adapters.sse import Event, sse_events
+from polyroute.adapters.stream_driver import Driven, drive
 from polyroute.errors import UpstreamProtocolError
 from polyroute.model.chat import (
-    ChatChunk,
     ChatRequest,
     ChatResponse,
     Choice,
@@ -80,7 +79,7 @@ def parse_response(raw: bytes, deployment: str, created: int) -> ChatResponse:
 
 
 def stream(pieces: AsyncIterator[bytes], deployment: str,
-           created: int) -> AsyncGenerator[list[ChatChunk], None]:
+           created: int) -> Driven[Event]:
     """The upstream's events as canonical batches that carry their bytes. Same contract as the
     adapter's translating stream (errors raised, a batch before an error still yielded). A
     stop reason without ``message_stop`` is a whole answer: the client gets the stop event

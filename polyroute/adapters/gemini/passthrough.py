@@ -5,7 +5,7 @@ cached contents all survive, because nothing is re-encoded."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -15,7 +15,7 @@ from polyroute.adapters.gemini.translate import canonical_usage, finish_reason
 from polyroute.adapters.gemini.wire import UsageMetadata
 from polyroute.adapters.passthrough import NativeRelay, append_to_array, body_with
 from polyroute.adapters.sse import Event, sse_events
-from polyroute.adapters.stream_driver import drive
+from polyroute.adapters.stream_driver import Driven, drive
 from polyroute.errors import ContentFiltered, UpstreamProtocolError
 from polyroute.model.chat import (
     ChatChunk,
@@ -89,7 +89,7 @@ def parse_response(raw: bytes, model: str, deployment: str, created: int) -> Cha
 def stream(
     pieces: AsyncIterator[bytes], model: str, deployment: str, created: int,
     call_id: Callable[[int], str],
-) -> AsyncGenerator[list[ChatChunk], None]:
+) -> Driven[Event]:
     """The upstream's events as canonical batches that carry their bytes. Gemini ends a
     stream by closing it; its usage came with the last event."""
     relay = _Relay(StreamTranslator(model, deployment, created, call_id), model, created)

@@ -1,6 +1,6 @@
 """Instructions per proxied request, counted by valgrind: a figure the machine's load does not move.
 
-    python bench/instructions.py [--seconds 20] [--keys] [--stream] [--connections 16]
+    python bench/instructions.py [--seconds 20] [--keys | --redis] [--stream] [--connections 16]
                                  [--src TREE ...]
 
 CPU time per request (``run.py``) swings with whatever else the machine runs: other processes
@@ -36,6 +36,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=int, default=20, help="measured wrk run (under valgrind)")
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--keys", action="store_true", help="the polyroute-keys target's config")
+    p.add_argument("--redis", action="store_true",
+                   help="the polyroute-redis target's config (keys, limits in the local Redis)")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--floor", action="store_true",
                    help="measure the floor proxy too, first, and print each ratio to it")
@@ -92,7 +94,7 @@ def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
     target = targets.Target(name, proc, port, *paths, ready_timeout=300)
     try:
         procs.wait_port(target.port, 300, proc)
-        if args.keys and name != "floor":
+        if (args.keys or args.redis) and name != "floor":
             target = targets._with_key(target)
         url = target.url(args.stream)
         _wrk(url, args.connections, target.client_key, args.stream, 10, home)  # warm up
@@ -115,7 +117,7 @@ def measure_polyroute(src: Path | None, args: argparse.Namespace, upstream_port:
     home = work / f"polyroute-{len(list(work.iterdir()))}"
     home.mkdir(parents=True)
     config = home / "polyroute.yaml"
-    extra = targets._KEYS_CONFIG if args.keys else ""
+    extra = targets.extra_config(args.keys, args.redis)
     if args.extra is not None:
         extra += args.extra.read_text().replace("{upstream}", f"http://127.0.0.1:{upstream_port}")
     config.write_text(targets.polyroute_config(upstream_port, home, extra))
@@ -160,7 +162,8 @@ def main() -> int:
             print(json.dumps(results[-1]), flush=True)
     finally:
         procs.stop(upstream.proc)
-    kind = ("stream" if args.stream else "chat") + (" keys" if args.keys else "")
+    kind = (("stream" if args.stream else "chat") + (" keys" if args.keys else "")
+            + (" redis" if args.redis else ""))
     print(f"\ninstructions per request ({kind}, c={args.connections}):")
     floor = next((r["per_request"] for r in results if r["target"] == "floor"), None)
     for result in results:

@@ -37,7 +37,13 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import (
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 
 from polyroute.errors import GatewayError, InvalidRequest
 from polyroute.state.limits import (
@@ -136,6 +142,8 @@ class RedisLimiter:
         """Settlements Redis refused (script errors): each is a bug report in the log."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain: asyncio.Task[None] | None = None
+        self._sending = False
+        """A :meth:`_send` is scheduled for the end of this loop turn."""
         self._prober: asyncio.Task[None] | None = None
         self._seeding: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
@@ -284,8 +292,45 @@ class RedisLimiter:
             self._queue.popleft()
             log.error("redis settlement queue full: dropped the oldest settlement")
         self._queue.append(op)
-        if self._healthy and (self._drain is None or self._drain.done()):
-            self._drain = self._spawn(self._flush())
+        if self._healthy and not self._sending and (self._drain is None or self._drain.done()):
+            self._sending = True  # the settlements of this loop turn leave in one call
+            asyncio.get_running_loop().call_soon(self._send)
+
+    def _send(self) -> None:
+        """Send the queued settlements onto the open pipe with no task (one settlement per
+        request made a task per drain); without a pipe or connection, :meth:`_flush`."""
+        self._sending = False
+        if not self._queue or not self._healthy or not (self._drain is None or self._drain.done()):
+            return
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
+            args: list[Any] = [self._prefix, len(batch)]
+            for op in batch:
+                args += op
+            sent = self._pipe.submit("EVALSHA", self._settle.sha, 0, *args) \
+                if self._pipe is not None else None
+            if sent is None:
+                self._queue.extendleft(reversed(batch))
+                self._drain = self._spawn(self._flush())
+                return
+            sent.add_done_callback(lambda reply, batch=batch: self._settled(reply, batch))
+
+    def _settled(self, reply: asyncio.Future[Any], batch: list[list[Any]]) -> None:
+        """A batch :meth:`_send` sent was answered. Anything but an answer or a script
+        error goes back to the queue, for :meth:`_flush` to send and judge (a lost
+        connection, a Redis that forgot the script)."""
+        result = reply.exception() or reply.result()
+        if isinstance(result, ResponseError) and is_script_error(result) \
+                and not isinstance(result, NoScriptError):
+            self._rejected(len(batch), result)  # as _flush: never sent twice
+            return
+        if isinstance(result, BaseException):
+            self._queue.extendleft(reversed(batch))
+            if self._healthy and (self._drain is None or self._drain.done()):
+                self._drain = self._spawn(self._flush())
+            return
+        if int(result[1]):
+            self._rejected(int(result[1]), _s(result[2]))
 
     async def _flush(self) -> None:
         while self._queue and self._healthy:

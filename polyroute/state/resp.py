@@ -124,6 +124,17 @@ class ScriptPipe:
             raise reply
         return reply
 
+    def submit(self, *command: Any) -> asyncio.Future[Any] | None:
+        """Send a command now, without a coroutine: its reply's future (an error reply is
+        its result, as with :meth:`call`), or None when there is no open connection (then
+        :meth:`call` connects)."""
+        replies = self._replies
+        if replies is None or replies.closed:
+            return None
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        replies.send(hiredis.pack_command(command), reply)
+        return reply
+
     async def call(self, *command: Any) -> Any:
         """One command's reply; an error reply is returned, not raised (as an exception)."""
         replies = self._replies

@@ -125,3 +125,21 @@ async def test_concurrent_admissions_over_one_pipe_stay_exact() -> None:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+async def test_answered_at_counts_replies_not_error_replies(pipe: ScriptPipe) -> None:
+    """The limiter's watchdog skips its ping when the pipe heard Redis answer just now; an
+    error reply (BUSY, LOADING …) must not count as that evidence."""
+    import time
+
+    assert pipe.answered_at == 0.0  # not connected yet
+    assert await pipe.call("ECHO", "x") == b"x"
+    answered = pipe.answered_at
+    assert 0 < time.monotonic() - answered < 1.0
+    await asyncio.sleep(0.01)
+    assert isinstance(await pipe.call("NOSUCHCOMMAND"), ResponseError)
+    assert pipe.answered_at == answered
+    sent = pipe.submit("ECHO", "y")  # the synchronous send the settlements use
+    assert sent is not None and await sent == b"y" and pipe.answered_at > answered
+    pipe.reset()
+    assert pipe.submit("ECHO", "z") is None and pipe.answered_at == 0.0

@@ -11,7 +11,9 @@ Whether Redis is up is decided by a watchdog *thread* that pings it every 20 ms 
 socket timeout — not by the admission call's own timer, which a busy event loop fires late
 (under load that would call a healthy Redis "down" and wrongly fail teams open). When the
 watchdog sees Redis fail it expires every admission in flight at once, and later admissions
-fail immediately, so a team's fail-open/closed decision takes well under 100 ms; the admission
+fail immediately, so a team's fail-open/closed decision takes about 100 ms at most. A reply
+on the hot calls' pipe within the last 5 ms stands for a ping (under load that skips nearly
+every ping: a redis-py round trip 50 times a second, on another thread). The admission
 call itself gets a generous ``call_timeout_s``. Settlements wait in the queue and are applied
 once Redis is back.
 
@@ -71,6 +73,10 @@ _BATCH = 256
 _MAX_QUEUED = 200_000  # settlements kept while Redis is down; older ones are dropped (logged)
 _WATCH_EVERY_S = 0.02
 _WATCH_TIMEOUT_S = 0.075  # + the interval: a hang is noticed within 100 ms
+_ANSWERED_RECENTLY_S = 0.005
+"""A reply on the pipe this recent stands for the watchdog's ping (under load replies come
+every few milliseconds, and the ping was most of Redis mode's extra work per request); a
+hang is then still noticed within 5 + 20 + 75 ms."""
 _POOL = 16  # Redis runs scripts one at a time: more connections only add connects
 
 
@@ -166,7 +172,11 @@ class RedisLimiter:
         client = redis.Redis.from_url(self._url, socket_timeout=_WATCH_TIMEOUT_S,
                                       socket_connect_timeout=_WATCH_TIMEOUT_S)
         loop = self._loop
+        pipe = self._pipe
         while not self._stop.wait(_WATCH_EVERY_S):
+            if self._healthy and pipe is not None \
+                    and time.monotonic() - pipe.answered_at < _ANSWERED_RECENTLY_S:
+                continue  # the pipe's replies show Redis answering: a ping would say no more
             try:
                 client.ping()
                 up = True

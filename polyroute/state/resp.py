@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -38,6 +39,9 @@ class _Replies(asyncio.Protocol):
         self._out: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self.closed = False
+        self.answered_at = 0.0
+        """``time.monotonic()`` when Redis last sent a reply (read by the limiter's watchdog
+        thread: a float attribute, so a torn read is impossible)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
@@ -59,6 +63,8 @@ class _Replies(asyncio.Protocol):
         reader.feed(data)
         try:
             while (reply := reader.gets()) is not False:
+                if not isinstance(reply, Exception):  # BUSY, LOADING …: not a sign of health
+                    self.answered_at = time.monotonic()
                 waiter = self._waiting.popleft()
                 if not waiter.done():  # a caller that timed out is no longer waiting
                     waiter.set_result(reply)
@@ -175,6 +181,12 @@ class ScriptPipe:
                 replies.close(answer)
                 raise answer
         return replies
+
+    @property
+    def answered_at(self) -> float:
+        """When Redis last answered on this pipe (``time.monotonic()``; 0: never)."""
+        replies = self._replies
+        return replies.answered_at if replies is not None and not replies.closed else 0.0
 
     def reset(self) -> None:
         """Drop the connection (calls waiting on it fail): after an outage, connections

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -323,7 +324,7 @@ class RedisLimiter:
                 self._queue.extendleft(reversed(batch))
                 self._drain = self._spawn(self._flush())
                 return
-            sent.add_done_callback(lambda reply, batch=batch: self._settled(reply, batch))
+            sent.add_done_callback(functools.partial(self._settled, batch=batch))
 
     def _settled(self, reply: asyncio.Future[Any], batch: list[list[Any]]) -> None:
         """A batch :meth:`_send` sent was answered. Anything but an answer or a script

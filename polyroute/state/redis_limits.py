@@ -1,9 +1,10 @@
 """Limits and budgets shared by every replica through Redis: exact across replicas.
 
 Admission is one EVALSHA (:data:`~.redis_scripts.ADMIT`) for key, team and org at once,
-bounded by ``timeout_s``; settling is queued and sent in batches by a background task, so the
-request path never waits for it. Both go over one pipelined connection (:mod:`.resp`: hiredis
-packs and parses, concurrent requests share the round trips); redis-py serves the rare calls.
+bounded by ``timeout_s``; settling is queued and sent in batches, in the write of the next
+admission or within 5 ms, so the request path never waits for it. Both go over one pipelined
+connection (:mod:`.resp`: hiredis packs and parses, concurrent requests share the round
+trips); redis-py serves the rare calls.
 Each replica renews its in-flight leases every ``lease_ttl_s / 3``; the leases of a replica
 that died expire after ``lease_ttl_s``, freeing their concurrency slots and reservations.
 
@@ -71,6 +72,8 @@ makes Redis's INCRBY overflow), so none is ever sent."""
 # "this call was wrong": those are outages like a dropped connection.
 _OUTAGE_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS")
 _BATCH = 256
+_SETTLE_WITHIN_S = 0.005
+"""Queued settlements leave with the next admission, or after this long without one."""
 _MAX_QUEUED = 200_000  # settlements kept while Redis is down; older ones are dropped (logged)
 _WATCH_EVERY_S = 0.02
 _WATCH_TIMEOUT_S = 0.075  # + the interval: a hang is noticed within 100 ms
@@ -149,8 +152,8 @@ class RedisLimiter:
         """Settlements Redis refused (script errors): each is a bug report in the log."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain: asyncio.Task[None] | None = None
-        self._sending = False
-        """A :meth:`_send` is scheduled for the end of this loop turn."""
+        self._send_at: asyncio.TimerHandle | None = None
+        """The :meth:`_send` scheduled for queued settlements (None: none is)."""
         self._prober: asyncio.Task[None] | None = None
         self._seeding: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
@@ -237,6 +240,11 @@ class RedisLimiter:
             for period, limit in s.budgets:
                 args += [period, limit]
         args[7] = n
+        if self._send_at is not None:
+            # Settlements first, in the same write: fewer sends to Redis (each costs this
+            # process a loopback TCP send), and a slot a client's previous request freed is
+            # free before its next one asks.
+            self._send()
         result = await self._call(args)
         status = int(result[0])
         if status == -1:  # Redis lost the spend counters (restarted): load them, then retry
@@ -303,14 +311,17 @@ class RedisLimiter:
             self._queue.popleft()
             log.error("redis settlement queue full: dropped the oldest settlement")
         self._queue.append(op)
-        if self._healthy and not self._sending and (self._drain is None or self._drain.done()):
-            self._sending = True  # the settlements of this loop turn leave in one call
-            asyncio.get_running_loop().call_soon(self._send)
+        if self._send_at is None and self._healthy \
+                and (self._drain is None or self._drain.done()):
+            self._send_at = asyncio.get_running_loop().call_later(_SETTLE_WITHIN_S, self._send)
 
     def _send(self) -> None:
         """Send the queued settlements onto the open pipe with no task (one settlement per
-        request made a task per drain); without a pipe or connection, :meth:`_flush`."""
-        self._sending = False
+        request made a task per drain), ahead of an admission or when :data:`_SETTLE_WITHIN_S`
+        passed; without a pipe or connection, :meth:`_flush` sends them."""
+        if self._send_at is not None:  # called early, by an admission: the timer is moot
+            self._send_at.cancel()
+            self._send_at = None
         if not self._queue or not self._healthy or not (self._drain is None or self._drain.done()):
             return
         while self._queue:
@@ -451,6 +462,9 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         self._stop.set()
+        if self._send_at is not None:
+            self._send_at.cancel()
+            self._send_at = None
         if self._watchdog is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._watchdog.join, 1.0)
         if self._healthy and self._queue:

@@ -1,7 +1,7 @@
 """Instructions per proxied request, counted by valgrind: a figure the machine's load does not move.
 
-    python bench/instructions.py [--seconds 20] [--keys | --redis] [--stream] [--connections 16]
-                                 [--src TREE ...]
+    python bench/instructions.py [--seconds 20] [--keys | --redis] [--idle 10] [--stream]
+                                 [--connections 16] [--src TREE ...]
 
 CPU time per request (``run.py``) swings with whatever else the machine runs: other processes
 evict the caches and steal the core, and a busy two-core machine moved polyroute's figure by
@@ -44,6 +44,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--extra", type=Path, default=None,
                    help="YAML appended to polyroute's config ({upstream} stands for the mock "
                         "upstream's base URL), e.g. a tracing section to measure its cost")
+    p.add_argument("--idle", type=int, default=0, metavar="SECONDS",
+                   help="also count an idle window this long before the measured run, and "
+                        "report the figure net of that background rate (valgrind slows the "
+                        "process ~50x but not its timers: work on a wall-clock period, such "
+                        "as Redis mode's health pings and syncs, is then charged ~50x per "
+                        "request)")
     p.add_argument("--src", type=Path, action="append", default=[],
                    help="source tree to measure (repeatable); default: the installed one")
     return p.parse_args()
@@ -99,6 +105,16 @@ def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
         url = target.url(args.stream)
         _wrk(url, args.connections, target.client_key, args.stream, 10, home)  # warm up
         time.sleep(2)
+        idle = 0
+        if args.idle:
+            _callgrind(proc.pid, "-i", "on")
+            time.sleep(args.idle)
+            _callgrind(proc.pid, "-i", "off")
+            _callgrind(proc.pid, "-d")
+            idle = _instructions(dumps)
+            (dumps / "idle").mkdir()
+            for dump in dumps.glob("callgrind.out.*"):
+                dump.rename(dumps / "idle" / dump.name)
         _callgrind(proc.pid, "-i", "on")
         served = _wrk(url, args.connections, target.client_key, args.stream, args.seconds, home)
         time.sleep(2)  # the ledger flusher writes what the run left in its spool
@@ -107,8 +123,14 @@ def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
     finally:
         procs.stop(proc, grace=30)
     instructions = _instructions(dumps)
-    return {"target": name, "requests": served, "instructions": instructions,
-            "per_request": round(instructions / max(served, 1))}
+    result: dict[str, object] = {"target": name, "requests": served,
+                                 "instructions": instructions,
+                                 "per_request": round(instructions / max(served, 1))}
+    if args.idle:
+        background = idle / args.idle * (args.seconds + 2)  # the run and the sleep after it
+        result["idle_per_second"] = round(idle / args.idle)
+        result["net_per_request"] = round((instructions - background) / max(served, 1))
+    return result
 
 
 def measure_polyroute(src: Path | None, args: argparse.Namespace, upstream_port: int,
@@ -170,6 +192,10 @@ def main() -> int:
         ratio = f"  {result['per_request'] / floor:.2f}x the floor" if floor else ""
         print(f"  {result['per_request']:>12,}  {result['target']}  "
               f"({result['requests']} requests){ratio}")
+        if "net_per_request" in result:
+            net = result["net_per_request"]
+            print(f"  {net:>12,}  net of the idle rate ({result['idle_per_second']:,}/s)"
+                  + (f"  {net / floor:.2f}x the floor" if floor else ""))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Instructions per proxied request, counted by valgrind: a figure the machine's load does not move.
 
-    python bench/instructions.py [--seconds 20] [--keys] [--stream] [--connections 16]
-                                 [--src TREE ...]
+    python bench/instructions.py [--seconds 20] [--keys | --redis] [--idle 10] [--stream]
+                                 [--connections 16] [--src TREE ...]
 
 CPU time per request (``run.py``) swings with whatever else the machine runs: other processes
 evict the caches and steal the core, and a busy two-core machine moved polyroute's figure by
@@ -36,12 +36,20 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=int, default=20, help="measured wrk run (under valgrind)")
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--keys", action="store_true", help="the polyroute-keys target's config")
+    p.add_argument("--redis", action="store_true",
+                   help="the polyroute-redis target's config (keys, limits in the local Redis)")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--floor", action="store_true",
                    help="measure the floor proxy too, first, and print each ratio to it")
     p.add_argument("--extra", type=Path, default=None,
                    help="YAML appended to polyroute's config ({upstream} stands for the mock "
                         "upstream's base URL), e.g. a tracing section to measure its cost")
+    p.add_argument("--idle", type=int, default=0, metavar="SECONDS",
+                   help="also count an idle window this long before the measured run, and "
+                        "report the figure net of that background rate (valgrind slows the "
+                        "process ~50x but not its timers: work on a wall-clock period, such "
+                        "as Redis mode's health pings and syncs, is then charged ~50x per "
+                        "request)")
     p.add_argument("--src", type=Path, action="append", default=[],
                    help="source tree to measure (repeatable); default: the installed one")
     return p.parse_args()
@@ -92,11 +100,21 @@ def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
     target = targets.Target(name, proc, port, *paths, ready_timeout=300)
     try:
         procs.wait_port(target.port, 300, proc)
-        if args.keys and name != "floor":
+        if (args.keys or args.redis) and name != "floor":
             target = targets._with_key(target)
         url = target.url(args.stream)
         _wrk(url, args.connections, target.client_key, args.stream, 10, home)  # warm up
         time.sleep(2)
+        idle = 0
+        if args.idle:
+            _callgrind(proc.pid, "-i", "on")
+            time.sleep(args.idle)
+            _callgrind(proc.pid, "-i", "off")
+            _callgrind(proc.pid, "-d")
+            idle = _instructions(dumps)
+            (dumps / "idle").mkdir()
+            for dump in dumps.glob("callgrind.out.*"):
+                dump.rename(dumps / "idle" / dump.name)
         _callgrind(proc.pid, "-i", "on")
         served = _wrk(url, args.connections, target.client_key, args.stream, args.seconds, home)
         time.sleep(2)  # the ledger flusher writes what the run left in its spool
@@ -105,8 +123,14 @@ def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
     finally:
         procs.stop(proc, grace=30)
     instructions = _instructions(dumps)
-    return {"target": name, "requests": served, "instructions": instructions,
-            "per_request": round(instructions / max(served, 1))}
+    result: dict[str, object] = {"target": name, "requests": served,
+                                 "instructions": instructions,
+                                 "per_request": round(instructions / max(served, 1))}
+    if args.idle:
+        background = idle / args.idle * (args.seconds + 2)  # the run and the sleep after it
+        result["idle_per_second"] = round(idle / args.idle)
+        result["net_per_request"] = round((instructions - background) / max(served, 1))
+    return result
 
 
 def measure_polyroute(src: Path | None, args: argparse.Namespace, upstream_port: int,
@@ -115,7 +139,7 @@ def measure_polyroute(src: Path | None, args: argparse.Namespace, upstream_port:
     home = work / f"polyroute-{len(list(work.iterdir()))}"
     home.mkdir(parents=True)
     config = home / "polyroute.yaml"
-    extra = targets._KEYS_CONFIG if args.keys else ""
+    extra = targets.extra_config(args.keys, args.redis)
     if args.extra is not None:
         extra += args.extra.read_text().replace("{upstream}", f"http://127.0.0.1:{upstream_port}")
     config.write_text(targets.polyroute_config(upstream_port, home, extra))
@@ -160,13 +184,18 @@ def main() -> int:
             print(json.dumps(results[-1]), flush=True)
     finally:
         procs.stop(upstream.proc)
-    kind = ("stream" if args.stream else "chat") + (" keys" if args.keys else "")
+    kind = (("stream" if args.stream else "chat") + (" keys" if args.keys else "")
+            + (" redis" if args.redis else ""))
     print(f"\ninstructions per request ({kind}, c={args.connections}):")
     floor = next((r["per_request"] for r in results if r["target"] == "floor"), None)
     for result in results:
         ratio = f"  {result['per_request'] / floor:.2f}x the floor" if floor else ""
         print(f"  {result['per_request']:>12,}  {result['target']}  "
               f"({result['requests']} requests){ratio}")
+        if "net_per_request" in result:
+            net = result["net_per_request"]
+            print(f"  {net:>12,}  net of the idle rate ({result['idle_per_second']:,}/s)"
+                  + (f"  {net / floor:.2f}x the floor" if floor else ""))
     return 0
 
 

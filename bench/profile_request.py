@@ -1,6 +1,6 @@
 """Where polyroute's CPU per request goes: cProfile over a fixed number of proxied requests.
 
-    python bench/profile_request.py [--requests 20000] [--keys] [--stream] [--src TREE]
+    python bench/profile_request.py [--requests 20000] [--keys | --redis] [--stream] [--src TREE]
                                     [--top 40] [--out profile.pstats]
 
 Starts the benchmark's mock upstream and ``polyroute serve`` (the bench config of
@@ -58,6 +58,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=20_000)
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--keys", action="store_true", help="the polyroute-keys target's config")
+    p.add_argument("--redis", action="store_true",
+                   help="the polyroute-redis target's config (keys, limits in the local Redis)")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--src", type=Path, default=None, help="run this source tree instead")
     p.add_argument("--top", type=int, default=40)
@@ -104,7 +106,7 @@ def main() -> int:
         procs.wait_port(upstream.port, 30, upstream.proc)
         home = work / "polyroute"
         home.mkdir()
-        extra = targets._KEYS_CONFIG if args.keys else ""
+        extra = targets.extra_config(args.keys, args.redis)
         config = home / "polyroute.yaml"
         config.write_text(targets.polyroute_config(upstream.port, home, extra))
         port = procs.free_port()
@@ -117,7 +119,7 @@ def main() -> int:
                                work / "polyroute.log", env, None, home)
         target = targets.Target("polyroute", proc, port, payloads.GATEWAY_CHAT_PATH,
                                 payloads.GATEWAY_CHAT_PATH)
-        if args.keys:
+        if args.keys or args.redis:
             target = targets._with_key(target)
         procs.wait_port(port, 30, proc)
         print(f"probe: {run.probe(target, args.stream)}")

@@ -215,6 +215,13 @@ def polyroute_available() -> bool:
 
 MASTER_KEY = "sk-bench-master-key-0123456789"
 _KEYS_CONFIG = "auth:\n  master_key: ${BENCH_MASTER_KEY}\n"
+# Database 13 of the local Redis: the polyroute-redis target's limits and reservations.
+_REDIS_CONFIG = _KEYS_CONFIG + "state:\n  redis_url: redis://127.0.0.1:6379/13\n"
+
+
+def extra_config(keys: bool, redis: bool) -> str:
+    """The config a bench tool's ``--keys`` / ``--redis`` adds to the defaults."""
+    return _REDIS_CONFIG if redis else _KEYS_CONFIG if keys else ""
 
 
 def start_polyroute_keys(work: Path, upstream_port: int, cpus: str | None) -> Target:
@@ -225,8 +232,7 @@ def start_polyroute_keys(work: Path, upstream_port: int, cpus: str | None) -> Ta
 
 def start_polyroute_redis(work: Path, upstream_port: int, cpus: str | None) -> Target:
     """The same, with limits and reservations in Redis (127.0.0.1:6379), as replicas use."""
-    extra = _KEYS_CONFIG + "state:\n  redis_url: redis://127.0.0.1:6379/13\n"
-    return _with_key(start_polyroute(work, upstream_port, cpus, extra, "polyroute-redis"))
+    return _with_key(start_polyroute(work, upstream_port, cpus, _REDIS_CONFIG, "polyroute-redis"))
 
 
 _TWO_WORKERS = "server:\n  workers: 2\n"
@@ -240,8 +246,7 @@ def start_polyroute_w2(work: Path, upstream_port: int, cpus: str | None) -> Targ
 def start_polyroute_redis_w2(work: Path, upstream_port: int, cpus: str | None) -> Target:
     """polyroute-redis served by two worker processes: keys, limits and budgets shared
     through Redis, as more than one worker with keys requires."""
-    extra = (_KEYS_CONFIG + "state:\n  redis_url: redis://127.0.0.1:6379/13\n"
-             + _TWO_WORKERS)
+    extra = _REDIS_CONFIG + _TWO_WORKERS
     return _with_key(start_polyroute(work, upstream_port, cpus, extra, "polyroute-redis-w2"))
 
 

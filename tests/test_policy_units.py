@@ -197,6 +197,32 @@ async def test_policy_open_mode_then_keys(tmp_path: Path) -> None:
         await policy.authenticate(created.key)
 
 
+async def test_a_remembered_secret_still_refuses_every_other(tmp_path: Path) -> None:
+    """The HMAC runs once per principal; after it, only the very secret that matched is let
+    in, and a principal the directory rebuilt (reload, rotation) is checked afresh."""
+    from polyroute.policy.admin import AdminService
+
+    policy, directory, store = await _policy(tmp_path)
+    service = AdminService(directory, store, store._db)  # type: ignore[attr-defined]
+    created = await service.create_key(KeyIn(rpm=100))
+    other = await service.create_key(KeyIn(rpm=100))
+    assert (await policy.authenticate(created.key)).key_id == created.id
+    assert (await policy.authenticate(created.key)).key_id == created.id  # remembered
+    key_id, secret = created.key.removeprefix("sk-pr-").split("-", 1)
+    wrong = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    for forged in (f"sk-pr-{key_id}-{wrong}",
+                   f"sk-pr-{key_id}-{other.key.rsplit('-', 1)[1]}"):  # another key's secret
+        with pytest.raises(AuthenticationFailed):
+            await policy.authenticate(forged)
+    import dataclasses
+    before = directory.principals[created.id]
+    directory.principals[created.id] = dataclasses.replace(before, digest=b"\0" * 32)
+    with pytest.raises(AuthenticationFailed):  # a rebuilt principal's own digest decides
+        await policy.authenticate(created.key)
+    directory.principals[created.id] = dataclasses.replace(before)
+    assert (await policy.authenticate(created.key)).key_id == created.id
+
+
 async def test_budget_refusal_names_the_scope(tmp_path: Path) -> None:
     from polyroute.policy.admin import AdminService
 

@@ -125,3 +125,52 @@ async def test_concurrent_admissions_over_one_pipe_stay_exact() -> None:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+async def test_answered_at_counts_replies_not_error_replies(pipe: ScriptPipe) -> None:
+    """The limiter's watchdog skips its ping when the pipe heard Redis answer just now; an
+    error reply (BUSY, LOADING …) must not count as that evidence."""
+    import time
+
+    assert pipe.answered_at == 0.0  # not connected yet
+    assert await pipe.call("ECHO", "x") == b"x"
+    answered = pipe.answered_at
+    assert 0 < time.monotonic() - answered < 1.0
+    await asyncio.sleep(0.01)
+    assert isinstance(await pipe.call("NOSUCHCOMMAND"), ResponseError)
+    assert pipe.answered_at == answered
+    sent = pipe.submit("ECHO", "y")  # the synchronous send the settlements use
+    assert sent is not None and await sent == b"y" and pipe.answered_at > answered
+    pipe.reset()
+    assert pipe.submit("ECHO", "z") is None and pipe.answered_at == 0.0
+
+
+async def test_a_freed_slot_is_free_for_the_next_admission_at_once() -> None:
+    """Settlements wait (up to 5 ms) to share a write, but never behind the next admission:
+    a client with one concurrent slot, asking again the moment its answer came, is admitted
+    every time, and its settlements all arrive without a task per drain."""
+    client = limits_client(URL, 0.5)
+    prefix = f"polyroute:test:{uuid.uuid4().hex}:{{lim}}:"
+
+    async def no_spend() -> dict[str, int]:
+        return {}
+
+    limiter = RedisLimiter(client, lease_ttl_s=30, timeout_s=0.5, load_spend=no_spend,
+                           prefix=prefix)
+    try:
+        await limiter.ensure_seeded()
+        scope = Scope("k:one", rpm=10_000, tpm=10**9, max_concurrent=1)
+        for _ in range(50):
+            grant = await limiter.acquire(uuid.uuid4().hex, [scope], 10, 0, 0.0)
+            assert isinstance(grant, Grant), grant
+            limiter.release(grant, 0, 10)
+        assert limiter.queued == 1 and limiter._drain is None  # the last one waits its turn
+        await asyncio.sleep(0.05)
+        assert limiter.queued == 0 and await client.zcard(f"{prefix}l:k:one") == 0
+        assert limiter.healthy and limiter.rejected_settlements == 0
+    finally:
+        await limiter.aclose()
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from random import Random
 from typing import Generic, TypeVar, get_args
@@ -116,8 +116,9 @@ class AttemptLoop(Generic[T]):
         """Deployments tried although their circuit is open (panic)."""
         self._evidence: set[str] = set()
         """Upstreams whose outcome for this request the circuits already have."""
-        self._retries: Counter[str] = Counter()
-        self._early_retries: Counter[str] = Counter()
+        # Plain dicts, not Counters: built for every request, read only after a failure.
+        self._retries: dict[str, int] = {}
+        self._early_retries: dict[str, int] = {}
 
     async def run(self, attempt: AttemptFn[T]) -> tuple[T, Deployment]:
         res = self._res
@@ -176,7 +177,7 @@ class AttemptLoop(Generic[T]):
             # as often as moving to that candidate's model allows.
             allowed = (retry.before_same_model if self._same_model(dep, following)
                        else retry.before_other_model)
-            if exc.trigger not in _RETRY_AT_ONCE or self._early_retries[dep.name] >= allowed:
+            if exc.trigger not in _RETRY_AT_ONCE or self._early_retries.get(dep.name, 0) >= allowed:
                 return None
             if breakers.blocked(dep.upstream) and not breakers.paused(dep.upstream):
                 return None  # its circuit just opened: the evidence says go elsewhere
@@ -187,12 +188,12 @@ class AttemptLoop(Generic[T]):
             budget = retry.retries_per_deployment
             if exc.trigger == "timeout":
                 budget = min(budget, _TIMEOUT_RETRIES)
-            if not exc.transient or self._retries[dep.name] >= budget:
+            if not exc.transient or self._retries.get(dep.name, 0) >= budget:
                 return None
             if not self._still_open_to(dep):
                 return None
             counter, limit = self._retries, retry.max_retry_after_s
-            jitter = full_jitter(self._retries[dep.name], retry.backoff_base_s,
+            jitter = full_jitter(self._retries.get(dep.name, 0), retry.backoff_base_s,
                                  retry.backoff_max_s, self._rng)
         wait = exc.retry_after if exc.retry_after is not None else jitter
         if dep.name not in self._forced:
@@ -203,7 +204,7 @@ class AttemptLoop(Generic[T]):
                 wait = max(wait, reopens + _TIMER_SLACK_S)
         if wait > limit or asyncio.get_running_loop().time() + wait >= self._deadline:
             return None
-        counter[dep.name] += 1
+        counter[dep.name] = counter.get(dep.name, 0) + 1
         return wait
 
     def _still_open_to(self, dep: Deployment) -> bool:

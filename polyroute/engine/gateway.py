@@ -624,8 +624,8 @@ class Gateway:
             record=record, breakers=self._breakers, deadline=deadline, clock=self._clock,
             rng=self._rng, discard=discard, hedge_delay=delay, origins=route.origins,
             client_listed=frozenset(name for name, group in route.origins.items()
-                                    if group in also), holder=holder, quota=quota,
-                                    tracer=self._tracer)
+                                    if group in also) if also else frozenset(),
+            holder=holder, quota=quota, tracer=self._tracer)
 
     def _room(self, route: Route, reserve: Reservation,
               stream: bool) -> tuple[Holder | None, QuotaCheck | None]:

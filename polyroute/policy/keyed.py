@@ -65,6 +65,10 @@ class KeyPolicy:
         counter = itertools.count(1).__next__
         self._new_id: Callable[[], str] = lambda: f"{prefix}{counter():012x}"
         self._day = (-1, "")
+        self._verified: dict[str, tuple[KeyPrincipal, bytes, str]] = {}
+        """Per key id: the principal, its digest and the secret that last matched them. A
+        client sends the same key on every request; checked once per principal, the HMAC
+        (which OpenSSL makes cost far more under load than alone) is skipped after."""
         self.spend_ready = limiter.shared
         """Budgets need the spend so far; in process it is loaded from the ledger at start."""
 
@@ -94,7 +98,7 @@ class KeyPolicy:
             principal = await self._directory.find(key_id)
             if principal is None:
                 raise AuthenticationFailed("Invalid API key.")
-        if not hmac.compare_digest(keys.digest(principal.salt, secret), principal.digest):
+        if not self._matches(key_id, principal, secret):
             raise AuthenticationFailed("Invalid API key.")
         if principal.revoked:
             raise AuthenticationFailed(f"The key {keys.preview(key_id)} was revoked.")
@@ -103,6 +107,17 @@ class KeyPolicy:
         if principal.expires_at is not None and principal.expires_at <= self._clock():
             raise AuthenticationFailed(f"The key {keys.preview(key_id)} has expired.")
         return principal
+
+    def _matches(self, key_id: str, principal: KeyPrincipal, secret: str) -> bool:
+        """``secret`` is the key's: the same string as last time for the same principal (a
+        reload or rotation builds a new one, and its digest is compared too), or its HMAC."""
+        seen = self._verified.get(key_id)
+        if seen is not None and seen[0] is principal and seen[1] == principal.digest:
+            return hmac.compare_digest(secret, seen[2])
+        if not hmac.compare_digest(keys.digest(principal.salt, secret), principal.digest):
+            return False
+        self._verified[key_id] = (principal, principal.digest, secret)
+        return True
 
     async def admit(self, principal: Principal, request: AdmissionRequest) -> object:
         if not isinstance(principal, KeyPrincipal):

@@ -1,9 +1,10 @@
 """Limits and budgets shared by every replica through Redis: exact across replicas.
 
 Admission is one EVALSHA (:data:`~.redis_scripts.ADMIT`) for key, team and org at once,
-bounded by ``timeout_s``; settling is queued and sent in batches by a background task, so the
-request path never waits for it. Both go over one pipelined connection (:mod:`.resp`: hiredis
-packs and parses, concurrent requests share the round trips); redis-py serves the rare calls.
+bounded by ``timeout_s``; settling is queued and sent in batches, in the write of the next
+admission or within 5 ms, so the request path never waits for it. Both go over one pipelined
+connection (:mod:`.resp`: hiredis packs and parses, concurrent requests share the round
+trips); redis-py serves the rare calls.
 Each replica renews its in-flight leases every ``lease_ttl_s / 3``; the leases of a replica
 that died expire after ``lease_ttl_s``, freeing their concurrency slots and reservations.
 
@@ -11,7 +12,9 @@ Whether Redis is up is decided by a watchdog *thread* that pings it every 20 ms 
 socket timeout — not by the admission call's own timer, which a busy event loop fires late
 (under load that would call a healthy Redis "down" and wrongly fail teams open). When the
 watchdog sees Redis fail it expires every admission in flight at once, and later admissions
-fail immediately, so a team's fail-open/closed decision takes well under 100 ms; the admission
+fail immediately, so a team's fail-open/closed decision takes about 100 ms at most. A reply
+on the hot calls' pipe within the last 5 ms stands for a ping (under load that skips nearly
+every ping: a redis-py round trip 50 times a second, on another thread). The admission
 call itself gets a generous ``call_timeout_s``. Settlements wait in the queue and are applied
 once Redis is back.
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -37,7 +41,13 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import (
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 
 from polyroute.errors import GatewayError, InvalidRequest
 from polyroute.state.limits import (
@@ -62,9 +72,15 @@ makes Redis's INCRBY overflow), so none is ever sent."""
 # "this call was wrong": those are outages like a dropped connection.
 _OUTAGE_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS")
 _BATCH = 256
+_SETTLE_WITHIN_S = 0.005
+"""Queued settlements leave with the next admission, or after this long without one."""
 _MAX_QUEUED = 200_000  # settlements kept while Redis is down; older ones are dropped (logged)
 _WATCH_EVERY_S = 0.02
 _WATCH_TIMEOUT_S = 0.075  # + the interval: a hang is noticed within 100 ms
+_ANSWERED_RECENTLY_S = 0.005
+"""A reply on the pipe this recent stands for the watchdog's ping (under load replies come
+every few milliseconds, and the ping was most of Redis mode's extra work per request); a
+hang is then still noticed within 5 + 20 + 75 ms."""
 _POOL = 16  # Redis runs scripts one at a time: more connections only add connects
 
 
@@ -136,6 +152,8 @@ class RedisLimiter:
         """Settlements Redis refused (script errors): each is a bug report in the log."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain: asyncio.Task[None] | None = None
+        self._send_at: asyncio.TimerHandle | None = None
+        """The :meth:`_send` scheduled for queued settlements (None: none is)."""
         self._prober: asyncio.Task[None] | None = None
         self._seeding: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
@@ -158,7 +176,11 @@ class RedisLimiter:
         client = redis.Redis.from_url(self._url, socket_timeout=_WATCH_TIMEOUT_S,
                                       socket_connect_timeout=_WATCH_TIMEOUT_S)
         loop = self._loop
+        pipe = self._pipe
         while not self._stop.wait(_WATCH_EVERY_S):
+            if self._healthy and pipe is not None \
+                    and time.monotonic() - pipe.answered_at < _ANSWERED_RECENTLY_S:
+                continue  # the pipe's replies show Redis answering: a ping would say no more
             try:
                 client.ping()
                 up = True
@@ -218,6 +240,11 @@ class RedisLimiter:
             for period, limit in s.budgets:
                 args += [period, limit]
         args[7] = n
+        if self._send_at is not None:
+            # Settlements first, in the same write: fewer sends to Redis (each costs this
+            # process a loopback TCP send), and a slot a client's previous request freed is
+            # free before its next one asks.
+            self._send()
         result = await self._call(args)
         status = int(result[0])
         if status == -1:  # Redis lost the spend counters (restarted): load them, then retry
@@ -284,8 +311,48 @@ class RedisLimiter:
             self._queue.popleft()
             log.error("redis settlement queue full: dropped the oldest settlement")
         self._queue.append(op)
-        if self._healthy and (self._drain is None or self._drain.done()):
-            self._drain = self._spawn(self._flush())
+        if self._send_at is None and self._healthy \
+                and (self._drain is None or self._drain.done()):
+            self._send_at = asyncio.get_running_loop().call_later(_SETTLE_WITHIN_S, self._send)
+
+    def _send(self) -> None:
+        """Send the queued settlements onto the open pipe with no task (one settlement per
+        request made a task per drain), ahead of an admission or when :data:`_SETTLE_WITHIN_S`
+        passed; without a pipe or connection, :meth:`_flush` sends them."""
+        if self._send_at is not None:  # called early, by an admission: the timer is moot
+            self._send_at.cancel()
+            self._send_at = None
+        if not self._queue or not self._healthy or not (self._drain is None or self._drain.done()):
+            return
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
+            args: list[Any] = [self._prefix, len(batch)]
+            for op in batch:
+                args += op
+            sent = self._pipe.submit("EVALSHA", self._settle.sha, 0, *args) \
+                if self._pipe is not None else None
+            if sent is None:
+                self._queue.extendleft(reversed(batch))
+                self._drain = self._spawn(self._flush())
+                return
+            sent.add_done_callback(functools.partial(self._settled, batch=batch))
+
+    def _settled(self, reply: asyncio.Future[Any], batch: list[list[Any]]) -> None:
+        """A batch :meth:`_send` sent was answered. Anything but an answer or a script
+        error goes back to the queue, for :meth:`_flush` to send and judge (a lost
+        connection, a Redis that forgot the script)."""
+        result = reply.exception() or reply.result()
+        if isinstance(result, ResponseError) and is_script_error(result) \
+                and not isinstance(result, NoScriptError):
+            self._rejected(len(batch), result)  # as _flush: never sent twice
+            return
+        if isinstance(result, BaseException):
+            self._queue.extendleft(reversed(batch))
+            if self._healthy and (self._drain is None or self._drain.done()):
+                self._drain = self._spawn(self._flush())
+            return
+        if int(result[1]):
+            self._rejected(int(result[1]), _s(result[2]))
 
     async def _flush(self) -> None:
         while self._queue and self._healthy:
@@ -395,6 +462,9 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         self._stop.set()
+        if self._send_at is not None:
+            self._send_at.cancel()
+            self._send_at = None
         if self._watchdog is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._watchdog.join, 1.0)
         if self._healthy and self._queue:

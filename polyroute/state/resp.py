@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -38,6 +39,9 @@ class _Replies(asyncio.Protocol):
         self._out: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self.closed = False
+        self.answered_at = 0.0
+        """``time.monotonic()`` when Redis last sent a reply (read by the limiter's watchdog
+        thread: a float attribute, so a torn read is impossible)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
@@ -59,6 +63,8 @@ class _Replies(asyncio.Protocol):
         reader.feed(data)
         try:
             while (reply := reader.gets()) is not False:
+                if not isinstance(reply, Exception):  # BUSY, LOADING …: not a sign of health
+                    self.answered_at = time.monotonic()
                 waiter = self._waiting.popleft()
                 if not waiter.done():  # a caller that timed out is no longer waiting
                     waiter.set_result(reply)
@@ -124,6 +130,17 @@ class ScriptPipe:
             raise reply
         return reply
 
+    def submit(self, *command: Any) -> asyncio.Future[Any] | None:
+        """Send a command now, without a coroutine: its reply's future (an error reply is
+        its result, as with :meth:`call`), or None when there is no open connection (then
+        :meth:`call` connects)."""
+        replies = self._replies
+        if replies is None or replies.closed:
+            return None
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        replies.send(hiredis.pack_command(command), reply)
+        return reply
+
     async def call(self, *command: Any) -> Any:
         """One command's reply; an error reply is returned, not raised (as an exception)."""
         replies = self._replies
@@ -164,6 +181,12 @@ class ScriptPipe:
                 replies.close(answer)
                 raise answer
         return replies
+
+    @property
+    def answered_at(self) -> float:
+        """When Redis last answered on this pipe (``time.monotonic()``; 0: never)."""
+        replies = self._replies
+        return replies.answered_at if replies is not None and not replies.closed else 0.0
 
     def reset(self) -> None:
         """Drop the connection (calls waiting on it fail): after an outage, connections

@@ -325,6 +325,8 @@ class AttemptLoop(Generic[T]):
             return "resume"
         if hedge:
             return "hedge"
+        if not self._record.attempts:  # the common case, without building a list
+            return "first"
         earlier = [a.deployment for a in self._record.attempts
                    if a.error_class not in ("not_allowed", "unsupported_endpoint")]
         if not earlier:

@@ -11,11 +11,18 @@ at its start and end, and a reference to the request's record (complete and neve
 request settled). Attributes are read from the record and encoded later, in a worker thread,
 in batches; a full queue drops requests' spans and counts them. The W3C ``traceparent`` a
 client sends makes the request's span its child, in its trace, sampled as it says.
+
+Export: every ``export_interval_s``, or as soon as ``BATCH`` requests' spans are waiting,
+whichever comes first; a round sends what was waiting when it began, at most ``BATCH``
+requests per OTLP post, over one kept-alive connection. Spans that end during a round wait
+for the next one: an exporter that looped until the queue was empty posted a trickle of a
+few requests each, back to back, on a busy gateway (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -33,7 +40,9 @@ from polyroute.observability import otlp
 
 log = logging.getLogger("polyroute.tracing")
 
-_BATCH = 512
+BATCH = 512
+"""Requests (their span and their attempts') per export post at most; as many waiting are
+exported at once, without waiting for the interval."""
 _NS = 1_000_000_000
 OPERATION = {"chat": "chat", "embeddings": "embeddings"}
 """The record's endpoint → the GenAI ``gen_ai.operation.name``."""
@@ -67,7 +76,7 @@ class _Attempt:
     __slots__ = ("deployment", "end_ns", "kind", "note", "number", "span_id", "start_ns",
                  "token", "var")
 
-    def __init__(self, deployment: Deployment, kind: str, number: int, span_id: bytes,
+    def __init__(self, deployment: Deployment, kind: str, number: int, span_id: int,
                  var: ContextVar[Mapping[str, str] | None], traceparent: str) -> None:
         self.deployment, self.kind, self.number, self.span_id = deployment, kind, number, span_id
         self.start_ns = time.time_ns()
@@ -88,7 +97,7 @@ class _Attempt:
 
 
 class _Trace:
-    __slots__ = ("attempts", "parent_id", "record", "sampled", "span_id", "trace_id")
+    __slots__ = ("attempts", "flags", "parent_id", "record", "sampled", "span_id", "trace_id")
 
     def __init__(self, record: RequestRecord, trace_id: str, span_id: int,
                  parent_id: str | None, sampled: bool) -> None:
@@ -96,6 +105,7 @@ class _Trace:
             record, trace_id, span_id, parent_id)
         self.sampled = sampled
         """False: nothing is exported, but attempts still send the trace upstream."""
+        self.flags = "-01" if sampled else "-00"
         self.attempts: list[_Attempt] = []
 
 
@@ -124,6 +134,7 @@ class Tracer:
                                                      "telemetry.sdk.name": "polyroute"}
         self._scope = ("polyroute", version)
         self._ratio = sample_ratio
+        self._always = sample_ratio >= 1.0
         self._max = max_queue
         self._interval_s = export_interval_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -131,12 +142,15 @@ class Tracer:
         self._open: dict[str, _Trace] = {}
         """Request id → its trace, from ``begin`` to ``observe`` (sampled ones only)."""
         self._queue: deque[_Trace] = deque()
+        self._full = asyncio.Event()
+        """Set when ``BATCH`` requests' spans are waiting: export now, not at the interval."""
         self.outgoing_var: ContextVar[Mapping[str, str] | None] = ContextVar(
             "polyroute_traceparent", default=None)
         self.exported = self.dropped = self.failed = 0
         """Spans, since start."""
         self._encoder = otlp.Encoder()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._session: aiohttp.ClientSession | None = None
 
     # -- the engine's seam (the request path) ----------------------------------------------
@@ -147,8 +161,8 @@ class Tracer:
         if parent is not None:
             trace_id, parent_id, sampled = parent
         else:  # (an all-zero random id: one chance in 2^128)
-            trace_id, parent_id = bits(128).to_bytes(16, "big").hex(), None
-            sampled = self._ratio >= 1.0 or self._rng.random() < self._ratio
+            trace_id, parent_id = f"{bits(128):032x}", None
+            sampled = self._always or self._rng.random() < self._ratio
         self._open[record.request_id] = _Trace(record, trace_id, bits(64), parent_id, sampled)
 
     def attempt(self, record: RequestRecord, deployment: Deployment,
@@ -156,10 +170,9 @@ class Tracer:
         trace = self._open.get(record.request_id)
         if trace is None:
             return _NO_ATTEMPT
-        span_id = self._rng.getrandbits(64).to_bytes(8, "big")
+        span_id = self._rng.getrandbits(64)
         attempt = _Attempt(deployment, kind, len(record.attempts) + 1, span_id,
-                           self.outgoing_var, "00-" + trace.trace_id + "-" + span_id.hex() + (
-                               "-01" if trace.sampled else "-00"))
+                           self.outgoing_var, f"00-{trace.trace_id}-{span_id:016x}{trace.flags}")
         if trace.sampled:
             trace.attempts.append(attempt)
         return attempt
@@ -168,10 +181,13 @@ class Tracer:
         trace = self._open.pop(record.request_id, None)
         if trace is None or not trace.sampled:
             return
-        if len(self._queue) >= self._max:
+        queue = self._queue
+        if len(queue) >= self._max:
             self.dropped += 1 + len(trace.attempts)
             return
-        self._queue.append(trace)
+        queue.append(trace)
+        if len(queue) == BATCH:
+            self._full.set()
 
     def outgoing(self) -> Mapping[str, str] | None:
         """The ``traceparent`` of the attempt running in this context, for the upstream."""
@@ -179,12 +195,16 @@ class Tracer:
 
     # -- export (off the request path) -----------------------------------------------------
 
-    def take(self) -> list[_Trace]:
+    @property
+    def waiting(self) -> int:
+        """Finished requests whose spans wait for an export round."""
+        return len(self._queue)
+
+    def take(self, most: int = BATCH) -> list[_Trace]:
+        """Up to ``most`` finished requests' traces, oldest first, off the queue."""
         queue = self._queue
-        batch: list[_Trace] = []
-        while queue and len(batch) < _BATCH:
-            batch.append(queue.popleft())
-        return batch
+        popleft = queue.popleft
+        return [popleft() for _ in range(min(most, len(queue)))]
 
     def encode(self, batch: list[_Trace]) -> tuple[bytes, int]:
         """An ExportTraceServiceRequest of the batch's spans, and how many (worker thread)."""
@@ -210,8 +230,12 @@ class Tracer:
         return False
 
     async def flush(self) -> None:
+        """Export what is waiting now, in posts of at most ``BATCH`` requests' spans. What
+        ends meanwhile waits for the next round (else a busy gateway posts a trickle)."""
         loop = asyncio.get_running_loop()
-        while batch := self.take():
+        waiting = len(self._queue)
+        while waiting > 0 and (batch := self.take(min(waiting, BATCH))):
+            waiting -= len(batch)
             body, count = await loop.run_in_executor(None, self.encode, batch)
             if await self.send(body):
                 self.exported += count
@@ -219,8 +243,15 @@ class Tracer:
                 self.failed += count
 
     async def _drain(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
+        full = self._full
+        while not self._closing:
+            full.clear()
+            if len(self._queue) < BATCH:  # (a full batch that came during the last round: now)
+                # The interval is counted from the end of the last round, so an export that
+                # takes long never runs back to back with the next.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval_s):
+                        await full.wait()
             try:
                 await self.flush()
             except Exception:  # a bug here must not stop tracing for good
@@ -231,7 +262,9 @@ class Tracer:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # Not cancelled: a round in progress would lose the batch it took off the queue.
+            self._closing = True
+            self._full.set()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.flush()
         if self._session is not None:
@@ -309,5 +342,5 @@ def _attempt_span(encoder: otlp.Encoder, trace: _Trace, trace_id: bytes, parent_
                 attrs["error.type"] = error
         tail = encoder.keep(key, encoder.tail(f"{operation} {dep.model}", otlp.CLIENT, attrs,
                                               error is not None))
-    return encoder.head(trace_id, a.span_id, parent_id, a.start_ns,
+    return encoder.head(trace_id, a.span_id.to_bytes(8, "big"), parent_id, a.start_ns,
                         a.end_ns or a.start_ns) + tail

@@ -1,7 +1,7 @@
 """Instructions per proxied request, counted by valgrind: a figure the machine's load does not move.
 
     python bench/instructions.py [--seconds 20] [--keys] [--stream] [--connections 16]
-                                 [--src TREE ...]
+                                 [--src TREE ...] [--extra YAML [--pair]] [--rate]
 
 CPU time per request (``run.py``) swings with whatever else the machine runs: other processes
 evict the caches and steal the core, and a busy two-core machine moved polyroute's figure by
@@ -14,6 +14,14 @@ way, one after another, so a change can be compared with its parent on any machi
 
 Instructions are not time (a cache miss costs no instruction), so a figure here says whether
 code does more or less work, and ``run.py`` on a quiet machine says what that costs.
+
+``--extra YAML --pair`` measures each tree without the extra config and with it, one after the
+other, and prints what the extra adds per request (e.g. ``tracing.yaml``: tracing's cost).
+``--rate`` converts instructions to CPU time: after the valgrind runs it runs each
+configuration again natively, for as long, and divides the instructions per request by the
+process's CPU time per request (every thread, from /proc): instructions per µs on this
+machine, now. The callgrind dumps stay in ``bench/.work/instructions/*/callgrind`` for
+``callgrind_annotate``.
 """
 
 from __future__ import annotations
@@ -42,6 +50,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--extra", type=Path, default=None,
                    help="YAML appended to polyroute's config ({upstream} stands for the mock "
                         "upstream's base URL), e.g. a tracing section to measure its cost")
+    p.add_argument("--pair", action="store_true",
+                   help="with --extra: measure each tree without it too, and print the difference")
+    p.add_argument("--rate", action="store_true",
+                   help="measure each configuration natively too (CPU time per request), and "
+                        "convert instructions to µs with the rate that gives")
     p.add_argument("--src", type=Path, action="append", default=[],
                    help="source tree to measure (repeatable); default: the installed one")
     return p.parse_args()
@@ -78,13 +91,39 @@ def _instructions(out_dir: Path) -> int:
     return total
 
 
+def _env(home: Path) -> dict[str, str]:
+    return {"BENCH_UPSTREAM_KEY": payloads.UPSTREAM_KEY, "BENCH_MASTER_KEY": targets.MASTER_KEY,
+            "XDG_DATA_HOME": str(home / "data"), "XDG_STATE_HOME": str(home / "state"),
+            "PYTHONMALLOC": "malloc", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def measure_native(name: str, argv: list[str], port: int, paths: tuple[str, str],
+                   args: argparse.Namespace, home: Path, src: Path | None = None) -> float:
+    """CPU µs per request of ``argv`` run natively (every thread; the same wrk run)."""
+    with targets.polyroute_source(src):
+        proc = procs.start(name, argv, home / f"{name}-native.log", _env(home), None, home)
+    target = targets.Target(name, proc, port, *paths)
+    try:
+        procs.wait_port(target.port, 60, proc)
+        if args.keys and name != "floor":
+            target = targets._with_key(target)
+        url = target.url(args.stream)
+        _wrk(url, args.connections, target.client_key, args.stream, 10, home)  # warm up
+        time.sleep(2)
+        before = procs.cpu_seconds(proc.pid)
+        served = _wrk(url, args.connections, target.client_key, args.stream, args.seconds, home)
+        time.sleep(2)  # as under callgrind: the ledger flusher's and exporter's work counts
+        cpu = procs.cpu_seconds(proc.pid) - before
+    finally:
+        procs.stop(proc, grace=30)
+    return cpu * 1e6 / max(served, 1)
+
+
 def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
             args: argparse.Namespace, home: Path, dumps: Path,
             src: Path | None = None) -> dict[str, object]:
     """Run ``argv`` under callgrind, instrumented only while the measured wrk run goes."""
-    env = {"BENCH_UPSTREAM_KEY": payloads.UPSTREAM_KEY, "BENCH_MASTER_KEY": targets.MASTER_KEY,
-           "XDG_DATA_HOME": str(home / "data"), "XDG_STATE_HOME": str(home / "state"),
-           "PYTHONMALLOC": "malloc", "OPENBLAS_NUM_THREADS": "1"}
+    env = _env(home)
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                 f"--callgrind-out-file={dumps}/callgrind.out.%p"]
     with targets.polyroute_source(src):
@@ -105,18 +144,26 @@ def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
     finally:
         procs.stop(proc, grace=30)
     instructions = _instructions(dumps)
-    return {"target": name, "requests": served, "instructions": instructions,
-            "per_request": round(instructions / max(served, 1))}
+    result: dict[str, object] = {"target": name, "requests": served,
+                                 "instructions": instructions,
+                                 "per_request": round(instructions / max(served, 1))}
+    if args.rate:
+        cpu_us = measure_native(name, argv, port, paths, args, home, src)
+        result["cpu_us_per_request"] = round(cpu_us, 1)
+        result["instructions_per_us"] = round(instructions / max(served, 1) / cpu_us, 1)
+    return result
 
 
 def measure_polyroute(src: Path | None, args: argparse.Namespace, upstream_port: int,
-                      work: Path) -> dict[str, object]:
+                      work: Path, with_extra: bool = True) -> dict[str, object]:
     name = f"polyroute@{src}" if src else "polyroute"
+    if args.extra is not None and with_extra:
+        name += f" +{args.extra.name}"
     home = work / f"polyroute-{len(list(work.iterdir()))}"
     home.mkdir(parents=True)
     config = home / "polyroute.yaml"
     extra = targets._KEYS_CONFIG if args.keys else ""
-    if args.extra is not None:
+    if args.extra is not None and with_extra:
         extra += args.extra.read_text().replace("{upstream}", f"http://127.0.0.1:{upstream_port}")
     config.write_text(targets.polyroute_config(upstream_port, home, extra))
     dumps = home / "callgrind"
@@ -155,9 +202,15 @@ def main() -> int:
         if args.floor:
             results.append(measure_floor(args, upstream.port, work))
             print(json.dumps(results[-1]), flush=True)
+        pairs: list[tuple[dict[str, object], dict[str, object]]] = []
         for src in args.src or [None]:
+            if args.pair and args.extra is not None:
+                results.append(measure_polyroute(src, args, upstream.port, work, False))
+                print(json.dumps(results[-1]), flush=True)
             results.append(measure_polyroute(src, args, upstream.port, work))
             print(json.dumps(results[-1]), flush=True)
+            if args.pair and args.extra is not None:
+                pairs.append((results[-2], results[-1]))
     finally:
         procs.stop(upstream.proc)
     kind = ("stream" if args.stream else "chat") + (" keys" if args.keys else "")
@@ -165,8 +218,20 @@ def main() -> int:
     floor = next((r["per_request"] for r in results if r["target"] == "floor"), None)
     for result in results:
         ratio = f"  {result['per_request'] / floor:.2f}x the floor" if floor else ""
+        cpu = (f"  {result['cpu_us_per_request']} µs CPU natively, "
+               f"{result['instructions_per_us']} instructions/µs"
+               if "cpu_us_per_request" in result else "")
         print(f"  {result['per_request']:>12,}  {result['target']}  "
-              f"({result['requests']} requests){ratio}")
+              f"({result['requests']} requests){ratio}{cpu}")
+    for without, with_ in pairs:
+        added = int(str(with_["per_request"])) - int(str(without["per_request"]))
+        line = f"  {with_['target']} adds {added:+,} instructions per request"
+        if "instructions_per_us" in without:
+            # The rate of the configuration without the extra: the work the extra adds is
+            # the same kind of Python as the rest of the request.
+            line += f" ≈ {added / float(str(without['instructions_per_us'])):+.1f} µs at " \
+                    f"{without['instructions_per_us']} instructions/µs"
+        print(line)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Instructions per proxied request, counted by valgrind: a figure the machine's load does not move.
 
     python bench/instructions.py [--seconds 20] [--keys] [--stream] [--connections 16]
-                                 [--src TREE ...] [--extra YAML [--pair]] [--rate]
+                                 [--src TREE ...] [--extra YAML [--pair]] [--rate] [--idle S]
 
 CPU time per request (``run.py``) swings with whatever else the machine runs: other processes
 evict the caches and steal the core, and a busy two-core machine moved polyroute's figure by
@@ -20,7 +20,11 @@ other, and prints what the extra adds per request (e.g. ``tracing.yaml``: tracin
 ``--rate`` converts instructions to CPU time: after the valgrind runs it runs each
 configuration again natively, for as long, and divides the instructions per request by the
 process's CPU time per request (every thread, from /proc): instructions per µs on this
-machine, now. The callgrind dumps stay in ``bench/.work/instructions/*/callgrind`` for
+machine, now. ``--idle 20`` then counts 20 s of the process idling (its timers: ledger,
+exporters, metrics) and prints each figure less that background rate over the measured run:
+under valgrind the throughput moves with the machine's load (500–1,500 requests in 40 s
+here), and with it the share of clock-driven work in each request's figure. The callgrind
+dumps stay in ``bench/.work/instructions/*/callgrind`` for
 ``callgrind_annotate``.
 """
 
@@ -55,6 +59,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rate", action="store_true",
                    help="measure each configuration natively too (CPU time per request), and "
                         "convert instructions to µs with the rate that gives")
+    p.add_argument("--idle", type=int, default=0, metavar="SECONDS",
+                   help="then count SECONDS of idling too, and print the per-request figure "
+                        "less that background rate over the measured run")
     p.add_argument("--src", type=Path, action="append", default=[],
                    help="source tree to measure (repeatable); default: the installed one")
     return p.parse_args()
@@ -83,12 +90,15 @@ def _callgrind(pid: int, *flags: str) -> None:
 def _instructions(out_dir: Path) -> int:
     """Summed over the dumps (the one asked for, and the one written at exit): instrumentation
     is on only while the measured run goes, so they hold nothing else."""
-    total = 0
-    for dump in sorted(out_dir.glob("callgrind.out.*")):
-        counts = [int(line.split()[1]) for line in dump.read_text(errors="replace").splitlines()
-                  if line.startswith(("summary:", "totals:"))]
-        total += max(counts, default=0)
-    return total
+    return sum(_instructions_in(dump) for dump in sorted(out_dir.glob("callgrind.out.*")))
+
+
+def _instructions_in(dump: Path) -> int:
+    # "totals:", not "summary:": in a dump after the first, valgrind 3.19 writes a summary
+    # that wrapped below zero (2^64 less a little).
+    counts = [int(line.split()[1]) for line in dump.read_text(errors="replace").splitlines()
+              if line.startswith("totals:")]
+    return max(counts, default=0)
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -137,16 +147,33 @@ def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
         _wrk(url, args.connections, target.client_key, args.stream, 10, home)  # warm up
         time.sleep(2)
         _callgrind(proc.pid, "-i", "on")
+        started = time.monotonic()
         served = _wrk(url, args.connections, target.client_key, args.stream, args.seconds, home)
         time.sleep(2)  # the ledger flusher writes what the run left in its spool
+        window = time.monotonic() - started
+        if args.idle:
+            _callgrind(proc.pid, "-d")  # the measured run's dump; then the idle one
+            time.sleep(args.idle)
         _callgrind(proc.pid, "-i", "off")
         _callgrind(proc.pid, "-d")
     finally:
         procs.stop(proc, grace=30)
+    idle = 0
+    if args.idle:
+        last = max(dumps.glob("callgrind.out.*.*"), key=lambda p: int(p.suffix[1:]))
+        idle = _instructions_in(last)
+        last.rename(last.with_name("idle." + last.name))  # (out of _instructions' glob)
     instructions = _instructions(dumps)
     result: dict[str, object] = {"target": name, "requests": served,
                                  "instructions": instructions,
                                  "per_request": round(instructions / max(served, 1))}
+    if args.idle:
+        # What the process does by the clock whatever the traffic (timers of the ledger,
+        # exporters, metrics), at the idle rate, over the measured window: under valgrind
+        # the throughput, so the requests these are spread over, moves with the machine's load.
+        background = idle / args.idle * window
+        result["idle_per_s"] = round(idle / args.idle)
+        result["per_request_less_idle"] = round((instructions - background) / max(served, 1))
     if args.rate:
         cpu_us = measure_native(name, argv, port, paths, args, home, src)
         result["cpu_us_per_request"] = round(cpu_us, 1)
@@ -221,18 +248,29 @@ def main() -> int:
         cpu = (f"  {result['cpu_us_per_request']} µs CPU natively, "
                f"{result['instructions_per_us']} instructions/µs"
                if "cpu_us_per_request" in result else "")
+        less_idle = (f"  ({result['per_request_less_idle']:,} less the idle rate, "
+                     f"{result['idle_per_s']:,}/s)" if "idle_per_s" in result else "")
         print(f"  {result['per_request']:>12,}  {result['target']}  "
-              f"({result['requests']} requests){ratio}{cpu}")
+              f"({result['requests']} requests){ratio}{cpu}{less_idle}")
     for without, with_ in pairs:
-        added = int(str(with_["per_request"])) - int(str(without["per_request"]))
+        added = _int(with_["per_request"]) - _int(without["per_request"])
         line = f"  {with_['target']} adds {added:+,} instructions per request"
         if "instructions_per_us" in without:
             # The rate of the configuration without the extra: the work the extra adds is
             # the same kind of Python as the rest of the request.
             line += f" ≈ {added / float(str(without['instructions_per_us'])):+.1f} µs at " \
                     f"{without['instructions_per_us']} instructions/µs"
+        if "per_request_less_idle" in with_:
+            less = (_int(with_["per_request_less_idle"])
+                    - _int(without["per_request_less_idle"]))
+            line += f"; less the idle rate: {less:+,}"
         print(line)
     return 0
+
+
+def _int(value: object) -> int:
+    assert isinstance(value, int)
+    return value
 
 
 if __name__ == "__main__":

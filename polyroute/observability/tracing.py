@@ -80,7 +80,7 @@ class _Attempt:
     __slots__ = ("deployment", "end_ns", "kind", "note", "number", "span_id", "start_ns",
                  "token", "var")
 
-    def __init__(self, deployment: Deployment, kind: str, number: int, span_id: int,
+    def __init__(self, deployment: Deployment, kind: str, number: int, span_id: bytes,
                  var: ContextVar[Mapping[str, str] | None], traceparent: str) -> None:
         self.deployment, self.kind, self.number, self.span_id = deployment, kind, number, span_id
         self.start_ns = time.time_ns()
@@ -165,7 +165,7 @@ class Tracer:
         if parent is not None:
             trace_id, parent_id, sampled = parent
         else:  # (an all-zero random id: one chance in 2^128)
-            trace_id, parent_id = f"{bits(128):032x}", None
+            trace_id, parent_id = bits(128).to_bytes(16, "big").hex(), None
             sampled = self._always or self._rng.random() < self._ratio
         self._open[record.request_id] = _Trace(record, trace_id, bits(64), parent_id, sampled)
 
@@ -174,9 +174,12 @@ class Tracer:
         trace = self._open.get(record.request_id)
         if trace is None:
             return _NO_ATTEMPT
-        span_id = self._rng.getrandbits(64)
+        # bytes.hex, not an f-string's "{:016x}": the format-spec machinery counted ~2,000
+        # more instructions per request under callgrind.
+        span_id = self._rng.getrandbits(64).to_bytes(8, "big")
         attempt = _Attempt(deployment, kind, len(record.attempts) + 1, span_id,
-                           self.outgoing_var, f"00-{trace.trace_id}-{span_id:016x}{trace.flags}")
+                           self.outgoing_var,
+                           "00-" + trace.trace_id + "-" + span_id.hex() + trace.flags)
         if trace.sampled:
             trace.attempts.append(attempt)
         return attempt
@@ -217,12 +220,13 @@ class Tracer:
 
     def spans(self, batch: list[_Trace]) -> list[bytes]:
         """Each encoded Span of the batch's requests: theirs and their attempts'."""
-        encoder, spans = self._encoder, []
+        encoder, spans = self._encoder, list[bytes]()
+        append = spans.append
         for trace in batch:
             trace_id, span_id = bytes.fromhex(trace.trace_id), trace.span_id.to_bytes(8, "big")
-            spans.append(_request_span(encoder, trace, trace_id, span_id))
-            spans.extend([_attempt_span(encoder, trace, trace_id, span_id, a)
-                          for a in trace.attempts])
+            append(_request_span(encoder, trace, trace_id, span_id))
+            for attempt in trace.attempts:  # (a list comprehension is a call more)
+                append(_attempt_span(encoder, trace, trace_id, span_id, attempt))
         return spans
 
     async def _encode(self, batch: list[_Trace]) -> tuple[bytes, int]:
@@ -359,5 +363,5 @@ def _attempt_span(encoder: otlp.Encoder, trace: _Trace, trace_id: bytes, parent_
                 attrs["error.type"] = error
         tail = encoder.keep(key, encoder.tail(f"{operation} {dep.model}", otlp.CLIENT, attrs,
                                               error is not None))
-    return encoder.head(trace_id, a.span_id.to_bytes(8, "big"), parent_id, a.start_ns,
+    return encoder.head(trace_id, a.span_id, parent_id, a.start_ns,
                         a.end_ns or a.start_ns) + tail

@@ -108,8 +108,10 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def measure_native(name: str, argv: list[str], port: int, paths: tuple[str, str],
-                   args: argparse.Namespace, home: Path, src: Path | None = None) -> float:
-    """CPU µs per request of ``argv`` run natively (every thread; the same wrk run)."""
+                   args: argparse.Namespace, home: Path,
+                   src: Path | None = None) -> tuple[float, float]:
+    """CPU µs per request of ``argv`` run natively (every thread; the same wrk run), in all
+    and in user space only."""
     with targets.polyroute_source(src):
         proc = procs.start(name, argv, home / f"{name}-native.log", _env(home), None, home)
     target = targets.Target(name, proc, port, *paths)
@@ -120,13 +122,14 @@ def measure_native(name: str, argv: list[str], port: int, paths: tuple[str, str]
         url = target.url(args.stream)
         _wrk(url, args.connections, target.client_key, args.stream, 10, home)  # warm up
         time.sleep(2)
-        before = procs.cpu_seconds(proc.pid)
+        before, user_before = procs.cpu_seconds(proc.pid), procs.user_cpu_seconds(proc.pid)
         served = _wrk(url, args.connections, target.client_key, args.stream, args.seconds, home)
         time.sleep(2)  # as under callgrind: the ledger flusher's and exporter's work counts
         cpu = procs.cpu_seconds(proc.pid) - before
+        user = procs.user_cpu_seconds(proc.pid) - user_before
     finally:
         procs.stop(proc, grace=30)
-    return cpu * 1e6 / max(served, 1)
+    return cpu * 1e6 / max(served, 1), user * 1e6 / max(served, 1)
 
 
 def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
@@ -175,9 +178,12 @@ def measure(name: str, argv: list[str], port: int, paths: tuple[str, str],
         result["idle_per_s"] = round(idle / args.idle)
         result["per_request_less_idle"] = round((instructions - background) / max(served, 1))
     if args.rate:
-        cpu_us = measure_native(name, argv, port, paths, args, home, src)
+        cpu_us, user_us = measure_native(name, argv, port, paths, args, home, src)
         result["cpu_us_per_request"] = round(cpu_us, 1)
         result["instructions_per_us"] = round(instructions / max(served, 1) / cpu_us, 1)
+        # Callgrind counts user-space instructions: this rate leaves the kernel's time out.
+        result["user_us_per_request"] = round(user_us, 1)
+        result["instructions_per_user_us"] = round(instructions / max(served, 1) / user_us, 1)
     return result
 
 
@@ -245,8 +251,10 @@ def main() -> int:
     floor = next((r["per_request"] for r in results if r["target"] == "floor"), None)
     for result in results:
         ratio = f"  {result['per_request'] / floor:.2f}x the floor" if floor else ""
-        cpu = (f"  {result['cpu_us_per_request']} µs CPU natively, "
-               f"{result['instructions_per_us']} instructions/µs"
+        cpu = (f"  {result['cpu_us_per_request']} µs CPU natively "
+               f"({result['user_us_per_request']} in user space), "
+               f"{result['instructions_per_us']} instructions/µs "
+               f"({result['instructions_per_user_us']} per user-space µs)"
                if "cpu_us_per_request" in result else "")
         less_idle = (f"  ({result['per_request_less_idle']:,} less the idle rate, "
                      f"{result['idle_per_s']:,}/s)" if "idle_per_s" in result else "")
@@ -258,8 +266,10 @@ def main() -> int:
         if "instructions_per_us" in without:
             # The rate of the configuration without the extra: the work the extra adds is
             # the same kind of Python as the rest of the request.
-            line += f" ≈ {added / float(str(without['instructions_per_us'])):+.1f} µs at " \
-                    f"{without['instructions_per_us']} instructions/µs"
+            rate, user_rate = without["instructions_per_us"], without["instructions_per_user_us"]
+            assert isinstance(rate, float) and isinstance(user_rate, float)
+            line += (f" ≈ {added / rate:+.1f} µs at {rate} instructions/µs "
+                     f"({added / user_rate:+.1f} µs at {user_rate} per user-space µs)")
         if "per_request_less_idle" in with_:
             less = (_int(with_["per_request_less_idle"])
                     - _int(without["per_request_less_idle"]))

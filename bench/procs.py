@@ -128,6 +128,17 @@ def cpu_seconds(root: int) -> float:
     return ticks / _CLK_TCK
 
 
+def user_cpu_seconds(root: int) -> float:
+    """utime (and cutime) only, as cpu_seconds: the CPU that user-space instructions (what
+    callgrind counts) ran in, without the kernel's share (socket I/O)."""
+    ticks = 0
+    for pid in process_tree(root):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[13])
+    return ticks / _CLK_TCK
+
+
 def wait_port(port: int, timeout: float, proc: Proc | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

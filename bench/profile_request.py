@@ -1,7 +1,7 @@
 """Where polyroute's CPU per request goes: cProfile over a fixed number of proxied requests.
 
     python bench/profile_request.py [--requests 20000] [--keys | --redis] [--stream] [--src TREE]
-                                    [--top 40] [--out profile.pstats]
+                                    [--extra YAML] [--top 40] [--out profile.pstats]
 
 Starts the benchmark's mock upstream and ``polyroute serve`` (the bench config of
 ``run.py``) with cProfile switched on from the first measured request to the last, drives it
@@ -62,6 +62,9 @@ def parse_args() -> argparse.Namespace:
                    help="the polyroute-redis target's config (keys, limits in the local Redis)")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--src", type=Path, default=None, help="run this source tree instead")
+    p.add_argument("--extra", type=Path, default=None,
+                   help="YAML appended to polyroute's config ({upstream} stands for the mock "
+                        "upstream's base URL), as instructions.py's --extra")
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--sort", default="tottime", choices=("tottime", "cumtime"))
     p.add_argument("--out", type=Path, default=None, help="also keep the pstats file here")
@@ -107,6 +110,9 @@ def main() -> int:
         home = work / "polyroute"
         home.mkdir()
         extra = targets.extra_config(args.keys, args.redis)
+        if args.extra is not None:
+            extra += args.extra.read_text().replace("{upstream}",
+                                                    f"http://127.0.0.1:{upstream.port}")
         config = home / "polyroute.yaml"
         config.write_text(targets.polyroute_config(upstream.port, home, extra))
         port = procs.free_port()

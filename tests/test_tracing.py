@@ -4,8 +4,9 @@ visible), GenAI attributes, the client's traceparent joined and the attempt's se
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -15,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.upstream import Deployment, Endpoint
 from polyroute.observability.otlp import Encoder
-from polyroute.observability.tracing import Tracer, parse_traceparent
+from polyroute.observability.tracing import BATCH, Tracer, parse_traceparent
 from tests.conftest import SIM_KEY, gateway_config, sim_provider
 from tests.support.gateway import GatewayProcess
 from tests.support.otlp import OtlpReceiver, ReceivedSpan, value
@@ -226,3 +227,83 @@ def test_a_full_export_queue_drops_and_counts() -> None:
         _traced(tracer, i)
     assert len(tracer.take()) == 2
     assert tracer.dropped == 3 * 2  # a request span and an attempt span each
+
+
+# -- export rounds: every interval or at a full batch, what waits then, nothing lost --------
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110 - a receiver thread's state, polled
+            await asyncio.sleep(0.01)
+
+
+async def test_spans_are_exported_within_the_interval_in_one_post() -> None:
+    with OtlpReceiver() as receiver:
+        tracer = Tracer(endpoint=receiver.url, export_interval_s=0.3)
+        tracer.start()
+        try:
+            started = time.monotonic()
+            for i in range(3):
+                _traced(tracer, i)
+            await _until(lambda: len(receiver.spans) == 6)
+            assert time.monotonic() - started < 0.3 + 1.5  # (slack for a busy machine)
+            assert len(receiver.content_types) == 1 and tracer.exported == 6
+        finally:
+            await tracer.aclose()
+
+
+async def test_a_full_batch_goes_at_once_and_the_rest_waits_for_the_interval() -> None:
+    with OtlpReceiver() as receiver:
+        tracer = Tracer(endpoint=receiver.url, export_interval_s=60)
+        tracer.start()
+        try:
+            for i in range(BATCH):
+                _traced(tracer, i)
+            await _until(lambda: len(receiver.spans) == 2 * BATCH)
+            for i in range(10):
+                _traced(tracer, BATCH + i)
+            await asyncio.sleep(0.5)
+            assert len(receiver.content_types) == 1  # the ten wait for the interval ...
+        finally:
+            await tracer.aclose()  # ... or the shutdown
+        assert len(receiver.spans) == 2 * (BATCH + 10) and len(receiver.content_types) == 2
+        assert tracer.exported == 2 * (BATCH + 10) and tracer.failed == tracer.dropped == 0
+
+
+async def test_a_busy_gateway_posts_a_few_batches_not_a_trickle() -> None:
+    """Requests end all the time: each round sends what waited when it began, and what ends
+    during its post waits for the next interval (not a new post as soon as this one is
+    answered)."""
+    with OtlpReceiver(delay_s=0.05) as receiver:
+        tracer = Tracer(endpoint=receiver.url, export_interval_s=0.25)
+        tracer.start()
+        traced = 0
+        try:
+            until = time.monotonic() + 1.5
+            while time.monotonic() < until:
+                _traced(tracer, traced)
+                traced += 1
+                await asyncio.sleep(0.002)
+        finally:
+            await tracer.aclose()
+        assert traced > 100
+        # 1.5 s / 0.25 s of interval (each round then waits 0.05 s for its answer) ≈ 5, and
+        # the shutdown's; before, the exporter posted again as soon as a post was answered.
+        assert len(receiver.content_types) <= 8
+        assert len(receiver.spans) == tracer.exported == 2 * traced
+
+
+async def test_shutdown_during_an_export_loses_nothing() -> None:
+    with OtlpReceiver(delay_s=0.5) as receiver:
+        tracer = Tracer(endpoint=receiver.url, export_interval_s=0.05)
+        tracer.start()
+        try:
+            for i in range(5):
+                _traced(tracer, i)
+            await _until(lambda: tracer.waiting == 0)  # a round took them: its post is on
+            for i in range(5, 8):  # these end while the first round's post is unanswered
+                _traced(tracer, i)
+        finally:
+            await tracer.aclose()
+        assert tracer.exported == len(receiver.spans) == 16 and tracer.failed == 0
+        assert len(receiver.content_types) == 2

@@ -331,6 +331,8 @@ class AttemptLoop(Generic[T]):
             return "resume"
         if hedge:
             return "hedge"
+        if not self._record.attempts:  # the common case, without building a list
+            return "first"
         earlier = [a.deployment for a in self._record.attempts
                    if a.error_class not in _NEVER_TRIED]
         if not earlier:

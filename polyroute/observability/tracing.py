@@ -8,14 +8,24 @@ as OTLP/HTTP protobuf (``otlp.py``: the SDK costs ~30× the budget, see there).
 On the request path a span is a few integers: ids from a seeded PRNG (only an attempt's is
 written as hex, into the ``traceparent`` it sends upstream), ``time_ns()``
 at its start and end, and a reference to the request's record (complete and never changed once the
-request settled). Attributes are read from the record and encoded later, in a worker thread,
-in batches; a full queue drops requests' spans and counts them. The W3C ``traceparent`` a
+request settled). Attributes are read from the record and encoded later, in batches, by the
+export task; a full queue drops requests' spans and counts them. The W3C ``traceparent`` a
 client sends makes the request's span its child, in its trace, sampled as it says.
+
+Export: every ``export_interval_s``, or as soon as ``BATCH`` requests' spans are waiting,
+whichever comes first; a round sends what was waiting when it began, at most ``BATCH``
+requests per OTLP post, over one kept-alive connection. Spans that end during a round wait
+for the next one: an exporter that looped until the queue was empty posted a trickle of a
+few requests each, back to back, on a busy gateway (docs/benchmarks.md). The encoding runs
+on the event loop, ``_CHUNK`` requests between two yields (≈ 0.5 ms): a worker thread took
+the GIL from the loop all the same (for up to 5 ms at a time) and cost a hand-off of ≈ 60 µs
+per post.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -33,7 +43,10 @@ from polyroute.observability import otlp
 
 log = logging.getLogger("polyroute.tracing")
 
-_BATCH = 512
+BATCH = 512
+_CHUNK = 64
+"""Requests (their span and their attempts') per export post at most; as many waiting are
+exported at once, without waiting for the interval."""
 _NS = 1_000_000_000
 OPERATION = {"chat": "chat", "embeddings": "embeddings"}
 """The record's endpoint → the GenAI ``gen_ai.operation.name``."""
@@ -88,7 +101,7 @@ class _Attempt:
 
 
 class _Trace:
-    __slots__ = ("attempts", "parent_id", "record", "sampled", "span_id", "trace_id")
+    __slots__ = ("attempts", "flags", "parent_id", "record", "sampled", "span_id", "trace_id")
 
     def __init__(self, record: RequestRecord, trace_id: str, span_id: int,
                  parent_id: str | None, sampled: bool) -> None:
@@ -96,6 +109,7 @@ class _Trace:
             record, trace_id, span_id, parent_id)
         self.sampled = sampled
         """False: nothing is exported, but attempts still send the trace upstream."""
+        self.flags = "-01" if sampled else "-00"
         self.attempts: list[_Attempt] = []
 
 
@@ -124,6 +138,7 @@ class Tracer:
                                                      "telemetry.sdk.name": "polyroute"}
         self._scope = ("polyroute", version)
         self._ratio = sample_ratio
+        self._always = sample_ratio >= 1.0
         self._max = max_queue
         self._interval_s = export_interval_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -131,12 +146,15 @@ class Tracer:
         self._open: dict[str, _Trace] = {}
         """Request id → its trace, from ``begin`` to ``observe`` (sampled ones only)."""
         self._queue: deque[_Trace] = deque()
+        self._full = asyncio.Event()
+        """Set when ``BATCH`` requests' spans are waiting: export now, not at the interval."""
         self.outgoing_var: ContextVar[Mapping[str, str] | None] = ContextVar(
             "polyroute_traceparent", default=None)
         self.exported = self.dropped = self.failed = 0
         """Spans, since start."""
         self._encoder = otlp.Encoder()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._session: aiohttp.ClientSession | None = None
 
     # -- the engine's seam (the request path) ----------------------------------------------
@@ -148,7 +166,7 @@ class Tracer:
             trace_id, parent_id, sampled = parent
         else:  # (an all-zero random id: one chance in 2^128)
             trace_id, parent_id = bits(128).to_bytes(16, "big").hex(), None
-            sampled = self._ratio >= 1.0 or self._rng.random() < self._ratio
+            sampled = self._always or self._rng.random() < self._ratio
         self._open[record.request_id] = _Trace(record, trace_id, bits(64), parent_id, sampled)
 
     def attempt(self, record: RequestRecord, deployment: Deployment,
@@ -156,10 +174,12 @@ class Tracer:
         trace = self._open.get(record.request_id)
         if trace is None:
             return _NO_ATTEMPT
+        # bytes.hex, not an f-string's "{:016x}": the format-spec machinery counted ~2,000
+        # more instructions per request under callgrind.
         span_id = self._rng.getrandbits(64).to_bytes(8, "big")
         attempt = _Attempt(deployment, kind, len(record.attempts) + 1, span_id,
-                           self.outgoing_var, "00-" + trace.trace_id + "-" + span_id.hex() + (
-                               "-01" if trace.sampled else "-00"))
+                           self.outgoing_var,
+                           "00-" + trace.trace_id + "-" + span_id.hex() + trace.flags)
         if trace.sampled:
             trace.attempts.append(attempt)
         return attempt
@@ -168,10 +188,13 @@ class Tracer:
         trace = self._open.pop(record.request_id, None)
         if trace is None or not trace.sampled:
             return
-        if len(self._queue) >= self._max:
+        queue = self._queue
+        if len(queue) >= self._max:
             self.dropped += 1 + len(trace.attempts)
             return
-        self._queue.append(trace)
+        queue.append(trace)
+        if len(queue) == BATCH:
+            self._full.set()
 
     def outgoing(self) -> Mapping[str, str] | None:
         """The ``traceparent`` of the attempt running in this context, for the upstream."""
@@ -179,22 +202,41 @@ class Tracer:
 
     # -- export (off the request path) -----------------------------------------------------
 
-    def take(self) -> list[_Trace]:
+    @property
+    def waiting(self) -> int:
+        """Finished requests whose spans wait for an export round."""
+        return len(self._queue)
+
+    def take(self, most: int = BATCH) -> list[_Trace]:
+        """Up to ``most`` finished requests' traces, oldest first, off the queue."""
         queue = self._queue
-        batch: list[_Trace] = []
-        while queue and len(batch) < _BATCH:
-            batch.append(queue.popleft())
-        return batch
+        popleft = queue.popleft
+        return [popleft() for _ in range(min(most, len(queue)))]
 
     def encode(self, batch: list[_Trace]) -> tuple[bytes, int]:
-        """An ExportTraceServiceRequest of the batch's spans, and how many (worker thread)."""
-        encoder, spans = self._encoder, []
+        """An ExportTraceServiceRequest of the batch's spans, and how many."""
+        spans = self.spans(batch)
+        return self._encoder.export_request(self._resource, self._scope, spans), len(spans)
+
+    def spans(self, batch: list[_Trace]) -> list[bytes]:
+        """Each encoded Span of the batch's requests: theirs and their attempts'."""
+        encoder, spans = self._encoder, list[bytes]()
+        append = spans.append
         for trace in batch:
             trace_id, span_id = bytes.fromhex(trace.trace_id), trace.span_id.to_bytes(8, "big")
-            spans.append(_request_span(encoder, trace, trace_id, span_id))
-            spans.extend([_attempt_span(encoder, trace, trace_id, span_id, a)
-                          for a in trace.attempts])
-        return encoder.export_request(self._resource, self._scope, spans), len(spans)
+            append(_request_span(encoder, trace, trace_id, span_id))
+            for attempt in trace.attempts:  # (a list comprehension is a call more)
+                append(_attempt_span(encoder, trace, trace_id, span_id, attempt))
+        return spans
+
+    async def _encode(self, batch: list[_Trace]) -> tuple[bytes, int]:
+        """``encode``, yielding to the event loop every ``_CHUNK`` requests."""
+        spans: list[bytes] = []
+        for start in range(0, len(batch), _CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            spans.extend(self.spans(batch[start:start + _CHUNK]))
+        return self._encoder.export_request(self._resource, self._scope, spans), len(spans)
 
     async def send(self, body: bytes) -> bool:
         if self._session is None:
@@ -210,17 +252,27 @@ class Tracer:
         return False
 
     async def flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        while batch := self.take():
-            body, count = await loop.run_in_executor(None, self.encode, batch)
+        """Export what is waiting now, in posts of at most ``BATCH`` requests' spans. What
+        ends meanwhile waits for the next round (else a busy gateway posts a trickle)."""
+        waiting = len(self._queue)
+        while waiting > 0 and (batch := self.take(min(waiting, BATCH))):
+            waiting -= len(batch)
+            body, count = await self._encode(batch)
             if await self.send(body):
                 self.exported += count
             else:
                 self.failed += count
 
     async def _drain(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
+        full = self._full
+        while not self._closing:
+            full.clear()
+            if len(self._queue) < BATCH:  # (a full batch that came during the last round: now)
+                # The interval is counted from the end of the last round, so an export that
+                # takes long never runs back to back with the next.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval_s):
+                        await full.wait()
             try:
                 await self.flush()
             except Exception:  # a bug here must not stop tracing for good
@@ -231,7 +283,9 @@ class Tracer:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # Not cancelled: a round in progress would lose the batch it took off the queue.
+            self._closing = True
+            self._full.set()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.flush()
         if self._session is not None:

@@ -36,9 +36,12 @@ class ReceivedSpan:
 
 
 class OtlpReceiver:
-    def __init__(self) -> None:
+    """``delay_s``: how long it takes to answer each export (a slow collector)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.spans: list[ReceivedSpan] = []
         self.content_types: list[str] = []
+        """One per export request received."""
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,6 +53,7 @@ class OtlpReceiver:
                     resource = {a.key: value(a.value) for a in rs.resource.attributes}
                     for ss in rs.scope_spans:
                         receiver.spans.extend(ReceivedSpan(s, resource) for s in ss.spans)
+                time.sleep(delay_s)
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

@@ -34,7 +34,11 @@ from polyroute.autorouter.metrics import (
 from polyroute.autorouter.predictor import QualityPredictor
 from polyroute.autorouter.readers import FileKind, load_routing_data, sniff
 from polyroute.autorouter.router import rank
-from polyroute.autorouter.training import TrainingConfig, train_router
+from polyroute.autorouter.training import (
+    TrainingConfig,
+    train_router,
+    train_router_iterates,
+)
 from polyroute.model.chat import ContentPart, Message
 from polyroute.model.tools import ImageURL
 
@@ -224,6 +228,22 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     # It learned the pattern: the weak model is worse at proofs than at greetings.
     weak = QualityPredictor(loaded).heads.index("weak")
     assert p1[0, weak] < p1[1, weak]
+
+
+def test_one_run_keeps_what_each_iteration_limit_trains(tmp_path: Path) -> None:
+    """The convergence study's premise: the iterate kept after n steps of a longer run is
+    the artifact ``max_iterations=n`` trains, to the byte."""
+    write_routerbench(tmp_path / "train.csv", synthetic_rows(80))
+    tables = load_routing_data(tmp_path)
+    config = TrainingConfig(min_prompts_per_term=2)
+    kept = train_router_iterates(tables, config, (5, 15, 60))
+    for limit in (5, 15, 60):
+        alone = train_router(tables, TrainingConfig(min_prompts_per_term=2,
+                                                    max_iterations=limit))
+        alone.save(tmp_path / "alone.npz")
+        kept[limit].save(tmp_path / "kept.npz")
+        assert (tmp_path / "kept.npz").read_bytes() == (tmp_path / "alone.npz").read_bytes()
+    assert not np.array_equal(kept[5].sparse_weights, kept[60].sparse_weights)
 
 
 # --- the decision on the shipped artifact --------------------------------------------------

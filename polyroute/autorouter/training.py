@@ -36,6 +36,9 @@ class TrainingConfig:
     l2_sparse: float = 1e-4  # chosen by 5-fold CV on the shipped data (docs/router.md)
     l2_dense: float = 1e-5
     max_iterations: int = 400
+    """Part of the regularisation, not a budget to raise: the objective is on its plateau by
+    then, and converging further (or rescaled) routes held-out prompts worse (docs/router.md,
+    "Convergence")."""
     min_prompts_per_term: int = 3
     max_terms: int = 40_000
     seed: int = 0  # recorded; fitting is deterministic, the seed drives evaluation's folds

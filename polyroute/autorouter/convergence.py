@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 
@@ -52,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _row(limit: int, report: TableReport) -> str:
     apgr = _interval(report.pair.apgr) if report.pair else "—"
+    share = report.match_share.value
+    match = f"{share:.1%}" if math.isfinite(share) else "never"
     return (f"| {limit} | {report.source} | {_interval(report.budgets[0.15]['router'])} | "
-            f"{report.aiq['router'].value:.3f} | {report.match_share.value:.1%} | {apgr} |")
+            f"{report.aiq['router'].value:.3f} | {match} | {apgr} |")
 
 
 def _interval(estimate: Estimate) -> str:

@@ -21,7 +21,9 @@ from polyroute.autorouter import (
 )
 from polyroute.autorouter.artifact import RouterArtifact
 from polyroute.autorouter.cli import main as cli_main
+from polyroute.autorouter.convergence import main as convergence_main
 from polyroute.autorouter.costs import estimate_cost, estimate_tokens, list_price
+from polyroute.autorouter.holdout import cross_validated_iterates, cross_validated_predictions
 from polyroute.autorouter.metrics import (
     aiq,
     apgr,
@@ -34,7 +36,11 @@ from polyroute.autorouter.metrics import (
 from polyroute.autorouter.predictor import QualityPredictor
 from polyroute.autorouter.readers import FileKind, load_routing_data, sniff
 from polyroute.autorouter.router import rank
-from polyroute.autorouter.training import TrainingConfig, train_router
+from polyroute.autorouter.training import (
+    TrainingConfig,
+    train_router,
+    train_router_iterates,
+)
 from polyroute.model.chat import ContentPart, Message
 from polyroute.model.tools import ImageURL
 
@@ -224,6 +230,40 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     # It learned the pattern: the weak model is worse at proofs than at greetings.
     weak = QualityPredictor(loaded).heads.index("weak")
     assert p1[0, weak] < p1[1, weak]
+
+
+def test_one_run_keeps_what_each_iteration_limit_trains(tmp_path: Path) -> None:
+    """The convergence study's premise: the iterate kept after n steps of a longer run is
+    the artifact ``max_iterations=n`` trains, to the byte."""
+    write_routerbench(tmp_path / "train.csv", synthetic_rows(80))
+    tables = load_routing_data(tmp_path)
+    config = TrainingConfig(min_prompts_per_term=2)
+    kept = train_router_iterates(tables, config, (5, 15, 60))
+    for limit in (5, 15, 60):
+        alone = train_router(tables, TrainingConfig(min_prompts_per_term=2,
+                                                    max_iterations=limit))
+        alone.save(tmp_path / "alone.npz")
+        kept[limit].save(tmp_path / "kept.npz")
+        assert (tmp_path / "kept.npz").read_bytes() == (tmp_path / "alone.npz").read_bytes()
+    assert not np.array_equal(kept[5].sparse_weights, kept[60].sparse_weights)
+
+
+def test_convergence_rows_are_what_holdout_eval_scores(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_routerbench(tmp_path / "train.csv", synthetic_rows(80))
+    tables = load_routing_data(tmp_path)
+    config = TrainingConfig(min_prompts_per_term=2)
+    kept = cross_validated_iterates(tables, 2, 0, config, (5, 40))
+    alone = cross_validated_predictions(tables, 2, 0, TrainingConfig(min_prompts_per_term=2,
+                                                                     max_iterations=40))
+    assert np.array_equal(kept[40][0].predicted, alone[0].predicted)
+    assert not np.array_equal(kept[5][0].predicted, kept[40][0].predicted)
+    assert convergence_main(["--data", str(tmp_path), "--iterations", "40,5", "--folds", "2",
+                             "--resamples", "10"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("| 5 ", "| 40 "))]
+    assert [r.split(" | ")[:2] for r in rows] == [["| 5", "routerbench"],
+                                                  ["| 40", "routerbench"]]
 
 
 # --- the decision on the shipped artifact --------------------------------------------------

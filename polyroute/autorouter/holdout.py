@@ -22,7 +22,7 @@ from polyroute.autorouter.costs import estimate_tokens
 from polyroute.autorouter.predictor import QualityPredictor
 from polyroute.autorouter.profiles import UnknownProfile, resolve_profile
 from polyroute.autorouter.records import RoutingTable
-from polyroute.autorouter.training import TrainingConfig, train_router
+from polyroute.autorouter.training import TrainingConfig, train_router_iterates
 
 log = logging.getLogger("polyroute.autorouter")
 
@@ -75,16 +75,27 @@ def artifact_predictions(artifact: RouterArtifact, tables: Sequence[RoutingTable
 
 def cross_validated_predictions(tables: Sequence[RoutingTable], folds: int = 5, seed: int = 0,
                                 config: TrainingConfig | None = None) -> list[Scored]:
+    config = config or TrainingConfig()
+    return cross_validated_iterates(tables, folds, seed, config,
+                                    (config.max_iterations,))[config.max_iterations]
+
+
+def cross_validated_iterates(tables: Sequence[RoutingTable], folds: int, seed: int,
+                             config: TrainingConfig,
+                             iterations: Sequence[int]) -> dict[int, list[Scored]]:
+    """The held-out predictions of every iteration limit in ``iterations``, from one training
+    run per fold (``train_router_iterates``)."""
     fold_ids = [assign_folds(group_keys(t), folds, seed) for t in tables]
-    parts: list[list[Scored]] = [[] for _ in tables]
+    parts: dict[int, list[list[Scored]]] = {n: [[] for _ in tables] for n in iterations}
     for k in range(folds):
         train = [t.take(np.flatnonzero(f != k)) for t, f in zip(tables, fold_ids, strict=True)]
         log.info("fold %d/%d: training on %d prompts", k + 1, folds, sum(len(t) for t in train))
-        artifact = train_router(train, config)
+        artifacts = train_router_iterates(train, config, iterations)
         held = [t.take(np.flatnonzero(f == k)) for t, f in zip(tables, fold_ids, strict=True)]
-        for i, table in enumerate(held):
-            parts[i] += artifact_predictions(artifact, [table])
-    return [_concatenate(p) for p in parts if p]
+        for n, artifact in artifacts.items():
+            for i, table in enumerate(held):
+                parts[n][i] += artifact_predictions(artifact, [table])
+    return {n: [_concatenate(p) for p in by_table if p] for n, by_table in parts.items()}
 
 
 def _score(predictor: QualityPredictor, artifact: RouterArtifact, table: RoutingTable,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ class TrainingConfig:
     l2_sparse: float = 1e-4  # chosen by 5-fold CV on the shipped data (docs/router.md)
     l2_dense: float = 1e-5
     max_iterations: int = 400
+    """Part of the regularisation, not a budget to raise: the objective is on its plateau by
+    then, and converging further (or rescaled) routes held-out prompts worse (docs/router.md,
+    "Convergence")."""
     min_prompts_per_term: int = 3
     max_terms: int = 40_000
     seed: int = 0  # recorded; fitting is deterministic, the seed drives evaluation's folds
@@ -58,6 +61,14 @@ class _Stacked:
 def train_router(tables: Sequence[RoutingTable],
                  config: TrainingConfig | None = None) -> RouterArtifact:
     config = config or TrainingConfig()
+    return train_router_iterates(tables, config, (config.max_iterations,))[config.max_iterations]
+
+
+def train_router_iterates(tables: Sequence[RoutingTable], config: TrainingConfig,
+                          iterations: Sequence[int]) -> dict[int, RouterArtifact]:
+    """One L-BFGS run to the largest of ``iterations``, kept after each of them: the artifact
+    for ``n`` is the one ``max_iterations=n`` trains, byte for byte (the path is deterministic
+    and the limit only ends it), so a convergence study costs one run, not one per limit."""
     started = time.perf_counter()
     data = _stack(tables)
     table = None
@@ -67,25 +78,31 @@ def train_router(tables: Sequence[RoutingTable],
     featurizer = build_featurizer(data.prompts, config.min_prompts_per_term, config.max_terms,
                                   table)
     design = design_matrix(featurizer, data.prompts)
-    weights = _fit_heads(design, data.labels, data.blocks, featurizer.vocabulary_size, config)
+    fitted = _fit_heads(design, data.labels, data.blocks, featurizer.vocabulary_size, config,
+                        iterations)
     vocab = featurizer.vocabulary_size
     heads = tuple(_head_info(name, data, j) for j, name in enumerate(data.heads))
     elapsed = time.perf_counter() - started
     log.info("trained %d heads on %d prompts in %.1f s", len(heads), len(data.prompts), elapsed)
-    training: dict[str, Any] = {
-        "config": {**asdict(config), "word_vectors": Path(config.word_vectors).name
-                   if config.word_vectors else None},  # the name: bytes stay path-free
-        "tables": [{"source": t.source, "prompts": len(t), "models": list(t.models),
-                    "files": [f.rsplit("/", 1)[-1] for f in t.files]} for t in tables],
-        "rows": len(data.prompts),
-    }
-    return RouterArtifact(
-        vocabulary=tuple(featurizer.vocabulary_terms()),
-        dense_mean=featurizer.dense_mean, dense_scale=featurizer.dense_scale,
-        sparse_weights=weights[:vocab].astype(np.float32),
-        dense_weights=weights[vocab:-1].astype(np.float32),
-        bias=weights[-1].astype(np.float32), heads=heads,
-        seen_prompts=prompt_hashes(data.prompts), training=training, word_vectors=table)
+    seen = prompt_hashes(data.prompts)
+    artifacts = {}
+    for limit, weights in fitted.items():
+        used = replace(config, max_iterations=limit)
+        training: dict[str, Any] = {
+            "config": {**asdict(used), "word_vectors": Path(used.word_vectors).name
+                       if used.word_vectors else None},  # the name: bytes stay path-free
+            "tables": [{"source": t.source, "prompts": len(t), "models": list(t.models),
+                        "files": [f.rsplit("/", 1)[-1] for f in t.files]} for t in tables],
+            "rows": len(data.prompts),
+        }
+        artifacts[limit] = RouterArtifact(
+            vocabulary=tuple(featurizer.vocabulary_terms()),
+            dense_mean=featurizer.dense_mean, dense_scale=featurizer.dense_scale,
+            sparse_weights=weights[:vocab].astype(np.float32),
+            dense_weights=weights[vocab:-1].astype(np.float32),
+            bias=weights[-1].astype(np.float32), heads=heads,
+            seen_prompts=seen, training=training, word_vectors=table)
+    return artifacts
 
 
 def _stack(tables: Sequence[RoutingTable]) -> _Stacked:
@@ -122,9 +139,12 @@ def _stack(tables: Sequence[RoutingTable]) -> _Stacked:
 
 def _fit_heads(design: sp.csr_matrix, labels: npt.NDArray[np.float64],
                blocks: Sequence[tuple[slice, npt.NDArray[np.intp]]], vocabulary: int,
-               config: TrainingConfig) -> npt.NDArray[np.float64]:
+               config: TrainingConfig,
+               iterations: Sequence[int]) -> dict[int, npt.NDArray[np.float64]]:
     """``blocks``: (rows, heads) of each table. A head is only evaluated on the rows that can
-    label it, which makes a step several times cheaper than the dense rows × heads product."""
+    label it, which makes a step several times cheaper than the dense rows × heads product.
+    Returns the weights after each of ``iterations`` (the last ones wherever L-BFGS stopped
+    sooner)."""
     observed = np.isfinite(labels)
     targets = np.where(observed, labels, 0.0)
     per_head = observed.sum(axis=0).clip(min=1)
@@ -158,14 +178,26 @@ def _fit_heads(design: sp.csr_matrix, labels: npt.NDArray[np.float64],
             grad[:, cols] += x_t @ ((_sigmoid(z) - y) * seen / count)
         return value, grad.ravel()[packed] + packed_penalty * flat
 
+    kept: dict[int, npt.NDArray[np.float64]] = {}
+    done = [0]
+
+    def keep(intermediate_result: scipy.optimize.OptimizeResult) -> None:
+        done[0] += 1
+        if done[0] in iterations:
+            kept[done[0]] = intermediate_result.x.copy()
+
     result = scipy.optimize.minimize(
-        objective, np.zeros(len(packed)), jac=True, method="L-BFGS-B",
-        options={"maxiter": config.max_iterations})
+        objective, np.zeros(len(packed)), jac=True, method="L-BFGS-B", callback=keep,
+        options={"maxiter": max(iterations)})
     log.info("L-BFGS: %d parameters, %d iterations, %s", len(packed), result.nit,
              result.message)
-    fitted = np.zeros(features * heads)
-    fitted[packed] = result.x
-    return fitted.reshape(features, heads)
+
+    def unpacked(flat: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        full = np.zeros(features * heads)
+        full[packed] = flat
+        return full.reshape(features, heads)
+
+    return {n: unpacked(kept.get(n, result.x)) for n in iterations}
 
 
 def _sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

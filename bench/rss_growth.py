@@ -5,9 +5,10 @@ on the target's PYTHONPATH that, on SIGUSR1, starts tracemalloc (the first time)
 snapshot (the hook lives here, in the bench, not in the product). Drives wrk in slices, starts
 tracing after ``--first`` requests and snapshots then and after ``--requests``; prints the top
 allocation sites by growth between the two (what was allocated after tracing began and is
-still held), beside RssAnon. Python's heap under tracemalloc is what the code holds; RssAnon minus it
-is C memory (SQLite's page cache, OpenSSL, the allocator's arenas and fragmentation). Not part
-of the test suite: it runs for minutes, and tracemalloc slows the gateway down several times.
+still held), beside RssAnon. Python's heap under tracemalloc is what the code holds; RssAnon
+minus it is C memory (SQLite's prepared statements and page cache, OpenSSL, the allocator's
+arenas). Not part of the test suite: it runs for minutes, and tracemalloc slows the gateway
+down several times (and gdb's ``call (void)malloc_stats()`` shows where the C memory is).
 
     python bench/rss_growth.py --first 30000 --requests 300000
 """
@@ -85,7 +86,7 @@ def main() -> int:
             slices += 1
             anon, _ = memory_mb(target.proc.pid)
             print(f"{served:>10,} requests  private {anon:.1f} MB", flush=True)
-            if not taken and served >= args.first or served >= args.requests:
+            if (not taken and served >= args.first) or served >= args.requests:
                 shot = snapshot(target.proc.pid, snaps, len(taken) + 1)
                 heap = sum(s.size for s in shot.statistics("filename")) / 2**20
                 print(f"  snapshot {len(taken) + 1}: traced Python heap {heap:.1f} MB, "

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
@@ -21,7 +22,6 @@ from polyroute.adapters.openai_chat.files import FilesClient
 from polyroute.adapters.registry import AdapterRegistry
 from polyroute.adapters.transport import Transport
 from polyroute.cache.memory import MemoryStore
-from polyroute.cache.redis_store import RedisStore
 from polyroute.cache.semantic import SemanticCache
 from polyroute.cache.store import CacheStore
 from polyroute.config import GatewayConfig
@@ -53,8 +53,6 @@ from polyroute.observability.request_log import (
 from polyroute.observability.tracing import Tracer
 from polyroute.policy.console import ConsoleService
 from polyroute.policy.deployment_limits import DeploymentLimits
-from polyroute.state.redis_busy import RedisBusy
-from polyroute.state.redis_circuits import RedisCircuits, redis_client
 from polyroute.storage.objects import ObjectStore, ResponseStore
 from polyroute.surface.anthropic.handlers import AnthropicHandlers
 from polyroute.surface.anthropic.handlers import encode_error as anthropic_error
@@ -76,6 +74,12 @@ from polyroute.surface.openai.media import MediaHandlers, media_routes
 from polyroute.surface.responses.handlers import ResponsesHandlers
 from polyroute.surface.responses.handlers import encode_error as responses_error
 from polyroute.wiring import PolicyStack
+
+if TYPE_CHECKING:
+    # redis-py (~8 MB of a worker's private memory) is imported only when a Redis URL is
+    # configured: the modules that use it are imported where they are built.
+    from polyroute.state.redis_busy import RedisBusy
+    from polyroute.state.redis_circuits import RedisCircuits
 
 log = logging.getLogger("polyroute")
 
@@ -132,6 +136,9 @@ def build_app(config: GatewayConfig, transport: Transport | None = None) -> web.
     adapters = AdapterRegistry(upstream)
     shared = None
     if config.state.redis_url is not None:
+        from polyroute.state.redis_busy import RedisBusy
+        from polyroute.state.redis_circuits import RedisCircuits, redis_client
+
         shared = RedisCircuits(redis_client(config.state))
     def transition(upstream: str, before: str, after: str, at: float) -> None:
         _log_transition(upstream, before, after, at)
@@ -272,6 +279,8 @@ def _response_cache(config: GatewayConfig) -> ResponseCache | None:
         return None
     store: CacheStore
     if settings.backend == "redis" and config.state.redis_url is not None:
+        from polyroute.cache.redis_store import RedisStore
+
         store = RedisStore(config.state.redis_url, timeout_s=config.state.timeout_s)
     else:
         store = MemoryStore(settings.max_bytes)

@@ -33,7 +33,6 @@ from polyroute.policy.roles import AdminKeys
 from polyroute.pricing.catalog import PriceCatalog
 from polyroute.state.limits import Limiter, Periods
 from polyroute.state.memory_limits import MemoryLimiter
-from polyroute.state.redis_limits import RedisLimiter, limits_client
 from polyroute.storage import postgres, sqlite
 from polyroute.storage.admin_keys import AdminKeyStore
 from polyroute.storage.audit import AuditStore
@@ -80,6 +79,9 @@ class PolicyStack:
                                        batch=max(storage.flush_batch, 100))
         self.limiter: Limiter
         if config.state.redis_url is not None:
+            # imported here: redis-py is ~8 MB of private memory a Redis-less gateway never uses
+            from polyroute.state.redis_limits import RedisLimiter, limits_client
+
             client = limits_client(config.state.redis_url, config.state.timeout_s)
             self.limiter = RedisLimiter(
                 client, lease_ttl_s=config.limits.lease_ttl_s, timeout_s=config.state.timeout_s,

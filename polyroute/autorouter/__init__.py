@@ -7,7 +7,16 @@ Runtime API (numpy only)::
     decision.ranked                                  # try in this order; fail over down it
 
 Training and evaluation (``python -m polyroute.autorouter train|eval``) also need scipy.
+
+``AutoRouter`` is imported on first use (PEP 562): it brings numpy (~6 MB of a worker's
+private memory), and the engine imports this package for its types whether or not any group
+routes ``auto``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from polyroute.autorouter.cli import add_cli
 from polyroute.autorouter.decision import (
@@ -16,9 +25,19 @@ from polyroute.autorouter.decision import (
     Decision,
     Policy,
 )
+from polyroute.autorouter.defaults import DEFAULT_ARTIFACT
 from polyroute.autorouter.profiles import TIER_ALIASES, UnknownProfile
-from polyroute.autorouter.router import DEFAULT_ARTIFACT, AutoRouter
 from polyroute.autorouter.text import prompt_text
+
+if TYPE_CHECKING:
+    from polyroute.autorouter.router import AutoRouter
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AutoRouter":
+        return importlib.import_module("polyroute.autorouter.router").AutoRouter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ARTIFACT",

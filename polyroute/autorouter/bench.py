@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from polyroute.autorouter.decision import Candidate, Policy
-from polyroute.autorouter.router import DEFAULT_ARTIFACT, AutoRouter
+from polyroute.autorouter.defaults import DEFAULT_ARTIFACT
+from polyroute.autorouter.router import AutoRouter
 
 _SAMPLES = (
     "hi",

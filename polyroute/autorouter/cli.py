@@ -14,9 +14,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from polyroute.autorouter.router import DEFAULT_ARTIFACT
+from polyroute.autorouter.defaults import DEFAULT_ARTIFACT
 
 LedgerExport = Callable[[str | None, Path], int]
 """Writes the ledger's labelled rows as traffic JSONL to a path; returns how many (given by
@@ -204,6 +202,8 @@ def run_eval(ns: argparse.Namespace) -> int:
 
 
 def _jsonable(value: Any) -> Any:
+    import numpy as np  # here: the gateway's own CLI builds this parser on every start
+
     if is_dataclass(value) and not isinstance(value, type):
         return {k: _jsonable(v) for k, v in asdict(value).items()}
     if isinstance(value, dict):

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-HEAD_CHARS = 256
-TAIL_CHARS = 1024
+from polyroute.autorouter.text import visible_text
 
 _WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]", re.ASCII)
 # Substring counts, not one alternation regex: str.count runs in C and is ~10x faster here.
@@ -45,12 +44,6 @@ class PromptFeatures:
     columns: npt.NDArray[np.intp]
     sparse_weight: float
     dense: npt.NDArray[np.float64]
-
-
-def visible_text(prompt: str) -> str:
-    if len(prompt) <= HEAD_CHARS + TAIL_CHARS:
-        return prompt
-    return prompt[:HEAD_CHARS] + "\n…\n" + prompt[-TAIL_CHARS:]
 
 
 def words(text: str) -> list[str]:

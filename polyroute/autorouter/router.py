@@ -12,10 +12,9 @@ from pathlib import Path
 from polyroute.autorouter.artifact import RouterArtifact
 from polyroute.autorouter.costs import DEFAULT_OUTPUT_TOKENS, estimate_tokens
 from polyroute.autorouter.decision import Candidate, Decision, Policy
+from polyroute.autorouter.defaults import DEFAULT_ARTIFACT
 from polyroute.autorouter.predictor import QualityPredictor
 from polyroute.autorouter.profiles import resolve_profile
-
-DEFAULT_ARTIFACT = Path(__file__).parent / "data" / "router.npz"
 
 
 class AutoRouter:

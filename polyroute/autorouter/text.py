@@ -21,3 +21,15 @@ def prompt_text(messages: Iterable[Message]) -> str:
         else:
             parts += [p.text for p in message.content if p.type == "text" and p.text]
     return "\n\n".join(parts)
+
+
+HEAD_CHARS = 256
+TAIL_CHARS = 1024
+
+
+def visible_text(prompt: str) -> str:
+    """The head and the tail of ``prompt``: what the featurizer reads, and what the request
+    log keeps (here, not in the numpy featurizer, so that the gateway need not import it)."""
+    if len(prompt) <= HEAD_CHARS + TAIL_CHARS:
+        return prompt
+    return prompt[:HEAD_CHARS] + "\n…\n" + prompt[-TAIL_CHARS:]

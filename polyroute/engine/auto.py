@@ -4,13 +4,24 @@ quality and price; the attempt loop then fails over down that order."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from polyroute.autorouter import AutoRouter, Candidate, Decision, Policy, prompt_text
+from polyroute.autorouter import Candidate, Decision, Policy, prompt_text
 from polyroute.config import Deployment, GatewayConfig, ModelGroup
 from polyroute.model.chat import ChatRequest
 
+if TYPE_CHECKING:
+    from polyroute.autorouter import AutoRouter
+
 EXPECTED_OUTPUT_CAP = 4096
 """A request's max_tokens is a ceiling, not a forecast: cap what the cost estimate assumes."""
+
+
+def _load_router() -> AutoRouter:
+    # numpy comes with the router: imported only when a group routes auto
+    from polyroute.autorouter import AutoRouter
+
+    return AutoRouter.load()
 
 
 class AutoRoutes:
@@ -18,7 +29,7 @@ class AutoRoutes:
         auto_groups = [g for g in config.groups.values() if g.routing == "auto"]
         # The router the config was validated against; a config built in code has none yet.
         self._router = router or config.auto_router or (
-            AutoRouter.load() if auto_groups else None)
+            _load_router() if auto_groups else None)
         self._candidates: dict[str, list[Candidate]] = {}
         self._policies: dict[str, Policy] = {}
         for group in auto_groups:

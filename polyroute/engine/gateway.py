@@ -20,8 +20,7 @@ import msgspec
 from polyroute.adapters.media_stream import MediaStream
 from polyroute.adapters.passthrough import refuse_untranslatable
 from polyroute.adapters.registry import AdapterRegistry
-from polyroute.autorouter.features import visible_text
-from polyroute.autorouter.text import prompt_text
+from polyroute.autorouter.text import prompt_text, visible_text
 from polyroute.cache.control import CacheControl
 from polyroute.config import Deployment
 from polyroute.config.compiled import Timeouts

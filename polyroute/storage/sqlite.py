@@ -130,14 +130,33 @@ ROWS_PER_STATEMENT = 100
 ``sql.BulkInsert``); 100 ledger rows bind 3,000 parameters, far below SQLite's 32,766."""
 
 
+def statement_sizes(rows: int) -> list[int]:
+    """How many rows each INSERT of a bulk write of ``rows`` carries: full statements, then
+    the rest in powers of two (99 = 64 + 32 + 2 + 1).
+
+    Only these eight sizes are ever prepared. sqlite3 keeps each distinct SQL text prepared in
+    its statement cache (128 entries) for the connection's life, and a 100-row ledger INSERT
+    prepared is hundreds of KB of the database thread's C heap: one statement per remainder
+    size (1..99) grew a soaking gateway's private memory by ~15 MB before it levelled off
+    (issue 12 item 6, docs/notes.md)."""
+    sizes = [ROWS_PER_STATEMENT] * (rows // ROWS_PER_STATEMENT)
+    rest, size = rows % ROWS_PER_STATEMENT, 1 << (ROWS_PER_STATEMENT.bit_length() - 1)
+    while rest:
+        if rest >= size:
+            sizes.append(size)
+            rest -= size
+        size >>= 1
+    return sizes
+
+
 def _bulk(conn: sqlite3.Connection, insert: BulkInsert, rows: Sequence[Sequence[Any]]) -> None:
-    full = insert.statement(ROWS_PER_STATEMENT)
     conn.execute("BEGIN")
     try:
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            part = rows[start:start + ROWS_PER_STATEMENT]
-            conn.execute(full if len(part) == ROWS_PER_STATEMENT else
-                         insert.statement(len(part)), [value for row in part for value in row])
+        start = 0
+        for size in statement_sizes(len(rows)):
+            part = rows[start:start + size]
+            start += size
+            conn.execute(insert.statement(size), [value for row in part for value in row])
     except BaseException:
         conn.execute("ROLLBACK")
         raise

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from yarl import URL
 
 from polyroute.adapters.bedrock_converse.errors import error_from_response
-from polyroute.adapters.bedrock_converse.signing import Signer
 from polyroute.adapters.bedrock_converse.spec import BedrockOptions, options
 from polyroute.adapters.client import UpstreamClient
 from polyroute.errors import (
@@ -25,6 +25,9 @@ from polyroute.errors import (
     UpstreamUnavailable,
 )
 from polyroute.model.upstream import Deployment
+
+if TYPE_CHECKING:
+    from polyroute.adapters.bedrock_converse.signing import Signer
 
 PROTOCOL = "bedrock"
 _CONNECT_S = 10.0
@@ -48,7 +51,10 @@ def batch_options(deployment: Deployment) -> BedrockOptions | None:
 class BedrockBatchClient:
     def __init__(self, client: UpstreamClient) -> None:
         self._client = client
-        self._signer = Signer()
+        # Built by the first Bedrock batch call: the signer is botocore (~3 MB of every
+        # worker's private memory), and this client is wired in whether or not any
+        # deployment speaks Bedrock.
+        self._signer: Signer | None = None
 
     async def put_object(self, deployment: Deployment, uri: str, body: bytes) -> None:
         await self._send(deployment, "PUT", self._s3_url(deployment, uri), body, "s3")
@@ -88,6 +94,10 @@ class BedrockBatchClient:
                    if name_.lower() != "authorization"}  # a Bedrock API key is not for S3
         if body is not None and service == "bedrock":
             headers["Content-Type"] = "application/json"
+        if self._signer is None:
+            from polyroute.adapters.bedrock_converse.signing import Signer
+
+            self._signer = Signer()
         signed = await self._signer.sign(method, url, body, headers,
                                          options(endpoint).region or "", name, service)
         return await self._client.fetch(

@@ -72,15 +72,15 @@ def key_value(name: str, value: AttrValue) -> bytes:
     return b"\x0a" + varint(len(encoded)) + encoded + b"\x12" + varint(len(av)) + av
 
 
-_SPAN_FIELDS = [b"\x12" + varint(n) for n in range(4096)]
+SPAN_FIELDS = [b"\x12" + varint(n) for n in range(4096)]
 """ScopeSpans' field 2 (a Span) up to its bytes, by the span's length: a list index, not a
-call and two concatenations per span."""
+call and two concatenations per span (the tracer indexes it inline; ``span_field`` beyond)."""
 
 
 def span_field(span: bytes) -> bytes:
     """``span`` as the ScopeSpans field it is exported in (``export_request``'s ``fields``)."""
     n = len(span)
-    return (_SPAN_FIELDS[n] if n < 4096 else b"\x12" + varint(n)) + span
+    return (SPAN_FIELDS[n] if n < 4096 else b"\x12" + varint(n)) + span
 
 
 class Attr:
@@ -106,6 +106,8 @@ class Attr:
     def of_int(self, value: int) -> bytes:
         if 0 <= value < 0x80:
             return self._small[value]
+        if 0 < value < 0x4000:  # (most token counts: no varint call)
+            return self._int_heads[2] + bytes((value & 0x7F | 0x80, value >> 7))
         encoded = varint(value & _MASK64)
         return self._int_heads[len(encoded)] + encoded
 

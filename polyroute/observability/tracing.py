@@ -29,10 +29,10 @@ import contextlib
 import logging
 import os
 import random
-import time
 from collections import deque
 from collections.abc import Mapping
 from contextvars import ContextVar
+from time import time_ns
 from typing import Any
 
 import aiohttp
@@ -83,7 +83,7 @@ class _Attempt:
     def __init__(self, deployment: Deployment, kind: str, number: int, span_id: bytes,
                  var: ContextVar[Mapping[str, str] | None], traceparent: str) -> None:
         self.deployment, self.kind, self.number, self.span_id = deployment, kind, number, span_id
-        self.start_ns = time.time_ns()
+        self.start_ns = time_ns()
         self.end_ns = 0
         self.note: Attempt | None = None
         self.var = var
@@ -91,7 +91,7 @@ class _Attempt:
         self.token: Any = var.set({"traceparent": traceparent})
 
     def end(self, attempt: Attempt) -> None:
-        self.end_ns, self.note = time.time_ns(), attempt
+        self.end_ns, self.note = time_ns(), attempt
         # Ended from another context (a hedge's task): the value dies with it. (No
         # contextlib.suppress: it costs an object per attempt.)
         try:  # noqa: SIM105
@@ -105,7 +105,7 @@ class _Trace:
                  "trace_bytes", "trace_id")
 
     def __init__(self, record: RequestRecord, trace_id: str, trace_bytes: bytes | None,
-                 span_id: int, parent_id: str | None, sampled: bool) -> None:
+                 span_id: bytes, parent_id: str | None, sampled: bool) -> None:
         self.record, self.trace_id, self.span_id, self.parent_id = (
             record, trace_id, span_id, parent_id)
         self.trace_bytes = trace_bytes
@@ -168,12 +168,13 @@ class Tracer:
         parent = parse_traceparent(record.traceparent) if record.traceparent else None
         if parent is not None:
             trace_id, parent_id, sampled = parent
-            trace_bytes = None
+            trace_bytes, span_id = None, bits(64).to_bytes(8, "big")
         else:  # (an all-zero random id: one chance in 2^128)
-            trace_bytes, parent_id = bits(128).to_bytes(16, "big"), None
+            ids = bits(192).to_bytes(24, "big")  # the trace's and the span's: one draw
+            trace_bytes, span_id, parent_id = ids[:16], ids[16:], None
             trace_id = trace_bytes.hex()
             sampled = self._always or self._rng.random() < self._ratio
-        self._open[record.request_id] = _Trace(record, trace_id, trace_bytes, bits(64),
+        self._open[record.request_id] = _Trace(record, trace_id, trace_bytes, span_id,
                                                parent_id, sampled)
 
     def attempt(self, record: RequestRecord, deployment: Deployment,
@@ -232,7 +233,7 @@ class Tracer:
         append = spans.append
         for trace in batch:
             trace_id = trace.trace_bytes or bytes.fromhex(trace.trace_id)
-            span_id = trace.span_id.to_bytes(8, "big")
+            span_id = trace.span_id
             endpoint = trace.record.endpoint
             operation = OPERATION.get(endpoint, endpoint)
             append(_request_span(encoder, trace, trace_id, span_id, operation))
@@ -387,8 +388,11 @@ def _attempt_span(encoder: otlp.Encoder, operation: str, trace_id: bytes, parent
             attrs["http.response.status_code"] = status
             if error is not None:
                 attrs["error.type"] = error
-        tail = encoder.keep(key, encoder.tail(f"{operation} {dep.model}", otlp.CLIENT, attrs,
-                                              error is not None))
-    return otlp.span_field(otlp.HEAD_CHILD.pack(
+        # Framed as a ScopeSpans field already: a span's length is its tail's plus the head's
+        # fixed size, and protobuf takes the head's fields after the tail's.
+        tail = encoder.keep(key, otlp.span_field(
+            encoder.tail(f"{operation} {dep.model}", otlp.CLIENT, attrs, error is not None)
+            + bytes(otlp.HEAD_CHILD.size))[:-otlp.HEAD_CHILD.size])
+    return tail + otlp.HEAD_CHILD.pack(
         b"\x0a\x10", trace_id, b"\x12\x08", a.span_id, b"\x22\x08", parent_id, b"\x39",
-        a.start_ns, b"\x41", a.end_ns or a.start_ns) + tail)
+        a.start_ns, b"\x41", a.end_ns or a.start_ns)

@@ -105,7 +105,7 @@ class _Trace:
                  "trace_bytes", "trace_id")
 
     def __init__(self, record: RequestRecord, trace_id: str, trace_bytes: bytes | None,
-                 span_id: bytes, parent_id: str | None, sampled: bool) -> None:
+                 span_id: int, parent_id: str | None, sampled: bool) -> None:
         self.record, self.trace_id, self.span_id, self.parent_id = (
             record, trace_id, span_id, parent_id)
         self.trace_bytes = trace_bytes
@@ -168,13 +168,14 @@ class Tracer:
         parent = parse_traceparent(record.traceparent) if record.traceparent else None
         if parent is not None:
             trace_id, parent_id, sampled = parent
-            trace_bytes, span_id = None, bits(64).to_bytes(8, "big")
+            trace_bytes = None
         else:  # (an all-zero random id: one chance in 2^128)
-            ids = bits(192).to_bytes(24, "big")  # the trace's and the span's: one draw
-            trace_bytes, span_id, parent_id = ids[:16], ids[16:], None
+            trace_bytes, parent_id = bits(128).to_bytes(16, "big"), None
             trace_id = trace_bytes.hex()
             sampled = self._always or self._rng.random() < self._ratio
-        self._open[record.request_id] = _Trace(record, trace_id, trace_bytes, span_id,
+        # The span id stays an integer until the export (one draw of 192 bits sliced into
+        # both ids counted ≈ 400 instructions more under callgrind than two draws).
+        self._open[record.request_id] = _Trace(record, trace_id, trace_bytes, bits(64),
                                                parent_id, sampled)
 
     def attempt(self, record: RequestRecord, deployment: Deployment,
@@ -233,7 +234,7 @@ class Tracer:
         append = spans.append
         for trace in batch:
             trace_id = trace.trace_bytes or bytes.fromhex(trace.trace_id)
-            span_id = trace.span_id
+            span_id = trace.span_id.to_bytes(8, "big")
             endpoint = trace.record.endpoint
             operation = OPERATION.get(endpoint, endpoint)
             append(_request_span(encoder, trace, trace_id, span_id, operation))

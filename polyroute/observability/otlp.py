@@ -12,8 +12,9 @@ How it stays cheap (≈ 3 spans per request, in the export thread): a span is a 
 head (ids and times, one ``struct.pack``) followed by a *tail* (name, kind, the categorical
 attributes and the status) that repeats from request to request and is encoded once per
 distinct signature; the few attributes that vary per request (its id, tokens, cost) are one
-concatenation each onto a prefix precomputed per attribute name. Protobuf readers accept
-fields in any order, so the head's times may come before the tail's name.
+concatenation each onto a prefix precomputed per attribute name (``Attr``). Protobuf readers
+accept fields in any order, so the head's times may come before the tail's name, or after it
+(an attempt's cached tail starts with the span's field frame).
 """
 
 from __future__ import annotations

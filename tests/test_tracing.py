@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from polyroute.model.record import Attempt, RequestRecord
 from polyroute.model.upstream import Deployment, Endpoint
-from polyroute.observability.otlp import Encoder
+from polyroute.observability.otlp import Attr, Encoder, span_field
 from polyroute.observability.tracing import BATCH, Tracer, parse_traceparent
 from tests.conftest import SIM_KEY, gateway_config, sim_provider
 from tests.support.gateway import GatewayProcess
@@ -177,8 +177,8 @@ def test_the_encoder_writes_what_opentelemetry_proto_reads() -> None:
              "d": 0.125}
     body = encoder.export_request(
         {"service.name": "x"}, ("polyroute", "1.2"),
-        [encoder.span(bytes(range(16)), bytes(range(8)), None, "chat m", 2, 5, 9, attrs,
-                      True)] * 2)
+        [span_field(encoder.span(bytes(range(16)), bytes(range(8)), None, "chat m", 2, 5, 9,
+                                 attrs, True))] * 2)
     request = ExportTraceServiceRequest.FromString(body)
     (rs,) = request.resource_spans
     assert rs.scope_spans[0].scope.name == "polyroute"
@@ -189,6 +189,34 @@ def test_the_encoder_writes_what_opentelemetry_proto_reads() -> None:
     assert first.trace_id == bytes(range(16)) and first.parent_span_id == b""
     assert (first.start_time_unix_nano, first.end_time_unix_nano) == (5, 9)
     assert first.status.code == first.status.STATUS_CODE_ERROR
+
+
+@pytest.mark.parametrize("number", [0, 1, 127, 128, 300, 16383, 16384, 2**40, -3])
+def test_per_span_attributes_from_precomputed_prefixes_read_back(number: int) -> None:
+    """``Attr``'s prefixes (small integers as whole precomputed fields, string lengths
+    either side of its table) decode with opentelemetry-proto to the values written."""
+    encoder, named = Encoder(), Attr("gen_ai.usage.input_tokens")
+    texts = {"short": "r", "119": "x" * 119, "120": "é" * 60, "long": "y" * 300}
+    for label, text in texts.items():
+        attrs = (named.of_int(number) + named.of_float(number / 7)
+                 + Attr(f"s.{label}").of_str(text))
+        span = encoder.span(bytes(range(16)), bytes(range(8)), None, "s", 2, 1, 2, attrs, False)
+        body = encoder.export_request({}, ("p", "1"), [span_field(span), span_field(span)])
+        (spans,) = [s.spans for s in ExportTraceServiceRequest.FromString(body)
+                    .resource_spans[0].scope_spans]
+        assert len(spans) == 2
+        got = [(a.key, value(a.value)) for a in spans[0].attributes]
+        assert got == [("gen_ai.usage.input_tokens", number),
+                       ("gen_ai.usage.input_tokens", number / 7), (f"s.{label}", text)]
+
+
+def test_a_span_longer_than_the_field_table_is_framed_right() -> None:
+    encoder = Encoder()
+    span = encoder.span(bytes(range(16)), bytes(range(8)), None, "n" * 5000, 3, 1, 2, b"",
+                        False)
+    body = encoder.export_request({}, ("p", "1"), [span_field(span)])
+    (got,) = ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans
+    assert got.name == "n" * 5000 and got.kind == got.SPAN_KIND_CLIENT
 
 
 def _deployment() -> Deployment:

@@ -12,22 +12,24 @@ How it stays cheap (≈ 3 spans per request, in the export thread): a span is a 
 head (ids and times, one ``struct.pack``) followed by a *tail* (name, kind, the categorical
 attributes and the status) that repeats from request to request and is encoded once per
 distinct signature; the few attributes that vary per request (its id, tokens, cost) are one
-concatenation each onto a prefix precomputed per attribute name. Protobuf readers accept
-fields in any order, so the head's times may come before the tail's name.
+concatenation each onto a prefix precomputed per attribute name (``Attr``). Protobuf readers
+accept fields in any order, so the head's times may come before the tail's name, or after it
+(an attempt's cached tail starts with the span's field frame).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 AttrValue = str | bool | int | float
 
 _DOUBLE = struct.Struct("<d")
 # A Span's trace_id (1), span_id (2), [parent_span_id (4)], start (7) and end (8) times.
-_HEAD = struct.Struct("<2s16s2s8scQcQ")
-_HEAD_CHILD = struct.Struct("<2s16s2s8s2s8scQcQ")
+HEAD = struct.Struct("<2s16s2s8scQcQ")
+HEAD_CHILD = struct.Struct("<2s16s2s8s2s8scQcQ")
+"""Packed as ``head`` shows (the tracer packs them itself: a call less per span)."""
 _SMALL = [bytes((i,)) for i in range(128)]
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 _CACHE_MAX = 8192
@@ -71,60 +73,72 @@ def key_value(name: str, value: AttrValue) -> bytes:
     return b"\x0a" + varint(len(encoded)) + encoded + b"\x12" + varint(len(av)) + av
 
 
-class _Named:
-    """One span attribute name's encoded prefixes: ``field 9 { key, value { <kind> ... } }``
-    up to the value's own bytes, for values encoded per span (ids, counts, costs)."""
+SPAN_FIELDS = [b"\x12" + varint(n) for n in range(4096)]
+"""ScopeSpans' field 2 (a Span) up to its bytes, by the span's length: a list index, not a
+call and two concatenations per span (the tracer indexes it inline; ``span_field`` beyond)."""
 
-    __slots__ = ("float_head", "int_heads", "key")
+
+def span_field(span: bytes) -> bytes:
+    """``span`` as the ScopeSpans field it is exported in (``export_request``'s ``fields``)."""
+    n = len(span)
+    return (SPAN_FIELDS[n] if n < 4096 else b"\x12" + varint(n)) + span
+
+
+class Attr:
+    """One span attribute whose value is encoded per span (ids, counts, costs): the
+    ``field 9 { key, value { <kind> ... } }`` bytes up to the value's own, precomputed, so a
+    value is one concatenation (small integers: one list index)."""
+
+    __slots__ = ("_float_head", "_int_heads", "_key", "_small", "_str_heads")
 
     def __init__(self, name: str) -> None:
         encoded = name.encode()
-        self.key = b"\x0a" + varint(len(encoded)) + encoded
-        n = len(self.key)
-        # value { double: 8 bytes } is 11 bytes after the key; value { int: k bytes } 3 + k.
-        self.float_head = b"\x4a" + varint(n + 11) + self.key + b"\x12\x09\x21"
-        self.int_heads = [b""] + [b"\x4a" + varint(n + 3 + k) + self.key + b"\x12"
-                                  + _SMALL[1 + k] + b"\x18" for k in range(1, 11)]
+        self._key = key = b"\x0a" + varint(len(encoded)) + encoded
+        n = len(key)
+        # value { double: 8 bytes } is 11 bytes after the key; value { int: k bytes } 3 + k;
+        # value { string: k bytes } 2 + k + its length's varint (one byte under 128).
+        self._float_head = b"\x4a" + varint(n + 11) + key + b"\x12\x09\x21"
+        self._int_heads = [b""] + [b"\x4a" + varint(n + 3 + k) + key + b"\x12"
+                                   + _SMALL[1 + k] + b"\x18" for k in range(1, 11)]
+        self._small = [self._int_heads[1] + _SMALL[v] for v in range(128)]
+        self._str_heads = [b"\x4a" + varint(n + 4 + k) + key + b"\x12" + _SMALL[2 + k]
+                           + b"\x0a" + _SMALL[k] for k in range(120)]
+
+    def of_int(self, value: int) -> bytes:
+        if 0 <= value < 0x80:
+            return self._small[value]
+        if 0 < value < 0x4000:  # (most token counts: no varint call)
+            return self._int_heads[2] + bytes((value & 0x7F | 0x80, value >> 7))
+        encoded = varint(value & _MASK64)
+        return self._int_heads[len(encoded)] + encoded
+
+    def of_float(self, value: float) -> bytes:
+        return self._float_head + _DOUBLE.pack(value)
+
+    def of_str(self, value: str) -> bytes:
+        encoded = value.encode()
+        if len(encoded) < 120:
+            return self._str_heads[len(encoded)] + encoded
+        any_value = b"\x0a" + varint(len(encoded)) + encoded
+        kv = self._key + b"\x12" + varint(len(any_value)) + any_value
+        return b"\x4a" + varint(len(kv)) + kv
 
 
 class Encoder:
     """Spans to bytes. Attribute values repeat (models, vendors, deployments, outcomes):
     each (key, value) is encoded once and kept, up to ``_CACHE_MAX`` of them; so are span
-    tails (``tail``, ``keep``) and the prefixes of per-span attributes (``int_attr`` …)."""
+    tails (``tails``, ``keep``)."""
 
     def __init__(self) -> None:
         self._attrs: dict[tuple[str, type, AttrValue], bytes] = {}
-        self._blocks: dict[tuple[Any, ...], bytes] = {}
-        self._names: dict[str, _Named] = {}
-
-    def _named(self, name: str) -> _Named:
-        named = self._names.get(name)
-        if named is None:
-            named = self._names[name] = _Named(name)
-        return named
-
-    def int_attr(self, name: str, value: int) -> bytes:
-        """One span attribute (field 9) with an integer value."""
-        encoded = varint(value & _MASK64)
-        return self._named(name).int_heads[len(encoded)] + encoded
-
-    def float_attr(self, name: str, value: float) -> bytes:
-        return self._named(name).float_head + _DOUBLE.pack(value)
-
-    def str_attr(self, name: str, value: str) -> bytes:
-        encoded = value.encode()
-        any_value = b"\x0a" + varint(len(encoded)) + encoded
-        kv = self._named(name).key + b"\x12" + varint(len(any_value)) + any_value
-        return b"\x4a" + varint(len(kv)) + kv
-
-    def cached(self, key: tuple[Any, ...]) -> bytes | None:
-        """A tail (or block) kept under ``key``, or None (then ``keep`` it)."""
-        return self._blocks.get(key)
+        self.tails: dict[tuple[Any, ...], bytes] = {}
+        """A span's tail by its signature, read directly on the export path (a ``get`` on
+        the dict, not a method call); added with ``keep``."""
 
     def keep(self, key: tuple[Any, ...], encoded: bytes) -> bytes:
-        if len(self._blocks) >= _CACHE_MAX:
-            self._blocks.clear()
-        self._blocks[key] = encoded
+        if len(self.tails) >= _CACHE_MAX:
+            self.tails.clear()
+        self.tails[key] = encoded
         return encoded
 
     def tail(self, name: str, kind: int, attrs: Mapping[str, AttrValue] | bytes,
@@ -142,22 +156,11 @@ class Encoder:
              end_ns: int) -> bytes:
         """A span's ids and times (16-byte trace id, 8-byte span ids)."""
         if parent_id:
-            return _HEAD_CHILD.pack(b"\x0a\x10", trace_id, b"\x12\x08", span_id,
-                                    b"\x22\x08", parent_id, b"\x39", start_ns, b"\x41",
-                                    end_ns)
-        return _HEAD.pack(b"\x0a\x10", trace_id, b"\x12\x08", span_id, b"\x39", start_ns,
-                          b"\x41", end_ns)
-
-    def block(self, key: tuple[Any, ...], attrs: Callable[[], Mapping[str, AttrValue]],
-              field: int = 9) -> bytes:
-        """The encoded attributes ``attrs()`` stands for, kept under ``key``: spans whose
-        attributes are all categorical (an attempt's) repeat them exactly."""
-        encoded = self._blocks.get(key)
-        if encoded is None:
-            if len(self._blocks) >= _CACHE_MAX:
-                self._blocks.clear()
-            encoded = self._blocks[key] = self.attributes(field, attrs())
-        return encoded
+            return HEAD_CHILD.pack(b"\x0a\x10", trace_id, b"\x12\x08", span_id,
+                                   b"\x22\x08", parent_id, b"\x39", start_ns, b"\x41",
+                                   end_ns)
+        return HEAD.pack(b"\x0a\x10", trace_id, b"\x12\x08", span_id, b"\x39", start_ns,
+                         b"\x41", end_ns)
 
     def attributes(self, field: int, attrs: Mapping[str, AttrValue],
                    cached: bool = True) -> bytes:
@@ -191,10 +194,10 @@ class Encoder:
                 + self.tail(name, kind, attrs, error))
 
     def export_request(self, resource: Mapping[str, AttrValue], scope: tuple[str, str],
-                       spans: Iterable[bytes]) -> bytes:
-        """One ResourceSpans with one ScopeSpans holding ``spans`` (each an encoded Span)."""
+                       fields: Iterable[bytes]) -> bytes:
+        """One ResourceSpans with one ScopeSpans holding ``fields`` (each an encoded Span as
+        its field: ``span_field``)."""
         scope_msg = _field(1, _field(1, scope[0].encode()) + _field(2, scope[1].encode()))
-        scope_spans = scope_msg + b"".join(
-            [b"\x12" + varint(len(s)) + s for s in spans])  # field 2, each
+        scope_spans = scope_msg + b"".join(fields)
         resource_spans = _field(1, self.attributes(1, resource)) + _field(2, scope_spans)
         return _field(1, resource_spans)

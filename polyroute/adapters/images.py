@@ -9,7 +9,10 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from polyroute.adapters.spec import Unserved
-from polyroute.model.media import MediaRequest
+from polyroute.model.media import Form, MediaRequest
+
+EDIT_IMAGES = frozenset({"image", "image[]"})
+"""The form's files an image edit sends to the vendor, in the form's order."""
 
 
 class ImageFields(msgspec.Struct, frozen=True):
@@ -32,6 +35,21 @@ class ImageFields(msgspec.Struct, frozen=True):
                     and bytes(raw).strip() not in self.neutral.get(name, ()):
                 return Unserved.parameter(self.vendor, name, self.why.get(name, ""))
         return None
+
+
+def edit_refusal(vendor: str, form: Form, mapped: frozenset[str],
+                 neutral: Mapping[str, frozenset[str]], why: Mapping[str, str],
+                 drop: frozenset[str]) -> Unserved | None:
+    """The first field or file of an image edit's form the vendor cannot carry (its
+    ``mapped`` fields, the ``neutral`` values of others, and the images themselves are
+    carried), as routing's reason to skip a deployment; None: it carries them all."""
+    for name, value in form.fields:
+        if name not in mapped and name not in drop and value not in neutral.get(name, ()):
+            return Unserved.parameter(vendor, name, why.get(name, ""))
+    for file in form.files:
+        if file.name not in EDIT_IMAGES and file.name not in drop:
+            return Unserved.parameter(vendor, file.name, why.get(file.name, ""))
+    return None
 
 
 class _Image(msgspec.Struct):

@@ -18,8 +18,7 @@ import base64
 
 import msgspec
 
-from polyroute.adapters.bedrock_converse.serves import EDIT_IMAGES
-from polyroute.adapters.images import images_response
+from polyroute.adapters.images import EDIT_IMAGES, images_response
 from polyroute.errors import ContentFiltered, UpstreamProtocolError
 from polyroute.model.media import MediaRequest
 

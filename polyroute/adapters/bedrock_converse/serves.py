@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import msgspec
 
-from polyroute.adapters.images import ImageFields
+from polyroute.adapters.images import EDIT_IMAGES, ImageFields, edit_refusal
 from polyroute.adapters.spec import Unserved
 from polyroute.model.media import MediaRequest, UploadedFile
 from polyroute.model.upstream import Deployment
@@ -32,8 +32,6 @@ RERANK_MAPPED = frozenset({"model", "query", "documents", "top_n", "return_docum
 
 # -- image edits: Nova Canvas's IMAGE_VARIATION ----------------------------------------------
 
-EDIT_IMAGES = frozenset({"image", "image[]"})
-"""The form's files an edit sends (``imageVariationParams.images``, in the form's order)."""
 MOST_IMAGES = 5
 """Nova Canvas's image variation takes 1 to 5 reference images, and every task answers 1 to
 5 images (``numberOfImages``)."""
@@ -70,13 +68,9 @@ def _edit(request: MediaRequest, drop: frozenset[str]) -> Unserved | None:
     form = request.form
     if form is None:
         return None  # the surface always spools an upload's form
-    for name, value in form.fields:
-        if name not in _EDIT_MAPPED and name not in drop \
-                and value not in _EDIT_NEUTRAL.get(name, ()):
-            return Unserved.parameter(VENDOR, name, _EDIT_WHY.get(name, ""))
-    for file in form.files:
-        if file.name not in EDIT_IMAGES and file.name not in drop:
-            return Unserved.parameter(VENDOR, file.name, _EDIT_WHY.get(file.name, ""))
+    refused = edit_refusal(VENDOR, form, _EDIT_MAPPED, _EDIT_NEUTRAL, _EDIT_WHY, drop)
+    if refused is not None:
+        return refused
     images = [file for file in form.files if file.name in EDIT_IMAGES]
     if len(images) > MOST_IMAGES:
         return Unserved(f"Nova Canvas varies 1 to {MOST_IMAGES} images, not {len(images)}",

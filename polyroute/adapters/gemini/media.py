@@ -18,8 +18,7 @@ import mimetypes
 import msgspec
 
 from polyroute.adapters.gemini.answer import decode_answer
-from polyroute.adapters.gemini.serves import EDIT_IMAGES
-from polyroute.adapters.images import images_response
+from polyroute.adapters.images import EDIT_IMAGES, images_response
 from polyroute.errors import ContentFiltered
 from polyroute.model.media import MediaRequest, UploadedFile
 from polyroute.model.usage import Usage

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from polyroute.adapters.images import ImageFields
+from polyroute.adapters.images import EDIT_IMAGES, ImageFields, edit_refusal
 from polyroute.adapters.spec import Unserved
 from polyroute.model.media import MediaRequest
 from polyroute.model.upstream import Deployment
@@ -40,8 +40,6 @@ _EDIT_NEUTRAL: Mapping[str, frozenset[str]] = {
     "response_format": frozenset({"b64_json"}),
 }
 _EDIT_WHY = {**_IMAGE_WHY, "mask": "it edits from the prompt alone, without a mask"}
-EDIT_IMAGES = frozenset({"image", "image[]"})
-"""The form's files an edit sends (each an inlineData part)."""
 
 # -- speech ------------------------------------------------------------------------------------
 
@@ -107,14 +105,8 @@ def _edit(request: MediaRequest, drop: frozenset[str]) -> Unserved | None:
     form = request.form
     if form is None:
         return None  # the surface always spools an upload's form
-    for name, value in form.fields:
-        if name not in _EDIT_MAPPED and name not in drop \
-                and value not in _EDIT_NEUTRAL.get(name, ()):
-            return Unserved.parameter(VENDOR, name, _EDIT_WHY.get(name, ""))
-    for file in form.files:
-        if file.name not in EDIT_IMAGES and file.name not in drop:
-            return Unserved.parameter(VENDOR, file.name, _EDIT_WHY.get(file.name, ""))
-    return _inline((f.size for f in form.files if f.name in EDIT_IMAGES), "image", "images")
+    return edit_refusal(VENDOR, form, _EDIT_MAPPED, _EDIT_NEUTRAL, _EDIT_WHY, drop) \
+        or _inline((f.size for f in form.files if f.name in EDIT_IMAGES), "image", "images")
 
 
 def _speech(request: MediaRequest) -> Unserved | None:

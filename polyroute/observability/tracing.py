@@ -81,17 +81,21 @@ class _Attempt:
                  "token", "var")
 
     def __init__(self, deployment: Deployment, kind: str, number: int, span_id: bytes,
-                 var: ContextVar[Mapping[str, str] | None], traceparent: str) -> None:
+                 var: ContextVar[str | None], traceparent: str) -> None:
         self.deployment, self.kind, self.number, self.span_id = deployment, kind, number, span_id
         self.start_ns = time_ns()
         self.end_ns = 0
+        """Set only when the engine's note has no duration (the export ends the span at
+        ``start_ns`` plus the note's ``latency_s`` otherwise: a ``time_ns`` call less)."""
         self.note: Attempt | None = None
         self.var = var
-        # The transport's extra headers, built once here (it asks for them per attempt).
-        self.token: Any = var.set({"traceparent": traceparent})
+        # The header's value only: the transport adds it to its own headers (a dict less).
+        self.token: Any = var.set(traceparent)
 
     def end(self, attempt: Attempt) -> None:
-        self.end_ns, self.note = time_ns(), attempt
+        self.note = attempt
+        if attempt.error_class == "pending":  # ended without the engine timing it
+            self.end_ns = time_ns()
         # Ended from another context (a hedge's task): the value dies with it. (No
         # contextlib.suppress: it costs an object per attempt.)
         try:  # noqa: SIM105
@@ -152,7 +156,7 @@ class Tracer:
         self._queue: deque[_Trace] = deque()
         self._full = asyncio.Event()
         """Set when ``BATCH`` requests' spans are waiting: export now, not at the interval."""
-        self.outgoing_var: ContextVar[Mapping[str, str] | None] = ContextVar(
+        self.outgoing_var: ContextVar[str | None] = ContextVar(
             "polyroute_traceparent", default=None)
         self.exported = self.dropped = self.failed = 0
         """Spans, since start."""
@@ -205,7 +209,7 @@ class Tracer:
         if len(queue) == BATCH:
             self._full.set()
 
-    def outgoing(self) -> Mapping[str, str] | None:
+    def outgoing(self) -> str | None:
         """The ``traceparent`` of the attempt running in this context, for the upstream."""
         return self.outgoing_var.get()
 
@@ -394,6 +398,13 @@ def _attempt_span(encoder: otlp.Encoder, operation: str, trace_id: bytes, parent
         tail = encoder.keep(key, otlp.span_field(
             encoder.tail(f"{operation} {dep.model}", otlp.CLIENT, attrs, error is not None)
             + bytes(otlp.HEAD_CHILD.size))[:-otlp.HEAD_CHILD.size])
+    start = a.start_ns
+    if a.end_ns:
+        end = a.end_ns
+    elif note is not None:
+        end = start + int(note.latency_s * _NS)
+    else:  # (still running when the request settled)
+        end = start
     return tail + otlp.HEAD_CHILD.pack(
         b"\x0a\x10", trace_id, b"\x12\x08", a.span_id, b"\x22\x08", parent_id, b"\x39",
-        a.start_ns, b"\x41", a.end_ns or a.start_ns)
+        start, b"\x41", end)

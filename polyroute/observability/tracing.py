@@ -78,30 +78,25 @@ class _Attempt:
     """One attempt's span while it runs (the engine's ``AttemptTrace``) and after."""
 
     __slots__ = ("deployment", "end_ns", "kind", "note", "number", "span_id", "start_ns",
-                 "token", "var")
+                 "traceparent")
 
     def __init__(self, deployment: Deployment, kind: str, number: int, span_id: bytes,
-                 var: ContextVar[str | None], traceparent: str) -> None:
+                 traceparent: str) -> None:
         self.deployment, self.kind, self.number, self.span_id = deployment, kind, number, span_id
+        self.traceparent = traceparent
         self.start_ns = time_ns()
         self.end_ns = 0
         """Set only when the engine's note has no duration (the export ends the span at
         ``start_ns`` plus the note's ``latency_s`` otherwise: a ``time_ns`` call less)."""
         self.note: Attempt | None = None
-        self.var = var
-        # The header's value only: the transport adds it to its own headers (a dict less).
-        self.token: Any = var.set(traceparent)
+        """Set when the attempt ended: from then on its ``traceparent`` is not sent."""
 
     def end(self, attempt: Attempt) -> None:
+        # The context keeps referring to this attempt (no ContextVar reset and its token):
+        # ``Tracer.outgoing`` sends nothing for an ended one.
         self.note = attempt
         if attempt.error_class == "pending":  # ended without the engine timing it
             self.end_ns = time_ns()
-        # Ended from another context (a hedge's task): the value dies with it. (No
-        # contextlib.suppress: it costs an object per attempt.)
-        try:  # noqa: SIM105
-            self.var.reset(self.token)
-        except ValueError:
-            pass
 
 
 class _Trace:
@@ -156,7 +151,7 @@ class Tracer:
         self._queue: deque[_Trace] = deque()
         self._full = asyncio.Event()
         """Set when ``BATCH`` requests' spans are waiting: export now, not at the interval."""
-        self.outgoing_var: ContextVar[str | None] = ContextVar(
+        self.outgoing_var: ContextVar[_Attempt | None] = ContextVar(
             "polyroute_traceparent", default=None)
         self.exported = self.dropped = self.failed = 0
         """Spans, since start."""
@@ -191,8 +186,9 @@ class Tracer:
         # more instructions per request under callgrind.
         span_id = self._rng.getrandbits(64).to_bytes(8, "big")
         attempt = _Attempt(deployment, kind, len(record.attempts) + 1, span_id,
-                           self.outgoing_var,
                            f"00-{trace.trace_id}-{span_id.hex()}{trace.flags}")
+        # Upstream calls from this context (a hedge runs in its own task's) send it.
+        self.outgoing_var.set(attempt)
         if trace.sampled:
             trace.attempts.append(attempt)
         return attempt
@@ -211,7 +207,10 @@ class Tracer:
 
     def outgoing(self) -> str | None:
         """The ``traceparent`` of the attempt running in this context, for the upstream."""
-        return self.outgoing_var.get()
+        attempt = self.outgoing_var.get()
+        if attempt is None or attempt.note is not None:  # none, or it ended
+            return None
+        return attempt.traceparent
 
     # -- export (off the request path) -----------------------------------------------------
 

@@ -17,8 +17,7 @@ class RequestObserver(Protocol):
 
 class AttemptTrace(Protocol):
     def end(self, attempt: Attempt) -> None:
-        """The attempt answered (first content for a stream) or failed, as ``attempt`` says;
-        its ``latency_s`` is the span's duration (the tracer reads no clock again)."""
+        """The attempt answered (first content for a stream) or failed, as ``attempt`` says."""
 
 
 class Tracer(RequestObserver, Protocol):

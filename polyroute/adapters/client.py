@@ -21,9 +21,10 @@ from polyroute.redaction import Redactor
 ErrorMapper = Callable[[int, bytes, Mapping[str, str], str], UpstreamError]
 """A protocol's reading of a non-200 answer: (status, body, headers, deployment) → error."""
 
-OutgoingHeaders = Callable[[], Mapping[str, str] | None]
-"""Headers to add to the upstream request being sent now (the attempt's W3C ``traceparent``
-when tracing is on), read from the caller's context; None: nothing to add."""
+OutgoingTraceparent = Callable[[], str | None]
+"""The W3C ``traceparent`` to send with the upstream request being sent now (the running
+attempt's, when tracing is on), read from the caller's context; None: nothing to add. A
+string, not a mapping of headers: the one header is added without building a dict to merge."""
 
 HeaderWatcher = Callable[[str, Mapping[str, str]], None]
 """Told every upstream answer's headers (any status) with the deployment's name: the engine
@@ -37,7 +38,7 @@ them a SigV4 request's ``X-Amz-Security-Token``."""
 
 class UpstreamClient:
     def __init__(self, transport: Transport, *, secrets: Iterable[str] = (),
-                 outgoing: OutgoingHeaders | None = None) -> None:
+                 outgoing: OutgoingTraceparent | None = None) -> None:
         self.transport = transport
         self._redactor = Redactor(secrets)
         self._outgoing = outgoing
@@ -49,9 +50,9 @@ class UpstreamClient:
 
     def _with_outgoing(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         if self._outgoing is not None:
-            extra = self._outgoing()
-            if extra:
-                return {**headers, **extra}
+            traceparent = self._outgoing()
+            if traceparent:
+                return {**headers, "traceparent": traceparent}
         return headers
 
     async def aclose(self) -> None:

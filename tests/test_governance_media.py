@@ -8,7 +8,6 @@ transcript meets the answer checks."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import SIM_KEY
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, ledger_row
 from tests.support.policy import MASTER_KEY, admin, ok
 from tests.support.sim import SimServer
 from tests.test_media_sim import wav
@@ -69,19 +68,6 @@ def gw(sim: SimServer) -> Iterator[GatewayProcess]:
 def client(gw: GatewayProcess, governance: dict[str, Any]) -> openai.OpenAI:
     key = ok(admin(gw, "POST", "/admin/keys", {"governance": governance}))["key"]
     return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
-
-
-def ledger_row(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while True:
-        with sqlite3.connect(gw.db_path) as db:
-            db.row_factory = sqlite3.Row
-            row = db.execute("SELECT * FROM ledger WHERE request_id = ?",
-                             (request_id,)).fetchone()
-        if row is not None:
-            return dict(row)
-        assert time.monotonic() < deadline, f"no ledger row for {request_id}"
-        time.sleep(0.05)
 
 
 def refusal(caught: pytest.ExceptionInfo[openai.PermissionDeniedError]) -> str:

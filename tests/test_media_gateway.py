@@ -10,8 +10,6 @@ import base64
 import hashlib
 import http.client
 import json
-import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import pytest
 from polyroute.sim.media import TINY_PNG, speech_audio
 from tests.conftest import SIM_KEY
 from tests.support.audio import MP3_FRAME_S, mp3, ogg_opus
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, ledger_row
 from tests.support.policy import MASTER_KEY, new_key
 from tests.support.sim import SimServer
 from tests.test_media_sim import wav
@@ -110,19 +108,6 @@ def key(gw: GatewayProcess) -> str:
 @pytest.fixture(scope="module")
 def client(gw: GatewayProcess, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
-
-
-def ledger_row(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while True:
-        with sqlite3.connect(gw.db_path) as db:
-            db.row_factory = sqlite3.Row
-            row = db.execute("SELECT * FROM ledger WHERE request_id = ?",
-                             (request_id,)).fetchone()
-        if row is not None:
-            return dict(row)
-        assert time.monotonic() < deadline, f"no ledger row for {request_id}"
-        time.sleep(0.05)
 
 
 def test_images_priced_per_image_by_size_and_quality(client: openai.OpenAI,

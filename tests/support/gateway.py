@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -114,3 +115,17 @@ def provider(base_url: str, key_env: str | None = None, **extra: Any) -> dict[st
     if key_env:
         section["api_key"] = "${" + key_env + "}"
     return section
+
+
+def ledger_row(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
+    """The gateway's ledger row of a request (by its id), waiting up to 5 s for the flush."""
+    deadline = time.monotonic() + 5
+    while True:
+        with sqlite3.connect(gw.db_path) as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM ledger WHERE request_id = ?",
+                             (request_id,)).fetchone()
+        if row is not None:
+            return dict(row)
+        assert time.monotonic() < deadline, f"no ledger row for {request_id}"
+        time.sleep(0.05)
